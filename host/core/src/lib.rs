@@ -1,0 +1,10 @@
+//! The I/O-free core of wasmflow: MLflow's tracking entities with their wire shapes, the validation
+//! rules of MLflow's `validation.py`, page tokens, and the search-filter language.
+
+pub mod entities;
+pub mod error;
+pub mod paging;
+pub mod search;
+pub mod validation;
+
+pub use error::{Error, ErrorCode, Result};
