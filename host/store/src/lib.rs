@@ -1,0 +1,166 @@
+//! wasmflow's tracking store: the [`TrackingStore`] trait the server talks to, and its SQLite
+//! implementation. The trait is synchronous: callers on an async runtime use `spawn_blocking`.
+//! SQL is kept portable so that a PostgreSQL store can implement the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+use wasmflow_core::entities::{
+    DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
+    Param, Run, RunInfo, RunStatus, Tag, ViewType,
+};
+use wasmflow_core::paging::Page;
+use wasmflow_core::search::{Comparison, OrderBy};
+pub use wasmflow_core::{Error, ErrorCode, Result};
+
+/// Where new experiments put their artifacts unless they name a location themselves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// For example `mlflow-artifacts:/` when the server proxies artifacts, or `./mlruns`.
+    pub default_artifact_root: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub experiment_id: String,
+    pub user_id: String,
+    pub run_name: Option<String>,
+    pub start_time: Option<i64>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    pub status: Option<RunStatus>,
+    pub end_time: Option<i64>,
+    pub run_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSearch {
+    pub experiment_ids: Vec<String>,
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub view: ViewType,
+    pub max_results: usize,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExperimentSearch {
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub view: ViewType,
+    pub max_results: usize,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewLoggedModel {
+    pub experiment_id: String,
+    pub name: Option<String>,
+    pub model_type: Option<String>,
+    pub source_run_id: Option<String>,
+    pub params: Vec<Param>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggedModelSearch {
+    pub experiment_ids: Vec<String>,
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub max_results: usize,
+    pub page_token: Option<String>,
+}
+
+/// Everything the tracking API stores. Validation of shapes and lengths happens before these
+/// calls (in `wasmflow_core::validation`); the store enforces what needs the stored state:
+/// existence, lifecycle stages, uniqueness and immutability of params.
+pub trait TrackingStore: Send + Sync + 'static {
+    fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<String>;
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment>;
+    fn get_experiment_by_name(&self, name: &str) -> Result<Experiment>;
+    fn search_experiments(&self, search: &ExperimentSearch) -> Result<Page<Experiment>>;
+    fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> Result<()>;
+    fn delete_experiment(&self, experiment_id: &str) -> Result<()>;
+    fn restore_experiment(&self, experiment_id: &str) -> Result<()>;
+    fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()>;
+    fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()>;
+
+    fn create_run(&self, run: NewRun) -> Result<Run>;
+    fn get_run(&self, run_id: &str) -> Result<Run>;
+    fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo>;
+    fn delete_run(&self, run_id: &str) -> Result<()>;
+    fn restore_run(&self, run_id: &str) -> Result<()>;
+    /// Logs metrics, params and tags in one transaction: all or nothing.
+    fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> Result<()>;
+    fn delete_tag(&self, run_id: &str, key: &str) -> Result<()>;
+    fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: Vec<DatasetInput>,
+        models: Vec<ModelInput>,
+    ) -> Result<()>;
+    fn log_outputs(&self, run_id: &str, models: Vec<ModelOutput>) -> Result<()>;
+    fn search_runs(&self, search: &RunSearch) -> Result<Page<Run>>;
+    /// All points of a metric in (step, timestamp, value) order, paged when `max_results` is set.
+    fn metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<usize>,
+        page_token: Option<&str>,
+    ) -> Result<Page<Metric>>;
+    /// Up to `max_results` points per run, evenly sampled and keeping the first and last, each
+    /// carrying its `run_id`.
+    fn metric_history_bulk_interval(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        steps: Option<(i64, i64)>,
+        max_results: usize,
+    ) -> Result<Vec<Metric>>;
+
+    fn create_logged_model(&self, model: NewLoggedModel) -> Result<LoggedModel>;
+    fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel>;
+    fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel>;
+    fn delete_logged_model(&self, model_id: &str) -> Result<()>;
+    fn set_logged_model_tags(&self, model_id: &str, tags: Vec<Tag>) -> Result<()>;
+    fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()>;
+    fn log_logged_model_params(&self, model_id: &str, params: Vec<Param>) -> Result<()>;
+    fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>>;
+}
+
+/// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
+/// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
+pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
+    let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
+        // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
+        rest.to_string()
+    } else if let Some(rest) = uri.strip_prefix("sqlite://") {
+        rest.to_string()
+    } else if uri.contains("://") {
+        return Err(Error::invalid(format!(
+            "unsupported backend store uri '{uri}': expected sqlite:///PATH or a file path"
+        )));
+    } else {
+        uri.to_string()
+    };
+    SqliteStore::open(std::path::Path::new(&path), config)
+}

@@ -1,0 +1,209 @@
+//! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
+
+mod logged_models;
+mod search_sql;
+mod tracking;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread;
+
+use rusqlite::{Connection, OpenFlags};
+use wasmflow_core::{Error, Result};
+
+use crate::StoreConfig;
+
+/// Numbered migrations; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_tracking.sql")];
+
+/// How many queued writes one transaction may take; bounds the latency a write waits behind others.
+const MAX_GROUP: usize = 512;
+
+/// Called after the group's commit with its outcome.
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write: runs inside the group's transaction (under its own savepoint) and says whether it
+/// succeeded, so that a failed write is rolled back alone.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+pub struct SqliteStore {
+    config: StoreConfig,
+    jobs: SyncSender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::internal(format!("cannot create '{}': {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| {
+            Error::internal(format!("cannot open database '{}': {e}", path.display()))
+        })?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        tracking::ensure_default_experiment(&conn, &config)?;
+
+        let (jobs, queue) = mpsc::sync_channel::<Job>(4096);
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, queue))
+            .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            config,
+            jobs,
+            readers: Mutex::new(Vec::new()),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Runs `f` in the writer's current transaction and returns once that transaction committed.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |conn| {
+            let outcome = f(conn);
+            let ok = outcome.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let _ = tx.send(committed.and(outcome));
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::internal("the database writer has stopped"))?;
+        rx.recv()
+            .map_err(|_| Error::internal("the database write was abandoned"))?
+    }
+
+    /// Runs `f` on a pooled read-only connection inside one read transaction, so it sees a
+    /// single consistent snapshot.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().map_err(poisoned)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        conn.execute_batch("BEGIN").map_err(sql_err)?;
+        let out = f(&conn);
+        let end = conn.execute_batch("COMMIT").map_err(sql_err);
+        self.readers.lock().map_err(poisoned)?.push(conn);
+        let out = out?;
+        end?;
+        Ok(out)
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql_err)?;
+        Ok(conn)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    // WAL with synchronous=NORMAL: a commit reaches the OS before we acknowledge it, so it
+    // survives the server being killed; only a power loss can drop the last commits.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;",
+    )
+    .map_err(sql_err)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    if version > MIGRATIONS.len() {
+        return Err(Error::internal(format!(
+            "database schema version {version} is newer than this wasmflow ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(sql_err)?;
+        tx.execute_batch(sql).map_err(sql_err)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(sql_err)?;
+        tx.commit().map_err(sql_err)?;
+        tracing::info!(migration = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+/// The writer: takes whatever writes are queued, runs them in one transaction (each under a
+/// savepoint), commits once, then answers them all. Under load this turns many small commits
+/// into a few large ones.
+fn write_loop(conn: Connection, queue: Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unblocks their callers with an error.
+            tracing::error!("cannot begin a write transaction: {e}");
+            continue;
+        }
+        for job in group {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            if let Err(e) = savepoint {
+                tracing::error!("cannot open a savepoint: {e}");
+                continue;
+            }
+            let (ok, reply) = job(&conn);
+            let end = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Err(e) = end {
+                tracing::error!("cannot close a savepoint: {e}");
+            }
+            replies.push(reply);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(sql_err);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("database error: {e}"))
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::internal("a database lock was poisoned")
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1035 @@
+//! Experiments and runs in SQLite, and the [`TrackingStore`] implementation.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params};
+use wasmflow_core::entities::{
+    Dataset, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
+    ModelInput, ModelOutput, Param, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
+};
+use wasmflow_core::paging::{Page, decode_token};
+use wasmflow_core::{Error, Result};
+
+use super::{SqliteStore, logged_models, now_ms, search_sql, sql_err};
+use crate::{
+    ExperimentSearch, LoggedModelSearch, NewLoggedModel, NewRun, RunSearch, RunUpdate, StoreConfig,
+    TrackingStore,
+};
+
+pub(crate) const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// Joins a path segment to an artifact URI the way MLflow's `append_to_uri_path` does.
+pub(crate) fn append_to_uri(base: &str, segment: &str) -> String {
+    if base.ends_with('/') {
+        format!("{base}{segment}")
+    } else {
+        format!("{base}/{segment}")
+    }
+}
+
+pub(super) fn ensure_default_experiment(conn: &Connection, config: &StoreConfig) -> Result<()> {
+    let now = now_ms();
+    conn.execute(
+        "INSERT OR IGNORE INTO experiments
+             (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+         VALUES (0, 'Default', ?1, 'active', ?2, ?2)",
+        params![append_to_uri(&config.default_artifact_root, "0"), now],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn experiment_not_found(id: &str) -> Error {
+    Error::not_found(format!("No Experiment with id={id} exists"))
+}
+
+fn run_not_found(id: &str) -> Error {
+    Error::not_found(format!("Run with id={id} not found"))
+}
+
+fn parse_experiment_id(id: &str) -> Result<i64> {
+    wasmflow_core::validation::parse_experiment_id(id)
+}
+
+pub(crate) fn load_experiment(conn: &Connection, id: i64) -> Result<Option<Experiment>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT name, artifact_location, lifecycle_stage, creation_time, last_update_time
+             FROM experiments WHERE experiment_id = ?1",
+        )
+        .map_err(sql_err)?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    let Some((name, artifact_location, stage, creation_time, last_update_time)) = row else {
+        return Ok(None);
+    };
+    let tags = key_values(
+        conn,
+        "SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key",
+        id,
+    )?
+    .into_iter()
+    .map(|(key, value)| Tag { key, value })
+    .collect();
+    Ok(Some(Experiment {
+        experiment_id: id.to_string(),
+        name,
+        artifact_location,
+        lifecycle_stage: LifecycleStage::parse(&stage)?,
+        last_update_time,
+        creation_time,
+        tags,
+    }))
+}
+
+fn key_values(
+    conn: &Connection,
+    sql: &str,
+    id: impl rusqlite::ToSql,
+) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    let rows = stmt
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+}
+
+fn require_experiment(conn: &Connection, id: &str) -> Result<Experiment> {
+    load_experiment(conn, parse_experiment_id(id)?)?.ok_or_else(|| experiment_not_found(id))
+}
+
+fn require_active_experiment(conn: &Connection, id: &str) -> Result<Experiment> {
+    let exp = require_experiment(conn, id)?;
+    if exp.lifecycle_stage != LifecycleStage::Active {
+        return Err(Error::invalid(format!(
+            "The experiment {id} must be in the 'active' state. Current state is deleted."
+        )));
+    }
+    Ok(exp)
+}
+
+fn experiment_name_taken(name: &str) -> Error {
+    Error::already_exists(format!("Experiment(name={name}) already exists."))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// The lifecycle stage of a run, or not-found.
+fn run_stage(conn: &Connection, run_id: &str) -> Result<(LifecycleStage, i64)> {
+    let row = conn
+        .prepare_cached("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = ?1")
+        .map_err(sql_err)?
+        .query_row([run_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    let (stage, exp) = row.ok_or_else(|| run_not_found(run_id))?;
+    Ok((LifecycleStage::parse(&stage)?, exp))
+}
+
+/// MLflow refuses writes to deleted runs.
+fn require_active_run(conn: &Connection, run_id: &str) -> Result<i64> {
+    let (stage, exp) = run_stage(conn, run_id)?;
+    if stage != LifecycleStage::Active {
+        return Err(Error::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {}.",
+            stage.as_str()
+        )));
+    }
+    Ok(exp)
+}
+
+fn set_run_tag(conn: &Connection, run_id: &str, tag: &Tag) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO tags (run_uuid, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(sql_err)?
+    .execute(params![run_id, tag.key, tag.value])
+    .map_err(sql_err)?;
+    if tag.key == RUN_NAME_TAG {
+        conn.prepare_cached("UPDATE runs SET name = ?2 WHERE run_uuid = ?1")
+            .map_err(sql_err)?
+            .execute(params![run_id, tag.value])
+            .map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT value FROM params WHERE run_uuid = ?1 AND key = ?2")
+        .map_err(sql_err)?
+        .query_row(params![run_id, param.key], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    match existing {
+        Some(old) if old == param.value => Ok(()),
+        Some(old) => Err(Error::invalid(format!(
+            "Changing param values is not allowed. Param with key='{}' was already logged with \
+             value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+            param.key, param.value
+        ))),
+        None => {
+            conn.prepare_cached("INSERT INTO params (run_uuid, key, value) VALUES (?1, ?2, ?3)")
+                .map_err(sql_err)?
+                .execute(params![run_id, param.key, param.value])
+                .map_err(sql_err)?;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<()> {
+    // SQLite turns NaN into NULL, so NaN is stored as 0 with a flag, as MLflow's SQL store does.
+    let is_nan = m.value.is_nan();
+    let value = if is_nan {
+        0.0
+    } else {
+        Metric::stored_value(m.value)
+    };
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO metrics
+             (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        run_id,
+        m.key,
+        m.step,
+        m.timestamp,
+        value,
+        is_nan,
+        m.model_id,
+        m.dataset_name,
+        m.dataset_digest
+    ])
+    .map_err(sql_err)?;
+    conn.prepare_cached(
+        "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (run_uuid, key) DO UPDATE SET
+             step = excluded.step, timestamp = excluded.timestamp,
+             value = excluded.value, is_nan = excluded.is_nan
+         WHERE (excluded.step, excluded.timestamp, excluded.value)
+             > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+    )
+    .map_err(sql_err)?
+    .execute(params![run_id, m.key, m.step, m.timestamp, value, is_nan])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+pub(crate) fn metric_from_row(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Metric> {
+    let is_nan: bool = r.get(offset + 4)?;
+    let value: f64 = r.get(offset + 3)?;
+    Ok(Metric {
+        key: r.get(offset)?,
+        step: r.get(offset + 1)?,
+        timestamp: r.get(offset + 2)?,
+        value: if is_nan { f64::NAN } else { value },
+        model_id: None,
+        dataset_name: None,
+        dataset_digest: None,
+        run_id: None,
+    })
+}
+
+/// A SQL parameter holding a list, used as `IN (SELECT value FROM json_each(?))`.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> SqlValue {
+    SqlValue::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
+}
+
+/// Loads whole runs, in the order of `ids`; ids that do not exist are skipped.
+fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = json_list(ids);
+    let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
+                        artifact_uri, lifecycle_stage
+                 FROM runs WHERE run_uuid IN (SELECT value FROM json_each(?1))",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([&list]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let run_id: String = r.get(0).map_err(sql_err)?;
+            let status: String = r.get(4).map_err(sql_err)?;
+            let stage: String = r.get(8).map_err(sql_err)?;
+            let info = RunInfo {
+                run_uuid: run_id.clone(),
+                run_id: run_id.clone(),
+                run_name: r.get(1).map_err(sql_err)?,
+                experiment_id: r.get::<_, i64>(2).map_err(sql_err)?.to_string(),
+                user_id: r.get(3).map_err(sql_err)?,
+                status: RunStatus::parse(&status)?,
+                start_time: r.get(5).map_err(sql_err)?,
+                end_time: r.get(6).map_err(sql_err)?,
+                artifact_uri: r.get(7).map_err(sql_err)?,
+                lifecycle_stage: LifecycleStage::parse(&stage)?,
+            };
+            runs.insert(
+                run_id,
+                Run {
+                    info,
+                    data: RunData::default(),
+                    inputs: RunInputs::default(),
+                    outputs: RunOutputs::default(),
+                },
+            );
+        }
+    }
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics
+                 WHERE run_uuid IN (SELECT value FROM json_each(?1)) ORDER BY key",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([&list]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let run_id: String = r.get(0).map_err(sql_err)?;
+            let metric = metric_from_row(r, 1).map_err(sql_err)?;
+            if let Some(run) = runs.get_mut(&run_id) {
+                run.data.metrics.push(metric);
+            }
+        }
+    }
+    for (table, is_param) in [("params", true), ("tags", false)] {
+        let sql = format!(
+            "SELECT run_uuid, key, value FROM {table}
+             WHERE run_uuid IN (SELECT value FROM json_each(?1)) ORDER BY key"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+        let mut rows = stmt.query([&list]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let run_id: String = r.get(0).map_err(sql_err)?;
+            let (key, value) = (r.get(1).map_err(sql_err)?, r.get(2).map_err(sql_err)?);
+            if let Some(run) = runs.get_mut(&run_id) {
+                if is_param {
+                    run.data.params.push(Param { key, value });
+                } else {
+                    run.data.tags.push(Tag { key, value });
+                }
+            }
+        }
+    }
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
+                        d.profile
+                 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
+                 WHERE i.run_uuid IN (SELECT value FROM json_each(?1)) ORDER BY d.name",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([&list]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let run_id: String = r.get(0).map_err(sql_err)?;
+            let tags: String = r.get(1).map_err(sql_err)?;
+            let input = DatasetInput {
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                dataset: Dataset {
+                    name: r.get(2).map_err(sql_err)?,
+                    digest: r.get(3).map_err(sql_err)?,
+                    source_type: r.get(4).map_err(sql_err)?,
+                    source: r.get(5).map_err(sql_err)?,
+                    schema: r.get(6).map_err(sql_err)?,
+                    profile: r.get(7).map_err(sql_err)?,
+                },
+            };
+            if let Some(run) = runs.get_mut(&run_id) {
+                run.inputs.dataset_inputs.push(input);
+            }
+        }
+    }
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT run_uuid, model_id, NULL FROM run_model_inputs
+                     WHERE run_uuid IN (SELECT value FROM json_each(?1))
+                 UNION ALL
+                 SELECT run_uuid, model_id, step FROM run_model_outputs
+                     WHERE run_uuid IN (SELECT value FROM json_each(?1))",
+            )
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([&list]).map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let run_id: String = r.get(0).map_err(sql_err)?;
+            let model_id: String = r.get(1).map_err(sql_err)?;
+            let step: Option<i64> = r.get(2).map_err(sql_err)?;
+            if let Some(run) = runs.get_mut(&run_id) {
+                match step {
+                    None => run.inputs.model_inputs.push(ModelInput { model_id }),
+                    Some(step) => run
+                        .outputs
+                        .model_outputs
+                        .push(ModelOutput { model_id, step }),
+                }
+            }
+        }
+    }
+    Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
+}
+
+fn load_run(conn: &Connection, run_id: &str) -> Result<Run> {
+    load_runs(conn, &[run_id.to_string()])?
+        .pop()
+        .ok_or_else(|| run_not_found(run_id))
+}
+
+/// A readable name for runs created without one, like MLflow's `_generate_random_name`.
+fn random_run_name() -> String {
+    const ADJECTIVES: &[&str] = &[
+        "amber", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "gentle", "keen",
+        "lively", "lucid", "merry", "nimble", "quiet", "rapid", "serene", "sleek", "steady",
+        "swift", "tidy", "vivid", "warm", "wise",
+    ];
+    const NOUNS: &[&str] = &[
+        "ant", "bat", "bear", "crane", "deer", "dove", "eel", "finch", "fox", "frog", "hare",
+        "hawk", "lark", "lynx", "mole", "newt", "otter", "owl", "seal", "snail", "swan", "toad",
+        "wolf", "wren",
+    ];
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let pick = |b: u8, list: &[&'static str]| list[b as usize % list.len()];
+    format!(
+        "{}-{}-{}",
+        pick(bytes[0], ADJECTIVES),
+        pick(bytes[1], NOUNS),
+        u16::from_le_bytes([bytes[2], bytes[3]]) % 1000
+    )
+}
+
+impl TrackingStore for SqliteStore {
+    fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<String> {
+        let name = name.to_string();
+        let artifact_location = artifact_location
+            .filter(|l| !l.is_empty())
+            .map(str::to_string);
+        let root = self.config().default_artifact_root.clone();
+        let tags = tags.to_vec();
+        self.write(move |conn| {
+            let now = now_ms();
+            let inserted = conn.execute(
+                "INSERT INTO experiments
+                     (name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+                 VALUES (?1, ?2, 'active', ?3, ?3)",
+                params![name, artifact_location.clone().unwrap_or_default(), now],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(experiment_name_taken(&name)),
+                other => other.map_err(sql_err)?,
+            };
+            let id = conn.last_insert_rowid();
+            if artifact_location.is_none() {
+                conn.execute(
+                    "UPDATE experiments SET artifact_location = ?2 WHERE experiment_id = ?1",
+                    params![id, append_to_uri(&root, &id.to_string())],
+                )
+                .map_err(sql_err)?;
+            }
+            for tag in &tags {
+                conn.execute(
+                    "INSERT OR REPLACE INTO experiment_tags (experiment_id, key, value)
+                     VALUES (?1, ?2, ?3)",
+                    params![id, tag.key, tag.value],
+                )
+                .map_err(sql_err)?;
+            }
+            Ok(id.to_string())
+        })
+    }
+
+    fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+        self.read(|conn| require_experiment(conn, experiment_id))
+    }
+
+    fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
+        self.read(|conn| {
+            let id: Option<i64> = conn
+                .prepare_cached("SELECT experiment_id FROM experiments WHERE name = ?1")
+                .map_err(sql_err)?
+                .query_row([name], |r| r.get(0))
+                .optional()
+                .map_err(sql_err)?;
+            let not_found =
+                || Error::not_found(format!("Could not find experiment with name '{name}'"));
+            let id = id.ok_or_else(not_found)?;
+            load_experiment(conn, id)?.ok_or_else(not_found)
+        })
+    }
+
+    fn search_experiments(&self, search: &ExperimentSearch) -> Result<Page<Experiment>> {
+        let offset = decode_token(search.page_token.as_deref())?;
+        self.read(|conn| {
+            let query = search_sql::experiment_search_sql(
+                search.view.stages(),
+                &search.filter,
+                &search.order_by,
+                search.max_results + 1,
+                offset,
+            )?;
+            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql_err)?;
+            let ids: Vec<i64> = stmt
+                .query_map(rusqlite::params_from_iter(query.params.iter()), |r| {
+                    r.get(0)
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
+            let mut experiments = Vec::with_capacity(ids.len());
+            for id in ids {
+                experiments.extend(load_experiment(conn, id)?);
+            }
+            Ok(Page::from_overfetched(
+                experiments,
+                offset,
+                search.max_results,
+            ))
+        })
+    }
+
+    fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> Result<()> {
+        let (id, new_name) = (experiment_id.to_string(), new_name.to_string());
+        self.write(move |conn| {
+            let exp = require_experiment(conn, &id)?;
+            if exp.lifecycle_stage != LifecycleStage::Active {
+                return Err(Error::invalid("Cannot rename a non-active experiment."));
+            }
+            let updated = conn.execute(
+                "UPDATE experiments SET name = ?2, last_update_time = ?3 WHERE experiment_id = ?1",
+                params![
+                    exp.experiment_id.parse::<i64>().unwrap_or_default(),
+                    new_name,
+                    now_ms()
+                ],
+            );
+            match updated {
+                Err(e) if is_unique_violation(&e) => Err(experiment_name_taken(&new_name)),
+                other => other.map(drop).map_err(sql_err),
+            }
+        })
+    }
+
+    fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
+        set_experiment_stage(self, experiment_id, LifecycleStage::Deleted)
+    }
+
+    fn restore_experiment(&self, experiment_id: &str) -> Result<()> {
+        set_experiment_stage(self, experiment_id, LifecycleStage::Active)
+    }
+
+    fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()> {
+        let (id, tag) = (experiment_id.to_string(), tag.clone());
+        self.write(move |conn| {
+            let exp = require_active_experiment(conn, &id)?;
+            conn.execute(
+                "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
+                params![exp.experiment_id, tag.key, tag.value],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()> {
+        let (id, key) = (experiment_id.to_string(), key.to_string());
+        self.write(move |conn| {
+            let exp = require_active_experiment(conn, &id)?;
+            let n = conn
+                .execute(
+                    "DELETE FROM experiment_tags WHERE experiment_id = ?1 AND key = ?2",
+                    params![exp.experiment_id, key],
+                )
+                .map_err(sql_err)?;
+            if n == 0 {
+                return Err(Error::not_found(format!(
+                    "No tag with name: {key} in experiment with id {id}"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn create_run(&self, run: NewRun) -> Result<Run> {
+        self.write(move |conn| {
+            let exp = require_active_experiment(conn, &run.experiment_id)?;
+            let tag_name = run
+                .tags
+                .iter()
+                .find(|t| t.key == RUN_NAME_TAG)
+                .map(|t| t.value.clone());
+            let name = match (run.run_name.filter(|n| !n.is_empty()), tag_name) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(Error::invalid(format!(
+                        "Both 'run_name' argument and 'mlflow.runName' tag are specified, but \
+                         with different values (run_name='{a}', mlflow.runName='{b}')."
+                    )));
+                }
+                (Some(a), _) => a,
+                (None, Some(b)) => b,
+                (None, None) => random_run_name(),
+            };
+            let run_id = uuid::Uuid::new_v4().simple().to_string();
+            let artifact_uri =
+                append_to_uri(&append_to_uri(&exp.artifact_location, &run_id), "artifacts");
+            conn.execute(
+                "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time,
+                                   artifact_uri, lifecycle_stage)
+                 VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?6, 'active')",
+                params![
+                    run_id,
+                    exp.experiment_id,
+                    name,
+                    run.user_id,
+                    run.start_time.unwrap_or_else(now_ms),
+                    artifact_uri
+                ],
+            )
+            .map_err(sql_err)?;
+            for tag in &run.tags {
+                set_run_tag(conn, &run_id, tag)?;
+            }
+            set_run_tag(
+                conn,
+                &run_id,
+                &Tag {
+                    key: RUN_NAME_TAG.into(),
+                    value: name,
+                },
+            )?;
+            load_run(conn, &run_id)
+        })
+    }
+
+    fn get_run(&self, run_id: &str) -> Result<Run> {
+        self.read(|conn| load_run(conn, run_id))
+    }
+
+    fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            require_active_run(conn, &run_id)?;
+            if let Some(status) = update.status {
+                conn.execute(
+                    "UPDATE runs SET status = ?2 WHERE run_uuid = ?1",
+                    params![run_id, status.as_str()],
+                )
+                .map_err(sql_err)?;
+            }
+            if let Some(end_time) = update.end_time {
+                conn.execute(
+                    "UPDATE runs SET end_time = ?2 WHERE run_uuid = ?1",
+                    params![run_id, end_time],
+                )
+                .map_err(sql_err)?;
+            }
+            if let Some(name) = update.run_name.filter(|n| !n.is_empty()) {
+                set_run_tag(
+                    conn,
+                    &run_id,
+                    &Tag {
+                        key: RUN_NAME_TAG.into(),
+                        value: name,
+                    },
+                )?;
+            }
+            Ok(load_run(conn, &run_id)?.info)
+        })
+    }
+
+    fn delete_run(&self, run_id: &str) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            run_stage(conn, &run_id)?;
+            conn.execute(
+                "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = ?2 WHERE run_uuid = ?1",
+                params![run_id, now_ms()],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn restore_run(&self, run_id: &str) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            run_stage(conn, &run_id)?;
+            conn.execute(
+                "UPDATE runs SET lifecycle_stage = 'active', deleted_time = NULL WHERE run_uuid = ?1",
+                params![run_id],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            require_active_run(conn, &run_id)?;
+            for param in &params {
+                log_param(conn, &run_id, param)?;
+            }
+            for metric in &metrics {
+                log_metric(conn, &run_id, metric)?;
+            }
+            for tag in &tags {
+                set_run_tag(conn, &run_id, tag)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        let (run_id, key) = (run_id.to_string(), key.to_string());
+        self.write(move |conn| {
+            require_active_run(conn, &run_id)?;
+            let n = conn
+                .execute(
+                    "DELETE FROM tags WHERE run_uuid = ?1 AND key = ?2",
+                    params![run_id, key],
+                )
+                .map_err(sql_err)?;
+            if n == 0 {
+                return Err(Error::not_found(format!(
+                    "No tag with name: {key} in run with id {run_id}"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: Vec<DatasetInput>,
+        models: Vec<ModelInput>,
+    ) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            let experiment_id = require_active_run(conn, &run_id)?;
+            for input in &datasets {
+                let d = &input.dataset;
+                let existing: Option<String> = conn
+                    .query_row(
+                        "SELECT dataset_uuid FROM datasets
+                         WHERE experiment_id = ?1 AND name = ?2 AND digest = ?3",
+                        params![experiment_id, d.name, d.digest],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                let dataset_uuid = match existing {
+                    Some(id) => id,
+                    None => {
+                        let id = uuid::Uuid::new_v4().simple().to_string();
+                        conn.execute(
+                            "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest,
+                                                   source_type, source, schema, profile)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            params![
+                                id,
+                                experiment_id,
+                                d.name,
+                                d.digest,
+                                d.source_type,
+                                d.source,
+                                d.schema,
+                                d.profile
+                            ],
+                        )
+                        .map_err(sql_err)?;
+                        id
+                    }
+                };
+                let tags = serde_json::to_string(&input.tags)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO run_dataset_inputs (run_uuid, dataset_uuid, tags)
+                     VALUES (?1, ?2, ?3)",
+                    params![run_id, dataset_uuid, tags],
+                )
+                .map_err(sql_err)?;
+            }
+            for model in &models {
+                conn.execute(
+                    "INSERT OR IGNORE INTO run_model_inputs (run_uuid, model_id) VALUES (?1, ?2)",
+                    params![run_id, model.model_id],
+                )
+                .map_err(sql_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn log_outputs(&self, run_id: &str, models: Vec<ModelOutput>) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            require_active_run(conn, &run_id)?;
+            for model in &models {
+                logged_models::require_model(conn, &model.model_id)?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO run_model_outputs (run_uuid, model_id, step)
+                     VALUES (?1, ?2, ?3)",
+                    params![run_id, model.model_id, model.step],
+                )
+                .map_err(sql_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn search_runs(&self, search: &RunSearch) -> Result<Page<Run>> {
+        let offset = decode_token(search.page_token.as_deref())?;
+        let experiment_ids = search
+            .experiment_ids
+            .iter()
+            .map(|id| parse_experiment_id(id))
+            .collect::<Result<Vec<_>>>()?;
+        self.read(|conn| {
+            let query = search_sql::run_search_sql(
+                &experiment_ids,
+                search.view.stages(),
+                &search.filter,
+                &search.order_by,
+                search.max_results + 1,
+                offset,
+            )?;
+            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql_err)?;
+            let ids: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(query.params.iter()), |r| {
+                    r.get(0)
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
+            let runs = load_runs(conn, &ids)?;
+            Ok(Page::from_overfetched(runs, offset, search.max_results))
+        })
+    }
+
+    fn metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<usize>,
+        page_token: Option<&str>,
+    ) -> Result<Page<Metric>> {
+        let offset = decode_token(page_token)?;
+        self.read(|conn| {
+            run_stage(conn, run_id)?;
+            // -1 is SQLite's "no limit".
+            let limit = max_results.map_or(-1, |m| m as i64 + 1);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, step, timestamp, value, is_nan, model_id, dataset_name,
+                            dataset_digest
+                     FROM metrics WHERE run_uuid = ?1 AND key = ?2
+                     ORDER BY step, timestamp, value LIMIT ?3 OFFSET ?4",
+                )
+                .map_err(sql_err)?;
+            let rows: Vec<Metric> = stmt
+                .query_map(params![run_id, key, limit, offset as i64], |r| {
+                    let mut m = metric_from_row(r, 0)?;
+                    m.model_id = r.get(5)?;
+                    m.dataset_name = r.get(6)?;
+                    m.dataset_digest = r.get(7)?;
+                    Ok(m)
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
+            Ok(match max_results {
+                Some(max) => Page::from_overfetched(rows, offset, max),
+                None => Page {
+                    items: rows,
+                    next_page_token: None,
+                },
+            })
+        })
+    }
+
+    fn metric_history_bulk_interval(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        steps: Option<(i64, i64)>,
+        max_results: usize,
+    ) -> Result<Vec<Metric>> {
+        let (start, end) = steps.unwrap_or((i64::MIN, i64::MAX));
+        let max_results = max_results.max(1);
+        self.read(|conn| {
+            for run_id in run_ids {
+                run_stage(conn, run_id)?;
+            }
+            let mut out = Vec::new();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, step, timestamp, value, is_nan FROM metrics
+                     WHERE run_uuid = ?1 AND key = ?2 AND step BETWEEN ?3 AND ?4
+                     ORDER BY step, timestamp, value",
+                )
+                .map_err(sql_err)?;
+            for run_id in run_ids {
+                let points: Vec<Metric> = stmt
+                    .query_map(params![run_id, key, start, end], |r| metric_from_row(r, 0))
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)?;
+                out.extend(sample_evenly(points, max_results).into_iter().map(|mut m| {
+                    m.run_id = Some(run_id.clone());
+                    m
+                }));
+            }
+            Ok(out)
+        })
+    }
+
+    fn create_logged_model(&self, model: NewLoggedModel) -> Result<LoggedModel> {
+        self.write(move |conn| logged_models::create(conn, model))
+    }
+
+    fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
+        self.read(|conn| logged_models::load(conn, model_id))
+    }
+
+    fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel> {
+        let model_id = model_id.to_string();
+        self.write(move |conn| logged_models::set_status(conn, &model_id, status))
+    }
+
+    fn delete_logged_model(&self, model_id: &str) -> Result<()> {
+        let model_id = model_id.to_string();
+        self.write(move |conn| logged_models::delete(conn, &model_id))
+    }
+
+    fn set_logged_model_tags(&self, model_id: &str, tags: Vec<Tag>) -> Result<()> {
+        let model_id = model_id.to_string();
+        self.write(move |conn| logged_models::set_tags(conn, &model_id, &tags))
+    }
+
+    fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
+        let (model_id, key) = (model_id.to_string(), key.to_string());
+        self.write(move |conn| logged_models::delete_tag(conn, &model_id, &key))
+    }
+
+    fn log_logged_model_params(&self, model_id: &str, params: Vec<Param>) -> Result<()> {
+        let model_id = model_id.to_string();
+        self.write(move |conn| logged_models::log_params(conn, &model_id, &params))
+    }
+
+    fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>> {
+        self.read(|conn| logged_models::search(conn, search))
+    }
+}
+
+fn set_experiment_stage(store: &SqliteStore, id: &str, stage: LifecycleStage) -> Result<()> {
+    let id = id.to_string();
+    store.write(move |conn| {
+        let exp = require_experiment(conn, &id)?;
+        let wanted_from = match stage {
+            LifecycleStage::Deleted => LifecycleStage::Active,
+            LifecycleStage::Active => LifecycleStage::Deleted,
+        };
+        if exp.lifecycle_stage != wanted_from {
+            return Err(Error::invalid(format!(
+                "Cannot {} experiment '{id}': it is {}",
+                if stage == LifecycleStage::Deleted {
+                    "delete"
+                } else {
+                    "restore"
+                },
+                exp.lifecycle_stage.as_str()
+            )));
+        }
+        let now = now_ms();
+        conn.execute(
+            "UPDATE experiments SET lifecycle_stage = ?2, last_update_time = ?3
+             WHERE experiment_id = ?1",
+            params![exp.experiment_id, stage.as_str(), now],
+        )
+        .map_err(sql_err)?;
+        // MLflow deletes and restores an experiment's runs with it.
+        let (deleted_time, from) = match stage {
+            LifecycleStage::Deleted => (Some(now), "active"),
+            LifecycleStage::Active => (None, "deleted"),
+        };
+        conn.execute(
+            "UPDATE runs SET lifecycle_stage = ?2, deleted_time = ?3
+             WHERE experiment_id = ?1 AND lifecycle_stage = ?4",
+            params![exp.experiment_id, stage.as_str(), deleted_time, from],
+        )
+        .map_err(sql_err)?;
+        Ok(())
+    })
+}
+
+/// Keeps at most `max` points, evenly spaced by position, always with the first and the last
+/// (only the last when `max` is 1), as MLflow's bulk-interval sampling does.
+fn sample_evenly<T>(points: Vec<T>, max: usize) -> Vec<T> {
+    let n = points.len();
+    if n <= max {
+        return points;
+    }
+    if max == 1 {
+        return points.into_iter().last().into_iter().collect();
+    }
+    let wanted: std::collections::BTreeSet<usize> =
+        (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| wanted.contains(i))
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_evenly;
+
+    #[test]
+    fn sampling_keeps_ends() {
+        let s = sample_evenly((0..100).collect(), 5);
+        assert_eq!(s, vec![0, 24, 49, 74, 99]);
+        assert_eq!(sample_evenly((0..100).collect(), 1), vec![99]);
+        assert_eq!(sample_evenly(vec![1, 2], 5), vec![1, 2]);
+    }
+}
