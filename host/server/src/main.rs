@@ -1,0 +1,155 @@
+//! `wasmflow`: an MLflow-compatible MLOps server in one binary.
+
+mod app;
+mod artifacts;
+mod error;
+#[cfg(test)]
+mod http_tests;
+mod logged_models;
+mod request;
+mod state;
+mod tracking;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use wasmflow_artifacts::LocalArtifactRepository;
+use wasmflow_store::StoreConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "wasmflow",
+    version,
+    about = "An MLflow-compatible MLOps server in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tracking server, which the official `mlflow` client talks to unchanged
+    /// (MLFLOW_TRACKING_URI=http://HOST:PORT).
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The address to listen on; 0.0.0.0 listens on every interface.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The port to listen on.
+    #[arg(short, long, default_value_t = 5000)]
+    port: u16,
+    /// Where runs, metrics and experiments are stored: `sqlite:///relative/path.db`,
+    /// `sqlite:////absolute/path.db`, or a plain file path.
+    #[arg(long, default_value = "sqlite:///mlflow.db")]
+    backend_store_uri: String,
+    /// The artifact location of new experiments. Defaults to `mlflow-artifacts:/` (the proxy
+    /// below) when artifacts are served, `./mlruns` otherwise.
+    #[arg(long)]
+    default_artifact_root: Option<String>,
+    /// The directory where the artifact proxy stores uploaded artifacts.
+    #[arg(long, default_value = "./mlartifacts")]
+    artifacts_destination: PathBuf,
+    /// Proxy artifact uploads and downloads through this server (the default), so clients need
+    /// no access to the artifact storage.
+    #[arg(long, overrides_with = "no_serve_artifacts")]
+    serve_artifacts: bool,
+    /// Do not serve artifacts: clients read and write the artifact root themselves.
+    #[arg(long)]
+    no_serve_artifacts: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    match cli.command {
+        Command::Server(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let serve_artifacts = !args.no_serve_artifacts;
+    let default_artifact_root = args.default_artifact_root.unwrap_or_else(|| {
+        if serve_artifacts {
+            "mlflow-artifacts:/".into()
+        } else {
+            "./mlruns".into()
+        }
+    });
+    let store = wasmflow_store::open(
+        &args.backend_store_uri,
+        StoreConfig {
+            default_artifact_root,
+        },
+    )
+    .with_context(|| format!("cannot open the backend store '{}'", args.backend_store_uri))?;
+    let artifacts: Option<Arc<dyn wasmflow_artifacts::ArtifactRepository>> = if serve_artifacts {
+        let repo =
+            LocalArtifactRepository::new(&args.artifacts_destination).with_context(|| {
+                format!(
+                    "cannot use the artifacts destination '{}'",
+                    args.artifacts_destination.display()
+                )
+            })?;
+        Some(Arc::new(repo))
+    } else {
+        None
+    };
+    let app = app::build(state::AppState {
+        store: Arc::new(store),
+        artifacts,
+    });
+    let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot resolve host '{}'", args.host))?
+        .next()
+        .with_context(|| format!("host '{}' has no address", args.host))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on '{addr}'"))?;
+    tracing::info!(
+        "listening on http://{addr} (ready in {} ms)",
+        started.elapsed().as_millis()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server stopped with an error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
