@@ -31,7 +31,8 @@ CREATE TABLE runs (
 -- The default search order, per experiment: newest first, then run id.
 CREATE INDEX runs_experiment_start ON runs (experiment_id, start_time DESC, run_uuid);
 
--- Every logged point. Identical points are one point, as in MLflow (the whole row is the key).
+-- Every logged point. Identical points are one point, as in MLflow (the whole row is the key),
+-- ordered as MLflow returns a metric's history: by timestamp, then step, then value.
 CREATE TABLE metrics (
     run_uuid       TEXT    NOT NULL REFERENCES runs (run_uuid) ON DELETE CASCADE,
     key            TEXT    NOT NULL,
@@ -42,7 +43,7 @@ CREATE TABLE metrics (
     model_id       TEXT,
     dataset_name   TEXT,
     dataset_digest TEXT,
-    PRIMARY KEY (run_uuid, key, step, timestamp, value, is_nan)
+    PRIMARY KEY (run_uuid, key, timestamp, step, value, is_nan)
 ) WITHOUT ROWID;
 CREATE INDEX metrics_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 

@@ -146,9 +146,10 @@ fn latest_metric_and_history() {
         "infinity is stored as the largest double"
     );
 
+    // MLflow orders a history by timestamp, then step.
     let all = store.metric_history(&run_id, "loss", None, None).unwrap();
     let steps: Vec<i64> = all.items.iter().map(|m| m.step).collect();
-    assert_eq!(steps, vec![1, 2, 4, 5]);
+    assert_eq!(steps, vec![1, 5, 2, 4]);
     assert!(all.items[0].value.is_nan());
     assert!(all.next_page_token.is_none());
 
@@ -160,7 +161,7 @@ fn latest_metric_and_history() {
         .metric_history(&run_id, "loss", Some(3), first.next_page_token.as_deref())
         .unwrap();
     assert_eq!(rest.items.len(), 1);
-    assert_eq!(rest.items[0].step, 5);
+    assert_eq!(rest.items[0].step, 4);
     assert!(rest.next_page_token.is_none());
 }
 

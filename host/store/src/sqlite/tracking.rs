@@ -849,8 +849,8 @@ impl TrackingStore for SqliteStore {
         page_token: Option<&str>,
     ) -> Result<Page<Metric>> {
         let offset = decode_token(page_token)?;
+        // Like MLflow's SQL store, an unknown run has an empty history rather than an error.
         self.read(|conn| {
-            run_stage(conn, run_id)?;
             // -1 is SQLite's "no limit".
             let limit = max_results.map_or(-1, |m| m as i64 + 1);
             let mut stmt = conn
@@ -858,7 +858,7 @@ impl TrackingStore for SqliteStore {
                     "SELECT key, step, timestamp, value, is_nan, model_id, dataset_name,
                             dataset_digest
                      FROM metrics WHERE run_uuid = ?1 AND key = ?2
-                     ORDER BY step, timestamp, value LIMIT ?3 OFFSET ?4",
+                     ORDER BY timestamp, step, value LIMIT ?3 OFFSET ?4",
                 )
                 .map_err(sql_err)?;
             let rows: Vec<Metric> = stmt
@@ -892,9 +892,6 @@ impl TrackingStore for SqliteStore {
         let (start, end) = steps.unwrap_or((i64::MIN, i64::MAX));
         let max_results = max_results.max(1);
         self.read(|conn| {
-            for run_id in run_ids {
-                run_stage(conn, run_id)?;
-            }
             let mut out = Vec::new();
             let mut stmt = conn
                 .prepare_cached(
