@@ -1,0 +1,259 @@
+"""End-to-end fixtures: run the real `wasmflow` binary and drive it with the official MLflow client.
+
+The binary is taken from `$WASMFLOW_BIN` (scripts/test.sh sets it to the release build).  Every server
+started here gets its own temporary SQLite store and artifact root, listens on a free loopback port,
+and writes its stdout/stderr to a log file whose tail is shown when it fails to come up.
+
+Any executable with the same CLI (`<bin> server --host --port --backend-store-uri
+--artifacts-destination`, `GET /health` -> 200) can stand in, e.g. the reference `mlflow` server:
+`WASMFLOW_BIN=$(which mlflow) WASMFLOW_STARTUP_TIMEOUT=120 pytest tests/e2e`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The client must fail fast instead of retrying 5xx answers with exponential backoff for minutes;
+# the crash test also relies on it not retrying across the kill.  Set before mlflow reads them.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+# Don't let a stray user configuration point the client elsewhere.
+os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+os.environ.pop("MLFLOW_RUN_ID", None)
+
+import mlflow  # noqa: E402  (after the environment above)
+
+STARTUP_TIMEOUT = float(os.environ.get("WASMFLOW_STARTUP_TIMEOUT", "30"))
+
+
+def _find_binary() -> str:
+    env = os.environ.get("WASMFLOW_BIN")
+    if env:
+        return env
+    target = os.environ.get("CARGO_TARGET_DIR") or str(REPO_ROOT / "target")
+    return str(Path(target) / "release" / "wasmflow")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """One `wasmflow server` process over a given store directory."""
+
+    def __init__(self, binary: str, store_dir: Path, port: int | None = None, name: str = "server"):
+        self.binary = binary
+        self.store_dir = Path(store_dir)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.store_dir / "db.sqlite"
+        self.artifacts_dir = self.store_dir / "artifacts"
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.store_dir / f"{name}-{self.port}-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.db_path}",
+            "--artifacts-destination",
+            str(self.artifacts_dir),
+        ]
+
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> "ServerProcess":
+        if not os.path.exists(self.binary):
+            pytest.fail(
+                f"wasmflow binary not found at {self.binary!r}; build it with "
+                "`cargo build --release -p wasmflow-server` or set WASMFLOW_BIN",
+                pytrace=False,
+            )
+        self._log_file = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        # Its own session, so that a kill reaches any helper processes too.
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_err = "no attempt"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                self._fail(f"server exited with code {self.proc.returncode} before /health answered")
+            try:
+                r = requests.get(self.url + "/health", timeout=2)
+                if r.status_code == 200:
+                    assert r.text.strip() == "OK", f"/health answered {r.text!r}, expected 'OK'"
+                    return
+                last_err = f"HTTP {r.status_code}: {r.text[:200]!r}"
+            except requests.RequestException as e:  # not listening yet
+                last_err = repr(e)
+            time.sleep(0.05)
+        self.stop()
+        self._fail(f"/health did not answer 200 within {timeout}s (last: {last_err})")
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read().decode("utf-8", "replace")
+        except OSError as e:
+            return f"<no log: {e}>"
+        return "\n".join(data.splitlines()[-lines:])
+
+    def _fail(self, why: str) -> None:
+        pytest.fail(
+            f"{why}\ncommand: {' '.join(self.command())}\n--- server log tail ({self.log_path}) ---\n"
+            f"{self.log_tail()}",
+            pytrace=False,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL, no chance to flush or clean up: a crash."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+@pytest.fixture(scope="session")
+def wasmflow_bin() -> str:
+    return _find_binary()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, wasmflow_bin):
+    """The shared server for all tests but the crash test; the tracking URI points at it."""
+    store = tmp_path_factory.mktemp("wasmflow-store")
+    srv = ServerProcess(wasmflow_bin, store, name="main").start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", srv.url)
+        mlflow.set_tracking_uri(srv.url)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+            # Surface crashes/panics of the server in the test output.
+            if srv.proc is not None and srv.proc.returncode not in (0, -signal.SIGTERM, None):
+                sys.stderr.write(
+                    f"\nwasmflow server exited with {srv.proc.returncode}; log tail:\n"
+                    f"{srv.log_tail()}\n"
+                )
+
+
+@pytest.fixture(autouse=True)
+def _tracking(request, monkeypatch):
+    """Point the client at the shared server and leave no active run behind."""
+    if "isolated_server" in request.fixturenames:
+        yield
+        return
+    srv = request.getfixturevalue("server")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    mlflow.set_tracking_uri(srv.url)
+    try:
+        yield
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+@pytest.fixture
+def base_url(server) -> str:
+    return server.url
+
+
+@pytest.fixture
+def api(server):
+    """`api(path)` -> full URL of a REST endpoint under /api/2.0/mlflow/."""
+    return lambda path: f"{server.url}/api/2.0/mlflow/{path.lstrip('/')}"
+
+
+@pytest.fixture
+def client(server) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=server.url)
+
+
+@pytest.fixture
+def unique_name(request):
+    """`unique_name("prefix")` -> a name no other test (or earlier session) uses."""
+    test = request.node.name.replace("[", "-").replace("]", "")[:60]
+
+    def make(prefix: str = "exp") -> str:
+        return f"{prefix}-{test}-{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+@pytest.fixture
+def experiment_id(client, unique_name) -> str:
+    """A fresh experiment of this test's own, also made the active one for fluent calls."""
+    name = unique_name("exp")
+    exp_id = client.create_experiment(name)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+@pytest.fixture
+def isolated_server(tmp_path, wasmflow_bin):
+    """Factory for extra servers (own store unless a directory is given); all stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(store_dir: Path | None = None, name: str = "extra") -> ServerProcess:
+        srv = ServerProcess(wasmflow_bin, store_dir or tmp_path / "store", name=name).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
