@@ -1,6 +1,7 @@
 //! MLflow 3's logged-models API, which `mlflow.<flavor>.log_model` calls.
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use wasmflow_store::{LoggedModelSearch, NewLoggedModel};
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::Message;
+use crate::response::{One, Paged};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -48,7 +50,7 @@ struct Create {
 async fn create(
     State(state): State<AppState>,
     Message(req): Message<Create>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let experiment_id = req.experiment_id.filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::invalid("Missing value for required parameter 'experiment_id'.")
     })?;
@@ -74,15 +76,15 @@ async fn create(
         tags: req.tags,
     };
     let model = state.store(move |s| s.create_logged_model(new)).await?;
-    Ok(Json(json!({ "model": model })))
+    Ok(Json(One("model", model)))
 }
 
 async fn get_model(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let model = state.store(move |s| s.get_logged_model(&model_id)).await?;
-    Ok(Json(json!({ "model": model })))
+    Ok(Json(One("model", model)))
 }
 
 #[derive(Deserialize)]
@@ -94,7 +96,7 @@ async fn finalize(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
     Message(req): Message<Finalize>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let status = match req.status {
         Some(Value::String(s)) => LoggedModelStatus::parse(&s)?,
         Some(Value::Number(n)) => LoggedModelStatus::parse(&n.to_string())?,
@@ -107,7 +109,7 @@ async fn finalize(
     let model = state
         .store(move |s| s.set_logged_model_status(&model_id, status))
         .await?;
-    Ok(Json(json!({ "model": model })))
+    Ok(Json(One("model", model)))
 }
 
 async fn delete_model(
@@ -196,7 +198,7 @@ struct Search {
 async fn search_models(
     State(state): State<AppState>,
     Message(req): Message<Search>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     if req.experiment_ids.is_empty() {
         return Err(ApiError::invalid(
             "Missing value for required parameter 'experiment_ids'.",
@@ -231,9 +233,5 @@ async fn search_models(
     let page = state
         .store(move |s| s.search_logged_models(&search))
         .await?;
-    let mut body = json!({ "models": page.items });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Paged("models", page)))
 }

@@ -7,6 +7,7 @@ mod error;
 mod http_tests;
 mod logged_models;
 mod request;
+mod response;
 mod state;
 mod tracking;
 

@@ -1,6 +1,7 @@
 //! MLflow's tracking API: experiments, runs, metrics (`service.proto`).
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -15,6 +16,7 @@ use wasmflow_store::{ExperimentSearch, NewRun, RunSearch, RunUpdate};
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::Message;
+use crate::response::{One, Paged};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -158,10 +160,10 @@ impl ExperimentRef {
 async fn get_experiment(
     State(state): State<AppState>,
     Message(req): Message<ExperimentRef>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let id = req.get()?;
     let exp = state.store(move |s| s.get_experiment(&id)).await?;
-    Ok(Json(json!({ "experiment": exp })))
+    Ok(Json(One("experiment", exp)))
 }
 
 #[derive(Deserialize)]
@@ -172,12 +174,12 @@ struct ExperimentByName {
 async fn get_experiment_by_name(
     State(state): State<AppState>,
     Message(req): Message<ExperimentByName>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let name = required(&req.experiment_name, "experiment_name")?.to_string();
     let exp = state
         .store(move |s| s.get_experiment_by_name(&name))
         .await?;
-    Ok(Json(json!({ "experiment": exp })))
+    Ok(Json(One("experiment", exp)))
 }
 
 #[derive(Deserialize)]
@@ -194,7 +196,7 @@ struct SearchExperiments {
 async fn search_experiments(
     State(state): State<AppState>,
     Message(req): Message<SearchExperiments>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let search = ExperimentSearch {
         filter: search::parse_experiment_filter(req.filter.as_deref().unwrap_or(""))?,
         order_by: req
@@ -208,11 +210,7 @@ async fn search_experiments(
         page_token: req.page_token,
     };
     let page = state.store(move |s| s.search_experiments(&search)).await?;
-    let mut body = json!({ "experiments": page.items });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Paged("experiments", page)))
 }
 
 #[derive(Deserialize)]
@@ -307,7 +305,7 @@ struct CreateRun {
 async fn create_run(
     State(state): State<AppState>,
     Message(req): Message<CreateRun>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let experiment_id = req
         .experiment_id
         .filter(|id| !id.is_empty())
@@ -324,16 +322,16 @@ async fn create_run(
         tags: req.tags,
     };
     let run = state.store(move |s| s.create_run(new_run)).await?;
-    Ok(Json(json!({ "run": run })))
+    Ok(Json(One("run", run)))
 }
 
 async fn get_run(
     State(state): State<AppState>,
     Message(req): Message<RunRef>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let run_id = req.get()?;
     let run = state.store(move |s| s.get_run(&run_id)).await?;
-    Ok(Json(json!({ "run": run })))
+    Ok(Json(One("run", run)))
 }
 
 #[derive(Deserialize)]
@@ -349,7 +347,7 @@ struct UpdateRun {
 async fn update_run(
     State(state): State<AppState>,
     Message(req): Message<UpdateRun>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let run_id = req.run.get()?;
     let status = match req.status {
         None | Some(Value::Null) => None,
@@ -363,7 +361,7 @@ async fn update_run(
         run_name: req.run_name,
     };
     let info = state.store(move |s| s.update_run(&run_id, update)).await?;
-    Ok(Json(json!({ "run_info": info })))
+    Ok(Json(One("run_info", info)))
 }
 
 async fn delete_run(
@@ -581,7 +579,7 @@ struct SearchRuns {
 async fn search_runs(
     State(state): State<AppState>,
     Message(req): Message<SearchRuns>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let experiment_ids = req.experiment_ids.into_vec();
     for id in &experiment_ids {
         v::parse_experiment_id(id)?;
@@ -600,11 +598,7 @@ async fn search_runs(
         page_token: req.page_token,
     };
     let page = state.store(move |s| s.search_runs(&search)).await?;
-    let mut body = json!({ "runs": page.items });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Paged("runs", page)))
 }
 
 #[derive(Deserialize)]
@@ -620,7 +614,7 @@ struct GetMetricHistory {
 async fn get_metric_history(
     State(state): State<AppState>,
     Message(req): Message<GetMetricHistory>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let run_id = req.run.get()?;
     let key = required(&req.metric_key, "metric_key")?.to_string();
     let max_results = match req.max_results {
@@ -636,11 +630,7 @@ async fn get_metric_history(
     let page = state
         .store(move |s| s.metric_history(&run_id, &key, max_results, req.page_token.as_deref()))
         .await?;
-    let mut body = json!({ "metrics": page.items });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Paged("metrics", page)))
 }
 
 /// MLflow's limits for the bulk-interval endpoint.
@@ -663,7 +653,7 @@ struct GetMetricHistoryBulkInterval {
 async fn get_metric_history_bulk_interval(
     State(state): State<AppState>,
     Message(req): Message<GetMetricHistoryBulkInterval>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<impl IntoResponse> {
     let run_ids = req.run_ids.into_vec();
     if run_ids.is_empty() {
         return Err(ApiError::invalid(
@@ -705,5 +695,5 @@ async fn get_metric_history_bulk_interval(
     let metrics = state
         .store(move |s| s.metric_history_bulk_interval(&run_ids, &key, steps, max_results as usize))
         .await?;
-    Ok(Json(json!({ "metrics": metrics })))
+    Ok(Json(One("metrics", metrics)))
 }

@@ -118,11 +118,15 @@ impl SqliteStore {
 fn configure(conn: &Connection) -> Result<()> {
     // WAL with synchronous=NORMAL: a commit reaches the OS before we acknowledge it, so it
     // survives the server being killed; only a power loss can drop the last commits.
+    // A 64 MiB page cache (allocated as used) and checkpoints every 64 MiB of WAL keep large
+    // log-batch calls from paying for a checkpoint, with its fsync, on nearly every commit.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;",
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 16384;",
     )
     .map_err(sql_err)
 }
