@@ -9,8 +9,8 @@ use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::search::{Comparison, Entity};
 use wasmflow_core::{Error, Result};
 
-use super::search_sql::compare;
-use super::tracking::{append_to_uri, json_list, load_experiment, metric_from_row};
+use super::search_sql::{SqlQuery, compare};
+use super::tracking::{append_to_uri, json_list, key_values, load_experiment, metric_from_row};
 use super::{now_ms, sql_err};
 use crate::{LoggedModelSearch, NewLoggedModel};
 
@@ -123,36 +123,22 @@ fn load_many(conn: &Connection, ids: &[String]) -> Result<Vec<LoggedModel>> {
     }
     for model in &mut models {
         let id = model.info.model_id.clone();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT key, value FROM logged_model_tags WHERE model_id = ?1 ORDER BY key",
-            )
-            .map_err(sql_err)?;
-        model.info.tags = stmt
-            .query_map([&id], |r| {
-                Ok(Tag {
-                    key: r.get(0)?,
-                    value: r.get(1)?,
-                })
-            })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT key, value FROM logged_model_params WHERE model_id = ?1 ORDER BY key",
-            )
-            .map_err(sql_err)?;
-        model.data.params = stmt
-            .query_map([&id], |r| {
-                Ok(Param {
-                    key: r.get(0)?,
-                    value: r.get(1)?,
-                })
-            })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
+        model.info.tags = key_values(
+            conn,
+            "SELECT key, value FROM logged_model_tags WHERE model_id = ?1 ORDER BY key",
+            &id,
+        )?
+        .into_iter()
+        .map(|(key, value)| Tag { key, value })
+        .collect();
+        model.data.params = key_values(
+            conn,
+            "SELECT key, value FROM logged_model_params WHERE model_id = ?1 ORDER BY key",
+            &id,
+        )?
+        .into_iter()
+        .map(|(key, value)| Param { key, value })
+        .collect();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest
@@ -350,12 +336,7 @@ pub(super) fn search(conn: &Connection, search: &LoggedModelSearch) -> Result<Pa
     sql.push_str(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
     params.push(SqlValue::Integer(search.max_results as i64 + 1));
     params.push(SqlValue::Integer(offset as i64));
-    let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
-    let ids: Vec<String> = stmt
-        .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+    let ids: Vec<String> = SqlQuery { sql, params }.first_column(conn)?;
     let models = load_many(conn, &ids)?;
     Ok(Page::from_overfetched(models, offset, search.max_results))
 }

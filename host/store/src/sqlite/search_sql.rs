@@ -5,11 +5,26 @@ use rusqlite::types::Value as SqlValue;
 use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value};
 use wasmflow_core::{Error, Result};
 
+use super::sql_err;
 use super::tracking::json_list;
 
 pub(crate) struct SqlQuery {
     pub sql: String,
     pub params: Vec<SqlValue>,
+}
+
+impl SqlQuery {
+    /// Runs the query and collects its first column.
+    pub fn first_column<T: rusqlite::types::FromSql>(
+        &self,
+        conn: &rusqlite::Connection,
+    ) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare_cached(&self.sql).map_err(sql_err)?;
+        stmt.query_map(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)
+    }
 }
 
 /// SQL for comparing `column` with a bound value. LIKE is case-sensitive in MLflow but not in

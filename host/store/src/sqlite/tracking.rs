@@ -92,7 +92,7 @@ pub(crate) fn load_experiment(conn: &Connection, id: i64) -> Result<Option<Exper
     }))
 }
 
-fn key_values(
+pub(crate) fn key_values(
     conn: &Connection,
     sql: &str,
     id: impl rusqlite::ToSql,
@@ -494,14 +494,7 @@ impl TrackingStore for SqliteStore {
                 search.max_results + 1,
                 offset,
             )?;
-            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql_err)?;
-            let ids: Vec<i64> = stmt
-                .query_map(rusqlite::params_from_iter(query.params.iter()), |r| {
-                    r.get(0)
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)?;
+            let ids: Vec<i64> = query.first_column(conn)?;
             let mut experiments = Vec::with_capacity(ids.len());
             for id in ids {
                 experiments.extend(load_experiment(conn, id)?);
@@ -828,14 +821,7 @@ impl TrackingStore for SqliteStore {
                 search.max_results + 1,
                 offset,
             )?;
-            let mut stmt = conn.prepare_cached(&query.sql).map_err(sql_err)?;
-            let ids: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(query.params.iter()), |r| {
-                    r.get(0)
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)?;
+            let ids: Vec<String> = query.first_column(conn)?;
             let runs = load_runs(conn, &ids)?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
         })
