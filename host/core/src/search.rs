@@ -660,6 +660,60 @@ pub fn parse_order_by(clause: &str, grammar: &Grammar) -> Result<OrderBy> {
     })
 }
 
+/// Registered models (MLflow's `SearchModelUtils`): `name` and tags; ordered by name or time.
+pub const REGISTERED_MODELS: Grammar = Grammar {
+    entities: &[Entity::Tag],
+    numeric_attributes: &[],
+    string_attributes: &["name"],
+    list_attributes: &["name"],
+    order_attributes: &["name", "creation_timestamp", "last_updated_timestamp"],
+    aliases: &[("timestamp", "last_updated_timestamp")],
+    null_checks: false,
+};
+
+/// Model versions (MLflow's `SearchModelVersionUtils`): name, run id, source and version number,
+/// and tags.
+pub const MODEL_VERSIONS: Grammar = Grammar {
+    entities: &[Entity::Tag],
+    numeric_attributes: &["version_number"],
+    string_attributes: &["name", "run_id", "source_path"],
+    list_attributes: &["name", "run_id"],
+    order_attributes: &[
+        "name",
+        "version_number",
+        "creation_timestamp",
+        "last_updated_timestamp",
+    ],
+    aliases: &[("timestamp", "last_updated_timestamp")],
+    null_checks: false,
+};
+
+pub fn parse_registered_model_filter(filter: &str) -> Result<Vec<Comparison>> {
+    parse_filter(filter, &REGISTERED_MODELS)
+}
+
+pub fn parse_registered_model_order_by(clause: &str) -> Result<OrderBy> {
+    attribute_order(parse_order_by(clause, &REGISTERED_MODELS)?, clause)
+}
+
+/// The registry orders by attributes only.
+fn attribute_order(order: OrderBy, clause: &str) -> Result<OrderBy> {
+    if order.entity != Entity::Attribute {
+        return Err(Error::invalid(format!(
+            "Invalid order_by clause '{clause}': only attributes can order registry results"
+        )));
+    }
+    Ok(order)
+}
+
+pub fn parse_model_version_filter(filter: &str) -> Result<Vec<Comparison>> {
+    parse_filter(filter, &MODEL_VERSIONS)
+}
+
+pub fn parse_model_version_order_by(clause: &str) -> Result<OrderBy> {
+    attribute_order(parse_order_by(clause, &MODEL_VERSIONS)?, clause)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,11 +876,10 @@ mod tests {
         assert!(parse_experiment_filter("creation_time > 100").is_ok());
         assert!(parse_experiment_filter("metrics.a > 1").is_err());
         assert!(parse_experiment_filter("attributes.status = 'x'").is_err());
-        assert_eq!(
-            parse_experiment_order_by("last_update_time DESC")
+        assert!(
+            !parse_experiment_order_by("last_update_time DESC")
                 .unwrap()
-                .ascending,
-            false
+                .ascending
         );
         assert!(parse_experiment_order_by("start_time").is_err());
     }
@@ -840,5 +893,86 @@ mod tests {
             "creation_timestamp"
         );
         assert!(parse_logged_model_filter("datasets.name = 'x'").is_err());
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn registered_model_filters() {
+        let c = parse_registered_model_filter("name LIKE 'fraud%' AND tags.team = 'risk'").unwrap();
+        assert_eq!((c[0].key.as_str(), c[0].op), ("name", Op::Like));
+        assert_eq!((c[1].entity, c[1].key.as_str()), (Entity::Tag, "team"));
+        // What the official client adds to every registered-model search.
+        let c = parse_registered_model_filter("tag.`mlflow.prompt.is_prompt` != 'true'").unwrap();
+        assert_eq!(
+            (c[0].key.as_str(), c[0].op),
+            ("mlflow.prompt.is_prompt", Op::Ne)
+        );
+        let c = parse_registered_model_filter("name IN ('a', 'b')").unwrap();
+        assert_eq!(c[0].value, Value::List(vec!["a".into(), "b".into()]));
+        for bad in [
+            "run_id = 'x'",
+            "metrics.a > 1",
+            "params.p = 'x'",
+            "name > 'a'",
+            "tags.t IS NULL",
+            "tags.t IN ('a')",
+        ] {
+            let e = parse_registered_model_filter(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{bad}");
+        }
+        assert!(
+            parse_registered_model_filter("run_id = 'x'")
+                .unwrap_err()
+                .message
+                .contains("Invalid attribute key 'run_id'")
+        );
+    }
+
+    #[test]
+    fn model_version_filters() {
+        let c = parse_model_version_filter(
+            "name = 'm' and run_id IN ('r1','r2') and source_path LIKE 'runs:/%' \
+             and version_number >= 3 and tags.`k` ILIKE '%x%'",
+        )
+        .unwrap();
+        assert_eq!(c.len(), 5);
+        assert_eq!(c[1].op, Op::In);
+        assert_eq!(c[3].value, Value::Number(3.0));
+        assert_eq!(c[4].entity, Entity::Tag);
+        assert_eq!(
+            parse_model_version_filter("version_number = '2'").unwrap()[0].value,
+            Value::Number(2.0)
+        );
+        for bad in [
+            "foo = 'x'",
+            "source_path IN ('a')",
+            "version_number LIKE '1'",
+            "version_number = 'abc'",
+            "run_id > 'a'",
+            "metrics.m > 1",
+        ] {
+            let e = parse_model_version_filter(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_order_by() {
+        let o = parse_registered_model_order_by("timestamp DESC").unwrap();
+        assert_eq!(
+            (o.key.as_str(), o.ascending),
+            ("last_updated_timestamp", false)
+        );
+        assert_eq!(parse_registered_model_order_by("name").unwrap().key, "name");
+        assert!(parse_registered_model_order_by("version_number").is_err());
+        let o = parse_model_version_order_by("version_number DESC").unwrap();
+        assert_eq!((o.key.as_str(), o.ascending), ("version_number", false));
+        assert!(parse_model_version_order_by("run_id").is_err());
+        assert!(parse_model_version_order_by("tags.t").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
 mod logged_models;
+mod registry;
 mod search_sql;
 mod tracking;
 
@@ -15,7 +16,10 @@ use wasmflow_core::{Error, Result};
 use crate::StoreConfig;
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_tracking.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_tracking.sql"),
+    include_str!("../../migrations/0002_registry.sql"),
+];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
 const MAX_GROUP: usize = 512;

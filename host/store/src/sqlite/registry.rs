@@ -1,0 +1,1393 @@
+//! The model registry in SQLite, and the [`RegistryStore`] implementation. Every change is
+//! recorded in `registry_events` inside the same transaction as the change itself.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+use wasmflow_core::entities::Tag;
+use wasmflow_core::paging::{Page, decode_token};
+use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value as FilterValue};
+use wasmflow_core::{Error, Result};
+
+use super::search_sql::compare;
+use super::tracking::{append_to_uri, json_list};
+use super::{SqliteStore, now_ms, sql_err};
+use crate::registry::{
+    AliasRef, IS_PROMPT_TAG_KEY, ModelUri, ModelVersion, NewModelVersion, RegisteredModel,
+    RegistryEvent, RegistrySearch, RegistryStore, ResolvedModel, Stage, parse_model_uri,
+    validate_alias, validate_alias_not_reserved, validate_model_name, validate_new_model_name,
+    validate_registry_tag,
+};
+
+const DELETED: &str = Stage::DELETED_INTERNAL;
+
+fn model_not_found(name: &str) -> Error {
+    Error::not_found(format!("Registered Model with name={name} not found"))
+}
+
+fn version_not_found(name: &str, version: i64) -> Error {
+    Error::not_found(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
+}
+
+fn invalid_source(source: &str, id_name: &str) -> Error {
+    Error::invalid(format!(
+        "Invalid model version source: '{source}'. The {id_name} request parameter must \
+         identify the resource that contains the source."
+    ))
+}
+
+fn record(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    version: Option<i64>,
+    kind: &str,
+    details: Value,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO registry_events (timestamp, user_id, name, version, kind, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        now_ms(),
+        user,
+        name,
+        version,
+        kind,
+        details.to_string()
+    ])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn model_exists(conn: &Connection, name: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM registered_models WHERE name = ?1")
+        .map_err(sql_err)?
+        .exists([name])
+        .map_err(sql_err)
+}
+
+fn require_model(conn: &Connection, name: &str) -> Result<()> {
+    validate_model_name(name)?;
+    if model_exists(conn, name)? {
+        Ok(())
+    } else {
+        Err(model_not_found(name))
+    }
+}
+
+fn touch_model(conn: &Connection, name: &str, now: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE registered_models SET last_updated_time = ?2 WHERE name = ?1")
+        .map_err(sql_err)?
+        .execute(params![name, now])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+const MV_COLUMNS: &str = "mv.name, mv.version, mv.creation_time, mv.last_updated_time, \
+    mv.description, mv.user_id, mv.current_stage, mv.source, mv.storage_location, mv.run_id, \
+    mv.run_link, mv.model_id, mv.status, mv.status_message";
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+    Ok(ModelVersion {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        creation_timestamp: r.get(2)?,
+        last_updated_timestamp: r.get(3)?,
+        description: r.get(4)?,
+        user_id: r.get(5)?,
+        current_stage: r.get(6)?,
+        source: r.get(7)?,
+        storage_location: r.get(8)?,
+        run_id: r.get(9)?,
+        run_link: r.get(10)?,
+        model_id: r.get(11)?,
+        status: r.get(12)?,
+        status_message: r.get(13)?,
+        tags: Vec::new(),
+        aliases: Vec::new(),
+    })
+}
+
+/// Loads the tags and aliases of `versions` in two queries.
+fn fill_versions(conn: &Connection, versions: &mut [ModelVersion]) -> Result<()> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(&str, i64)> = versions
+        .iter()
+        .map(|v| (v.name.as_str(), v.version))
+        .collect();
+    let keys = json_list(&keys);
+    let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT t.name, t.version, t.key, t.value FROM json_each(?1) j
+             JOIN model_version_tags t ON t.name = j.value ->> '$[0]' AND t.version = j.value ->> '$[1]'
+             ORDER BY t.key",
+        )
+        .map_err(sql_err)?;
+    let mut rows = stmt.query([&keys]).map_err(sql_err)?;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        tags.entry((r.get(0).map_err(sql_err)?, r.get(1).map_err(sql_err)?))
+            .or_default()
+            .push(Tag {
+                key: r.get(2).map_err(sql_err)?,
+                value: r.get(3).map_err(sql_err)?,
+            });
+    }
+    let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT a.name, a.version, a.alias FROM json_each(?1) j
+             JOIN registered_model_aliases a
+               ON a.name = j.value ->> '$[0]' AND a.version = j.value ->> '$[1]'
+             ORDER BY a.alias",
+        )
+        .map_err(sql_err)?;
+    let mut rows = stmt.query([&keys]).map_err(sql_err)?;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        aliases
+            .entry((r.get(0).map_err(sql_err)?, r.get(1).map_err(sql_err)?))
+            .or_default()
+            .push(r.get(2).map_err(sql_err)?);
+    }
+    for v in versions {
+        let key = (v.name.clone(), v.version);
+        v.tags = tags.remove(&key).unwrap_or_default();
+        v.aliases = aliases.remove(&key).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// The version, unless it does not exist or was deleted.
+fn find_version(conn: &Connection, name: &str, version: i64) -> Result<Option<ModelVersion>> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {MV_COLUMNS} FROM model_versions mv
+             WHERE mv.name = ?1 AND mv.version = ?2 AND mv.current_stage != '{DELETED}'"
+        ))
+        .map_err(sql_err)?
+        .query_row(params![name, version], version_from_row)
+        .optional()
+        .map_err(sql_err)?;
+    let Some(mv) = found else { return Ok(None) };
+    let mut one = [mv];
+    fill_versions(conn, &mut one)?;
+    let [mv] = one;
+    Ok(Some(mv))
+}
+
+fn load_version(conn: &Connection, name: &str, version: i64) -> Result<ModelVersion> {
+    validate_model_name(name)?;
+    find_version(conn, name, version)?.ok_or_else(|| version_not_found(name, version))
+}
+
+/// The newest live version of each stage, oldest version first.
+fn latest_versions(conn: &Connection, name: &str) -> Result<Vec<ModelVersion>> {
+    let mut versions = conn
+        .prepare_cached(&format!(
+            "SELECT {MV_COLUMNS} FROM model_versions mv
+             WHERE mv.name = ?1 AND mv.current_stage != '{DELETED}'
+               AND mv.version = (SELECT MAX(o.version) FROM model_versions o
+                                 WHERE o.name = mv.name AND o.current_stage = mv.current_stage)
+             ORDER BY mv.version"
+        ))
+        .map_err(sql_err)?
+        .query_map([name], version_from_row)
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql_err)?;
+    fill_versions(conn, &mut versions)?;
+    Ok(versions)
+}
+
+fn newest_version(conn: &Connection, name: &str) -> Result<Option<i64>> {
+    conn.prepare_cached(&format!(
+        "SELECT MAX(version) FROM model_versions WHERE name = ?1 AND current_stage != '{DELETED}'"
+    ))
+    .map_err(sql_err)?
+    .query_row([name], |r| r.get(0))
+    .map_err(sql_err)
+}
+
+fn load_model(conn: &Connection, name: &str) -> Result<RegisteredModel> {
+    validate_model_name(name)?;
+    let row = conn
+        .prepare_cached(
+            "SELECT name, creation_time, last_updated_time, description
+             FROM registered_models WHERE name = ?1",
+        )
+        .map_err(sql_err)?
+        .query_row([name], |r| {
+            Ok(RegisteredModel {
+                name: r.get(0)?,
+                creation_timestamp: r.get(1)?,
+                last_updated_timestamp: r.get(2)?,
+                description: r.get::<_, Option<String>>(3)?.filter(|d| !d.is_empty()),
+                latest_versions: Vec::new(),
+                tags: Vec::new(),
+                aliases: Vec::new(),
+            })
+        })
+        .optional()
+        .map_err(sql_err)?;
+    let mut model = row.ok_or_else(|| model_not_found(name))?;
+    model.tags = conn
+        .prepare_cached("SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key")
+        .map_err(sql_err)?
+        .query_map([name], |r| {
+            Ok(Tag {
+                key: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    model.aliases = conn
+        .prepare_cached(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
+        )
+        .map_err(sql_err)?
+        .query_map([name], |r| {
+            Ok(AliasRef {
+                alias: r.get(0)?,
+                version: r.get(1)?,
+            })
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    model.latest_versions = latest_versions(conn, name)?;
+    Ok(model)
+}
+
+fn put_model_tag(conn: &Connection, name: &str, tag: &Tag) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(sql_err)?
+    .execute(params![name, tag.key, tag.value])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn put_version_tag(conn: &Connection, name: &str, version: i64, tag: &Tag) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(sql_err)?
+    .execute(params![name, version, tag.key, tag.value])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+// ---- registered models ----
+
+fn create_model(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    tags: &[Tag],
+    description: Option<&str>,
+) -> Result<RegisteredModel> {
+    validate_model_name(name)?;
+    for tag in tags {
+        validate_registry_tag(tag)?;
+    }
+    if model_exists(conn, name)? {
+        return Err(Error::already_exists(format!(
+            "Registered Model (name={name}) already exists."
+        )));
+    }
+    let now = now_ms();
+    conn.execute(
+        "INSERT INTO registered_models (name, creation_time, last_updated_time, description)
+         VALUES (?1, ?2, ?2, ?3)",
+        params![name, now, description],
+    )
+    .map_err(sql_err)?;
+    for tag in tags {
+        put_model_tag(conn, name, tag)?;
+    }
+    record(
+        conn,
+        user,
+        name,
+        None,
+        "registered_model_created",
+        json!({ "description": description, "tags": tags }),
+    )?;
+    load_model(conn, name)
+}
+
+fn rename_model(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    new_name: &str,
+) -> Result<RegisteredModel> {
+    validate_new_model_name(new_name)?;
+    require_model(conn, name)?;
+    if new_name != name && model_exists(conn, new_name)? {
+        return Err(Error::already_exists(format!(
+            "Registered Model (name={new_name}) already exists."
+        )));
+    }
+    let now = now_ms();
+    // Versions, their tags and the aliases follow by ON UPDATE CASCADE.
+    conn.execute(
+        "UPDATE registered_models SET name = ?2, last_updated_time = ?3 WHERE name = ?1",
+        params![name, new_name, now],
+    )
+    .map_err(sql_err)?;
+    conn.execute(
+        "UPDATE model_versions SET last_updated_time = ?2 WHERE name = ?1",
+        params![new_name, now],
+    )
+    .map_err(sql_err)?;
+    // The history follows the model.
+    conn.execute(
+        "UPDATE registry_events SET name = ?2 WHERE name = ?1",
+        params![name, new_name],
+    )
+    .map_err(sql_err)?;
+    record(
+        conn,
+        user,
+        new_name,
+        None,
+        "registered_model_renamed",
+        json!({ "from": name, "to": new_name }),
+    )?;
+    load_model(conn, new_name)
+}
+
+fn update_model(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    description: Option<&str>,
+) -> Result<RegisteredModel> {
+    require_model(conn, name)?;
+    conn.execute(
+        "UPDATE registered_models SET description = ?2, last_updated_time = ?3 WHERE name = ?1",
+        params![name, description, now_ms()],
+    )
+    .map_err(sql_err)?;
+    record(
+        conn,
+        user,
+        name,
+        None,
+        "registered_model_updated",
+        json!({ "description": description }),
+    )?;
+    load_model(conn, name)
+}
+
+fn delete_model(conn: &Connection, user: &str, name: &str) -> Result<()> {
+    require_model(conn, name)?;
+    let versions: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT COUNT(*) FROM model_versions WHERE name = ?1 AND current_stage != '{DELETED}'"
+            ),
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    // Versions, tags and aliases go by ON DELETE CASCADE.
+    conn.execute("DELETE FROM registered_models WHERE name = ?1", [name])
+        .map_err(sql_err)?;
+    record(
+        conn,
+        user,
+        name,
+        None,
+        "registered_model_deleted",
+        json!({ "versions": versions }),
+    )
+}
+
+fn set_model_tag(conn: &Connection, user: &str, name: &str, tag: &Tag) -> Result<()> {
+    validate_registry_tag(tag)?;
+    require_model(conn, name)?;
+    put_model_tag(conn, name, tag)?;
+    record(
+        conn,
+        user,
+        name,
+        None,
+        "registered_model_tag_set",
+        json!({ "key": tag.key, "value": tag.value }),
+    )
+}
+
+fn delete_model_tag(conn: &Connection, user: &str, name: &str, key: &str) -> Result<()> {
+    wasmflow_core::validation::validate_key("key", key)?;
+    require_model(conn, name)?;
+    let n = conn
+        .execute(
+            "DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2",
+            params![name, key],
+        )
+        .map_err(sql_err)?;
+    // As in MLflow, deleting a tag that is not there is not an error.
+    if n > 0 {
+        record(
+            conn,
+            user,
+            name,
+            None,
+            "registered_model_tag_deleted",
+            json!({ "key": key }),
+        )?;
+    }
+    Ok(())
+}
+
+/// The SQL condition for one tag clause against `table` (correlated on `on`).
+fn tag_condition(
+    c: &Comparison,
+    table: &str,
+    on: &str,
+    params: &mut Vec<SqlValue>,
+) -> Result<String> {
+    params.push(SqlValue::Text(c.key.clone()));
+    let cond = compare("t.value", c.op, &c.value, params)?;
+    let matches = format!("EXISTS (SELECT 1 FROM {table} t WHERE {on} AND t.key = ? AND {cond})");
+    Ok(matches)
+}
+
+/// Whether a filter asks for prompts (MLflow's `_is_querying_prompt`); otherwise prompts are
+/// left out of registry searches and the prompt tag's clauses are dropped.
+fn querying_prompts(filter: &[Comparison]) -> bool {
+    filter
+        .iter()
+        .find(|c| c.entity == Entity::Tag && c.key == IS_PROMPT_TAG_KEY)
+        .is_some_and(|c| match (&c.op, &c.value) {
+            (Op::Eq, FilterValue::Str(v)) => v.eq_ignore_ascii_case("true"),
+            (Op::Ne, FilterValue::Str(v)) => v.eq_ignore_ascii_case("false"),
+            _ => false,
+        })
+}
+
+fn registry_conditions(
+    filter: &[Comparison],
+    tag_table: &str,
+    on: &str,
+    attribute: impl Fn(&Comparison, &mut Vec<SqlValue>) -> Result<String>,
+    params: &mut Vec<SqlValue>,
+) -> Result<Vec<String>> {
+    let prompts = querying_prompts(filter);
+    let mut conditions = Vec::new();
+    for c in filter {
+        match c.entity {
+            Entity::Attribute => conditions.push(attribute(c, params)?),
+            Entity::Tag if c.key == IS_PROMPT_TAG_KEY && !prompts => {}
+            Entity::Tag => conditions.push(tag_condition(c, tag_table, on, params)?),
+            other => {
+                return Err(Error::invalid(format!(
+                    "Invalid entity type '{other:?}' for the model registry"
+                )));
+            }
+        }
+    }
+    if !prompts {
+        params.push(SqlValue::Text(IS_PROMPT_TAG_KEY.into()));
+        conditions.push(format!(
+            "NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE {on} AND t.key = ? AND t.value = 'true')"
+        ));
+    }
+    Ok(conditions)
+}
+
+fn order_clauses(
+    order_by: &[OrderBy],
+    column: impl Fn(&str) -> Result<&'static str>,
+) -> Result<(Vec<String>, Vec<&'static str>)> {
+    let mut seen = Vec::new();
+    let mut clauses = Vec::new();
+    for o in order_by {
+        let col = column(&o.key)?;
+        if seen.contains(&col) {
+            return Err(Error::invalid(format!(
+                "`order_by` contains duplicate fields: {:?}",
+                order_by.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()
+            )));
+        }
+        seen.push(col);
+        clauses.push(format!(
+            "{col} {}",
+            if o.ascending { "ASC" } else { "DESC" }
+        ));
+    }
+    Ok((clauses, seen))
+}
+
+fn search_models(conn: &Connection, search: &RegistrySearch) -> Result<Page<RegisteredModel>> {
+    let offset = decode_token(search.page_token.as_deref())?;
+    let mut params = Vec::new();
+    let mut conditions = registry_conditions(
+        &search.filter,
+        "registered_model_tags",
+        "t.name = rm.name",
+        |c, params| match c.key.as_str() {
+            "name" => compare("rm.name", c.op, &c.value, params),
+            other => Err(Error::invalid(format!("Invalid attribute name: {other}"))),
+        },
+        &mut params,
+    )?;
+    if conditions.is_empty() {
+        conditions.push("1".into());
+    }
+    let (mut order, seen) = order_clauses(&search.order_by, |key| match key {
+        "name" => Ok("rm.name"),
+        "creation_timestamp" => Ok("rm.creation_time"),
+        "last_updated_timestamp" | "timestamp" => Ok("rm.last_updated_time"),
+        other => Err(Error::invalid(format!(
+            "Invalid order by key '{other}' specified.Valid keys are '{{'name', 'timestamp'}}'"
+        ))),
+    })?;
+    if !seen.contains(&"rm.name") {
+        order.push("rm.name ASC".into());
+    }
+    params.push(SqlValue::Integer(search.max_results as i64 + 1));
+    params.push(SqlValue::Integer(offset as i64));
+    let sql = format!(
+        "SELECT rm.name FROM registered_models rm WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
+    let names: Vec<String> = conn
+        .prepare(&sql)
+        .map_err(sql_err)?
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let page = Page::from_overfetched(names, offset, search.max_results);
+    let models = page
+        .items
+        .iter()
+        .map(|n| load_model(conn, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page {
+        items: models,
+        next_page_token: page.next_page_token,
+    })
+}
+
+fn get_latest(conn: &Connection, name: &str, stages: &[Stage]) -> Result<Vec<ModelVersion>> {
+    require_model(conn, name)?;
+    let wanted: Vec<&str> = if stages.is_empty() {
+        Stage::ALL.iter().map(|s| s.as_str()).collect()
+    } else {
+        stages.iter().map(|s| s.as_str()).collect()
+    };
+    Ok(latest_versions(conn, name)?
+        .into_iter()
+        .filter(|v| wanted.contains(&v.current_stage.as_str()))
+        .collect())
+}
+
+// ---- model versions ----
+
+/// Repeatedly percent-decodes, as MLflow does before looking for `..`.
+fn fully_unquoted(source: &str) -> String {
+    let mut current = source.to_string();
+    loop {
+        let decoded = percent_decode(&current);
+        if decoded == current {
+            return current;
+        }
+        current = decoded;
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// MLflow refuses sources with relative path references (a way out of the artifact root).
+fn check_no_traversal(source: &str) -> Result<()> {
+    let unquoted = fully_unquoted(source);
+    if unquoted.contains('\0') || unquoted.split(['/', '\\']).any(|p| p == "..") {
+        return Err(Error::invalid(format!(
+            "Invalid model version source: '{source}'. If supplying a source as an http, https, \
+             local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must \
+             be provided without relative path references present. Please provide an absolute \
+             path."
+        )));
+    }
+    Ok(())
+}
+
+fn run_artifact_uri(conn: &Connection, run_id: &str) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT artifact_uri FROM runs WHERE run_uuid = ?1")
+        .map_err(sql_err)?
+        .query_row([run_id], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)
+}
+
+/// A live logged model's artifact location and source run.
+fn logged_model(conn: &Connection, model_id: &str) -> Result<Option<(String, Option<String>)>> {
+    conn.prepare_cached(
+        "SELECT artifact_location, source_run_id FROM logged_models
+         WHERE model_id = ?1 AND lifecycle_stage = 'active'",
+    )
+    .map_err(sql_err)?
+    .query_row([model_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+    .map_err(sql_err)
+}
+
+fn is_local(source: &str) -> bool {
+    source.starts_with("file:") || !source.contains(':')
+}
+
+/// Checks a new version's source against its run and logged model, and works out where its
+/// files are. Returns (source, storage location, run id, model id).
+fn resolve_source(
+    conn: &Connection,
+    new: &NewModelVersion,
+) -> Result<(String, String, String, Option<String>)> {
+    let source = new.source.clone();
+    let mut run_id = new.run_id.clone().filter(|r| !r.is_empty());
+    let mut model_id = new.model_id.clone().filter(|m| !m.is_empty());
+    check_no_traversal(&source)?;
+    let storage;
+    let mut source_out = source.clone();
+    if let Some(rest) = source.strip_prefix("runs:/") {
+        let (uri_run, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if uri_run.is_empty() || rest.starts_with('/') {
+            return Err(invalid_source(&source, "run_id"));
+        }
+        match &run_id {
+            Some(r) if r != uri_run => return Err(invalid_source(&source, "run_id")),
+            _ => run_id = Some(uri_run.to_string()),
+        }
+        let root = run_artifact_uri(conn, uri_run)?.ok_or_else(|| run_missing(uri_run))?;
+        storage = if path.is_empty() {
+            root
+        } else {
+            append_to_uri(&root, path.trim_start_matches('/'))
+        };
+    } else if source.starts_with("models:") {
+        match parse_model_uri(&source)? {
+            ModelUri::LoggedModel { model_id: id } => {
+                if model_id.as_ref().is_some_and(|m| m != &id) {
+                    return Err(invalid_source(&source, "model_id"));
+                }
+                let (location, source_run) =
+                    logged_model(conn, &id)?.ok_or_else(|| invalid_source(&source, "model_id"))?;
+                storage = location;
+                run_id = run_id.or(source_run);
+                model_id = Some(id);
+            }
+            other => {
+                // A version registered from another registered version.
+                let resolved = resolve(conn, &other, &source)?;
+                let version = find_version_of(conn, &resolved)?;
+                source_out = format!("models:/{}/{}", version.name, version.version);
+                storage = version.storage_location.clone();
+                if run_id.is_none() && !version.run_id.is_empty() {
+                    run_id = Some(version.run_id.clone());
+                }
+                model_id = model_id.or(version.model_id.clone());
+            }
+        }
+    } else {
+        if let Some(id) = &model_id {
+            let (location, source_run) =
+                logged_model(conn, id)?.ok_or_else(|| invalid_source(&source, "model_id"))?;
+            if is_local(&source) && !source.starts_with(location.trim_end_matches('/')) {
+                return Err(invalid_source(&source, "model_id"));
+            }
+            run_id = run_id.or(source_run);
+        } else if let Some(r) = &run_id {
+            let root =
+                run_artifact_uri(conn, r)?.ok_or_else(|| invalid_source(&source, "run_id"))?;
+            if is_local(&source) && !source.starts_with(root.trim_end_matches('/')) {
+                return Err(local_source(&source));
+            }
+        } else if is_local(&source) {
+            return Err(local_source(&source));
+        }
+        storage = source.clone();
+    }
+    if let Some(r) = &run_id
+        && run_artifact_uri(conn, r)?.is_none()
+    {
+        return Err(run_missing(r));
+    }
+    Ok((source_out, storage, run_id.unwrap_or_default(), model_id))
+}
+
+fn run_missing(run_id: &str) -> Error {
+    Error::not_found(format!("Run with id={run_id} not found"))
+}
+
+fn local_source(source: &str) -> Error {
+    Error::invalid(format!(
+        "Invalid model version source: '{source}'. To use a local path as a model version \
+         source, the run_id request parameter has to be specified and the local path has to be \
+         contained within the artifact directory of the run specified by the run_id."
+    ))
+}
+
+fn find_version_of(conn: &Connection, resolved: &ResolvedModel) -> Result<ModelVersion> {
+    let name = resolved.name.as_deref().unwrap_or_default();
+    let version = resolved
+        .version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    load_version(conn, name, version)
+}
+
+fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Result<ModelVersion> {
+    validate_model_name(&new.name)?;
+    if new.source.is_empty() {
+        return Err(Error::invalid(
+            "Missing value for required parameter 'source'.",
+        ));
+    }
+    for tag in &new.tags {
+        validate_registry_tag(tag)?;
+    }
+    require_model(conn, &new.name)?;
+    let (source, storage, run_id, model_id) = resolve_source(conn, new)?;
+    let version: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1")
+        .map_err(sql_err)?
+        .query_row([&new.name], |r| r.get(0))
+        .map_err(sql_err)?;
+    let now = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO model_versions (name, version, creation_time, last_updated_time, description,
+             current_stage, source, storage_location, run_id, run_link, model_id, status)
+         VALUES (?1, ?2, ?3, ?3, ?4, 'None', ?5, ?6, ?7, ?8, ?9, 'READY')",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        new.name,
+        version,
+        now,
+        new.description.clone().unwrap_or_default(),
+        source,
+        storage,
+        run_id,
+        new.run_link.clone().unwrap_or_default(),
+        model_id,
+    ])
+    .map_err(sql_err)?;
+    for tag in &new.tags {
+        put_version_tag(conn, &new.name, version, tag)?;
+    }
+    touch_model(conn, &new.name, now)?;
+    record(
+        conn,
+        user,
+        &new.name,
+        Some(version),
+        "model_version_created",
+        json!({ "source": source, "run_id": run_id, "model_id": model_id,
+                "storage_location": storage }),
+    )?;
+    load_version(conn, &new.name, version)
+}
+
+fn update_version(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    version: i64,
+    description: Option<&str>,
+) -> Result<ModelVersion> {
+    load_version(conn, name, version)?;
+    conn.execute(
+        "UPDATE model_versions SET description = ?3, last_updated_time = ?4
+         WHERE name = ?1 AND version = ?2",
+        params![name, version, description, now_ms()],
+    )
+    .map_err(sql_err)?;
+    record(
+        conn,
+        user,
+        name,
+        Some(version),
+        "model_version_updated",
+        json!({ "description": description }),
+    )?;
+    load_version(conn, name, version)
+}
+
+fn transition(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    version: i64,
+    stage: Stage,
+    archive_existing: bool,
+) -> Result<ModelVersion> {
+    if archive_existing && !stage.is_active() {
+        return Err(Error::invalid(format!(
+            "Model version transition cannot archive existing model versions because '{}' is \
+             not an Active stage. Valid stages are ['Staging', 'Production']",
+            stage.as_str()
+        )));
+    }
+    let current = load_version(conn, name, version)?;
+    let now = now_ms();
+    if archive_existing {
+        let others: Vec<i64> = conn
+            .prepare_cached(
+                "SELECT version FROM model_versions
+                 WHERE name = ?1 AND version != ?2 AND current_stage = ?3",
+            )
+            .map_err(sql_err)?
+            .query_map(params![name, version, stage.as_str()], |r| r.get(0))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        for other in others {
+            conn.execute(
+                "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = ?3
+                 WHERE name = ?1 AND version = ?2",
+                params![name, other, now],
+            )
+            .map_err(sql_err)?;
+            record(
+                conn,
+                user,
+                name,
+                Some(other),
+                "model_version_stage_transitioned",
+                json!({ "from": stage.as_str(), "to": "Archived", "archived_by": version }),
+            )?;
+        }
+    }
+    conn.execute(
+        "UPDATE model_versions SET current_stage = ?3, last_updated_time = ?4
+         WHERE name = ?1 AND version = ?2",
+        params![name, version, stage.as_str(), now],
+    )
+    .map_err(sql_err)?;
+    touch_model(conn, name, now)?;
+    record(
+        conn,
+        user,
+        name,
+        Some(version),
+        "model_version_stage_transitioned",
+        json!({ "from": current.current_stage, "to": stage.as_str(),
+                "archive_existing_versions": archive_existing }),
+    )?;
+    load_version(conn, name, version)
+}
+
+fn delete_version(conn: &Connection, user: &str, name: &str, version: i64) -> Result<()> {
+    let current = load_version(conn, name, version)?;
+    let now = now_ms();
+    conn.execute(
+        "DELETE FROM registered_model_aliases WHERE name = ?1 AND version = ?2",
+        params![name, version],
+    )
+    .map_err(sql_err)?;
+    conn.execute(
+        "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2",
+        params![name, version],
+    )
+    .map_err(sql_err)?;
+    // The row stays, redacted as MLflow does, so that the number is never reused.
+    conn.execute(
+        &format!(
+            "UPDATE model_versions SET current_stage = '{DELETED}', last_updated_time = ?3,
+                 description = NULL, user_id = NULL, source = 'REDACTED-SOURCE-PATH',
+                 storage_location = '', run_id = 'REDACTED-RUN-ID',
+                 run_link = 'REDACTED-RUN-LINK', status_message = NULL
+             WHERE name = ?1 AND version = ?2"
+        ),
+        params![name, version, now],
+    )
+    .map_err(sql_err)?;
+    touch_model(conn, name, now)?;
+    record(
+        conn,
+        user,
+        name,
+        Some(version),
+        "model_version_deleted",
+        json!({ "stage": current.current_stage, "source": current.source,
+                "aliases_cleared": current.aliases }),
+    )
+}
+
+fn search_versions(conn: &Connection, search: &RegistrySearch) -> Result<Page<ModelVersion>> {
+    let offset = decode_token(search.page_token.as_deref())?;
+    let mut params = Vec::new();
+    let mut conditions = registry_conditions(
+        &search.filter,
+        "model_version_tags",
+        "t.name = mv.name AND t.version = mv.version",
+        |c, params| {
+            let column = match c.key.as_str() {
+                "name" => "mv.name",
+                "run_id" => "mv.run_id",
+                "source_path" => "mv.source",
+                "version_number" => {
+                    if let FilterValue::Number(n) = c.value
+                        && n.fract() != 0.0
+                    {
+                        return Err(Error::invalid(format!(
+                            "Invalid value for numeric attribute 'version_number': {n}"
+                        )));
+                    }
+                    "mv.version"
+                }
+                other => return Err(Error::invalid(format!("Invalid attribute name: {other}"))),
+            };
+            compare(column, c.op, &c.value, params)
+        },
+        &mut params,
+    )?;
+    conditions.push(format!("mv.current_stage != '{DELETED}'"));
+    let default_order;
+    let order_by = if search.order_by.is_empty() {
+        default_order = [
+            ("last_updated_timestamp", false),
+            ("name", true),
+            ("version_number", false),
+        ]
+        .map(|(key, ascending)| OrderBy {
+            entity: Entity::Attribute,
+            key: key.into(),
+            ascending,
+        });
+        &default_order[..]
+    } else {
+        &search.order_by[..]
+    };
+    let (mut order, seen) = order_clauses(order_by, |key| match key {
+        "name" => Ok("mv.name"),
+        "version_number" => Ok("mv.version"),
+        "creation_timestamp" => Ok("mv.creation_time"),
+        "last_updated_timestamp" | "timestamp" => Ok("mv.last_updated_time"),
+        other => Err(Error::invalid(format!(
+            "Invalid order by key '{other}' specified. Valid keys are {{'name', \
+             'version_number', 'creation_timestamp', 'last_updated_timestamp'}}"
+        ))),
+    })?;
+    if !seen.contains(&"mv.name") {
+        order.push("mv.name ASC".into());
+    }
+    if !seen.contains(&"mv.version") {
+        order.push("mv.version DESC".into());
+    }
+    params.push(SqlValue::Integer(search.max_results as i64 + 1));
+    params.push(SqlValue::Integer(offset as i64));
+    let sql = format!(
+        "SELECT {MV_COLUMNS} FROM model_versions mv WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
+    let rows: Vec<ModelVersion> = conn
+        .prepare(&sql)
+        .map_err(sql_err)?
+        .query_map(rusqlite::params_from_iter(params.iter()), version_from_row)
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let mut page = Page::from_overfetched(rows, offset, search.max_results);
+    fill_versions(conn, &mut page.items)?;
+    Ok(page)
+}
+
+fn set_version_tag(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    version: i64,
+    tag: &Tag,
+) -> Result<()> {
+    validate_registry_tag(tag)?;
+    load_version(conn, name, version)?;
+    put_version_tag(conn, name, version, tag)?;
+    record(
+        conn,
+        user,
+        name,
+        Some(version),
+        "model_version_tag_set",
+        json!({ "key": tag.key, "value": tag.value }),
+    )
+}
+
+fn delete_version_tag(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    version: i64,
+    key: &str,
+) -> Result<()> {
+    wasmflow_core::validation::validate_key("key", key)?;
+    load_version(conn, name, version)?;
+    let n = conn
+        .execute(
+            "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
+            params![name, version, key],
+        )
+        .map_err(sql_err)?;
+    if n > 0 {
+        record(
+            conn,
+            user,
+            name,
+            Some(version),
+            "model_version_tag_deleted",
+            json!({ "key": key }),
+        )?;
+    }
+    Ok(())
+}
+
+// ---- aliases ----
+
+fn set_alias(conn: &Connection, user: &str, name: &str, alias: &str, version: i64) -> Result<()> {
+    validate_model_name(name)?;
+    validate_alias(alias)?;
+    validate_alias_not_reserved(alias)?;
+    load_version(conn, name, version)?;
+    let previous: Option<i64> = conn
+        .prepare_cached(
+            "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+        )
+        .map_err(sql_err)?
+        .query_row(params![name, alias], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    conn.prepare_cached(
+        "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+    )
+    .map_err(sql_err)?
+    .execute(params![name, alias, version])
+    .map_err(sql_err)?;
+    record(
+        conn,
+        user,
+        name,
+        Some(version),
+        "alias_set",
+        json!({ "alias": alias, "previous_version": previous }),
+    )
+}
+
+fn delete_alias(conn: &Connection, user: &str, name: &str, alias: &str) -> Result<()> {
+    validate_alias(alias)?;
+    require_model(conn, name)?;
+    let previous: Option<i64> = conn
+        .prepare_cached(
+            "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+        )
+        .map_err(sql_err)?
+        .query_row(params![name, alias], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    if let Some(version) = previous {
+        conn.execute(
+            "DELETE FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+            params![name, alias],
+        )
+        .map_err(sql_err)?;
+        record(
+            conn,
+            user,
+            name,
+            Some(version),
+            "alias_deleted",
+            json!({ "alias": alias }),
+        )?;
+    }
+    Ok(())
+}
+
+fn version_by_alias(conn: &Connection, name: &str, alias: &str) -> Result<ModelVersion> {
+    validate_model_name(name)?;
+    validate_alias(alias)?;
+    if alias.eq_ignore_ascii_case("latest") {
+        require_model(conn, name)?;
+        let newest = newest_version(conn, name)?.ok_or_else(|| {
+            Error::not_found(format!("Latest version not found for model {name}."))
+        })?;
+        return load_version(conn, name, newest);
+    }
+    require_model(conn, name)?;
+    let version: Option<i64> = conn
+        .prepare_cached(
+            "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+        )
+        .map_err(sql_err)?
+        .query_row(params![name, alias], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    let version = version
+        .ok_or_else(|| Error::invalid(format!("Registered model alias {alias} not found.")))?;
+    load_version(conn, name, version)
+}
+
+// ---- events and model URIs ----
+
+fn events(conn: &Connection, name: &str, version: Option<i64>) -> Result<Vec<RegistryEvent>> {
+    conn.prepare_cached(
+        "SELECT id, timestamp, user_id, name, version, kind, details FROM registry_events
+         WHERE name = ?1 AND (?2 IS NULL OR version = ?2) ORDER BY id",
+    )
+    .map_err(sql_err)?
+    .query_map(params![name, version], |r| {
+        let details: String = r.get(6)?;
+        Ok(RegistryEvent {
+            id: r.get(0)?,
+            timestamp: r.get(1)?,
+            user_id: r.get(2)?,
+            name: r.get(3)?,
+            version: r.get(4)?,
+            kind: r.get(5)?,
+            details: serde_json::from_str(&details).unwrap_or(Value::Null),
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}
+
+fn resolved(version: ModelVersion) -> ResolvedModel {
+    ResolvedModel {
+        name: Some(version.name),
+        version: Some(version.version.to_string()),
+        artifact_uri: if version.storage_location.is_empty() {
+            version.source.clone()
+        } else {
+            version.storage_location
+        },
+        source: version.source,
+        model_id: version.model_id,
+    }
+}
+
+fn resolve(conn: &Connection, uri: &ModelUri, text: &str) -> Result<ResolvedModel> {
+    match uri {
+        ModelUri::Version { name, version } => Ok(resolved(load_version(conn, name, *version)?)),
+        ModelUri::Alias { name, alias } => Ok(resolved(version_by_alias(conn, name, alias)?)),
+        ModelUri::Latest { name } => Ok(resolved(version_by_alias(conn, name, "latest")?)),
+        ModelUri::Stage { name, stage } => {
+            let latest = get_latest(conn, name, &[*stage])?;
+            let version = latest.into_iter().next().ok_or_else(|| {
+                Error::not_found(format!(
+                    "No versions of model with name '{name}' and stage '{}' found",
+                    stage.as_str()
+                ))
+            })?;
+            Ok(resolved(version))
+        }
+        ModelUri::LoggedModel { model_id } => {
+            let (location, _) = logged_model(conn, model_id)?.ok_or_else(|| {
+                Error::not_found(format!("Logged model with ID '{model_id}' not found."))
+            })?;
+            Ok(ResolvedModel {
+                name: None,
+                version: None,
+                source: text.to_string(),
+                artifact_uri: location,
+                model_id: Some(model_id.clone()),
+            })
+        }
+    }
+}
+
+impl RegistryStore for SqliteStore {
+    fn create_registered_model(
+        &self,
+        user: &str,
+        name: &str,
+        tags: Vec<Tag>,
+        description: Option<String>,
+    ) -> Result<RegisteredModel> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| create_model(c, &user, &name, &tags, description.as_deref()))
+    }
+
+    fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
+        self.read(|c| load_model(c, name))
+    }
+
+    fn rename_registered_model(
+        &self,
+        user: &str,
+        name: &str,
+        new_name: &str,
+    ) -> Result<RegisteredModel> {
+        let (user, name, new_name) = (user.to_string(), name.to_string(), new_name.to_string());
+        self.write(move |c| rename_model(c, &user, &name, &new_name))
+    }
+
+    fn update_registered_model(
+        &self,
+        user: &str,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<RegisteredModel> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| update_model(c, &user, &name, description.as_deref()))
+    }
+
+    fn delete_registered_model(&self, user: &str, name: &str) -> Result<()> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| delete_model(c, &user, &name))
+    }
+
+    fn search_registered_models(&self, search: &RegistrySearch) -> Result<Page<RegisteredModel>> {
+        self.read(|c| search_models(c, search))
+    }
+
+    fn get_latest_versions(&self, name: &str, stages: &[Stage]) -> Result<Vec<ModelVersion>> {
+        self.read(|c| get_latest(c, name, stages))
+    }
+
+    fn set_registered_model_tag(&self, user: &str, name: &str, tag: Tag) -> Result<()> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| set_model_tag(c, &user, &name, &tag))
+    }
+
+    fn delete_registered_model_tag(&self, user: &str, name: &str, key: &str) -> Result<()> {
+        let (user, name, key) = (user.to_string(), name.to_string(), key.to_string());
+        self.write(move |c| delete_model_tag(c, &user, &name, &key))
+    }
+
+    fn create_model_version(&self, user: &str, new: NewModelVersion) -> Result<ModelVersion> {
+        let user = user.to_string();
+        self.write(move |c| create_version(c, &user, &new))
+    }
+
+    fn get_model_version(&self, name: &str, version: i64) -> Result<ModelVersion> {
+        self.read(|c| load_version(c, name, version))
+    }
+
+    fn update_model_version(
+        &self,
+        user: &str,
+        name: &str,
+        version: i64,
+        description: Option<String>,
+    ) -> Result<ModelVersion> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| update_version(c, &user, &name, version, description.as_deref()))
+    }
+
+    fn transition_model_version_stage(
+        &self,
+        user: &str,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing_versions: bool,
+    ) -> Result<ModelVersion> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| transition(c, &user, &name, version, stage, archive_existing_versions))
+    }
+
+    fn delete_model_version(&self, user: &str, name: &str, version: i64) -> Result<()> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| delete_version(c, &user, &name, version))
+    }
+
+    fn get_model_version_download_uri(&self, name: &str, version: i64) -> Result<String> {
+        self.read(|c| {
+            let v = load_version(c, name, version)?;
+            Ok(if v.storage_location.is_empty() {
+                v.source
+            } else {
+                v.storage_location
+            })
+        })
+    }
+
+    fn search_model_versions(&self, search: &RegistrySearch) -> Result<Page<ModelVersion>> {
+        self.read(|c| search_versions(c, search))
+    }
+
+    fn set_model_version_tag(&self, user: &str, name: &str, version: i64, tag: Tag) -> Result<()> {
+        let (user, name) = (user.to_string(), name.to_string());
+        self.write(move |c| set_version_tag(c, &user, &name, version, &tag))
+    }
+
+    fn delete_model_version_tag(
+        &self,
+        user: &str,
+        name: &str,
+        version: i64,
+        key: &str,
+    ) -> Result<()> {
+        let (user, name, key) = (user.to_string(), name.to_string(), key.to_string());
+        self.write(move |c| delete_version_tag(c, &user, &name, version, &key))
+    }
+
+    fn set_registered_model_alias(
+        &self,
+        user: &str,
+        name: &str,
+        alias: &str,
+        version: i64,
+    ) -> Result<()> {
+        let (user, name, alias) = (user.to_string(), name.to_string(), alias.to_string());
+        self.write(move |c| set_alias(c, &user, &name, &alias, version))
+    }
+
+    fn delete_registered_model_alias(&self, user: &str, name: &str, alias: &str) -> Result<()> {
+        let (user, name, alias) = (user.to_string(), name.to_string(), alias.to_string());
+        self.write(move |c| delete_alias(c, &user, &name, &alias))
+    }
+
+    fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+        self.read(|c| version_by_alias(c, name, alias))
+    }
+
+    fn registry_events(&self, name: &str, version: Option<i64>) -> Result<Vec<RegistryEvent>> {
+        self.read(|c| events(c, name, version))
+    }
+
+    fn resolve_model_uri(&self, uri: &str) -> Result<ResolvedModel> {
+        let parsed = parse_model_uri(uri)?;
+        self.read(|c| resolve(c, &parsed, uri))
+    }
+}

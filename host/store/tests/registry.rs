@@ -1,0 +1,666 @@
+//! The model registry of the SQLite store, through its public trait.
+
+use wasmflow_core::ErrorCode;
+use wasmflow_core::entities::Tag;
+use wasmflow_core::search::{
+    parse_model_version_filter, parse_model_version_order_by, parse_registered_model_filter,
+    parse_registered_model_order_by,
+};
+use wasmflow_store::registry::{NewModelVersion, RegistrySearch, Stage};
+use wasmflow_store::{
+    NewLoggedModel, NewRun, RegistryStore, SqliteStore, StoreConfig, TrackingStore,
+};
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("db.sqlite"),
+        StoreConfig {
+            default_artifact_root: "mlflow-artifacts:/".into(),
+        },
+    )
+    .unwrap();
+    (dir, store)
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn run(store: &SqliteStore) -> String {
+    store
+        .create_run(NewRun {
+            experiment_id: "0".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .info
+        .run_id
+}
+
+fn version(store: &SqliteStore, name: &str, source: &str) -> i64 {
+    store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: name.into(),
+                source: source.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .version
+}
+
+fn search(filter: &str, order: &[&str], max: usize, token: Option<String>) -> RegistrySearch {
+    RegistrySearch {
+        filter: parse_model_version_filter(filter).unwrap(),
+        order_by: order
+            .iter()
+            .map(|o| parse_model_version_order_by(o).unwrap())
+            .collect(),
+        max_results: max,
+        page_token: token,
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: wasmflow_core::Result<T>) -> ErrorCode {
+    r.unwrap_err().code
+}
+
+#[test]
+fn registered_model_lifecycle() {
+    let (_dir, store) = store();
+    let m = store
+        .create_registered_model("alice", "m1", vec![tag("team", "risk")], Some("d".into()))
+        .unwrap();
+    assert_eq!(m.name, "m1");
+    assert_eq!(m.description.as_deref(), Some("d"));
+    assert_eq!(m.tags, vec![tag("team", "risk")]);
+    assert_eq!(m.creation_timestamp, m.last_updated_timestamp);
+    assert_eq!(
+        code(store.create_registered_model("", "m1", vec![], None)),
+        ErrorCode::ResourceAlreadyExists
+    );
+    assert_eq!(
+        code(store.create_registered_model("", "a/b", vec![], None)),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        code(store.get_registered_model("nope")),
+        ErrorCode::ResourceDoesNotExist
+    );
+    let m = store
+        .update_registered_model("", "m1", Some("new".into()))
+        .unwrap();
+    assert_eq!(m.description.as_deref(), Some("new"));
+    store
+        .set_registered_model_tag("", "m1", tag("team", "ops"))
+        .unwrap();
+    store
+        .delete_registered_model_tag("", "m1", "missing")
+        .unwrap();
+    assert_eq!(
+        store.get_registered_model("m1").unwrap().tags,
+        vec![tag("team", "ops")]
+    );
+    store.delete_registered_model_tag("", "m1", "team").unwrap();
+    assert!(store.get_registered_model("m1").unwrap().tags.is_empty());
+    let json = serde_json::to_value(store.get_registered_model("m1").unwrap()).unwrap();
+    assert!(
+        json.get("tags").is_none() && json.get("aliases").is_none(),
+        "{json}"
+    );
+}
+
+#[test]
+fn versions_are_numbered_per_model_and_never_reused() {
+    let (_dir, store) = store();
+    store
+        .create_registered_model("", "a", vec![], None)
+        .unwrap();
+    store
+        .create_registered_model("", "b", vec![], None)
+        .unwrap();
+    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/x"), 1);
+    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/y"), 2);
+    assert_eq!(version(&store, "b", "mlflow-artifacts:/0/z"), 1);
+    store.delete_model_version("", "a", 2).unwrap();
+    assert_eq!(
+        code(store.get_model_version("a", 2)),
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/w"), 3);
+    let v = store.get_model_version("a", 3).unwrap();
+    assert_eq!(
+        (v.current_stage.as_str(), v.status.as_str()),
+        ("None", "READY")
+    );
+    assert_eq!(v.description.as_deref(), Some(""));
+    assert_eq!(
+        code(store.create_model_version(
+            "",
+            NewModelVersion {
+                name: "nope".into(),
+                source: "mlflow-artifacts:/x".into(),
+                ..Default::default()
+            }
+        )),
+        ErrorCode::ResourceDoesNotExist
+    );
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["version"], "3");
+    assert!(json["creation_timestamp"].is_i64());
+}
+
+#[test]
+fn sources_resolve_to_artifact_locations() {
+    let (_dir, store) = store();
+    store
+        .create_registered_model("", "m", vec![], None)
+        .unwrap();
+    let run_id = run(&store);
+    let v = store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: format!("runs:/{run_id}/model"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(v.run_id, run_id);
+    assert_eq!(
+        store
+            .get_model_version_download_uri("m", v.version)
+            .unwrap(),
+        format!("mlflow-artifacts:/0/{run_id}/artifacts/model")
+    );
+    let lm = store
+        .create_logged_model(NewLoggedModel {
+            experiment_id: "0".into(),
+            source_run_id: Some(run_id.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = lm.info.model_id.clone();
+    let v = store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: format!("models:/{id}"),
+                model_id: Some(id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(v.model_id.as_deref(), Some(id.as_str()));
+    assert_eq!(v.run_id, run_id, "the logged model's run");
+    assert_eq!(
+        store
+            .get_model_version_download_uri("m", v.version)
+            .unwrap(),
+        lm.info.artifact_uri
+    );
+    // Registered from another version: the source names it, the files are the same.
+    let v3 = store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: "models:/m/2".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(v3.source, "models:/m/2");
+    assert_eq!(
+        store.get_model_version_download_uri("m", 3).unwrap(),
+        lm.info.artifact_uri
+    );
+
+    let bad = |source: &str, run_id: Option<&str>, model_id: Option<&str>| {
+        code(store.create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: source.into(),
+                run_id: run_id.map(Into::into),
+                model_id: model_id.map(Into::into),
+                ..Default::default()
+            },
+        ))
+    };
+    let missing = "0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        bad(&format!("runs:/{missing}/model"), None, None),
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        bad("mlflow-artifacts:/0/x", Some(missing), None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad(&format!("runs:/{run_id}/model"), Some(missing), None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("models:/m-nope", None, None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("mlflow-artifacts:/0/../../etc", None, None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("mlflow-artifacts:/0/%252e%252e/x", None, None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("/tmp/model", None, None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("models:/m/9", None, None),
+        ErrorCode::ResourceDoesNotExist
+    );
+}
+
+#[test]
+fn aliases_and_stages() {
+    let (_dir, store) = store();
+    store
+        .create_registered_model("", "m", vec![], None)
+        .unwrap();
+    for _ in 0..3 {
+        version(&store, "m", "mlflow-artifacts:/0/x");
+    }
+    store
+        .set_registered_model_alias("", "m", "champ", 1)
+        .unwrap();
+    store
+        .set_registered_model_alias("", "m", "champ", 2)
+        .unwrap();
+    store
+        .set_registered_model_alias("", "m", "other", 2)
+        .unwrap();
+    let v = store.get_model_version_by_alias("m", "champ").unwrap();
+    assert_eq!(
+        (v.version, v.aliases.clone()),
+        (2, vec!["champ".to_string(), "other".into()])
+    );
+    assert_eq!(
+        store
+            .get_model_version_by_alias("m", "LATEST")
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        code(store.get_model_version_by_alias("m", "nope")),
+        ErrorCode::InvalidParameterValue
+    );
+    for bad in ["latest", "v1", "V22", "bad alias", ""] {
+        assert_eq!(
+            code(store.set_registered_model_alias("", "m", bad, 1)),
+            ErrorCode::InvalidParameterValue,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        code(store.set_registered_model_alias("", "m", "x", 9)),
+        ErrorCode::ResourceDoesNotExist
+    );
+    let m = store.get_registered_model("m").unwrap();
+    assert_eq!(m.aliases.len(), 2);
+    // Deleting the version clears its aliases.
+    store.delete_model_version("", "m", 2).unwrap();
+    assert!(store.get_registered_model("m").unwrap().aliases.is_empty());
+    store
+        .set_registered_model_alias("", "m", "champ", 3)
+        .unwrap();
+    store
+        .delete_registered_model_alias("", "m", "champ")
+        .unwrap();
+    store
+        .delete_registered_model_alias("", "m", "never")
+        .unwrap();
+    assert_eq!(
+        code(store.get_model_version_by_alias("m", "champ")),
+        ErrorCode::InvalidParameterValue
+    );
+
+    // Stages: archive_existing_versions moves the others in the target stage to Archived.
+    version(&store, "m", "mlflow-artifacts:/0/x"); // 4
+    store
+        .transition_model_version_stage("", "m", 1, Stage::Production, false)
+        .unwrap();
+    store
+        .transition_model_version_stage("", "m", 3, Stage::Production, false)
+        .unwrap();
+    let v = store
+        .transition_model_version_stage("", "m", 4, Stage::Production, true)
+        .unwrap();
+    assert_eq!(v.current_stage, "Production");
+    assert_eq!(
+        store.get_model_version("m", 1).unwrap().current_stage,
+        "Archived"
+    );
+    assert_eq!(
+        store.get_model_version("m", 3).unwrap().current_stage,
+        "Archived"
+    );
+    assert_eq!(
+        code(store.transition_model_version_stage("", "m", 1, Stage::Archived, true)),
+        ErrorCode::InvalidParameterValue
+    );
+    let latest = store.get_latest_versions("m", &[]).unwrap();
+    let pairs: Vec<(i64, String)> = latest
+        .iter()
+        .map(|v| (v.version, v.current_stage.clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![(3, "Archived".into()), (4, "Production".into())]
+    );
+    let prod = store
+        .get_latest_versions("m", &[Stage::Production])
+        .unwrap();
+    assert_eq!(prod.len(), 1);
+    assert!(
+        store
+            .get_latest_versions("m", &[Stage::Staging])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_registered_model("m")
+            .unwrap()
+            .latest_versions
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn rename_and_delete_carry_everything() {
+    let (_dir, store) = store();
+    store
+        .create_registered_model("bob", "old", vec![tag("k", "v")], None)
+        .unwrap();
+    version(&store, "old", "mlflow-artifacts:/0/x");
+    store
+        .set_model_version_tag("", "old", 1, tag("vk", "vv"))
+        .unwrap();
+    store
+        .set_registered_model_alias("", "old", "champ", 1)
+        .unwrap();
+    store
+        .create_registered_model("", "taken", vec![], None)
+        .unwrap();
+    assert_eq!(
+        code(store.rename_registered_model("", "old", "taken")),
+        ErrorCode::ResourceAlreadyExists
+    );
+    assert_eq!(
+        code(store.rename_registered_model("", "old", "")),
+        ErrorCode::InvalidParameterValue
+    );
+    let m = store.rename_registered_model("bob", "old", "new").unwrap();
+    assert_eq!(m.name, "new");
+    assert_eq!(m.tags, vec![tag("k", "v")]);
+    assert_eq!(m.aliases[0].alias, "champ");
+    let v = store.get_model_version_by_alias("new", "champ").unwrap();
+    assert_eq!(v.name, "new");
+    assert_eq!(v.tags, vec![tag("vk", "vv")]);
+    assert_eq!(
+        code(store.get_registered_model("old")),
+        ErrorCode::ResourceDoesNotExist
+    );
+    // The history follows the model.
+    let kinds: Vec<String> = store
+        .registry_events("new", None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "registered_model_created",
+            "model_version_created",
+            "model_version_tag_set",
+            "alias_set",
+            "registered_model_renamed"
+        ]
+    );
+    let events = store.registry_events("new", None).unwrap();
+    assert_eq!(events[0].user_id, "bob");
+    assert_eq!(events[4].details["from"], "old");
+    assert_eq!(store.registry_events("new", Some(1)).unwrap().len(), 3);
+
+    store.delete_registered_model("", "new").unwrap();
+    assert_eq!(
+        code(store.get_model_version("new", 1)),
+        ErrorCode::ResourceDoesNotExist
+    );
+    // A model of the same name starts afresh.
+    store
+        .create_registered_model("", "new", vec![], None)
+        .unwrap();
+    let m = store.get_registered_model("new").unwrap();
+    assert!(m.tags.is_empty() && m.aliases.is_empty() && m.latest_versions.is_empty());
+    assert_eq!(version(&store, "new", "mlflow-artifacts:/0/x"), 1);
+    assert!(store.get_model_version("new", 1).unwrap().tags.is_empty());
+    let kinds: Vec<String> = store
+        .registry_events("new", None)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"registered_model_deleted".to_string()));
+}
+
+#[test]
+fn search_filters_orders_and_pages() {
+    let (_dir, store) = store();
+    let run_a = run(&store);
+    let run_b = run(&store);
+    for name in ["alpha", "beta", "Gamma"] {
+        store
+            .create_registered_model("", name, vec![tag("team", name)], None)
+            .unwrap();
+        for r in [&run_a, &run_b, &run_a] {
+            store
+                .create_model_version(
+                    "",
+                    NewModelVersion {
+                        name: name.into(),
+                        source: format!("runs:/{r}/model"),
+                        tags: vec![tag("parity", if r == &run_a { "a" } else { "b" })],
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        }
+    }
+    // A prompt is left out unless asked for.
+    store
+        .create_registered_model(
+            "",
+            "prompt",
+            vec![tag("mlflow.prompt.is_prompt", "true")],
+            None,
+        )
+        .unwrap();
+
+    let models = |filter: &str, order: &[&str]| -> Vec<String> {
+        store
+            .search_registered_models(&RegistrySearch {
+                filter: parse_registered_model_filter(filter).unwrap(),
+                order_by: order
+                    .iter()
+                    .map(|o| parse_registered_model_order_by(o).unwrap())
+                    .collect(),
+                max_results: 100,
+                page_token: None,
+            })
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|m| m.name)
+            .collect()
+    };
+    assert_eq!(models("", &[]), ["Gamma", "alpha", "beta"]);
+    assert_eq!(models("name LIKE 'a%'", &[]), ["alpha"]);
+    assert_eq!(models("name ILIKE 'g%'", &[]), ["Gamma"]);
+    assert_eq!(models("name != 'alpha'", &["name DESC"]), ["beta", "Gamma"]);
+    assert_eq!(models("name IN ('beta', 'alpha')", &[]), ["alpha", "beta"]);
+    assert_eq!(models("tags.team = 'beta'", &[]), ["beta"]);
+    assert_eq!(
+        models("tag.`mlflow.prompt.is_prompt` != 'true'", &[]),
+        ["Gamma", "alpha", "beta"]
+    );
+    assert_eq!(
+        models("tags.`mlflow.prompt.is_prompt` = 'true'", &[]),
+        ["prompt"]
+    );
+    let latest = &store
+        .search_registered_models(&RegistrySearch {
+            filter: parse_registered_model_filter("name = 'alpha'").unwrap(),
+            order_by: vec![],
+            max_results: 10,
+            page_token: None,
+        })
+        .unwrap()
+        .items[0];
+    assert_eq!(latest.latest_versions[0].version, 3);
+
+    let versions = |filter: &str| -> Vec<(String, i64)> {
+        store
+            .search_model_versions(&search(filter, &["name", "version_number"], 1000, None))
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|v| (v.name, v.version))
+            .collect()
+    };
+    assert_eq!(versions("name = 'beta'").len(), 3);
+    assert_eq!(versions(&format!("run_id = '{run_b}'")).len(), 3);
+    assert_eq!(
+        versions(&format!("run_id IN ('{run_b}', 'zzz') AND name = 'alpha'")),
+        [("alpha".to_string(), 2)]
+    );
+    assert_eq!(versions("version_number >= 3").len(), 3);
+    assert_eq!(versions("version_number = 2 AND name = 'Gamma'").len(), 1);
+    assert_eq!(versions("tags.parity = 'b'").len(), 3);
+    assert_eq!(versions("source_path LIKE 'runs:/%'").len(), 9);
+    assert_eq!(
+        code(store.search_model_versions(&search("version_number = 1.5", &[], 10, None))),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        code(store.search_model_versions(&search("", &["name", "name DESC"], 10, None))),
+        ErrorCode::InvalidParameterValue
+    );
+
+    // Paging: every version exactly once, in order.
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .search_model_versions(&search("", &["version_number ASC"], 2, token))
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|v| (v.version, v.name)));
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 9);
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    assert_eq!(seen, sorted);
+    sorted.dedup();
+    assert_eq!(sorted.len(), 9);
+    // The default order: newest change first.
+    store
+        .update_model_version("", "alpha", 1, Some("touched".into()))
+        .unwrap();
+    let first = &store
+        .search_model_versions(&search("", &[], 1, None))
+        .unwrap()
+        .items[0];
+    assert_eq!((first.name.as_str(), first.version), ("alpha", 1));
+}
+
+#[test]
+fn model_uris_resolve() {
+    let (_dir, store) = store();
+    store
+        .create_registered_model("", "m", vec![], None)
+        .unwrap();
+    version(&store, "m", "mlflow-artifacts:/0/one");
+    version(&store, "m", "mlflow-artifacts:/0/two");
+    store
+        .set_registered_model_alias("", "m", "champ", 1)
+        .unwrap();
+    store
+        .transition_model_version_stage("", "m", 2, Stage::Staging, false)
+        .unwrap();
+    let uri = |u: &str| store.resolve_model_uri(u).unwrap();
+    assert_eq!(uri("models:/m/1").artifact_uri, "mlflow-artifacts:/0/one");
+    assert_eq!(uri("models:/m@champ").version.as_deref(), Some("1"));
+    assert_eq!(uri("models:/m/latest").version.as_deref(), Some("2"));
+    assert_eq!(uri("models:/m/staging").version.as_deref(), Some("2"));
+    assert_eq!(uri("models:/m/2").name.as_deref(), Some("m"));
+    assert_eq!(
+        code(store.resolve_model_uri("models:/m/Production")),
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        code(store.resolve_model_uri("models:/m/7")),
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        code(store.resolve_model_uri("runs:/x/y")),
+        ErrorCode::InvalidParameterValue
+    );
+    let lm = store
+        .create_logged_model(NewLoggedModel {
+            experiment_id: "0".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let r = uri(&format!("models:/{}", lm.info.model_id));
+    assert_eq!(r.artifact_uri, lm.info.artifact_uri);
+    assert_eq!(r.name, None);
+    assert_eq!(
+        code(store.resolve_model_uri("models:/m-missing")),
+        ErrorCode::ResourceDoesNotExist
+    );
+}
+
+#[test]
+fn registry_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let config = || StoreConfig {
+        default_artifact_root: "mlflow-artifacts:/".into(),
+    };
+    {
+        let store = SqliteStore::open(&path, config()).unwrap();
+        store
+            .create_registered_model("", "m", vec![], None)
+            .unwrap();
+        version(&store, "m", "mlflow-artifacts:/0/x");
+    }
+    let store = SqliteStore::open(&path, config()).unwrap();
+    assert_eq!(store.get_model_version("m", 1).unwrap().version, 1);
+}
