@@ -8,7 +8,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::state::AppState;
-use crate::{artifacts, error, logged_models, tracking};
+use crate::{artifacts, error, logged_models, registry, tracking};
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
@@ -17,6 +17,7 @@ pub fn build(state: AppState) -> Router {
     let mlflow = || {
         tracking::router()
             .merge(logged_models::router())
+            .merge(registry::router())
             .merge(artifacts::tracking_router())
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
     };
@@ -25,6 +26,7 @@ pub fn build(state: AppState) -> Router {
         .nest("/ajax-api/2.0/mlflow", mlflow())
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::proxy_router())
+        .merge(registry::wasmflow_router())
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))

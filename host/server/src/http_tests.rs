@@ -27,8 +27,10 @@ fn test_app() -> TestApp {
     )
     .unwrap();
     let artifacts = LocalArtifactRepository::new(dir.path().join("artifacts")).unwrap();
+    let store = Arc::new(store);
     let router = app::build(AppState {
-        store: Arc::new(store),
+        store: store.clone(),
+        registry: store,
         artifacts: Some(Arc::new(artifacts)),
     });
     TestApp { router, dir }

@@ -6,6 +6,9 @@ mod error;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
+mod registry;
+#[cfg(test)]
+mod registry_http_tests;
 mod request;
 mod response;
 mod state;
@@ -116,8 +119,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let store = Arc::new(store);
     let app = app::build(state::AppState {
-        store: Arc::new(store),
+        store: store.clone(),
+        registry: store,
         artifacts,
     });
     let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))

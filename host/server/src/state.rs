@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use wasmflow_artifacts::ArtifactRepository;
-use wasmflow_store::TrackingStore;
+use wasmflow_store::{RegistryStore, TrackingStore};
 
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn TrackingStore>,
+    /// The model registry (the same SQLite database as the tracking store).
+    pub registry: Arc<dyn RegistryStore>,
     /// The proxied artifact root (`--artifacts-destination`); absent with `--no-serve-artifacts`.
     pub artifacts: Option<Arc<dyn ArtifactRepository>>,
 }
