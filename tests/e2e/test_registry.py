@@ -292,3 +292,52 @@ def test_bad_input_gets_mlflow_error_codes(client, unique_name, call, code):
     with pytest.raises(MlflowException) as e:
         call(client, name)
     assert _code(e) == code, str(e.value)
+
+
+def test_models_cli_remote_and_local(client, unique_name, server, wasmflow_bin, monkeypatch):
+    import os
+    import subprocess
+
+    name = unique_name("cli")
+    client.create_registered_model(name, description="from the cli test")
+    for _ in range(2):
+        client.create_model_version(name, f"mlflow-artifacts:/0/{name}/model")
+
+    def cli(*args, tracking_uri=None):
+        env = dict(os.environ)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop("RUST_BACKTRACE", None)
+        if tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = tracking_uri
+        out = subprocess.run(
+            [wasmflow_bin, "models", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        return out.returncode, out.stdout, out.stderr
+
+    # Against the running server.
+    rc, out, err = cli("alias", name, "champion", "2", tracking_uri=server.url)
+    assert rc == 0, err
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    rc, out, err = cli("list", "--filter", f"name = '{name}'", tracking_uri=server.url)
+    assert rc == 0, err
+    header, row = out.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "LATEST", "ALIASES"]
+    assert row.split()[:3] == [name, "2", "champion=2"], out
+    rc, out, err = cli("versions", name, tracking_uri=server.url)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["2", "1"], out
+    assert "champion" in lines[1]
+    rc, _, err = cli("alias", name, "latest", "1", tracking_uri=server.url)
+    assert rc != 0 and "INVALID_PARAMETER_VALUE" in err
+    rc, _, err = cli("versions", name + "-missing", tracking_uri=server.url)
+    assert rc != 0 and "RESOURCE_DOES_NOT_EXIST" in err
+
+    # Directly against the store file (the server keeps running: SQLite WAL readers).
+    store = f"sqlite:///{server.db_path}"
+    rc, out, err = cli("versions", name, "--backend-store-uri", store)
+    assert rc == 0, err
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["2", "1"], out
+    rc, out, err = cli("alias", name, "backup", "1", "--backend-store-uri", store)
+    assert rc == 0, err
+    assert client.get_registered_model(name).aliases == {"champion": "2", "backup": "1"}

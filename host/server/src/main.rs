@@ -2,6 +2,7 @@
 
 mod app;
 mod artifacts;
+mod cli;
 mod error;
 #[cfg(test)]
 mod http_tests;
@@ -40,6 +41,9 @@ enum Command {
     /// Run the tracking server, which the official `mlflow` client talks to unchanged
     /// (MLFLOW_TRACKING_URI=http://HOST:PORT).
     Server(ServerArgs),
+    /// The model registry: `list`, `versions NAME`, `alias NAME ALIAS VERSION`. Talks to the
+    /// server at MLFLOW_TRACKING_URI when it is an http:// URL, else to the local store.
+    Models(cli::models::ModelsArgs),
 }
 
 #[derive(clap::Args)]
@@ -72,9 +76,15 @@ struct ServerArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The CLI's output is its tables; only the server logs every request by default.
+    let default_level = match cli.command {
+        Command::Models(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -87,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(args))
         }
+        Command::Models(args) => cli::models::run(args),
     }
 }
 

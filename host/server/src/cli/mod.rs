@@ -1,0 +1,3 @@
+//! Subcommands besides `server`.
+
+pub mod models;

@@ -1,0 +1,439 @@
+//! `wasmflow models`: the model registry from the command line. Against a running server when
+//! `MLFLOW_TRACKING_URI` is an `http://` URL (over its REST API), else directly against the local
+//! SQLite store (`--backend-store-uri`, default `sqlite:///mlflow.db`).
+
+use std::io::Write as _;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use wasmflow_core::search;
+use wasmflow_store::registry::{RegistrySearch, parse_version};
+use wasmflow_store::{RegistryStore, StoreConfig};
+
+#[derive(clap::Args)]
+pub struct ModelsArgs {
+    /// The local store to use when MLFLOW_TRACKING_URI is not an http:// URL (giving it always
+    /// uses the local store).
+    #[arg(long, global = true)]
+    backend_store_uri: Option<String>,
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ModelsCommand {
+    /// List registered models.
+    List {
+        /// An MLflow filter, e.g. "name LIKE 'fraud%'".
+        #[arg(long, default_value = "")]
+        filter: String,
+    },
+    /// List the versions of a registered model.
+    Versions { name: String },
+    /// Point an alias of a model at one of its versions.
+    Alias {
+        name: String,
+        alias: String,
+        version: String,
+    },
+}
+
+/// Where the registry is.
+enum Backend {
+    Remote(Remote),
+    Local(wasmflow_store::SqliteStore),
+}
+
+pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
+    let backend = match (&args.backend_store_uri, tracking_uri.as_str()) {
+        (None, uri) if uri.starts_with("http://") => Backend::Remote(Remote::new(uri)?),
+        (None, uri) if uri.starts_with("https://") => {
+            bail!("https tracking URIs are not supported by `wasmflow models` yet: {uri}")
+        }
+        (explicit, env) => {
+            let uri = explicit.clone().unwrap_or_else(|| {
+                if env.starts_with("sqlite:") {
+                    env.to_string()
+                } else {
+                    "sqlite:///mlflow.db".into()
+                }
+            });
+            let store = wasmflow_store::open(
+                &uri,
+                StoreConfig {
+                    default_artifact_root: "./mlruns".into(),
+                },
+            )
+            .with_context(|| format!("cannot open the backend store '{uri}'"))?;
+            Backend::Local(store)
+        }
+    };
+    let user = std::env::var("MLFLOW_TRACKING_USERNAME")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        ModelsCommand::List { filter } => {
+            let models = backend.models(&filter)?;
+            let rows = models
+                .iter()
+                .map(|m| {
+                    vec![
+                        text(&m["name"]),
+                        m["latest_versions"]
+                            .as_array()
+                            .and_then(|vs| vs.iter().map(|v| version_num(&v["version"])).max())
+                            .map_or("-".into(), |v| v.to_string()),
+                        m["aliases"].as_array().map_or(String::new(), |a| {
+                            a.iter()
+                                .map(|a| format!("{}={}", text(&a["alias"]), text(&a["version"])))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }),
+                        time(&m["last_updated_timestamp"]),
+                        text(&m["description"]),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &["NAME", "LATEST", "ALIASES", "UPDATED (UTC)", "DESCRIPTION"],
+                rows,
+            )?;
+        }
+        ModelsCommand::Versions { name } => {
+            let versions = backend.versions(&name)?;
+            let rows = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        text(&v["version"]),
+                        text(&v["current_stage"]),
+                        v["aliases"].as_array().map_or(String::new(), |a| {
+                            a.iter().map(text).collect::<Vec<_>>().join(", ")
+                        }),
+                        text(&v["status"]),
+                        text(&v["run_id"]),
+                        text(&v["source"]),
+                        time(&v["creation_timestamp"]),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &[
+                    "VERSION",
+                    "STAGE",
+                    "ALIASES",
+                    "STATUS",
+                    "RUN ID",
+                    "SOURCE",
+                    "CREATED (UTC)",
+                ],
+                rows,
+            )?;
+        }
+        ModelsCommand::Alias {
+            name,
+            alias,
+            version,
+        } => {
+            let number = parse_version(&version)?;
+            backend.set_alias(&user, &name, &alias, number)?;
+            writeln!(
+                out,
+                "alias '{alias}' of model '{name}' now points to version {number}"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Backend {
+    fn models(&self, filter: &str) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Self::Remote(r) => r.all_pages("registered-models/search", filter, "registered_models"),
+            Self::Local(store) => {
+                let mut all = Vec::new();
+                let mut token = None;
+                loop {
+                    let page = store.search_registered_models(&RegistrySearch {
+                        filter: search::parse_registered_model_filter(filter)?,
+                        order_by: vec![],
+                        max_results: 1000,
+                        page_token: token,
+                    })?;
+                    all.extend(
+                        page.items
+                            .iter()
+                            .map(serde_json::to_value)
+                            .collect::<Result<Vec<_>, _>>()?,
+                    );
+                    token = page.next_page_token;
+                    if token.is_none() {
+                        return Ok(all);
+                    }
+                }
+            }
+        }
+    }
+
+    fn versions(&self, name: &str) -> anyhow::Result<Vec<Value>> {
+        let filter = format!("name = '{}'", name.replace('\'', "''"));
+        let mut versions = match self {
+            Self::Remote(r) => {
+                // The model must exist: an empty list would hide a typo.
+                r.call(
+                    hyper::Method::GET,
+                    &format!("registered-models/get?{}", query(&[("name", name)])),
+                    None,
+                )?;
+                r.all_pages("model-versions/search", &filter, "model_versions")?
+            }
+            Self::Local(store) => {
+                store.get_registered_model(name)?;
+                let page = store.search_model_versions(&RegistrySearch {
+                    filter: search::parse_model_version_filter(&filter)?,
+                    order_by: vec![],
+                    max_results: 200_000,
+                    page_token: None,
+                })?;
+                page.items
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        versions.sort_by_key(|v| std::cmp::Reverse(version_num(&v["version"])));
+        Ok(versions)
+    }
+
+    fn set_alias(&self, user: &str, name: &str, alias: &str, version: i64) -> anyhow::Result<()> {
+        match self {
+            Self::Remote(r) => {
+                r.call(
+                    hyper::Method::POST,
+                    "registered-models/alias",
+                    Some(json!({"name": name, "alias": alias, "version": version.to_string()})),
+                )?;
+            }
+            Self::Local(store) => store.set_registered_model_alias(user, name, alias, version)?,
+        }
+        Ok(())
+    }
+}
+
+/// A minimal HTTP/1.1 client for the server's REST API (hyper, already in the tree for axum).
+struct Remote {
+    host: String,
+    port: u16,
+    base_path: String,
+    auth: Option<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    fn new(uri: &str) -> anyhow::Result<Self> {
+        let rest = uri.trim_start_matches("http://");
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse().context("bad port in MLFLOW_TRACKING_URI")?,
+            ),
+            None => (authority.to_string(), 80),
+        };
+        let auth = std::env::var("MLFLOW_TRACKING_USERNAME").ok().map(|user| {
+            use base64::Engine as _;
+            let password = std::env::var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        });
+        Ok(Self {
+            host,
+            port,
+            base_path: path.trim_end_matches('/').to_string(),
+            auth,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// Calls `/api/2.0/mlflow/<endpoint>`; an MLflow error answer becomes an error.
+    fn call(
+        &self,
+        method: hyper::Method,
+        endpoint: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let prefix = if self.base_path.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", self.base_path)
+        };
+        let path = format!("{prefix}/api/2.0/mlflow/{endpoint}");
+        let (status, value) = self.runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut req = Request::builder()
+                .method(method)
+                .uri(&path)
+                .header(HOST, format!("{}:{}", self.host, self.port))
+                .header(CONTENT_TYPE, "application/json")
+                .header("x-wasmflow-user", std::env::var("USER").unwrap_or_default());
+            if let Some(auth) = &self.auth {
+                req = req.header(AUTHORIZATION, auth);
+            }
+            let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+            let resp = sender.send_request(req.body(Full::new(body))?).await?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| json!({ "message": String::from_utf8_lossy(&bytes).into_owned() }),
+            );
+            anyhow::Ok((status, value))
+        })?;
+        if !status.is_success() {
+            bail!(
+                "{} ({status}): {}",
+                value["error_code"].as_str().unwrap_or("error"),
+                value["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+
+    fn all_pages(&self, endpoint: &str, filter: &str, key: &str) -> anyhow::Result<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut params = vec![("filter", filter), ("max_results", "1000")];
+            if !token.is_empty() {
+                params.push(("page_token", &token));
+            }
+            let page = self.call(
+                hyper::Method::GET,
+                &format!("{endpoint}?{}", query(&params)),
+                None,
+            )?;
+            if let Some(items) = page[key].as_array() {
+                all.extend(items.iter().cloned());
+            }
+            match page["next_page_token"].as_str() {
+                Some(next) if !next.is_empty() => token = next.to_string(),
+                _ => return Ok(all),
+            }
+        }
+    }
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn version_num(v: &Value) -> i64 {
+    text(v).parse().unwrap_or(0)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn time(v: &Value) -> String {
+    let Some(ms) = v.as_i64() else {
+        return String::new();
+    };
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Writes rows under a header, each column as wide as its widest cell.
+fn table(
+    out: &mut impl std::io::Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(none)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00");
+        assert_eq!(time(&json!(1_700_000_000_123_i64)), "2023-11-14 22:13:20");
+        assert_eq!(time(&json!(951_782_400_000_i64)), "2000-02-29 00:00:00");
+        assert_eq!(time(&Value::Null), "");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &["A", "BB"],
+            vec![vec!["long".into(), "x".into()], vec!["s".into(), "".into()]],
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "A     BB\nlong  x\ns\n");
+    }
+}
