@@ -4,6 +4,7 @@ Raw REST where the client would hide the server's answer (wasmflow's own endpoin
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import mlflow
@@ -67,9 +68,13 @@ def test_register_logged_model_and_load_by_alias_and_version(client, unique_name
         loaded = mlflow.pyfunc.load_model(uri)
         np.testing.assert_allclose(np.asarray(loaded.predict(X)), expected, rtol=1e-9)
 
-    # A second registration of the same model is version 2.
+    # A second registration of the same model is version 2; the logged model lists both.
     mv2 = mlflow.register_model(info.model_uri, name)
     assert mv2.version == "2"
+    # (MLflow's server adds each version as a number and the fluent client again as a string.)
+    linked = json.loads(mlflow.get_logged_model(info.model_id).tags["mlflow.modelVersions"])
+    assert {(v["name"], str(v["version"])) for v in linked} == {(name, "1"), (name, "2")}
+    assert {"name": name, "version": 2} in linked
     assert [v.version for v in client.get_registered_model(name).latest_versions] == ["2"]
 
 

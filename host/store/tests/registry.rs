@@ -201,6 +201,13 @@ fn sources_resolve_to_artifact_locations() {
         .unwrap();
     assert_eq!(v.model_id.as_deref(), Some(id.as_str()));
     assert_eq!(v.run_id, run_id, "the logged model's run");
+    // The logged model lists the versions registered from it, as in MLflow.
+    let tags = store.get_logged_model(&id).unwrap().info.tags;
+    let linked = tags
+        .iter()
+        .find(|t| t.key == "mlflow.modelVersions")
+        .unwrap();
+    assert_eq!(linked.value, r#"[{"name":"m","version":2}]"#);
     assert_eq!(
         store
             .get_model_version_download_uri("m", v.version)

@@ -814,6 +814,9 @@ fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Resul
     for tag in &new.tags {
         put_version_tag(conn, &new.name, version, tag)?;
     }
+    if let Some(id) = &model_id {
+        link_logged_model(conn, id, &new.name, version)?;
+    }
     touch_model(conn, &new.name, now)?;
     record(
         conn,
@@ -825,6 +828,32 @@ fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Resul
                 "storage_location": storage }),
     )?;
     load_version(conn, &new.name, version)
+}
+
+/// Lists the version in its logged model's `mlflow.modelVersions` tag, as MLflow's server does.
+fn link_logged_model(conn: &Connection, model_id: &str, name: &str, version: i64) -> Result<()> {
+    const KEY: &str = "mlflow.modelVersions";
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT value FROM logged_model_tags WHERE model_id = ?1 AND key = ?2")
+        .map_err(sql_err)?
+        .query_row(params![model_id, KEY], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    let mut list: Vec<Value> = existing
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let entry = json!({ "name": name, "version": version });
+    if !list.contains(&entry) {
+        list.push(entry);
+    }
+    conn.prepare_cached(
+        "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(sql_err)?
+    .execute(params![model_id, KEY, Value::Array(list).to_string()])
+    .map_err(sql_err)?;
+    Ok(())
 }
 
 fn update_version(
