@@ -68,7 +68,7 @@ def load(url: str, prefix: str, models: int, versions: int) -> float:
         for v in range(versions):
             s.post(
                 f"{api}/model-versions/create",
-                json={"name": name, "source": f"mlflow-artifacts:/0/{name}/{v}/model",
+                json={"name": name, "source": f"s3://bucket/{name}/{v}/model",
                       "tags": [{"key": "parity", "value": "even" if v % 2 == 0 else "odd"}]},
                 timeout=30,
             ).raise_for_status()

@@ -189,7 +189,7 @@ def test_search_with_filters_and_paging(client, unique_name):
     for i, n in enumerate(names):
         client.create_registered_model(n, tags={"parity": "even" if i % 2 == 0 else "odd"})
         for _ in range(2):
-            client.create_model_version(n, f"mlflow-artifacts:/0/{n}/model")
+            client.create_model_version(n, f"s3://bucket/{n}/model")
 
     found = client.search_registered_models(filter_string=f"name LIKE '{prefix}-%'")
     assert sorted(m.name for m in found) == names
@@ -223,7 +223,7 @@ def test_search_with_filters_and_paging(client, unique_name):
     assert len(in_list) == 4
     v2 = client.search_model_versions(f"name LIKE '{prefix}-%' AND version_number = 2")
     assert len(v2) == 7
-    by_source = client.search_model_versions(f"source_path = 'mlflow-artifacts:/0/{names[4]}/model'")
+    by_source = client.search_model_versions(f"source_path = 's3://bucket/{names[4]}/model'")
     assert {v.name for v in by_source} == {names[4]}
 
     seen, token = [], None
@@ -283,6 +283,11 @@ def test_search_model_versions_by_run_id(client, unique_name, logged):
             lambda c, n: c.create_model_version(n, "mlflow-artifacts:/0/../../../etc"),
             "INVALID_PARAMETER_VALUE",
         ),
+        (
+            # A proxied-artifact source outside any named run (MLflow's rule).
+            lambda c, n: c.create_model_version(n, "mlflow-artifacts:/0/elsewhere/model"),
+            "INVALID_PARAMETER_VALUE",
+        ),
         (lambda c, n: c.search_model_versions("version_number = 1.5"), "INVALID_PARAMETER_VALUE"),
         (lambda c, n: c.search_model_versions("foo = 'x'"), "INVALID_PARAMETER_VALUE"),
         (lambda c, n: c.search_registered_models("run_id = 'x'"), "INVALID_PARAMETER_VALUE"),
@@ -293,7 +298,7 @@ def test_search_model_versions_by_run_id(client, unique_name, logged):
 def test_bad_input_gets_mlflow_error_codes(client, unique_name, call, code):
     name = unique_name("bad")
     client.create_registered_model(name)
-    client.create_model_version(name, f"mlflow-artifacts:/0/{name}/model")
+    client.create_model_version(name, f"s3://bucket/{name}/model")
     with pytest.raises(MlflowException) as e:
         call(client, name)
     assert _code(e) == code, str(e.value)
@@ -306,7 +311,7 @@ def test_models_cli_remote_and_local(client, unique_name, server, wasmflow_bin, 
     name = unique_name("cli")
     client.create_registered_model(name, description="from the cli test")
     for _ in range(2):
-        client.create_model_version(name, f"mlflow-artifacts:/0/{name}/model")
+        client.create_model_version(name, f"s3://bucket/{name}/model")
 
     def cli(*args, tracking_uri=None):
         env = dict(os.environ)

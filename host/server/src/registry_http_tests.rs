@@ -107,7 +107,7 @@ async fn registry_round_trip_in_mlflow_shapes() {
         .ok(
             Method::POST,
             "model-versions/create",
-            json!({"name": "m", "source": "mlflow-artifacts:/0/abc/artifacts/model"}),
+            json!({"name": "m", "source": "s3://bucket/abc/model"}),
         )
         .await;
     let mv = &mv["model_version"];
@@ -178,10 +178,7 @@ async fn registry_round_trip_in_mlflow_shapes() {
             Value::Null,
         )
         .await;
-    assert_eq!(
-        uri["artifact_uri"],
-        "mlflow-artifacts:/0/abc/artifacts/model"
-    );
+    assert_eq!(uri["artifact_uri"], "s3://bucket/abc/model");
 
     let updated = app
         .ok(
@@ -303,7 +300,7 @@ async fn registry_errors_have_mlflow_codes() {
     app.ok(
         Method::POST,
         "model-versions/create",
-        json!({"name": "m", "source": "mlflow-artifacts:/0/x"}),
+        json!({"name": "m", "source": "s3://bucket/x"}),
     )
     .await;
     let cases = [
@@ -415,7 +412,7 @@ async fn registry_errors_have_mlflow_codes() {
         (
             Method::POST,
             "model-versions/create",
-            json!({"name": "nope", "source": "mlflow-artifacts:/x"}),
+            json!({"name": "nope", "source": "s3://bucket/x"}),
             404,
             "RESOURCE_DOES_NOT_EXIST",
         ),
@@ -430,6 +427,13 @@ async fn registry_errors_have_mlflow_codes() {
             Method::POST,
             "model-versions/create",
             json!({"name": "m", "source": "mlflow-artifacts:/0/../../x"}),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            Method::POST,
+            "model-versions/create",
+            json!({"name": "m", "source": "mlflow-artifacts:/0/abc/model"}),
             400,
             "INVALID_PARAMETER_VALUE",
         ),
@@ -503,7 +507,7 @@ async fn events_and_uri_resolution() {
     app.ok(
         Method::POST,
         "model-versions/create",
-        json!({"name": "m", "source": "mlflow-artifacts:/0/x"}),
+        json!({"name": "m", "source": "s3://bucket/x"}),
     )
     .await;
     app.ok(
@@ -554,8 +558,8 @@ async fn events_and_uri_resolution() {
     assert_eq!(status, 200, "{resolved}");
     assert_eq!(
         resolved,
-        json!({"name": "m", "version": "1", "source": "mlflow-artifacts:/0/x",
-               "artifact_uri": "mlflow-artifacts:/0/x"})
+        json!({"name": "m", "version": "1", "source": "s3://bucket/x",
+               "artifact_uri": "s3://bucket/x"})
     );
     assert_error(
         app.raw(

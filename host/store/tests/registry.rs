@@ -125,15 +125,15 @@ fn versions_are_numbered_per_model_and_never_reused() {
     store
         .create_registered_model("", "b", vec![], None)
         .unwrap();
-    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/x"), 1);
-    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/y"), 2);
-    assert_eq!(version(&store, "b", "mlflow-artifacts:/0/z"), 1);
+    assert_eq!(version(&store, "a", "s3://bucket/x"), 1);
+    assert_eq!(version(&store, "a", "s3://bucket/y"), 2);
+    assert_eq!(version(&store, "b", "s3://bucket/z"), 1);
     store.delete_model_version("", "a", 2).unwrap();
     assert_eq!(
         code(store.get_model_version("a", 2)),
         ErrorCode::ResourceDoesNotExist
     );
-    assert_eq!(version(&store, "a", "mlflow-artifacts:/0/w"), 3);
+    assert_eq!(version(&store, "a", "s3://bucket/w"), 3);
     let v = store.get_model_version("a", 3).unwrap();
     assert_eq!(
         (v.current_stage.as_str(), v.status.as_str()),
@@ -145,7 +145,7 @@ fn versions_are_numbered_per_model_and_never_reused() {
             "",
             NewModelVersion {
                 name: "nope".into(),
-                source: "mlflow-artifacts:/x".into(),
+                source: "s3://bucket/x".into(),
                 ..Default::default()
             }
         )),
@@ -285,7 +285,7 @@ fn aliases_and_stages() {
         .create_registered_model("", "m", vec![], None)
         .unwrap();
     for _ in 0..3 {
-        version(&store, "m", "mlflow-artifacts:/0/x");
+        version(&store, "m", "s3://bucket/x");
     }
     store
         .set_registered_model_alias("", "m", "champ", 1)
@@ -343,7 +343,7 @@ fn aliases_and_stages() {
     );
 
     // Stages: archive_existing_versions moves the others in the target stage to Archived.
-    version(&store, "m", "mlflow-artifacts:/0/x"); // 4
+    version(&store, "m", "s3://bucket/x"); // 4
     store
         .transition_model_version_stage("", "m", 1, Stage::Production, false)
         .unwrap();
@@ -401,7 +401,7 @@ fn rename_and_delete_carry_everything() {
     store
         .create_registered_model("bob", "old", vec![tag("k", "v")], None)
         .unwrap();
-    version(&store, "old", "mlflow-artifacts:/0/x");
+    version(&store, "old", "s3://bucket/x");
     store
         .set_model_version_tag("", "old", 1, tag("vk", "vv"))
         .unwrap();
@@ -463,7 +463,7 @@ fn rename_and_delete_carry_everything() {
         .unwrap();
     let m = store.get_registered_model("new").unwrap();
     assert!(m.tags.is_empty() && m.aliases.is_empty() && m.latest_versions.is_empty());
-    assert_eq!(version(&store, "new", "mlflow-artifacts:/0/x"), 1);
+    assert_eq!(version(&store, "new", "s3://bucket/x"), 1);
     assert!(store.get_model_version("new", 1).unwrap().tags.is_empty());
     let kinds: Vec<String> = store
         .registry_events("new", None)
@@ -613,8 +613,8 @@ fn model_uris_resolve() {
     store
         .create_registered_model("", "m", vec![], None)
         .unwrap();
-    version(&store, "m", "mlflow-artifacts:/0/one");
-    version(&store, "m", "mlflow-artifacts:/0/two");
+    version(&store, "m", "s3://bucket/one");
+    version(&store, "m", "s3://bucket/two");
     store
         .set_registered_model_alias("", "m", "champ", 1)
         .unwrap();
@@ -622,7 +622,7 @@ fn model_uris_resolve() {
         .transition_model_version_stage("", "m", 2, Stage::Staging, false)
         .unwrap();
     let uri = |u: &str| store.resolve_model_uri(u).unwrap();
-    assert_eq!(uri("models:/m/1").artifact_uri, "mlflow-artifacts:/0/one");
+    assert_eq!(uri("models:/m/1").artifact_uri, "s3://bucket/one");
     assert_eq!(uri("models:/m@champ").version.as_deref(), Some("1"));
     assert_eq!(uri("models:/m/latest").version.as_deref(), Some("2"));
     assert_eq!(uri("models:/m/staging").version.as_deref(), Some("2"));
@@ -666,7 +666,7 @@ fn registry_survives_reopen() {
         store
             .create_registered_model("", "m", vec![], None)
             .unwrap();
-        version(&store, "m", "mlflow-artifacts:/0/x");
+        version(&store, "m", "s3://bucket/x");
     }
     let store = SqliteStore::open(&path, config()).unwrap();
     assert_eq!(store.get_model_version("m", 1).unwrap().version, 1);

@@ -727,21 +727,30 @@ fn resolve_source(
             }
         }
     } else {
+        // As in MLflow: a source on this server's artifact store (or a local path) must lie
+        // inside the artifacts of the run or logged model the request names.
+        let contained = is_local(&source) || is_proxied_artifact(&source);
         if let Some(id) = &model_id {
             let (location, source_run) =
                 logged_model(conn, id)?.ok_or_else(|| invalid_source(&source, "model_id"))?;
-            if is_local(&source) && !source.starts_with(location.trim_end_matches('/')) {
+            if contained && !uri_within(&source, &location) {
                 return Err(invalid_source(&source, "model_id"));
             }
             run_id = run_id.or(source_run);
         } else if let Some(r) = &run_id {
             let root =
                 run_artifact_uri(conn, r)?.ok_or_else(|| invalid_source(&source, "run_id"))?;
-            if is_local(&source) && !source.starts_with(root.trim_end_matches('/')) {
-                return Err(local_source(&source));
+            if contained && !uri_within(&source, &root) {
+                return Err(if is_local(&source) {
+                    local_source(&source)
+                } else {
+                    invalid_source(&source, "run_id")
+                });
             }
         } else if is_local(&source) {
             return Err(local_source(&source));
+        } else if contained {
+            return Err(invalid_source(&source, "run_id"));
         }
         storage = source.clone();
     }
@@ -751,6 +760,49 @@ fn resolve_source(
         return Err(run_missing(r));
     }
     Ok((source_out, storage, run_id.unwrap_or_default(), model_id))
+}
+
+/// `mlflow-artifacts:` URIs and http(s) URLs of an artifact proxy.
+fn is_proxied_artifact(source: &str) -> bool {
+    let (scheme, _, parts) = uri_parts(source);
+    scheme == "mlflow-artifacts"
+        || (matches!(scheme.as_str(), "http" | "https")
+            && parts
+                .windows(4)
+                .any(|w| w == ["api", "2.0", "mlflow-artifacts", "artifacts"]))
+}
+
+/// Scheme and authority (lower-cased) and the decoded, non-empty path segments of a URI.
+fn uri_parts(uri: &str) -> (String, String, Vec<String>) {
+    let (scheme, rest) = match uri.split_once(':') {
+        Some((s, r)) if !s.contains('/') => (s.to_ascii_lowercase(), r),
+        _ => (String::new(), uri),
+    };
+    let (authority, path) = match rest.strip_prefix("//") {
+        Some(r) => {
+            let (a, p) = r.split_once('/').unwrap_or((r, ""));
+            (a.to_ascii_lowercase(), p)
+        }
+        None => (String::new(), rest),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let parts = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(fully_unquoted)
+        .collect();
+    (scheme, authority, parts)
+}
+
+/// MLflow's `_is_uri_within_root`.
+fn uri_within(source: &str, root: &str) -> bool {
+    let (s_scheme, s_auth, s_parts) = uri_parts(source);
+    let (r_scheme, r_auth, r_parts) = uri_parts(root);
+    s_scheme == r_scheme
+        && s_auth == r_auth
+        && !r_parts.is_empty()
+        && s_parts.len() >= r_parts.len()
+        && s_parts[..r_parts.len()] == r_parts[..]
 }
 
 fn run_missing(run_id: &str) -> Error {
