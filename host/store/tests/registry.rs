@@ -272,6 +272,43 @@ fn sources_resolve_to_artifact_locations() {
         bad("/tmp/model", None, None),
         ErrorCode::InvalidParameterValue
     );
+    // Sources on the artifact proxy must lie inside the named run's or logged model's artifacts.
+    assert_eq!(
+        bad("mlflow-artifacts:/0/somewhere/model", None, None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("mlflow-artifacts:/0/somewhere/model", Some(&run_id), None),
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("mlflow-artifacts:/0/somewhere/model", None, Some(&id)),
+        ErrorCode::InvalidParameterValue
+    );
+    let inside = store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: format!("mlflow-artifacts:/0/{run_id}/artifacts/model"),
+                run_id: Some(run_id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(inside.run_id, run_id);
+    let inside = store
+        .create_model_version(
+            "",
+            NewModelVersion {
+                name: "m".into(),
+                source: format!("{}/MLmodel", lm.info.artifact_uri),
+                model_id: Some(id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(inside.run_id, run_id, "from the logged model");
     assert_eq!(
         bad("models:/m/9", None, None),
         ErrorCode::ResourceDoesNotExist
