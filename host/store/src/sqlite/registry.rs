@@ -11,7 +11,7 @@ use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value as FilterValue};
 use wasmflow_core::{Error, Result};
 
-use super::search_sql::compare;
+use super::search_sql::{SqlQuery, compare};
 use super::tracking::{append_to_uri, json_list};
 use super::{SqliteStore, now_ms, sql_err};
 use crate::registry::{
@@ -568,13 +568,7 @@ fn search_models(conn: &Connection, search: &RegistrySearch) -> Result<Page<Regi
         conditions.join(" AND "),
         order.join(", ")
     );
-    let names: Vec<String> = conn
-        .prepare(&sql)
-        .map_err(sql_err)?
-        .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+    let names: Vec<String> = SqlQuery { sql, params }.first_column(conn)?;
     let page = Page::from_overfetched(names, offset, search.max_results);
     let models = page
         .items
@@ -1102,13 +1096,7 @@ fn search_versions(conn: &Connection, search: &RegistrySearch) -> Result<Page<Mo
         conditions.join(" AND "),
         order.join(", ")
     );
-    let rows: Vec<ModelVersion> = conn
-        .prepare(&sql)
-        .map_err(sql_err)?
-        .query_map(rusqlite::params_from_iter(params.iter()), version_from_row)
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+    let rows: Vec<ModelVersion> = SqlQuery { sql, params }.rows(conn, version_from_row)?;
     let mut page = Page::from_overfetched(rows, offset, search.max_results);
     fill_versions(conn, &mut page.items)?;
     Ok(page)

@@ -23,16 +23,25 @@ pub(crate) struct SqlQuery {
 }
 
 impl SqlQuery {
+    /// Runs the query and maps each row.
+    pub fn rows<T>(
+        &self,
+        conn: &rusqlite::Connection,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare_cached(&self.sql).map_err(sql_err)?;
+        stmt.query_map(rusqlite::params_from_iter(self.params.iter()), map)
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)
+    }
+
     /// Runs the query and collects its first column.
     pub fn first_column<T: rusqlite::types::FromSql>(
         &self,
         conn: &rusqlite::Connection,
     ) -> Result<Vec<T>> {
-        let mut stmt = conn.prepare_cached(&self.sql).map_err(sql_err)?;
-        stmt.query_map(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)
+        self.rows(conn, |r| r.get(0))
     }
 }
 
