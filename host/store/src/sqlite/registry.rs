@@ -12,7 +12,7 @@ use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value as FilterValu
 use wasmflow_core::{Error, Result};
 
 use super::search_sql::{SqlQuery, compare};
-use super::tracking::{append_to_uri, json_list};
+use super::tracking::{append_to_uri, json_list, key_values};
 use super::{SqliteStore, now_ms, sql_err};
 use crate::registry::{
     AliasRef, IS_PROMPT_TAG_KEY, ModelUri, ModelVersion, NewModelVersion, RegisteredModel,
@@ -238,18 +238,14 @@ fn load_model(conn: &Connection, name: &str) -> Result<RegisteredModel> {
         .optional()
         .map_err(sql_err)?;
     let mut model = row.ok_or_else(|| model_not_found(name))?;
-    model.tags = conn
-        .prepare_cached("SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key")
-        .map_err(sql_err)?
-        .query_map([name], |r| {
-            Ok(Tag {
-                key: r.get(0)?,
-                value: r.get(1)?,
-            })
-        })
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+    model.tags = key_values(
+        conn,
+        "SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key",
+        name,
+    )?
+    .into_iter()
+    .map(|(key, value)| Tag { key, value })
+    .collect();
     model.aliases = conn
         .prepare_cached(
             "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",

@@ -171,6 +171,18 @@ fn set_run_tag(conn: &Connection, run_id: &str, tag: &Tag) -> Result<()> {
     Ok(())
 }
 
+/// A run's name lives in the `name` column and the `mlflow.runName` tag; the tag sets both.
+fn set_run_name(conn: &Connection, run_id: &str, name: String) -> Result<()> {
+    set_run_tag(
+        conn,
+        run_id,
+        &Tag {
+            key: RUN_NAME_TAG.into(),
+            value: name,
+        },
+    )
+}
+
 fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
     let existing: Option<String> = conn
         .prepare_cached("SELECT value FROM params WHERE run_uuid = ?1 AND key = ?2")
@@ -609,14 +621,7 @@ impl TrackingStore for SqliteStore {
             for tag in &run.tags {
                 set_run_tag(conn, &run_id, tag)?;
             }
-            set_run_tag(
-                conn,
-                &run_id,
-                &Tag {
-                    key: RUN_NAME_TAG.into(),
-                    value: name,
-                },
-            )?;
+            set_run_name(conn, &run_id, name)?;
             load_run(conn, &run_id)
         })
     }
@@ -644,14 +649,7 @@ impl TrackingStore for SqliteStore {
                 .map_err(sql_err)?;
             }
             if let Some(name) = update.run_name.filter(|n| !n.is_empty()) {
-                set_run_tag(
-                    conn,
-                    &run_id,
-                    &Tag {
-                        key: RUN_NAME_TAG.into(),
-                        value: name,
-                    },
-                )?;
+                set_run_name(conn, &run_id, name)?;
             }
             Ok(load_run(conn, &run_id)?.info)
         })
