@@ -1,0 +1,213 @@
+//! The `flavor-plugin` exports: load a booster from `/model`, predict on tables and tensors.
+
+use serde::Deserialize;
+use wasmflow_plugin_sdk::{Data, Error, Guest, GuestModel, PluginInfo, Tensor, Values};
+
+use crate::input::{match_columns, text_feature};
+use crate::model::{Booster, LoadError};
+
+/// MLflow's `model_class` for a booster (and its default when MLmodel has none).
+const BOOSTER_CLASS: &str = "lightgbm.basic.Booster";
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type Model = LightGbmModel;
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "lightgbm".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            loads: vec!["lightgbm".into()],
+            description: "LightGBM boosters saved in LightGBM's text model format".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LoadConfig {
+    section: FlavorSection,
+}
+
+/// The `lightgbm` section of MLmodel, as `mlflow.lightgbm.save_model` writes it.
+#[derive(Deserialize)]
+struct FlavorSection {
+    #[serde(default = "default_data_file")]
+    data: String,
+    #[serde(default)]
+    model_class: Option<String>,
+    #[serde(default)]
+    serialization_format: Option<String>,
+}
+
+fn default_data_file() -> String {
+    "model.lgb".into()
+}
+
+pub struct LightGbmModel {
+    booster: Booster,
+}
+
+impl GuestModel for LightGbmModel {
+    fn load(config: String) -> Result<wasmflow_plugin_sdk::Model, Error> {
+        let config: LoadConfig = serde_json::from_str(&config)
+            .map_err(|e| Error::invalid_model(format!("bad load config: {e}")))?;
+        let section = config.section;
+        let class = section.model_class.as_deref().unwrap_or(BOOSTER_CLASS);
+        if class != BOOSTER_CLASS {
+            return Err(Error::unsupported(format!(
+                "the model is a {class} of lightgbm's scikit-learn api, which mlflow saves with {}; \
+                 only lightgbm boosters (lightgbm.basic.Booster, saved in lightgbm's text format) \
+                 are supported: log the fitted model's `booster_` instead",
+                section
+                    .serialization_format
+                    .as_deref()
+                    .unwrap_or("cloudpickle")
+            )));
+        }
+        let bytes = wasmflow_plugin_sdk::read_model_file(&section.data)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::invalid_model(format!(
+                "'{}' is not a lightgbm text model (not utf-8)",
+                section.data
+            ))
+        })?;
+        let booster = Booster::parse(&text).map_err(|e| {
+            let message = format!("cannot load '{}': {e}", section.data);
+            match e {
+                LoadError::Invalid(_) => Error::invalid_model(message),
+                LoadError::Unsupported(_) => Error::unsupported(message),
+            }
+        })?;
+        wasmflow_plugin_sdk::info(&format!(
+            "loaded a lightgbm booster: objective {}, {} trees, {} features, {} outputs",
+            booster.objective,
+            booster.num_trees(),
+            booster.num_features(),
+            booster.outputs
+        ));
+        Ok(wasmflow_plugin_sdk::Model::new(LightGbmModel { booster }))
+    }
+
+    fn signature(&self) -> Option<String> {
+        let b = &self.booster;
+        let inputs: Vec<_> = b
+            .feature_names
+            .iter()
+            .zip(&b.pandas_categories)
+            .map(|(name, categories)| {
+                let kind = if categories.is_some() {
+                    "string"
+                } else {
+                    "double"
+                };
+                serde_json::json!({"type": kind, "name": name, "required": true})
+            })
+            .collect();
+        let shape = if b.outputs == 1 {
+            serde_json::json!([-1])
+        } else {
+            serde_json::json!([-1, b.outputs])
+        };
+        let outputs = serde_json::json!([{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": shape}}]);
+        Some(serde_json::json!({"inputs": inputs, "outputs": outputs}).to_string())
+    }
+
+    fn predict(&self, input: Data, _params: Option<String>) -> Result<Data, Error> {
+        // MLflow's pyfunc for lightgbm calls `booster.predict(data)` and ignores params.
+        let (columns, rows) = self.features(input)?;
+        let b = &self.booster;
+        let values = b.predict(&columns, rows);
+        let shape = if b.outputs == 1 {
+            vec![rows as i64]
+        } else {
+            vec![rows as i64, b.outputs as i64]
+        };
+        Ok(Data::Tensors(vec![Tensor {
+            name: "predictions".into(),
+            shape,
+            values: Values::Float64(values),
+        }]))
+    }
+}
+
+impl LightGbmModel {
+    /// The input as one list of values per feature, in the model's order, and the row count.
+    fn features(&self, input: Data) -> Result<(Vec<Vec<f64>>, usize), Error> {
+        let b = &self.booster;
+        match input {
+            Data::Table(columns) => {
+                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                let chosen =
+                    match_columns(&b.feature_names, &names).map_err(Error::invalid_input)?;
+                let rows = chosen.first().map_or(0, |&i| columns[i].values.len());
+                let features = chosen
+                    .iter()
+                    .zip(&b.pandas_categories)
+                    .map(|(&i, categories)| {
+                        let column = &columns[i];
+                        if column.values.len() != rows {
+                            return Err(Error::invalid_input(format!(
+                                "column '{}' has {} values; expected {rows}",
+                                column.name,
+                                column.values.len()
+                            )));
+                        }
+                        match &column.values {
+                            Values::Text(text) => {
+                                text_feature(text, categories.as_deref(), &column.name)
+                                    .map_err(Error::invalid_input)
+                            }
+                            other => other.to_f64().ok_or_else(|| {
+                                Error::invalid_input(format!(
+                                    "column '{}' has {} values; expected numbers",
+                                    column.name,
+                                    other.type_name()
+                                ))
+                            }),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((features, rows))
+            }
+            // A single 2-D tensor [rows, features], as `instances` or `inputs` payloads give;
+            // its columns are the features in the model's order, as with a numpy array.
+            Data::Tensors(tensors) => {
+                let [tensor] = tensors.as_slice() else {
+                    return Err(Error::invalid_input(format!(
+                        "expected one tensor, got {}",
+                        tensors.len()
+                    )));
+                };
+                let values = tensor.values.to_f64().ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "tensor '{}' has {} values; expected numbers",
+                        tensor.name,
+                        tensor.values.type_name()
+                    ))
+                })?;
+                let width = b.num_features();
+                let rows = match tensor.shape.as_slice() {
+                    [rows, w]
+                        if *rows >= 0
+                            && *w as usize == width
+                            && values.len() == *rows as usize * width =>
+                    {
+                        *rows as usize
+                    }
+                    shape => {
+                        return Err(Error::invalid_input(format!(
+                            "tensor shape {shape:?} does not match [rows, {width}] (the model has {width} features)"
+                        )));
+                    }
+                };
+                let features = (0..width)
+                    .map(|i| (0..rows).map(|r| values[r * width + i]).collect())
+                    .collect();
+                Ok((features, rows))
+            }
+        }
+    }
+}
+
+wasmflow_plugin_sdk::export_flavor!(Plugin);

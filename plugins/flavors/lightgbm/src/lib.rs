@@ -1,0 +1,26 @@
+//! A flavor for LightGBM boosters logged with `mlflow.lightgbm.log_model(booster, ...)`.
+//!
+//! MLflow saves an `lgb.Booster` with `booster.save_model("model.lgb")`, LightGBM's own text
+//! format, and describes it in MLmodel as
+//!
+//! ```yaml
+//! flavors:
+//!   lightgbm:
+//!     data: model.lgb
+//!     lgb_version: 4.6.0
+//!     model_class: lightgbm.basic.Booster
+//! ```
+//!
+//! [`model`] parses that format and predicts like `booster.predict` (transformed outputs:
+//! probabilities for binary and multiclass objectives); [`input`] maps a request's columns to
+//! the model's features. Both are plain Rust, tested natively against predictions of real
+//! LightGBM (`tests/fixtures`). Models of the scikit-learn API (`LGBMClassifier`, ...) are
+//! pickled by MLflow and are refused as unsupported.
+//!
+//! The component glue (the `flavor-plugin` world's exports) is compiled for wasm32 only.
+
+pub mod input;
+pub mod model;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
