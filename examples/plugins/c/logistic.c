@@ -407,7 +407,13 @@ bool exports_wasmflow_plugin_flavor_method_model_predict(exports_wasmflow_plugin
   size_t rows = 0;
   if (maybe_params != NULL) {
     char *params = cstr(maybe_params);
-    const char *v = params != NULL ? json_get(params, "threshold") : NULL;
+    const char *start = params != NULL ? params + strspn(params, " \t\r\n") : NULL;
+    if (start == NULL || *start != '{') {
+      free(params);
+      fail(err, WASMFLOW_PLUGIN_TYPES_ERROR_KIND_INVALID_INPUT, "bad params: expected a JSON object");
+      goto done;
+    }
+    const char *v = json_get(params, "threshold");
     bool bad = v != NULL && !json_number(v, &threshold);
     free(params);
     if (bad) {

@@ -32,6 +32,15 @@ class Model(flavor.Model):
     @classmethod
     def load(cls, config: str) -> "Model":
         try:
+            return cls._load(config)
+        except Err:
+            raise
+        except Exception as e:  # a bug: report it instead of trapping
+            raise _error(types.ErrorKind.INTERNAL, f"{type(e).__name__}: {e}")
+
+    @classmethod
+    def _load(cls, config: str) -> "Model":
+        try:
             section = json.loads(config).get("section") or {}
             file_name = section.get("data", "knn.json")
         except (ValueError, AttributeError) as e:
