@@ -1,0 +1,274 @@
+"""The builtin `onnx` flavor plugin: scikit-learn models converted with skl2onnx, logged with
+`mlflow.onnx.log_model` through the official client, served at
+`/serving/models/<name>/<version>/invocations` and compared with onnxruntime within 1e-5.
+
+Response shapes follow wasmflow's scoring contract: one output column or tensor -> its values
+(nested by shape), several columns -> records, several tensors -> {name: nested list}. The plugin
+answers a frame (`dataframe_split`, `dataframe_records`, CSV) with one column per output when the
+outputs have one value per row (regressors), and with tensors otherwise (classifiers: labels and
+probabilities), and `instances`/`inputs` with tensors.
+
+What MLflow 3.17.2's own scoring server (`mlflow.pyfunc.scoring_server`) answers for the same
+models, checked by hand: `mlflow.onnx.log_model` stores no signature, so MLflow's ONNX wrapper gets
+a DataFrame for frames and an ndarray or dict for `instances`/`inputs`, and
+  * regressors, frames: records, `[{"variable": 0.21}, ...]` (this test expects `[0.21, ...]`);
+  * regressors, `instances`/`inputs`: a dict even for one output, `{"variable": [[0.21], ...]}`
+    (this test expects `[[0.21], ...]`);
+  * classifiers, `instances`/`inputs`: `{"label": [...], "probabilities": [[...]]}`, as here;
+  * classifiers, frames: HTTP 400 "All arrays must be of the same length" (the wrapper builds a
+    DataFrame of labels, one per row, and probabilities, three per row); wasmflow answers as for
+    `instances`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import mlflow.onnx
+import numpy as np
+import pytest
+import requests
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+onnx = pytest.importorskip("onnx")
+
+onnxruntime = pytest.importorskip("onnxruntime")
+skl2onnx = pytest.importorskip("skl2onnx")
+
+TOLERANCE = 1e-5
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _iris():
+    x, y = load_iris(return_X_y=True)
+    return x, y
+
+
+# name -> (estimator, which features, target, is classifier)
+def _estimators():
+    x, y = _iris()
+    return {
+        "linreg": (LinearRegression(), x[:, :3], x[:, 3], False),
+        "logreg": (LogisticRegression(max_iter=1000), x, y, True),
+        # The "small MLP": two hidden layers, MatMul/Add/Relu (and Softmax, ArgMax,
+        # ArrayFeatureExtractor for the classifier).
+        "mlp_regressor": (
+            MLPRegressor(hidden_layer_sizes=(32, 16), max_iter=2000, random_state=0),
+            x[:, :3],
+            x[:, 3],
+            False,
+        ),
+        "mlp_classifier": (
+            MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=2000, random_state=0),
+            x,
+            y,
+            True,
+        ),
+    }
+
+
+class Served:
+    def __init__(self, name, onx, features, classifier, registered):
+        self.name = name
+        self.onx = onx
+        self.features = features  # float64, as JSON carries them
+        self.classifier = classifier
+        self.registered = registered
+        self.session = onnxruntime.InferenceSession(
+            onx.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def expected(self, rows):
+        """onnxruntime's outputs for these rows, fed as MLflow's wrapper feeds them (float32)."""
+        feed = {self.input_name: np.asarray(rows, dtype=np.float32)}
+        return dict(zip(self.output_names, self.session.run(None, feed)))
+
+    @property
+    def columns(self):
+        return COLUMNS[: self.features.shape[1]]
+
+
+@pytest.fixture(scope="module")
+def served(server):
+    """Trains, converts, logs and registers the four models once for this module."""
+    mlflow.set_tracking_uri(server.url)
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    exp_id = client.create_experiment(f"onnx-flavor-{np.random.default_rng().integers(1 << 40):x}")
+    mlflow.set_experiment(experiment_id=exp_id)
+    models = {}
+    for name, (estimator, x, y, classifier) in _estimators().items():
+        estimator.fit(x, y)
+        x32 = x.astype(np.float32)
+        options = {"zipmap": False} if classifier else None
+        onx = skl2onnx.to_onnx(estimator, x32[:1], options=options)
+        registered = f"onnx-{name}-{exp_id}"
+        with mlflow.start_run():
+            info = mlflow.onnx.log_model(
+                onx, name="model", input_example=x32[:3], registered_model_name=registered
+            )
+        assert info.registered_model_version == 1
+        models[name] = Served(name, onx, x, classifier, registered)
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    return models
+
+
+def _url(server, name, version="1"):
+    return f"{server.url}/serving/models/{name}/{version}/invocations"
+
+
+def _post(server, model, body, content_type="application/json", version="1"):
+    data = body if isinstance(body, str) else json.dumps(body)
+    r = requests.post(
+        _url(server, model.registered, version),
+        data=data,
+        headers={"Content-Type": content_type},
+        timeout=60,
+    )
+    assert r.status_code == 200, f"{r.status_code}: {r.text[:2000]}"
+    return r.json()["predictions"]
+
+
+def _payloads(model, rows):
+    cols = model.columns
+    data = rows.tolist()
+    csv = ",".join(cols) + "\n" + "\n".join(",".join(repr(v) for v in row) for row in data) + "\n"
+    return {
+        "dataframe_split": ({"dataframe_split": {"columns": cols, "data": data}}, "frame"),
+        "dataframe_records": (
+            {"dataframe_records": [dict(zip(cols, row)) for row in data]},
+            "frame",
+        ),
+        "csv": (csv, "frame"),
+        "instances": ({"instances": data}, "tensors"),
+        "inputs": ({"inputs": data}, "tensors"),
+        "inputs_by_name": ({"inputs": {model.input_name: data}}, "tensors"),
+    }
+
+
+def _as_arrays(model, predictions, kind, rows):
+    """The predictions as {output: array}, checking that they have the contract's shape."""
+    n = len(rows)
+    if len(model.output_names) == 1:
+        # One column (a frame's answer: one value per row) or one tensor (nested by shape).
+        assert isinstance(predictions, list) and len(predictions) == n, predictions
+        return {model.output_names[0]: np.array(predictions)}
+    # Several tensors, with their full shapes.
+    assert isinstance(predictions, dict), predictions
+    assert set(predictions) == set(model.output_names), predictions.keys()
+    return {o: np.array(predictions[o]) for o in model.output_names}
+
+
+def _compare(model, got, rows, flattened):
+    expected = model.expected(rows)
+    for name, want in expected.items():
+        have = got[name]
+        if flattened:
+            want = want.reshape(-1)
+        assert have.shape == want.shape, (name, have.shape, want.shape)
+        if want.dtype.kind in "iub":
+            np.testing.assert_array_equal(have, want, err_msg=f"{model.name}.{name}")
+        else:
+            np.testing.assert_allclose(have, want, rtol=0, atol=TOLERANCE, err_msg=f"{model.name}.{name}")
+
+
+def test_the_onnx_plugin_is_builtin(server):
+    r = requests.get(f"{server.url}/api/2.0/wasmflow/plugins", timeout=30)
+    assert r.status_code == 200, r.text
+    plugins = {p["name"]: p for p in r.json()["plugins"]}
+    assert "onnx" in plugins, plugins
+    assert plugins["onnx"]["loads"] == ["onnx"]
+    assert plugins["onnx"]["builtin"] is True
+
+
+@pytest.mark.parametrize("name", ["linreg", "logreg", "mlp_regressor", "mlp_classifier"])
+@pytest.mark.parametrize(
+    "payload", ["dataframe_split", "dataframe_records", "csv", "instances", "inputs", "inputs_by_name"]
+)
+def test_predictions_match_onnxruntime(server, served, name, payload):
+    model = served[name]
+    rows = model.features[::7]  # 22 rows across all three classes
+    body, kind = _payloads(model, rows)[payload]
+    content_type = "text/csv" if payload == "csv" else "application/json"
+    predictions = _post(server, model, body, content_type)
+    got = _as_arrays(model, predictions, kind, rows)
+    # A frame's answer holds each output flattened into a column (MLflow's `p.reshape(-1)`).
+    _compare(model, got, rows, flattened=(kind == "frame" and not model.classifier))
+
+
+def test_one_row_and_many_rows(server, served):
+    """The plan is symbolic in the batch size: one row, then every row, then one again."""
+    model = served["mlp_classifier"]
+    for rows in [model.features[:1], model.features, model.features[-1:]]:
+        predictions = _post(server, model, {"instances": rows.tolist()})
+        _compare(model, _as_arrays(model, predictions, "tensors", rows), rows, flattened=False)
+
+
+def test_alias_serves_the_same_model(server, served):
+    model = served["logreg"]
+    mlflow.MlflowClient(tracking_uri=server.url).set_registered_model_alias(
+        model.registered, "champion", "1"
+    )
+    rows = model.features[:5]
+    predictions = _post(server, model, {"instances": rows.tolist()}, version="champion")
+    _compare(model, _as_arrays(model, predictions, "tensors", rows), rows, flattened=False)
+
+
+def test_the_wrong_number_of_features_is_a_bad_request(server, served):
+    model = served["logreg"]
+    body = {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}}
+    r = requests.post(_url(server, model.registered), json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert err["error_code"] == "BAD_REQUEST", err
+    assert "X" in err["message"], err
+
+
+def test_zipmap_classifiers_are_refused_with_a_hint(server, served, unique_name):
+    """skl2onnx's default ZipMap output (a list of dicts) has no tensor form in tract."""
+    x, y = _iris()
+    estimator = LogisticRegression(max_iter=1000).fit(x, y)
+    onx = skl2onnx.to_onnx(estimator, x[:1].astype(np.float32))
+    registered = unique_name("onnx-zipmap")
+    with mlflow.start_run():
+        mlflow.onnx.log_model(onx, name="model", registered_model_name=registered)
+    r = requests.post(
+        _url(server, registered), json={"instances": x[:2].tolist()}, timeout=60
+    )
+    assert 400 <= r.status_code < 600 and r.status_code != 404, f"{r.status_code}: {r.text}"
+    assert "zipmap" in r.text.lower(), r.text
+
+
+def test_external_data_beside_the_model_is_read(server, served, unique_name):
+    """mlflow.onnx.save_model moves raw tensors of 1 KiB or more into a side file; the plugin
+    reads it from the model directory the host mounts. (skl2onnx writes its weights as
+    float_data, which stays inline, so this model is made by hand.)"""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(32, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "external",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 32])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 32])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    registered = unique_name("onnx-external")
+    with mlflow.start_run():
+        info = mlflow.onnx.log_model(onx, name="model", registered_model_name=registered)
+    files = {a.path.split("/")[-1] for a in mlflow.artifacts.list_artifacts(info.model_uri)}
+    assert "model.onnx" in files and len(files - {"model.onnx", "MLmodel", "conda.yaml",
+        "python_env.yaml", "requirements.txt", "registered_model_meta"}) >= 1, files
+
+    x = rng.normal(size=(3, 32))
+    r = requests.post(_url(server, registered), json={"instances": x.tolist()}, timeout=60)
+    assert r.status_code == 200, f"{r.status_code}: {r.text[:2000]}"
+    got = np.array(r.json()["predictions"])  # one output tensor: its nested values
+    np.testing.assert_allclose(got, x.astype(np.float32) @ w, rtol=0, atol=1e-4)
