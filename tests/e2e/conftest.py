@@ -36,7 +36,11 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 
 import mlflow  # noqa: E402  (after the environment above)
 
-STARTUP_TIMEOUT = float(os.environ.get("WASMFLOW_STARTUP_TIMEOUT", "30"))
+STARTUP_TIMEOUT = float(os.environ.get("WASMFLOW_STARTUP_TIMEOUT", "120"))
+PLUGIN_CACHE = Path(
+    os.environ.get("WASMFLOW_PLUGIN_CACHE_DIR")
+    or (Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target") / "e2e-plugin-cache")
+)
 
 
 def _find_binary() -> str:
@@ -85,6 +89,8 @@ class ServerProcess:
             f"sqlite:///{self.db_path}",
             "--artifacts-destination",
             str(self.artifacts_dir),
+            "--plugins-dir",
+            str(self.store_dir / "plugins"),
         ]
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> "ServerProcess":
@@ -97,6 +103,12 @@ class ServerProcess:
         self._log_file = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        # Compiled plugins are shared by every server of the session: compiling the built-in
+        # ones takes seconds, loading them from the cache milliseconds.
+        env.setdefault("WASMFLOW_PLUGIN_CACHE_DIR", str(PLUGIN_CACHE))
+        # Hostile-plugin tests wait for the deadline; keep it short.
+        env.setdefault("WASMFLOW_PLUGIN_TIMEOUT", "3")
+        env.setdefault("WASMFLOW_PLUGIN_MEMORY_MIB", "256")
         # Its own session, so that a kill reaches any helper processes too.
         self.proc = subprocess.Popen(
             self.command(),

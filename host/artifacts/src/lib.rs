@@ -76,4 +76,11 @@ pub trait ArtifactRepository: Send + Sync + 'static {
     /// A missing path is [`Error::not_found`]; the root (`""`, `"."`) is refused with
     /// [`Error::invalid`].
     fn delete(&self, path: &str) -> BoxFuture<'_, Result<()>>;
+
+    /// The directory `path` on this machine's file system, when the repository keeps its files
+    /// there (plugins read a model's files from a directory). `None` means the files must be
+    /// downloaded first. A missing path is [`Error::not_found`]; a file is [`Error::invalid`].
+    fn local_dir(&self, _path: &str) -> BoxFuture<'_, Result<Option<std::path::PathBuf>>> {
+        Box::pin(async { Ok(None) })
+    }
 }

@@ -291,6 +291,15 @@ impl LocalArtifactRepository {
             Err(e) => Err(io_error("delete", &path, e)),
         }
     }
+
+    async fn local_dir_impl(&self, path: String) -> Result<Option<PathBuf>> {
+        let rel = sanitize_relative_path(&path)?;
+        match self.walk(&path, &rel).await? {
+            (full, Found::Dir) => Ok(Some(full)),
+            (_, Found::Missing) => Err(not_found(&path)),
+            _ => Err(invalid(&path, "not a directory")),
+        }
+    }
 }
 
 impl ArtifactRepository for LocalArtifactRepository {
@@ -308,6 +317,10 @@ impl ArtifactRepository for LocalArtifactRepository {
 
     fn delete(&self, path: &str) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.delete_impl(path.to_owned()))
+    }
+
+    fn local_dir(&self, path: &str) -> BoxFuture<'_, Result<Option<PathBuf>>> {
+        Box::pin(self.local_dir_impl(path.to_owned()))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod entities;
 pub mod error;
+pub mod mlmodel;
 pub mod paging;
 pub mod search;
 pub mod validation;

@@ -8,10 +8,12 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::state::AppState;
-use crate::{artifacts, error, logged_models, registry, tracking};
+use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking};
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+/// Components of Python and JavaScript plugins run to 40 MB.
+const MAX_PLUGIN_BODY: usize = 256 * 1024 * 1024;
 
 pub fn build(state: AppState) -> Router {
     let mlflow = || {
@@ -27,6 +29,8 @@ pub fn build(state: AppState) -> Router {
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .merge(registry::wasmflow_router())
+        .merge(plugins::router().layer(DefaultBodyLimit::max(MAX_PLUGIN_BODY)))
+        .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))

@@ -85,6 +85,13 @@ async fn delete_artifact(
     Ok(Json(json!({})))
 }
 
+/// The path inside the proxied root, for an `mlflow-artifacts:` URI.
+pub fn proxied_path_of(uri: &str) -> Option<String> {
+    uri.starts_with(PROXY_SCHEME)
+        .then(|| proxied_path(uri).ok())
+        .flatten()
+}
+
 /// The path inside the proxied root that an artifact URI names, or why it names none.
 fn proxied_path(uri: &str) -> ApiResult<String> {
     let rest = uri.strip_prefix(PROXY_SCHEME).ok_or_else(|| {

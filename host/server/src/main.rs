@@ -7,11 +7,15 @@ mod error;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
+mod models;
+mod plugins;
 mod registry;
 #[cfg(test)]
 mod registry_http_tests;
 mod request;
 mod response;
+mod scoring;
+mod serving;
 mod state;
 mod tracking;
 
@@ -44,6 +48,54 @@ enum Command {
     /// The model registry: `list`, `versions NAME`, `alias NAME ALIAS VERSION`. Talks to the
     /// server at MLFLOW_TRACKING_URI when it is an http:// URL, else to the local store.
     Models(cli::models::ModelsArgs),
+    /// Flavor plugins: `install FILE.wasm`, `list`, `remove NAME[@VERSION]`. Talks to the server
+    /// at MLFLOW_TRACKING_URI when it is an http:// URL, else to the plugin directory.
+    Plugins(cli::plugins::PluginsArgs),
+}
+
+/// Where plugins live and how they may run; shared by `server` and `plugins`.
+#[derive(clap::Args, Clone)]
+pub struct PluginArgs {
+    /// The directory of installed plugins.
+    #[arg(
+        long,
+        env = "WASMFLOW_PLUGINS_DIR",
+        default_value = "./wasmflow-plugins"
+    )]
+    pub plugins_dir: PathBuf,
+    /// Where compiled plugins are cached; `<plugins-dir>/.compiled` by default.
+    #[arg(long, env = "WASMFLOW_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// The most memory one plugin instance may use, in MiB.
+    #[arg(long, env = "WASMFLOW_PLUGIN_MEMORY_MIB", default_value_t = 1024)]
+    pub plugin_memory_mib: usize,
+    /// How long one plugin call may run, in seconds.
+    #[arg(long, env = "WASMFLOW_PLUGIN_TIMEOUT", default_value_t = 30.0)]
+    pub plugin_timeout: f64,
+}
+
+impl PluginArgs {
+    /// The runtime and the plugins installed in the directory.
+    pub fn open(&self) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
+        anyhow::ensure!(
+            self.plugin_timeout > 0.0 && self.plugin_timeout.is_finite(),
+            "invalid --plugin-timeout '{}'",
+            self.plugin_timeout
+        );
+        let runtime = wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
+            cache_dir: Some(
+                self.plugin_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| self.plugins_dir.join(".compiled")),
+            ),
+            memory_limit: self.plugin_memory_mib << 20,
+            call_timeout: std::time::Duration::from_secs_f64(self.plugin_timeout),
+        })?;
+        Ok(Arc::new(wasmflow_runtime::PluginManager::open(
+            runtime,
+            &self.plugins_dir,
+        )?))
+    }
 }
 
 #[derive(clap::Args)]
@@ -72,13 +124,15 @@ struct ServerArgs {
     /// Do not serve artifacts: clients read and write the artifact root themselves.
     #[arg(long)]
     no_serve_artifacts: bool,
+    #[command(flatten)]
+    plugins: PluginArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The CLI's output is its tables; only the server logs every request by default.
     let default_level = match cli.command {
-        Command::Models(_) => "warn",
+        Command::Models(_) | Command::Plugins(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -98,6 +152,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Command::Models(args) => cli::models::run(args),
+        Command::Plugins(args) => cli::plugins::run(args),
     }
 }
 
@@ -131,10 +186,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     let store = Arc::new(store);
+    let plugins_started = Instant::now();
+    let plugins = args
+        .plugins
+        .open()
+        .context("cannot start the plugin runtime")?;
+    tracing::info!(
+        "{} plugins ready in {} ms",
+        plugins.list()?.len(),
+        plugins_started.elapsed().as_millis()
+    );
     let app = app::build(state::AppState {
         store: store.clone(),
         registry: store,
         artifacts,
+        plugins: Some(plugins),
+        served: Default::default(),
     });
     let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
         .await

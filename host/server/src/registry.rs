@@ -83,15 +83,7 @@ async fn registry<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&dyn RegistryStore) -> wasmflow_core::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let store = state.registry.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| {
-            ApiError(wasmflow_core::Error::internal(format!(
-                "registry task failed: {e}"
-            )))
-        })?
-        .map_err(ApiError)
+    state.registry_call(f).await
 }
 
 /// A registry request: the message (query string for GET; JSON body otherwise, where the

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use wasmflow_artifacts::ArtifactRepository;
+use wasmflow_runtime::PluginManager;
 use wasmflow_store::{RegistryStore, TrackingStore};
+
+use crate::serving::ServedModels;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -14,6 +17,10 @@ pub struct AppState {
     pub registry: Arc<dyn RegistryStore>,
     /// The proxied artifact root (`--artifacts-destination`); absent with `--no-serve-artifacts`.
     pub artifacts: Option<Arc<dyn ArtifactRepository>>,
+    /// The plugin runtime and installed plugins; absent in tests that serve no models.
+    pub plugins: Option<Arc<PluginManager>>,
+    /// Model versions loaded for serving.
+    pub served: Arc<ServedModels>,
 }
 
 impl AppState {
@@ -23,14 +30,40 @@ impl AppState {
         f: impl FnOnce(&dyn TrackingStore) -> wasmflow_core::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
+        self.blocking(move || f(store.as_ref())).await
+    }
+
+    /// Runs a registry call off the async runtime.
+    pub async fn registry_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RegistryStore) -> wasmflow_core::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let registry = self.registry.clone();
+        self.blocking(move || f(registry.as_ref())).await
+    }
+
+    /// Runs blocking work (SQLite, plugin calls) on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> wasmflow_core::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| {
                 ApiError(wasmflow_core::Error::internal(format!(
-                    "store task failed: {e}"
+                    "blocking task failed: {e}"
                 )))
             })?
             .map_err(ApiError)
+    }
+
+    pub fn plugins(&self) -> ApiResult<&Arc<PluginManager>> {
+        self.plugins.as_ref().ok_or_else(|| {
+            ApiError(wasmflow_core::Error::new(
+                wasmflow_core::ErrorCode::EndpointNotFound,
+                "plugins are not enabled on this server",
+            ))
+        })
     }
 
     pub fn artifacts(&self) -> ApiResult<&Arc<dyn ArtifactRepository>> {

@@ -1,3 +1,5 @@
 //! Subcommands besides `server`.
 
 pub mod models;
+pub mod plugins;
+mod remote;

@@ -5,12 +5,9 @@
 use std::io::Write as _;
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+use super::remote::Remote;
 use wasmflow_core::search;
 use wasmflow_store::registry::{RegistrySearch, parse_version};
 use wasmflow_store::{RegistryStore, StoreConfig};
@@ -229,93 +226,12 @@ impl Backend {
     }
 }
 
-/// A minimal HTTP/1.1 client for the server's REST API (hyper, already in the tree for axum).
-struct Remote {
-    host: String,
-    port: u16,
-    base_path: String,
-    auth: Option<String>,
-    runtime: tokio::runtime::Runtime,
+/// Paged registry searches over the REST API.
+trait AllPages {
+    fn all_pages(&self, endpoint: &str, filter: &str, key: &str) -> anyhow::Result<Vec<Value>>;
 }
 
-impl Remote {
-    fn new(uri: &str) -> anyhow::Result<Self> {
-        let rest = uri.trim_start_matches("http://");
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse().context("bad port in MLFLOW_TRACKING_URI")?,
-            ),
-            None => (authority.to_string(), 80),
-        };
-        let auth = std::env::var("MLFLOW_TRACKING_USERNAME").ok().map(|user| {
-            use base64::Engine as _;
-            let password = std::env::var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )
-        });
-        Ok(Self {
-            host,
-            port,
-            base_path: path.trim_end_matches('/').to_string(),
-            auth,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-        })
-    }
-
-    /// Calls `/api/2.0/mlflow/<endpoint>`; an MLflow error answer becomes an error.
-    fn call(
-        &self,
-        method: hyper::Method,
-        endpoint: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let prefix = if self.base_path.is_empty() {
-            String::new()
-        } else {
-            format!("/{}", self.base_path)
-        };
-        let path = format!("{prefix}/api/2.0/mlflow/{endpoint}");
-        let (status, value) = self.runtime.block_on(async {
-            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let mut req = Request::builder()
-                .method(method)
-                .uri(&path)
-                .header(HOST, format!("{}:{}", self.host, self.port))
-                .header(CONTENT_TYPE, "application/json")
-                .header("x-wasmflow-user", std::env::var("USER").unwrap_or_default());
-            if let Some(auth) = &self.auth {
-                req = req.header(AUTHORIZATION, auth);
-            }
-            let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-            let resp = sender.send_request(req.body(Full::new(body))?).await?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
-                |_| json!({ "message": String::from_utf8_lossy(&bytes).into_owned() }),
-            );
-            anyhow::Ok((status, value))
-        })?;
-        if !status.is_success() {
-            bail!(
-                "{} ({status}): {}",
-                value["error_code"].as_str().unwrap_or("error"),
-                value["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
-    }
-
+impl AllPages for Remote {
     fn all_pages(&self, endpoint: &str, filter: &str, key: &str) -> anyhow::Result<Vec<Value>> {
         let mut all = Vec::new();
         let mut token = String::new();

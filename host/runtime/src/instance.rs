@@ -1,0 +1,214 @@
+//! Loaded models: one instance is one store with the model loaded in it; a pool keeps several
+//! so that requests run in parallel, and replaces any instance whose call trapped.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::{Data, FlavorPlugin};
+use crate::data::check_output;
+use crate::error::{PluginError, PluginErrorKind};
+use crate::runtime::{CompiledPlugin, Runtime};
+use crate::sandbox::PluginState;
+
+/// Everything needed to make an instance of a model: the plugin, the model's directory and
+/// the configuration `load` receives.
+#[derive(Clone)]
+pub struct ModelSource {
+    pub plugin_name: String,
+    pub plugin: CompiledPlugin,
+    pub model_dir: PathBuf,
+    /// `{"flavor": ..., "section": ...}`.
+    pub load_config: String,
+}
+
+struct ModelInstance {
+    store: Store<PluginState>,
+    bindings: FlavorPlugin,
+    model: ResourceAny,
+}
+
+impl ModelInstance {
+    fn new(runtime: &Runtime, source: &ModelSource) -> Result<Self, PluginError> {
+        let name = &source.plugin_name;
+        let host =
+            |e: anyhow::Error| PluginError::new(name, PluginErrorKind::Host, format!("{e:#}"));
+        let mut store = runtime.store(name, Some(&source.model_dir)).map_err(host)?;
+        let bindings = source
+            .plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| call_error(name, &store, e))?;
+        let loaded = bindings
+            .wasmflow_plugin_flavor()
+            .model()
+            .call_load(&mut store, &source.load_config)
+            .map_err(|e| call_error(name, &store, e))?;
+        let model = loaded.map_err(|e| PluginError::from_guest(name, e))?;
+        Ok(Self {
+            store,
+            bindings,
+            model,
+        })
+    }
+
+    fn predict(
+        &mut self,
+        runtime: &Runtime,
+        name: &str,
+        input: &Data,
+        params: Option<&str>,
+    ) -> Result<Data, PluginError> {
+        runtime.arm_deadline(&mut self.store);
+        let result = self
+            .bindings
+            .wasmflow_plugin_flavor()
+            .model()
+            .call_predict(&mut self.store, self.model, input, params)
+            .map_err(|e| call_error(name, &self.store, e))?;
+        let output = result.map_err(|e| PluginError::from_guest(name, e))?;
+        check_output(&output)
+            .map_err(|m| PluginError::new(name, PluginErrorKind::MalformedOutput, m))?;
+        Ok(output)
+    }
+
+    fn signature(&mut self, runtime: &Runtime, name: &str) -> Result<Option<String>, PluginError> {
+        runtime.arm_deadline(&mut self.store);
+        self.bindings
+            .wasmflow_plugin_flavor()
+            .model()
+            .call_signature(&mut self.store, self.model)
+            .map_err(|e| call_error(name, &self.store, e))
+    }
+}
+
+/// Names what stopped a call: the deadline, the memory cap, or a trap inside the plugin.
+fn call_error(plugin: &str, store: &Store<PluginState>, error: wasmtime::Error) -> PluginError {
+    if let Some(desired) = store.data().memory.exceeded {
+        let limit = store.data().memory.limit();
+        return PluginError::new(
+            plugin,
+            PluginErrorKind::OutOfMemory,
+            format!(
+                "tried to grow its memory to {} MiB, beyond the limit of {} MiB",
+                desired >> 20,
+                limit >> 20
+            ),
+        );
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => PluginError::new(
+            plugin,
+            PluginErrorKind::Timeout,
+            "ran past its deadline and was stopped",
+        ),
+        Some(trap) => {
+            PluginError::new(plugin, PluginErrorKind::Trapped, format!("trapped: {trap}"))
+        }
+        None => PluginError::new(
+            plugin,
+            PluginErrorKind::Trapped,
+            format!("failed: {error:#}"),
+        ),
+    }
+}
+
+/// Up to `size` instances of one model, made on demand; a call waits for a free one.
+pub struct ModelPool {
+    runtime: Arc<Runtime>,
+    source: ModelSource,
+    size: usize,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+    signature: Option<String>,
+}
+
+struct Slots {
+    idle: Vec<ModelInstance>,
+    /// Instances in existence, idle or busy.
+    live: usize,
+}
+
+impl ModelPool {
+    /// Loads the model once (so that a broken model fails here, not on the first request) and
+    /// keeps that instance as the pool's first.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        source: ModelSource,
+        size: usize,
+    ) -> Result<Self, PluginError> {
+        let mut first = ModelInstance::new(&runtime, &source)?;
+        let signature = first.signature(&runtime, &source.plugin_name)?;
+        Ok(Self {
+            runtime,
+            source,
+            size: size.max(1),
+            slots: Mutex::new(Slots {
+                idle: vec![first],
+                live: 1,
+            }),
+            freed: Condvar::new(),
+            signature,
+        })
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        &self.source.plugin_name
+    }
+
+    /// The signature the plugin reports, as MLflow's signature JSON.
+    pub fn plugin_signature(&self) -> Option<&str> {
+        self.signature.as_deref()
+    }
+
+    /// Instances in existence.
+    pub fn instances(&self) -> usize {
+        self.lock().live
+    }
+
+    /// Runs one prediction on a free instance. An instance whose call trapped, timed out or ran
+    /// out of memory is dropped (freeing its memory) and a fresh one is made when next needed.
+    pub fn predict(&self, input: &Data, params: Option<&str>) -> Result<Data, PluginError> {
+        let mut instance = self.acquire()?;
+        let result = instance.predict(&self.runtime, &self.source.plugin_name, input, params);
+        match &result {
+            Err(e) if e.kind.poisons_instance() => {
+                tracing::warn!(
+                    plugin = self.source.plugin_name,
+                    "dropping an instance: {e}"
+                );
+                drop(instance);
+                self.lock().live -= 1;
+            }
+            _ => self.lock().idle.push(instance),
+        }
+        self.freed.notify_one();
+        result
+    }
+
+    fn acquire(&self) -> Result<ModelInstance, PluginError> {
+        let mut slots = self.lock();
+        loop {
+            if let Some(instance) = slots.idle.pop() {
+                return Ok(instance);
+            }
+            if slots.live < self.size {
+                slots.live += 1;
+                drop(slots);
+                let made = ModelInstance::new(&self.runtime, &self.source);
+                if made.is_err() {
+                    self.lock().live -= 1;
+                    self.freed.notify_one();
+                }
+                return made;
+            }
+            slots = self.freed.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,328 @@
+//! The installed plugins: the ones built into the binary and the ones installed at run time
+//! (kept in a directory as `<sha256>.wasm` with a `plugins.json` index). A server notices
+//! plugins that the CLI installs or removes in the same directory without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{CompiledPlugin, Runtime};
+
+const INDEX: &str = "plugins.json";
+
+/// A plugin the host can use.
+pub struct InstalledPlugin {
+    pub record: PluginRecord,
+    pub compiled: CompiledPlugin,
+}
+
+/// What identifies and describes a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub loads: Vec<String>,
+    pub description: String,
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+/// Why a plugin operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Io(#[from] anyhow::Error),
+}
+
+pub struct PluginManager {
+    runtime: Arc<Runtime>,
+    dir: PathBuf,
+    builtin: Vec<Arc<InstalledPlugin>>,
+    installed: RwLock<Installed>,
+}
+
+#[derive(Default)]
+struct Installed {
+    plugins: Vec<Arc<InstalledPlugin>>,
+    index_modified: Option<SystemTime>,
+}
+
+impl PluginManager {
+    /// Compiles the built-in plugins (from the compile cache after the first run) and reads the
+    /// directory of installed ones.
+    pub fn open(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the plugin directory '{}'", dir.display()))?;
+        let mut builtin = Vec::new();
+        for (file, wasm) in wasmflow_builtin_plugins::BUILTIN {
+            let plugin = describe(&runtime, wasm, true)
+                .map_err(|e| anyhow::anyhow!("built-in plugin '{file}': {e}"))?;
+            builtin.push(Arc::new(plugin));
+        }
+        let manager = Self {
+            runtime,
+            dir: dir.to_path_buf(),
+            builtin,
+            installed: RwLock::default(),
+        };
+        manager.refresh()?;
+        Ok(manager)
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Every plugin: built-in ones first, then installed ones by name and version.
+    pub fn list(&self) -> anyhow::Result<Vec<Arc<InstalledPlugin>>> {
+        self.refresh()?;
+        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
+        Ok(self
+            .builtin
+            .iter()
+            .chain(&installed.plugins)
+            .cloned()
+            .collect())
+    }
+
+    /// The plugin for the first of `flavors` that some plugin loads; installed plugins win
+    /// over built-in ones, and a later version over an earlier one.
+    pub fn for_flavors<'f>(
+        &self,
+        flavors: impl IntoIterator<Item = &'f str>,
+    ) -> anyhow::Result<Option<(String, Arc<InstalledPlugin>)>> {
+        let plugins = self.list()?;
+        for flavor in flavors {
+            let best = plugins
+                .iter()
+                .filter(|p| p.record.loads.iter().any(|l| l == flavor))
+                .max_by(|a, b| {
+                    (!a.record.builtin, version_key(&a.record.version))
+                        .cmp(&(!b.record.builtin, version_key(&b.record.version)))
+                });
+            if let Some(plugin) = best {
+                return Ok(Some((flavor.to_string(), plugin.clone())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks, compiles and stores a component; the same bytes installed twice is not an error.
+    pub fn install(&self, wasm: &[u8]) -> Result<Arc<InstalledPlugin>, ManagerError> {
+        let plugin = describe(&self.runtime, wasm, false).map_err(ManagerError::Invalid)?;
+        let record = &plugin.record;
+        let _ = self.refresh();
+        let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
+        let same_name = |p: &&Arc<InstalledPlugin>| {
+            p.record.name == record.name && p.record.version == record.version
+        };
+        if let Some(existing) = self.builtin.iter().find(same_name) {
+            return Err(ManagerError::AlreadyExists(format!(
+                "plugin '{}@{}' is built in; give yours another name or version",
+                existing.record.name, existing.record.version
+            )));
+        }
+        if let Some(existing) = installed.plugins.iter().find(same_name) {
+            if existing.record.sha256 == record.sha256 {
+                return Ok(existing.clone());
+            }
+            return Err(ManagerError::AlreadyExists(format!(
+                "plugin '{}@{}' is already installed with sha256 {}; remove it first",
+                record.name, record.version, existing.record.sha256
+            )));
+        }
+        let path = self.dir.join(format!("{}.wasm", record.sha256));
+        write_atomically(&path, wasm)?;
+        let plugin = Arc::new(plugin);
+        installed.plugins.push(plugin.clone());
+        installed.plugins.sort_by(|a, b| {
+            (&a.record.name, version_key(&a.record.version))
+                .cmp(&(&b.record.name, version_key(&b.record.version)))
+        });
+        self.write_index(&mut installed)?;
+        tracing::info!(
+            "installed plugin '{}@{}' ({})",
+            plugin.record.name,
+            plugin.record.version,
+            &plugin.record.sha256[..12]
+        );
+        Ok(plugin)
+    }
+
+    /// Removes every installed version of `name`, or only `version`.
+    pub fn remove(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<PluginRecord>, ManagerError> {
+        let _ = self.refresh();
+        let matches = |p: &PluginRecord| p.name == name && version.is_none_or(|v| p.version == v);
+        if self.builtin.iter().any(|p| matches(&p.record)) {
+            return Err(ManagerError::Invalid(format!(
+                "plugin '{name}' is built in and cannot be removed"
+            )));
+        }
+        let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
+        let (removed, kept): (Vec<_>, Vec<_>) = installed
+            .plugins
+            .drain(..)
+            .partition(|p| matches(&p.record));
+        installed.plugins = kept;
+        if removed.is_empty() {
+            let what = version.map_or(name.to_string(), |v| format!("{name}@{v}"));
+            return Err(ManagerError::NotFound(format!(
+                "no installed plugin '{what}'"
+            )));
+        }
+        self.write_index(&mut installed)?;
+        for plugin in &removed {
+            let still_used = installed
+                .plugins
+                .iter()
+                .any(|p| p.record.sha256 == plugin.record.sha256);
+            if !still_used {
+                let _ =
+                    std::fs::remove_file(self.dir.join(format!("{}.wasm", plugin.record.sha256)));
+            }
+        }
+        Ok(removed.iter().map(|p| p.record.clone()).collect())
+    }
+
+    /// Compiles a component that a model carries with it, after checking its hash.
+    pub fn compile_carried(
+        &self,
+        wasm: &[u8],
+        expected_sha256: &str,
+    ) -> Result<InstalledPlugin, ManagerError> {
+        let actual = crate::runtime::sha256_hex(wasm);
+        if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
+            return Err(ManagerError::Invalid(format!(
+                "the model's plugin has sha256 {actual}, but its MLmodel says '{expected_sha256}'"
+            )));
+        }
+        describe(&self.runtime, wasm, false).map_err(ManagerError::Invalid)
+    }
+
+    /// Re-reads the index when another process (the CLI) changed it.
+    fn refresh(&self) -> anyhow::Result<()> {
+        let index = self.dir.join(INDEX);
+        let modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        if self
+            .installed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .index_modified
+            == modified
+        {
+            return Ok(());
+        }
+        let records: Vec<PluginRecord> = match std::fs::read(&index) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("cannot read '{}'", index.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", index.display())),
+        };
+        let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
+        let mut plugins = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(known) = installed.plugins.iter().find(|p| p.record == record) {
+                plugins.push(known.clone());
+                continue;
+            }
+            let path = self.dir.join(format!("{}.wasm", record.sha256));
+            let loaded = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|wasm| self.runtime.compile(&wasm));
+            match loaded {
+                Ok(compiled) => plugins.push(Arc::new(InstalledPlugin { record, compiled })),
+                Err(e) => tracing::warn!(
+                    "skipping plugin '{}@{}': {e:#}",
+                    record.name,
+                    record.version
+                ),
+            }
+        }
+        installed.plugins = plugins;
+        installed.index_modified = modified;
+        Ok(())
+    }
+
+    fn write_index(&self, installed: &mut Installed) -> anyhow::Result<()> {
+        let records: Vec<&PluginRecord> = installed.plugins.iter().map(|p| &p.record).collect();
+        let index = self.dir.join(INDEX);
+        write_atomically(&index, &serde_json::to_vec_pretty(&records)?)?;
+        installed.index_modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        Ok(())
+    }
+}
+
+/// Compiles a component, checks it and reads its `info`.
+fn describe(runtime: &Runtime, wasm: &[u8], builtin: bool) -> Result<InstalledPlugin, String> {
+    let compiled = runtime.compile(wasm).map_err(|e| format!("{e:#}"))?;
+    let info = runtime.info(&compiled).map_err(|e| format!("{e:#}"))?;
+    validate_name(&info.name)?;
+    if info.version.trim().is_empty() || info.version.len() > 64 {
+        return Err(format!(
+            "plugin '{}' has an invalid version '{}'",
+            info.name, info.version
+        ));
+    }
+    if info.loads.is_empty() {
+        return Err(format!(
+            "plugin '{}' loads no flavor (its info's `loads` is empty)",
+            info.name
+        ));
+    }
+    Ok(InstalledPlugin {
+        record: PluginRecord {
+            name: info.name,
+            version: info.version,
+            sha256: compiled.sha256.clone(),
+            loads: info.loads,
+            description: info.description,
+            builtin,
+        },
+        compiled,
+    })
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid plugin name '{name}': use lowercase letters, digits, '-' and '_' (at most 64)"
+        ))
+    }
+}
+
+/// Orders `1.10.0` after `1.9.0`: numeric parts compare as numbers.
+fn version_key(version: &str) -> Vec<(u64, String)> {
+    version
+        .split(['.', '-', '+'])
+        .map(|part| (part.parse().unwrap_or(0), part.to_string()))
+        .collect()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write '{}'", path.display()))
+}

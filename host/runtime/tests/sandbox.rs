@@ -1,0 +1,227 @@
+//! Plugins written to misbehave: each failure is reported naming the plugin, the instance is
+//! replaced, and the next call on the same pool works.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmflow_builtin_plugins::testing;
+use wasmflow_runtime::{
+    Column, Data, ModelPool, ModelSource, PluginErrorKind, Runtime, RuntimeConfig, Values,
+};
+
+fn runtime(cache: Option<&std::path::Path>) -> Arc<Runtime> {
+    Runtime::new(RuntimeConfig {
+        cache_dir: cache.map(|c| c.to_path_buf()),
+        memory_limit: 64 << 20,
+        call_timeout: Duration::from_millis(500),
+    })
+    .unwrap()
+}
+
+/// A pool of the hostile plugin told to `behavior` on predict (or on load).
+fn hostile(
+    runtime: &Arc<Runtime>,
+    behavior: &str,
+    on_load: bool,
+) -> (
+    tempfile::TempDir,
+    Result<ModelPool, wasmflow_runtime::PluginError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "model data").unwrap();
+    let wasm = std::fs::read(testing::HOSTILE).unwrap();
+    let plugin = runtime.compile(&wasm).unwrap();
+    let source = ModelSource {
+        plugin_name: "hostile".into(),
+        plugin,
+        model_dir: dir.path().to_path_buf(),
+        load_config: serde_json::json!({"flavor": "hostile", "section": {"behavior": behavior, "on_load": on_load}}).to_string(),
+    };
+    let pool = ModelPool::new(runtime.clone(), source, 2);
+    (dir, pool)
+}
+
+fn input() -> Data {
+    Data::Table(vec![Column {
+        name: "x".into(),
+        values: Values::Float64(vec![1.0, 2.0]),
+    }])
+}
+
+fn fails_with(behavior: &str, kind: PluginErrorKind, needle: &str) {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, behavior, false);
+    let pool = pool.unwrap();
+    let error = pool.predict(&input(), None).unwrap_err();
+    assert_eq!(error.kind, kind, "{behavior}: {error}");
+    let message = error.to_string();
+    assert!(message.starts_with("plugin 'hostile': "), "{message}");
+    assert!(
+        message.contains(needle),
+        "{behavior}: '{message}' lacks '{needle}'"
+    );
+    assert!(!message.contains("wasm backtrace"), "{message}");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    fails_with("loop", PluginErrorKind::Timeout, "deadline");
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_cap() {
+    fails_with(
+        "alloc",
+        PluginErrorKind::OutOfMemory,
+        "beyond the limit of 64 MiB",
+    );
+}
+
+#[test]
+fn a_panic_is_a_trap() {
+    fails_with("panic", PluginErrorKind::Trapped, "trapped");
+}
+
+#[test]
+fn files_outside_the_model_directory_are_not_there() {
+    fails_with(
+        "read-passwd",
+        PluginErrorKind::InvalidInput,
+        "cannot read /etc/passwd",
+    );
+    fails_with(
+        "escape-model-dir",
+        PluginErrorKind::InvalidInput,
+        "cannot escape /model",
+    );
+    fails_with(
+        "write-model-dir",
+        PluginErrorKind::InvalidInput,
+        "cannot write to /model",
+    );
+}
+
+#[test]
+fn sockets_are_refused() {
+    fails_with("socket", PluginErrorKind::InvalidInput, "cannot connect");
+}
+
+#[test]
+fn the_environment_is_empty() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "env", false);
+    let output = pool.unwrap().predict(&input(), None).unwrap();
+    assert_eq!(
+        output,
+        Data::Table(vec![Column {
+            name: "env".into(),
+            values: Values::Text(vec!["[]".into()])
+        }])
+    );
+}
+
+#[test]
+fn malformed_output_is_refused() {
+    fails_with(
+        "mismatched-columns",
+        PluginErrorKind::MalformedOutput,
+        "columns of different lengths",
+    );
+    fails_with(
+        "bad-tensor-shape",
+        PluginErrorKind::MalformedOutput,
+        "of shape [2, 3] with 5 values",
+    );
+    fails_with(
+        "negative-shape",
+        PluginErrorKind::MalformedOutput,
+        "negative dimension",
+    );
+}
+
+#[test]
+fn a_failing_load_is_reported() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "panic", true);
+    let error = pool.err().expect("load should fail");
+    assert_eq!(error.kind, PluginErrorKind::Trapped, "{error}");
+}
+
+#[test]
+fn the_pool_replaces_instances_that_trapped_and_frees_their_memory() {
+    let rt = runtime(None);
+    // The plugin echoes by default; a trap on one call must not break the next.
+    let (_dir, pool) = hostile(&rt, "echo", false);
+    let pool = pool.unwrap();
+    assert_eq!(pool.predict(&input(), None).unwrap(), input());
+    let (_dir2, bomb) = hostile(&rt, "alloc", false);
+    let bomb = bomb.unwrap();
+    let before = resident_kib();
+    for _ in 0..5 {
+        assert_eq!(
+            bomb.predict(&input(), None).unwrap_err().kind,
+            PluginErrorKind::OutOfMemory
+        );
+        // The echoing model beside it keeps answering.
+        assert_eq!(pool.predict(&input(), None).unwrap(), input());
+    }
+    assert_eq!(bomb.instances(), 0, "trapped instances are dropped");
+    let after = resident_kib();
+    // Five 64 MiB bombs: if instances leaked, RSS would grow by ~320 MiB.
+    assert!(
+        after < before + 96 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn output_to_stdout_does_not_break_the_call() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "stdout", false);
+    assert_eq!(pool.unwrap().predict(&input(), None).unwrap(), input());
+}
+
+#[test]
+fn a_component_that_is_not_a_flavor_plugin_is_refused_with_what_is_missing() {
+    let rt = runtime(None);
+    let wasm = std::fs::read(testing::NOT_A_FLAVOR).unwrap();
+    let error = format!("{:#}", rt.compile(&wasm).err().expect("not a flavor"));
+    assert!(
+        error.contains("does not export 'wasmflow:plugin/flavor@0.1.0'"),
+        "{error}"
+    );
+    assert!(error.contains("wasi:cli/run"), "{error}");
+    let error = format!(
+        "{:#}",
+        rt.compile(b"not wasm at all").err().expect("not wasm")
+    );
+    assert!(error.contains("cannot compile"), "{error}");
+}
+
+#[test]
+fn compiled_code_is_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(testing::HOSTILE).unwrap();
+    let first = runtime(Some(cache.path())).compile(&wasm).unwrap();
+    assert!(!first.cached);
+    let second = runtime(Some(cache.path())).compile(&wasm).unwrap();
+    assert!(second.cached);
+    assert_eq!(first.sha256, second.sha256);
+    // The cached code is mapped: it may be replaced only once nothing uses it.
+    drop((first, second));
+    // A damaged cache entry is recompiled, not trusted.
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    let third = runtime(Some(cache.path())).compile(&wasm).unwrap();
+    assert!(!third.cached);
+}
+
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}

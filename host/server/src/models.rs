@@ -1,0 +1,132 @@
+//! Turning a model directory into something that predicts: read its MLmodel, choose the
+//! plugin (installed, built in, or carried by the model), load it into a pool of instances.
+
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use wasmflow_core::mlmodel::{MlModel, Schema};
+use wasmflow_core::{Error, ErrorCode};
+use wasmflow_runtime::{
+    ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind, PluginManager,
+};
+
+/// A model loaded and ready to predict.
+pub struct LoadedModel {
+    pub pool: ModelPool,
+    /// The input schema: the MLmodel's signature, or else the one the plugin reports.
+    pub input_schema: Option<Schema>,
+    pub flavor: String,
+}
+
+/// Loads the model in `dir` with `instances` instances at most.
+pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<LoadedModel, Error> {
+    let mlmodel_path = dir.join("MLmodel");
+    let text = std::fs::read_to_string(&mlmodel_path).map_err(|e| {
+        Error::invalid(format!(
+            "cannot read the model's MLmodel file ('{}'): {e}",
+            mlmodel_path.display()
+        ))
+    })?;
+    let mlmodel = MlModel::parse(&text)?;
+    let (flavor, plugin_name, compiled) = match mlmodel.carried_plugin()? {
+        Some(carried) => {
+            let file = dir.join(inside_model_dir(&carried.component)?);
+            let wasm = std::fs::read(&file).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot read the model's plugin '{}': {e}",
+                    carried.component
+                ))
+            })?;
+            let plugin = manager
+                .compile_carried(&wasm, &carried.sha256)
+                .map_err(manager_error)?;
+            let flavor = carried
+                .flavor
+                .unwrap_or_else(|| wasmflow_core::mlmodel::CARRIED_PLUGIN_FLAVOR.into());
+            (flavor, plugin.record.name, plugin.compiled)
+        }
+        None => {
+            let flavors: Vec<&str> = mlmodel.flavor_names().collect();
+            let found = manager
+                .for_flavors(flavors.iter().copied())
+                .map_err(|e| Error::internal(format!("{e:#}")))?;
+            let Some((flavor, plugin)) = found else {
+                let loadable: Vec<String> = manager
+                    .list()
+                    .map_err(|e| Error::internal(format!("{e:#}")))?
+                    .iter()
+                    .flat_map(|p| p.record.loads.clone())
+                    .collect();
+                return Err(Error::invalid(format!(
+                    "no installed plugin loads any of this model's flavors {flavors:?}; the \
+                     installed plugins load {loadable:?}"
+                )));
+            };
+            (flavor, plugin.record.name.clone(), plugin.compiled.clone())
+        }
+    };
+    let section = mlmodel
+        .flavor_section(&flavor)
+        .unwrap_or(serde_json::Value::Null);
+    let load_config = serde_json::json!({ "flavor": flavor, "section": section }).to_string();
+    let source = ModelSource {
+        plugin_name,
+        plugin: compiled,
+        model_dir: dir.to_path_buf(),
+        load_config,
+    };
+    let pool =
+        ModelPool::new(manager.runtime().clone(), source, instances).map_err(plugin_error)?;
+    let input_schema = match mlmodel.signature()?.inputs {
+        Some(schema) => Some(schema),
+        None => pool
+            .plugin_signature()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .and_then(|s| s.get("inputs").map(serde_json::Value::to_string))
+            .and_then(|inputs| Schema::parse(&inputs).ok()),
+    };
+    Ok(LoadedModel {
+        pool,
+        input_schema,
+        flavor,
+    })
+}
+
+/// A path from an MLmodel file, refused if it leaves the model directory.
+fn inside_model_dir(relative: &str) -> Result<&Path, Error> {
+    let path = Path::new(relative);
+    if relative.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::invalid(format!(
+            "the model's plugin path '{relative}' must be a relative path inside the model directory"
+        )));
+    }
+    Ok(path)
+}
+
+/// A plugin failure in MLflow's error shape; the message always names the plugin.
+pub fn plugin_error(e: PluginError) -> Error {
+    let code = match e.kind {
+        PluginErrorKind::InvalidInput | PluginErrorKind::Unsupported => {
+            ErrorCode::InvalidParameterValue
+        }
+        PluginErrorKind::Timeout => ErrorCode::TemporarilyUnavailable,
+        _ => ErrorCode::InvalidState,
+    };
+    Error::new(code, e.to_string())
+}
+
+pub fn manager_error(e: ManagerError) -> Error {
+    match e {
+        ManagerError::Invalid(m) => Error::invalid(m),
+        ManagerError::AlreadyExists(m) => Error::new(ErrorCode::ResourceAlreadyExists, m),
+        ManagerError::NotFound(m) => Error::new(ErrorCode::ResourceDoesNotExist, m),
+        ManagerError::Io(e) => Error::internal(format!("{e:#}")),
+    }
+}
+
+/// How many instances a model's pool may hold: one per core.
+pub fn default_instances() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+pub type SharedModel = Arc<LoadedModel>;

@@ -1,0 +1,914 @@
+//! MLflow's scoring protocol: request bodies (`dataframe_split`, `dataframe_records`,
+//! `instances`, `inputs`, CSV) into the columns or tensors a plugin takes, cast to the model's
+//! signature, and a plugin's output into `{"predictions": ...}` in MLflow's shapes.
+
+use serde_json::{Map, Value as Json};
+use wasmflow_core::mlmodel::{ColumnSpec, ColumnType, Schema, TensorSpec};
+use wasmflow_runtime::{Column, Data, Tensor, Values};
+
+/// Why a request cannot be scored, in the scoring server's terms.
+#[derive(Debug, PartialEq)]
+pub enum ScoringError {
+    /// 415, plain text, as MLflow answers it.
+    UnsupportedMediaType(String),
+    /// 400 `BAD_REQUEST`: the payload is not in a form the protocol knows.
+    BadRequest(String),
+    /// 400 `INVALID_PARAMETER_VALUE`: the data does not fit the model's signature.
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, ScoringError>;
+
+fn bad(message: impl Into<String>) -> ScoringError {
+    ScoringError::BadRequest(message.into())
+}
+
+fn invalid(message: impl Into<String>) -> ScoringError {
+    ScoringError::Invalid(message.into())
+}
+
+const FORMATS: [&str; 4] = [
+    "dataframe_split",
+    "dataframe_records",
+    "instances",
+    "inputs",
+];
+
+/// A parsed request.
+#[derive(Debug)]
+pub struct ScoringRequest {
+    pub input: Data,
+    /// The request's `params`, as a JSON object.
+    pub params: Option<String>,
+}
+
+/// Parses a request body by its content type, casting to `schema` when the model has one.
+pub fn parse_request(
+    content_type: Option<&str>,
+    body: &[u8],
+    schema: Option<&Schema>,
+) -> Result<ScoringRequest> {
+    let content_type = content_type.unwrap_or("");
+    let mut parts = content_type.split(';').map(str::trim);
+    let mime = parts.next().unwrap_or("").to_ascii_lowercase();
+    for parameter in parts.filter(|p| !p.is_empty()) {
+        let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        if !key.trim().eq_ignore_ascii_case("charset") {
+            return Err(ScoringError::UnsupportedMediaType(format!(
+                "Unrecognized content type parameters: {}.",
+                key.trim()
+            )));
+        }
+        if !value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8") {
+            return Err(ScoringError::UnsupportedMediaType(
+                "The scoring server only supports UTF-8".into(),
+            ));
+        }
+    }
+    match mime.as_str() {
+        "application/json" => parse_json(body, schema),
+        "text/csv" => Ok(ScoringRequest {
+            input: parse_csv(body, schema)?,
+            params: None,
+        }),
+        _ => Err(ScoringError::UnsupportedMediaType(format!(
+            "This predictor only supports the following content types: Types: ['text/csv', \
+             'application/json']. Got '{content_type}'."
+        ))),
+    }
+}
+
+fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
+    let json: Json = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "Ensure that input is a valid JSON formatted string. Error: '{e}'"
+        ))
+    })?;
+    let Json::Object(mut object) = json else {
+        return Err(bad(
+            "The input must be a JSON dictionary with exactly one of the input fields \
+                        {'dataframe_split', 'dataframe_records', 'instances', 'inputs'}",
+        ));
+    };
+    let params = match object.remove("params") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(p)) => Some(Json::Object(p).to_string()),
+        Some(_) => return Err(bad("'params' must be a JSON object")),
+    };
+    let present: Vec<&str> = FORMATS
+        .iter()
+        .copied()
+        .filter(|f| object.contains_key(*f))
+        .collect();
+    let [format] = present.as_slice() else {
+        let keys: Vec<&String> = object.keys().collect();
+        return Err(bad(format!(
+            "The input must be a JSON dictionary with exactly one of the input fields \
+             {{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}}. Received \
+             dictionary with input fields: {keys:?}."
+        )));
+    };
+    let payload = object.remove(*format).unwrap_or(Json::Null);
+    let input = match *format {
+        "dataframe_split" => frame_to_data(split_frame(payload)?, schema)?,
+        "dataframe_records" => frame_to_data(records_frame(payload)?, schema)?,
+        _ => tensor_payload_to_data(payload, schema)?,
+    };
+    Ok(ScoringRequest { input, params })
+}
+
+/// A table as parsed from the payload, before types are decided.
+struct Frame {
+    columns: Vec<String>,
+    /// One list of JSON values per column.
+    values: Vec<Vec<Json>>,
+}
+
+fn split_frame(payload: Json) -> Result<Frame> {
+    let Json::Object(mut split) = payload else {
+        return Err(bad(
+            "'dataframe_split' must be an object with 'columns' and 'data'",
+        ));
+    };
+    let rows = match split.remove("data") {
+        Some(Json::Array(rows)) => rows,
+        _ => return Err(bad("'dataframe_split' needs 'data', a list of rows")),
+    };
+    let width = rows
+        .iter()
+        .map(|r| r.as_array().map_or(1, Vec::len))
+        .max()
+        .unwrap_or(0);
+    let columns: Vec<String> = match split.remove("columns") {
+        Some(Json::Array(names)) => names.iter().map(json_name).collect(),
+        None | Some(Json::Null) => (0..width).map(|i| i.to_string()).collect(),
+        Some(_) => return Err(bad("'columns' must be a list of names")),
+    };
+    let mut frame = Frame {
+        values: vec![Vec::with_capacity(rows.len()); columns.len()],
+        columns,
+    };
+    for (i, row) in rows.into_iter().enumerate() {
+        let row = match row {
+            Json::Array(row) => row,
+            scalar => vec![scalar],
+        };
+        if row.len() != frame.columns.len() {
+            return Err(bad(format!(
+                "row {i} of 'dataframe_split' has {} values for {} columns",
+                row.len(),
+                frame.columns.len()
+            )));
+        }
+        for (column, value) in frame.values.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+    Ok(frame)
+}
+
+fn records_frame(payload: Json) -> Result<Frame> {
+    let Json::Array(records) = payload else {
+        return Err(bad("'dataframe_records' must be a list of records"));
+    };
+    let mut frame = Frame {
+        columns: Vec::new(),
+        values: Vec::new(),
+    };
+    for (row, record) in records.into_iter().enumerate() {
+        let Json::Object(record) = record else {
+            return Err(bad(format!(
+                "record {row} of 'dataframe_records' is not an object"
+            )));
+        };
+        for (name, value) in record {
+            let index = match frame.columns.iter().position(|c| *c == name) {
+                Some(i) => i,
+                None => {
+                    frame.columns.push(name);
+                    frame.values.push(vec![Json::Null; row]);
+                    frame.values.len() - 1
+                }
+            };
+            frame.values[index].push(value);
+        }
+        // Keys missing from this record are missing values, as pandas fills them.
+        for column in &mut frame.values {
+            column.resize(row + 1, Json::Null);
+        }
+    }
+    Ok(frame)
+}
+
+fn json_name(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A table becomes columns cast to a column schema, or tensors for a tensor schema (the whole
+/// frame as one tensor, or one column per named tensor, as MLflow's `_enforce_tensor_schema`).
+fn frame_to_data(frame: Frame, schema: Option<&Schema>) -> Result<Data> {
+    match schema {
+        Some(Schema::Tensors(specs)) => {
+            let rows = frame.values.first().map_or(0, Vec::len) as i64;
+            if let [spec] = specs.as_slice() {
+                let width = frame.columns.len();
+                let mut flat = Vec::with_capacity(rows as usize * width);
+                for row in 0..rows as usize {
+                    flat.extend(frame.values.iter().map(|c| c[row].clone()));
+                }
+                let mut shape = vec![rows, width as i64];
+                if spec.shape.len() == 1 && width == 1 {
+                    shape.truncate(1);
+                }
+                return Ok(Data::Tensors(vec![tensor_from(spec, shape, flat)?]));
+            }
+            let tensors = specs
+                .iter()
+                .map(|spec| {
+                    let name = spec.name.as_deref().unwrap_or_default();
+                    let index = frame
+                        .columns
+                        .iter()
+                        .position(|c| c == name)
+                        .ok_or_else(|| invalid(format!("Model is missing inputs ['{name}'].")))?;
+                    tensor_from(spec, vec![rows], frame.values[index].clone())
+                })
+                .collect::<Result<_>>()?;
+            Ok(Data::Tensors(tensors))
+        }
+        Some(Schema::Columns(specs)) => Ok(Data::Table(enforce_columns(frame, specs)?)),
+        None => Ok(Data::Table(
+            frame
+                .columns
+                .into_iter()
+                .zip(frame.values)
+                .map(|(name, values)| {
+                    let values = infer_values(&name, &values)?;
+                    Ok(Column { name, values })
+                })
+                .collect::<Result<_>>()?,
+        )),
+    }
+}
+
+/// Required columns present, each cast to its declared type; columns not in the schema are
+/// dropped, as MLflow's schema enforcement does.
+fn enforce_columns(frame: Frame, specs: &[ColumnSpec]) -> Result<Vec<Column>> {
+    let named = specs.iter().all(|s| s.name.is_some());
+    if !named {
+        // Unnamed columns match by position.
+        if frame.columns.len() != specs.len() {
+            return Err(invalid(format!(
+                "Model inference is missing inputs: the model expects {} columns, got {}",
+                specs.len(),
+                frame.columns.len()
+            )));
+        }
+        return frame
+            .columns
+            .into_iter()
+            .zip(frame.values)
+            .zip(specs)
+            .map(|((name, values), spec)| {
+                Ok(Column {
+                    values: cast_column(&name, &values, &spec.dtype)?,
+                    name,
+                })
+            })
+            .collect();
+    }
+    let missing: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.required)
+        .filter_map(|s| s.name.as_deref())
+        .filter(|n| !frame.columns.iter().any(|c| c == n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(invalid(format!("Model is missing inputs {missing:?}.")));
+    }
+    let mut columns = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name.clone().unwrap_or_default();
+        if let Some(index) = frame.columns.iter().position(|c| *c == name) {
+            let values = cast_column(&name, &frame.values[index], &spec.dtype)?;
+            columns.push(Column { name, values });
+        }
+    }
+    Ok(columns)
+}
+
+/// `instances` / `inputs`: a list (one tensor, or records), or an object of named lists.
+fn tensor_payload_to_data(payload: Json, schema: Option<&Schema>) -> Result<Data> {
+    let (named, payload) = match payload {
+        Json::Object(map) => (Some(map), Json::Null),
+        Json::Array(items) if !items.is_empty() && items.iter().all(Json::is_object) => {
+            // A list of records is turned into named lists, as MLflow does for `instances`.
+            let frame = records_frame(Json::Array(items))?;
+            let map = frame
+                .columns
+                .into_iter()
+                .zip(frame.values.into_iter().map(Json::Array))
+                .collect();
+            (Some(map), Json::Null)
+        }
+        other => (None, other),
+    };
+    match (named, schema) {
+        (Some(map), Some(Schema::Columns(_)) | None)
+            if map.values().all(|v| !v.is_array() || is_flat(v)) =>
+        {
+            let columns: Vec<String> = map.keys().cloned().collect();
+            let values = map.into_values().map(|v| match v {
+                Json::Array(items) => items,
+                scalar => vec![scalar],
+            });
+            frame_to_data(
+                Frame {
+                    columns,
+                    values: values.collect(),
+                },
+                schema,
+            )
+        }
+        (Some(map), schema) => {
+            let specs = match schema {
+                Some(Schema::Tensors(specs)) => specs.as_slice(),
+                _ => &[],
+            };
+            let tensors = map
+                .into_iter()
+                .map(|(name, value)| {
+                    let spec = specs.iter().find(|s| s.name.as_deref() == Some(&name));
+                    nested_tensor(name, value, spec)
+                })
+                .collect::<Result<_>>()?;
+            Ok(Data::Tensors(tensors))
+        }
+        (None, Some(Schema::Columns(specs))) => {
+            // Rows by position, named by the schema.
+            let Json::Array(rows) = payload else {
+                return Err(bad("'instances' / 'inputs' must be a list or an object"));
+            };
+            let columns: Vec<String> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.name.clone().unwrap_or(i.to_string()))
+                .collect();
+            let mut frame = Frame {
+                values: vec![Vec::with_capacity(rows.len()); columns.len()],
+                columns,
+            };
+            for (i, row) in rows.into_iter().enumerate() {
+                let row = match row {
+                    Json::Array(row) => row,
+                    scalar => vec![scalar],
+                };
+                if row.len() != frame.columns.len() {
+                    return Err(invalid(format!(
+                        "row {i} has {} values; the model expects {}",
+                        row.len(),
+                        frame.columns.len()
+                    )));
+                }
+                for (column, value) in frame.values.iter_mut().zip(row) {
+                    column.push(value);
+                }
+            }
+            frame_to_data(frame, schema)
+        }
+        (None, schema) => {
+            let spec = match schema {
+                Some(Schema::Tensors(specs)) => match specs.as_slice() {
+                    [spec] => Some(spec),
+                    _ => {
+                        return Err(invalid(format!(
+                            "the model expects {} named tensors; send an object of them",
+                            specs.len()
+                        )));
+                    }
+                },
+                _ => None,
+            };
+            let name = spec
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| "input".into());
+            Ok(Data::Tensors(vec![nested_tensor(name, payload, spec)?]))
+        }
+    }
+}
+
+fn is_flat(value: &Json) -> bool {
+    value
+        .as_array()
+        .is_some_and(|items| items.iter().all(|v| !v.is_array() && !v.is_object()))
+}
+
+/// A nested JSON list as a row-major tensor, checked against its spec's shape.
+fn nested_tensor(name: String, value: Json, spec: Option<&TensorSpec>) -> Result<Tensor> {
+    let mut shape = Vec::new();
+    let mut cursor = &value;
+    while let Json::Array(items) = cursor {
+        shape.push(items.len() as i64);
+        match items.first() {
+            Some(first) => cursor = first,
+            None => break,
+        }
+    }
+    let mut flat = Vec::new();
+    flatten(&value, &shape, 0, &mut flat, &name)?;
+    match spec {
+        Some(spec) => {
+            let mut tensor = tensor_from(spec, shape, flat)?;
+            tensor.name = name;
+            Ok(tensor)
+        }
+        None => Ok(Tensor {
+            values: infer_values(&name, &flat)?,
+            shape,
+            name,
+        }),
+    }
+}
+
+fn flatten(
+    value: &Json,
+    shape: &[i64],
+    depth: usize,
+    out: &mut Vec<Json>,
+    name: &str,
+) -> Result<()> {
+    match value {
+        Json::Array(items) => {
+            if depth >= shape.len() || items.len() as i64 != shape[depth] {
+                return Err(bad(format!(
+                    "tensor '{name}' is ragged: its nested lists have different lengths"
+                )));
+            }
+            items
+                .iter()
+                .try_for_each(|item| flatten(item, shape, depth + 1, out, name))
+        }
+        scalar if depth == shape.len() => {
+            out.push(scalar.clone());
+            Ok(())
+        }
+        _ => Err(bad(format!(
+            "tensor '{name}' is ragged: its nested lists have different lengths"
+        ))),
+    }
+}
+
+/// Values cast to a tensor spec's dtype, with its fixed dimensions checked.
+fn tensor_from(spec: &TensorSpec, shape: Vec<i64>, flat: Vec<Json>) -> Result<Tensor> {
+    let name = spec.name.clone().unwrap_or_else(|| "input".into());
+    let fits = shape.len() == spec.shape.len()
+        && shape
+            .iter()
+            .zip(&spec.shape)
+            .all(|(got, want)| *want < 0 || got == want);
+    if !fits {
+        let show = |s: &[i64]| s.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        return Err(invalid(format!(
+            "Shape of input ({}) does not match expected shape ({}) for tensor '{name}'",
+            show(&shape),
+            show(&spec.shape)
+        )));
+    }
+    let values = cast_values(&name, &flat, tensor_kind(&spec.dtype))?;
+    Ok(Tensor {
+        name,
+        shape,
+        values,
+    })
+}
+
+/// The kinds of values the WIT `values` variant holds.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    F64,
+    F32,
+    I64,
+    I32,
+    Bool,
+    Text,
+    Binary,
+}
+
+fn tensor_kind(dtype: &str) -> Kind {
+    match dtype {
+        "float32" | "float16" => Kind::F32,
+        "float64" | "double" => Kind::F64,
+        "int64" | "uint32" | "uint64" => Kind::I64,
+        "int32" | "int16" | "int8" | "uint16" | "uint8" => Kind::I32,
+        "bool" => Kind::Bool,
+        "bytes" | "binary" => Kind::Binary,
+        _ => Kind::Text,
+    }
+}
+
+fn column_kind(dtype: &ColumnType) -> Kind {
+    match dtype {
+        ColumnType::Double => Kind::F64,
+        ColumnType::Float => Kind::F32,
+        ColumnType::Long => Kind::I64,
+        ColumnType::Integer => Kind::I32,
+        ColumnType::Boolean => Kind::Bool,
+        ColumnType::Binary => Kind::Binary,
+        ColumnType::String | ColumnType::Datetime | ColumnType::Other(_) => Kind::Text,
+    }
+}
+
+fn cast_column(name: &str, values: &[Json], dtype: &ColumnType) -> Result<Values> {
+    cast_values(name, values, column_kind(dtype))
+}
+
+/// The type pandas would infer: integers, then floats (null as NaN), booleans, strings.
+fn infer_values(name: &str, values: &[Json]) -> Result<Values> {
+    let kind = if values.iter().all(|v| v.is_i64() || v.is_u64()) {
+        Kind::I64
+    } else if values.iter().all(|v| v.is_number() || v.is_null()) {
+        Kind::F64
+    } else if values.iter().all(Json::is_boolean) {
+        Kind::Bool
+    } else {
+        Kind::Text
+    };
+    cast_values(name, values, kind)
+}
+
+fn cast_values(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
+    let fail = |value: &Json, target: &str| {
+        invalid(format!(
+            "Incompatible input types for column '{name}': cannot convert {value} to {target}"
+        ))
+    };
+    let float = |v: &Json| -> Result<f64> {
+        match v {
+            Json::Number(n) => n.as_f64().ok_or_else(|| fail(v, "a float")),
+            Json::Null => Ok(f64::NAN),
+            Json::Bool(b) => Ok(f64::from(u8::from(*b))),
+            Json::String(s) => match s.as_str() {
+                "NaN" | "nan" => Ok(f64::NAN),
+                "Infinity" | "inf" => Ok(f64::INFINITY),
+                "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+                _ => Err(fail(v, "a float")),
+            },
+            _ => Err(fail(v, "a float")),
+        }
+    };
+    let integer = |v: &Json| -> Result<i64> {
+        match v {
+            Json::Number(n) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.007e15)
+                        .map(|f| f as i64)
+                })
+                .ok_or_else(|| fail(v, "an integer")),
+            Json::Bool(b) => Ok(i64::from(*b)),
+            _ => Err(fail(v, "an integer")),
+        }
+    };
+    Ok(match kind {
+        Kind::F64 => Values::Float64(values.iter().map(float).collect::<Result<_>>()?),
+        Kind::F32 => Values::Float32(
+            values
+                .iter()
+                .map(|v| float(v).map(|f| f as f32))
+                .collect::<Result<_>>()?,
+        ),
+        Kind::I64 => Values::Int64(values.iter().map(integer).collect::<Result<_>>()?),
+        Kind::I32 => Values::Int32(
+            values
+                .iter()
+                .map(|v| {
+                    integer(v)
+                        .and_then(|i| i32::try_from(i).map_err(|_| fail(v, "a 32-bit integer")))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Kind::Bool => Values::Boolean(
+            values
+                .iter()
+                .map(|v| match v {
+                    Json::Bool(b) => Ok(*b),
+                    Json::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
+                    Json::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
+                    _ => Err(fail(v, "a boolean")),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Kind::Text => Values::Text(
+            values
+                .iter()
+                .map(|v| match v {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        Kind::Binary => Values::Binary(
+            values
+                .iter()
+                .map(|v| match v {
+                    Json::String(s) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(s)
+                            .map_err(|_| fail(v, "base64 bytes"))
+                    }
+                    _ => Err(fail(v, "base64 bytes")),
+                })
+                .collect::<Result<_>>()?,
+        ),
+    })
+}
+
+/// A CSV body (a header row, then one row per example), as `pandas.read_csv` reads it.
+fn parse_csv(body: &[u8], schema: Option<&Schema>) -> Result<Data> {
+    let failed = |e: csv::Error| {
+        bad(format!(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid \
+             CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` method. \
+             Error: '{e}'"
+        ))
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body);
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(failed)?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut values = vec![Vec::new(); columns.len()];
+    for record in reader.records() {
+        let record = record.map_err(failed)?;
+        for (column, field) in values.iter_mut().zip(record.iter()) {
+            column.push(csv_value(field));
+        }
+    }
+    frame_to_data(Frame { columns, values }, schema)
+}
+
+/// A CSV field as the JSON value pandas would read it as.
+fn csv_value(field: &str) -> Json {
+    if field.is_empty() {
+        return Json::Null;
+    }
+    if let Ok(i) = field.parse::<i64>() {
+        return Json::from(i);
+    }
+    match field.parse::<f64>() {
+        Ok(f) if f.is_finite() => Json::from(f),
+        Ok(f) if f.is_nan() => Json::String("NaN".into()),
+        Ok(f) => Json::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into()),
+        Err(_) => match field {
+            "True" | "true" => Json::Bool(true),
+            "False" | "false" => Json::Bool(false),
+            _ => Json::String(field.into()),
+        },
+    }
+}
+
+/// `{"predictions": ...}` as MLflow's scoring server writes it: one column or tensor → its
+/// values (nested by shape); several columns → records; several tensors → an object of them.
+pub fn predictions(output: Data) -> Json {
+    let predictions = match output {
+        Data::Table(mut columns) if columns.len() == 1 => values_json(columns.remove(0).values),
+        Data::Table(columns) => {
+            let rows = columns.first().map_or(0, |c| c.values.len());
+            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+            let lists: Vec<Vec<Json>> =
+                columns.into_iter().map(|c| values_list(c.values)).collect();
+            let records = (0..rows)
+                .map(|row| {
+                    let record: Map<String, Json> = names
+                        .iter()
+                        .zip(&lists)
+                        .map(|(n, l)| (n.clone(), l[row].clone()))
+                        .collect();
+                    Json::Object(record)
+                })
+                .collect();
+            Json::Array(records)
+        }
+        Data::Tensors(mut tensors) if tensors.len() == 1 => tensor_json(tensors.remove(0)),
+        Data::Tensors(tensors) => Json::Object(
+            tensors
+                .into_iter()
+                .map(|t| (t.name.clone(), tensor_json(t)))
+                .collect(),
+        ),
+    };
+    serde_json::json!({ "predictions": predictions })
+}
+
+fn tensor_json(tensor: Tensor) -> Json {
+    let flat = values_list(tensor.values);
+    nest(&flat, &tensor.shape)
+}
+
+fn nest(flat: &[Json], shape: &[i64]) -> Json {
+    match shape {
+        [] => flat.first().cloned().unwrap_or(Json::Null),
+        [_] => Json::Array(flat.to_vec()),
+        [rows, rest @ ..] => {
+            let width = (flat.len() / (*rows).max(1) as usize).max(1);
+            Json::Array(flat.chunks(width).map(|chunk| nest(chunk, rest)).collect())
+        }
+    }
+}
+
+fn values_json(values: Values) -> Json {
+    Json::Array(values_list(values))
+}
+
+fn values_list(values: Values) -> Vec<Json> {
+    let float = |f: f64| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number);
+    match values {
+        Values::Float64(v) => v.into_iter().map(float).collect(),
+        Values::Float32(v) => v.into_iter().map(|f| float(f64::from(f))).collect(),
+        Values::Int64(v) => v.into_iter().map(Json::from).collect(),
+        Values::Int32(v) => v.into_iter().map(Json::from).collect(),
+        Values::Boolean(v) => v.into_iter().map(Json::from).collect(),
+        Values::Text(v) => v.into_iter().map(Json::from).collect(),
+        Values::Binary(v) => v
+            .into_iter()
+            .map(|b| {
+                use base64::Engine as _;
+                Json::from(base64::engine::general_purpose::STANDARD.encode(b))
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str, schema: Option<&Schema>) -> Result<Data> {
+        parse_request(Some("application/json"), body.as_bytes(), schema).map(|r| r.input)
+    }
+
+    fn columns(schema: &str) -> Schema {
+        Schema::parse(schema).unwrap()
+    }
+
+    #[test]
+    fn dataframe_split_is_cast_to_the_column_schema() {
+        let schema = columns(r#"[{"name": "a", "type": "float"}, {"name": "b", "type": "long"}]"#);
+        let data = parse(r#"{"dataframe_split": {"columns": ["b", "a", "extra"], "data": [[1, 2.5, "x"], [3, 4, "y"]]}}"#, Some(&schema)).unwrap();
+        assert_eq!(
+            data,
+            Data::Table(vec![
+                Column {
+                    name: "a".into(),
+                    values: Values::Float32(vec![2.5, 4.0])
+                },
+                Column {
+                    name: "b".into(),
+                    values: Values::Int64(vec![1, 3])
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn missing_and_uncastable_columns_are_invalid() {
+        let schema = columns(r#"[{"name": "a", "type": "double"}, {"name": "b", "type": "long"}]"#);
+        let missing = parse(r#"{"dataframe_records": [{"a": 1}]}"#, Some(&schema)).unwrap_err();
+        assert!(
+            matches!(missing, ScoringError::Invalid(m) if m.contains("missing inputs [\"b\"]"))
+        );
+        let uncastable = parse(
+            r#"{"dataframe_records": [{"a": "x", "b": 1}]}"#,
+            Some(&schema),
+        )
+        .unwrap_err();
+        assert!(matches!(uncastable, ScoringError::Invalid(m) if m.contains("column 'a'")));
+    }
+
+    #[test]
+    fn a_single_tensor_spec_takes_the_whole_frame() {
+        let schema = columns(
+            r#"[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}, "name": "x"}]"#,
+        );
+        let data = parse(
+            r#"{"dataframe_split": {"columns": ["p", "q"], "data": [[1, 2], [3, 4]]}}"#,
+            Some(&schema),
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            Data::Tensors(vec![Tensor {
+                name: "x".into(),
+                shape: vec![2, 2],
+                values: Values::Float32(vec![1.0, 2.0, 3.0, 4.0])
+            }])
+        );
+        let wrong = parse(r#"{"instances": [[1, 2, 3]]}"#, Some(&schema)).unwrap_err();
+        assert!(
+            matches!(wrong, ScoringError::Invalid(m) if m.contains("does not match expected shape"))
+        );
+        let data = parse(r#"{"inputs": [[1, 2], [3, 4]]}"#, Some(&schema)).unwrap();
+        assert!(matches!(data, Data::Tensors(ref t) if t[0].shape == vec![2, 2]));
+    }
+
+    #[test]
+    fn instances_records_become_columns_without_a_schema() {
+        let data = parse(
+            r#"{"instances": [{"a": 1, "s": "x"}, {"a": 2, "s": "y"}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            Data::Table(vec![
+                Column {
+                    name: "a".into(),
+                    values: Values::Int64(vec![1, 2])
+                },
+                Column {
+                    name: "s".into(),
+                    values: Values::Text(vec!["x".into(), "y".into()])
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_payloads_are_bad_requests() {
+        for body in [
+            r#"[1, 2]"#,
+            r#"{"x": 1}"#,
+            r#"{"instances": [1], "inputs": [2]}"#,
+            "{nope",
+            r#"{"inputs": [[1, 2], [3]]}"#,
+        ] {
+            assert!(
+                matches!(parse(body, None), Err(ScoringError::BadRequest(_))),
+                "{body}"
+            );
+        }
+        let unsupported = parse_request(Some("text/plain"), b"1", None).unwrap_err();
+        assert!(matches!(unsupported, ScoringError::UnsupportedMediaType(_)));
+        let params =
+            parse_request(Some("application/json; format=pandas-split"), b"{}", None).unwrap_err();
+        assert!(matches!(params, ScoringError::UnsupportedMediaType(_)));
+    }
+
+    #[test]
+    fn csv_reads_like_pandas() {
+        let data = parse_request(Some("text/csv"), b"a,b,s\n1,2.5,x\n3,,y\n", None)
+            .unwrap()
+            .input;
+        let Data::Table(columns) = data else { panic!() };
+        assert_eq!(columns[0].values, Values::Int64(vec![1, 3]));
+        assert!(matches!(&columns[1].values, Values::Float64(v) if v[0] == 2.5 && v[1].is_nan()));
+        assert_eq!(
+            columns[2].values,
+            Values::Text(vec!["x".into(), "y".into()])
+        );
+    }
+
+    #[test]
+    fn predictions_take_mlflow_shapes() {
+        let one = Data::Table(vec![Column {
+            name: "y".into(),
+            values: Values::Float64(vec![1.5, 2.0]),
+        }]);
+        assert_eq!(
+            predictions(one),
+            serde_json::json!({"predictions": [1.5, 2.0]})
+        );
+        let two = Data::Table(vec![
+            Column {
+                name: "a".into(),
+                values: Values::Int64(vec![1, 2]),
+            },
+            Column {
+                name: "b".into(),
+                values: Values::Text(vec!["x".into(), "y".into()]),
+            },
+        ]);
+        assert_eq!(
+            predictions(two),
+            serde_json::json!({"predictions": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]})
+        );
+        let tensor = Data::Tensors(vec![Tensor {
+            name: "p".into(),
+            shape: vec![2, 2],
+            values: Values::Float32(vec![0.5, 0.5, 0.25, 0.75]),
+        }]);
+        assert_eq!(
+            predictions(tensor),
+            serde_json::json!({"predictions": [[0.5, 0.5], [0.25, 0.75]]})
+        );
+    }
+}
