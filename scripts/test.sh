@@ -29,6 +29,13 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 
+echo "==> example plugins in Python, JavaScript and C (examples/plugins/build.sh)"
+example_plugins="$target_dir/example-plugins/out"
+bash "$repo/examples/plugins/build.sh" "$example_plugins"
+export WASMFLOW_EXAMPLE_PLUGINS="$example_plugins"
+# The test components (hostile plugins) that the cargo build above made.
+export WASMFLOW_TEST_PLUGINS="$target_dir/wasm-plugins/wasm32-wasip2/release"
+
 echo "==> python venv"
 venv="$("$repo/scripts/e2e-venv.sh")"
 

@@ -281,11 +281,12 @@ def test_javascript_tree_refuses_text_input(base_url, installed, experiment_id, 
     rng = np.random.default_rng(33)
     x = rng.normal(size=(50, 4))
     model = DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, x[:, 0])
-    # No signature: the host types the columns from the JSON values, so strings arrive as text.
+    # No MLmodel signature: the host enforces the signature the plugin reports (double columns),
+    # so the strings are refused before the plugin sees them.
     name = _log_and_register(tmp_path, unique_name("tree-text"), "js_tree", {"data": "tree.json"},
                              {"tree.json": _tree_json(model, "regression")}, None)
     payload = {"dataframe_split": {"columns": TREE_FEATURES, "data": [["a", "b", "c", "d"]]}}
-    _assert_bad_request(_invoke(base_url, name, payload), "f0", "text")
+    _assert_bad_request(_invoke(base_url, name, payload), "f0", "cannot convert")
 
 
 # ---- C: logistic regression --------------------------------------------------------------------
@@ -354,14 +355,15 @@ def test_c_logistic_float32_probabilities(base_url, installed, experiment_id, un
 
 
 def test_c_logistic_tensor_input(base_url, installed, experiment_id, unique_name, tmp_path):
-    # No signature: an `inputs` payload arrives as one float64 tensor [rows, features].
+    # No MLmodel signature: the plugin's reported one (three double columns) names the values.
     model, text, rng = _logistic_fit(44)
     name = _log_and_register(tmp_path, unique_name("logit-t"), "c_logistic", {"data": "model.txt"},
                              {"model.txt": text}, None)
     probe = rng.normal(size=(12, 3)) * np.array([10.0, 2.0, 1.0]) + np.array([40.0, 5.0, 0.0])
     got = np.asarray(_predict(base_url, name, {"inputs": probe.tolist()}), dtype=np.float64)
     np.testing.assert_allclose(got.reshape(-1), model.predict_proba(probe)[:, 1], rtol=0, atol=1e-9)
-    _assert_bad_request(_invoke(base_url, name, {"inputs": probe[:, :2].tolist()}), "shape")
+    # The plugin's reported signature names three columns; two values per row are refused.
+    _assert_bad_request(_invoke(base_url, name, {"inputs": probe[:, :2].tolist()}), "expects 3")
 
 
 def test_c_logistic_bad_model_file_is_reported(base_url, installed, experiment_id, unique_name, tmp_path):
