@@ -224,15 +224,20 @@ impl OnnxModel {
     /// Loads an ONNX file; external-data files are read relative to its directory.
     pub fn load(path: &Path) -> Result<OnnxModel, EngineError> {
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_path(path).map_err(|e| {
+        let mut proto = onnx.proto_model_for_path(path).map_err(|e| {
             EngineError::invalid_model(format!(
                 "cannot read the onnx model '{}': {}",
                 path.display(),
                 chain(&e)
             ))
         })?;
-        let dir = path.parent().and_then(|d| d.to_str());
-        Self::from_proto(&onnx, &proto, dir)
+        // External data is read here rather than by tract, which canonicalizes paths: WASI
+        // has no canonicalize.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(graph) = proto.graph.as_mut() {
+            inline_external_data(graph, dir)?;
+        }
+        Self::from_proto(&onnx, &proto, None)
     }
 
     /// Loads an ONNX model from its bytes; it cannot have external data.
@@ -525,6 +530,110 @@ impl OnnxModel {
             .collect();
         names.join(", ")
     }
+}
+
+/// Reads every tensor stored outside the ONNX file (`onnx.save_model(...,
+/// save_as_external_data=True)`, which `mlflow.onnx.save_model` uses) into the tensor itself:
+/// initializers and tensor attributes, in subgraphs too. `location` must be a relative path
+/// inside `dir`; `offset` and `length` select a part of the file.
+fn inline_external_data(graph: &mut pb::GraphProto, dir: &Path) -> Result<(), EngineError> {
+    for tensor in &mut graph.initializer {
+        inline_tensor(tensor, dir)?;
+    }
+    for node in &mut graph.node {
+        for attribute in &mut node.attribute {
+            if let Some(t) = attribute.t.as_mut() {
+                inline_tensor(t, dir)?;
+            }
+            for t in &mut attribute.tensors {
+                inline_tensor(t, dir)?;
+            }
+            if let Some(g) = attribute.g.as_mut() {
+                inline_external_data(g, dir)?;
+            }
+            for g in &mut attribute.graphs {
+                inline_external_data(g, dir)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inline_tensor(tensor: &mut pb::TensorProto, dir: &Path) -> Result<(), EngineError> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    const EXTERNAL: i32 = pb::tensor_proto::DataLocation::External as i32;
+    if tensor.data_location != Some(EXTERNAL) {
+        return Ok(());
+    }
+    let entry = |key: &str| {
+        tensor
+            .external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone())
+    };
+    let bad =
+        |what: String| EngineError::invalid_model(format!("tensor '{}': {what}", tensor.name));
+    let location =
+        entry("location").ok_or_else(|| bad("external data without a location".into()))?;
+    let relative = Path::new(&location);
+    let inside = relative.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if location.is_empty() || !inside {
+        return Err(bad(format!(
+            "external data location '{location}' is not a relative path inside the model directory"
+        )));
+    }
+    let number = |key: &str| -> Result<Option<u64>, EngineError> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad(format!("bad external data {key} '{v}'")))
+            })
+            .transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let length = number("length")?;
+    let path = dir.join(relative);
+    let mut file = std::fs::File::open(&path).map_err(|e| {
+        bad(format!(
+            "cannot open external data '{}': {e}",
+            path.display()
+        ))
+    })?;
+    let size = file
+        .metadata()
+        .map_err(|e| {
+            bad(format!(
+                "cannot read external data '{}': {e}",
+                path.display()
+            ))
+        })?
+        .len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(bad(format!(
+            "external data '{location}' has {size} bytes; the tensor wants {length} from offset {offset}"
+        )));
+    }
+    let mut bytes = vec![0u8; length as usize];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|e| {
+            bad(format!(
+                "cannot read external data '{}': {e}",
+                path.display()
+            ))
+        })?;
+    tensor.raw_data = bytes;
+    tensor.external_data.clear();
+    tensor.data_location = None;
+    Ok(())
 }
 
 fn internal(e: TractError) -> EngineError {
@@ -975,4 +1084,59 @@ fn tensor_values(tensor: Tensor, name: &str) -> Result<Values, EngineError> {
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external(location: &str, offset: Option<&str>, length: Option<&str>) -> pb::TensorProto {
+        let entry = |key: &str, value: &str| pb::StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        };
+        let mut external_data = vec![entry("location", location)];
+        external_data.extend(offset.map(|o| entry("offset", o)));
+        external_data.extend(length.map(|l| entry("length", l)));
+        pb::TensorProto {
+            name: "w".into(),
+            data_location: Some(pb::tensor_proto::DataLocation::External as i32),
+            external_data,
+            ..Default::default()
+        }
+    }
+
+    fn fixtures() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    #[test]
+    fn external_data_is_read_by_offset_and_length() {
+        // linear_external.weights: W (6 float32) then B (2 float32).
+        let mut t = external("linear_external.weights", Some("24"), Some("8"));
+        inline_tensor(&mut t, &fixtures()).unwrap();
+        let b: Vec<f32> = t
+            .raw_data
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(b, [0.5, -0.5]);
+        assert!(t.external_data.is_empty() && t.data_location.is_none());
+    }
+
+    #[test]
+    fn external_data_must_stay_inside_the_model_directory() {
+        for location in ["../onnx/Cargo.toml", "/etc/hostname", ""] {
+            let e = inline_tensor(&mut external(location, None, None), &fixtures()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidModel, "{location}: {e}");
+        }
+        let e = inline_tensor(
+            &mut external("linear_external.weights", Some("24"), Some("16")),
+            &fixtures(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("has 32 bytes"), "{e}");
+        let e = inline_tensor(&mut external("missing.bin", None, None), &fixtures()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidModel);
+    }
 }
