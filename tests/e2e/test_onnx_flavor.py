@@ -113,7 +113,7 @@ def served(server):
             info = mlflow.onnx.log_model(
                 onx, name="model", input_example=x32[:3], registered_model_name=registered
             )
-        assert info.registered_model_version == 1
+        assert str(info.registered_model_version) == "1"
         models[name] = Served(name, onx, x, classifier, registered)
     while mlflow.active_run() is not None:
         mlflow.end_run()
