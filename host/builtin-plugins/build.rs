@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins under `plugins/flavors/` shipped inside the binary, by crate name suffix.
-const BUILTIN: &[&str] = &["linear", "lightgbm"];
+const BUILTIN: &[&str] = &["linear", "lightgbm", "onnx"];
 /// Plugins under `plugins/testing/` that the runtime's tests load; never shipped.
 const TESTING: &[&str] = &["hostile", "not_a_flavor"];
 
