@@ -821,6 +821,22 @@ mod tests {
     }
 
     #[test]
+    fn records_keep_their_column_order_for_a_whole_frame_tensor() {
+        let schema = columns(
+            r#"[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 3]}}]"#,
+        );
+        let data = parse(
+            r#"{"dataframe_records": [{"f2": 1, "f10": 2, "f1": 3}]}"#,
+            Some(&schema),
+        )
+        .unwrap();
+        let Data::Tensors(tensors) = data else {
+            panic!("expected a tensor")
+        };
+        assert_eq!(tensors[0].values, Values::Float64(vec![1.0, 2.0, 3.0]));
+    }
+
+    #[test]
     fn instances_records_become_columns_without_a_schema() {
         let data = parse(
             r#"{"instances": [{"a": 1, "s": "x"}, {"a": 2, "s": "y"}]}"#,
