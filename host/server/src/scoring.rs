@@ -144,6 +144,20 @@ fn split_frame(payload: Json) -> Result<Frame> {
         None | Some(Json::Null) => (0..width).map(|i| i.to_string()).collect(),
         Some(_) => return Err(bad("'columns' must be a list of names")),
     };
+    rows_to_frame(columns, rows, |i, got, want| {
+        bad(format!(
+            "row {i} of 'dataframe_split' has {got} values for {want} columns"
+        ))
+    })
+}
+
+/// Rows of values by position (a scalar is a one-value row) as named columns; `wrong_length`
+/// words the error for a row of another length.
+fn rows_to_frame(
+    columns: Vec<String>,
+    rows: Vec<Json>,
+    wrong_length: impl Fn(usize, usize, usize) -> ScoringError,
+) -> Result<Frame> {
     let mut frame = Frame {
         values: vec![Vec::with_capacity(rows.len()); columns.len()],
         columns,
@@ -154,11 +168,7 @@ fn split_frame(payload: Json) -> Result<Frame> {
             scalar => vec![scalar],
         };
         if row.len() != frame.columns.len() {
-            return Err(bad(format!(
-                "row {i} of 'dataframe_split' has {} values for {} columns",
-                row.len(),
-                frame.columns.len()
-            )));
+            return Err(wrong_length(i, row.len(), frame.columns.len()));
         }
         for (column, value) in frame.values.iter_mut().zip(row) {
             column.push(value);
@@ -357,26 +367,11 @@ fn tensor_payload_to_data(payload: Json, schema: Option<&Schema>) -> Result<Data
                 .enumerate()
                 .map(|(i, s)| s.name.clone().unwrap_or(i.to_string()))
                 .collect();
-            let mut frame = Frame {
-                values: vec![Vec::with_capacity(rows.len()); columns.len()],
-                columns,
-            };
-            for (i, row) in rows.into_iter().enumerate() {
-                let row = match row {
-                    Json::Array(row) => row,
-                    scalar => vec![scalar],
-                };
-                if row.len() != frame.columns.len() {
-                    return Err(invalid(format!(
-                        "row {i} has {} values; the model expects {}",
-                        row.len(),
-                        frame.columns.len()
-                    )));
-                }
-                for (column, value) in frame.values.iter_mut().zip(row) {
-                    column.push(value);
-                }
-            }
+            let frame = rows_to_frame(columns, rows, |i, got, want| {
+                invalid(format!(
+                    "row {i} has {got} values; the model expects {want}"
+                ))
+            })?;
             frame_to_data(frame, schema)
         }
         (None, schema) => {
