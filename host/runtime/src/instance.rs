@@ -74,6 +74,11 @@ impl ModelInstance {
         Ok(output)
     }
 
+    /// Linear memory the instance holds.
+    fn memory(&self) -> usize {
+        self.store.data().memory.used
+    }
+
     fn signature(&mut self, runtime: &Runtime, name: &str) -> Result<Option<String>, PluginError> {
         runtime.arm_deadline(&mut self.store);
         self.bindings
@@ -129,6 +134,8 @@ struct Slots {
     idle: Vec<ModelInstance>,
     /// Instances in existence, idle or busy.
     live: usize,
+    /// Linear memory of the instances in existence, as of their last call.
+    memory: usize,
 }
 
 impl ModelPool {
@@ -146,6 +153,7 @@ impl ModelPool {
             source,
             size: size.max(1),
             slots: Mutex::new(Slots {
+                memory: first.memory(),
                 idle: vec![first],
                 live: 1,
             }),
@@ -168,10 +176,16 @@ impl ModelPool {
         self.lock().live
     }
 
+    /// Bytes of linear memory held by the pool's instances.
+    pub fn memory(&self) -> usize {
+        self.lock().memory
+    }
+
     /// Runs one prediction on a free instance. An instance whose call trapped, timed out or ran
     /// out of memory is dropped (freeing its memory) and a fresh one is made when next needed.
     pub fn predict(&self, input: &Data, params: Option<&str>) -> Result<Data, PluginError> {
         let mut instance = self.acquire()?;
+        let before = instance.memory();
         let result = instance.predict(&self.runtime, &self.source.plugin_name, input, params);
         match &result {
             Err(e) if e.kind.poisons_instance() => {
@@ -180,9 +194,15 @@ impl ModelPool {
                     "dropping an instance: {e}"
                 );
                 drop(instance);
-                self.lock().live -= 1;
+                let mut slots = self.lock();
+                slots.live -= 1;
+                slots.memory -= before;
             }
-            _ => self.lock().idle.push(instance),
+            _ => {
+                let mut slots = self.lock();
+                slots.memory = slots.memory - before + instance.memory();
+                slots.idle.push(instance);
+            }
         }
         self.freed.notify_one();
         result
@@ -198,9 +218,12 @@ impl ModelPool {
                 slots.live += 1;
                 drop(slots);
                 let made = ModelInstance::new(&self.runtime, &self.source);
-                if made.is_err() {
-                    self.lock().live -= 1;
-                    self.freed.notify_one();
+                match &made {
+                    Ok(instance) => self.lock().memory += instance.memory(),
+                    Err(_) => {
+                        self.lock().live -= 1;
+                        self.freed.notify_one();
+                    }
                 }
                 return made;
             }

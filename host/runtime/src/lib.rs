@@ -15,4 +15,4 @@ pub use bindings::{Column, Data, PluginInfo, Tensor, Values};
 pub use error::{PluginError, PluginErrorKind};
 pub use instance::{ModelPool, ModelSource};
 pub use manager::{InstalledPlugin, ManagerError, PluginManager, PluginRecord};
-pub use runtime::{CompiledPlugin, Runtime, RuntimeConfig};
+pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig};

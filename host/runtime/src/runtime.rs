@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -12,6 +13,9 @@ use wasmtime::{Config, Engine, Store};
 use crate::bindings::{FlavorPlugin, FlavorPluginPre, PluginInfo};
 use crate::cache::CompileCache;
 use crate::sandbox::PluginState;
+
+/// Components above this size take seconds to compile.
+const LARGE_COMPONENT: usize = 4 << 20;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -47,6 +51,15 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     config: RuntimeConfig,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+/// How often compiled code came from the disk cache, for the serving metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// A component compiled for this engine and checked to implement the flavor world.
@@ -82,11 +95,20 @@ impl Runtime {
             linker,
             cache,
             config,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         }))
     }
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.cache_hits.load(Ordering::Relaxed),
+            misses: self.cache_misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Compiles a component (or loads it from the cache) and checks that it is a flavor
@@ -99,9 +121,24 @@ impl Runtime {
             .as_ref()
             .and_then(|c| c.get(&self.engine, &sha256));
         let was_cached = cached.is_some();
+        let counter = if was_cached {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let component = match cached {
             Some(component) => component,
             None => {
+                // Large components take seconds: say so before the wait, not only after.
+                if wasm.len() > LARGE_COMPONENT {
+                    tracing::info!(
+                        sha256 = &sha256[..12],
+                        "compiling a {} MiB plugin for the first time on this machine; later \
+                         starts load it from the cache",
+                        wasm.len() >> 20
+                    );
+                }
                 let component = match &self.cache {
                     Some(cache) => cache.compile(&self.engine, &sha256, wasm)?,
                     None => Component::new(&self.engine, wasm)

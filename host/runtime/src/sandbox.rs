@@ -81,6 +81,9 @@ impl crate::bindings::wasmflow::plugin::host::Host for PluginState {
 pub struct MemoryCap {
     limit: usize,
     pub exceeded: Option<usize>,
+    /// Bytes of linear memory the instance holds, over all its memories: what a model costs
+    /// a server that keeps it warm.
+    pub used: usize,
 }
 
 impl MemoryCap {
@@ -88,6 +91,7 @@ impl MemoryCap {
         Self {
             limit,
             exceeded: None,
+            used: 0,
         }
     }
 
@@ -99,7 +103,7 @@ impl MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -113,6 +117,8 @@ impl ResourceLimiter for MemoryCap {
                 self.limit >> 20
             );
         }
+        // Called for each memory's first allocation too (from 0), so the sum is the total.
+        self.used += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking};
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
-const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Components of Python and JavaScript plugins run to 40 MB.
 const MAX_PLUGIN_BODY: usize = 256 * 1024 * 1024;
 

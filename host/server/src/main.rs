@@ -7,6 +7,7 @@ mod error;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
+mod metrics;
 mod models;
 mod plugins;
 mod registry;
@@ -15,6 +16,7 @@ mod registry_http_tests;
 mod request;
 mod response;
 mod scoring;
+mod scoring_server;
 mod serving;
 mod state;
 mod tracking;
@@ -124,6 +126,10 @@ struct ServerArgs {
     /// Do not serve artifacts: clients read and write the artifact root themselves.
     #[arg(long)]
     no_serve_artifacts: bool,
+    /// How much plugin memory the models served at /serving/models/... may hold together, in
+    /// MiB; the versions used least recently are unloaded beyond it.
+    #[arg(long, env = "WASMFLOW_SERVING_MEMORY_MIB", default_value_t = 4096)]
+    serving_memory_mib: usize,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -131,7 +137,8 @@ struct ServerArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The CLI's output is its tables; only the server logs every request by default.
-    let default_level = match cli.command {
+    let default_level = match &cli.command {
+        Command::Models(args) if args.serves() => "info",
         Command::Models(_) | Command::Plugins(_) => "warn",
         _ => "info",
     };
@@ -141,7 +148,9 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        // stdout is the CLI's output (tables, predictions); the log never mixes into it.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Server(args) => {
@@ -201,7 +210,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         registry: store,
         artifacts,
         plugins: Some(plugins),
-        served: Default::default(),
+        served: Arc::new(serving::ServedModels::new(args.serving_memory_mib << 20)),
     });
     let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
         .await

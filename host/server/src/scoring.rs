@@ -17,6 +17,16 @@ pub enum ScoringError {
     Invalid(String),
 }
 
+impl std::fmt::Display for ScoringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnsupportedMediaType(m) | Self::BadRequest(m) | Self::Invalid(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, ScoringError>;
 
 fn bad(message: impl Into<String>) -> ScoringError {

@@ -5,40 +5,71 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::sync::OnceCell;
 use wasmflow_core::Error;
 
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::{ModelLabels, ServingMetrics};
 use crate::models::{self, SharedModel};
 use crate::scoring::{self, ScoringError};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/serving/models/{name}/{reference}/invocations",
-        post(invocations),
-    )
+    Router::new()
+        .route(
+            "/serving/models/{name}/{reference}/invocations",
+            post(invocations),
+        )
+        .route("/metrics", get(metrics))
 }
 
 /// Loaded model versions by (name, version); a slot is filled once even when many requests
-/// ask for the same version at the same time.
-#[derive(Default)]
+/// ask for the same version at the same time. Versions used least recently are unloaded when
+/// the pools together hold more memory than the budget.
 pub struct ServedModels {
-    slots: Mutex<HashMap<VersionKey, Arc<OnceCell<SharedModel>>>>,
+    slots: Mutex<HashMap<VersionKey, Arc<Slot>>>,
+    memory_budget: usize,
+    pub metrics: ServingMetrics,
+    /// Orders uses for the least-recently-used choice without reading the clock.
+    uses: AtomicU64,
+}
+
+#[derive(Default)]
+struct Slot {
+    model: OnceCell<SharedModel>,
+    last_use: AtomicU64,
 }
 
 /// A registered model's name and version.
 type VersionKey = (String, String);
 
+/// Keeps every model warm unless a budget is given.
+impl Default for ServedModels {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
+}
+
 impl ServedModels {
+    pub fn new(memory_budget: usize) -> Self {
+        Self {
+            slots: Mutex::default(),
+            memory_budget,
+            metrics: ServingMetrics::default(),
+            uses: AtomicU64::new(0),
+        }
+    }
+
     async fn get_or_load(
         &self,
         state: &AppState,
@@ -46,14 +77,15 @@ impl ServedModels {
         version: &str,
         artifact_uri: &str,
     ) -> ApiResult<SharedModel> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots
-                .entry((name.to_string(), version.to_string()))
-                .or_default()
-                .clone()
-        };
+        let slot = self
+            .lock()
+            .entry((name.to_string(), version.to_string()))
+            .or_default()
+            .clone();
+        slot.last_use
+            .store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         let model = slot
+            .model
             .get_or_try_init(|| async {
                 let dir = model_dir(state, artifact_uri).await?;
                 let manager = state.plugins()?.clone();
@@ -69,8 +101,70 @@ impl ServedModels {
                 );
                 Ok::<_, ApiError>(Arc::new(loaded))
             })
-            .await?;
-        Ok(model.clone())
+            .await;
+        if model.is_err() {
+            // Don't keep an empty slot for every bad reference a client sends.
+            let mut slots = self.lock();
+            let key = (name.to_string(), version.to_string());
+            if slots.get(&key).is_some_and(|s| s.model.get().is_none()) {
+                slots.remove(&key);
+            }
+        }
+        Ok(model?.clone())
+    }
+
+    /// Unloads the least recently used versions, other than `keep`, while the loaded pools
+    /// hold more than the budget. Requests in flight keep their model until they finish.
+    fn enforce_budget(&self, keep: &VersionKey) {
+        let mut slots = self.lock();
+        let mut used: usize = slots
+            .values()
+            .filter_map(|s| s.model.get())
+            .map(|m| m.pool.memory())
+            .sum();
+        while used > self.memory_budget {
+            let victim = slots
+                .iter()
+                .filter(|(key, slot)| *key != keep && slot.model.get().is_some())
+                .min_by_key(|(_, slot)| slot.last_use.load(Ordering::Relaxed))
+                .map(|(key, _)| key.clone());
+            let Some(victim) = victim else { break };
+            let Some(slot) = slots.remove(&victim) else {
+                break;
+            };
+            let freed = slot.model.get().map_or(0, |m| m.pool.memory());
+            used -= freed;
+            self.metrics.unloaded(&labels(&victim), true);
+            tracing::info!(
+                "unloaded model '{}' version {} ({} MiB) to stay under the serving memory \
+                 budget of {} MiB",
+                victim.0,
+                victim.1,
+                freed >> 20,
+                self.memory_budget >> 20
+            );
+        }
+    }
+
+    /// Sets the pool gauges of every loaded version.
+    fn refresh_gauges(&self) {
+        for (key, slot) in self.lock().iter() {
+            if let Some(model) = slot.model.get() {
+                self.metrics
+                    .set_pool(&labels(key), model.pool.instances(), model.pool.memory());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<VersionKey, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn labels((model, version): &VersionKey) -> ModelLabels {
+    ModelLabels {
+        model: model.clone(),
+        version: version.clone(),
     }
 }
 
@@ -118,35 +212,58 @@ async fn invocations(
         .registry_call(move |r| r.resolve_model_uri(&uri))
         .await?;
     let version = resolved.version.clone().unwrap_or_default();
-    let model = state
-        .served
+    let served = &state.served;
+    let model = served
         .get_or_load(&state, &name, &version, &resolved.artifact_uri)
         .await?;
+    let key = (name, version);
+    let response = invoke(model, &served.metrics, &labels(&key), &headers, body).await;
+    served.enforce_budget(&key);
+    Ok(response)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.served.refresh_gauges();
+    let runtime = state.plugins.as_ref().map(|p| p.runtime().as_ref());
+    crate::metrics::response(state.served.metrics.render(runtime))
+}
+
+/// Scores one request with MLflow's protocol on a loaded model, and records it.
+pub async fn invoke(
+    model: SharedModel,
+    metrics: &ServingMetrics,
+    labels: &ModelLabels,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let response = state
-        .blocking(move || {
-            let request = match scoring::parse_request(
-                content_type.as_deref(),
-                &body,
-                model.input_schema.as_ref(),
-            ) {
-                Ok(request) => request,
-                Err(e) => return Ok(Err(e)),
-            };
-            let output = model
-                .pool
-                .predict(&request.input, request.params.as_deref())
-                .map_err(models::plugin_error)?;
-            Ok(Ok(scoring::predictions(output)))
-        })
-        .await?;
-    Ok(match response {
-        Ok(predictions) => axum::Json(predictions).into_response(),
-        Err(e) => scoring_error(e),
+    let answer = tokio::task::spawn_blocking(move || {
+        let request = match scoring::parse_request(
+            content_type.as_deref(),
+            &body,
+            model.input_schema.as_ref(),
+        ) {
+            Ok(request) => request,
+            Err(e) => return scoring_error(e),
+        };
+        match model
+            .pool
+            .predict(&request.input, request.params.as_deref())
+        {
+            Ok(output) => axum::Json(scoring::predictions(output)).into_response(),
+            Err(e) => ApiError(models::plugin_error(e)).into_response(),
+        }
     })
+    .await;
+    let response = answer.unwrap_or_else(|e| {
+        ApiError(Error::internal(format!("the scoring task failed: {e}"))).into_response()
+    });
+    metrics.record(labels, started.elapsed(), !response.status().is_success());
+    response
 }
 
 /// 415 as plain text (as MLflow's scoring server answers it), 400 in MLflow's error shape.

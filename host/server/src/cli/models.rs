@@ -2,12 +2,17 @@
 //! `MLFLOW_TRACKING_URI` is an `http://` URL (over its REST API), else directly against the local
 //! SQLite store (`--backend-store-uri`, default `sqlite:///mlflow.db`).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::remote::Remote;
+use super::model_source;
+use super::remote::{Remote, query};
+use crate::metrics::ModelLabels;
+use crate::scoring_server::ServeOptions;
 use wasmflow_core::search;
 use wasmflow_store::registry::{RegistrySearch, parse_version};
 use wasmflow_store::{RegistryStore, StoreConfig};
@@ -38,46 +43,81 @@ enum ModelsCommand {
         alias: String,
         version: String,
     },
+    /// Predict with a model on a file of inputs, as `mlflow models predict`; prints
+    /// `{"predictions": ...}`.
+    Predict {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The input: a JSON scoring request (dataframe_split, dataframe_records, instances or
+        /// inputs) or a CSV file; stdin when absent or `-`.
+        #[arg(short, long)]
+        input_path: Option<PathBuf>,
+        /// Where to write the predictions; stdout when absent.
+        #[arg(short, long)]
+        output_path: Option<PathBuf>,
+        /// The input's format.
+        #[arg(short = 't', long, default_value = "json", value_parser = ["json", "csv"])]
+        content_type: String,
+    },
+    /// Serve a model with MLflow's scoring protocol, as `mlflow models serve`: POST
+    /// /invocations, GET /ping, /health, /version and /metrics.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The address to listen on; 0.0.0.0 listens on every interface.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The port to listen on.
+        #[arg(short, long, default_value_t = 5000)]
+        port: u16,
+        /// Requests answered at the same time (instances of the model); one per core by default.
+        #[arg(short, long)]
+        workers: Option<usize>,
+        /// How long one prediction may run, in seconds (replaces --plugin-timeout).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
+/// The model to load and the plugins that load it.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/STAGE, models:/NAME/latest,
+    /// models:/MODEL_ID, runs:/RUN_ID/PATH, or a directory holding an MLmodel file.
+    #[arg(short, long)]
+    model_uri: String,
+    /// Where `mlflow-artifacts:` URIs point when the store is local (the server's
+    /// --artifacts-destination).
+    #[arg(long, default_value = "./mlartifacts")]
+    artifacts_destination: PathBuf,
+    #[command(flatten)]
+    plugins: crate::PluginArgs,
+}
+
+impl ModelsArgs {
+    /// Whether the command runs a server, whose log is its output.
+    pub fn serves(&self) -> bool {
+        matches!(self.command, ModelsCommand::Serve { .. })
+    }
 }
 
 /// Where the registry is.
-enum Backend {
+pub(super) enum Backend {
     Remote(Remote),
     Local(wasmflow_store::SqliteStore),
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
-    let backend = match (&args.backend_store_uri, tracking_uri.as_str()) {
-        (None, uri) if uri.starts_with("http://") => Backend::Remote(Remote::new(uri)?),
-        (None, uri) if uri.starts_with("https://") => {
-            bail!("https tracking URIs are not supported by `wasmflow models` yet: {uri}")
-        }
-        (explicit, env) => {
-            let uri = explicit.clone().unwrap_or_else(|| {
-                if env.starts_with("sqlite:") {
-                    env.to_string()
-                } else {
-                    "sqlite:///mlflow.db".into()
-                }
-            });
-            let store = wasmflow_store::open(
-                &uri,
-                StoreConfig {
-                    default_artifact_root: "./mlruns".into(),
-                },
-            )
-            .with_context(|| format!("cannot open the backend store '{uri}'"))?;
-            Backend::Local(store)
-        }
-    };
+    let open_backend = || Backend::open(args.backend_store_uri.as_deref(), &tracking_uri);
     let user = std::env::var("MLFLOW_TRACKING_USERNAME")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();
-    let mut out = std::io::stdout().lock();
+    // Not locked for the whole command: a server's log is written to it from other threads.
+    let mut out = std::io::stdout();
     match args.command {
         ModelsCommand::List { filter } => {
-            let models = backend.models(&filter)?;
+            let models = open_backend()?.models(&filter)?;
             let rows = models
                 .iter()
                 .map(|m| {
@@ -105,7 +145,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             )?;
         }
         ModelsCommand::Versions { name } => {
-            let versions = backend.versions(&name)?;
+            let versions = open_backend()?.versions(&name)?;
             let rows = versions
                 .iter()
                 .map(|v| {
@@ -136,13 +176,75 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 rows,
             )?;
         }
+        ModelsCommand::Predict {
+            model,
+            input_path,
+            output_path,
+            content_type,
+        } => {
+            let input = match input_path.as_deref() {
+                None => read_stdin()?,
+                Some(p) if p.as_os_str() == "-" => read_stdin()?,
+                Some(p) => std::fs::read(p)
+                    .with_context(|| format!("cannot read the input '{}'", p.display()))?,
+            };
+            let plugins = model.plugins.open()?;
+            let local =
+                model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
+            let predictions = predict(&plugins, &local.dir, &content_type, &input)?;
+            let text = format!("{predictions}\n");
+            match output_path {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write '{}'", path.display()))?,
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+        ModelsCommand::Serve {
+            mut model,
+            host,
+            port,
+            workers,
+            timeout,
+        } => {
+            let started = Instant::now();
+            if let Some(timeout) = timeout {
+                model.plugins.plugin_timeout = timeout;
+            }
+            // `fetch` drops the REST client, whose runtime must not be dropped inside the
+            // server's.
+            let local =
+                model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
+            let plugins = model.plugins.open()?;
+            let labels = ModelLabels {
+                model: local
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| model.model_uri.clone()),
+                version: local.version.clone().unwrap_or_default(),
+            };
+            let options = ServeOptions {
+                model_dir: local.dir.clone(),
+                labels,
+                host,
+                port,
+                workers: workers
+                    .unwrap_or_else(crate::models::default_instances)
+                    .max(1),
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(crate::scoring_server::run(options, plugins, started))?;
+            drop(local);
+        }
         ModelsCommand::Alias {
             name,
             alias,
             version,
         } => {
             let number = parse_version(&version)?;
-            backend.set_alias(&user, &name, &alias, number)?;
+            open_backend()?.set_alias(&user, &name, &alias, number)?;
             writeln!(
                 out,
                 "alias '{alias}' of model '{name}' now points to version {number}"
@@ -153,6 +255,34 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
 }
 
 impl Backend {
+    /// A server's REST API when MLFLOW_TRACKING_URI is an http:// URL and no store is given,
+    /// else the local store.
+    fn open(explicit: Option<&str>, tracking_uri: &str) -> anyhow::Result<Self> {
+        if explicit.is_none() {
+            if tracking_uri.starts_with("http://") {
+                return Ok(Self::Remote(Remote::new(tracking_uri)?));
+            }
+            if tracking_uri.starts_with("https://") {
+                bail!(
+                    "https tracking URIs are not supported by `wasmflow models` yet: '{tracking_uri}'"
+                );
+            }
+        }
+        let uri = match explicit {
+            Some(uri) => uri,
+            None if tracking_uri.starts_with("sqlite:") => tracking_uri,
+            None => "sqlite:///mlflow.db",
+        };
+        let store = wasmflow_store::open(
+            uri,
+            StoreConfig {
+                default_artifact_root: "./mlruns".into(),
+            },
+        )
+        .with_context(|| format!("cannot open the backend store '{uri}'"))?;
+        Ok(Self::Local(store))
+    }
+
     fn models(&self, filter: &str) -> anyhow::Result<Vec<Value>> {
         match self {
             Self::Remote(r) => r.all_pages("registered-models/search", filter, "registered_models"),
@@ -256,12 +386,6 @@ impl AllPages for Remote {
     }
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -327,6 +451,42 @@ fn table(
         writeln!(out, "(none)")?;
     }
     Ok(())
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("cannot read the input from stdin")?;
+    Ok(input)
+}
+
+/// One prediction with the scoring server's parsing and answer shapes.
+fn predict(
+    plugins: &wasmflow_runtime::PluginManager,
+    dir: &Path,
+    content_type: &str,
+    input: &[u8],
+) -> anyhow::Result<Value> {
+    let model = crate::models::load(plugins, dir, 1).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot load the model in '{}': {}",
+            dir.display(),
+            e.message
+        )
+    })?;
+    let mime = if content_type == "csv" {
+        "text/csv"
+    } else {
+        "application/json"
+    };
+    let request = crate::scoring::parse_request(Some(mime), input, model.input_schema.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let output = model
+        .pool
+        .predict(&request.input, request.params.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(crate::scoring::predictions(output))
 }
 
 #[cfg(test)]

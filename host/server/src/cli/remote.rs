@@ -74,13 +74,46 @@ impl Remote {
         content_type: &str,
         body: Bytes,
     ) -> anyhow::Result<Value> {
+        let (status, bytes) = self.send(method, path, content_type, body)?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({ "message": String::from_utf8_lossy(&bytes).into_owned() }));
+        if !status.is_success() {
+            bail!(
+                "{} ({status}): {}",
+                value["error_code"].as_str().unwrap_or("error"),
+                value["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+
+    /// The bytes at `path` (an artifact download).
+    pub fn download(&self, path: &str) -> anyhow::Result<Bytes> {
+        let (status, bytes) =
+            self.send(hyper::Method::GET, path, "application/json", Bytes::new())?;
+        if !status.is_success() {
+            bail!(
+                "cannot download '{path}' ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        Ok(bytes)
+    }
+
+    fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
         let prefix = if self.base_path.is_empty() {
             String::new()
         } else {
             format!("/{}", self.base_path)
         };
         let path = format!("{prefix}{path}");
-        let (status, value) = self.runtime.block_on(async {
+        self.runtime.block_on(async {
             let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                 .await
                 .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
@@ -99,18 +132,14 @@ impl Remote {
             let resp = sender.send_request(req.body(Full::new(body))?).await?;
             let status = resp.status();
             let bytes = resp.into_body().collect().await?.to_bytes();
-            let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
-                |_| json!({ "message": String::from_utf8_lossy(&bytes).into_owned() }),
-            );
-            anyhow::Ok((status, value))
-        })?;
-        if !status.is_success() {
-            bail!(
-                "{} ({status}): {}",
-                value["error_code"].as_str().unwrap_or("error"),
-                value["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
+            anyhow::Ok((status, bytes))
+        })
     }
+}
+
+/// A URL query string.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }

@@ -1,0 +1,170 @@
+//! `wasmflow models serve`: one model behind MLflow's scoring server protocol —
+//! `POST /invocations`, `GET /ping` and `/health` (200 once the model is loaded), `GET /version`,
+//! and `GET /metrics`. It listens before the model is loaded, so an orchestrator sees the
+//! process up at once and waits on `/ping`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::OnceCell;
+use wasmflow_core::{Error, ErrorCode};
+use wasmflow_runtime::PluginManager;
+
+use crate::error::ApiError;
+use crate::metrics::{ModelLabels, ServingMetrics};
+use crate::models::{self, SharedModel};
+use crate::serving;
+
+pub struct ServeOptions {
+    pub model_dir: PathBuf,
+    /// The model's name and version in the metrics (the URI when it named no registered model).
+    pub labels: ModelLabels,
+    pub host: String,
+    pub port: u16,
+    /// Instances in the model's pool: requests answered at the same time.
+    pub workers: usize,
+}
+
+struct Scoring {
+    model: OnceCell<SharedModel>,
+    metrics: ServingMetrics,
+    labels: ModelLabels,
+    plugins: Arc<PluginManager>,
+}
+
+fn router(state: Arc<Scoring>) -> Router {
+    Router::new()
+        .route("/invocations", post(invocations))
+        .route("/ping", get(ping))
+        .route("/health", get(ping))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .route("/metrics", get(metrics))
+        .fallback(crate::error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::app::MAX_JSON_BODY,
+        ))
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C or SIGTERM; fails if the model cannot be loaded.
+pub async fn run(
+    options: ServeOptions,
+    plugins: Arc<PluginManager>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let state = Arc::new(Scoring {
+        model: OnceCell::new(),
+        metrics: ServingMetrics::default(),
+        labels: options.labels,
+        plugins: plugins.clone(),
+    });
+    let addr: SocketAddr = tokio::net::lookup_host((options.host.as_str(), options.port))
+        .await
+        .with_context(|| format!("cannot resolve host '{}'", options.host))?
+        .next()
+        .with_context(|| format!("host '{}' has no address", options.host))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on '{addr}'"))?;
+    tracing::info!(
+        "listening on http://{addr} ({} ms after start); loading the model from '{}'",
+        started.elapsed().as_millis(),
+        options.model_dir.display()
+    );
+
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let loader = state.clone();
+    let (dir, workers) = (options.model_dir, options.workers);
+    tokio::spawn(async move {
+        let load_started = Instant::now();
+        let manager = loader.plugins.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || models::load(&manager, &dir, workers)).await;
+        match loaded {
+            Ok(Ok(model)) => {
+                tracing::info!(
+                    "model loaded (flavor '{}', plugin '{}', up to {} instances) in {} ms; ready \
+                     {} ms after start",
+                    model.flavor,
+                    model.pool.plugin_name(),
+                    workers,
+                    load_started.elapsed().as_millis(),
+                    started.elapsed().as_millis()
+                );
+                let _ = loader.model.set(Arc::new(model));
+            }
+            Ok(Err(e)) => {
+                let _ = failed_tx.send(anyhow::anyhow!("cannot load the model: {}", e.message));
+            }
+            Err(e) => {
+                let _ = failed_tx.send(anyhow::anyhow!("the loading task failed: {e}"));
+            }
+        }
+    });
+
+    let load_failure = Arc::new(std::sync::Mutex::new(None));
+    let failure = load_failure.clone();
+    let stop = async move {
+        tokio::select! {
+            () = crate::shutdown_signal() => {},
+            Ok(e) = failed_rx => *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e),
+        }
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await
+        .context("the server stopped with an error")?;
+    let failure = load_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn loading() -> Response {
+    ApiError(Error::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the model is still loading",
+    ))
+    .into_response()
+}
+
+async fn ping(State(state): State<Arc<Scoring>>) -> Response {
+    match state.model.get() {
+        Some(_) => (StatusCode::OK, "\n").into_response(),
+        None => loading(),
+    }
+}
+
+async fn invocations(
+    State(state): State<Arc<Scoring>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(model) = state.model.get() else {
+        return loading();
+    };
+    serving::invoke(model.clone(), &state.metrics, &state.labels, &headers, body).await
+}
+
+async fn metrics(State(state): State<Arc<Scoring>>) -> Response {
+    if let Some(model) = state.model.get() {
+        state
+            .metrics
+            .set_pool(&state.labels, model.pool.instances(), model.pool.memory());
+    }
+    let text = state.metrics.render(Some(state.plugins.runtime()));
+    crate::metrics::response(text)
+}
