@@ -176,6 +176,33 @@ impl ModelPool {
         self.lock().live
     }
 
+    /// Makes every instance the pool may hold now, so that the first concurrent requests do not
+    /// wait for instantiation (`models serve` does this before it answers `/ping`).
+    pub fn fill(&self) -> Result<(), PluginError> {
+        loop {
+            {
+                let mut slots = self.lock();
+                if slots.live >= self.size {
+                    return Ok(());
+                }
+                slots.live += 1;
+            }
+            match ModelInstance::new(&self.runtime, &self.source) {
+                Ok(instance) => {
+                    let mut slots = self.lock();
+                    slots.memory += instance.memory();
+                    slots.idle.push(instance);
+                    self.freed.notify_one();
+                }
+                Err(e) => {
+                    self.lock().live -= 1;
+                    self.freed.notify_one();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     /// Bytes of linear memory held by the pool's instances.
     pub fn memory(&self) -> usize {
         self.lock().memory

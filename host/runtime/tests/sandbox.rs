@@ -156,6 +156,7 @@ fn the_pool_replaces_instances_that_trapped_and_frees_their_memory() {
     assert_eq!(pool.predict(&input(), None).unwrap(), input());
     let (_dir2, bomb) = hostile(&rt, "alloc", false);
     let bomb = bomb.unwrap();
+    assert!(bomb.memory() > 0, "a loaded instance holds linear memory");
     let before = resident_kib();
     for _ in 0..5 {
         assert_eq!(
@@ -166,11 +167,29 @@ fn the_pool_replaces_instances_that_trapped_and_frees_their_memory() {
         assert_eq!(pool.predict(&input(), None).unwrap(), input());
     }
     assert_eq!(bomb.instances(), 0, "trapped instances are dropped");
+    assert_eq!(bomb.memory(), 0, "their memory is no longer counted");
     let after = resident_kib();
     // Five 64 MiB bombs: if instances leaked, RSS would grow by ~320 MiB.
     assert!(
         after < before + 96 * 1024,
         "resident memory grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn a_filled_pool_holds_every_instance_and_counts_their_memory() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "echo", false);
+    let pool = pool.unwrap();
+    let one = pool.memory();
+    pool.fill().unwrap();
+    assert_eq!(pool.instances(), 2);
+    assert_eq!(pool.memory(), 2 * one);
+    assert_eq!(pool.predict(&input(), None).unwrap(), input());
+    assert_eq!(
+        pool.instances(),
+        2,
+        "a free instance is used, not a new one made"
     );
 }
 

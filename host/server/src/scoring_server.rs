@@ -87,16 +87,21 @@ pub async fn run(
     tokio::spawn(async move {
         let load_started = Instant::now();
         let manager = loader.plugins.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || models::load(&manager, &dir, workers)).await;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let model = models::load(&manager, &dir, workers)?;
+            model.pool.fill().map_err(models::plugin_error)?;
+            Ok::<_, Error>(model)
+        })
+        .await;
         match loaded {
             Ok(Ok(model)) => {
                 tracing::info!(
-                    "model loaded (flavor '{}', plugin '{}', up to {} instances) in {} ms; ready \
+                    "model loaded (flavor '{}', plugin '{}', {} instances, {} MiB) in {} ms; ready \
                      {} ms after start",
                     model.flavor,
                     model.pool.plugin_name(),
-                    workers,
+                    model.pool.instances(),
+                    model.pool.memory() >> 20,
                     load_started.elapsed().as_millis(),
                     started.elapsed().as_millis()
                 );
