@@ -99,7 +99,16 @@ impl ServedModels {
                     loaded.pool.plugin_name(),
                     started.elapsed()
                 );
-                Ok::<_, ApiError>(Arc::new(loaded))
+                let loaded = Arc::new(loaded);
+                // The rest of the pool is made in the background: this request need not wait
+                // for it, and the next concurrent ones find instances ready.
+                let (filling, model_name) = (loaded.clone(), name.to_string());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = filling.pool.fill() {
+                        tracing::warn!("cannot make more instances of '{model_name}': {e}");
+                    }
+                });
+                Ok::<_, ApiError>(loaded)
             })
             .await;
         if model.is_err() {
