@@ -13,9 +13,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
+# release binary below needs, so a clean machine compiles them once instead of twice.
 if [[ "${WASMFLOW_SKIP_CARGO_TEST:-0}" != "1" ]]; then
-    echo "==> cargo test --workspace"
-    cargo test --workspace
+    echo "==> cargo test --workspace --release"
+    cargo test --workspace --release
 fi
 
 echo "==> cargo build --release -p wasmflow-server"
