@@ -212,14 +212,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         plugins: Some(plugins),
         served: Arc::new(serving::ServedModels::new(args.serving_memory_mib << 20)),
     });
-    let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot resolve host '{}'", args.host))?
-        .next()
-        .with_context(|| format!("host '{}' has no address", args.host))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on '{addr}'"))?;
+    let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(
         "listening on http://{addr} (ready in {} ms)",
         started.elapsed().as_millis()
@@ -228,6 +221,19 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server stopped with an error")
+}
+
+/// A listener on `host:port`, and the address it resolved to.
+async fn listen(host: &str, port: u16) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve host '{host}'"))?
+        .next()
+        .with_context(|| format!("host '{host}' has no address"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on '{addr}'"))?;
+    Ok((listener, addr))
 }
 
 async fn shutdown_signal() {

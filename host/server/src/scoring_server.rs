@@ -3,7 +3,6 @@
 //! and `GET /metrics`. It listens before the model is loaded, so an orchestrator sees the
 //! process up at once and waits on `/ping`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,14 +66,7 @@ pub async fn run(
         labels: options.labels,
         plugins: plugins.clone(),
     });
-    let addr: SocketAddr = tokio::net::lookup_host((options.host.as_str(), options.port))
-        .await
-        .with_context(|| format!("cannot resolve host '{}'", options.host))?
-        .next()
-        .with_context(|| format!("host '{}' has no address", options.host))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on '{addr}'"))?;
+    let (listener, addr) = crate::listen(&options.host, options.port).await?;
     tracing::info!(
         "listening on http://{addr} ({} ms after start); loading the model from '{}'",
         started.elapsed().as_millis(),
