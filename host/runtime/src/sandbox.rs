@@ -84,7 +84,7 @@ pub struct MemoryCap {
 }
 
 impl MemoryCap {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
             exceeded: None,

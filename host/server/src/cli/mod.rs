@@ -3,3 +3,4 @@
 pub mod models;
 pub mod plugins;
 mod remote;
+pub mod run;
