@@ -280,9 +280,15 @@ fn scalar_text(value: &Yaml) -> Result<String> {
 
 impl EntryPoint {
     /// Checks and converts `given` (in the order given) against the declared parameters,
-    /// applies defaults, and builds the command. `path` values are made absolute against
-    /// `cwd` and must exist; `uri` values need a scheme; `float` and `int` values must parse.
-    pub fn resolve(&self, given: &[(String, String)], cwd: &Path) -> Result<ResolvedCommand> {
+    /// applies defaults, and builds the command. `path` values are made absolute (given ones
+    /// against `cwd`, as MLflow does, defaults against the project directory `project`) and
+    /// must exist; `uri` values need a scheme; `float` and `int` values must parse.
+    pub fn resolve(
+        &self,
+        given: &[(String, String)],
+        cwd: &Path,
+        project: &Path,
+    ) -> Result<ResolvedCommand> {
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
         let mut extra: Vec<(String, String)> = Vec::new();
         for (key, value) in given {
@@ -304,7 +310,7 @@ impl EntryPoint {
             }
             match &param.default {
                 Some(default) => {
-                    let converted = convert(key, default, param.kind, cwd)?;
+                    let converted = convert(key, default, param.kind, project)?;
                     values.insert(key.as_str(), converted);
                 }
                 None => missing.push(format!("'{key}'")),
@@ -503,6 +509,7 @@ entry_points:
         let resolved = main
             .resolve(
                 &given(&[("label", "it's a test"), ("alpha", "0.25"), ("seed", "7 8")]),
+                Path::new("/nonexistent"),
                 dir.path(),
             )
             .unwrap();
@@ -538,14 +545,22 @@ entry_points:
         std::fs::write(dir.path().join("data.csv"), "x\n").unwrap();
         let main = project().entry_point("main").unwrap();
         let err = main
-            .resolve(&given(&[("label", "a"), ("alpha", "abc")]), dir.path())
+            .resolve(
+                &given(&[("label", "a"), ("alpha", "abc")]),
+                dir.path(),
+                dir.path(),
+            )
             .unwrap_err();
         assert_eq!(err.message, "parameter 'alpha' must be a float, got 'abc'");
         let err = main
-            .resolve(&given(&[("label", "a"), ("epochs", "1.5")]), dir.path())
+            .resolve(
+                &given(&[("label", "a"), ("epochs", "1.5")]),
+                dir.path(),
+                dir.path(),
+            )
             .unwrap_err();
         assert_eq!(err.message, "parameter 'epochs' must be an int, got '1.5'");
-        let err = main.resolve(&[], dir.path()).unwrap_err();
+        let err = main.resolve(&[], dir.path(), dir.path()).unwrap_err();
         assert_eq!(
             err.message,
             "no value given for the parameters 'label' of entry point 'main'"
@@ -554,12 +569,14 @@ entry_points:
             .resolve(
                 &given(&[("label", "a"), ("source", "no-scheme")]),
                 dir.path(),
+                dir.path(),
             )
             .unwrap_err();
         assert!(err.message.contains("'no-scheme'"), "{}", err.message);
         let err = main
             .resolve(
                 &given(&[("label", "a"), ("data", "missing.csv")]),
+                dir.path(),
                 dir.path(),
             )
             .unwrap_err();
@@ -570,7 +587,7 @@ entry_points:
     fn literal_braces_and_unknown_placeholders() {
         let p = project();
         let resolved = p.entry_points["braces"]
-            .resolve(&[], Path::new("/"))
+            .resolve(&[], Path::new("/"), Path::new("/"))
             .unwrap();
         assert_eq!(resolved.command, "echo {literal} 'a b'");
         let bad = Project::parse(
@@ -579,7 +596,7 @@ entry_points:
         )
         .unwrap();
         let err = bad.entry_points["main"]
-            .resolve(&[], Path::new("/"))
+            .resolve(&[], Path::new("/"), Path::new("/"))
             .unwrap_err();
         assert!(err.message.contains("'{nope}'"), "{}", err.message);
     }
@@ -593,7 +610,7 @@ entry_points:
         assert_eq!(p.env, ProjectEnv::Python("python_env.yaml".into()));
         let train = p.entry_point("train.py").unwrap();
         let resolved = train
-            .resolve(&given(&[("alpha", "0.1")]), dir.path())
+            .resolve(&given(&[("alpha", "0.1")]), dir.path(), dir.path())
             .unwrap();
         assert_eq!(resolved.command, "python train.py --alpha 0.1");
         assert_eq!(

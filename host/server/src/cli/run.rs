@@ -88,7 +88,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let project = Project::load(&source.dir)?;
     let entry = project.entry_point(&args.entry_point)?;
     let cwd = std::env::current_dir()?;
-    let resolved = entry.resolve(&given, &cwd)?;
+    let resolved = entry.resolve(&given, &cwd, &source.dir)?;
     let wasm_entry = shlex::split(&resolved.command)
         .and_then(|words| words.into_iter().next())
         .is_some_and(|program| program.ends_with(".wasm"));
