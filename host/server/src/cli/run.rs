@@ -92,20 +92,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let wasm_entry = shlex::split(&resolved.command)
         .and_then(|words| words.into_iter().next())
         .is_some_and(|program| program.ends_with(".wasm"));
+    // MLflow's default environment manager follows the project: virtualenv for a python_env,
+    // conda or docker for theirs (which no executor here provides), none otherwise.
     let env_manager = match (&args.env_manager, &project.env) {
         (Some(manager), _) => manager.clone(),
         (None, ProjectEnv::Python(_)) => "virtualenv".into(),
-        (None, _) => "local".into(),
+        (None, ProjectEnv::Local) => "local".into(),
+        (None, other) => other.kind().into(),
     };
     let (environment, environment_spec) = if wasm_entry {
         ("wasi", None)
-    } else if env_manager == "local" {
-        ("local", None)
     } else {
-        match &project.env {
-            ProjectEnv::Python(file) => ("python", Some(python_env_json(&source.dir, file)?)),
-            ProjectEnv::Local => ("python", Some("{}".to_string())),
-            other => ("other", Some(other.kind().to_string())),
+        match (env_manager.as_str(), &project.env) {
+            ("local", _) => ("local", None),
+            ("virtualenv", ProjectEnv::Python(file)) => {
+                ("python", Some(python_env_json(&source.dir, file)?))
+            }
+            ("virtualenv", ProjectEnv::Local) => ("python", Some("{}".to_string())),
+            (_, other) => ("other", Some(other.kind().to_string())),
         }
     };
 
@@ -156,9 +160,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let remote = Arc::new(remote);
 
     let experiment_id = experiment(&remote, &args)?;
-    let user = std::env::var("MLFLOW_TRACKING_USERNAME")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_default();
+    let user = user_name();
     let mut tags = vec![
         ("mlflow.source.type", "PROJECT".to_string()),
         ("mlflow.source.name", source.name.clone()),
@@ -522,6 +524,24 @@ fn experiment(remote: &Remote, args: &RunArgs) -> anyhow::Result<String> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// `mlflow.user` as Python's `getpass.getuser()` finds it: the environment, else the account.
+fn user_name() -> String {
+    for var in ["LOGNAME", "USER", "LNAME", "USERNAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    Process::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn now_ms() -> i64 {
