@@ -39,7 +39,9 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("bad --learning-rate '{value}'"))?
             }
             "--epochs" => {
-                args.epochs = value.parse().map_err(|_| format!("bad --epochs '{value}'"))?
+                args.epochs = value
+                    .parse()
+                    .map_err(|_| format!("bad --epochs '{value}'"))?
             }
             "--data" => args.data = value,
             other => return Err(format!("unknown argument '{other}'")),
@@ -48,8 +50,14 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The feature columns' names, the rows of features, and the targets (the last column).
-fn read_csv(path: &str) -> Result<(Vec<String>, Vec<Vec<f64>>, Vec<f64>), String> {
+/// A CSV with a header: feature columns, then the target.
+struct Dataset {
+    features: Vec<String>,
+    xs: Vec<Vec<f64>>,
+    ys: Vec<f64>,
+}
+
+fn read_csv(path: &str) -> Result<Dataset, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<String> = lines
@@ -59,7 +67,9 @@ fn read_csv(path: &str) -> Result<(Vec<String>, Vec<Vec<f64>>, Vec<f64>), String
         .map(|s| s.trim().to_string())
         .collect();
     if header.len() < 2 {
-        return Err(format!("'{path}' needs feature columns and a target column"));
+        return Err(format!(
+            "'{path}' needs feature columns and a target column"
+        ));
     }
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for (i, line) in lines.enumerate() {
@@ -75,7 +85,7 @@ fn read_csv(path: &str) -> Result<(Vec<String>, Vec<Vec<f64>>, Vec<f64>), String
         xs.push(values[..values.len() - 1].to_vec());
     }
     let features = header[..header.len() - 1].to_vec();
-    Ok((features, xs, ys))
+    Ok(Dataset { features, xs, ys })
 }
 
 fn mse(w: &[f64], b: f64, xs: &[Vec<f64>], ys: &[f64]) -> f64 {
@@ -92,7 +102,7 @@ fn mse(w: &[f64], b: f64, xs: &[Vec<f64>], ys: &[f64]) -> f64 {
 
 fn train() -> Result<(), String> {
     let args = parse_args()?;
-    let (features, xs, ys) = read_csv(&args.data)?;
+    let Dataset { features, xs, ys } = read_csv(&args.data)?;
     let (n, d) = (xs.len() as f64, features.len());
     let (mut w, mut b) = (vec![0.0; d], 0.0);
     for epoch in 0..args.epochs {
@@ -137,7 +147,11 @@ fn save_model(features: &[String], w: &[f64], b: f64) -> Result<(), String> {
     let mut inputs = String::from("[");
     for (i, f) in features.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        write!(inputs, "{sep}{{\"type\": \"double\", \"name\": {f:?}, \"required\": true}}").unwrap();
+        write!(
+            inputs,
+            "{sep}{{\"type\": \"double\", \"name\": {f:?}, \"required\": true}}"
+        )
+        .unwrap();
     }
     inputs.push(']');
     let mlmodel = format!(

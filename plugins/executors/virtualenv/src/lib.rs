@@ -49,9 +49,9 @@ impl Guest for Virtualenv {
                 serde_json::Value::Array(items) => items
                     .iter()
                     .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| format!("python_env.yaml: '{key}' holds {v}, not a string"))
+                        v.as_str().map(str::to_string).ok_or_else(|| {
+                            format!("python_env.yaml: '{key}' holds {v}, not a string")
+                        })
                     })
                     .collect(),
                 other => Err(format!("python_env.yaml: '{key}' is {other}, not a list")),
@@ -95,8 +95,7 @@ impl Guest for Virtualenv {
         let mut env = mlflow_env(&job);
         env.push(("VIRTUAL_ENV".into(), venv));
         let command = format!("export PATH=\"$VIRTUAL_ENV/bin:$PATH\"\n{}", job.command);
-        let code =
-            wasmflow_executor_common::run_streaming("bash", &["-c".into(), command], &env)?;
+        let code = wasmflow_executor_common::run_streaming("bash", &["-c".into(), command], &env)?;
         Ok(outcome(code))
     }
 }

@@ -31,7 +31,10 @@ impl Guest for Wasi {
         }
         let env = vec![
             ("MLFLOW_RUN_ID".to_string(), job.run_id.clone()),
-            ("MLFLOW_EXPERIMENT_ID".to_string(), job.experiment_id.clone()),
+            (
+                "MLFLOW_EXPERIMENT_ID".to_string(),
+                job.experiment_id.clone(),
+            ),
         ];
         let exit = programs::run(program, args, &env)?;
         tracking::set_tag("wasmflow.wasi.program", program)?;
