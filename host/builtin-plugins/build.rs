@@ -12,7 +12,7 @@ const BUILTIN: &[&str] = &["linear", "lightgbm", "onnx"];
 /// Project executors under `plugins/executors/` shipped inside the binary.
 const EXECUTORS: &[&str] = &["local", "virtualenv", "wasi"];
 /// Plugins under `plugins/testing/` that the runtime's tests load; never shipped.
-const TESTING: &[&str] = &["hostile", "not_a_flavor"];
+const TESTING: &[&str] = &["hostile", "not_a_flavor", "probe_program"];
 
 const TARGET: &str = "wasm32-wasip2";
 

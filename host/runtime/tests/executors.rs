@@ -3,6 +3,8 @@
 //! a running job.
 
 use std::path::Path;
+
+use sha2::Digest as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -194,4 +196,102 @@ fn the_wasi_executor_refuses_host_commands() {
         .run(wasi, &job(dir.path(), "../escape.wasm"), setup)
         .unwrap_err();
     assert!(format!("{error:#}").contains("escape.wasm"), "{error:#}");
+}
+
+/// A project whose entry point is the probe program.
+fn probe_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        wasmflow_builtin_plugins::testing::PROBE_PROGRAM,
+        dir.path().join("probe.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("MLproject"), "name: probe\n").unwrap();
+    dir
+}
+
+#[test]
+fn a_wasm_entry_point_runs_sandboxed_and_logs_through_tracking() {
+    let (host, builtin) = host();
+    let dir = probe_project();
+    let out = tempfile::tempdir().unwrap();
+    let wasi = builtin.iter().find(|e| e.info.name == "wasi").unwrap();
+    let (recorder, setup) = job_setup(out.path(), Grants::policy("wasi", true), Cancel::default());
+    let mut job = job(dir.path(), "probe.wasm --alpha '0.5 x'");
+    job.environment = "wasi".into();
+    let outcome = host.run(wasi, &job, setup).unwrap();
+    // The probe exits with 3, which WASI 0.2 carries as failure (1); it did not trap.
+    assert_eq!(outcome.exit_code, Some(1));
+    assert_eq!(
+        outcome.message.as_deref(),
+        Some("the program exited with status 1")
+    );
+    let logged = recorder.0.lock().unwrap().clone();
+    let tag = |key: &str| {
+        logged
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("tag probe.{key}=")))
+            .unwrap_or_else(|| panic!("no tag probe.{key} in {logged:?}"))
+            .to_string()
+    };
+    assert_eq!(tag("args"), "--alpha 0.5 x");
+    assert_eq!(tag("read_project"), "name: probe");
+    for key in [
+        "write_project",
+        "write_project_mount",
+        "read_etc",
+        "connect",
+    ] {
+        assert!(tag(key).starts_with("denied"), "{key}: {}", tag(key));
+    }
+    assert_eq!(tag("env_home"), "unset");
+    assert_eq!(tag("env_run_id"), "r1");
+    assert_eq!(tag("write_output"), "allowed");
+    assert!(!dir.path().join("written.txt").exists());
+    assert!(
+        logged.contains(&"metric probe.metric=1.5@2".to_string()),
+        "{logged:?}"
+    );
+    // The executor records the exact component and logs the output directory.
+    let wasm = std::fs::read(dir.path().join("probe.wasm")).unwrap();
+    let sha: String = sha2::Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        logged.contains(&format!("tag wasmflow.wasi.sha256={sha}")),
+        "{logged:?}"
+    );
+    assert!(
+        logged.contains(&"artifact probe.txt=probed".to_string()),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn cancelling_interrupts_a_spinning_wasm_entry_point() {
+    let (host, builtin) = host();
+    let dir = probe_project();
+    let out = tempfile::tempdir().unwrap();
+    let wasi = builtin.iter().find(|e| e.info.name == "wasi").unwrap();
+    let cancel = Cancel::default();
+    let (_rec, setup) = job_setup(out.path(), Grants::policy("wasi", true), cancel.clone());
+    let stopper = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            cancel.cancel();
+        })
+    };
+    let started = Instant::now();
+    let mut job = job(dir.path(), "probe.wasm spin");
+    job.environment = "wasi".into();
+    let result = host.run(wasi, &job, setup);
+    stopper.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let message = match result {
+        Ok(outcome) => outcome.message.unwrap_or_default(),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(message.contains("stopped by the user"), "{message}");
 }
