@@ -13,6 +13,9 @@ struct Virtualenv;
 const SETUP: &str = r#"set -euo pipefail
 venv="$1"; pyver="$2"; nbuild="$3"; shift 3
 build=("${@:1:nbuild}"); deps=("${@:nbuild+1}")
+mkdir -p "$(dirname "$venv")"
+# Two runs of projects with the same environment: the second waits for the first to make it.
+if command -v flock >/dev/null 2>&1; then exec 9>"$venv.lock"; flock 9; fi
 if [ -f "$venv/.wasmflow-ready" ]; then exit 0; fi
 rm -rf "$venv"
 py=python3
