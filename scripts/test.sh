@@ -38,6 +38,11 @@ export WASMFLOW_EXAMPLE_PLUGINS="$example_plugins"
 # The test components (hostile plugins) that the cargo build above made.
 export WASMFLOW_TEST_PLUGINS="$target_dir/wasm-plugins/wasm32-wasip2/release"
 
+echo "==> examples/wasm-train (the WASI training program tests/e2e/test_projects.py runs)"
+bash "$repo/examples/wasm-train/build.sh" "$target_dir/wasm-train"
+# Virtual environments the projects suite's `virtualenv` runs create, kept between runs.
+export WASMFLOW_PROJECTS_CACHE="$target_dir/projects-cache"
+
 echo "==> python venv"
 venv="$("$repo/scripts/e2e-venv.sh")"
 

@@ -9,8 +9,10 @@ use std::process::Command;
 
 /// Plugins under `plugins/flavors/` shipped inside the binary, by crate name suffix.
 const BUILTIN: &[&str] = &["linear", "lightgbm", "onnx"];
+/// Project executors under `plugins/executors/` shipped inside the binary.
+const EXECUTORS: &[&str] = &["local", "virtualenv", "wasi"];
 /// Plugins under `plugins/testing/` that the runtime's tests load; never shipped.
-const TESTING: &[&str] = &["hostile", "not_a_flavor"];
+const TESTING: &[&str] = &["hostile", "not_a_flavor", "probe_program"];
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -21,6 +23,7 @@ fn main() {
     for watched in [
         "sdk",
         "flavors",
+        "executors",
         "testing",
         "Cargo.toml",
         "Cargo.lock",
@@ -43,6 +46,9 @@ fn main() {
         .arg(&target_dir);
     for name in BUILTIN {
         cargo.args(["-p", &format!("wasmflow-flavor-{}", name.replace('_', "-"))]);
+    }
+    for name in EXECUTORS {
+        cargo.args(["-p", &format!("wasmflow-executor-{name}")]);
     }
     for name in TESTING {
         cargo.args([
@@ -74,6 +80,19 @@ fn main() {
     code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
     for name in BUILTIN {
         let file = built.join(format!("wasmflow_flavor_{name}.wasm"));
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            file.display().to_string()
+        )
+        .unwrap();
+    }
+    code.push_str(
+        "];\n\n/// The project executors shipped inside the binary: (file name, bytes).\n",
+    );
+    code.push_str("pub const EXECUTORS: &[(&str, &[u8])] = &[\n");
+    for name in EXECUTORS {
+        let file = built.join(format!("wasmflow_executor_{name}.wasm"));
         writeln!(
             code,
             "    ({name:?}, include_bytes!({:?})),",

@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod error;
 pub mod mlmodel;
+pub mod mlproject;
 pub mod paging;
 pub mod search;
 pub mod validation;

@@ -9,3 +9,30 @@ wasmtime::component::bindgen!({
 pub use exports::wasmflow::plugin::flavor::PluginInfo;
 pub use wasmflow::plugin::host::Level;
 pub use wasmflow::plugin::types::{Column, Data, Error as GuestError, ErrorKind, Tensor, Values};
+
+/// The project executors' world, in a module of its own so that the flavor bindings above stay
+/// as they are. The `host` interface is the flavor world's, so one implementation serves both.
+pub mod executor {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "executor-plugin",
+        with: {
+            "wasmflow:plugin/host": crate::bindings::wasmflow::plugin::host,
+            "wasmflow:plugin/process.child": crate::executor::ChildProcess,
+        },
+    });
+
+    pub use exports::wasmflow::plugin::executor::{ExecutorInfo, Job, Outcome};
+}
+
+/// A project's own `.wasm` entry point: a WASI command that imports `tracking`, the same
+/// interface the executors import.
+pub mod program {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "training-program",
+        with: {
+            "wasmflow:plugin/tracking": crate::bindings::executor::wasmflow::plugin::tracking,
+        },
+    });
+}

@@ -1,18 +1,24 @@
 //! The plugin runtime: runs flavor plugins (WebAssembly components implementing
 //! `wasmflow:plugin/flavor-plugin`) in a sandbox with a deadline and a memory cap per call,
-//! caches their compiled code on disk, and keeps track of the plugins installed.
+//! caches their compiled code on disk, and keeps track of the plugins installed; and runs
+//! project executors (`wasmflow:plugin/executor-plugin`) with the capabilities its policy grants.
 
 mod bindings;
 mod cache;
 mod data;
 mod error;
+mod executor;
 mod instance;
 mod manager;
 mod runtime;
 mod sandbox;
 
+pub use bindings::executor::{ExecutorInfo, Job, Outcome};
 pub use bindings::{Column, Data, PluginInfo, Tensor, Values};
 pub use error::{PluginError, PluginErrorKind};
+pub use executor::{
+    Cancel, CompiledExecutor, ExecutorHost, Grants, JobSetup, OUTPUT_MOUNT, PROJECT_MOUNT, Tracking,
+};
 pub use instance::{ModelPool, ModelSource};
 pub use manager::{InstalledPlugin, ManagerError, PluginManager, PluginRecord};
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig};

@@ -115,6 +115,27 @@ impl Runtime {
     /// plugin the host can run, saying what is missing when it is not.
     pub fn compile(&self, wasm: &[u8]) -> Result<CompiledPlugin> {
         let started = Instant::now();
+        let (component, sha256, was_cached) = self.compile_component(wasm)?;
+        self.check_world(&component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component does not fit the flavor-plugin world")?;
+        let pre = FlavorPluginPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not fit the flavor-plugin world")?;
+        Ok(CompiledPlugin {
+            pre,
+            sha256,
+            cached: was_cached,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// Compiles any component (or loads it from the cache): (component, sha256, cached).
+    pub(crate) fn compile_component(&self, wasm: &[u8]) -> Result<(Component, String, bool)> {
+        let started = Instant::now();
         let sha256 = sha256_hex(wasm);
         let cached = self
             .cache
@@ -154,21 +175,11 @@ impl Runtime {
                 component
             }
         };
-        self.check_world(&component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("the component does not fit the flavor-plugin world")?;
-        let pre = FlavorPluginPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not fit the flavor-plugin world")?;
-        Ok(CompiledPlugin {
-            pre,
-            sha256,
-            cached: was_cached,
-            load_time: started.elapsed(),
-        })
+        Ok((component, sha256, was_cached))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     fn check_world(&self, component: &Component) -> Result<()> {

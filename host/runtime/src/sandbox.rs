@@ -87,7 +87,7 @@ pub struct MemoryCap {
 }
 
 impl MemoryCap {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
             exceeded: None,

@@ -53,6 +53,9 @@ enum Command {
     /// Flavor plugins: `install FILE.wasm`, `list`, `remove NAME[@VERSION]`. Talks to the server
     /// at MLFLOW_TRACKING_URI when it is an http:// URL, else to the plugin directory.
     Plugins(cli::plugins::PluginsArgs),
+    /// Run an MLflow Project (a directory or git repository with an MLproject file) with an
+    /// executor plugin, as `mlflow run` does.
+    Run(Box<cli::run::RunArgs>),
 }
 
 /// Where plugins live and how they may run; shared by `server` and `plugins`.
@@ -139,7 +142,7 @@ fn main() -> anyhow::Result<()> {
     // The CLI's output is its tables; only the server logs every request by default.
     let default_level = match &cli.command {
         Command::Models(args) if args.serves() => "info",
-        Command::Models(_) | Command::Plugins(_) => "warn",
+        Command::Models(_) | Command::Plugins(_) | Command::Run(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -162,6 +165,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Models(args) => cli::models::run(args),
         Command::Plugins(args) => cli::plugins::run(args),
+        Command::Run(args) => cli::run::run(*args),
     }
 }
 

@@ -4,3 +4,4 @@ mod model_source;
 pub mod models;
 pub mod plugins;
 mod remote;
+pub mod run;
