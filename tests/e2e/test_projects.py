@@ -79,6 +79,9 @@ def write_project(path: Path) -> Path:
 def run_env(tracking_uri: str | None) -> dict:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
+    # mlflow.set_experiment in other tests exports these; the runs here choose their own.
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
     if tracking_uri is not None:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     # The projects' `python` is the suite's, which has the mlflow client.

@@ -37,11 +37,13 @@ pub struct RunArgs {
     /// A parameter, `-P alpha=0.5`; repeat for more.
     #[arg(short = 'P', long = "param-list", value_name = "KEY=VALUE")]
     params: Vec<String>,
-    /// The experiment to run in, by name (created when missing).
-    #[arg(long, conflicts_with = "experiment_id", env = "MLFLOW_EXPERIMENT_NAME")]
+    /// The experiment to run in, by name (created when missing); MLFLOW_EXPERIMENT_NAME when
+    /// neither this nor --experiment-id is given.
+    #[arg(long, conflicts_with = "experiment_id")]
     experiment_name: Option<String>,
-    /// The experiment to run in, by ID.
-    #[arg(long, env = "MLFLOW_EXPERIMENT_ID")]
+    /// The experiment to run in, by ID; MLFLOW_EXPERIMENT_ID when neither this nor
+    /// --experiment-name is given.
+    #[arg(long)]
     experiment_id: Option<String>,
     /// The run's name.
     #[arg(long)]
@@ -486,17 +488,30 @@ fn fetch(uri: &str, version: Option<&str>) -> anyhow::Result<Source> {
 }
 
 fn experiment(remote: &Remote, args: &RunArgs) -> anyhow::Result<String> {
-    if let Some(id) = &args.experiment_id {
+    // A flag wins over the environment (clap's `env` would make an exported ID conflict with
+    // an explicit --experiment-name).
+    let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let (id, name) = match (&args.experiment_id, &args.experiment_name) {
+        (None, None) => (
+            from_env("MLFLOW_EXPERIMENT_ID"),
+            from_env("MLFLOW_EXPERIMENT_NAME"),
+        ),
+        (id, name) => (id.clone(), name.clone()),
+    };
+    if let Some(id) = &id {
         remote
             .call(
                 hyper::Method::GET,
-                &format!("experiments/get?experiment_id={id}"),
+                &format!(
+                    "experiments/get?{}",
+                    super::remote::query(&[("experiment_id", id)])
+                ),
                 None,
             )
             .with_context(|| format!("no experiment with ID '{id}'"))?;
         return Ok(id.clone());
     }
-    let Some(name) = &args.experiment_name else {
+    let Some(name) = &name else {
         return Ok("0".into());
     };
     let query: String = form_urlencoded::Serializer::new(String::new())
