@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+"""The serving benchmark (issue 5): `wasmflow models serve` against `mlflow models serve` on the
+very same MLflow model directory, in the same run; prints a markdown table and writes it to
+<out>/report.md.  scripts/bench_serving.sh builds the binary, installs wrk and the venv, then
+runs this file with the venv's python:
+
+    python scripts/bench_serving.py --wasmflow BIN --out DIR [--seconds 10] [--starts 5]
+                                    [--mlflow-workers 1,2] [--wasmflow-workers default]
+
+Measured for each server: requests/s and p50/p99 latency of POST /invocations with a 1-row and a
+1,000-row `dataframe_split` payload, with 1 and 8 connections (wrk, a C load generator, posting a
+body that a Lua script reads from a file); start-to-/ping-200 time (median of N starts; the
+wasmflow compile cache is warmed by one start first); VmRSS of the server's process tree after the
+load; and CPU seconds per request of the server tree and of wrk, to show who is the bottleneck.
+Both servers must answer the same predictions (within 1e-5) before anything is measured.
+Every server runs in its own process group; the groups are listed in <out>/pgids so that the
+shell wrapper's trap can kill them even if this script is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def log(msg: str) -> None:
+    print(f"[bench-serving {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ------------------------------------------------------------------------------------------------
+# The model and the payloads
+
+
+def make_model(model_dir: Path) -> tuple[np.ndarray, object]:
+    """Trains a small MLP on a synthetic 20-feature regression, converts it with skl2onnx and saves
+    it with mlflow.onnx.save_model (column signature f0..f19 float32 -> float32 tensor)."""
+    import mlflow.onnx
+    import pandas as pd
+    import skl2onnx
+    from mlflow.models import infer_signature
+    from sklearn.datasets import make_regression
+    from sklearn.neural_network import MLPRegressor
+
+    x, y = make_regression(n_samples=2000, n_features=N_FEATURES, noise=0.1, random_state=0)
+    x = x.astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)  # predictions of order 1, so 1e-5 is tight
+    estimator = MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=300, random_state=0).fit(x, y)
+    onx = skl2onnx.to_onnx(estimator, x[:1])
+    frame = pd.DataFrame(x[:5], columns=[f"f{i}" for i in range(N_FEATURES)])
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    mlflow.onnx.save_model(onx, str(model_dir), signature=infer_signature(frame, estimator.predict(x[:5]).astype(np.float32)))
+    return x, onx
+
+
+def payload(rows: np.ndarray) -> bytes:
+    """A dataframe_split body; values rounded to 6 decimals, as a client would print them."""
+    data = np.round(rows.astype(np.float64), 6).tolist()
+    body = {"dataframe_split": {"columns": [f"f{i}" for i in range(N_FEATURES)], "data": data}}
+    return json.dumps(body).encode()
+
+
+def flat_predictions(answer: dict) -> np.ndarray:
+    """The numbers in {"predictions": ...}, whatever the shape (a list, nested lists or records)."""
+    preds = answer["predictions"]
+    if isinstance(preds, list) and preds and isinstance(preds[0], dict):
+        preds = [list(r.values()) for r in preds]
+    return np.asarray(preds, dtype=np.float64).reshape(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 120):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def process_tree(root: int) -> list[int]:
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def tree_rss_kib(root: int) -> int:
+    total = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def tree_cpu_seconds(root: int) -> float:
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return ticks / CLK_TCK
+
+
+@dataclass
+class Variant:
+    label: str
+    command: list[str]  # with {port} placeholders
+    env: dict[str, str]
+    workers_note: str
+    wasmflow: bool
+
+
+@dataclass
+class Server:
+    variant: Variant
+    out: Path
+    pgid_file: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 300.0) -> float:
+        """Spawns the server; returns seconds from spawn to the first /ping 200."""
+        cmd = [c.replace("{port}", str(self.port)) for c in self.variant.command]
+        self.log_path = self.out / f"{self.variant.label.replace(' ', '_')}-{self.port}.log"
+        logf = open(self.log_path, "ab")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=self.variant.env, start_new_session=True)
+        logf.close()
+        with open(self.pgid_file, "a") as f:
+            f.write(f"{self.proc.pid}\n")
+        while True:
+            elapsed = time.perf_counter() - t0
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.variant.label} exited with {self.proc.returncode}; see {logf.name}")
+            if elapsed > timeout:
+                self.stop()
+                raise RuntimeError(f"{self.variant.label}: /ping not 200 within {timeout}s; see {logf.name}")
+            try:
+                if http_request(self.port, "GET", "/ping", timeout=2)[0] == 200:
+                    return time.perf_counter() - t0
+            except OSError:
+                pass
+            time.sleep(0.002)
+
+    def invoke(self, body: bytes) -> dict:
+        status, text = http_request(self.port, "POST", "/invocations", body)
+        if status != 200:
+            raise RuntimeError(f"{self.variant.label}: POST /invocations: HTTP {status}: {text[:300]!r}")
+        return json.loads(text)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        # uvicorn workers may outlive their parent for a moment; the group must be empty.
+        for _ in range(100):
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------
+# wrk
+
+LUA = """-- POSTs the body read from {path}
+local f = assert(io.open("{path}", "rb"))
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def parse_duration_ms(value: str) -> float:
+    for suffix, factor in (("us", 1e-3), ("ms", 1.0), ("m", 60e3), ("s", 1e3)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    raise ValueError(f"cannot read wrk duration '{value}'")
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    server_cpu_ms: float  # CPU of the server's process tree per request
+    wrk_cpu_ms: float  # CPU of wrk per request
+
+
+def run_wrk(server: Server, lua: Path, connections: int, seconds: int) -> Load:
+    threads = min(2, connections)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s", "--latency",
+           "-s", str(lua), f"http://127.0.0.1:{server.port}/invocations"]
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_server = tree_cpu_seconds(server.proc.pid)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 120).stdout
+    server_cpu = tree_cpu_seconds(server.proc.pid) - before_server
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after_children.ru_utime + after_children.ru_stime) - (before_children.ru_utime + before_children.ru_stime)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests against {server.variant.label}:\n{out}")
+    lines = [l.strip() for l in out.splitlines()]
+    rps = float(next(l for l in lines if l.startswith("Requests/sec:")).split()[1])
+    done = int(next(l for l in lines if "requests in" in l).split()[0])
+    pct = {l.split()[0]: parse_duration_ms(l.split()[1]) for l in lines if l[:3] in ("50%", "99%")}
+    if done == 0:
+        raise RuntimeError(f"wrk completed no request against {server.variant.label}:\n{out}")
+    return Load(rps, pct["50%"], pct["99%"], done, server_cpu / done * 1e3, wrk_cpu / done * 1e3)
+
+
+# ------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+@dataclass
+class Result:
+    variant: Variant
+    starts: list[float] = field(default_factory=list)
+    loads: dict[tuple[str, int], Load] = field(default_factory=dict)
+    rss_kib: int = 0
+    load_avg: str = ""
+    # wasmflow's own account of each start: ms to listening, ms loading the model.
+    phases: list[tuple[int, int]] = field(default_factory=list)
+
+
+LISTENING = re.compile(r"listening on \S+ \((\d+) ms after start\)")
+LOADED = re.compile(r"model loaded .* in (\d+) ms; ready")
+
+
+def start_phases(log_path: Path) -> tuple[int, int] | None:
+    text = log_path.read_text(errors="replace")
+    listening, loaded = LISTENING.search(text), LOADED.search(text)
+    return (int(listening[1]), int(loaded[1])) if listening and loaded else None
+
+
+CASES = [("1 row", 1), ("1 row", 8), ("1,000 rows", 1), ("1,000 rows", 8)]
+
+
+def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]], seconds: int, starts: int) -> Result:
+    res = Result(variant)
+    for i in range(starts):
+        s = Server(variant, out, pgids)
+        try:
+            res.starts.append(s.start())
+        finally:
+            s.stop()
+        if variant.wasmflow and (phases := start_phases(s.log_path)):
+            res.phases.append(phases)
+        log(f"{variant.label}: start {i + 1}/{starts}: {res.starts[-1] * 1e3:.0f} ms to /ping 200")
+    s = Server(variant, out, pgids)
+    try:
+        s.start()
+        run_wrk(s, bodies["1,000 rows"][1], 8, 2)  # warm-up: lazy imports, allocator, pools
+        for kind, conns in CASES:
+            res.loads[(kind, conns)] = load = run_wrk(s, bodies[kind][1], conns, seconds)
+            log(f"{variant.label}: {kind}, {conns} conn: {load.rps:.1f} req/s, p50 {load.p50_ms:.2f} ms, "
+                f"p99 {load.p99_ms:.2f} ms; CPU/request server {load.server_cpu_ms:.3f} ms, wrk {load.wrk_cpu_ms:.3f} ms; "
+                f"load average {load_average()}")
+        res.rss_kib = tree_rss_kib(s.proc.pid)
+        res.load_avg = load_average()
+    finally:
+        s.stop()
+    return res
+
+
+def fmt_rate(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v:.2f}" if v < 10 else f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def report(results: list[Result], meta: list[str]) -> str:
+    wf = next(r for r in results if r.variant.wasmflow)
+    others = [r for r in results if r is not wf]
+    head = ["measure", f"{wf.variant.label}"] + [r.variant.label for r in others] + [f"ratio vs {r.variant.label}" for r in others]
+    rows: list[list[str]] = []
+    for kind, conns in CASES:
+        w = wf.loads[(kind, conns)]
+        rows.append([f"req/s, {kind}, {conns} conn", fmt_rate(w.rps)] + [fmt_rate(r.loads[(kind, conns)].rps) for r in others]
+                    + [f"**{w.rps / r.loads[(kind, conns)].rps:,.1f}×**" for r in others])
+        rows.append([f"p50 / p99 ms, {kind}, {conns} conn", f"{fmt_ms(w.p50_ms)} / {fmt_ms(w.p99_ms)}"]
+                    + [f"{fmt_ms(r.loads[(kind, conns)].p50_ms)} / {fmt_ms(r.loads[(kind, conns)].p99_ms)}" for r in others]
+                    + [f"{r.loads[(kind, conns)].p50_ms / w.p50_ms:,.1f}× lower p50" for r in others])
+    ws = statistics.median(wf.starts)
+    rows.append([f"start to /ping 200, median of {len(wf.starts)} (s)", f"{ws:.3f}"]
+                + [f"{statistics.median(r.starts):.2f}" for r in others]
+                + [f"{statistics.median(r.starts) / ws:,.0f}× faster" for r in others])
+    rows.append(["RSS after the load, process tree (MiB)", f"{wf.rss_kib / 1024:.0f}"]
+                + [f"{r.rss_kib / 1024:.0f}" for r in others]
+                + [f"{r.rss_kib / wf.rss_kib:,.1f}× less" for r in others])
+    # CPU per request is the figure least distorted by other work on a shared machine.
+    for kind, conns in CASES:
+        w = wf.loads[(kind, conns)]
+        rows.append([f"server CPU ms per request (wrk's), {kind}, {conns} conn", f"{w.server_cpu_ms:.3f} ({w.wrk_cpu_ms:.3f})"]
+                    + [f"{r.loads[(kind, conns)].server_cpu_ms:.2f} ({r.loads[(kind, conns)].wrk_cpu_ms:.3f})" for r in others]
+                    + [f"{r.loads[(kind, conns)].server_cpu_ms / w.server_cpu_ms:,.1f}× less CPU" for r in others])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    starts = "; ".join(f"{r.variant.label}: " + ", ".join(f"{t:.3f}" for t in r.starts) for r in results)
+    workers = "; ".join(f"{r.variant.label}: {r.variant.workers_note}" for r in results)
+    loads = "; ".join(f"{r.variant.label}: {r.load_avg}" for r in results)
+    phases = ""
+    if wf.phases:
+        phases = (f"- wasmflow's own log of its starts (median): listening {statistics.median(p[0] for p in wf.phases):.0f} ms "
+                  f"after start (plugin manager opened), model loaded {statistics.median(p[1] for p in wf.phases):.0f} ms later")
+    return "\n".join(["# Serving benchmark", "", *meta, f"- workers: {workers}",
+                      f"- all start times (s): {starts}", *([phases] if phases else []), f"- load average (1/5/15 min) after each server's load: {loads}",
+                      "", *lines, ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--wasmflow", required=True, help="the wasmflow binary (a copy, not the build output)")
+    ap.add_argument("--out", required=True, type=Path, help="work directory (model, caches, logs, report.md)")
+    ap.add_argument("--seconds", type=int, default=10, help="seconds of load per case")
+    ap.add_argument("--starts", type=int, default=5, help="timed starts per server")
+    ap.add_argument("--mlflow-workers", default="1,2", help="comma-separated -w values for mlflow (1 is its default)")
+    ap.add_argument("--wasmflow-workers", default="default", help="comma-separated --workers values; 'default' = one per core")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("error: wrk is not on PATH (scripts/bench_serving.sh installs it)")
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pgids = out / "pgids"
+    pgids.write_text("")
+    # SIGTERM/SIGINT unwind through the finally blocks, which stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    load_at_start = load_average()
+    model_dir = out / "model"
+    log(f"training the model and saving it to {model_dir}")
+    x, onx = make_model(model_dir)
+    bodies = {}
+    for kind, n in (("1 row", 1), ("1,000 rows", 1000)):
+        body = payload(x[:n])
+        path = out / f"payload-{n}.json"
+        path.write_bytes(body)
+        lua = out / f"post-{n}.lua"
+        lua.write_text(LUA.replace("{path}", str(path)))
+        bodies[kind] = (path, lua)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WASMFLOW_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # mlflow runs `uvicorn` from PATH
+    variants: list[Variant] = []
+    for w in [w.strip() for w in args.wasmflow_workers.split(",") if w.strip()]:
+        extra = [] if w == "default" else ["--workers", w]
+        variants.append(Variant(
+            "wasmflow" if w == "default" else f"wasmflow --workers {w}",
+            [args.wasmflow, "models", "serve", "-m", str(model_dir), "--host", "127.0.0.1", "-p", "{port}",
+             "--plugins-dir", str(out / "plugins"), *extra],
+            {**env, "WASMFLOW_PLUGIN_CACHE_DIR": str(out / "plugin-cache"), "RUST_LOG": "info"},
+            f"{os.cpu_count()} instances (one per core)" if w == "default" else f"{w} instances", True))
+    for w in [w.strip() for w in args.mlflow_workers.split(",") if w.strip()]:
+        variants.append(Variant(
+            f"mlflow -w {w}",
+            [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", "{port}", "-w", w],
+            env, f"{w} uvicorn worker process(es)" + (" (mlflow's default)" if w == "1" else ""), False))
+    if not any(v.wasmflow for v in variants) or len(variants) < 2:
+        sys.exit("error: need one wasmflow variant and at least one mlflow variant")
+    variants.sort(key=lambda v: not v.wasmflow)
+    if sum(v.wasmflow for v in variants) > 1:
+        sys.exit("error: one wasmflow variant per run (the ratios are against it)")
+
+    # Correctness first: every server answers what onnxruntime answers, on both payloads.
+    import onnxruntime
+
+    sess = onnxruntime.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = {kind: sess.run(None, {sess.get_inputs()[0].name: np.round(x[:n].astype(np.float64), 6).astype(np.float32)})[0].reshape(-1)
+            for kind, n in (("1 row", 1), ("1,000 rows", 1000))}
+    shapes: dict[str, dict[str, str]] = {}
+    answers: dict[str, dict[str, np.ndarray]] = {}
+    for v in variants:
+        s = Server(v, out, pgids)
+        try:
+            t = s.start()
+            log(f"{v.label}: first start (warms the compile cache for wasmflow): {t:.2f} s")
+            for kind, (body, _) in bodies.items():
+                answer = s.invoke(body.read_bytes())
+                got = flat_predictions(answer)
+                if got.shape != want[kind].shape or not np.allclose(got, want[kind], rtol=0, atol=1e-5):
+                    diff = np.max(np.abs(got - want[kind])) if got.shape == want[kind].shape else f"shape {got.shape}"
+                    raise RuntimeError(f"{v.label}: {kind}: predictions differ from onnxruntime's (max |diff| {diff})")
+                answers.setdefault(kind, {})[v.label] = got
+                shapes.setdefault(kind, {})[v.label] = json.dumps(answer["predictions"][:2])[:80]
+        finally:
+            s.stop()
+    for kind, by_label in answers.items():
+        first, *rest = by_label.values()
+        worst = max(float(np.max(np.abs(first - r))) for r in rest)
+        if worst > 1e-5:
+            raise RuntimeError(f"{kind}: the servers' predictions differ by {worst}")
+        log(f"{kind}: predictions agree (max |diff| between servers {worst:.2e}, each within 1e-5 of onnxruntime)")
+    shape_notes = []
+    for kind, by_label in shapes.items():
+        if len(set(by_label.values())) > 1:
+            log(f"note: response shapes differ for {kind}: {by_label}")
+            shape_notes.append(f"- the response shapes differ ({kind}; the first predictions): "
+                               + "; ".join(f"{label} `{text}`" for label, text in by_label.items()))
+
+    results = [measure(v, out, pgids, bodies, args.seconds, args.starts) for v in variants]
+
+    meta = [
+        f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores "
+        f"({platform_cpu()}); load average (1/5/15 min) at the start {load_at_start}, at the end {load_average()}",
+        f"- model: scikit-learn MLPRegressor (20 -> 64 -> 32 -> 1) via skl2onnx, saved by mlflow.onnx.save_model with a "
+        f"column signature; both servers serve {model_dir}",
+        f"- load: wrk (1 thread for 1 connection, 2 threads for 8), {args.seconds} s per case after a 2 s warm-up, "
+        f"POST /invocations with a dataframe_split body of 1 row ({bodies_size(out, 1)}) or 1,000 rows ({bodies_size(out, 1000)}); "
+        "no non-2xx or socket errors",
+        "- start: spawn to the first GET /ping 200 (polled every 2 ms); wasmflow's compile cache warm",
+        "- CPU per request: user+system time of the server's process tree and of wrk over the case, divided by requests",
+        "- predictions: each server within 1e-5 of onnxruntime (and of each other) on both payloads before the load",
+        *shape_notes,
+    ]
+    text = report(results, meta)
+    (out / "report.md").write_text(text)
+    print(text)
+
+
+def platform_cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def bodies_size(out: Path, n: int) -> str:
+    size = (out / f"payload-{n}.json").stat().st_size
+    return f"{size} B" if size < 1024 else f"{size / 1024:.0f} KiB"
+
+
+if __name__ == "__main__":
+    main()
