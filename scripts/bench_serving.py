@@ -381,6 +381,8 @@ def main() -> None:
         sys.exit("error: wrk is not on PATH (scripts/bench_serving.sh installs it)")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for old_log in out.glob("*.log"):  # the servers' logs of this run only
+        old_log.unlink()
     pgids = out / "pgids"
     pgids.write_text("")
     # SIGTERM/SIGINT unwind through the finally blocks, which stop the servers.
