@@ -18,6 +18,7 @@ mod scoring;
 mod serving;
 mod state;
 mod tracking;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
