@@ -36,10 +36,14 @@ const rest = async (path, init) => {
   if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
   return body;
 };
-const go = async (hash) => {
-  await page.goto(`${base}/${hash}`);
-  await page.waitForSelector('main > div:not([aria-busy])');
+// A hash change keeps the document: mark the page on screen so the wait is for the new one.
+const navigate = async (action) => {
+  await page.evaluate(() => document.querySelector('main > div')?.setAttribute('data-old', '')).catch(() => {});
+  await action();
+  await page.waitForSelector('main > div:not([aria-busy]):not([data-old])');
 };
+// The same address again is no hash change, so reload to show fresh data.
+const go = (hash) => navigate(() => (page.url() === `${base}/${hash}` ? page.reload() : page.goto(`${base}/${hash}`)));
 const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 const cell = (rowSel, n) => page.locator(`${rowSel} td`).nth(n).innerText();
 
@@ -113,9 +117,7 @@ await step('runs table: names, metric values, sort by a metric', async () => {
   const accCol = headers.findIndex((t) => t.startsWith('accuracy'));
   assert.ok(accCol > 0, `an accuracy column in ${headers}`);
   assert.equal(await cell('tr[data-run-name="deep"]', accCol), String(runs.deep.accuracy));
-  await page.getByRole('button', { name: 'accuracy', exact: false }).first().click();
-  await page.waitForFunction(() => location.hash.includes('order='));
-  await page.waitForSelector('main > div:not([aria-busy])');
+  await navigate(() => page.getByRole('button', { name: 'accuracy', exact: false }).first().click());
   const first = await page.locator('tbody tr').first().getAttribute('data-run-name');
   assert.equal(first, 'deep', 'the highest accuracy comes first');
   assert.equal(await page.locator('th[aria-sort=descending]').count(), 1);
@@ -179,10 +181,11 @@ await step('run page: metric chart points, several metrics, log scale, time axis
     return u.data.slice(1).map((s) => s.filter((v) => v !== null).length);
   });
   await page.waitForFunction(() => document.getElementById('metric-chart')?.uplot);
-  // The first metric alphabetically is accuracy (one point); add loss.
-  await page.getByLabel('loss', { exact: true }).check();
-  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '1,50');
-  assert.deepEqual(await points(), [1, 50]);
+  // The chart opens on the longest metric, loss; add accuracy (one point).
+  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50');
+  await page.getByLabel('accuracy', { exact: true }).check();
+  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50,1');
+  assert.deepEqual(await points(), [50, 1]);
   await page.getByLabel('accuracy', { exact: true }).uncheck();
   await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50');
   await page.getByLabel('Log scale').check();
@@ -249,7 +252,9 @@ await step('move an alias from the page; the REST API sees it', async () => {
 await step('version page: source run, signature, history', async () => {
   await go(`#/models/${model.name}/versions/2`);
   assert.equal(await page.locator('#source-run').innerText(), runs.wide.run_id);
-  await page.locator('#signature > pre', { hasText: 'inputs' }).waitFor();
+  const inputs = page.locator('#signature table').first();
+  await inputs.waitFor();
+  assert.match(await inputs.innerText(), /tensor float64\s+\[-1,2\]/);
   assert.match(await page.locator('#version-aliases').innerText(), /@champion/);
   await page.locator('tr[data-event]').first().waitFor();
   const history = await page.locator('tbody').last().innerText();
@@ -287,6 +292,46 @@ await step('serving: metrics table or a clear "no metrics" state', async () => {
   await shot('serving');
 }, { expectFailed: () => (metricsStatus === 404 ? ['404 /metrics'] : []) });
 
+await step('serving: the page reads the serving metrics in Prometheus text', async () => {
+  // The metric names /metrics exports; routed here so the page is checked whatever this build
+  // has served. The numbers below follow from this text.
+  const sample = [
+    '# TYPE wasmflow_serving_requests_total counter',
+    'wasmflow_serving_requests_total{model="ui-classifier",version="2"} 40',
+    'wasmflow_serving_errors_total{model="ui-classifier",version="2"} 2',
+    'wasmflow_serving_request_duration_seconds_bucket{model="ui-classifier",version="2",le="0.005"} 10',
+    'wasmflow_serving_request_duration_seconds_bucket{model="ui-classifier",version="2",le="0.01"} 30',
+    'wasmflow_serving_request_duration_seconds_bucket{model="ui-classifier",version="2",le="0.05"} 40',
+    'wasmflow_serving_request_duration_seconds_bucket{model="ui-classifier",version="2",le="+Inf"} 40',
+    'wasmflow_serving_request_duration_seconds_sum{model="ui-classifier",version="2"} 0.4',
+    'wasmflow_serving_request_duration_seconds_count{model="ui-classifier",version="2"} 40',
+    'wasmflow_serving_pool_instances{model="ui-classifier",version="2"} 2',
+    '',
+  ].join('\n');
+  await page.route('**/metrics', (route) => route.fulfill({ status: 200, contentType: 'text/plain; version=0.0.4', body: sample }));
+  try {
+    await go('#/serving');
+    const cells = await page.locator('tr[data-served="ui-classifier/2"] td').allInnerTexts();
+    assert.deepEqual(cells, ['ui-classifier', '2', '40', '…', '2', '…', '10 ms', '10 ms', '50 ms', '2']);
+  } finally {
+    await page.unroute('**/metrics');
+  }
+});
+
+await step('runs of several experiments in one table', async () => {
+  await go('#/');
+  await page.getByLabel('Select ui-demo').check();
+  await page.getByLabel('Select ui-big').check();
+  await page.getByRole('button', { name: 'Runs of selected experiments' }).click();
+  await page.locator('h1', { hasText: 'ui-demo + ui-big' }).waitFor();
+  // Newest first: the demo's runs, then the big experiment's newest.
+  await page.locator('tr[data-run-name="deep"]').waitFor();
+  await page.locator('tr[data-run-name="big-09999"]').waitFor();
+  assert.equal(await page.locator('[data-testid=page-info]').innerText(), 'Page 1 · runs 1–50');
+  assert.ok((await page.locator('thead th').allInnerTexts()).includes('Experiment'));
+  assert.equal(await page.locator('tr[data-run-name="deep"] td').nth(2).innerText(), 'ui-demo');
+});
+
 await step(`10,000-run experiment: first page within ${BIG_PAGE_BUDGET_MS} ms, sort and page`, async () => {
   const started = Date.now();
   await page.goto(`${base}/#/experiments/${seed.big_experiment_id}`);
@@ -295,9 +340,7 @@ await step(`10,000-run experiment: first page within ${BIG_PAGE_BUDGET_MS} ms, s
   console.log(`     first page of ${seed.big_runs} runs on screen in ${elapsed} ms`);
   assert.ok(elapsed < BIG_PAGE_BUDGET_MS, `${elapsed} ms`);
   assert.equal(await page.locator('[data-testid=page-info]').innerText(), 'Page 1 · runs 1–50');
-  await page.getByRole('button', { name: 'score' }).click();
-  await page.waitForFunction(() => location.hash.includes('order='));
-  await page.waitForSelector('main > div:not([aria-busy])');
+  await navigate(() => page.getByRole('button', { name: 'score' }).click());
   assert.equal(await page.locator('tbody tr').first().getAttribute('data-run-name'), 'big-02321');
   await page.getByRole('button', { name: 'Next →' }).click();
   await page.locator('[data-testid=page-info]', { hasText: 'runs 51–100' }).waitFor();

@@ -66,7 +66,7 @@ export async function comparePage(root, _params, query, gen) {
         else skipped++;
       }
       note.textContent = skipped ? `${skipped} run(s) without a numeric ${px.value} or ${my.value} are left out.` : '';
-      if (series.length) lineChart(scatterEl, series, { xLabel: px.value, scatter: true });
+      if (series.length) lineChart(scatterEl, series, { xLabel: px.value, yLabel: my.value, scatter: true });
       else { scatterEl.uplot?.destroy(); scatterEl.replaceChildren(h('p', { class: 'muted' }, 'No run has numeric values for both.')); }
     };
     px.addEventListener('change', drawScatter);

@@ -44,8 +44,12 @@ export async function experimentsPage(root, _params, query, gen) {
   }
   if (!current(gen)) return;
   status.textContent = `${experiments.length} experiment${experiments.length === 1 ? '' : 's'}`;
+  const chosen = new Set();
+  const showRuns = h('button', { type: 'button', disabled: true, onclick: () => { location.hash = `#/experiments/${[...chosen].join(',')}`; } }, 'Runs of selected experiments');
   const rows = experiments.map((exp) => {
     const rowError = h('td', { colspan: 6 });
+    const errorRow = h('tr', { hidden: true }, h('td'), rowError);
+    const fail = (err) => { rowError.replaceChildren(errorBox(err)); errorRow.hidden = false; };
     const nameCell = h('td', {}, h('a', { href: `#/experiments/${exp.experiment_id}` }, exp.name));
     const rename = () => {
       const input = h('input', { value: exp.name, 'aria-label': `New name for ${exp.name}` });
@@ -56,7 +60,7 @@ export async function experimentsPage(root, _params, query, gen) {
           try {
             await api('experiments/update', { method: 'POST', body: { experiment_id: exp.experiment_id, new_name: input.value.trim() } });
             window.dispatchEvent(new HashChangeEvent('hashchange'));
-          } catch (err) { rowError.replaceChildren(errorBox(err)); }
+          } catch (err) { fail(err); }
         },
       }, input, h('button', { type: 'submit' }, 'Save'), h('button', { type: 'button', onclick: () => window.dispatchEvent(new HashChangeEvent('hashchange')) }, 'Cancel')));
       input.focus();
@@ -66,10 +70,17 @@ export async function experimentsPage(root, _params, query, gen) {
       try {
         await api('experiments/delete', { method: 'POST', body: { experiment_id: exp.experiment_id } });
         window.dispatchEvent(new HashChangeEvent('hashchange'));
-      } catch (err) { rowError.replaceChildren(errorBox(err)); }
+      } catch (err) { fail(err); }
     };
     return [
       h('tr', { 'data-experiment': exp.name },
+        h('td', {}, h('input', {
+          type: 'checkbox', 'aria-label': `Select ${exp.name}`,
+          onchange: (e) => {
+            if (e.target.checked) chosen.add(exp.experiment_id); else chosen.delete(exp.experiment_id);
+            showRuns.disabled = chosen.size === 0;
+          },
+        })),
         nameCell,
         h('td', { class: 'num' }, exp.experiment_id),
         h('td', { class: 'num', 'data-col': 'runs' }, counts[exp.experiment_id] ?? ''),
@@ -78,24 +89,26 @@ export async function experimentsPage(root, _params, query, gen) {
         h('td', {},
           h('button', { type: 'button', onclick: rename, 'aria-label': `Rename ${exp.name}` }, 'Rename'), ' ',
           exp.experiment_id === '0' ? null : h('button', { type: 'button', onclick: del, 'aria-label': `Delete ${exp.name}` }, 'Delete'))),
-      h('tr', {}, rowError),
+      errorRow,
     ];
   });
-  root.append(table(['Name', h('th', { class: 'num' }, 'ID'), h('th', { class: 'num' }, 'Runs'), 'Created', 'Last updated', 'Actions'], rows, { caption: 'Experiments' }));
+  root.append(h('div', { class: 'bar' }, showRuns), table([h('th', {}, h('span', { class: 'sr-only' }, 'Select')), 'Name', h('th', { class: 'num' }, 'ID'), h('th', { class: 'num' }, 'Runs'), 'Created', 'Last updated', 'Actions'], rows, { caption: 'Experiments' }));
 }
 
 const COLUMN_KINDS = { p: ['params', 'Param'], m: ['metrics', 'Metric'], t: ['tags', 'Tag'] };
 
 /** The runs table: server-side filter, order and paging, all kept in the URL. */
-export async function runsPage(root, [experimentId], query, gen) {
+export async function runsPage(root, [idList], query, gen) {
+  const ids = idList.split(',').filter(Boolean);
   const filter = query.get('filter') || '';
   const order = query.get('order') || 'attributes.start_time DESC';
   const size = Number(query.get('size') || 50);
   const token = query.get('pt') || '';
   // The tokens of earlier pages, for "Previous"; the first page's (no token) is "-".
   const prev = query.get('prev') ? query.get('prev').split('|') : [];
-  const exp = (await api('experiments/get', { query: { experiment_id: experimentId } })).experiment;
+  const exps = await Promise.all(ids.map(async (id) => (await api('experiments/get', { query: { experiment_id: id } })).experiment));
   if (!current(gen)) return;
+  const expNames = Object.fromEntries(exps.map((e) => [e.experiment_id, e.name]));
 
   const go = (changes) => {
     const q = new URLSearchParams(query);
@@ -116,7 +129,7 @@ export async function runsPage(root, [experimentId], query, gen) {
   updateCompare();
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / '),
-    h('h1', {}, exp.name),
+    h('h1', {}, exps.map((e) => e.name).join(' + ')),
     h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); go({ filter: filterInput.value.trim(), pt: '', prev: '' }); } },
       h('label', { for: 'run-filter' }, 'Filter'), filterInput, h('button', { type: 'submit' }, 'Search'),
       filter ? h('button', { type: 'button', onclick: () => go({ filter: '', pt: '', prev: '' }) }, 'Clear') : null),
@@ -124,7 +137,7 @@ export async function runsPage(root, [experimentId], query, gen) {
 
   let page;
   try {
-    page = await api('runs/search', { method: 'POST', body: { experiment_ids: [experimentId], filter, order_by: [order], max_results: size, page_token: token || undefined } });
+    page = await api('runs/search', { method: 'POST', body: { experiment_ids: ids, filter, order_by: [order], max_results: size, page_token: token || undefined } });
   } catch (e) {
     if (!current(gen)) return;
     filterError.replaceChildren(errorBox(e));
@@ -181,6 +194,7 @@ export async function runsPage(root, [experimentId], query, gen) {
   const headers = [
     h('th', {}, allBox),
     sortHeader('Run', 'attributes.run_name'),
+    ids.length > 1 ? h('th', { scope: 'col' }, 'Experiment') : null,
     sortHeader('Status', 'attributes.status'),
     sortHeader('Started', 'attributes.start_time'),
     h('th', { scope: 'col' }, 'Duration'),
@@ -207,6 +221,7 @@ export async function runsPage(root, [experimentId], query, gen) {
       h('td', {}, box),
       h('td', {}, h('a', { href: `#/runs/${r.info.run_id}` }, runName(r)),
         tagOf(r, 'mlflow.parentRunId') ? h('span', { class: 'muted', title: 'child run' }, ' ↳') : null),
+      ids.length > 1 ? h('td', {}, expNames[r.info.experiment_id]) : null,
       h('td', {}, h('span', { class: `status ${r.info.status}` }, r.info.status)),
       h('td', {}, fmtTime(r.info.start_time)),
       h('td', { class: 'num' }, fmtDuration(r.info.start_time, r.info.end_time)),

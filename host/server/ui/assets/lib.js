@@ -57,7 +57,7 @@ export function table(headers, rows, { caption } = {}) {
   return h('div', { class: 'table-wrap' },
     h('table', {},
       caption ? h('caption', { class: 'sr-only' }, caption) : null,
-      h('thead', {}, h('tr', {}, headers.map((x) => (x instanceof Node ? x : h('th', { scope: 'col' }, x))))),
+      h('thead', {}, h('tr', {}, headers.filter((x) => x !== null && x !== undefined).map((x) => (x instanceof Node ? x : h('th', { scope: 'col' }, x))))),
       h('tbody', {}, rows)));
 }
 
@@ -118,6 +118,11 @@ export function artifactUrl(artifactUri, path) {
   return `/ajax-api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
 }
 
+function pad(min, max) {
+  const span = max - min || Math.abs(max) || 1;
+  return [min - span * 0.08, max + span * 0.08];
+}
+
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 export const color = (i) => PALETTE[i % PALETTE.length];
 
@@ -126,7 +131,7 @@ export const color = (i) => PALETTE[i % PALETTE.length];
  * and a series is null where it has no point. Returns the uPlot instance (also on el.uplot).
  * Drag selects a range to zoom; double-click resets.
  */
-export function lineChart(el, series, { xLabel = 'step', time = false, log = false, scatter = false, height = 300 } = {}) {
+export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, log = false, scatter = false, height = 300 } = {}) {
   el.uplot?.destroy();
   el.replaceChildren();
   const xs = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
@@ -145,8 +150,12 @@ export function lineChart(el, series, { xLabel = 'step', time = false, log = fal
   const opts = {
     width,
     height,
-    scales: { x: { time }, y: log ? { distr: 3 } : {} },
-    axes: [axis(xLabel), axis(series.length === 1 ? series[0].label : 'value')],
+    scales: {
+      // A scatter's points would sit on the plot's edges without some room around them.
+      x: scatter ? { time, range: (u, min, max) => pad(min, max) } : { time },
+      y: log ? { distr: 3 } : scatter ? { range: (u, min, max) => pad(min, max) } : {},
+    },
+    axes: [axis(xLabel), axis(yLabel || (series.length === 1 ? series[0].label : 'value'))],
     cursor: { drag: { x: true, y: false } },
     series: [
       { label: xLabel, value: time ? (u, v) => (v == null ? '' : fmtTime(v * 1000)) : undefined },

@@ -129,11 +129,27 @@ export async function versionPage(root, [name, version], _query, gen) {
     if (!current(gen)) return;
     const block = yamlBlock(text, 'signature');
     signature.replaceChildren(
-      block ? h('pre', {}, block) : h('p', { class: 'muted' }, 'The model has no signature.'),
+      block ? signatureTables(block) : h('p', { class: 'muted' }, 'The model has no signature.'),
       h('details', {}, h('summary', {}, 'MLmodel'), h('pre', {}, text)));
   } catch (e) {
     signature.replaceChildren(errorBox(e));
   }
+}
+
+/** The signature's inputs and outputs (JSON in single-quoted YAML strings) as tables. */
+function signatureTables(block) {
+  const parts = [];
+  for (const m of block.matchAll(/^\s+(inputs|outputs|params): '(.*)'$/gm)) {
+    let specs;
+    try { specs = JSON.parse(m[2].replaceAll("''", "'")); } catch { specs = null; }
+    if (!Array.isArray(specs)) continue;
+    parts.push(h('h3', {}, m[1]), table(['Name', 'Type', 'Shape / details'], specs.map((s, i) => h('tr', {},
+      h('td', {}, s.name ?? (specs.length > 1 ? `#${i}` : '')),
+      h('td', {}, s.type === 'tensor' ? `tensor ${s['tensor-spec']?.dtype ?? ''}` : s.type ?? ''),
+      h('td', {}, h('code', {}, s.type === 'tensor' ? JSON.stringify(s['tensor-spec']?.shape) : s.required === false ? 'optional' : ''))),
+    ), { caption: `Signature ${m[1]}` }));
+  }
+  return h('div', {}, parts, h('details', {}, h('summary', {}, 'As written in MLmodel'), h('pre', {}, block)));
 }
 
 function describe(details) {

@@ -58,7 +58,7 @@ export async function runPage(root, [runId], query, gen) {
     h('section', {}, h('h2', {}, `Metrics (${metrics.length})`),
       metrics.length ? table(['Name', h('th', { class: 'num' }, 'Latest'), h('th', { class: 'num' }, 'Min'), h('th', { class: 'num' }, 'Max'), h('th', { class: 'num' }, 'Points')], metricRows, { caption: 'Metrics' }) : h('p', { class: 'muted' }, 'None'))));
 
-  if (metrics.length) root.append(charts(metrics.map((m) => m.key), histories, query));
+  if (metrics.length) root.append(charts(metrics.map((m) => m.key).filter((k) => histories.has(k)), histories, query));
 
   const tags = (data.tags || []).filter((t) => t.key !== 'mlflow.note.content').sort((a, b) => a.key.localeCompare(b.key));
   root.append(h('h2', {}, `Tags (${tags.length})`),
@@ -87,8 +87,10 @@ function description(run) {
 
 /** Metric charts: several metrics on one chart, step / relative time / wall time, log scale. */
 function charts(keys, histories, query) {
-  const chosen = new Set((query.get('metrics') || keys[0]).split(',').filter((k) => histories.has(k)));
-  if (!chosen.size) chosen.add(keys[0]);
+  // By default the metric with the longest history: a one-point metric makes a poor chart.
+  const longest = keys.filter((k) => histories.has(k)).reduce((a, b) => (histories.get(b).length > histories.get(a).length ? b : a), keys[0]);
+  const chosen = new Set((query.get('metrics') || longest).split(',').filter((k) => histories.has(k)));
+  if (!chosen.size) chosen.add(longest);
   const chartEl = h('div', { class: 'chart', id: 'metric-chart', role: 'img', 'aria-label': 'Metric chart' });
   const note = h('p', { class: 'muted', role: 'status' });
   const xSelect = h('select', { id: 'chart-x' },
