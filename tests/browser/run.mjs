@@ -188,6 +188,19 @@ await step('run page: metric chart points, several metrics, log scale, time axis
   assert.deepEqual(await points(), [50, 1]);
   await page.getByLabel('accuracy', { exact: true }).uncheck();
   await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50');
+  // Drag across the middle of the plot to zoom in on x; a double-click resets.
+  const over = page.locator('#metric-chart .u-over');
+  await over.scrollIntoViewIfNeeded();
+  const box = await over.boundingBox();
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 8 });
+  await page.mouse.up();
+  const zoomed = await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.x);
+  assert.ok(zoomed.min > 10 && zoomed.max < 35, `zoomed to ${zoomed.min}..${zoomed.max}`);
+  await over.dblclick();
+  const reset = await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.x);
+  assert.deepEqual([reset.min, reset.max], [0, 49]);
   await page.getByLabel('Log scale').check();
   assert.equal(await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.y.distr), 3);
   await page.getByLabel('X axis').selectOption('relative');

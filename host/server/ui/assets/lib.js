@@ -156,7 +156,6 @@ export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, l
       y: log ? { distr: 3 } : scatter ? { range: (u, min, max) => pad(min, max) } : {},
     },
     axes: [axis(xLabel), axis(yLabel || (series.length === 1 ? series[0].label : 'value'))],
-    cursor: { drag: { x: true, y: false } },
     series: [
       { label: xLabel, value: time ? (u, v) => (v == null ? '' : fmtTime(v * 1000)) : undefined },
       ...series.map((s, i) => ({
