@@ -232,6 +232,11 @@ await step('run page: artifact tree and previews (CSV, JSON, YAML, PNG, MLmodel)
   await preview.locator('pre', { hasText: 'flavors:' }).waitFor();
   await page.locator('[data-artifact="plots/gradient.png"]').click();
   await page.waitForFunction(() => document.querySelector('#artifact-preview img')?.naturalWidth === 64);
+  // The model log_model stored as a logged model: its own file tree under "Logged models".
+  await page.locator('h2', { hasText: 'Logged models (1)' }).waitFor();
+  const modelPreview = page.locator('[id^="model-preview-"]');
+  await page.locator('nav[aria-label^="Files of model-preview-"] [data-artifact="MLmodel"]').click();
+  await modelPreview.locator('pre', { hasText: 'sklearn' }).waitFor();
   await shot('artifacts');
 });
 

@@ -64,7 +64,26 @@ export async function runPage(root, [runId], query, gen) {
   root.append(h('h2', {}, `Tags (${tags.length})`),
     table(['Name', 'Value'], tags.map((t) => h('tr', {}, h('th', { scope: 'row' }, t.key), h('td', {}, t.value))), { caption: 'Tags' }));
 
-  root.append(h('h2', {}, 'Artifacts'), await artifacts(run));
+  root.append(h('h2', {}, 'Artifacts'), await artifacts(
+    (path) => api('artifacts/list', { query: { run_id: runId, path } }),
+    info.artifact_uri, 'artifact-preview'));
+
+  // MLflow 3 logs models as logged models, stored beside the run rather than in its artifacts.
+  const logged = await api('logged-models/search', {
+    method: 'POST',
+    body: { experiment_ids: [info.experiment_id], filter: `source_run_id = ${sqlString(runId)}`, max_results: 50 },
+  }).then((r) => r.models || []).catch(() => []);
+  if (!current(gen)) return;
+  if (logged.length) {
+    root.append(h('h2', {}, `Logged models (${logged.length})`));
+    for (const m of logged) {
+      const id = m.info.model_id;
+      root.append(h('h3', {}, m.info.name, ' ', h('code', { class: 'muted' }, id)),
+        await artifacts(
+          (path) => api(`logged-models/${encodeURIComponent(id)}/artifacts/directories`, { query: { artifact_directory_path: path } }),
+          m.info.artifact_uri, `model-preview-${id}`));
+    }
+  }
 }
 
 function description(run) {
@@ -143,9 +162,10 @@ const TEXT = /\.(txt|log|md|py|r|sh|yaml|yml|toml|cfg|ini|xml|html|js|ts|rs|sql|
 const IMAGE = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', svg: 'image/svg+xml', webp: 'image/webp' };
 const PREVIEW_LIMIT = 2 * 1024 * 1024;
 
-async function artifacts(run) {
-  const preview = h('div', { class: 'preview', id: 'artifact-preview', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Choose a file to preview it.'));
-  const list = async (path) => (await api('artifacts/list', { query: { run_id: run.info.run_id, path } })).files || [];
+/** A lazily expanded file tree (`lister(path)` answers `{files}`) with a preview pane. */
+async function artifacts(lister, artifactUri, previewId) {
+  const preview = h('div', { class: 'preview', id: previewId, 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Choose a file to preview it.'));
+  const list = async (path) => (await lister(path)).files || [];
   const tree = async (path) => {
     const files = await list(path);
     files.sort((a, b) => (b.is_dir - a.is_dir) || a.path.localeCompare(b.path));
@@ -166,21 +186,21 @@ async function artifacts(run) {
         item.append(toggle);
         return item;
       }
-      return h('li', {}, h('button', { type: 'button', class: 'link', 'data-artifact': f.path, onclick: () => show(run, f, preview) }, name),
+      return h('li', {}, h('button', { type: 'button', class: 'link', 'data-artifact': f.path, onclick: () => show(artifactUri, f, preview) }, name),
         h('span', { class: 'muted' }, f.file_size !== undefined ? ` ${fmtSize(Number(f.file_size))}` : ''));
     }));
   };
   let top;
   try { top = await tree(''); } catch (e) { return errorBox(e); }
   if (!top.children.length) return h('p', { class: 'muted' }, 'No artifacts.');
-  return h('div', { class: 'artifacts' }, h('nav', { class: 'tree', 'aria-label': 'Artifact files' }, top), preview);
+  return h('div', { class: 'artifacts' }, h('nav', { class: 'tree', 'aria-label': `Files of ${previewId}` }, top), preview);
 }
 
-async function show(run, file, preview) {
-  const url = artifactUrl(run.info.artifact_uri, file.path);
+async function show(artifactUri, file, preview) {
+  const url = artifactUrl(artifactUri, file.path);
   const head = h('p', {}, h('strong', {}, file.path), ' ', url ? h('a', { href: url, download: file.path.split('/').pop() }, 'Download') : null);
   if (!url) {
-    preview.replaceChildren(head, h('p', { class: 'muted' }, `The run's artifacts are at ${run.info.artifact_uri}, which the server does not proxy.`));
+    preview.replaceChildren(head, h('p', { class: 'muted' }, `These files are at ${artifactUri}, which the server does not proxy.`));
     return;
   }
   if (Number(file.file_size) > PREVIEW_LIMIT) {
