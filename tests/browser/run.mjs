@@ -303,7 +303,11 @@ await step('serving: metrics table or a clear "no metrics" state', async () => {
   const text = res.ok ? await res.text() : '';
   await go('#/serving');
   if (/^wasmflow_serving_requests_total\{/m.test(text)) {
-    await page.locator('tr[data-served]').first().waitFor();
+    // seed.py sent this version its requests through /serving/models/…/invocations.
+    const { model: name, version, requests } = seed.served;
+    const row = page.locator(`tr[data-served="${name}/${version}"]`);
+    await row.waitFor();
+    assert.equal(await row.locator('td').nth(2).innerText(), String(requests));
   } else {
     await page.locator('#no-serving').waitFor();
   }
@@ -324,13 +328,14 @@ await step('serving: the page reads the serving metrics in Prometheus text', asy
     'wasmflow_serving_request_duration_seconds_sum{model="ui-classifier",version="2"} 0.4',
     'wasmflow_serving_request_duration_seconds_count{model="ui-classifier",version="2"} 40',
     'wasmflow_serving_pool_instances{model="ui-classifier",version="2"} 2',
+    'wasmflow_serving_memory_bytes{model="ui-classifier",version="2"} 3145728',
     '',
   ].join('\n');
   await page.route('**/metrics', (route) => route.fulfill({ status: 200, contentType: 'text/plain; version=0.0.4', body: sample }));
   try {
     await go('#/serving');
     const cells = await page.locator('tr[data-served="ui-classifier/2"] td').allInnerTexts();
-    assert.deepEqual(cells, ['ui-classifier', '2', '40', '…', '2', '…', '10 ms', '10 ms', '50 ms', '2']);
+    assert.deepEqual(cells, ['ui-classifier', '2', '40', '…', '2', '…', '10 ms', '10 ms', '50 ms', '2', '3 MiB']);
   } finally {
     await page.unroute('**/metrics');
   }

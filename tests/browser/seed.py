@@ -17,7 +17,8 @@ import numpy as np
 import requests
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
-from sklearn.linear_model import LogisticRegression
+from skl2onnx import to_onnx
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
 
 def main() -> None:
@@ -70,6 +71,16 @@ def main() -> None:
     client.set_registered_model_alias("ui-classifier", "champion", "1")
     client.transition_model_version_stage("ui-classifier", "1", "Staging")
     out["model"] = {"name": "ui-classifier", "versions": ["1", "2"], "alias": "champion", "alias_version": "1"}
+
+    # An ONNX model served by the server's serving path, so /metrics has a version to report.
+    xf = x.astype(np.float32)
+    regression = LinearRegression().fit(xf, np.array([1.0, 2.0, 3.0, 0.0]))
+    with mlflow.start_run(run_id=runs["deep"]["run_id"]):
+        mlflow.onnx.log_model(to_onnx(regression, xf), name="onnx-model", registered_model_name="ui-onnx")
+    for _ in range(5):
+        r = requests.post(f"{uri}/serving/models/ui-onnx/1/invocations", json={"inputs": xf.tolist()}, timeout=120)
+        r.raise_for_status()
+    out["served"] = {"model": "ui-onnx", "version": "1", "requests": 5}
 
     # The big experiment, through the REST API in parallel (the client would take minutes).
     big_id = mlflow.create_experiment("ui-big")

@@ -42,7 +42,7 @@ function servingStats(samples) {
   const byModel = new Map();
   const entry = (l) => {
     const k = `${l.model}\u0000${l.version}`;
-    if (!byModel.has(k)) byModel.set(k, { model: l.model, version: l.version, requests: 0, errors: 0, sum: 0, count: 0, buckets: [], instances: null });
+    if (!byModel.has(k)) byModel.set(k, { model: l.model, version: l.version, requests: 0, errors: 0, sum: 0, count: 0, buckets: [], instances: null, memory: null });
     return byModel.get(k);
   };
   for (const s of samples) {
@@ -55,6 +55,7 @@ function servingStats(samples) {
       case 'wasmflow_serving_request_duration_seconds_count': e.count += s.value; break;
       case 'wasmflow_serving_request_duration_seconds_bucket': e.buckets.push([Number(s.labels.le), s.value]); break;
       case 'wasmflow_serving_pool_instances': e.instances = (e.instances || 0) + s.value; break;
+      case 'wasmflow_serving_memory_bytes': e.memory = (e.memory || 0) + s.value; break;
       default:
     }
   }
@@ -97,7 +98,7 @@ export async function servingPage(root, _params, _query, gen) {
       const dt = (now - previous.at) / 1000;
       return `${fmtNum(Math.max(0, e[field] - before[field]) / dt)}/s`;
     };
-    body.replaceChildren(table(['Model', 'Version', 'Requests', 'Request rate', 'Errors', 'Error rate', 'Mean latency', 'p50 ≤', 'p95 ≤', 'Instances'],
+    body.replaceChildren(table(['Model', 'Version', 'Requests', 'Request rate', 'Errors', 'Error rate', 'Mean latency', 'p50 ≤', 'p95 ≤', 'Instances', 'Memory'],
       stats.map((e) => h('tr', { 'data-served': `${e.model}/${e.version}` },
         h('td', {}, h('a', { href: `#/models/${encodeURIComponent(e.model)}` }, e.model)),
         h('td', {}, h('a', { href: `#/models/${encodeURIComponent(e.model)}/versions/${e.version}` }, e.version)),
@@ -108,7 +109,8 @@ export async function servingPage(root, _params, _query, gen) {
         h('td', { class: 'num' }, e.count ? ms(e.sum / e.count) : ''),
         h('td', { class: 'num' }, ms(quantile(e.buckets, 0.5))),
         h('td', { class: 'num' }, ms(quantile(e.buckets, 0.95))),
-        h('td', { class: 'num' }, e.instances ?? ''))), { caption: 'Served models' }));
+        h('td', { class: 'num' }, e.instances ?? ''),
+        h('td', { class: 'num' }, e.memory === null ? '' : `${fmtNum(e.memory / 1048576)} MiB`))), { caption: 'Served models' }));
     previous = { stats, at: now };
     return true;
   };
