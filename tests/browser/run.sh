@@ -62,7 +62,7 @@ node "$here/run.mjs" "$url" "$out/seed.json" "$out/screenshots"
 
 if [[ "$update_screenshots" == 1 ]]; then
     mkdir -p "$repo/docs/screenshots"
-    for name in experiments runs run artifacts compare model version plugins run-dark; do
+    for name in experiments runs run artifacts compare model version plugins serving run-dark; do
         cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
     done
     echo "copied the main screenshots to docs/screenshots/"

@@ -71,7 +71,7 @@ function quantile(buckets, q) {
   return bucket && Number.isFinite(bucket[0]) ? bucket[0] : null;
 }
 
-const ms = (s) => (s === null || s === undefined ? '' : `${fmtNum(s * 1000)} ms`);
+const ms = (s) => (s === null || s === undefined ? '' : `${fmtNum(Number((s * 1000).toPrecision(3)))} ms`);
 
 export async function servingPage(root, _params, _query, gen) {
   root.append(h('h1', {}, 'Serving'),
