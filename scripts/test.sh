@@ -48,3 +48,6 @@ venv="$("$repo/scripts/e2e-venv.sh")"
 
 echo "==> pytest tests/e2e (WASMFLOW_BIN=$bin)"
 WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+echo "==> browser suite (tests/browser/run.sh)"
+WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" bash "$repo/tests/browser/run.sh"

@@ -8,7 +8,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::state::AppState;
-use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking};
+use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking, ui};
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
@@ -33,6 +33,7 @@ pub fn build(state: AppState) -> Router {
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .merge(ui::router())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(error::not_found)

@@ -271,3 +271,80 @@ async fn artifact_proxy_round_trip_and_traversal() {
     }
     assert!(!app.dir.path().join("escape.txt").exists());
 }
+
+#[tokio::test]
+async fn ui_is_served_with_types_and_etags_and_api_404s_stay_json() {
+    let app = test_app();
+    let get = |uri: &str, etag: Option<&str>| {
+        let mut req = Request::builder().uri(uri);
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        app.router.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let index = get("/", None).await.unwrap();
+    assert_eq!(index.status(), StatusCode::OK);
+    assert_eq!(index.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(index.headers()["cache-control"], "no-cache");
+    let etag = index.headers()["etag"].to_str().unwrap().to_string();
+    let again = get("/", Some(&etag)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(to_bytes(again.into_body(), 1).await.unwrap().is_empty());
+
+    let js = get("/ui/app.js", None).await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let chart = get("/ui/vendor/uplot-1.6.32/uPlot.iife.min.js", None)
+        .await
+        .unwrap();
+    assert_eq!(chart.status(), StatusCode::OK);
+    assert_eq!(
+        chart.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        get("/ui/missing.js", None).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let missing = app
+        .json(Method::GET, "/api/2.0/mlflow/no-such-thing", Value::Null)
+        .await;
+    assert_error(&missing, 404, "ENDPOINT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn run_counts_count_active_runs_per_experiment() {
+    let app = test_app();
+    let (_, exp) = app
+        .post("experiments/create", json!({"name": "counted"}))
+        .await;
+    let id = exp["experiment_id"].as_str().unwrap().to_string();
+    let mut run_ids = Vec::new();
+    for _ in 0..3 {
+        let (_, run) = app.post("runs/create", json!({"experiment_id": id})).await;
+        run_ids.push(run["run"]["info"]["run_id"].as_str().unwrap().to_string());
+    }
+    app.post("runs/delete", json!({"run_id": run_ids[0]})).await;
+    let (status, body) = app
+        .json(
+            Method::GET,
+            &format!(
+                "/ajax-api/2.0/wasmflow/experiments/run-counts?experiment_ids={id}&experiment_ids=0"
+            ),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["run_counts"], json!({ id.clone(): 2, "0": 0 }));
+    let bad = app
+        .json(
+            Method::GET,
+            "/api/2.0/wasmflow/experiments/run-counts?experiment_ids=abc",
+            Value::Null,
+        )
+        .await;
+    assert_error(&bad, 400, "INVALID_PARAMETER_VALUE");
+}

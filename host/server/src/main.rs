@@ -20,6 +20,7 @@ mod scoring_server;
 mod serving;
 mod state;
 mod tracking;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -117,6 +117,8 @@ pub trait TrackingStore: Send + Sync + 'static {
     ) -> Result<()>;
     fn log_outputs(&self, run_id: &str, models: Vec<ModelOutput>) -> Result<()>;
     fn search_runs(&self, search: &RunSearch) -> Result<Page<Run>>;
+    /// The number of active runs of each experiment (experiments without runs count 0).
+    fn count_active_runs(&self, experiment_ids: &[String]) -> Result<Vec<(String, u64)>>;
     /// All points of a metric in (step, timestamp, value) order, paged when `max_results` is set.
     fn metric_history(
         &self,

@@ -825,6 +825,28 @@ impl TrackingStore for SqliteStore {
         })
     }
 
+    fn count_active_runs(&self, experiment_ids: &[String]) -> Result<Vec<(String, u64)>> {
+        let ids = experiment_ids
+            .iter()
+            .map(|id| parse_experiment_id(id))
+            .collect::<Result<Vec<_>>>()?;
+        self.read(|conn| {
+            // runs_experiment_start's leading column makes each count an index range scan.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM runs
+                     WHERE experiment_id = ?1 AND lifecycle_stage = 'active'",
+                )
+                .map_err(sql_err)?;
+            ids.iter()
+                .map(|id| {
+                    let n: i64 = stmt.query_row(params![id], |r| r.get(0)).map_err(sql_err)?;
+                    Ok((id.to_string(), n as u64))
+                })
+                .collect()
+        })
+    }
+
     fn metric_history(
         &self,
         run_id: &str,

@@ -1,0 +1,53 @@
+// The UI's router: pages live under the URL's fragment (#/...), so the server only serves "/".
+
+import { h, errorBox } from './lib.js';
+import { experimentsPage, runsPage } from './experiments.js';
+import { runPage } from './run.js';
+import { comparePage } from './compare.js';
+import { modelsPage, modelPage, versionPage } from './registry.js';
+import { pluginsPage, servingPage } from './plugins.js';
+import { current, nextPage } from './nav.js';
+
+const routes = [
+  [/^\/?$/, experimentsPage, 'experiments'],
+  [/^\/experiments\/([^/]+)$/, runsPage, 'experiments'],
+  [/^\/runs\/([^/]+)$/, runPage, 'experiments'],
+  // The address the mlflow client prints after a run ("View run at …/#/experiments/1/runs/<id>").
+  [/^\/experiments\/[^/]+\/runs\/([^/]+)$/, runPage, 'experiments'],
+  [/^\/compare$/, comparePage, 'experiments'],
+  [/^\/models$/, modelsPage, 'models'],
+  [/^\/models\/([^/]+)$/, modelPage, 'models'],
+  [/^\/models\/([^/]+)\/versions\/([^/]+)$/, versionPage, 'models'],
+  [/^\/plugins$/, pluginsPage, 'plugins'],
+  [/^\/serving$/, servingPage, 'serving'],
+];
+
+async function render() {
+  const gen = nextPage();
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, qs = ''] = raw.split('?');
+  const query = new URLSearchParams(qs);
+  const main = document.getElementById('main');
+  for (const [re, page, nav] of routes) {
+    const m = re.exec(path);
+    if (!m) continue;
+    for (const a of document.querySelectorAll('nav a')) {
+      if (a.dataset.nav === nav) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+    const root = h('div', { 'aria-busy': 'true' });
+    main.replaceChildren(root);
+    try {
+      await page(root, m.slice(1).map(decodeURIComponent), query, gen);
+    } catch (e) {
+      if (current(gen)) root.append(errorBox(e));
+      console.error(e);
+    }
+    root.removeAttribute('aria-busy');
+    return;
+  }
+  main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, 'No page at ', h('code', {}, raw), '. ', h('a', { href: '#/' }, 'Experiments')));
+}
+
+window.addEventListener('hashchange', render);
+render();

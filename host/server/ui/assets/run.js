@@ -1,0 +1,263 @@
+// One run: overview, description, params, metrics with charts, tags, children, artifacts.
+
+import {
+  api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, metricHistory, artifactUrl, lineChart, sqlString,
+} from './lib.js';
+import { current } from './nav.js';
+
+export async function runPage(root, [runId], query, gen) {
+  const run = (await api('runs/get', { query: { run_id: runId } })).run;
+  if (!current(gen)) return;
+  const { info } = run;
+  const data = run.data || {};
+  const exp = (await api('experiments/get', { query: { experiment_id: info.experiment_id } })).experiment;
+  if (!current(gen)) return;
+  const parentId = tagOf(run, 'mlflow.parentRunId');
+  const source = tagOf(run, 'mlflow.source.name');
+  root.append(
+    h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / ', h('a', { href: `#/experiments/${info.experiment_id}` }, exp.name), ' / '),
+    h('h1', {}, runName(run), ' ', h('span', { class: `status ${info.status}` }, info.status)),
+    h('dl', { class: 'kv' },
+      h('dt', {}, 'Run ID'), h('dd', {}, h('code', {}, info.run_id)),
+      h('dt', {}, 'Started'), h('dd', {}, fmtTime(info.start_time)),
+      h('dt', {}, 'Duration'), h('dd', {}, fmtDuration(info.start_time, info.end_time)),
+      h('dt', {}, 'User'), h('dd', {}, info.user_id || ''),
+      source ? [h('dt', {}, 'Source'), h('dd', {}, h('code', {}, source))] : null,
+      parentId ? [h('dt', {}, 'Parent run'), h('dd', {}, h('a', { href: `#/runs/${parentId}` }, parentId))] : null,
+      h('dt', {}, 'Artifacts'), h('dd', {}, h('code', {}, info.artifact_uri))));
+
+  root.append(description(run));
+
+  const children = await api('runs/search', {
+    method: 'POST',
+    body: { experiment_ids: [info.experiment_id], filter: `tags.mlflow.parentRunId = ${sqlString(runId)}`, max_results: 100 },
+  });
+  if (!current(gen)) return;
+  if (children.runs?.length) {
+    root.append(h('h2', {}, 'Child runs'), h('ul', {}, children.runs.map((c) => h('li', {}, h('a', { href: `#/runs/${c.info.run_id}` }, runName(c)), ' ', h('span', { class: `status ${c.info.status}` }, c.info.status)))));
+  }
+
+  const params = [...(data.params || [])].sort((a, b) => a.key.localeCompare(b.key));
+  const metrics = [...(data.metrics || [])].sort((a, b) => a.key.localeCompare(b.key));
+  const histories = new Map();
+  await Promise.all(metrics.slice(0, 50).map(async (m) => histories.set(m.key, await metricHistory(runId, m.key))));
+  if (!current(gen)) return;
+  const metricRows = metrics.map((m) => {
+    const hist = histories.get(m.key) || [];
+    const values = hist.map((p) => Number(p.value)).filter(Number.isFinite);
+    return h('tr', { 'data-metric': m.key },
+      h('th', { scope: 'row' }, m.key),
+      h('td', { class: 'num' }, fmtNum(m.value)),
+      h('td', { class: 'num' }, values.length ? fmtNum(Math.min(...values)) : ''),
+      h('td', { class: 'num' }, values.length ? fmtNum(Math.max(...values)) : ''),
+      h('td', { class: 'num' }, hist.length));
+  });
+  root.append(h('div', { class: 'grid2' },
+    h('section', {}, h('h2', {}, `Parameters (${params.length})`),
+      params.length ? table(['Name', 'Value'], params.map((p) => h('tr', { 'data-param': p.key }, h('th', { scope: 'row' }, p.key), h('td', {}, p.value))), { caption: 'Parameters' }) : h('p', { class: 'muted' }, 'None')),
+    h('section', {}, h('h2', {}, `Metrics (${metrics.length})`),
+      metrics.length ? table(['Name', h('th', { class: 'num' }, 'Latest'), h('th', { class: 'num' }, 'Min'), h('th', { class: 'num' }, 'Max'), h('th', { class: 'num' }, 'Points')], metricRows, { caption: 'Metrics' }) : h('p', { class: 'muted' }, 'None'))));
+
+  if (metrics.length) root.append(charts(metrics.map((m) => m.key).filter((k) => histories.has(k)), histories, query));
+
+  const tags = (data.tags || []).filter((t) => t.key !== 'mlflow.note.content').sort((a, b) => a.key.localeCompare(b.key));
+  root.append(h('h2', {}, `Tags (${tags.length})`),
+    table(['Name', 'Value'], tags.map((t) => h('tr', {}, h('th', { scope: 'row' }, t.key), h('td', {}, t.value))), { caption: 'Tags' }));
+
+  root.append(h('h2', {}, 'Artifacts'), await artifacts(
+    (path) => api('artifacts/list', { query: { run_id: runId, path } }),
+    info.artifact_uri, 'artifact-preview'));
+
+  // MLflow 3 logs models as logged models, stored beside the run rather than in its artifacts.
+  const logged = await api('logged-models/search', {
+    method: 'POST',
+    body: { experiment_ids: [info.experiment_id], filter: `source_run_id = ${sqlString(runId)}`, max_results: 50 },
+  }).then((r) => r.models || []).catch(() => []);
+  if (!current(gen)) return;
+  if (logged.length) {
+    root.append(h('h2', {}, `Logged models (${logged.length})`));
+    for (const m of logged) {
+      const id = m.info.model_id;
+      root.append(h('h3', {}, m.info.name, ' ', h('code', { class: 'muted' }, id)),
+        await artifacts(
+          (path) => api(`logged-models/${encodeURIComponent(id)}/artifacts/directories`, { query: { artifact_directory_path: path } }),
+          m.info.artifact_uri, `model-preview-${id}`));
+    }
+  }
+}
+
+function description(run) {
+  const note = tagOf(run, 'mlflow.note.content') || '';
+  const area = h('textarea', { id: 'run-note', placeholder: 'Describe this run…' });
+  area.value = note;
+  const status = h('span', { role: 'status' });
+  return h('section', {}, h('h2', {}, h('label', { for: 'run-note' }, 'Description')),
+    h('form', {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        status.replaceChildren('Saving…');
+        try {
+          await api('runs/set-tag', { method: 'POST', body: { run_id: run.info.run_id, key: 'mlflow.note.content', value: area.value } });
+          status.replaceChildren(h('span', { class: 'ok' }, 'Saved'));
+        } catch (err) { status.replaceChildren(errorBox(err)); }
+      },
+    }, area, h('div', { class: 'bar' }, h('button', { type: 'submit' }, 'Save description'), status)));
+}
+
+/** Metric charts: several metrics on one chart, step / relative time / wall time, log scale. */
+function charts(keys, histories, query) {
+  // By default the metric with the longest history: a one-point metric makes a poor chart.
+  const longest = keys.filter((k) => histories.has(k)).reduce((a, b) => (histories.get(b).length > histories.get(a).length ? b : a), keys[0]);
+  const chosen = new Set((query.get('metrics') || longest).split(',').filter((k) => histories.has(k)));
+  if (!chosen.size) chosen.add(longest);
+  const chartEl = h('div', { class: 'chart', id: 'metric-chart', role: 'img', 'aria-label': 'Metric chart' });
+  const note = h('p', { class: 'muted', role: 'status' });
+  const xSelect = h('select', { id: 'chart-x' },
+    h('option', { value: 'step' }, 'Step'), h('option', { value: 'relative' }, 'Relative time (s)'), h('option', { value: 'wall' }, 'Wall time'));
+  const logBox = h('input', { type: 'checkbox', id: 'chart-log' });
+  const draw = () => {
+    const xMode = xSelect.value;
+    const selected = [...chosen];
+    const t0 = Math.min(...selected.flatMap((k) => histories.get(k).map((p) => Number(p.timestamp))));
+    const series = selected.map((k) => {
+      // The chart shows the last value logged at each x, as MLflow does for repeated steps.
+      const byX = new Map();
+      for (const p of histories.get(k)) {
+        const ts = Number(p.timestamp);
+        const x = xMode === 'step' ? Number(p.step) : xMode === 'relative' ? (ts - t0) / 1000 : ts / 1000;
+        byX.set(x, Number(p.value));
+      }
+      const xs = [...byX.keys()].sort((a, b) => a - b);
+      return { label: k, x: xs, y: xs.map((x) => byX.get(x)) };
+    });
+    const canLog = series.every((s) => s.y.every((v) => v > 0));
+    logBox.disabled = !canLog;
+    note.textContent = canLog ? 'Drag across the chart to zoom; double-click to reset.' : 'Log scale needs positive values. Drag to zoom; double-click to reset.';
+    lineChart(chartEl, series, {
+      xLabel: xSelect.selectedOptions[0].textContent, time: xMode === 'wall', log: canLog && logBox.checked,
+    });
+  };
+  xSelect.addEventListener('change', draw);
+  logBox.addEventListener('change', draw);
+  const picks = h('fieldset', { class: 'bar' }, h('legend', {}, 'Metrics on the chart'), keys.map((k) => {
+    const id = `chart-m-${k}`;
+    const box = h('input', {
+      type: 'checkbox', id, checked: chosen.has(k), 'data-metric': k,
+      onchange: () => {
+        if (box.checked) chosen.add(k); else if (chosen.size > 1) chosen.delete(k); else box.checked = true;
+        draw();
+      },
+    });
+    return h('span', {}, box, h('label', { for: id }, ` ${k}`));
+  }));
+  const section = h('section', {}, h('h2', {}, 'Charts'), picks,
+    h('div', { class: 'bar' }, h('label', { for: 'chart-x' }, 'X axis'), xSelect, logBox, h('label', { for: 'chart-log' }, 'Log scale')),
+    chartEl, note);
+  // uPlot measures its container, so draw once the section is in the document.
+  requestAnimationFrame(draw);
+  return section;
+}
+
+const TEXT = /\.(txt|log|md|py|r|sh|yaml|yml|toml|cfg|ini|xml|html|js|ts|rs|sql|diff)$|(^|\/)(MLmodel|MLproject|requirements\.txt|conda\.yaml|python_env\.yaml)$/i;
+const IMAGE = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', svg: 'image/svg+xml', webp: 'image/webp' };
+const PREVIEW_LIMIT = 2 * 1024 * 1024;
+
+/** A lazily expanded file tree (`lister(path)` answers `{files}`) with a preview pane. */
+async function artifacts(lister, artifactUri, previewId) {
+  const preview = h('div', { class: 'preview', id: previewId, 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Choose a file to preview it.'));
+  const list = async (path) => (await lister(path)).files || [];
+  const tree = async (path) => {
+    const files = await list(path);
+    files.sort((a, b) => (b.is_dir - a.is_dir) || a.path.localeCompare(b.path));
+    return h('ul', {}, files.map((f) => {
+      const name = f.path.split('/').pop();
+      if (f.is_dir) {
+        const item = h('li', {});
+        const toggle = h('button', {
+          type: 'button', class: 'link', 'aria-expanded': 'false',
+          onclick: async () => {
+            const open = toggle.getAttribute('aria-expanded') === 'true';
+            toggle.setAttribute('aria-expanded', String(!open));
+            toggle.firstChild.textContent = open ? '▸ ' : '▾ ';
+            if (open) item.querySelector('ul')?.remove();
+            else item.append(await tree(f.path));
+          },
+        }, h('span', { 'aria-hidden': 'true' }, '▸ '), `${name}/`);
+        item.append(toggle);
+        return item;
+      }
+      return h('li', {}, h('button', { type: 'button', class: 'link', 'data-artifact': f.path, onclick: () => show(artifactUri, f, preview) }, name),
+        h('span', { class: 'muted' }, f.file_size !== undefined ? ` ${fmtSize(Number(f.file_size))}` : ''));
+    }));
+  };
+  let top;
+  try { top = await tree(''); } catch (e) { return errorBox(e); }
+  if (!top.children.length) return h('p', { class: 'muted' }, 'No artifacts.');
+  return h('div', { class: 'artifacts' }, h('nav', { class: 'tree', 'aria-label': `Files of ${previewId}` }, top), preview);
+}
+
+async function show(artifactUri, file, preview) {
+  const url = artifactUrl(artifactUri, file.path);
+  const head = h('p', {}, h('strong', {}, file.path), ' ', url ? h('a', { href: url, download: file.path.split('/').pop() }, 'Download') : null);
+  if (!url) {
+    preview.replaceChildren(head, h('p', { class: 'muted' }, `These files are at ${artifactUri}, which the server does not proxy.`));
+    return;
+  }
+  if (Number(file.file_size) > PREVIEW_LIMIT) {
+    preview.replaceChildren(head, h('p', { class: 'muted' }, 'Too large to preview.'));
+    return;
+  }
+  preview.replaceChildren(head, h('p', { class: 'muted' }, 'Loading…'));
+  try {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`cannot read ${file.path}: ${res.status} ${await res.text()}`);
+    const ext = (file.path.split('.').pop() || '').toLowerCase();
+    let body;
+    if (IMAGE[ext]) {
+      const blob = new Blob([await res.arrayBuffer()], { type: IMAGE[ext] });
+      body = h('img', { src: URL.createObjectURL(blob), alt: file.path });
+    } else {
+      const text = await res.text();
+      if (ext === 'json') {
+        try { body = h('pre', {}, JSON.stringify(JSON.parse(text), null, 2)); } catch { body = h('pre', {}, text); }
+      } else if (ext === 'csv' || ext === 'tsv') {
+        body = csvTable(text, ext === 'tsv' ? '\t' : ',');
+      } else if (TEXT.test(file.path) || !/[\x00-\x08\x0e-\x1f]/.test(text.slice(0, 4096))) {
+        body = h('pre', {}, text);
+      } else {
+        body = h('p', { class: 'muted' }, 'Binary file.');
+      }
+    }
+    preview.replaceChildren(head, body);
+  } catch (e) {
+    preview.replaceChildren(head, errorBox(e));
+  }
+}
+
+/** A CSV file as a table (the first 500 rows), with RFC 4180 quoting. */
+function csvTable(text, sep) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length && rows.length <= 500; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = false; else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === sep) { row.push(field); field = ''; } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(field); field = ''; rows.push(row); row = [];
+    } else field += c;
+  }
+  if (field || row.length) { row.push(field); rows.push(row); }
+  const [header = [], ...body] = rows;
+  return table(header, body.slice(0, 500).map((r) => h('tr', {}, r.map((v) => h('td', { class: /^-?\d+(\.\d+)?(e-?\d+)?$/i.test(v) ? 'num' : undefined }, v)))), { caption: 'CSV preview' });
+}
+
+function fmtSize(n) {
+  if (!Number.isFinite(n)) return '';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Copies the pinned charting library (package-lock.json) into assets/vendor/, which is committed:
+# cargo build embeds assets/ and needs no npm. Rerun after changing the version in package.json.
+set -euo pipefail
+cd "$(dirname "$0")"
+npm ci --ignore-scripts --no-audit --no-fund
+version=$(node -p 'require("./node_modules/uplot/package.json").version')
+dest="assets/vendor/uplot-$version"
+rm -rf assets/vendor/uplot-*
+mkdir -p "$dest"
+cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
+   node_modules/uplot/LICENSE "$dest/"
+echo "vendored uPlot $version into $dest"
