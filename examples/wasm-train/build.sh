@@ -4,7 +4,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-target="${1:-${CARGO_TARGET_DIR:-$repo/target}/wasm-train}"
+target="$(realpath -m "${1:-${CARGO_TARGET_DIR:-$repo/target}/wasm-train}")"
 # rust-toolchain.toml (the repository's) applies from here.
 cd "$here"
 # The host's flags are not the guest's.
