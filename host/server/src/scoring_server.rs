@@ -76,37 +76,36 @@ pub async fn run(
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loader = state.clone();
     let (dir, workers) = (options.model_dir, options.workers);
-    tokio::spawn(async move {
-        let load_started = Instant::now();
-        let manager = loader.plugins.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let model = models::load(&manager, &dir, workers)?;
-            model.pool.fill().map_err(models::plugin_error)?;
-            Ok::<_, Error>(model)
+    // A plain thread, not the server's blocking pool: WASI inside the plugin then runs on
+    // wasmtime-wasi's own runtime, which a Ctrl-C during loading does not tear down under it.
+    std::thread::Builder::new()
+        .name("model-loader".into())
+        .spawn(move || {
+            let load_started = Instant::now();
+            let loaded = models::load(&loader.plugins, &dir, workers).and_then(|model| {
+                model.pool.fill().map_err(models::plugin_error)?;
+                Ok(model)
+            });
+            match loaded {
+                Ok(model) => {
+                    tracing::info!(
+                        "model loaded (flavor '{}', plugin '{}', {} instances, {} MiB) in {} ms; \
+                         ready {} ms after start",
+                        model.flavor,
+                        model.pool.plugin_name(),
+                        model.pool.instances(),
+                        model.pool.memory() >> 20,
+                        load_started.elapsed().as_millis(),
+                        started.elapsed().as_millis()
+                    );
+                    let _ = loader.model.set(Arc::new(model));
+                }
+                Err(e) => {
+                    let _ = failed_tx.send(anyhow::anyhow!("cannot load the model: {}", e.message));
+                }
+            }
         })
-        .await;
-        match loaded {
-            Ok(Ok(model)) => {
-                tracing::info!(
-                    "model loaded (flavor '{}', plugin '{}', {} instances, {} MiB) in {} ms; ready \
-                     {} ms after start",
-                    model.flavor,
-                    model.pool.plugin_name(),
-                    model.pool.instances(),
-                    model.pool.memory() >> 20,
-                    load_started.elapsed().as_millis(),
-                    started.elapsed().as_millis()
-                );
-                let _ = loader.model.set(Arc::new(model));
-            }
-            Ok(Err(e)) => {
-                let _ = failed_tx.send(anyhow::anyhow!("cannot load the model: {}", e.message));
-            }
-            Err(e) => {
-                let _ = failed_tx.send(anyhow::anyhow!("the loading task failed: {e}"));
-            }
-        }
-    });
+        .context("cannot start the model-loading thread")?;
 
     let load_failure = Arc::new(std::sync::Mutex::new(None));
     let failure = load_failure.clone();
