@@ -346,14 +346,7 @@ impl WasiView for ExecutorState {
 
 impl crate::bindings::wasmflow::plugin::host::Host for ExecutorState {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        crate::sandbox::log(&self.plugin, level, &message);
     }
 }
 

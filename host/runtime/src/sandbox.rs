@@ -65,14 +65,18 @@ impl crate::bindings::wasmflow::plugin::types::Host for PluginState {}
 
 impl crate::bindings::wasmflow::plugin::host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        log(&self.plugin, level, &message);
+    }
+}
+
+/// A plugin's `host.log` call, as a server log event naming the plugin.
+pub(crate) fn log(plugin: &str, level: Level, message: &str) {
+    match level {
+        Level::Trace => tracing::trace!(plugin, "{message}"),
+        Level::Debug => tracing::debug!(plugin, "{message}"),
+        Level::Info => tracing::info!(plugin, "{message}"),
+        Level::Warn => tracing::warn!(plugin, "{message}"),
+        Level::Error => tracing::error!(plugin, "{message}"),
     }
 }
 

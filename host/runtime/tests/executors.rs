@@ -141,13 +141,7 @@ fn cancelling_stops_the_process_group() {
     let local = builtin.iter().find(|e| e.info.name == "local").unwrap();
     let cancel = Cancel::default();
     let (_rec, setup) = job_setup(dir.path(), Grants { process: true }, cancel.clone());
-    let stopper = {
-        let cancel = cancel.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            cancel.cancel();
-        })
-    };
+    let stopper = cancel_after(&cancel, Duration::from_millis(500));
     let started = Instant::now();
     // The grandchild (the first sleep) is in the group too: it is stopped with the child.
     let error = host
@@ -276,13 +270,7 @@ fn cancelling_interrupts_a_spinning_wasm_entry_point() {
     let wasi = builtin.iter().find(|e| e.info.name == "wasi").unwrap();
     let cancel = Cancel::default();
     let (_rec, setup) = job_setup(out.path(), Grants::policy("wasi", true), cancel.clone());
-    let stopper = {
-        let cancel = cancel.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            cancel.cancel();
-        })
-    };
+    let stopper = cancel_after(&cancel, Duration::from_millis(500));
     let started = Instant::now();
     let mut job = job(dir.path(), "probe.wasm spin");
     job.environment = "wasi".into();
@@ -294,4 +282,13 @@ fn cancelling_interrupts_a_spinning_wasm_entry_point() {
         Err(e) => format!("{e:#}"),
     };
     assert!(message.contains("stopped by the user"), "{message}");
+}
+
+/// Cancels the job after `delay`, as Ctrl-C would.
+fn cancel_after(cancel: &Cancel, delay: Duration) -> std::thread::JoinHandle<()> {
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        cancel.cancel();
+    })
 }
