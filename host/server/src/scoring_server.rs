@@ -107,25 +107,12 @@ pub async fn run(
         })
         .context("cannot start the model-loading thread")?;
 
-    let load_failure = Arc::new(std::sync::Mutex::new(None));
-    let failure = load_failure.clone();
-    let stop = async move {
-        tokio::select! {
-            () = crate::shutdown_signal() => {},
-            Ok(e) = failed_rx => *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e),
-        }
-    };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
-        .context("the server stopped with an error")?;
-    let failure = load_failure
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+    let server =
+        axum::serve(listener, router(state)).with_graceful_shutdown(crate::shutdown_signal());
+    // A load failure ends the server at once: it could only ever answer 503.
+    tokio::select! {
+        served = server => served.context("the server stopped with an error"),
+        Ok(e) = failed_rx => Err(e),
     }
 }
 
