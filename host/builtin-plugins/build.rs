@@ -77,28 +77,24 @@ fn main() {
     let built = target_dir.join(TARGET).join("release");
     let mut code =
         String::from("/// The plugins shipped inside the binary: (file name, component bytes).\n");
-    code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
+    code.push_str("pub const BUILTIN: &[Component] = &[\n");
     for name in BUILTIN {
-        let file = built.join(format!("wasmflow_flavor_{name}.wasm"));
-        writeln!(
-            code,
-            "    ({name:?}, include_bytes!({:?})),",
-            file.display().to_string()
-        )
-        .unwrap();
+        component_entry(
+            &mut code,
+            name,
+            &built.join(format!("wasmflow_flavor_{name}.wasm")),
+        );
     }
     code.push_str(
         "];\n\n/// The project executors shipped inside the binary: (file name, bytes).\n",
     );
-    code.push_str("pub const EXECUTORS: &[(&str, &[u8])] = &[\n");
+    code.push_str("pub const EXECUTORS: &[Component] = &[\n");
     for name in EXECUTORS {
-        let file = built.join(format!("wasmflow_executor_{name}.wasm"));
-        writeln!(
-            code,
-            "    ({name:?}, include_bytes!({:?})),",
-            file.display().to_string()
-        )
-        .unwrap();
+        component_entry(
+            &mut code,
+            name,
+            &built.join(format!("wasmflow_executor_{name}.wasm")),
+        );
     }
     code.push_str(
         "];\n\n/// Paths of the components the runtime's tests load.\npub mod testing {\n",
@@ -115,6 +111,23 @@ fn main() {
     }
     code.push_str("}\n");
     std::fs::write(out_dir.join("plugins.rs"), code).unwrap();
+}
+
+/// One `Component { .. }` of the generated tables, with the file's sha256.
+fn component_entry(code: &mut String, name: &str, file: &Path) {
+    use sha2::Digest as _;
+    let wasm =
+        std::fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    let sha256: String = sha2::Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    writeln!(
+        code,
+        "    Component {{ name: {name:?}, wasm: include_bytes!({:?}), sha256: {sha256:?} }},",
+        file.display().to_string()
+    )
+    .unwrap();
 }
 
 /// `<target dir>/wasm-plugins`: shared by debug and release builds of the host, so the plugins

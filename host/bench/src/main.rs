@@ -246,7 +246,7 @@ fn bench_compile(runs: usize) -> Result<Vec<CompileRow>> {
         ..RuntimeConfig::default()
     })?;
     let mut out = Vec::new();
-    for (name, wasm) in BUILTIN {
+    for &wasmflow_builtin_plugins::Component { name, wasm, .. } in BUILTIN {
         let mut row = CompileRow {
             name,
             size: wasm.len(),
@@ -292,8 +292,8 @@ fn bench_compile(runs: usize) -> Result<Vec<CompileRow>> {
 fn builtin(name: &str) -> Result<&'static [u8]> {
     BUILTIN
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+        .find(|c| c.name == name)
+        .map(|c| c.wasm)
         .with_context(|| format!("no builtin plugin named {name}"))
 }
 

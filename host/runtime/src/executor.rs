@@ -167,16 +167,20 @@ impl ExecutorHost {
     pub fn builtin(&self) -> Result<Vec<CompiledExecutor>> {
         wasmflow_builtin_plugins::EXECUTORS
             .iter()
-            .map(|(file, wasm)| {
-                self.compile(wasm, true)
-                    .with_context(|| format!("built-in executor '{file}'"))
+            .map(|builtin| {
+                self.compile_hashed(builtin.wasm, builtin.sha256, true)
+                    .with_context(|| format!("built-in executor '{}'", builtin.name))
             })
             .collect()
     }
 
     /// Compiles an executor component and reads its `info`.
     pub fn compile(&self, wasm: &[u8], builtin: bool) -> Result<CompiledExecutor> {
-        let (component, sha256, _) = self.runtime.compile_component(wasm)?;
+        self.compile_hashed(wasm, &crate::runtime::sha256_hex(wasm), builtin)
+    }
+
+    fn compile_hashed(&self, wasm: &[u8], sha256: &str, builtin: bool) -> Result<CompiledExecutor> {
+        let (component, sha256, _) = self.runtime.compile_component(wasm, sha256)?;
         let engine = self.runtime.engine();
         let exports: Vec<String> = component
             .component_type()
@@ -427,7 +431,7 @@ impl JobContext {
             std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
         let (component, sha256, _) = self
             .runtime
-            .compile_component(&wasm)
+            .compile_component(&wasm, &crate::runtime::sha256_hex(&wasm))
             .with_context(|| format!("'{program}' is not a WebAssembly component"))?;
         let mut wasi = WasiCtx::builder();
         let argv: Vec<&str> = std::iter::once(program)

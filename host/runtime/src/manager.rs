@@ -64,9 +64,9 @@ impl PluginManager {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the plugin directory '{}'", dir.display()))?;
         let mut builtin = Vec::new();
-        for (file, wasm) in wasmflow_builtin_plugins::BUILTIN {
-            let plugin = describe(&runtime, wasm, true)
-                .map_err(|e| anyhow::anyhow!("built-in plugin '{file}': {e}"))?;
+        for component in wasmflow_builtin_plugins::BUILTIN {
+            let plugin = describe(&runtime, component.wasm, component.sha256, true)
+                .map_err(|e| anyhow::anyhow!("built-in plugin '{}': {e}", component.name))?;
             builtin.push(Arc::new(plugin));
         }
         let manager = Self {
@@ -119,7 +119,9 @@ impl PluginManager {
 
     /// Checks, compiles and stores a component; the same bytes installed twice is not an error.
     pub fn install(&self, wasm: &[u8]) -> Result<Arc<InstalledPlugin>, ManagerError> {
-        let plugin = describe(&self.runtime, wasm, false).map_err(ManagerError::Invalid)?;
+        let sha256 = crate::runtime::sha256_hex(wasm);
+        let plugin =
+            describe(&self.runtime, wasm, &sha256, false).map_err(ManagerError::Invalid)?;
         let record = &plugin.record;
         let _ = self.refresh();
         let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
@@ -210,7 +212,7 @@ impl PluginManager {
                 "the model's plugin has sha256 {actual}, but its MLmodel says '{expected_sha256}'"
             )));
         }
-        describe(&self.runtime, wasm, false).map_err(ManagerError::Invalid)
+        describe(&self.runtime, wasm, &actual, false).map_err(ManagerError::Invalid)
     }
 
     /// Re-reads the index when another process (the CLI) changed it.
@@ -267,8 +269,15 @@ impl PluginManager {
 }
 
 /// Compiles a component, checks it and reads its `info`.
-fn describe(runtime: &Runtime, wasm: &[u8], builtin: bool) -> Result<InstalledPlugin, String> {
-    let compiled = runtime.compile(wasm).map_err(|e| format!("{e:#}"))?;
+fn describe(
+    runtime: &Runtime,
+    wasm: &[u8],
+    sha256: &str,
+    builtin: bool,
+) -> Result<InstalledPlugin, String> {
+    let compiled = runtime
+        .compile_hashed(wasm, sha256)
+        .map_err(|e| format!("{e:#}"))?;
     let info = runtime.info(&compiled).map_err(|e| format!("{e:#}"))?;
     validate_name(&info.name)?;
     if info.version.trim().is_empty() || info.version.len() > 64 {

@@ -114,8 +114,13 @@ impl Runtime {
     /// Compiles a component (or loads it from the cache) and checks that it is a flavor
     /// plugin the host can run, saying what is missing when it is not.
     pub fn compile(&self, wasm: &[u8]) -> Result<CompiledPlugin> {
+        self.compile_hashed(wasm, &sha256_hex(wasm))
+    }
+
+    /// `compile` of a component whose sha256 is already known (the built-in ones).
+    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str) -> Result<CompiledPlugin> {
         let started = Instant::now();
-        let (component, sha256, was_cached) = self.compile_component(wasm)?;
+        let (component, sha256, was_cached) = self.compile_component(wasm, sha256)?;
         self.check_world(&component)?;
         let pre = self
             .linker
@@ -133,10 +138,15 @@ impl Runtime {
         })
     }
 
-    /// Compiles any component (or loads it from the cache): (component, sha256, cached).
-    pub(crate) fn compile_component(&self, wasm: &[u8]) -> Result<(Component, String, bool)> {
+    /// Compiles any component whose sha256 is `sha256` (or loads it from the cache):
+    /// (component, sha256, cached).
+    pub(crate) fn compile_component(
+        &self,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
-        let sha256 = sha256_hex(wasm);
+        let sha256 = sha256.to_string();
         let cached = self
             .cache
             .as_ref()

@@ -29,11 +29,10 @@ pub fn fetch(
     open_backend: impl FnOnce() -> anyhow::Result<Backend>,
     artifacts_destination: &Path,
 ) -> anyhow::Result<LocalModel> {
-    let is_local_path = !uri.contains(':') || uri.starts_with("file://");
-    if is_local_path {
-        let path = uri.strip_prefix("file://").unwrap_or(uri);
+    // A directory needs no store.
+    if !uri.contains(':') || uri.starts_with("file://") {
         return Ok(LocalModel {
-            dir: PathBuf::from(path),
+            dir: on_disk(uri)?,
             name: None,
             version: None,
             _downloaded: None,
@@ -69,13 +68,18 @@ pub fn fetch(
             Backend::Local(_) => Ok(local(artifacts_destination.join(relative(&path)?))),
         };
     }
-    if let Some(path) = artifact_uri.strip_prefix("file://") {
-        return Ok(local(PathBuf::from(path)));
+    Ok(local(on_disk(&artifact_uri)?))
+}
+
+/// The directory a `file://` URI or a plain path names.
+fn on_disk(uri: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
     }
-    if artifact_uri.contains("://") {
-        bail!("cannot read a model stored at '{artifact_uri}'");
+    if uri.contains("://") {
+        bail!("cannot read a model stored at '{uri}'");
     }
-    Ok(local(PathBuf::from(artifact_uri)))
+    Ok(PathBuf::from(uri))
 }
 
 /// (artifact URI, registered model name, version) for any URI the CLI accepts.
