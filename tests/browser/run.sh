@@ -9,6 +9,7 @@
 #   WASMFLOW_VENV    venv with mlflow (default: <repo>/target/e2e-venv, made by scripts/e2e-venv.sh)
 #   CARGO_TARGET_DIR honoured for the default binary and the output directory
 #   UI_BIG_RUNS      runs in the big experiment (default 10000)
+#   CHROMIUM         the browser (default /usr/bin/chromium, apt-installed when absent)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +24,7 @@ update_screenshots=0
 [[ -x "$bin" ]] || { echo "error: wasmflow binary not found at $bin (set WASMFLOW_BIN)" >&2; exit 1; }
 [[ -x "$venv/bin/python" ]] || { echo "error: no venv at $venv (run scripts/e2e-venv.sh or set WASMFLOW_VENV)" >&2; exit 1; }
 
-if [[ ! -x /usr/bin/chromium ]]; then
+if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
     echo "==> apt-get install chromium"
     sudo=""
     [[ "$(id -u)" == 0 ]] || sudo="sudo"
@@ -46,12 +47,14 @@ WASMFLOW_PLUGIN_CACHE_DIR="$out/plugin-cache" "$bin" server --host 127.0.0.1 --p
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
 
+# No curl on a minimal Debian: the venv's python asks /health (urlopen raises unless it answers 2xx).
+healthy() { "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/health" >/dev/null 2>&1; }
 for _ in $(seq 1 240); do
-    curl -fsS "$url/health" >/dev/null 2>&1 && break
+    healthy && break
     kill -0 "$server_pid" 2>/dev/null || { echo "error: the server exited; log:" >&2; tail -20 "$out/server.log" >&2; exit 1; }
     sleep 0.5
 done
-curl -fsS "$url/health" >/dev/null || { echo "error: the server did not answer /health in 120 s" >&2; exit 1; }
+healthy || { echo "error: the server did not answer /health in 120 s" >&2; exit 1; }
 
 echo "==> seed $url with the mlflow client (${UI_BIG_RUNS:-10000} runs in the big experiment)"
 "$venv/bin/python" "$here/seed.py" "$url" "$out/seed.json" "${UI_BIG_RUNS:-10000}" >"$out/seed.log" 2>&1 ||

@@ -22,6 +22,27 @@ const routes = [
   [/^\/serving$/, servingPage, 'serving'],
 ];
 
+// The path (without the query) last rendered: null before the first page.
+let shownPath = null;
+
+/**
+ * After a page renders: the title names it, and on a route change (a new path, not the first
+ * load nor a new sort or page of the same list) focus moves to <main> so keyboard and screen
+ * reader users start at the new content, unless they have already moved into it.
+ */
+function settle(main, path, gen) {
+  if (!current(gen)) return;
+  const heading = main.querySelector('h1')?.textContent.trim();
+  document.title = heading ? `${heading} · wasmflow` : 'wasmflow';
+  const routeChanged = shownPath !== null && shownPath !== path;
+  shownPath = path;
+  if (routeChanged && !(main.contains(document.activeElement) && document.activeElement !== main)) {
+    // <main> has tabindex=-1 for this; its focus ring would only frame the whole page.
+    main.style.outline = 'none';
+    main.focus({ preventScroll: true });
+  }
+}
+
 async function render() {
   const gen = nextPage();
   const raw = location.hash.replace(/^#/, '') || '/';
@@ -44,9 +65,11 @@ async function render() {
       console.error(e);
     }
     root.removeAttribute('aria-busy');
+    settle(main, path, gen);
     return;
   }
   main.replaceChildren(h('h1', {}, 'Not found'), h('p', {}, 'No page at ', h('code', {}, raw), '. ', h('a', { href: '#/' }, 'Experiments')));
+  settle(main, path, gen);
 }
 
 window.addEventListener('hashchange', render);

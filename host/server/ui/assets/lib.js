@@ -95,7 +95,7 @@ export const runName = (run) => run.info.run_name || tagOf(run, 'mlflow.runName'
 
 /** MLflow's search syntax quotes keys with odd characters in backticks. */
 export const quoteKey = (key) => (/^[A-Za-z_][A-Za-z0-9_.]*$/.test(key) ? key : `\`${key}\``);
-export const sqlString = (s) => `'${String(s).replace(/'/g, "\\'")}'`;
+export const sqlString = (s) => `'${String(s).replace(/'/g, "''")}'`;
 
 /** All points of a metric, following page tokens. */
 export async function metricHistory(runId, key) {

@@ -139,7 +139,7 @@ export async function versionPage(root, [name, version], _query, gen) {
 /** The signature's inputs and outputs (JSON in single-quoted YAML strings) as tables. */
 function signatureTables(block) {
   const parts = [];
-  for (const m of block.matchAll(/^\s+(inputs|outputs|params): '(.*)'$/gm)) {
+  for (const m of unfoldQuoted(block).matchAll(/^\s+(inputs|outputs|params): '(.*)'$/gm)) {
     let specs;
     try { specs = JSON.parse(m[2].replaceAll("''", "'")); } catch { specs = null; }
     if (!Array.isArray(specs)) continue;
@@ -150,6 +150,29 @@ function signatureTables(block) {
     ), { caption: `Signature ${m[1]}` }));
   }
   return h('div', {}, parts, h('details', {}, h('summary', {}, 'As written in MLmodel'), h('pre', {}, block)));
+}
+
+/**
+ * Joins the continuation lines of single-quoted YAML scalars: PyYAML wraps long ones at ~80
+ * columns, and a folded line break (with the next line's indentation) reads as one space. A scalar
+ * is still open while its quotes are odd in number (a doubled '' inside it counts two).
+ */
+function unfoldQuoted(block) {
+  const out = [];
+  let open = false;
+  for (const line of block.split('\n')) {
+    if (open) {
+      const text = line.trim();
+      const prev = out[out.length - 1];
+      out[out.length - 1] = text === '' ? `${prev}\n` : prev.endsWith('\n') ? prev + text : `${prev.replace(/[ \t]+$/, '')} ${text}`;
+      open = (text.match(/'/g) || []).length % 2 === 0;
+      continue;
+    }
+    out.push(line);
+    const m = /^\s*[^\s'"][^:]*:\s+'(.*)$/.exec(line);
+    open = !!m && (m[1].match(/'/g) || []).length % 2 === 0;
+  }
+  return out.join('\n');
 }
 
 function describe(details) {

@@ -43,14 +43,24 @@ export async function runPage(root, [runId], query, gen) {
   await Promise.all(metrics.slice(0, 50).map(async (m) => histories.set(m.key, await metricHistory(runId, m.key))));
   if (!current(gen)) return;
   const metricRows = metrics.map((m) => {
-    const hist = histories.get(m.key) || [];
-    const values = hist.map((p) => Number(p.value)).filter(Number.isFinite);
+    // Only the first 50 metrics have their history fetched: the others show no min, max or count.
+    const hist = histories.get(m.key);
+    // A loop, not Math.min(...values): spreading a long history overflows the argument list.
+    let min = Infinity;
+    let max = -Infinity;
+    for (const p of hist || []) {
+      const v = Number(p.value);
+      if (!Number.isFinite(v)) continue;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const any = min <= max;
     return h('tr', { 'data-metric': m.key },
       h('th', { scope: 'row' }, m.key),
       h('td', { class: 'num' }, fmtNum(m.value)),
-      h('td', { class: 'num' }, values.length ? fmtNum(Math.min(...values)) : ''),
-      h('td', { class: 'num' }, values.length ? fmtNum(Math.max(...values)) : ''),
-      h('td', { class: 'num' }, hist.length));
+      h('td', { class: 'num' }, any ? fmtNum(min) : ''),
+      h('td', { class: 'num' }, any ? fmtNum(max) : ''),
+      h('td', { class: 'num' }, hist ? hist.length : ''));
   });
   root.append(h('div', { class: 'grid2' },
     h('section', {}, h('h2', {}, `Parameters (${params.length})`),
@@ -118,7 +128,9 @@ function charts(keys, histories, query) {
   const draw = () => {
     const xMode = xSelect.value;
     const selected = [...chosen];
-    const t0 = Math.min(...selected.flatMap((k) => histories.get(k).map((p) => Number(p.timestamp))));
+    // A loop, not Math.min(...): a spread of every timestamp overflows past ~10^5 points.
+    let t0 = Infinity;
+    for (const k of selected) for (const p of histories.get(k)) t0 = Math.min(t0, Number(p.timestamp));
     const series = selected.map((k) => {
       // The chart shows the last value logged at each x, as MLflow does for repeated steps.
       const byX = new Map();
@@ -196,7 +208,22 @@ async function artifacts(lister, artifactUri, previewId) {
   return h('div', { class: 'artifacts' }, h('nav', { class: 'tree', 'aria-label': `Files of ${previewId}` }, top), preview);
 }
 
+/** Each preview's pending request and image object URL, so a click supersedes the earlier ones. */
+const previewRequests = new WeakMap();
+const previewObjectUrls = new WeakMap();
+
 async function show(artifactUri, file, preview) {
+  // A slow answer for an earlier click must not overwrite this one: only the latest request renders.
+  const request = {};
+  previewRequests.set(preview, request);
+  preview.dataset.file = file.path;
+  const latest = () => previewRequests.get(preview) === request;
+  // The previous image's blob is about to leave the page: release it.
+  const oldUrl = previewObjectUrls.get(preview);
+  if (oldUrl) {
+    URL.revokeObjectURL(oldUrl);
+    previewObjectUrls.delete(preview);
+  }
   const url = artifactUrl(artifactUri, file.path);
   const head = h('p', {}, h('strong', {}, file.path), ' ', url ? h('a', { href: url, download: file.path.split('/').pop() }, 'Download') : null);
   if (!url) {
@@ -215,9 +242,13 @@ async function show(artifactUri, file, preview) {
     let body;
     if (IMAGE[ext]) {
       const blob = new Blob([await res.arrayBuffer()], { type: IMAGE[ext] });
-      body = h('img', { src: URL.createObjectURL(blob), alt: file.path });
+      if (!latest()) return;
+      const src = URL.createObjectURL(blob);
+      previewObjectUrls.set(preview, src);
+      body = h('img', { src, alt: file.path });
     } else {
       const text = await res.text();
+      if (!latest()) return;
       if (ext === 'json') {
         try { body = h('pre', {}, JSON.stringify(JSON.parse(text), null, 2)); } catch { body = h('pre', {}, text); }
       } else if (ext === 'csv' || ext === 'tsv') {
@@ -228,9 +259,9 @@ async function show(artifactUri, file, preview) {
         body = h('p', { class: 'muted' }, 'Binary file.');
       }
     }
-    preview.replaceChildren(head, body);
+    if (latest()) preview.replaceChildren(head, body);
   } catch (e) {
-    preview.replaceChildren(head, errorBox(e));
+    if (latest()) preview.replaceChildren(head, errorBox(e));
   }
 }
 
