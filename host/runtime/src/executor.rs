@@ -368,6 +368,13 @@ impl JobContext {
             );
         }
         let base = artifact_path.unwrap_or("").trim_matches('/');
+        if !base.is_empty()
+            && !Path::new(base)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            bail!("invalid artifact path '{base}': it must be a relative path of plain names");
+        }
         let join = |rel: &str| {
             if base.is_empty() {
                 rel.to_string()
@@ -581,11 +588,8 @@ impl process::HostChild for ExecutorState {
     }
 
     fn drop(&mut self, child: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        let mut child = self.table.delete(child)?;
-        if child.status.is_none() {
-            child.kill();
-            child.wait();
-        }
+        // Dropping it stops the process group (see `Drop for ChildProcess`).
+        self.table.delete(child)?;
         Ok(())
     }
 }
@@ -687,7 +691,21 @@ impl ChildProcess {
     }
 
     fn kill(&mut self) {
-        signal_group(self.group, rustix::process::Signal::KILL);
+        // Once reaped, the group id may already belong to another process group.
+        if self.status.is_none() {
+            signal_group(self.group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// However the executor ends (returned, trapped, or never dropped its handle), its processes
+/// do not outlive the run.
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.kill();
+            self.wait();
+        }
     }
 }
 

@@ -197,6 +197,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.run_name {
         create["run_name"] = json!(name);
     }
+    // What can fail without the run is done before it exists, so that no run is left RUNNING.
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_dir).with_context(|| {
+        format!(
+            "cannot create the cache directory '{}'",
+            cache_dir.display()
+        )
+    })?;
+    let cache_dir = cache_dir.canonicalize()?;
+    let output = tempfile::tempdir().context("cannot create an output directory")?;
+    let cancel = Cancel::default();
+    watch_ctrl_c(cancel.clone());
     let created = remote.call(hyper::Method::POST, "runs/create", Some(create))?;
     let info = &created["run"]["info"];
     let run_id = info["run_id"]
@@ -244,16 +256,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         entry.name, source.name, executor.info.name, resolved.command
     );
 
-    let cancel = Cancel::default();
-    watch_ctrl_c(cancel.clone());
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    std::fs::create_dir_all(&cache_dir).with_context(|| {
-        format!(
-            "cannot create the cache directory '{}'",
-            cache_dir.display()
-        )
-    })?;
-    let output = tempfile::tempdir().context("cannot create an output directory")?;
     let job = Job {
         run_id: run_id.clone(),
         experiment_id: experiment_id.clone(),
@@ -264,7 +266,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         parameters: resolved.parameters.clone(),
         environment: environment.to_string(),
         environment_spec,
-        cache_dir: cache_dir.canonicalize()?.display().to_string(),
+        cache_dir: cache_dir.display().to_string(),
         config: args.backend_config.clone(),
     };
     let result = host.run(
@@ -406,12 +408,14 @@ fn fetch(uri: &str, version: Option<&str>) -> anyhow::Result<Source> {
     };
     let local = Path::new(base);
     let is_git = base.contains("://") || base.starts_with("git@") || base.ends_with(".git");
-    let (root, clone, repo_url) = if local.is_dir() && !base.contains("://") {
-        if version.is_some() && !local.join(".git").exists() {
-            bail!("--version needs a git repository, and '{base}' is a plain directory");
-        }
+    let local_dir = local.is_dir() && !base.contains("://");
+    if local_dir && version.is_some() && !local.join(".git").exists() {
+        bail!("--version needs a git repository, and '{base}' is a plain directory");
+    }
+    // A version of a local repository is checked out in a clone, never in the user's own tree.
+    let (root, clone, repo_url) = if local_dir && version.is_none() {
         (local.canonicalize()?, None, None)
-    } else if is_git {
+    } else if is_git || local_dir {
         let tmp = tempfile::tempdir().context("cannot create a directory to clone into")?;
         let status = Process::new("git")
             .args(["clone", "--quiet", base])
@@ -452,18 +456,6 @@ fn fetch(uri: &str, version: Option<&str>) -> anyhow::Result<Source> {
         }
         None => root.clone(),
     };
-    if let Some(version) = version
-        && clone.is_none()
-    {
-        let status = Process::new("git")
-            .arg("-C")
-            .arg(&root)
-            .args(["checkout", "--quiet", version])
-            .status()?;
-        if !status.success() {
-            bail!("cannot check out version '{version}' of '{base}'");
-        }
-    }
     let commit = Process::new("git")
         .arg("-C")
         .arg(&dir)
@@ -651,10 +643,12 @@ impl Tracking for RunTracking {
     }
 
     fn log_artifact_file(&self, file: &Path, artifact_path: &str) -> anyhow::Result<()> {
-        if let Some(rest) = self.artifact_uri.strip_prefix("mlflow-artifacts:") {
+        // The path comes from a plugin: it may name a place inside the run's artifacts only.
+        wasmflow_artifacts::sanitize_relative_path(artifact_path)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        if let Some(base) = crate::artifacts::proxied_path_of(&self.artifact_uri) {
             let bytes =
                 std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
-            let base = rest.trim_start_matches('/').trim_end_matches('/');
             let path: Vec<String> = base
                 .split('/')
                 .chain(artifact_path.split('/'))
