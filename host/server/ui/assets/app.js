@@ -72,5 +72,11 @@ async function render() {
   settle(main, path, gen);
 }
 
+// The skip link must not route: the fragment is the page's address, `#main` is no page.
+document.querySelector('a.skip')?.addEventListener('click', (event) => {
+  event.preventDefault();
+  document.getElementById('main').focus();
+});
+
 window.addEventListener('hashchange', render);
 render();
