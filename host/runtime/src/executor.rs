@@ -77,9 +77,8 @@ impl Cancel {
         for group in &groups {
             signal_group(*group, rustix::process::Signal::TERM);
         }
-        if groups.is_empty() {
-            return;
-        }
+        // Always, even with no group yet: one registered from now on gets only SIGTERM from
+        // `register`, and must not be able to ignore it.
         let this = self.clone();
         std::thread::spawn(move || {
             std::thread::sleep(KILL_GRACE);

@@ -81,14 +81,14 @@ pub struct PluginArgs {
 }
 
 impl PluginArgs {
-    /// The runtime and the plugins installed in the directory.
-    pub fn open(&self) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
+    /// The runtime with these limits and compile cache.
+    pub fn runtime(&self) -> anyhow::Result<Arc<wasmflow_runtime::Runtime>> {
         anyhow::ensure!(
             self.plugin_timeout > 0.0 && self.plugin_timeout.is_finite(),
             "invalid --plugin-timeout '{}'",
             self.plugin_timeout
         );
-        let runtime = wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
+        wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
             cache_dir: Some(
                 self.plugin_cache_dir
                     .clone()
@@ -96,9 +96,13 @@ impl PluginArgs {
             ),
             memory_limit: self.plugin_memory_mib << 20,
             call_timeout: std::time::Duration::from_secs_f64(self.plugin_timeout),
-        })?;
+        })
+    }
+
+    /// The runtime and the plugins installed in the directory.
+    pub fn open(&self) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
         Ok(Arc::new(wasmflow_runtime::PluginManager::open(
-            runtime,
+            self.runtime()?,
             &self.plugins_dir,
         )?))
     }

@@ -18,9 +18,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wasmflow_core::mlproject::{Project, ProjectEnv};
-use wasmflow_runtime::{
-    Cancel, CompiledExecutor, ExecutorHost, Grants, Job, JobSetup, Runtime, RuntimeConfig, Tracking,
-};
+use wasmflow_runtime::{Cancel, CompiledExecutor, ExecutorHost, Grants, Job, JobSetup, Tracking};
 use wasmflow_store::StoreConfig;
 
 use super::remote::Remote;
@@ -115,17 +113,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(
-            args.plugins
-                .plugin_cache_dir
-                .clone()
-                .unwrap_or_else(|| args.plugins.plugins_dir.join(".compiled")),
-        ),
-        memory_limit: args.plugins.plugin_memory_mib << 20,
-        call_timeout: std::time::Duration::from_secs_f64(args.plugins.plugin_timeout.max(1.0)),
-    })?;
-    let host = ExecutorHost::new(runtime)?;
+    let host = ExecutorHost::new(args.plugins.runtime()?)?;
     let builtin = host.builtin()?;
     let executor = choose_executor(
         &host,
@@ -181,9 +169,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         tags.push(("mlflow.source.git.repoURL", repo.clone()));
         tags.push(("mlflow.gitRepoURL", repo.clone()));
     }
-    if let Some(name) = &args.run_name {
-        tags.push(("mlflow.runName", name.clone()));
-    }
     let tags: Vec<Value> = tags
         .into_iter()
         .map(|(k, v)| json!({"key": k, "value": v}))
@@ -215,7 +200,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .as_str()
         .context("runs/create gave no run_id")?
         .to_string();
-    let run_name = info["run_name"].as_str().unwrap_or_default().to_string();
     let tracking = Arc::new(RunTracking {
         remote: remote.clone(),
         run_id: run_id.clone(),
@@ -232,9 +216,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     };
     let setup = (|| {
-        if args.run_name.is_none() && !run_name.is_empty() {
-            tracking.set_tag("mlflow.runName", &run_name)?;
-        }
         let params: Vec<Value> = resolved
             .parameters
             .iter()
