@@ -66,12 +66,14 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// wasmflow's own registry endpoints, for the UI and for serving.
+/// wasmflow's own endpoints for the UI and for serving: registry events, model URI resolution
+/// and run counts.
 pub fn wasmflow_router() -> Router<AppState> {
     let api = || {
         Router::new()
             .route("/registry/events", get(events))
             .route("/models/resolve", get(resolve))
+            .route("/experiments/run-counts", get(crate::tracking::run_counts))
     };
     Router::new()
         .nest("/api/2.0/wasmflow", api())

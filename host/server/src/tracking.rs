@@ -56,6 +56,31 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[derive(Deserialize)]
+pub(crate) struct RunCounts {
+    #[serde(default)]
+    experiment_ids: StringList,
+}
+
+/// Active runs per experiment, for the UI's experiments page: MLflow's REST API has no count,
+/// and paging through `runs/search` would read every run of a 100,000-run experiment.
+pub(crate) async fn run_counts(
+    State(state): State<AppState>,
+    Message(req): Message<RunCounts>,
+) -> ApiResult<Json<Value>> {
+    let ids = req.experiment_ids.into_vec();
+    if ids.len() > 1000 {
+        return Err(ApiError::invalid(format!(
+            "at most 1000 experiment_ids per request, not {}",
+            ids.len()
+        )));
+    }
+    let counts = state.store(move |s| s.count_active_runs(&ids)).await?;
+    let counts: serde_json::Map<String, Value> =
+        counts.into_iter().map(|(id, n)| (id, json!(n))).collect();
+    Ok(Json(json!({ "run_counts": counts })))
+}
+
 /// A repeated field that a query string carries as one value when it has one item.
 #[derive(Deserialize, Default)]
 #[serde(untagged)]

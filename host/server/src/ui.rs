@@ -1,5 +1,6 @@
-//! The web UI: static files compiled into the binary (`host/server/ui/assets`), served at `/`,
-//! plus the one query the UI needs that MLflow's REST API has no answer for (run counts).
+//! The web UI: static files compiled into the binary (`host/server/ui/assets`), served at `/`.
+//! The one query it needs that MLflow's REST API cannot answer, run counts, is
+//! `tracking::run_counts`.
 //!
 //! The UI routes with the URL's fragment (`/#/experiments/1`), so the server only ever serves
 //! `index.html` at `/` and files under `/ui/`; every other unknown path stays an API 404.
@@ -8,15 +9,13 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use include_dir::{Dir, include_dir};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 static ASSETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/ui/assets");
@@ -25,11 +24,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/ui/{*path}", get(asset))
-        .route("/api/2.0/wasmflow/experiments/run-counts", get(run_counts))
-        .route(
-            "/ajax-api/2.0/wasmflow/experiments/run-counts",
-            get(run_counts),
-        )
 }
 
 /// An embedded file with its content type and strong ETag (a digest of its bytes).
@@ -135,28 +129,6 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-/// The experiments page shows how many runs each experiment has; MLflow's REST API has no
-/// count, and paging through `runs/search` would read every run of a 100,000-run experiment.
-async fn run_counts(
-    State(state): State<AppState>,
-    uri: axum::http::Uri,
-) -> ApiResult<axum::Json<Value>> {
-    let ids: Vec<String> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == "experiment_ids")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    if ids.len() > 1000 {
-        return Err(ApiError::invalid(format!(
-            "at most 1000 experiment_ids per request, not {}",
-            ids.len()
-        )));
-    }
-    let counts = state.store(move |s| s.count_active_runs(&ids)).await?;
-    let counts: serde_json::Map<String, Value> =
-        counts.into_iter().map(|(id, n)| (id, json!(n))).collect();
-    Ok(axum::Json(json!({ "run_counts": counts })))
 }
 
 #[cfg(test)]
