@@ -156,7 +156,13 @@ def test_models_serve_and_predict_a_lightgbm_model_like_the_booster(serve, wasmf
     want = booster.predict(probe)
 
     s = serve(f"models:/{name}/Production", "--workers", "2", "--timeout", "10")
-    for kind, (body, content_type) in _frame_payloads(probe).items():
+    payloads = {
+        **_frame_payloads(probe),
+        # The tensor forms, which a column signature takes as records or as named columns.
+        "instances": ({"instances": probe.to_dict(orient="records")}, "application/json"),
+        "inputs": ({"inputs": probe.to_dict(orient="list")}, "application/json"),
+    }
+    for kind, (body, content_type) in payloads.items():
         r = s.invoke(body, content_type)
         assert r.status_code == 200, (kind, r.text)
         np.testing.assert_allclose(r.json()["predictions"], want, atol=1e-6, err_msg=kind)
