@@ -1,11 +1,11 @@
 //! The `flavor-plugin` exports: load a skops model from `/model`, predict on tables and tensors.
 
-use serde::Deserialize;
 use wasmflow_plugin_sdk::{Data, Error, ErrorKind, Guest, GuestModel, PluginInfo, Tensor, Values};
 
 use crate::data::{self, Column};
-use crate::estimator::{Estimator, Method, build};
+use crate::estimator::{Estimator, Method};
 use crate::input;
+use crate::load::{LoadPlan, load_estimator};
 
 struct Plugin;
 
@@ -20,32 +20,6 @@ impl Guest for Plugin {
             description: "scikit-learn estimators and pipelines saved with skops (mlflow's default), read as data".into(),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct LoadConfig {
-    #[serde(default)]
-    section: Option<FlavorSection>,
-    /// MLmodel's `python_function` section, when the host passes it.
-    #[serde(default)]
-    python_function: Option<PyfuncSection>,
-}
-
-/// The `sklearn` section of MLmodel, as `mlflow.sklearn.save_model` writes it.
-#[derive(Deserialize, Default)]
-struct FlavorSection {
-    #[serde(default)]
-    pickled_model: Option<String>,
-    #[serde(default)]
-    serialization_format: Option<String>,
-    #[serde(default)]
-    sklearn_version: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct PyfuncSection {
-    #[serde(default)]
-    predict_fn: Option<String>,
 }
 
 pub struct SklearnModel {
@@ -68,46 +42,21 @@ fn convert(e: data::Error) -> Error {
 
 impl GuestModel for SklearnModel {
     fn load(config: String) -> Result<wasmflow_plugin_sdk::Model, Error> {
-        let config: LoadConfig = serde_json::from_str(&config)
-            .map_err(|e| Error::invalid_model(format!("bad load config: {e}")))?;
-        let section = config.section.unwrap_or_default();
-        // MLflow reads a section without `serialization_format` as a pickle.
-        let format = section.serialization_format.as_deref().unwrap_or("pickle");
-        let file = section.pickled_model.clone().unwrap_or_else(|| {
-            if format == "skops" {
-                "model.skops".into()
-            } else {
-                "model.pkl".into()
-            }
-        });
-        if format != "skops" {
-            return Err(Error::unsupported(format!(
-                "this scikit-learn model is saved as a {format} file ('{file}'); pickles are not \
-                 loaded because loading one runs arbitrary code. re-log the model with \
-                 mlflow.sklearn.log_model(model, ..., serialization_format=\"skops\"), or convert \
-                 it to onnx (skl2onnx) and log it with mlflow.onnx.log_model"
-            )));
-        }
-        let predict_fn = match config.python_function.and_then(|p| p.predict_fn) {
-            Some(p) => Some(p),
-            None => std::fs::read_to_string("/model/MLmodel")
-                .ok()
-                .and_then(|t| input::predict_fn_from_mlmodel(&t)),
-        };
-        let method = Method::parse(predict_fn.as_deref().unwrap_or("predict")).map_err(convert)?;
-        let bytes = wasmflow_plugin_sdk::read_model_file(&file)?;
-        let skops = wasmflow_skops::read(&bytes)
-            .map_err(|e| convert(data::Error::from(e).context(format!("cannot read '{file}'"))))?;
-        let estimator = build(&skops.root).map_err(convert)?;
+        let mlmodel = std::fs::read_to_string("/model/MLmodel").ok();
+        let plan = LoadPlan::from_config(&config, mlmodel.as_deref()).map_err(convert)?;
+        let file = &plan.file;
+        let bytes = wasmflow_plugin_sdk::read_model_file(file)?;
+        let (estimator, skops_version) = load_estimator(&bytes, file).map_err(convert)?;
         wasmflow_plugin_sdk::info(&format!(
-            "loaded {} from '{file}' (scikit-learn {}, skops {}), predict_fn {predict_fn:?}",
+            "loaded {} from '{file}' (scikit-learn {}, skops {}), {:?}",
             estimator.name(),
-            section.sklearn_version.as_deref().unwrap_or("?"),
-            skops.skops_version.as_deref().unwrap_or("?"),
+            plan.sklearn_version.as_deref().unwrap_or("?"),
+            skops_version.as_deref().unwrap_or("?"),
+            plan.method,
         ));
         Ok(wasmflow_plugin_sdk::Model::new(SklearnModel {
             estimator,
-            method,
+            method: plan.method,
         }))
     }
 

@@ -18,6 +18,7 @@ pub mod data;
 pub mod estimator;
 pub mod input;
 pub mod linear;
+pub mod load;
 pub mod neighbors;
 pub mod preprocessing;
 pub mod tree;
