@@ -345,3 +345,91 @@ fn unknown_loaders_and_bad_nodes() {
         Value::Opaque
     ));
 }
+
+fn sparse_file(shape: &[i64; 2], data: &[f64], indices: &[i32], indptr: &[i32]) -> Vec<u8> {
+    let bytes = |v: Vec<u8>| v;
+    let npz = zip_of(
+        &[
+            (
+                "indices.npy",
+                &npy(
+                    "'<i4'",
+                    &format!("({},)", indices.len()),
+                    &bytes(indices.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            (
+                "indptr.npy",
+                &npy(
+                    "'<i4'",
+                    &format!("({},)", indptr.len()),
+                    &bytes(indptr.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            ("format.npy", &npy("'|S3'", "()", b"csr")),
+            (
+                "shape.npy",
+                &npy(
+                    "'<i8'",
+                    "(2,)",
+                    &bytes(shape.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            (
+                "data.npy",
+                &npy(
+                    "'<f8'",
+                    &format!("({},)", data.len()),
+                    &bytes(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+        ],
+        true,
+    );
+    let node = r#"{"__class__": "csr_matrix", "__module__": "scipy.sparse._csr", "__loader__": "SparseMatrixNode", "type": "scipy", "file": "1.npz", "__id__": 1}"#;
+    let schema = with_protocol(&object("X", "sklearn.x", &[("m", node.to_string())], 10));
+    zip_of(
+        &[("schema.json", schema.as_bytes()), ("1.npz", &npz)],
+        false,
+    )
+}
+
+#[test]
+fn sparse_matrices() {
+    // [[1, 0, 2], [0, 0, 3]]
+    let f = read(&sparse_file(
+        &[2, 3],
+        &[1.0, 2.0, 3.0],
+        &[0, 2, 2],
+        &[0, 2, 3],
+    ))
+    .unwrap();
+    let m = f.root.attr("m").unwrap();
+    assert_eq!(m.shape().unwrap(), vec![2, 3]);
+    assert_eq!(m.to_f64_vec().unwrap(), vec![1.0, 0.0, 2.0, 0.0, 0.0, 3.0]);
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 5, 2], &[0, 2, 3]),
+        "column index out of range",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 3, 2]),
+        "decreasing indptr",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 2, 9]),
+        "indptr past the data",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 2]),
+        "short indptr",
+    );
+    assert_invalid(
+        &sparse_file(&[-2, 3], &[1.0], &[0], &[0, 1]),
+        "negative shape",
+    );
+    // A huge declared shape reads (it is sparse) but refuses to densify.
+    let f = read(&sparse_file(&[1, 1 << 40], &[1.0], &[0], &[0, 1])).unwrap();
+    let m = f.root.attr("m").unwrap();
+    assert_eq!(m.shape().unwrap(), vec![1, 1 << 40]);
+    assert!(m.to_f64_vec().is_err());
+}
