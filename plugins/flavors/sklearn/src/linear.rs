@@ -80,6 +80,7 @@ impl Linear {
     fn scores(&self, x: &Matrix, name: &str) -> Result<Vec<f64>, Error> {
         x.expect_features(self.p, name)?;
         let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, name)?;
         let mut out = vec![0.0; x.rows * self.k];
         for r in 0..x.rows {
             for j in 0..self.k {

@@ -234,13 +234,9 @@ impl Neighbors {
     /// For each row, its k nearest training points (index) with their weights, nearest first.
     fn neighbors(&self, x: &Matrix) -> Result<Vec<Vec<(usize, f64)>>, Error> {
         x.expect_features(self.p, &self.name)?;
+        let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.name)?;
         let data = x.dense()?;
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(Error::invalid_input(format!(
-                "input x contains nan or infinity; {} does not accept missing values",
-                self.name
-            )));
-        }
         let mut out = Vec::with_capacity(x.rows);
         for r in 0..x.rows {
             let q = &data[r * self.p..(r + 1) * self.p];

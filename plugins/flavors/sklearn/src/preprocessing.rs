@@ -835,6 +835,7 @@ impl Estimator for Pca {
     fn transform(&self, x: &Matrix) -> Result<Matrix, Error> {
         x.expect_features(self.p, &self.base.name)?;
         let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.base.name)?;
         let mut out = vec![vec![0.0; x.rows]; self.k];
         for (j, o) in out.iter_mut().enumerate() {
             let w = &self.components[j * self.p..(j + 1) * self.p];
