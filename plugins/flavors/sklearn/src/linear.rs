@@ -181,7 +181,7 @@ pub fn build_classifier(node: &Node) -> Result<Box<dyn Estimator>, Error> {
         (proba, loss)
     };
     let expected_k = if classes.len() == 2 { 1 } else { classes.len() };
-    if linear.k != expected_k {
+    if classes.len() < 2 || linear.k != expected_k {
         return Err(Error::invalid_model(format!(
             "{name}: coef_ has {} rows for {} classes",
             linear.k,

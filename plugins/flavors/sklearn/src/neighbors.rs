@@ -422,6 +422,12 @@ pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
             )));
         }
         let classes = util::labels(node.attr("classes_")?)?;
+        if classes.is_empty() {
+            return Err(Error::invalid_model(format!(
+                "{}: classes_ is empty",
+                nn.name
+            )));
+        }
         let y = y_node
             .to_i64_vec()?
             .into_iter()
