@@ -433,3 +433,49 @@ fn sparse_matrices() {
     assert_eq!(m.shape().unwrap(), vec![1, 1 << 40]);
     assert!(m.to_f64_vec().is_err());
 }
+
+#[test]
+fn random_damage_to_schema_and_arrays() {
+    let coef: Vec<u8> = [1.0f64, 2.0, 3.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let schema = with_protocol(&object(
+        "LinearRegression",
+        "sklearn.linear_model._base",
+        &[
+            ("coef_", array_node("1.npy", 1)),
+            ("intercept_", json_node("[0.5, NaN]", 2)),
+            ("n_features_in_", json_node("3", 3)),
+        ],
+        10,
+    ));
+    let array = npy("'<f8'", "(3,)", &coef);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut err) = (0, 0);
+    for _ in 0..3000 {
+        let mut s = schema.clone().into_bytes();
+        let mut a = array.clone();
+        for _ in 0..(1 + next() % 4) {
+            if next() % 2 == 0 {
+                let i = (next() as usize) % s.len();
+                s[i] = (next() % 256) as u8;
+            } else {
+                let i = (next() as usize) % a.len();
+                a[i] = (next() % 256) as u8;
+            }
+        }
+        match read(&zip_of(&[("schema.json", &s), ("1.npy", &a)], false)) {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    eprintln!("damaged files: {ok} read, {err} refused");
+    assert!(err > 0);
+}

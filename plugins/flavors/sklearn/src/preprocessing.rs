@@ -458,6 +458,15 @@ impl Encoder {
                     .collect::<Result<_, _>>()?,
                 None => categories.iter().map(|c| c.cats.len()).collect(),
             };
+            if let Some(f) =
+                (0..n_outs.len().min(p)).find(|&f| n_outs[f] > categories[f].cats.len())
+            {
+                return Err(Error::invalid_model(format!(
+                    "{name}: feature {f} has {} outputs for {} categories",
+                    n_outs[f],
+                    categories[f].cats.len()
+                )));
+            }
             if n_outs.len() != p {
                 return Err(Error::invalid_model(format!(
                     "{name}: _n_features_outs has the wrong length"
