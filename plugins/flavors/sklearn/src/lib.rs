@@ -10,7 +10,7 @@
 //! - [`linear`]: linear regressors and classifiers (LinearRegression ... LogisticRegression,
 //!   SGD*, LinearSVC/SVR, RidgeClassifier, GLMs).
 //! - [`neighbors`]: KNeighbors* (brute, KD-tree and ball-tree searches as sklearn's).
-//! - [`naive_bayes`]: GaussianNB.
+//! - [`naive_bayes`]: the GaussianNB classifier.
 //! - [`preprocessing`]: scalers, encoders, SimpleImputer, PCA/TruncatedSVD, Normalizer,
 //!   Binarizer, PolynomialFeatures.
 //! - [`compose`]: Pipeline, ColumnTransformer, 'passthrough'.
