@@ -11,6 +11,7 @@
 //!   SGD*, LinearSVC/SVR, RidgeClassifier, GLMs).
 //! - [`neighbors`]: KNeighbors* (brute, KD-tree and ball-tree searches as sklearn's).
 //! - [`naive_bayes`]: the GaussianNB classifier.
+//! - [`svm`]: kernel SVMs (SVC, NuSVC, SVR, NuSVR), as libsvm predicts.
 //! - [`preprocessing`]: scalers, encoders, SimpleImputer, PCA/TruncatedSVD, Normalizer,
 //!   Binarizer, PolynomialFeatures.
 //! - [`compose`]: Pipeline, ColumnTransformer, 'passthrough'.
@@ -30,6 +31,7 @@ pub mod load;
 pub mod naive_bayes;
 pub mod neighbors;
 pub mod preprocessing;
+pub mod svm;
 pub mod tree;
 pub mod util;
 pub mod wrappers;
