@@ -5,6 +5,9 @@
 //! turns them into sklearn's one-vs-rest shape, and `predict_proba` applies libsvm's Platt
 //! sigmoids and, for more than two classes, its pairwise coupling (Wu, Lin and Weng, 2004).
 
+// The pair loops follow libsvm's index arithmetic (pair p of classes i < j), clearer as indices.
+#![allow(clippy::needless_range_loop)]
+
 use wasmflow_skops::Node;
 
 use crate::data::{Error, Matrix, Output, Values};
