@@ -33,25 +33,92 @@ pub fn build_compose(node: &Node) -> Result<Box<dyn Estimator>, Error> {
         "Pipeline" => Ok(Box::new(Pipeline::read(node)?)),
         "ColumnTransformer" => Ok(Box::new(ColumnTransformer::read(node)?)),
         "FunctionTransformer" => {
-            if node.get_some("func").is_some() {
+            let func = match node.get_some("func") {
+                None => None,
+                Some(f) => Some(Ufunc::of(f, &node.qualname())?),
+            };
+            if node
+                .get_some("kw_args")
+                .is_some_and(|k| k.entries().is_none_or(|e| !e.is_empty()))
+            {
                 return Err(Error::unsupported(format!(
-                    "{} with a function is not supported (only the identity, as 'passthrough')",
+                    "{} with kw_args is not supported",
                     node.qualname()
                 )));
             }
             Ok(Box::new(Identity {
                 name: node.qualname(),
                 n_features: util::n_features_in(node)?,
+                func,
             }))
         }
         _ => Err(crate::estimator::unsupported_class(node)),
     }
 }
 
-/// 'passthrough', or a FunctionTransformer without a function.
+/// The numpy functions a FunctionTransformer may apply, element by element.
+#[derive(Clone, Copy, Debug)]
+pub enum Ufunc {
+    Log,
+    Log1p,
+    Log2,
+    Log10,
+    Exp,
+    Expm1,
+    Sqrt,
+    Abs,
+    Square,
+}
+
+impl Ufunc {
+    const SUPPORTED: &'static str =
+        "numpy.log, log1p, log2, log10, exp, expm1, sqrt, abs (absolute), square";
+
+    fn of(func: &Node, owner: &str) -> Result<Ufunc, Error> {
+        let unsupported = || {
+            Error::unsupported(format!(
+                "{owner} with the function {} is not supported; supported: {}",
+                func.qualname(),
+                Ufunc::SUPPORTED
+            ))
+        };
+        if !matches!(func.value, Value::Function) || func.module != "numpy" {
+            return Err(unsupported());
+        }
+        Ok(match func.class.as_str() {
+            "log" => Ufunc::Log,
+            "log1p" => Ufunc::Log1p,
+            "log2" => Ufunc::Log2,
+            "log10" => Ufunc::Log10,
+            "exp" => Ufunc::Exp,
+            "expm1" => Ufunc::Expm1,
+            "sqrt" => Ufunc::Sqrt,
+            "abs" | "absolute" => Ufunc::Abs,
+            "square" => Ufunc::Square,
+            _ => return Err(unsupported()),
+        })
+    }
+
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Ufunc::Log => v.ln(),
+            Ufunc::Log1p => v.ln_1p(),
+            Ufunc::Log2 => v.log2(),
+            Ufunc::Log10 => v.log10(),
+            Ufunc::Exp => v.exp(),
+            Ufunc::Expm1 => v.exp_m1(),
+            Ufunc::Sqrt => v.sqrt(),
+            Ufunc::Abs => v.abs(),
+            Ufunc::Square => v * v,
+        }
+    }
+}
+
+/// 'passthrough', or a FunctionTransformer: the identity, or a numpy function of each value.
 pub struct Identity {
     name: String,
     n_features: Option<usize>,
+    func: Option<Ufunc>,
 }
 
 impl Estimator for Identity {
@@ -62,7 +129,13 @@ impl Estimator for Identity {
         self.n_features
     }
     fn transform(&self, x: &Matrix) -> Result<Matrix, Error> {
-        Ok(x.clone())
+        let Some(f) = self.func else {
+            return Ok(x.clone());
+        };
+        let cols = (0..x.n_cols())
+            .map(|c| Ok(x.num(c)?.iter().map(|&v| f.apply(v)).collect()))
+            .collect::<Result<Vec<Vec<f64>>, Error>>()?;
+        Ok(Matrix::from_columns(x.rows, cols))
     }
 }
 
