@@ -179,6 +179,19 @@ impl Estimator for TreeEstimator {
         Ok(Output::matrix(x.rows, k, p))
     }
 
+    /// `np.log(predict_proba)`, as DecisionTree, forests and GradientBoosting compute it;
+    /// HistGradientBoostingClassifier has no `predict_log_proba`.
+    fn predict_log_proba(&self, x: &Matrix) -> Result<Output, Error> {
+        if matches!(self.model.head, Head::HgbClassifier { .. }) {
+            return Err(self.lacks("predict_log_proba"));
+        }
+        let mut p = self.predict_proba(x)?;
+        if let Values::F64(v) = &mut p.values {
+            v.iter_mut().for_each(|x| *x = x.ln());
+        }
+        Ok(p)
+    }
+
     fn decision_function(&self, x: &Matrix) -> Result<Output, Error> {
         if !self.model.has_decision_function() {
             return Err(self.lacks("decision_function"));
