@@ -65,7 +65,8 @@ pub enum Value {
         shape: Vec<usize>,
         items: Vec<Arc<Node>>,
     },
-    /// `DTypeNode`: a numpy dtype, saved as an empty array of that dtype.
+    /// `DTypeNode`: a numpy dtype, saved as an empty array of that dtype (an object dtype is
+    /// an empty array of [`crate::Kind::Object`]).
     DType(NdArray),
     /// `TypeNode`: a class (named by `module` and `class`).
     Type,
@@ -511,7 +512,20 @@ impl Builder<'_, '_> {
             },
             "DTypeNode" => {
                 let content = self.child(state, "content", loader, depth)?;
-                Value::DType(content.array()?.clone())
+                match &content.value {
+                    Value::Array(a) => Value::DType(a.clone()),
+                    // An object dtype: skops saved an empty object array, as JSON.
+                    Value::ObjectArray { .. } => Value::DType(NdArray {
+                        shape: vec![0],
+                        dtype: crate::npy::DType::Scalar(crate::npy::Scalar {
+                            kind: crate::npy::Kind::Object,
+                            size: 8,
+                            big_endian: false,
+                        }),
+                        data: Vec::new(),
+                    }),
+                    _ => return Err(Error::invalid("schema.json: a DTypeNode holds no array")),
+                }
             }
             "TypeNode" => Value::Type,
             "FunctionNode" => Value::Function,
