@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use wasmflow_flavor_sklearn::tree::TreeEstimator;
-use wasmflow_flavor_sklearn::{ErrorKind, Estimator, Matrix, Output, Values};
+use wasmflow_flavor_sklearn::{Column, ErrorKind, Estimator, Matrix, Output, Values};
 
 const TOLERANCE: f64 = 1e-9;
 
@@ -39,6 +39,8 @@ enum Expected {
 
 struct Fixture {
     class: String,
+    names: Option<Vec<String>>,
+    text: BTreeMap<usize, Vec<Option<String>>>,
     rows: usize,
     cols: usize,
     x: Vec<f64>,
@@ -59,6 +61,8 @@ fn parse(text: &str) -> Fixture {
     };
     let mut f = Fixture {
         class: String::new(),
+        names: None,
+        text: BTreeMap::new(),
         rows: 0,
         cols: 0,
         x: vec![],
@@ -72,6 +76,14 @@ fn parse(text: &str) -> Fixture {
         let mut used = 1;
         match w[0] {
             "class" => f.class = w[1].to_string(),
+            "names" => f.names = Some(w[1..].iter().map(|s| s.to_string()).collect()),
+            "text" => {
+                let values = (0..f.rows)
+                    .map(|_| Some(next()).filter(|v| *v != "\\N").map(str::to_string))
+                    .collect();
+                f.text.insert(w[1].parse().unwrap(), values);
+                used += f.rows;
+            }
             "x" => {
                 f.rows = w[1].parse().unwrap();
                 f.cols = w[2].parse().unwrap();
@@ -172,6 +184,16 @@ fn check_output(name: &str, method: &str, got: &Output, want: &Expected, rows: u
     }
 }
 
+/// The probe rows as the host hands them: numeric columns, text columns, names.
+fn matrix(f: &Fixture) -> Matrix {
+    let mut m = Matrix::from_rows(f.rows, f.cols, &f.x);
+    for (&c, values) in &f.text {
+        m.columns[c] = Column::Text(values.clone());
+    }
+    m.names = f.names.clone();
+    m
+}
+
 fn cases(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -203,7 +225,14 @@ fn every_estimator_matches_scikit_learn() {
             "{name}: class"
         );
         classes.insert(f.class.clone());
-        let x = Matrix::from_rows(f.rows, f.cols, &f.x);
+        let x = matrix(&f);
+        if let Some(names) = &f.names {
+            assert_eq!(
+                est.feature_names_in(),
+                Some(&names[..]),
+                "{name}: feature_names_in_"
+            );
+        }
         let mut report = String::new();
         for (method, want) in &f.outputs {
             let got = match method.as_str() {

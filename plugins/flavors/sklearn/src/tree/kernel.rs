@@ -39,6 +39,23 @@ pub struct Tree {
     leaf_values: Vec<f64>,
     dim: usize,
     column: usize,
+    /// HistGradientBoosting's categorical splits, when the tree has any (walked row by row).
+    categorical: Option<Box<Categorical>>,
+}
+
+/// A 256-bit set of category codes (`sklearn.utils._bitset`: 8 × u32).
+pub type Bitset = [u32; 8];
+
+fn in_bitset(set: &Bitset, code: u8) -> bool {
+    (set[usize::from(code / 32)] >> (code % 32)) & 1 == 1
+}
+
+/// The categorical splits of a tree: per node, an index into `splits` (`u32::MAX`: numeric).
+#[derive(Clone, Debug)]
+struct Categorical {
+    per_node: Vec<u32>,
+    /// (categories that go left, categories known for the split's feature)
+    splits: Vec<(Bitset, Bitset)>,
 }
 
 /// A tree's structure in the form both scikit-learn formats hold it: per node, its children
@@ -142,7 +159,32 @@ impl Tree {
             leaf_values,
             dim,
             column,
+            categorical: None,
         })
+    }
+
+    /// Makes node `i` a categorical split, as HistGradientBoosting's predictor reads one: a
+    /// code (the input is the preprocessor's ordinal code) goes left when in `left`, right
+    /// when in `known`, and down the missing side when NaN, negative or unknown.
+    pub fn set_categorical(&mut self, i: usize, left: Bitset, known: Bitset) -> Result<(), String> {
+        let n = self.nodes.len();
+        match self.nodes.get(i) {
+            Some(node) if node.left != node.right => {}
+            _ => {
+                return Err(format!(
+                    "categorical split at node {i}, which is not a split"
+                ));
+            }
+        }
+        let c = self.categorical.get_or_insert_with(|| {
+            Box::new(Categorical {
+                per_node: vec![u32::MAX; n],
+                splits: Vec::new(),
+            })
+        });
+        c.per_node[i] = c.splits.len() as u32;
+        c.splits.push((left, known));
+        Ok(())
     }
 
     pub fn dim(&self) -> usize {
@@ -194,6 +236,40 @@ impl Tree {
         }
     }
 
+    /// The leaf number that `row` reaches in a tree with categorical splits.
+    fn leaf_categorical<T: Copy + Into<f64>>(&self, row: &[T], c: &Categorical) -> usize {
+        let nodes = &self.nodes[..];
+        let mut i = 0usize;
+        loop {
+            let node = nodes[i];
+            if node.left == node.right {
+                return node.missing_left as usize;
+            }
+            let x: f64 = row[node.feature as usize].into();
+            let split = c.per_node[i];
+            i = if split == u32::MAX {
+                step(&node, x)
+            } else {
+                let (left, known) = &c.splits[split as usize];
+                let missing = node.missing_left != 0;
+                let go_left = if !(0.0..256.0).contains(&x) {
+                    missing
+                } else {
+                    // sklearn casts the code to uint8 (truncating)
+                    let code = x as u8;
+                    if in_bitset(left, code) {
+                        true
+                    } else if in_bitset(known, code) {
+                        false
+                    } else {
+                        missing
+                    }
+                };
+                if go_left { node.left } else { node.right }
+            } as usize;
+        }
+    }
+
     #[inline(always)]
     fn values(&self, leaf: usize) -> &[f64] {
         &self.leaf_values[leaf * self.dim..(leaf + 1) * self.dim]
@@ -202,7 +278,10 @@ impl Tree {
     /// The leaf values that `row` reaches.
     #[inline(always)]
     pub fn leaf_value<T: Copy + Into<f64>>(&self, row: &[T]) -> &[f64] {
-        self.values(self.leaf(row))
+        match &self.categorical {
+            Some(c) => self.values(self.leaf_categorical(row, c)),
+            None => self.values(self.leaf(row)),
+        }
     }
 }
 
@@ -230,6 +309,15 @@ pub fn accumulate<T: Copy + Into<f64>>(
         .zip(out.chunks_mut(BLOCK * out_dim))
     {
         for t in trees {
+            if t.categorical.is_some() {
+                for (row, o) in xb
+                    .chunks_exact(n_features)
+                    .zip(ob.chunks_exact_mut(out_dim))
+                {
+                    add(o, t, t.leaf_value(row));
+                }
+                continue;
+            }
             let mut rows = xb.chunks_exact(LANES * n_features);
             let mut outs = ob.chunks_exact_mut(LANES * out_dim);
             for (rn, on) in (&mut rows).zip(&mut outs) {

@@ -11,8 +11,10 @@
 //!   as scikit-learn refuses it.
 //! - `HistGradientBoosting*`: `_baseline_prediction` plus the `TreePredictor`s' leaves,
 //!   comparing float64 input with `num_threshold`; losses log_loss, squared_error,
-//!   absolute_error, quantile, gamma and poisson. Categorical features (a `_preprocessor`) are
-//!   refused.
+//!   absolute_error, quantile, gamma and poisson. Categorical features: the model's
+//!   `_preprocessor` (an OrdinalEncoder, built by [`crate::estimator::build`], on the
+//!   categorical columns, put first) and the trees' category bitsets (`raw_left_cat_bitsets`,
+//!   and the known categories from `_bin_mapper`); unknown categories go the missing side.
 //!
 //! [`kernel`] and [`model`] are plain Rust; this module reads them out of skops nodes.
 
@@ -32,6 +34,35 @@ pub struct TreeEstimator {
     model: TreeModel,
     classes: Option<Values>,
     feature_names: Option<Vec<String>>,
+    /// HistGradientBoosting's `_preprocessor` for categorical features.
+    preprocessor: Option<HgbPreprocessor>,
+}
+
+/// HistGradientBoosting's `_preprocessor`: a ColumnTransformer that ordinal-encodes the
+/// categorical columns (first) and passes the numeric ones through (after), as float64.
+struct HgbPreprocessor {
+    n_features_in: usize,
+    categorical: Vec<usize>,
+    numerical: Vec<usize>,
+    encoder: Box<dyn Estimator>,
+}
+
+impl HgbPreprocessor {
+    fn transform(&self, x: &Matrix, class: &str) -> Result<Matrix, Error> {
+        x.expect_features(self.n_features_in, class)?;
+        let codes = self.encoder.transform(&x.select(&self.categorical))?;
+        if codes.n_cols() != self.categorical.len() || codes.rows != x.rows {
+            return Err(Error::internal(format!(
+                "the ordinal encoder gave {} columns for {} categorical features",
+                codes.n_cols(),
+                self.categorical.len()
+            )));
+        }
+        Ok(Matrix::hstack(
+            x.rows,
+            vec![codes, x.select(&self.numerical)],
+        ))
+    }
 }
 
 /// Builds a DecisionTree*, ExtraTree*, RandomForest*, ExtraTrees*, GradientBoosting* or
@@ -44,6 +75,7 @@ impl TreeEstimator {
     pub fn from_node(node: &Node) -> Result<TreeEstimator, Error> {
         let class = node.class.clone();
         let name = node.qualname();
+        let mut preprocessor = None;
         let model = match class.as_str() {
             "DecisionTreeClassifier" | "ExtraTreeClassifier" => single_tree(node, true)?,
             "DecisionTreeRegressor" | "ExtraTreeRegressor" => single_tree(node, false)?,
@@ -51,8 +83,12 @@ impl TreeEstimator {
             "RandomForestRegressor" | "ExtraTreesRegressor" => forest(node, false)?,
             "GradientBoostingClassifier" => gradient_boosting(node, true)?,
             "GradientBoostingRegressor" => gradient_boosting(node, false)?,
-            "HistGradientBoostingClassifier" => hist_gradient_boosting(node, true)?,
-            "HistGradientBoostingRegressor" => hist_gradient_boosting(node, false)?,
+            "HistGradientBoostingClassifier" => {
+                hist_gradient_boosting(node, true, &mut preprocessor)?
+            }
+            "HistGradientBoostingRegressor" => {
+                hist_gradient_boosting(node, false, &mut preprocessor)?
+            }
             _ => {
                 return Err(Error::unsupported(format!(
                     "{name} is not a tree estimator this plugin implements; supported: \
@@ -85,9 +121,12 @@ impl TreeEstimator {
         } else {
             None
         };
+        let n_features_in = preprocessor
+            .as_ref()
+            .map_or(model.n_features, |p: &HgbPreprocessor| p.n_features_in);
         if let Some(n) = node.get_some("n_features_in_") {
             let n = n.i64()?;
-            if n != model.n_features as i64 {
+            if n != n_features_in as i64 {
                 return Err(Error::invalid_model(format!(
                     "{name}: n_features_in_ is {n} but its trees take {} features",
                     model.n_features
@@ -97,11 +136,11 @@ impl TreeEstimator {
         let feature_names = match node.get_some("feature_names_in_") {
             Some(f) => {
                 let f = f.to_strings()?;
-                if f.len() != model.n_features {
+                if f.len() != n_features_in {
                     return Err(Error::invalid_model(format!(
                         "{name}: feature_names_in_ has {} names for {} features",
                         f.len(),
-                        model.n_features
+                        n_features_in
                     )));
                 }
                 Some(f)
@@ -114,6 +153,7 @@ impl TreeEstimator {
             model,
             classes,
             feature_names,
+            preprocessor,
         })
     }
 
@@ -122,6 +162,9 @@ impl TreeEstimator {
     }
 
     fn input(&self, x: &Matrix) -> Result<Vec<f64>, Error> {
+        if let Some(p) = &self.preprocessor {
+            return p.transform(x, &self.class)?.dense();
+        }
         x.expect_features(self.model.n_features, &self.class)?;
         x.dense()
     }
@@ -137,7 +180,11 @@ impl Estimator for TreeEstimator {
     }
 
     fn n_features_in(&self) -> Option<usize> {
-        Some(self.model.n_features)
+        Some(
+            self.preprocessor
+                .as_ref()
+                .map_or(self.model.n_features, |p| p.n_features_in),
+        )
     }
 
     fn feature_names_in(&self) -> Option<&[String]> {
@@ -223,7 +270,7 @@ fn classes_of(node: &Node) -> Result<Values, Error> {
                 Kind::Float => Values::F64(a.to_f64()?),
                 Kind::Bool => Values::Bool(a.to_bool()?),
                 Kind::Unicode | Kind::Bytes => Values::Text(a.to_strings()?),
-                Kind::Void => {
+                Kind::Void | Kind::Object => {
                     return Err(Error::invalid_model("classes_ has an unusable dtype"));
                 }
             }),
@@ -612,20 +659,56 @@ fn dummy_regressor_constant(init: &Node, name: &str) -> Result<f64, Error> {
     }
 }
 
-fn hist_gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
+fn hist_gradient_boosting(
+    node: &Node,
+    classifier: bool,
+    preprocessor: &mut Option<HgbPreprocessor>,
+) -> Result<TreeModel, Error> {
     let name = node.qualname();
-    if node.get_some("_preprocessor").is_some()
-        || node
-            .get_some("is_categorical_")
-            .map(|c| c.to_f64_vec().map(|v| v.iter().any(|&b| b != 0.0)))
-            .transpose()?
-            .unwrap_or(false)
-    {
-        return Err(Error::unsupported(format!(
-            "{name} with categorical features (categorical_features / a pandas category \
-             column) is not supported; encode the categories (e.g. OrdinalEncoder in a \
-             Pipeline) and fit with categorical_features=None"
-        )));
+    // categorical features: the preprocessor's codes, and the codes each feature knows
+    let mut known: Vec<Option<kernel::Bitset>> = Vec::new();
+    if let Some(pre) = node.get_some("_preprocessor") {
+        let p = hgb_preprocessor(node, pre, &name)?;
+        let bins = node.attr("_bin_mapper")?.attr("bin_thresholds_")?.items()?;
+        if bins.len() != p.n_features_in {
+            return Err(invalid(
+                &name,
+                format!(
+                    "{} bin thresholds for {} features",
+                    bins.len(),
+                    p.n_features_in
+                ),
+            ));
+        }
+        // the ColumnTransformer puts the categorical features first
+        let remapped = node.attr("_is_categorical_remapped")?.to_f64_vec()?;
+        let k = p.categorical.len();
+        if remapped.len() != p.n_features_in
+            || remapped
+                .iter()
+                .enumerate()
+                .any(|(f, &c)| (c != 0.0) != (f < k))
+        {
+            return Err(invalid(
+                &name,
+                "_is_categorical_remapped does not put the categorical features first",
+            ));
+        }
+        for (f, b) in bins.iter().enumerate() {
+            known.push(if f < k {
+                let mut set = [0u32; 8];
+                for v in b.to_f64_vec()? {
+                    if (0.0..256.0).contains(&v) {
+                        let code = v as u8;
+                        set[usize::from(code / 32)] |= 1 << (code % 32);
+                    }
+                }
+                Some(set)
+            } else {
+                None
+            });
+        }
+        *preprocessor = Some(p);
     }
     let loss = node.attr("loss")?.str()?.to_string();
     let link = match (classifier, loss.as_str()) {
@@ -646,6 +729,12 @@ fn hist_gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Er
     let baseline = node.attr("_baseline_prediction")?.to_f64_vec()?;
     let k = baseline.len();
     let n_features = count(node.attr("n_features_in_")?.i64()?, "n_features_in_")?;
+    if !known.is_empty() && known.len() != n_features {
+        return Err(invalid(
+            &name,
+            "the preprocessor and the trees differ in features",
+        ));
+    }
     let mut trees = Vec::new();
     for iteration in node.attr("_predictors")?.items()? {
         let predictors = iteration.items()?;
@@ -665,11 +754,7 @@ fn hist_gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Er
                 .into_iter()
                 .map(|v| v != 0)
                 .collect();
-            if nodes.field_i64("is_categorical")?.iter().any(|&c| c != 0) {
-                return Err(Error::unsupported(format!(
-                    "{name} with categorical splits is not supported"
-                )));
-            }
+            let is_categorical = nodes.field_i64("is_categorical")?;
             let missing_left: Vec<u8> = nodes
                 .field_i64("missing_go_to_left")?
                 .into_iter()
@@ -684,10 +769,39 @@ fn hist_gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Er
                 is_leaf: &is_leaf,
             };
             let values = nodes.field_f64("value")?;
-            trees.push(
-                Tree::new(&raw, n_features, &values, 1, col, model::verbatim)
-                    .map_err(|e| invalid(&name, e))?,
-            );
+            let mut tree = Tree::new(&raw, n_features, &values, 1, col, model::verbatim)
+                .map_err(|e| invalid(&name, e))?;
+            if is_categorical.iter().any(|&c| c != 0) {
+                let bitsets = p.attr("raw_left_cat_bitsets")?.array()?;
+                if bitsets.shape.len() != 2 || bitsets.shape[1] != 8 {
+                    return Err(invalid(&name, "raw_left_cat_bitsets is not [n, 8]"));
+                }
+                let sets = bitsets.to_i64()?;
+                let idx = nodes.field_i64("bitset_idx")?;
+                for i in
+                    (0..is_categorical.len()).filter(|&i| is_categorical[i] != 0 && !is_leaf[i])
+                {
+                    let f = raw.feature[i] as usize;
+                    let b = usize::try_from(idx[i])
+                        .ok()
+                        .filter(|&b| b < bitsets.shape[0]);
+                    let (Some(b), Some(Some(known))) = (b, known.get(f)) else {
+                        return Err(invalid(
+                            &name,
+                            format!(
+                                "node {i} is a categorical split of feature {f}, which is not categorical"
+                            ),
+                        ));
+                    };
+                    let mut left = [0u32; 8];
+                    for (w, v) in left.iter_mut().zip(&sets[b * 8..b * 8 + 8]) {
+                        *w = *v as u32;
+                    }
+                    tree.set_categorical(i, left, *known)
+                        .map_err(|e| invalid(&name, e))?;
+                }
+            }
+            trees.push(tree);
         }
     }
     let head = if classifier {
@@ -715,5 +829,46 @@ fn hist_gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Er
         trees,
         input: InputCast::F64,
         head,
+    })
+}
+
+/// Reads HistGradientBoosting's `_preprocessor` (built by its `fit` when there are categorical
+/// features): `transformers_` = [("encoder", OrdinalEncoder, mask), ("numerical", check_array
+/// FunctionTransformer, ~mask), ...].
+fn hgb_preprocessor(node: &Node, pre: &Node, name: &str) -> Result<HgbPreprocessor, Error> {
+    let mask = node.attr("is_categorical_")?.to_f64_vec()?;
+    let n_features_in = mask.len();
+    let categorical: Vec<usize> = (0..n_features_in).filter(|&i| mask[i] != 0.0).collect();
+    let numerical: Vec<usize> = (0..n_features_in).filter(|&i| mask[i] == 0.0).collect();
+    let mut encoder = None;
+    for t in pre.attr("transformers_")?.items()? {
+        let parts = t.items()?;
+        let [label, transformer, ..] = parts else {
+            return Err(invalid(name, "a _preprocessor transformer is not a tuple"));
+        };
+        match label.str()? {
+            "encoder" => {
+                if transformer.class != "OrdinalEncoder" {
+                    return Err(invalid(
+                        name,
+                        "the _preprocessor's encoder is not an OrdinalEncoder",
+                    ));
+                }
+                encoder = Some(crate::estimator::build(transformer)?);
+            }
+            "numerical" | "remainder" => {}
+            other => {
+                return Err(Error::unsupported(format!(
+                    "{name} with a _preprocessor step '{other}' is not supported"
+                )));
+            }
+        }
+    }
+    let encoder = encoder.ok_or_else(|| invalid(name, "_preprocessor has no encoder"))?;
+    Ok(HgbPreprocessor {
+        n_features_in,
+        categorical,
+        numerical,
+        encoder,
     })
 }
