@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use wasmflow_flavor_sklearn::tree::TreeEstimator;
-use wasmflow_flavor_sklearn::{Column, ErrorKind, Estimator, Matrix, Output, Values};
+use wasmflow_flavor_sklearn::{Column, ErrorKind, Estimator, Matrix, Output, Values, build};
 
 const TOLERANCE: f64 = 1e-9;
 
@@ -137,13 +136,15 @@ fn compare(name: &str, what: &str, got: &[f64], want: &[f64]) -> f64 {
     max
 }
 
+/// The estimator of a fixture, built by the crate's dispatch (`estimator::build`), which
+/// routes the tree classes to `tree::build`.
 fn load(
     dir: &std::path::Path,
     name: &str,
-) -> Result<TreeEstimator, wasmflow_flavor_sklearn::Error> {
+) -> Result<Box<dyn Estimator>, wasmflow_flavor_sklearn::Error> {
     let bytes = std::fs::read(dir.join(format!("{name}.skops"))).unwrap();
     let file = wasmflow_skops::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-    TreeEstimator::from_node(&file.root)
+    build(&file.root)
 }
 
 fn check_output(name: &str, method: &str, got: &Output, want: &Expected, rows: usize) -> f64 {
@@ -283,6 +284,9 @@ fn every_estimator_matches_scikit_learn() {
         "GradientBoostingRegressor",
         "HistGradientBoostingClassifier",
         "HistGradientBoostingRegressor",
+        "ExtraTreeClassifier",
+        "ExtraTreeRegressor",
+        "Pipeline",
     ] {
         assert!(classes.contains(c), "no fixture for {c}");
     }
