@@ -32,8 +32,8 @@ fn fixtures_dir() -> PathBuf {
 
 enum Expected {
     F64 { values: Vec<f64>, cols: usize },
-    Str(Vec<String>),
-    I64(Vec<i64>),
+    Str(Vec<String>, usize),
+    I64(Vec<i64>, usize),
 }
 
 struct Fixture {
@@ -104,8 +104,19 @@ fn parse(text: &str) -> Fixture {
                         }
                         Expected::F64 { values, cols }
                     }
-                    "str" => Expected::Str((0..n).map(|_| next().to_string()).collect()),
-                    "i64" => Expected::I64((0..n).map(|_| next().parse().unwrap()).collect()),
+                    // labels; a 5th word: a 2-D array (one row per line, space separated)
+                    "str" => Expected::Str(
+                        (0..n)
+                            .flat_map(|_| next().split(' ').map(str::to_string))
+                            .collect(),
+                        w.get(4).map_or(0, |c| c.parse().unwrap()),
+                    ),
+                    "i64" => Expected::I64(
+                        (0..n)
+                            .flat_map(|_| next().split(' ').map(|v| v.parse::<i64>().unwrap()))
+                            .collect(),
+                        w.get(4).map_or(0, |c| c.parse().unwrap()),
+                    ),
                     t => panic!("unknown output type {t}"),
                 };
                 f.outputs.insert(w[1].to_string(), e);
@@ -164,8 +175,13 @@ fn check_output(name: &str, method: &str, got: &Output, want: &Expected, rows: u
             };
             compare(name, method, v, values)
         }
-        Expected::Str(labels) => {
-            assert_eq!(got.shape, vec![rows], "{name} {method}: shape");
+        Expected::Str(labels, cols) => {
+            let shape = if *cols == 0 {
+                vec![rows]
+            } else {
+                vec![rows, *cols]
+            };
+            assert_eq!(got.shape, shape, "{name} {method}: shape");
             assert_eq!(
                 got.values,
                 Values::Text(labels.clone()),
@@ -173,8 +189,13 @@ fn check_output(name: &str, method: &str, got: &Output, want: &Expected, rows: u
             );
             0.0
         }
-        Expected::I64(labels) => {
-            assert_eq!(got.shape, vec![rows], "{name} {method}: shape");
+        Expected::I64(labels, cols) => {
+            let shape = if *cols == 0 {
+                vec![rows]
+            } else {
+                vec![rows, *cols]
+            };
+            assert_eq!(got.shape, shape, "{name} {method}: shape");
             assert_eq!(
                 got.values,
                 Values::I64(labels.clone()),

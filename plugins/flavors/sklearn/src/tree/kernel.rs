@@ -140,7 +140,7 @@ impl Tree {
             let f = raw.feature[i];
             if f < 0 || f as u64 >= n_features as u64 {
                 return Err(format!(
-                    "node {i} of a tree splits on feature {f}, the model has {n_features}"
+                    "node {i} of a tree splits on feature {f}, the model has {n_features} features"
                 ));
             }
             nodes.push(Node {

@@ -33,6 +33,8 @@ pub struct TreeEstimator {
     class: String,
     model: TreeModel,
     classes: Option<Values>,
+    /// `classes_` of each output of a multi-output classifier.
+    multi_classes: Option<Vec<Values>>,
     feature_names: Option<Vec<String>>,
     /// HistGradientBoosting's `_preprocessor` for categorical features.
     preprocessor: Option<HgbPreprocessor>,
@@ -101,7 +103,37 @@ impl TreeEstimator {
             }
         };
         model.check().map_err(|e| invalid(&name, e))?;
-        let classes = if model.is_classifier() {
+        let mut multi_classes = None;
+        let classes = if let Head::MultiClassifier { n_classes, .. } = &model.head {
+            let lists = node.attr("classes_")?.items()?;
+            if lists.len() != n_classes.len() {
+                return Err(invalid(
+                    &name,
+                    "classes_ does not have one array per output",
+                ));
+            }
+            let mut all = Vec::new();
+            for (l, &k) in lists.iter().zip(n_classes) {
+                let c = classes_of(l)?;
+                if c.len() != k {
+                    return Err(invalid(
+                        &name,
+                        format!("classes_ has {} labels for {k} classes", c.len()),
+                    ));
+                }
+                if all
+                    .first()
+                    .is_some_and(|f: &Values| f.type_name() != c.type_name())
+                {
+                    return Err(Error::unsupported(format!(
+                        "{name}: outputs with labels of different types are not supported"
+                    )));
+                }
+                all.push(c);
+            }
+            multi_classes = Some(all);
+            None
+        } else if model.is_classifier() {
             let c = classes_of(node.attr("classes_")?)?;
             let k = match &model.head {
                 Head::TreeClassifier { n_classes } | Head::ForestClassifier { n_classes } => {
@@ -152,6 +184,7 @@ impl TreeEstimator {
             class,
             model,
             classes,
+            multi_classes,
             feature_names,
             preprocessor,
         })
@@ -209,6 +242,24 @@ impl Estimator for TreeEstimator {
                     .ok_or_else(|| Error::internal("a classifier without classes_"))?;
                 Ok(Output::labels(classes, &idx))
             }
+            Prediction::MultiClasses { indices, outputs } => {
+                let classes = self
+                    .multi_classes
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("a classifier without classes_"))?;
+                // output o of row r is classes[o][indices[r * outputs + o]]
+                let columns: Vec<Values> = (0..outputs)
+                    .map(|o| {
+                        let idx: Vec<usize> =
+                            indices.iter().skip(o).step_by(outputs).copied().collect();
+                        classes[o].take(&idx)
+                    })
+                    .collect();
+                Ok(Output {
+                    shape: vec![x.rows, outputs],
+                    values: interleave(&columns, x.rows)?,
+                })
+            }
             Prediction::Values { values, cols: 0 } => Ok(Output::column(values)),
             Prediction::Values { values, cols } => Ok(Output::matrix(x.rows, cols, values)),
         }
@@ -217,6 +268,13 @@ impl Estimator for TreeEstimator {
     fn predict_proba(&self, x: &Matrix) -> Result<Output, Error> {
         if !self.model.is_classifier() {
             return Err(self.lacks("predict_proba"));
+        }
+        if self.multi_classes.is_some() {
+            return Err(Error::unsupported(format!(
+                "{}: predict_proba of a multi-output classifier (a list of arrays, one per \
+                 output) is not supported; predict is",
+                self.name
+            )));
         }
         let dense = self.input(x)?;
         let (p, k) = self
@@ -254,6 +312,34 @@ impl Estimator for TreeEstimator {
             Output::matrix(x.rows, k, v)
         })
     }
+}
+
+/// Row-major values of `[rows, columns.len()]` from columns of one type.
+fn interleave(columns: &[Values], rows: usize) -> Result<Values, Error> {
+    fn mix<T: Clone>(cols: Vec<&Vec<T>>, rows: usize) -> Vec<T> {
+        (0..rows)
+            .flat_map(|r| cols.iter().map(move |c| c[r].clone()))
+            .collect()
+    }
+    macro_rules! all {
+        ($variant:ident) => {
+            columns
+                .iter()
+                .map(|c| match c {
+                    Values::$variant(v) => Some(v),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+        };
+    }
+    Ok(match columns.first() {
+        Some(Values::Text(_)) => all!(Text).map(|c| Values::Text(mix(c, rows))),
+        Some(Values::I64(_)) => all!(I64).map(|c| Values::I64(mix(c, rows))),
+        Some(Values::F64(_)) => all!(F64).map(|c| Values::F64(mix(c, rows))),
+        Some(Values::Bool(_)) => all!(Bool).map(|c| Values::Bool(mix(c, rows))),
+        _ => None,
+    }
+    .ok_or_else(|| Error::internal("outputs with labels of different types"))?)
 }
 
 fn invalid(name: &str, e: impl std::fmt::Display) -> Error {
@@ -311,6 +397,7 @@ struct SkTree {
     values: Vec<f64>,
     n_features: usize,
     n_outputs: usize,
+    n_classes: Vec<i64>,
     max_classes: usize,
     has_missing: bool,
 }
@@ -328,6 +415,7 @@ impl SkTree {
         }
         let n_features = count(args[0].i64()?, "tree n_features")?;
         let n_outputs = count(args[2].i64()?, "tree n_outputs")?;
+        let n_classes = args[1].to_i64_vec()?;
         let state = tree.state()?;
         let nodes = state.attr("nodes")?.array()?;
         let left = nodes.field_i64("left_child")?;
@@ -365,8 +453,22 @@ impl SkTree {
             is_leaf,
             n_features,
             n_outputs,
+            n_classes,
             has_missing,
         })
+    }
+
+    /// The class count of each output (the Tree's `n_classes` argument).
+    fn n_classes(&self, name: &str) -> Result<Vec<usize>, Error> {
+        if self.n_classes.len() != self.n_outputs
+            || self
+                .n_classes
+                .iter()
+                .any(|&k| k < 1 || k as usize > self.max_classes)
+        {
+            return Err(invalid(name, "tree_ class counts do not match its values"));
+        }
+        Ok(self.n_classes.iter().map(|&k| k as usize).collect())
     }
 
     fn raw(&self) -> RawTree<'_> {
@@ -403,16 +505,24 @@ fn count(v: i64, what: &str) -> Result<usize, Error> {
 fn single_tree(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
     let name = node.qualname();
     let t = SkTree::read(node)?;
-    if classifier && t.n_outputs != 1 {
-        return Err(Error::unsupported(format!(
-            "{name} with {} outputs: multi-output classifiers are not supported",
-            t.n_outputs
-        )));
-    }
     if !classifier && t.max_classes != 1 {
         return Err(invalid(&name, "a regressor's tree has class values"));
     }
     let tree = t.build(0, model::verbatim).map_err(|e| invalid(&name, e))?;
+    if classifier && t.n_outputs != 1 {
+        return Ok(TreeModel {
+            n_features: t.n_features,
+            trees: vec![tree],
+            input: InputCast::F32 {
+                nan_allowed: t.has_missing,
+            },
+            head: Head::MultiClassifier {
+                n_classes: t.n_classes(&name)?,
+                stride: t.max_classes,
+                forest: false,
+            },
+        });
+    }
     Ok(TreeModel {
         n_features: t.n_features,
         trees: vec![tree],
@@ -458,13 +568,14 @@ fn forest(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
     let mut n_features = None;
     let mut dim = None;
     let mut nan_allowed = true;
+    let mut multi: Option<(Vec<usize>, usize)> = None;
     for e in estimators(node)? {
         let t = SkTree::read(e)?;
         if classifier && t.n_outputs != 1 {
-            return Err(Error::unsupported(format!(
-                "{name} with {} outputs: multi-output classifiers are not supported",
-                t.n_outputs
-            )));
+            let k = t.n_classes(&name)?;
+            if multi.get_or_insert_with(|| (k.clone(), t.max_classes)) != &(k, t.max_classes) {
+                return Err(invalid(&name, "its trees differ in classes"));
+            }
         }
         if !classifier && t.max_classes != 1 {
             return Err(invalid(&name, "a regressor's tree has class values"));
@@ -474,7 +585,9 @@ fn forest(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
             return Err(invalid(&name, "its trees differ in features or outputs"));
         }
         nan_allowed &= t.has_missing;
-        let tree = if classifier {
+        let tree = if let Some((k, stride)) = &multi {
+            t.build(0, model::normalized_per_output(k, *stride))
+        } else if classifier {
             t.build(0, model::normalized)
         } else {
             t.build(0, model::verbatim)
@@ -486,7 +599,13 @@ fn forest(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
         n_features,
         trees,
         input: InputCast::F32 { nan_allowed },
-        head: if classifier {
+        head: if let Some((n_classes, stride)) = multi {
+            Head::MultiClassifier {
+                n_classes,
+                stride,
+                forest: true,
+            }
+        } else if classifier {
             Head::ForestClassifier { n_classes: dim }
         } else {
             Head::Regressor { n_outputs: dim }
@@ -504,7 +623,7 @@ fn gradient_boosting(node: &Node, classifier: bool) -> Result<TreeModel, Error> 
     let stages = estimators(node)?;
     let shape = node.attr("estimators_")?.shape()?;
     let k = match shape.as_slice() {
-        [s, k] if s * k == stages.len() && *k > 0 => *k,
+        [s, k] if s.checked_mul(*k) == Some(stages.len()) && *k > 0 => *k,
         _ => {
             return Err(invalid(
                 &name,

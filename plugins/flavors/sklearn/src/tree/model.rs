@@ -37,6 +37,13 @@ pub enum Head {
     TreeClassifier { n_classes: usize },
     /// RandomForest/ExtraTrees classifiers: leaves hold normalized probabilities; mean of trees.
     ForestClassifier { n_classes: usize },
+    /// Multi-output DecisionTree / forest classifiers: output `o` has `n_classes[o]` classes at
+    /// `o * stride` of the leaf (forests: normalized per output, then the mean of the trees).
+    MultiClassifier {
+        n_classes: Vec<usize>,
+        stride: usize,
+        forest: bool,
+    },
     /// Decision tree and forest regressors: mean of the trees (one tree: its value).
     Regressor { n_outputs: usize },
     /// GradientBoostingClassifier: `init + sum(learning_rate * leaf)` per class column.
@@ -61,7 +68,16 @@ pub struct TreeModel {
 #[derive(Debug, PartialEq)]
 pub enum Prediction {
     Classes(Vec<usize>),
-    Values { values: Vec<f64>, cols: usize },
+    /// Multi-output classifiers: `outputs` class indices per row (output `o`'s into its own
+    /// `classes_[o]`).
+    MultiClasses {
+        indices: Vec<usize>,
+        outputs: usize,
+    },
+    Values {
+        values: Vec<f64>,
+        cols: usize,
+    },
 }
 
 impl TreeModel {
@@ -70,6 +86,7 @@ impl TreeModel {
             self.head,
             Head::TreeClassifier { .. }
                 | Head::ForestClassifier { .. }
+                | Head::MultiClassifier { .. }
                 | Head::GbClassifier { .. }
                 | Head::HgbClassifier { .. }
         )
@@ -86,6 +103,9 @@ impl TreeModel {
     fn out_dim(&self) -> usize {
         match &self.head {
             Head::TreeClassifier { n_classes } | Head::ForestClassifier { n_classes } => *n_classes,
+            Head::MultiClassifier {
+                n_classes, stride, ..
+            } => n_classes.len() * stride,
             Head::Regressor { n_outputs } => *n_outputs,
             Head::GbClassifier { init, .. } => init.len(),
             Head::HgbClassifier { baseline } => baseline.len(),
@@ -148,7 +168,9 @@ impl TreeModel {
         }
         if matches!(
             self.head,
-            Head::ForestClassifier { .. } | Head::Regressor { .. }
+            Head::ForestClassifier { .. }
+                | Head::Regressor { .. }
+                | Head::MultiClassifier { forest: true, .. }
         ) && self.trees.len() > 1
         {
             let n = self.trees.len() as f64;
@@ -163,6 +185,20 @@ impl TreeModel {
         let raw = self.raw(x, rows)?;
         let d = self.out_dim();
         Ok(match &self.head {
+            Head::MultiClassifier {
+                n_classes, stride, ..
+            } => {
+                let mut indices = Vec::with_capacity(rows * n_classes.len());
+                for row in raw.chunks_exact(d) {
+                    for (o, &k) in n_classes.iter().enumerate() {
+                        indices.push(argmax(&row[o * stride..o * stride + k]));
+                    }
+                }
+                Prediction::MultiClasses {
+                    indices,
+                    outputs: n_classes.len(),
+                }
+            }
             Head::TreeClassifier { .. } | Head::ForestClassifier { .. } => {
                 Prediction::Classes(raw.chunks_exact(d).map(argmax).collect())
             }
@@ -218,6 +254,13 @@ impl TreeModel {
                 softmax_rows(&mut raw, d);
                 (raw, d)
             }
+            Head::MultiClassifier { .. } => {
+                return Err(
+                    "predict_proba of a multi-output classifier (a list of arrays, one \
+                            per output) is not supported"
+                        .into(),
+                );
+            }
             _ => return Err("this regressor has no predict_proba".into()),
         })
     }
@@ -241,4 +284,18 @@ pub fn normalized(v: &[f64], out: &mut Vec<f64>) {
 /// Leaf mapping that keeps the values as they are.
 pub fn verbatim(v: &[f64], out: &mut Vec<f64>) {
     out.extend_from_slice(v)
+}
+
+/// Leaf mapping for multi-output forest classifiers: each output's first `n_classes[o]`
+/// values normalized as the tree's `predict_proba` does; the padding left at zero.
+pub fn normalized_per_output(
+    n_classes: &[usize],
+    stride: usize,
+) -> impl FnMut(&[f64], &mut Vec<f64>) + '_ {
+    move |v, out| {
+        for (o, &k) in n_classes.iter().enumerate() {
+            normalize_into(&v[o * stride..o * stride + k], out);
+            out.extend(std::iter::repeat_n(0.0, stride - k));
+        }
+    }
 }
