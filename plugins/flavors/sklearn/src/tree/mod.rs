@@ -332,14 +332,14 @@ fn interleave(columns: &[Values], rows: usize) -> Result<Values, Error> {
                 .collect::<Option<Vec<_>>>()
         };
     }
-    Ok(match columns.first() {
+    match columns.first() {
         Some(Values::Text(_)) => all!(Text).map(|c| Values::Text(mix(c, rows))),
         Some(Values::I64(_)) => all!(I64).map(|c| Values::I64(mix(c, rows))),
         Some(Values::F64(_)) => all!(F64).map(|c| Values::F64(mix(c, rows))),
         Some(Values::Bool(_)) => all!(Bool).map(|c| Values::Bool(mix(c, rows))),
         _ => None,
     }
-    .ok_or_else(|| Error::internal("outputs with labels of different types"))?)
+    .ok_or_else(|| Error::internal("outputs with labels of different types"))
 }
 
 fn invalid(name: &str, e: impl std::fmt::Display) -> Error {
