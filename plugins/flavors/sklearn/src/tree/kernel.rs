@@ -223,15 +223,17 @@ impl Tree {
     #[inline(always)]
     fn leaves_n<T: Copy + Into<f64>, const N: usize>(&self, rows: [&[T]; N]) -> [usize; N] {
         let nodes = &self.nodes[..];
-        let mut n = [nodes[0]; N];
+        // node indices only (kept in registers / Wasm locals), not node copies
+        let mut at = [0u32; N];
         loop {
             let mut moving = false;
             for j in 0..N {
-                moving |= n[j].left != n[j].right;
-                n[j] = nodes[step(&n[j], rows[j][n[j].feature as usize].into()) as usize];
+                let node = &nodes[at[j] as usize];
+                moving |= node.left != node.right;
+                at[j] = step(node, rows[j][node.feature as usize].into());
             }
             if !moving {
-                return n.map(|x| x.missing_left as usize);
+                return at.map(|i| nodes[i as usize].missing_left as usize);
             }
         }
     }
