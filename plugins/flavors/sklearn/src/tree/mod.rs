@@ -3,8 +3,9 @@
 //! - `DecisionTreeClassifier`/`Regressor`, `ExtraTreeClassifier`/`Regressor` (multi-output
 //!   regressors too): the input cast to float32, compared with the float64 thresholds; NaN goes
 //!   down the side each node's `missing_go_to_left` names.
-//! - `RandomForest*`, `ExtraTrees*`: the mean of the trees' normalized leaves (classifiers,
-//!   `predict` = argmax) or values (regressors).
+//! - `RandomForest*`, `ExtraTrees*`: the mean of the trees' leaves (classifiers: the class
+//!   fractions, normalized for files of scikit-learn < 1.4 that hold counts; `predict` =
+//!   argmax) or values (regressors).
 //! - `GradientBoosting*`: the init estimator (`DummyClassifier`/`DummyRegressor`, or 'zero')
 //!   through the loss' link, plus `learning_rate` times each stage's leaf; log_loss (binary and
 //!   multinomial), exponential, squared_error, absolute_error, huber, quantile. NaN is refused
@@ -136,7 +137,7 @@ impl TreeEstimator {
         } else if model.is_classifier() {
             let c = classes_of(node.attr("classes_")?)?;
             let k = match &model.head {
-                Head::TreeClassifier { n_classes } | Head::ForestClassifier { n_classes } => {
+                Head::TreeClassifier { n_classes, .. } | Head::ForestClassifier { n_classes } => {
                     *n_classes
                 }
                 Head::GbClassifier { init, .. } => init.len().max(2),
@@ -494,6 +495,26 @@ impl SkTree {
     }
 }
 
+/// Whether a classifier's trees hold weighted class counts (scikit-learn < 1.4, whose
+/// `predict_proba` divided them by their sum) rather than class fractions (1.4 and later,
+/// whose `predict_proba` returns them as they are). From the file's `_sklearn_version`.
+fn holds_counts(node: &Node) -> bool {
+    let Some(v) = node.get_some("_sklearn_version").and_then(|v| v.str().ok()) else {
+        return false;
+    };
+    let mut parts = v.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .ok()
+    });
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < (1, 4),
+        _ => false,
+    }
+}
+
 fn count(v: i64, what: &str) -> Result<usize, Error> {
     if (1..=1 << 24).contains(&v) {
         Ok(v as usize)
@@ -532,6 +553,7 @@ fn single_tree(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
         head: if classifier {
             Head::TreeClassifier {
                 n_classes: t.max_classes,
+                normalize: holds_counts(node),
             }
         } else {
             Head::Regressor {
@@ -569,6 +591,7 @@ fn forest(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
     let mut dim = None;
     let mut nan_allowed = true;
     let mut multi: Option<(Vec<usize>, usize)> = None;
+    let normalize = holds_counts(node);
     for e in estimators(node)? {
         let t = SkTree::read(e)?;
         if classifier && t.n_outputs != 1 {
@@ -586,8 +609,8 @@ fn forest(node: &Node, classifier: bool) -> Result<TreeModel, Error> {
         }
         nan_allowed &= t.has_missing;
         let tree = if let Some((k, stride)) = &multi {
-            t.build(0, model::normalized_per_output(k, *stride))
-        } else if classifier {
+            t.build(0, model::per_output(k, *stride, normalize))
+        } else if classifier && normalize {
             t.build(0, model::normalized)
         } else {
             t.build(0, model::verbatim)

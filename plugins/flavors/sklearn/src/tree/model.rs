@@ -33,12 +33,14 @@ pub enum BinaryLink {
 
 #[derive(Clone, Debug)]
 pub enum Head {
-    /// DecisionTreeClassifier: leaves hold the class weights as fitted; proba normalizes them.
-    TreeClassifier { n_classes: usize },
-    /// RandomForest/ExtraTrees classifiers: leaves hold normalized probabilities; mean of trees.
+    /// DecisionTreeClassifier: proba is the leaf's values (the class fractions of the leaf's
+    /// training samples since scikit-learn 1.4; weighted counts before, which `normalize`
+    /// divides by their sum, as scikit-learn < 1.4 did).
+    TreeClassifier { n_classes: usize, normalize: bool },
+    /// RandomForest/ExtraTrees classifiers: leaves hold each tree's probabilities; mean of trees.
     ForestClassifier { n_classes: usize },
     /// Multi-output DecisionTree / forest classifiers: output `o` has `n_classes[o]` classes at
-    /// `o * stride` of the leaf (forests: normalized per output, then the mean of the trees).
+    /// `o * stride` of the leaf (forests: the mean of the trees).
     MultiClassifier {
         n_classes: Vec<usize>,
         stride: usize,
@@ -102,7 +104,9 @@ impl TreeModel {
     /// Width of the summed output row.
     fn out_dim(&self) -> usize {
         match &self.head {
-            Head::TreeClassifier { n_classes } | Head::ForestClassifier { n_classes } => *n_classes,
+            Head::TreeClassifier { n_classes, .. } | Head::ForestClassifier { n_classes } => {
+                *n_classes
+            }
             Head::MultiClassifier {
                 n_classes, stride, ..
             } => n_classes.len() * stride,
@@ -234,13 +238,16 @@ impl TreeModel {
         let mut raw = self.raw(x, rows)?;
         let d = self.out_dim();
         Ok(match &self.head {
-            Head::TreeClassifier { .. } => {
+            Head::TreeClassifier {
+                normalize: true, ..
+            } => {
                 let mut out = Vec::with_capacity(raw.len());
                 for r in raw.chunks_exact(d) {
                     normalize_into(r, &mut out);
                 }
                 (out, d)
             }
+            Head::TreeClassifier { .. } => (raw, d),
             Head::ForestClassifier { .. } => (raw, d),
             Head::GbClassifier { link, .. } if d == 1 => {
                 let p = match link {
@@ -276,7 +283,8 @@ impl TreeModel {
     }
 }
 
-/// Leaf mapping for the forests' classifier trees: normalized as each tree's `predict_proba`.
+/// Leaf mapping for the forests' classifier trees of scikit-learn < 1.4 (weighted counts):
+/// normalized as each tree's `predict_proba` then did.
 pub fn normalized(v: &[f64], out: &mut Vec<f64>) {
     normalize_into(v, out)
 }
@@ -287,14 +295,20 @@ pub fn verbatim(v: &[f64], out: &mut Vec<f64>) {
 }
 
 /// Leaf mapping for multi-output forest classifiers: each output's first `n_classes[o]`
-/// values normalized as the tree's `predict_proba` does; the padding left at zero.
-pub fn normalized_per_output(
+/// values (normalized for scikit-learn < 1.4), the padding set to zero.
+pub fn per_output(
     n_classes: &[usize],
     stride: usize,
+    normalize: bool,
 ) -> impl FnMut(&[f64], &mut Vec<f64>) + '_ {
     move |v, out| {
         for (o, &k) in n_classes.iter().enumerate() {
-            normalize_into(&v[o * stride..o * stride + k], out);
+            let values = &v[o * stride..o * stride + k];
+            if normalize {
+                normalize_into(values, out);
+            } else {
+                out.extend_from_slice(values);
+            }
             out.extend(std::iter::repeat_n(0.0, stride - k));
         }
     }
