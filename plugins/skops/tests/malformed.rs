@@ -345,3 +345,137 @@ fn unknown_loaders_and_bad_nodes() {
         Value::Opaque
     ));
 }
+
+fn sparse_file(shape: &[i64; 2], data: &[f64], indices: &[i32], indptr: &[i32]) -> Vec<u8> {
+    let bytes = |v: Vec<u8>| v;
+    let npz = zip_of(
+        &[
+            (
+                "indices.npy",
+                &npy(
+                    "'<i4'",
+                    &format!("({},)", indices.len()),
+                    &bytes(indices.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            (
+                "indptr.npy",
+                &npy(
+                    "'<i4'",
+                    &format!("({},)", indptr.len()),
+                    &bytes(indptr.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            ("format.npy", &npy("'|S3'", "()", b"csr")),
+            (
+                "shape.npy",
+                &npy(
+                    "'<i8'",
+                    "(2,)",
+                    &bytes(shape.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+            (
+                "data.npy",
+                &npy(
+                    "'<f8'",
+                    &format!("({},)", data.len()),
+                    &bytes(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                ),
+            ),
+        ],
+        true,
+    );
+    let node = r#"{"__class__": "csr_matrix", "__module__": "scipy.sparse._csr", "__loader__": "SparseMatrixNode", "type": "scipy", "file": "1.npz", "__id__": 1}"#;
+    let schema = with_protocol(&object("X", "sklearn.x", &[("m", node.to_string())], 10));
+    zip_of(
+        &[("schema.json", schema.as_bytes()), ("1.npz", &npz)],
+        false,
+    )
+}
+
+#[test]
+fn sparse_matrices() {
+    // [[1, 0, 2], [0, 0, 3]]
+    let f = read(&sparse_file(
+        &[2, 3],
+        &[1.0, 2.0, 3.0],
+        &[0, 2, 2],
+        &[0, 2, 3],
+    ))
+    .unwrap();
+    let m = f.root.attr("m").unwrap();
+    assert_eq!(m.shape().unwrap(), vec![2, 3]);
+    assert_eq!(m.to_f64_vec().unwrap(), vec![1.0, 0.0, 2.0, 0.0, 0.0, 3.0]);
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 5, 2], &[0, 2, 3]),
+        "column index out of range",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 3, 2]),
+        "decreasing indptr",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 2, 9]),
+        "indptr past the data",
+    );
+    assert_invalid(
+        &sparse_file(&[2, 3], &[1.0, 2.0, 3.0], &[0, 2, 2], &[0, 2]),
+        "short indptr",
+    );
+    assert_invalid(
+        &sparse_file(&[-2, 3], &[1.0], &[0], &[0, 1]),
+        "negative shape",
+    );
+    // A huge declared shape reads (it is sparse) but refuses to densify.
+    let f = read(&sparse_file(&[1, 1 << 40], &[1.0], &[0], &[0, 1])).unwrap();
+    let m = f.root.attr("m").unwrap();
+    assert_eq!(m.shape().unwrap(), vec![1, 1 << 40]);
+    assert!(m.to_f64_vec().is_err());
+}
+
+#[test]
+fn random_damage_to_schema_and_arrays() {
+    let coef: Vec<u8> = [1.0f64, 2.0, 3.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let schema = with_protocol(&object(
+        "LinearRegression",
+        "sklearn.linear_model._base",
+        &[
+            ("coef_", array_node("1.npy", 1)),
+            ("intercept_", json_node("[0.5, NaN]", 2)),
+            ("n_features_in_", json_node("3", 3)),
+        ],
+        10,
+    ));
+    let array = npy("'<f8'", "(3,)", &coef);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut err) = (0, 0);
+    for _ in 0..3000 {
+        let mut s = schema.clone().into_bytes();
+        let mut a = array.clone();
+        for _ in 0..(1 + next() % 4) {
+            if next() % 2 == 0 {
+                let i = (next() as usize) % s.len();
+                s[i] = (next() % 256) as u8;
+            } else {
+                let i = (next() as usize) % a.len();
+                a[i] = (next() % 256) as u8;
+            }
+        }
+        match read(&zip_of(&[("schema.json", &s), ("1.npy", &a)], false)) {
+            Ok(_) => ok += 1,
+            Err(_) => err += 1,
+        }
+    }
+    eprintln!("damaged files: {ok} read, {err} refused");
+    assert!(err > 0);
+}

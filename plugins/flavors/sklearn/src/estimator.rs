@@ -133,6 +133,7 @@ pub fn supported_classes() -> Vec<&'static str> {
         .iter()
         .chain(crate::linear::CLASSIFIERS)
         .chain(crate::neighbors::CLASSES)
+        .chain(crate::naive_bayes::CLASSES)
         .chain(TREE_CLASSES)
         .chain(crate::preprocessing::CLASSES)
         .chain(crate::compose::CLASSES)
@@ -157,6 +158,9 @@ pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
         }
         if crate::neighbors::CLASSES.contains(&class) {
             return crate::neighbors::build(node);
+        }
+        if crate::naive_bayes::CLASSES.contains(&class) {
+            return crate::naive_bayes::build(node);
         }
         if crate::preprocessing::CLASSES.contains(&class) {
             return crate::preprocessing::build(node);

@@ -19,6 +19,7 @@ pub mod estimator;
 pub mod input;
 pub mod linear;
 pub mod load;
+pub mod naive_bayes;
 pub mod neighbors;
 pub mod preprocessing;
 pub mod tree;

@@ -1,6 +1,7 @@
-//! Linear models: LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor (regressors:
-//! `X @ coef_.T + intercept_`) and LogisticRegression, SGDClassifier (classifiers, with
-//! `decision_function`, and probabilities where the loss has them).
+//! Linear models: regressors (`X @ coef_.T + intercept_`; for Poisson, Gamma and log-link
+//! Tweedie regressors its exponential) and classifiers (LogisticRegression, SGDClassifier,
+//! LinearSVC, RidgeClassifier, Perceptron, ...: `decision_function`, the label of the largest
+//! score, and probabilities where the loss has them).
 
 use wasmflow_skops::Node;
 
@@ -17,11 +18,32 @@ pub const REGRESSORS: &[&str] = &[
     "ElasticNet",
     "ElasticNetCV",
     "SGDRegressor",
+    "LinearSVR",
+    "HuberRegressor",
+    "QuantileRegressor",
+    "TheilSenRegressor",
+    "BayesianRidge",
+    "ARDRegression",
+    "Lars",
+    "LarsCV",
+    "LassoLars",
+    "LassoLarsCV",
+    "LassoLarsIC",
+    "OrthogonalMatchingPursuit",
+    "PassiveAggressiveRegressor",
+    "PoissonRegressor",
+    "GammaRegressor",
+    "TweedieRegressor",
 ];
 pub const CLASSIFIERS: &[&str] = &[
     "LogisticRegression",
     "LogisticRegressionCV",
     "SGDClassifier",
+    "LinearSVC",
+    "RidgeClassifier",
+    "RidgeClassifierCV",
+    "Perceptron",
+    "PassiveAggressiveClassifier",
 ];
 
 /// `coef_` as `[k, p]` and `intercept_` as `[k]`, and whether the model had a 1-d `coef_`.
@@ -80,6 +102,7 @@ impl Linear {
     fn scores(&self, x: &Matrix, name: &str) -> Result<Vec<f64>, Error> {
         x.expect_features(self.p, name)?;
         let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, name)?;
         let mut out = vec![0.0; x.rows * self.k];
         for r in 0..x.rows {
             for j in 0..self.k {
@@ -111,15 +134,27 @@ pub struct LinearRegressor {
     n_features: Option<usize>,
     names: Option<Vec<String>>,
     linear: Linear,
+    /// Generalized linear models with a log link predict `exp(X @ coef + intercept)`.
+    log_link: bool,
 }
 
 pub fn build_regressor(node: &Node) -> Result<Box<dyn Estimator>, Error> {
     let (name, n_features, names) = base(node)?;
+    let log_link = match node.class.as_str() {
+        "PoissonRegressor" | "GammaRegressor" => true,
+        "TweedieRegressor" => match util::opt_str(node, "link", "auto")? {
+            "log" => true,
+            "identity" => false,
+            _ => util::opt_f64(node, "power", 0.0)? > 0.0,
+        },
+        _ => false,
+    };
     Ok(Box::new(LinearRegressor {
         name,
         n_features,
         names,
         linear: Linear::read(node)?,
+        log_link,
     }))
 }
 
@@ -134,7 +169,10 @@ impl Estimator for LinearRegressor {
         self.names.as_deref()
     }
     fn predict(&self, x: &Matrix) -> Result<Output, Error> {
-        let s = self.linear.scores(x, &self.name)?;
+        let mut s = self.linear.scores(x, &self.name)?;
+        if self.log_link {
+            s.iter_mut().for_each(|v| *v = v.exp());
+        }
         Ok(if self.linear.one_d {
             Output::column(s)
         } else {
@@ -167,9 +205,16 @@ pub struct LinearClassifier {
 pub fn build_classifier(node: &Node) -> Result<Box<dyn Estimator>, Error> {
     let (name, n_features, names) = base(node)?;
     let linear = Linear::read(node)?;
-    let classes = util::labels(node.attr("classes_")?)?;
+    // RidgeClassifier's classes_ is a property of its label binarizer.
+    let classes_node = match node.get_some("classes_") {
+        Some(c) => c,
+        None => node.attr("_label_binarizer")?.attr("classes_")?,
+    };
+    let classes = util::labels(classes_node)?;
     let (proba, loss) = if node.class.starts_with("LogisticRegression") {
         (Proba::Logistic, "log_loss".to_string())
+    } else if node.class != "SGDClassifier" {
+        (Proba::None, String::new())
     } else {
         let loss = util::opt_str(node, "loss", "hinge")?.to_string();
         let proba = match loss.as_str() {
@@ -180,7 +225,7 @@ pub fn build_classifier(node: &Node) -> Result<Box<dyn Estimator>, Error> {
         (proba, loss)
     };
     let expected_k = if classes.len() == 2 { 1 } else { classes.len() };
-    if linear.k != expected_k {
+    if classes.len() < 2 || linear.k != expected_k {
         return Err(Error::invalid_model(format!(
             "{name}: coef_ has {} rows for {} classes",
             linear.k,
@@ -242,6 +287,7 @@ impl Estimator for LinearClassifier {
         let mut s = self.linear.scores(x, &self.name)?;
         let n = self.classes.len();
         let out = match (self.proba, self.binary()) {
+            (Proba::None, _) if self.loss.is_empty() => return Err(self.lacks("predict_proba")),
             (Proba::None, _) => {
                 return Err(Error::unsupported(format!(
                     "{} with loss '{}' has no predict_proba (only log_loss and modified_huber have it)",

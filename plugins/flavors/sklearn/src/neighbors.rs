@@ -1,6 +1,10 @@
-//! KNeighborsClassifier and KNeighborsRegressor, by brute force over the training points the
-//! estimator keeps (`_fit_X`), whatever index (`kd_tree`, `ball_tree`) it was fitted with: the
-//! same neighbors, ties between equal distances broken by training order.
+//! KNeighborsClassifier and KNeighborsRegressor.
+//!
+//! Neighbors are searched as scikit-learn searches them, so that ties between equal distances
+//! (common with discrete or one-hot features) pick the same points: a fixed-size max-heap fed
+//! in the same order — training order for `brute`, the depth-first walk of the fitted
+//! `KDTree` / `BallTree` (saved in the skops file as `_tree`) otherwise — with sklearn's
+//! `heap_push` rule (a value equal to the current largest is not taken).
 
 use wasmflow_skops::Node;
 
@@ -18,8 +22,24 @@ enum Metric {
     Minkowski(f64),
 }
 
+/// How the fitted estimator searches: its `_fit_method` and, for trees, the tree's arrays.
+enum Index {
+    Brute,
+    Tree(Tree),
+}
+
+struct Tree {
+    ball: bool,
+    idx_array: Vec<usize>,
+    /// Per node: idx_start, idx_end, is_leaf, radius.
+    nodes: Vec<(usize, usize, bool, f64)>,
+    /// KD: lower bounds `[n_nodes, p]` then upper bounds; ball: centroids `[n_nodes, p]`.
+    bounds: Vec<f64>,
+}
+
 struct Neighbors {
     name: String,
+    index: Index,
     n_features: Option<usize>,
     names: Option<Vec<String>>,
     fit_x: Vec<f64>,
@@ -88,8 +108,13 @@ impl Neighbors {
                 )));
             }
         };
+        let index = match util::opt_str(node, "_fit_method", "brute")? {
+            "kd_tree" | "ball_tree" => Index::Tree(read_tree(node, n, p, &name)?),
+            _ => Index::Brute,
+        };
         Ok(Neighbors {
             name,
+            index,
             n_features: util::n_features_in(node)?,
             names: util::feature_names_in(node)?,
             fit_x,
@@ -101,56 +126,139 @@ impl Neighbors {
         })
     }
 
-    fn distance(&self, a: &[f64], b: &[f64]) -> f64 {
+    /// The reduced distance sklearn ranks by (squared for euclidean, `sum |d|^p` for
+    /// minkowski).
+    fn rdist(&self, a: &[f64], b: &[f64]) -> f64 {
         match self.metric {
-            Metric::Euclidean => a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f64>()
-                .sqrt(),
+            Metric::Euclidean => {
+                let mut s = 0.0;
+                for (x, y) in a.iter().zip(b) {
+                    let d = x - y;
+                    s += d * d;
+                }
+                s
+            }
             Metric::Manhattan => a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum(),
             Metric::Chebyshev => a
                 .iter()
                 .zip(b)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0.0, f64::max),
-            Metric::Minkowski(p) => a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs().powf(p))
-                .sum::<f64>()
-                .powf(1.0 / p),
+            Metric::Minkowski(p) => a.iter().zip(b).map(|(x, y)| (x - y).abs().powf(p)).sum(),
         }
     }
 
-    /// For each row, its k nearest training points (index) with their weights.
+    fn rdist_to_dist(&self, r: f64) -> f64 {
+        match self.metric {
+            Metric::Euclidean => r.sqrt(),
+            Metric::Minkowski(p) => r.powf(1.0 / p),
+            _ => r,
+        }
+    }
+
+    fn dist_to_rdist(&self, d: f64) -> f64 {
+        match self.metric {
+            Metric::Euclidean => d * d,
+            Metric::Minkowski(p) => d.powf(p),
+            _ => d,
+        }
+    }
+
+    /// The metric's `p` as the KD-tree bound uses it.
+    fn p(&self) -> f64 {
+        match self.metric {
+            Metric::Euclidean => 2.0,
+            Metric::Manhattan => 1.0,
+            Metric::Chebyshev => f64::INFINITY,
+            Metric::Minkowski(p) => p,
+        }
+    }
+
+    fn point(&self, i: usize) -> &[f64] {
+        &self.fit_x[i * self.p..(i + 1) * self.p]
+    }
+
+    /// sklearn's `min_rdist` of a tree node to a point.
+    fn min_rdist(&self, tree: &Tree, node: usize, q: &[f64]) -> f64 {
+        let p = self.p;
+        if tree.ball {
+            let centroid = &tree.bounds[node * p..(node + 1) * p];
+            let d = self.rdist_to_dist(self.rdist(q, centroid));
+            self.dist_to_rdist((d - tree.nodes[node].3).max(0.0))
+        } else {
+            let n_nodes = tree.nodes.len();
+            let lo = &tree.bounds[node * p..(node + 1) * p];
+            let hi = &tree.bounds[(n_nodes + node) * p..(n_nodes + node + 1) * p];
+            let pw = self.p();
+            let mut r = 0.0;
+            for j in 0..p {
+                let d_lo = lo[j] - q[j];
+                let d_hi = q[j] - hi[j];
+                let d = (d_lo + d_lo.abs()) + (d_hi + d_hi.abs());
+                if pw.is_infinite() {
+                    r = f64::max(r, 0.5 * d);
+                } else if pw == 2.0 {
+                    r += (0.5 * d) * (0.5 * d);
+                } else {
+                    r += (0.5 * d).powf(pw);
+                }
+            }
+            r
+        }
+    }
+
+    fn walk(&self, tree: &Tree, node: usize, q: &[f64], lb: f64, heap: &mut Heap) {
+        if lb > heap.largest() {
+            return;
+        }
+        let (start, end, leaf, _) = tree.nodes[node];
+        if leaf {
+            for &i in &tree.idx_array[start..end] {
+                heap.push(self.rdist(q, self.point(i)), i);
+            }
+            return;
+        }
+        let i1 = 2 * node + 1;
+        let i2 = i1 + 1;
+        let lb1 = self.min_rdist(tree, i1, q);
+        let lb2 = self.min_rdist(tree, i2, q);
+        if lb1 <= lb2 {
+            self.walk(tree, i1, q, lb1, heap);
+            self.walk(tree, i2, q, lb2, heap);
+        } else {
+            self.walk(tree, i2, q, lb2, heap);
+            self.walk(tree, i1, q, lb1, heap);
+        }
+    }
+
+    /// For each row, its k nearest training points (index) with their weights, nearest first.
     fn neighbors(&self, x: &Matrix) -> Result<Vec<Vec<(usize, f64)>>, Error> {
         x.expect_features(self.p, &self.name)?;
+        let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.name)?;
         let data = x.dense()?;
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(Error::invalid_input(format!(
-                "input x contains nan or infinity; {} does not accept missing values",
-                self.name
-            )));
-        }
         let mut out = Vec::with_capacity(x.rows);
-        let mut d: Vec<(f64, usize)> = Vec::with_capacity(self.n);
         for r in 0..x.rows {
             let q = &data[r * self.p..(r + 1) * self.p];
-            d.clear();
-            d.extend((0..self.n).map(|i| {
-                (
-                    self.distance(q, &self.fit_x[i * self.p..(i + 1) * self.p]),
-                    i,
-                )
-            }));
-            let cmp = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-            if self.k < self.n {
-                d.select_nth_unstable_by(self.k - 1, cmp);
+            let mut heap = Heap::new(self.k);
+            match &self.index {
+                Index::Brute => {
+                    for i in 0..self.n {
+                        heap.push(self.rdist(q, self.point(i)), i);
+                    }
+                }
+                Index::Tree(tree) => {
+                    let lb = self.min_rdist(tree, 0, q);
+                    self.walk(tree, 0, q, lb, &mut heap);
+                }
             }
-            let nearest = &mut d[..self.k];
-            nearest.sort_by(cmp);
+            let mut nearest: Vec<(f64, usize)> = heap
+                .values
+                .iter()
+                .zip(&heap.indices)
+                .map(|(&r, &i)| (self.rdist_to_dist(r), i))
+                .collect();
+            nearest.sort_by(|a, b| a.0.total_cmp(&b.0));
             let weights: Vec<f64> = if !self.distance_weights {
                 vec![1.0; self.k]
             } else if nearest.iter().any(|(dist, _)| *dist == 0.0) {
@@ -171,6 +279,123 @@ impl Neighbors {
         }
         Ok(out)
     }
+}
+
+/// sklearn's fixed-size max-heap of neighbors (`sklearn.utils._heap.heap_push`).
+struct Heap {
+    values: Vec<f64>,
+    indices: Vec<usize>,
+}
+
+impl Heap {
+    fn new(k: usize) -> Heap {
+        Heap {
+            values: vec![f64::INFINITY; k],
+            indices: vec![0; k],
+        }
+    }
+
+    fn largest(&self) -> f64 {
+        self.values[0]
+    }
+
+    fn push(&mut self, val: f64, idx: usize) {
+        let size = self.values.len();
+        if val >= self.values[0] {
+            return;
+        }
+        let mut cur = 0;
+        loop {
+            let left = 2 * cur + 1;
+            let right = left + 1;
+            let swap = if left >= size {
+                break;
+            } else if right >= size || self.values[left] >= self.values[right] {
+                // (sklearn tests `values[left] > val` when there is no right child: the same.)
+                if val < self.values[left] {
+                    left
+                } else {
+                    break;
+                }
+            } else if val < self.values[right] {
+                right
+            } else {
+                break;
+            };
+            self.values[cur] = self.values[swap];
+            self.indices[cur] = self.indices[swap];
+            cur = swap;
+        }
+        self.values[cur] = val;
+        self.indices[cur] = idx;
+    }
+}
+
+/// The fitted KDTree / BallTree of a k-neighbors estimator, checked so that the walk stays in
+/// bounds: `_tree`'s state is `(data, idx_array, node_data, node_bounds, ...)`.
+fn read_tree(node: &Node, n: usize, p: usize, name: &str) -> Result<Tree, Error> {
+    let bad = |what: &str| Error::invalid_model(format!("{name}: _tree {what}"));
+    let tree = node.attr("_tree")?;
+    let ball = tree.class == "BallTree";
+    let state = match &tree.value {
+        wasmflow_skops::Value::Object(Some(s)) => s.items()?,
+        _ => return Err(bad("has no state")),
+    };
+    if state.len() < 4 {
+        return Err(bad("state is too short"));
+    }
+    let data = state[0].to_f64_vec()?;
+    if data.len() != n * p {
+        return Err(bad("data does not match _fit_X"));
+    }
+    let idx_array = state[1]
+        .to_i64_vec()?
+        .into_iter()
+        .map(|v| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&i| i < n)
+                .ok_or_else(|| bad("idx_array out of range"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let nd = state[2].array()?;
+    let starts = nd.field_i64("idx_start")?;
+    let ends = nd.field_i64("idx_end")?;
+    let leaves = nd.field_i64("is_leaf")?;
+    let radii = nd.field_f64("radius")?;
+    let mut nodes = Vec::with_capacity(starts.len());
+    for i in 0..starts.len() {
+        let (s, e) = (usize::try_from(starts[i]), usize::try_from(ends[i]));
+        let (Ok(s), Ok(e)) = (s, e) else {
+            return Err(bad("node range out of bounds"));
+        };
+        if s > e || e > idx_array.len() {
+            return Err(bad("node range out of bounds"));
+        }
+        let leaf = leaves[i] != 0;
+        if !leaf && 2 * i + 2 >= starts.len() {
+            return Err(bad("inner node without children"));
+        }
+        nodes.push((s, e, leaf, radii[i]));
+    }
+    if nodes.is_empty() {
+        return Err(bad("has no nodes"));
+    }
+    let bounds = state[3].to_f64_vec()?;
+    let expected = if ball {
+        nodes.len() * p
+    } else {
+        2 * nodes.len() * p
+    };
+    if bounds.len() != expected {
+        return Err(bad("node_bounds has the wrong size"));
+    }
+    Ok(Tree {
+        ball,
+        idx_array,
+        nodes,
+        bounds,
+    })
 }
 
 pub struct KNeighborsClassifier {
@@ -197,6 +422,12 @@ pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
             )));
         }
         let classes = util::labels(node.attr("classes_")?)?;
+        if classes.is_empty() {
+            return Err(Error::invalid_model(format!(
+                "{}: classes_ is empty",
+                nn.name
+            )));
+        }
         let y = y_node
             .to_i64_vec()?
             .into_iter()

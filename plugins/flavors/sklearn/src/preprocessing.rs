@@ -13,15 +13,25 @@ pub const CLASSES: &[&str] = &[
     "StandardScaler",
     "MinMaxScaler",
     "RobustScaler",
+    "MaxAbsScaler",
+    "Normalizer",
+    "Binarizer",
+    "PolynomialFeatures",
     "SimpleImputer",
     "OneHotEncoder",
     "OrdinalEncoder",
     "PCA",
+    "TruncatedSVD",
 ];
 
 pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
     Ok(match node.class.as_str() {
-        "StandardScaler" | "MinMaxScaler" | "RobustScaler" => Box::new(Scaler::read(node)?),
+        "StandardScaler" | "MinMaxScaler" | "RobustScaler" | "MaxAbsScaler" => {
+            Box::new(Scaler::read(node)?)
+        }
+        "Normalizer" | "Binarizer" => Box::new(RowWise::read(node)?),
+        "PolynomialFeatures" => Box::new(Polynomial::read(node)?),
+        "TruncatedSVD" => Box::new(Pca::read(node)?),
         "SimpleImputer" => Box::new(Imputer::read(node)?),
         "OneHotEncoder" | "OrdinalEncoder" => Box::new(Encoder::read(node)?),
         "PCA" => Box::new(Pca::read(node)?),
@@ -109,6 +119,9 @@ impl Scaler {
                 if util::opt_bool(node, "with_std", true)? {
                     s.div = opt_vec(node, "scale_", p)?;
                 }
+            }
+            "MaxAbsScaler" => {
+                s.div = opt_vec(node, "scale_", p)?;
             }
             "RobustScaler" => {
                 if util::opt_bool(node, "with_centering", true)? {
@@ -458,6 +471,15 @@ impl Encoder {
                     .collect::<Result<_, _>>()?,
                 None => categories.iter().map(|c| c.cats.len()).collect(),
             };
+            if let Some(f) =
+                (0..n_outs.len().min(p)).find(|&f| n_outs[f] > categories[f].cats.len())
+            {
+                return Err(Error::invalid_model(format!(
+                    "{name}: feature {f} has {} outputs for {} categories",
+                    n_outs[f],
+                    categories[f].cats.len()
+                )));
+            }
             if n_outs.len() != p {
                 return Err(Error::invalid_model(format!(
                     "{name}: _n_features_outs has the wrong length"
@@ -835,6 +857,7 @@ impl Estimator for Pca {
     fn transform(&self, x: &Matrix) -> Result<Matrix, Error> {
         x.expect_features(self.p, &self.base.name)?;
         let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.base.name)?;
         let mut out = vec![vec![0.0; x.rows]; self.k];
         for (j, o) in out.iter_mut().enumerate() {
             let w = &self.components[j * self.p..(j + 1) * self.p];
@@ -850,6 +873,205 @@ impl Estimator for Pca {
                 *v = s;
             }
         }
+        Ok(Matrix::from_columns(x.rows, out))
+    }
+}
+
+/// Normalizer (each row divided by its l1, l2 or max norm) and Binarizer (1 above the
+/// threshold, else 0).
+struct RowWise {
+    base: Base,
+    /// Normalizer's norm, or None for Binarizer.
+    norm: Option<String>,
+    threshold: f64,
+}
+
+impl RowWise {
+    fn read(node: &Node) -> Result<RowWise, Error> {
+        let base = Base::read(node)?;
+        let norm = if node.class == "Normalizer" {
+            let n = util::opt_str(node, "norm", "l2")?.to_string();
+            if !["l1", "l2", "max"].contains(&n.as_str()) {
+                return Err(Error::unsupported(format!(
+                    "{}: norm '{n}' is not supported",
+                    base.name
+                )));
+            }
+            Some(n)
+        } else {
+            None
+        };
+        Ok(RowWise {
+            base,
+            norm,
+            threshold: util::opt_f64(node, "threshold", 0.0)?,
+        })
+    }
+}
+
+impl Estimator for RowWise {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+    fn n_features_in(&self) -> Option<usize> {
+        self.base.n_features
+    }
+    fn feature_names_in(&self) -> Option<&[String]> {
+        self.base.names.as_deref()
+    }
+    fn transform(&self, x: &Matrix) -> Result<Matrix, Error> {
+        self.base.check(x)?;
+        let p = x.n_cols();
+        let cols: Vec<_> = (0..p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.base.name)?;
+        let mut out: Vec<Vec<f64>> = cols.iter().map(|c| c.to_vec()).collect();
+        match self.norm.as_deref() {
+            None => {
+                for col in &mut out {
+                    col.iter_mut()
+                        .for_each(|v| *v = if *v > self.threshold { 1.0 } else { 0.0 });
+                }
+            }
+            Some(norm) => {
+                for r in 0..x.rows {
+                    let row = cols.iter().map(|c| c[r]);
+                    let n = match norm {
+                        "l1" => row.map(f64::abs).sum::<f64>(),
+                        "max" => row.map(f64::abs).fold(f64::NEG_INFINITY, f64::max),
+                        _ => row.map(|v| v * v).sum::<f64>().sqrt(),
+                    };
+                    // sklearn's _handle_zeros_in_scale: near-zero norms divide by 1.
+                    let n = if n < 10.0 * f64::EPSILON { 1.0 } else { n };
+                    for col in &mut out {
+                        col[r] /= n;
+                    }
+                }
+            }
+        }
+        Ok(Matrix::from_columns(x.rows, out))
+    }
+}
+
+/// PolynomialFeatures: the products of the input columns that sklearn's `_combinations`
+/// lists, in its order.
+struct Polynomial {
+    base: Base,
+    p: usize,
+    terms: Vec<Vec<usize>>,
+}
+
+impl Polynomial {
+    fn read(node: &Node) -> Result<Polynomial, Error> {
+        let base = Base::read(node)?;
+        let name = base.name.clone();
+        let p = base
+            .n_features
+            .ok_or_else(|| Error::invalid_model(format!("{name}: no n_features_in_")))?;
+        let int = |k: &str| -> Result<usize, Error> { util::to_usize(node.attr(k)?.i64()?, k) };
+        let (min_degree, max_degree) = (int("_min_degree")?, int("_max_degree")?);
+        let interaction_only = util::opt_bool(node, "interaction_only", false)?;
+        let include_bias = util::opt_bool(node, "include_bias", true)?;
+        let n_out = int("n_output_features_")?;
+        if p == 0 {
+            return Err(Error::invalid_model(format!("{name}: no input features")));
+        }
+        if n_out > 1 << 20 || max_degree > 64 {
+            return Err(Error::unsupported(format!(
+                "{name}: {n_out} output features are too many"
+            )));
+        }
+        let mut terms: Vec<Vec<usize>> = Vec::new();
+        if include_bias {
+            terms.push(Vec::new());
+        }
+        for degree in min_degree.max(1)..=max_degree {
+            // Combinations (with replacement unless interaction_only) of `degree` features,
+            // in lexicographic order as itertools yields them.
+            let mut combo: Vec<usize> = if interaction_only {
+                (0..degree).collect()
+            } else {
+                vec![0; degree]
+            };
+            if interaction_only && degree > p {
+                continue;
+            }
+            loop {
+                terms.push(combo.clone());
+                if terms.len() > n_out {
+                    return Err(Error::invalid_model(format!(
+                        "{name}: more terms than n_output_features_"
+                    )));
+                }
+                // Advance.
+                let mut i = degree;
+                let advanced = loop {
+                    if i == 0 {
+                        break false;
+                    }
+                    i -= 1;
+                    let limit = if interaction_only {
+                        p - (degree - i)
+                    } else {
+                        p - 1
+                    };
+                    if combo[i] < limit {
+                        combo[i] += 1;
+                        for j in i + 1..degree {
+                            combo[j] = if interaction_only {
+                                combo[j - 1] + 1
+                            } else {
+                                combo[i]
+                            };
+                        }
+                        break true;
+                    }
+                };
+                if !advanced {
+                    break;
+                }
+            }
+        }
+        if terms.len() != n_out {
+            return Err(Error::invalid_model(format!(
+                "{name}: {} terms, but n_output_features_ is {n_out}",
+                terms.len()
+            )));
+        }
+        Ok(Polynomial { base, p, terms })
+    }
+}
+
+impl Estimator for Polynomial {
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+    fn n_features_in(&self) -> Option<usize> {
+        Some(self.p)
+    }
+    fn feature_names_in(&self) -> Option<&[String]> {
+        self.base.names.as_deref()
+    }
+    fn transform(&self, x: &Matrix) -> Result<Matrix, Error> {
+        x.expect_features(self.p, &self.base.name)?;
+        let cols: Vec<_> = (0..self.p).map(|c| x.num(c)).collect::<Result<_, _>>()?;
+        x.check_finite(&cols, &self.base.name)?;
+        let out = self
+            .terms
+            .iter()
+            .map(|t| {
+                (0..x.rows)
+                    .map(|r| {
+                        t.iter().fold(1.0, |acc, &j| {
+                            if t.len() == 1 {
+                                cols[j][r]
+                            } else {
+                                acc * cols[j][r]
+                            }
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Ok(Matrix::from_columns(x.rows, out))
     }
 }

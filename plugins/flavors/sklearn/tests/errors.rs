@@ -222,6 +222,11 @@ fn bad_requests() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
     assert!(e.message.contains("x has 3 features"), "{}", e.message);
+    let e = lin
+        .predict(&Matrix::from_rows(1, 5, &[1.0, f64::NAN, 0.0, 0.0, 0.0]))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(e.message.contains("nan"), "{}", e.message);
     let knn = model("knn_reg");
     let e = knn
         .predict(&Matrix::from_rows(1, 5, &[1.0, f64::NAN, 0.0, 0.0, 0.0]))
