@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmflow_flavor_sklearn::{Column, ErrorKind, Estimator, Matrix, Output, Values, build};
+use wasmflow_skops::{Json, Node, Value};
 
 const TOLERANCE: f64 = 1e-9;
 
@@ -352,4 +354,169 @@ fn wrong_feature_count_is_invalid_input() {
         ))
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// The nodes of a skops tree, pre-order.
+fn count_nodes(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Object(Some(a)) => count_nodes(a),
+        Value::Reduce { args, state } => count_nodes(args) + count_nodes(state),
+        Value::Dict { entries, .. } => entries.iter().map(|(_, v)| count_nodes(v)).sum(),
+        Value::List(v) | Value::Tuple(v) | Value::ObjectArray { items: v, .. } => {
+            v.iter().map(|c| count_nodes(c)).sum()
+        }
+        _ => 0,
+    }
+}
+
+/// The tree with its `target`-th node (pre-order) damaged: an array cut short, flattened, or
+/// filled with 0xff bytes (NaN, -1, huge) or with small integers (children pointing anywhere);
+/// a number made -1, huge, 0 or NaN; a string changed; a list, tuple or dict shortened.
+fn mutate(node: &Node, target: usize, at: &mut usize, rng: &mut Rng) -> Node {
+    let here = *at;
+    *at += 1;
+    let mut n = node.clone();
+    if here == target {
+        n.value = match &node.value {
+            Value::Array(a) => {
+                let mut a = a.clone();
+                match rng.below(4) {
+                    0 => {
+                        if let Some(first) = a.shape.first_mut() {
+                            *first = first.saturating_sub(1);
+                        }
+                        let len = a.shape.iter().product::<usize>() * a.dtype.itemsize();
+                        a.data.truncate(len);
+                    }
+                    1 => a.shape = vec![a.shape.iter().product()],
+                    2 => a.data.iter_mut().for_each(|b| *b = 0xff),
+                    _ => {
+                        let k = rng.below(7) as u8;
+                        a.data.iter_mut().step_by(8).for_each(|b| *b = k);
+                    }
+                }
+                Value::Array(a)
+            }
+            Value::Json(Json::Int(_)) => Value::Json(Json::Int(match rng.below(3) {
+                0 => -1,
+                1 => i64::MAX,
+                _ => 0,
+            })),
+            Value::Json(Json::Float(_)) => Value::Json(Json::Float(f64::NAN)),
+            Value::Json(Json::Str(_)) => Value::Json(Json::Str("bogus".into())),
+            Value::List(v) if !v.is_empty() => Value::List(v[..v.len() - 1].to_vec()),
+            Value::Tuple(v) if !v.is_empty() => Value::Tuple(v[..v.len() - 1].to_vec()),
+            Value::ObjectArray { shape, items } if !items.is_empty() => Value::ObjectArray {
+                shape: shape.clone(),
+                items: items[..items.len() - 1].to_vec(),
+            },
+            Value::Dict { entries, key_types } if !entries.is_empty() => {
+                let mut e = entries.clone();
+                e.remove(rng.below(e.len() as u64) as usize);
+                Value::Dict {
+                    entries: e,
+                    key_types: key_types.clone(),
+                }
+            }
+            other => other.clone(),
+        };
+        return n;
+    }
+    let mut m = |c: &Arc<Node>| Arc::new(mutate(c, target, at, rng));
+    n.value = match &node.value {
+        Value::Object(Some(a)) => Value::Object(Some(m(a))),
+        Value::Reduce { args, state } => Value::Reduce {
+            args: m(args),
+            state: m(state),
+        },
+        Value::Dict { entries, key_types } => Value::Dict {
+            entries: entries.iter().map(|(k, v)| (k.clone(), m(v))).collect(),
+            key_types: key_types.clone(),
+        },
+        Value::List(v) => Value::List(v.iter().map(&mut m).collect()),
+        Value::Tuple(v) => Value::Tuple(v.iter().map(&mut m).collect()),
+        Value::ObjectArray { shape, items } => Value::ObjectArray {
+            shape: shape.clone(),
+            items: items.iter().map(&mut m).collect(),
+        },
+        other => other.clone(),
+    };
+    n
+}
+
+/// Damaged tree models must build and predict, or fail with an error: never panic (a panic is
+/// a trap in the plugin) nor loop.
+#[test]
+fn mutated_tree_models_never_panic() {
+    let dir = fixtures_dir();
+    let mut rng = Rng(0x7eee_5eed_0bad_cafe);
+    let (mut runs, mut refused) = (0, 0);
+    let mut panics = Vec::new();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for name in cases(&dir) {
+        if name.starts_with("bad_") || name.ends_with("_bench") {
+            continue;
+        }
+        let f = parse(&std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap());
+        let bytes = std::fs::read(dir.join(format!("{name}.skops"))).unwrap();
+        let root = wasmflow_skops::read(&bytes).unwrap().root;
+        let total = count_nodes(&root);
+        let rows = f.rows.min(20);
+        let mut x = matrix(&f);
+        x.rows = rows;
+        for c in &mut x.columns {
+            match c {
+                Column::Num(v) => v.truncate(rows),
+                Column::Text(v) => v.truncate(rows),
+            }
+        }
+        for round in 0..120 {
+            let target = rng.below(total as u64) as usize;
+            let mutated = mutate(&root, target, &mut 0, &mut rng);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let est = build(&mutated)?;
+                let _ = est.predict(&x);
+                let _ = est.predict_proba(&x);
+                let _ = est.predict_log_proba(&x);
+                let _ = est.decision_function(&x);
+                Ok::<(), wasmflow_flavor_sklearn::Error>(())
+            }));
+            runs += 1;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => refused += 1,
+                Err(p) => panics.push(format!(
+                    "{name} round {round} (node {target}): {}",
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                )),
+            }
+        }
+    }
+    std::panic::set_hook(hook);
+    println!(
+        "{runs} damaged models, {refused} refused, {} panics",
+        panics.len()
+    );
+    assert!(
+        panics.is_empty(),
+        "{} panics:\n{}",
+        panics.len(),
+        panics.join("\n")
+    );
 }
