@@ -1,8 +1,10 @@
 //! Decision trees and tree ensembles, predicting as scikit-learn 1.9 does:
 //!
-//! - `DecisionTreeClassifier`/`Regressor`, `ExtraTreeClassifier`/`Regressor` (multi-output
-//!   regressors too): the input cast to float32, compared with the float64 thresholds; NaN goes
-//!   down the side each node's `missing_go_to_left` names.
+//! - `DecisionTreeClassifier`/`Regressor`, `ExtraTreeClassifier`/`Regressor`: the input cast
+//!   to float32 (infinity refused, as scikit-learn refuses it), compared with the float64
+//!   thresholds; NaN goes down the side each node's `missing_go_to_left` names. Multi-output
+//!   models too (classifiers: `predict` only, since scikit-learn's `predict_proba` is then a
+//!   list of arrays).
 //! - `RandomForest*`, `ExtraTrees*`: the mean of the trees' leaves (classifiers: the class
 //!   fractions, normalized for files of scikit-learn < 1.4 that hold counts; `predict` =
 //!   argmax) or values (regressors).
@@ -17,7 +19,9 @@
 //!   categorical columns, put first) and the trees' category bitsets (`raw_left_cat_bitsets`,
 //!   and the known categories from `_bin_mapper`); unknown categories go the missing side.
 //!
-//! [`kernel`] and [`model`] are plain Rust; this module reads them out of skops nodes.
+//! [`kernel`] and [`model`] are plain Rust; this module reads them out of skops nodes,
+//! checking what the walk relies on (children after their parent, features in range, value
+//! shapes), so that a damaged file is an error and never a trap or an endless walk.
 
 pub mod kernel;
 pub mod model;
