@@ -134,6 +134,7 @@ pub fn supported_classes() -> Vec<&'static str> {
         .chain(crate::linear::CLASSIFIERS)
         .chain(crate::neighbors::CLASSES)
         .chain(crate::naive_bayes::CLASSES)
+        .chain(crate::svm::CLASSES)
         .chain(TREE_CLASSES)
         .chain(crate::preprocessing::CLASSES)
         .chain(crate::compose::CLASSES)
@@ -161,6 +162,9 @@ pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
         }
         if crate::naive_bayes::CLASSES.contains(&class) {
             return crate::naive_bayes::build(node);
+        }
+        if crate::svm::CLASSES.contains(&class) {
+            return crate::svm::build(node);
         }
         if crate::preprocessing::CLASSES.contains(&class) {
             return crate::preprocessing::build(node);

@@ -6,10 +6,19 @@
 //! `__class__`), and estimators predict on a [`Matrix`] (numeric and text columns).
 //!
 //! - [`data`]: the input [`Matrix`], the [`Output`] and the crate's [`Error`].
-//! - [`estimator`]: the [`Estimator`] trait and the dispatch by class.
+//! - [`estimator`]: the [`Estimator`] trait, the dispatch by class, MLflow's predict methods.
+//! - [`linear`]: linear regressors and classifiers (LinearRegression ... LogisticRegression,
+//!   SGD*, LinearSVC/SVR, RidgeClassifier, GLMs).
+//! - [`neighbors`]: KNeighbors* (brute, KD-tree and ball-tree searches as sklearn's).
+//! - [`naive_bayes`]: the GaussianNB classifier.
+//! - [`svm`]: kernel SVMs (SVC, NuSVC, SVR, NuSVR), as libsvm predicts.
+//! - [`preprocessing`]: scalers, encoders, SimpleImputer, PCA/TruncatedSVD, Normalizer,
+//!   Binarizer, PolynomialFeatures.
+//! - [`compose`]: Pipeline, ColumnTransformer, 'passthrough'.
 //! - [`tree`]: decision trees and tree ensembles (DecisionTree*, RandomForest*, ExtraTrees*,
 //!   GradientBoosting*, HistGradientBoosting*).
 //! - [`wrappers`]: LightGBM's and XGBoost's scikit-learn estimators (LGBM*, XGB*).
+//! - [`input`], [`load`]: request columns to features; MLmodel's sections to what to load.
 //!
 //! The component glue (the `flavor-plugin` world's exports) is compiled for wasm32 only.
 
@@ -22,6 +31,7 @@ pub mod load;
 pub mod naive_bayes;
 pub mod neighbors;
 pub mod preprocessing;
+pub mod svm;
 pub mod tree;
 pub mod util;
 pub mod wrappers;

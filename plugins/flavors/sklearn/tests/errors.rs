@@ -149,12 +149,12 @@ fn unsupported_estimators_are_named() {
     let bytes = std::fs::read(fixtures().join("linreg.skops")).unwrap();
     let mut f = wasmflow_skops::read(&bytes).unwrap();
     let mut root = (*f.root).clone();
-    root.class = "SVC".into();
-    root.module = "sklearn.svm._classes".into();
+    root.class = "KMeans".into();
+    root.module = "sklearn.cluster._kmeans".into();
     let e = build(&root).err().unwrap();
     assert_eq!(e.kind, ErrorKind::Unsupported);
     assert!(
-        e.message.contains("sklearn.svm._classes.SVC"),
+        e.message.contains("sklearn.cluster._kmeans.KMeans"),
         "{}",
         e.message
     );
