@@ -244,6 +244,12 @@ impl Booster {
 
     /// Builds a booster from a parsed model document.
     pub fn from_document(doc: &Value) -> Result<Booster, LoadError> {
+        // A pickled Booster (`XGBoosterSerializeToBuffer`, as skops saves an XGBClassifier's
+        // booster) is `{"Config": {...}, "Model": <the model document>}`.
+        let doc = match (doc.get("learner"), doc.get("Model")) {
+            (None, Some(model)) => model,
+            _ => doc,
+        };
         let learner = doc
             .get("learner")
             .ok_or_else(|| LoadError::Invalid("no 'learner' in the model document".into()))?;
