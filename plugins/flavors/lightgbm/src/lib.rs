@@ -11,6 +11,7 @@
 //!     model_class: lightgbm.basic.Booster
 //! ```
 //!
+//! The library crate `wasmflow-lightgbm` (plugins/lightgbm), re-exported here, does the work:
 //! [`model`] parses that format and predicts like `booster.predict` (transformed outputs:
 //! probabilities for binary and multiclass objectives); [`input`] maps a request's columns to
 //! the model's features. Both are plain Rust, tested natively against predictions of real
@@ -20,11 +21,9 @@
 //! pickle runs code.
 //!
 //! The component glue (the `flavor-plugin` world's exports) is compiled for wasm32 only, with the
-//! `component` feature (on by default; the sklearn plugin uses this crate without it).
+//! `component` feature (on by default).
 
-pub mod input;
-pub mod model;
-pub mod sklearn;
+pub use wasmflow_lightgbm::{input, model, sklearn};
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

@@ -6,18 +6,18 @@
 //! - `lightgbm.sklearn.LGBMClassifier` / `LGBMRegressor` / `LGBMRanker`: `_Booster` is a
 //!   `lightgbm.basic.Booster` whose `_handle` is the model in LightGBM's text format, with its
 //!   `best_iteration`; a classifier's labels are `_classes`. See
-//!   `wasmflow_flavor_lightgbm::sklearn`.
+//!   `wasmflow_lightgbm::sklearn`.
 //! - `xgboost.sklearn.XGBClassifier` / `XGBRegressor` / `XGBRF*` / `XGBRanker`: `_Booster` is an
 //!   `xgboost.core.Booster` whose `handle` is a bytearray holding `Booster.save_raw()`, the model
 //!   as UBJSON (its learner attributes carry `best_iteration`); `missing` is the estimator's
 //!   missing-value marker. Their labels are `0..n_classes_`, and predictions are float32.
 
-use wasmflow_flavor_lightgbm::input::text_feature;
-use wasmflow_flavor_lightgbm::model::LoadError as LgbmLoadError;
-use wasmflow_flavor_lightgbm::sklearn::{Kind, Labels, Prediction, SklearnModel};
-use wasmflow_flavor_xgboost::model::{Booster as XgbBooster, LoadError as XgbLoadError};
-use wasmflow_flavor_xgboost::predict::{self as xgb, ModelClass};
+use wasmflow_lightgbm::input::text_feature;
+use wasmflow_lightgbm::model::LoadError as LgbmLoadError;
+use wasmflow_lightgbm::sklearn::{Kind, Labels, Prediction, SklearnModel};
 use wasmflow_skops::{Node, Value as SkValue};
+use wasmflow_xgboost::model::{Booster as XgbBooster, LoadError as XgbLoadError};
+use wasmflow_xgboost::predict::{self as xgb, ModelClass};
 
 use crate::data::Column;
 use crate::{Error, Estimator, Matrix, Output, Values};
@@ -201,9 +201,7 @@ impl Xgb {
             .map(|c| x.num(c))
             .collect::<Result<Vec<_>, _>>()?;
         let slices: Vec<&[f64]> = columns.iter().map(|c| c.as_ref()).collect();
-        Ok(wasmflow_flavor_xgboost::input::rows_from_columns(
-            &slices, x.rows,
-        ))
+        Ok(wasmflow_xgboost::input::rows_from_columns(&slices, x.rows))
     }
 }
 

@@ -12,19 +12,18 @@
 //!     xgb_version: 3.2.0
 //! ```
 //!
+//! The library crate `wasmflow-xgboost` (plugins/xgboost), re-exported here, does the work:
 //! [`value`] reads both encodings into one document tree (our own UBJSON reader, bounded
 //! against malformed files); [`model`] builds the booster from it and predicts in float32
 //! exactly as XGBoost's CPU predictor does; [`predict`] adds what MLflow's pyfunc does around
 //! it (a Booster's `predict(DMatrix)`, or the scikit-learn wrappers' `predict`, which answer class
-//! labels for classifiers). All plain Rust, tested natively against real XGBoost's predictions.
+//! labels for classifiers). All plain Rust, tested natively against real XGBoost's predictions
+//! (`tests/`).
 //!
 //! The component glue (the `flavor-plugin` world's exports) is compiled for wasm32 only, with the
-//! `component` feature (on by default; the sklearn plugin uses this crate without it).
+//! `component` feature (on by default).
 
-pub mod input;
-pub mod model;
-pub mod predict;
-pub mod value;
+pub use wasmflow_xgboost::{input, model, predict, value};
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
