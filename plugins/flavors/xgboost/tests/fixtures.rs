@@ -24,7 +24,8 @@ struct Case {
 struct Expected {
     model_class: String,
     columns: Vec<String>,
-    rows: Vec<Vec<Option<f64>>>,
+    /// null for NaN, "inf" / "-inf" for infinities.
+    rows: Vec<Vec<Json>>,
     predictions: Vec<ExpectedPrediction>,
 }
 
@@ -53,17 +54,19 @@ fn features(booster: &Booster, expected: &Expected) -> (Vec<f32>, usize) {
     let chosen = match_columns(&booster.feature_names, booster.num_feature, &names).unwrap();
     let columns: Vec<Vec<f64>> = chosen
         .iter()
-        .map(|&c| {
-            expected
-                .rows
-                .iter()
-                .map(|r| r[c].unwrap_or(f64::NAN))
-                .collect()
-        })
+        .map(|&c| expected.rows.iter().map(|r| cell(&r[c])).collect())
         .collect();
     let slices: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
     let rows = expected.rows.len();
     (rows_from_columns(&slices, rows), rows)
+}
+
+fn cell(v: &Json) -> f64 {
+    match v {
+        Json::String(s) if s == "inf" => f64::INFINITY,
+        Json::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        other => other.as_f64().unwrap_or(f64::NAN),
+    }
 }
 
 fn options(params: &serde_json::Map<String, Json>) -> Options {
@@ -169,4 +172,28 @@ fn predictions_match_xgboost_bit_for_bit() {
         index.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn booster_refuses_infinite_inputs_as_dmatrix_does() {
+    use wasmflow_flavor_xgboost::model::PredictPath;
+    let dir = fixtures_dir();
+    let booster = Booster::load(&read(&dir.join("reg_squarederror.ubj"))).unwrap();
+    let mut row = vec![0.5f32; booster.num_feature];
+    row[1] = f32::INFINITY;
+    let refused = booster.predict(&row, 1, (0, 0), false, f32::NAN, PredictPath::DMatrix);
+    assert!(refused.unwrap_err().contains("inf"));
+    let taken = booster.predict(&row, 1, (0, 0), false, f32::NAN, PredictPath::Inplace);
+    assert_eq!(taken.unwrap().len(), 1);
+    // An iteration range past the last round is an error, as XGBoost's LayerToTree check.
+    let rounds = booster.num_rounds();
+    let past = booster.predict(
+        &row[..],
+        1,
+        (0, rounds + 1),
+        false,
+        f32::NAN,
+        PredictPath::Inplace,
+    );
+    assert!(past.is_err());
 }
