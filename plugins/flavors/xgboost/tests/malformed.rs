@@ -177,3 +177,14 @@ fn broken_trees_are_errors() {
         Err(LoadError::Unsupported(_))
     ));
 }
+
+#[test]
+fn categorical_models_are_unsupported() {
+    for name in ["categorical.ubj", "categorical.json"] {
+        let result = Booster::load(&fixture(name));
+        assert!(
+            matches!(&result, Err(LoadError::Unsupported(m)) if m.contains("categorical")),
+            "{name}: {result:?}"
+        );
+    }
+}
