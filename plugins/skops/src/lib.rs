@@ -25,10 +25,12 @@
 pub mod json;
 mod node;
 pub mod npy;
+pub mod sparse;
 
 pub use json::Json;
 pub use node::{Node, Value};
 pub use npy::{DType, Field, Kind, NdArray, Scalar};
+pub use sparse::SparseMatrix;
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
@@ -172,7 +174,7 @@ pub fn read_with_limits(bytes: &[u8], limits: &Limits) -> Result<SkopsFile, Erro
 
 /// Reads one entry of the zip, refusing entries larger than `max` (declared or actual).
 /// `Ok(None)` when there is no such entry.
-fn read_entry(
+pub(crate) fn read_entry(
     zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
     name: &str,
     max: u64,

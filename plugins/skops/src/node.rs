@@ -8,6 +8,9 @@ use crate::json::{self, Json};
 use crate::npy::NdArray;
 use crate::{Error, Limits, read_entry};
 
+/// The most values [`Node::to_f64_vec`] makes of a sparse matrix (256 Mi values, 2 GiB).
+const MAX_DENSE: usize = 1 << 28;
+
 /// The deepest a `JsonNode`'s own JSON content may nest.
 const MAX_CONTENT_DEPTH: usize = 64;
 
@@ -65,7 +68,8 @@ pub enum Value {
         shape: Vec<usize>,
         items: Vec<Arc<Node>>,
     },
-    /// `DTypeNode`: a numpy dtype, saved as an empty array of that dtype.
+    /// `DTypeNode`: a numpy dtype, saved as an empty array of that dtype (an object dtype is
+    /// an empty array of [`crate::Kind::Object`]).
     DType(NdArray),
     /// `TypeNode`: a class (named by `module` and `class`).
     Type,
@@ -86,8 +90,10 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// `MaskedArrayNode`.
     MaskedArray { data: Arc<Node>, mask: Arc<Node> },
+    /// `SparseMatrixNode`: a scipy sparse matrix (csr, csc or coo).
+    Sparse(crate::SparseMatrix),
     /// A node this reader keeps without interpreting its content (`RandomStateNode`,
-    /// `RandomGeneratorNode`, `SparseMatrixNode`, `OperatorFuncNode`, ...).
+    /// `RandomGeneratorNode`, `OperatorFuncNode`, ...).
     Opaque,
 }
 
@@ -223,17 +229,19 @@ impl Node {
     pub fn shape(&self) -> Result<Vec<usize>, Error> {
         match &self.value {
             Value::Array(a) => Ok(a.shape.clone()),
+            Value::Sparse(m) => Ok(m.shape.to_vec()),
             Value::ObjectArray { shape, .. } => Ok(shape.clone()),
             Value::List(v) | Value::Tuple(v) => Ok(vec![v.len()]),
             _ => Err(self.err("expected an array")),
         }
     }
 
-    /// The values of a numeric array, of an object array of numbers, or of a list/tuple of
-    /// numbers, as f64 (row-major).
+    /// The values of a numeric array, of an object array of numbers, of a list/tuple of
+    /// numbers, or of a sparse matrix (densified), as f64 (row-major).
     pub fn to_f64_vec(&self) -> Result<Vec<f64>, Error> {
         match &self.value {
             Value::Array(a) => a.to_f64().map_err(|e| e.context(self.qualname())),
+            Value::Sparse(m) => m.to_dense(MAX_DENSE),
             Value::ObjectArray { items, .. } | Value::List(items) | Value::Tuple(items) => {
                 items.iter().map(|n| n.f64()).collect()
             }
@@ -511,7 +519,20 @@ impl Builder<'_, '_> {
             },
             "DTypeNode" => {
                 let content = self.child(state, "content", loader, depth)?;
-                Value::DType(content.array()?.clone())
+                match &content.value {
+                    Value::Array(a) => Value::DType(a.clone()),
+                    // An object dtype: skops saved an empty object array, as JSON.
+                    Value::ObjectArray { .. } => Value::DType(NdArray {
+                        shape: vec![0],
+                        dtype: crate::npy::DType::Scalar(crate::npy::Scalar {
+                            kind: crate::npy::Kind::Object,
+                            size: 8,
+                            big_endian: false,
+                        }),
+                        data: Vec::new(),
+                    }),
+                    _ => return Err(Error::invalid("schema.json: a DTypeNode holds no array")),
+                }
             }
             "TypeNode" => Value::Type,
             "FunctionNode" => Value::Function,
@@ -554,9 +575,16 @@ impl Builder<'_, '_> {
                     mask: self.child(content, "mask", loader, depth)?,
                 }
             }
+            "SparseMatrixNode" => {
+                let bytes = self.file(state, loader)?;
+                let name = state.get("file").and_then(Json::as_str).unwrap_or_default();
+                Value::Sparse(
+                    crate::SparseMatrix::parse(&bytes, self.limits)
+                        .map_err(|e| e.context(format!("'{name}'")))?,
+                )
+            }
             "RandomStateNode"
             | "RandomGeneratorNode"
-            | "SparseMatrixNode"
             | "OperatorFuncNode"
             | "_DictWithDeprecatedKeysNode" => Value::Opaque,
             other => {

@@ -34,6 +34,9 @@ pub enum Kind {
     Bytes,
     /// `V<n>`: raw bytes (padding in structured dtypes).
     Void,
+    /// `O`: Python objects. Never read from a `.npy` file (skops stores object arrays as
+    /// JSON); only the dtype of a `DTypeNode` of an object array.
+    Object,
 }
 
 /// A scalar type: its kind, its size in bytes and its byte order.
@@ -99,6 +102,9 @@ impl Scalar {
         } else {
             '<'
         };
+        if self.kind == Kind::Object {
+            return "|O".into();
+        }
         let (c, n) = match self.kind {
             Kind::Bool => ('b', self.size),
             Kind::Int => ('i', self.size),
@@ -107,6 +113,7 @@ impl Scalar {
             Kind::Unicode => ('U', self.size / 4),
             Kind::Bytes => ('S', self.size),
             Kind::Void => ('V', self.size),
+            Kind::Object => ('O', 0),
         };
         format!("{order}{c}{n}")
     }

@@ -197,6 +197,30 @@ impl Matrix {
         Ok(out)
     }
 
+    /// Refuses NaN and infinite values, as sklearn's `check_array(ensure_all_finite=True)`
+    /// does for estimators that do not accept missing values.
+    pub fn check_finite(
+        &self,
+        columns: &[std::borrow::Cow<'_, [f64]>],
+        estimator: &str,
+    ) -> Result<(), Error> {
+        for (c, col) in columns.iter().enumerate() {
+            if let Some(v) = col.iter().find(|v| !v.is_finite()) {
+                let what = if v.is_nan() {
+                    "nan (a missing value)"
+                } else {
+                    "infinity"
+                };
+                return Err(Error::invalid_input(format!(
+                    "input x contains {what} in column '{}'; {estimator} does not accept missing \
+                     values (put a SimpleImputer in front of it)",
+                    self.name(c)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that the matrix has `n` columns, as sklearn's `n_features_in_` check does.
     pub fn expect_features(&self, n: usize, estimator: &str) -> Result<(), Error> {
         if self.n_cols() != n {

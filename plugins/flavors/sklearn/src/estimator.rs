@@ -127,14 +127,15 @@ pub const WRAPPER_CLASSES: &[&str] = &[
     "XGBRegressor",
 ];
 
-/// The classes this crate implements itself (see `build`).
-pub const CORE_CLASSES: &[&str] = &[];
-
 /// Every class [`build`] knows, for messages.
 pub fn supported_classes() -> Vec<&'static str> {
-    CORE_CLASSES
+    crate::linear::REGRESSORS
         .iter()
+        .chain(crate::linear::CLASSIFIERS)
+        .chain(crate::neighbors::CLASSES)
         .chain(TREE_CLASSES)
+        .chain(crate::preprocessing::CLASSES)
+        .chain(crate::compose::CLASSES)
         .chain(WRAPPER_CLASSES)
         .copied()
         .collect()
@@ -146,6 +147,23 @@ pub fn build(node: &Node) -> Result<Box<dyn Estimator>, Error> {
     let module = node.module.as_str();
     if module.starts_with("sklearn.") && TREE_CLASSES.contains(&class) {
         return crate::tree::build(node);
+    }
+    if module.starts_with("sklearn.") {
+        if crate::linear::REGRESSORS.contains(&class) {
+            return crate::linear::build_regressor(node);
+        }
+        if crate::linear::CLASSIFIERS.contains(&class) {
+            return crate::linear::build_classifier(node);
+        }
+        if crate::neighbors::CLASSES.contains(&class) {
+            return crate::neighbors::build(node);
+        }
+        if crate::preprocessing::CLASSES.contains(&class) {
+            return crate::preprocessing::build(node);
+        }
+        if crate::compose::CLASSES.contains(&class) {
+            return crate::compose::build_compose(node);
+        }
     }
     if (module.starts_with("lightgbm") || module.starts_with("xgboost"))
         && WRAPPER_CLASSES.contains(&class)

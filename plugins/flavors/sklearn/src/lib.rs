@@ -13,10 +13,20 @@
 //!
 //! The component glue (the `flavor-plugin` world's exports) is compiled for wasm32 only.
 
+pub mod compose;
 pub mod data;
 pub mod estimator;
+pub mod input;
+pub mod linear;
+pub mod load;
+pub mod neighbors;
+pub mod preprocessing;
 pub mod tree;
+pub mod util;
 pub mod wrappers;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
 
 pub use data::{Column, Error, ErrorKind, Matrix, Output, Values};
 pub use estimator::{Estimator, build};
