@@ -5,6 +5,7 @@ use wasmflow_plugin_sdk::{Data, Error, Guest, GuestModel, PluginInfo, Tensor, Va
 
 use crate::input::{match_columns, text_feature};
 use crate::model::{Booster, LoadError};
+use crate::sklearn::{self, Labels, Prediction, SklearnModel};
 
 /// MLflow's `model_class` for a booster (and its default when MLmodel has none).
 const BOOSTER_CLASS: &str = "lightgbm.basic.Booster";
@@ -45,7 +46,51 @@ fn default_data_file() -> String {
 }
 
 pub struct LightGbmModel {
-    booster: Booster,
+    /// A bare booster (`lightgbm.basic.Booster`).
+    booster: Option<Booster>,
+    /// A scikit-learn estimator around its booster (`LGBMClassifier`, ...).
+    sklearn: Option<SklearnModel>,
+}
+
+fn load_error(e: LoadError, file: &str) -> Error {
+    let message = format!("cannot load '{file}': {e}");
+    match e {
+        LoadError::Invalid(_) => Error::invalid_model(message),
+        LoadError::Unsupported(_) => Error::unsupported(message),
+    }
+}
+
+/// Loads `LGBMClassifier`/`LGBMRegressor`/`LGBMRanker` from a skops file; refuses pickles.
+fn load_sklearn(section: &FlavorSection, class: &str) -> Result<SklearnModel, Error> {
+    let short = class.rsplit('.').next().unwrap_or(class);
+    if !sklearn::SUPPORTED_CLASSES.contains(&short) {
+        return Err(Error::unsupported(format!(
+            "model_class '{class}' is not supported; supported: {BOOSTER_CLASS}, \
+             lightgbm.sklearn.LGBMClassifier, lightgbm.sklearn.LGBMRegressor, \
+             lightgbm.sklearn.LGBMRanker"
+        )));
+    }
+    let format = section
+        .serialization_format
+        .as_deref()
+        .unwrap_or("cloudpickle");
+    if format != "skops" {
+        return Err(Error::unsupported(format!(
+            "the model is a {class} saved with serialization_format '{format}': pickled models \
+             are not loaded, because loading a pickle runs arbitrary code; re-log it with \
+             mlflow.lightgbm.log_model(model, ..., serialization_format=\"skops\") (mlflow's \
+             default) or log its booster_ (a lightgbm.basic.Booster), or convert it to onnx"
+        )));
+    }
+    let bytes = wasmflow_plugin_sdk::read_model_file(&section.data)?;
+    let file = wasmflow_skops::read(&bytes).map_err(|e| {
+        let message = format!("cannot read skops file '{}': {e}", section.data);
+        match e.kind {
+            wasmflow_skops::ErrorKind::Invalid => Error::invalid_model(message),
+            wasmflow_skops::ErrorKind::Unsupported => Error::unsupported(message),
+        }
+    })?;
+    SklearnModel::from_node(&file.root).map_err(|e| load_error(e, &section.data))
 }
 
 impl GuestModel for LightGbmModel {
@@ -55,15 +100,20 @@ impl GuestModel for LightGbmModel {
         let section = config.section;
         let class = section.model_class.as_deref().unwrap_or(BOOSTER_CLASS);
         if class != BOOSTER_CLASS {
-            return Err(Error::unsupported(format!(
-                "the model is a {class} of lightgbm's scikit-learn api, which mlflow saves with {}; \
-                 only lightgbm boosters (lightgbm.basic.Booster, saved in lightgbm's text format) \
-                 are supported: log the fitted model's `booster_` instead",
-                section
-                    .serialization_format
-                    .as_deref()
-                    .unwrap_or("cloudpickle")
-            )));
+            let model = load_sklearn(&section, class)?;
+            wasmflow_plugin_sdk::info(&format!(
+                "loaded a {class}: objective {}, {} trees, {} features, {} outputs, best \
+                 iteration {}",
+                model.booster.objective,
+                model.booster.num_trees(),
+                model.booster.num_features(),
+                model.booster.outputs,
+                model.best_iteration
+            ));
+            return Ok(wasmflow_plugin_sdk::Model::new(LightGbmModel {
+                booster: None,
+                sklearn: Some(model),
+            }));
         }
         let bytes = wasmflow_plugin_sdk::read_model_file(&section.data)?;
         let text = String::from_utf8(bytes).map_err(|_| {
@@ -72,13 +122,7 @@ impl GuestModel for LightGbmModel {
                 section.data
             ))
         })?;
-        let booster = Booster::parse(&text).map_err(|e| {
-            let message = format!("cannot load '{}': {e}", section.data);
-            match e {
-                LoadError::Invalid(_) => Error::invalid_model(message),
-                LoadError::Unsupported(_) => Error::unsupported(message),
-            }
-        })?;
+        let booster = Booster::parse(&text).map_err(|e| load_error(e, &section.data))?;
         wasmflow_plugin_sdk::info(&format!(
             "loaded a lightgbm booster: objective {}, {} trees, {} features, {} outputs",
             booster.objective,
@@ -86,11 +130,14 @@ impl GuestModel for LightGbmModel {
             booster.num_features(),
             booster.outputs
         ));
-        Ok(wasmflow_plugin_sdk::Model::new(LightGbmModel { booster }))
+        Ok(wasmflow_plugin_sdk::Model::new(LightGbmModel {
+            booster: Some(booster),
+            sklearn: None,
+        }))
     }
 
     fn signature(&self) -> Option<String> {
-        let b = &self.booster;
+        let b = self.booster();
         let inputs: Vec<_> = b
             .feature_names
             .iter()
@@ -109,14 +156,49 @@ impl GuestModel for LightGbmModel {
         } else {
             serde_json::json!([-1, b.outputs])
         };
-        let outputs = serde_json::json!([{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": shape}}]);
+        let dtype = match self.sklearn.as_ref().map(|m| &m.kind) {
+            Some(sklearn::Kind::Classifier { classes }) => {
+                let dtype = match classes {
+                    Labels::Int(_) => "int64",
+                    Labels::Float(_) => "float64",
+                    Labels::Bool(_) => "bool",
+                    Labels::Text(_) => "str",
+                };
+                return Some(
+                    serde_json::json!({"inputs": inputs, "outputs": [{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": [-1]}}]})
+                        .to_string(),
+                );
+            }
+            _ => "float64",
+        };
+        let outputs = serde_json::json!([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": shape}}]);
         Some(serde_json::json!({"inputs": inputs, "outputs": outputs}).to_string())
     }
 
     fn predict(&self, input: Data, _params: Option<String>) -> Result<Data, Error> {
-        // MLflow's pyfunc for lightgbm calls `booster.predict(data)` and ignores params.
+        // MLflow's pyfunc for lightgbm calls `model.predict(data)` and ignores params: a
+        // numpy array, so one tensor named "".
         let (columns, rows) = self.features(input)?;
-        let b = &self.booster;
+        if let Some(model) = &self.sklearn {
+            let (shape, values) = match model.predict(&columns, rows) {
+                Prediction::Values { values, shape } => (shape, Values::Float64(values)),
+                Prediction::Labels(labels) => (
+                    vec![rows],
+                    match labels {
+                        Labels::Int(v) => Values::Int64(v),
+                        Labels::Float(v) => Values::Float64(v),
+                        Labels::Bool(v) => Values::Boolean(v),
+                        Labels::Text(v) => Values::Text(v),
+                    },
+                ),
+            };
+            return Ok(Data::Tensors(vec![Tensor {
+                name: String::new(),
+                shape: shape.iter().map(|&d| d as i64).collect(),
+                values,
+            }]));
+        }
+        let b = self.booster();
         let values = b.predict(&columns, rows);
         let shape = if b.outputs == 1 {
             vec![rows as i64]
@@ -124,7 +206,7 @@ impl GuestModel for LightGbmModel {
             vec![rows as i64, b.outputs as i64]
         };
         Ok(Data::Tensors(vec![Tensor {
-            name: "predictions".into(),
+            name: String::new(),
             shape,
             values: Values::Float64(values),
         }]))
@@ -132,9 +214,17 @@ impl GuestModel for LightGbmModel {
 }
 
 impl LightGbmModel {
+    fn booster(&self) -> &Booster {
+        match (&self.sklearn, &self.booster) {
+            (Some(model), _) => &model.booster,
+            (None, Some(booster)) => booster,
+            (None, None) => unreachable!("a model holds a booster"),
+        }
+    }
+
     /// The input as one list of values per feature, in the model's order, and the row count.
     fn features(&self, input: Data) -> Result<(Vec<Vec<f64>>, usize), Error> {
-        let b = &self.booster;
+        let b = self.booster();
         match input {
             Data::Table(columns) => {
                 let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();

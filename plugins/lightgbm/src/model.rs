@@ -290,9 +290,29 @@ impl Booster {
     /// Predicts for `rows` rows given column-major features (`columns[feature][row]`, in the
     /// model's feature order); returns `rows * outputs` values, row-major.
     pub fn predict(&self, columns: &[Vec<f64>], rows: usize) -> Vec<f64> {
+        self.predict_iterations(columns, rows, 0, None, false)
+    }
+
+    /// Like [`Booster::predict`] with `Booster.predict`'s `start_iteration`, `num_iteration`
+    /// (`None` or 0: all the remaining iterations) and `raw_score` (no output transformation),
+    /// as LightGBM's `GBDT::InitPredict` clamps them.
+    pub fn predict_iterations(
+        &self,
+        columns: &[Vec<f64>],
+        rows: usize,
+        start_iteration: usize,
+        num_iteration: Option<usize>,
+        raw_score: bool,
+    ) -> Vec<f64> {
         assert_eq!(columns.len(), self.num_features(), "one column per feature");
         let k = self.outputs;
-        let iterations = self.trees.len() / k;
+        let total = self.trees.len() / k;
+        let start = start_iteration.min(total);
+        let iterations = match num_iteration {
+            Some(n) if n > 0 => n.min(total - start),
+            _ => total - start,
+        };
+        let trees = &self.trees[start * k..(start + iterations) * k];
         let mut out = vec![0.0; rows * k];
         let mut row = vec![0.0; columns.len()];
         for (r, scores) in out.chunks_exact_mut(k).enumerate() {
@@ -305,7 +325,7 @@ impl Booster {
                     0.0
                 };
             }
-            for iteration in self.trees.chunks_exact(k) {
+            for iteration in trees.chunks_exact(k) {
                 for (score, tree) in scores.iter_mut().zip(iteration) {
                     *score += tree.predict(&row);
                 }
@@ -313,7 +333,9 @@ impl Booster {
             if self.average_output && iterations > 0 {
                 scores.iter_mut().for_each(|s| *s /= iterations as f64);
             }
-            self.transform.apply(scores);
+            if !raw_score {
+                self.transform.apply(scores);
+            }
         }
         out
     }
