@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins under `plugins/flavors/` shipped inside the binary, by crate name suffix.
-const BUILTIN: &[&str] = &["linear", "lightgbm", "onnx"];
+const BUILTIN: &[&str] = &["linear", "lightgbm", "onnx", "sklearn", "xgboost"];
 /// Project executors under `plugins/executors/` shipped inside the binary.
 const EXECUTORS: &[&str] = &["local", "virtualenv", "wasi"];
 /// Plugins under `plugins/testing/` that the runtime's tests load; never shipped.

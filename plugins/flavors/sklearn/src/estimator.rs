@@ -123,8 +123,12 @@ pub const TREE_CLASSES: &[&str] = &[
 pub const WRAPPER_CLASSES: &[&str] = &[
     "LGBMClassifier",
     "LGBMRegressor",
+    "LGBMRanker",
     "XGBClassifier",
     "XGBRegressor",
+    "XGBRFClassifier",
+    "XGBRFRegressor",
+    "XGBRanker",
 ];
 
 /// Every class [`build`] knows, for messages.
