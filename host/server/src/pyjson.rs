@@ -343,8 +343,9 @@ pub fn rewrite_nonfinite(body: &[u8]) -> Option<(Vec<u8>, usize)> {
 mod tests {
     use super::*;
 
-    // Generated once by Python 3.11 (the e2e venv's): `repr(x)` for float64 values given by
-    // their bits, `json.dumps(float(np.float32(x)))` for float32 values, and `json.dumps(s)`.
+    // Written by Python 3.11 (the e2e venv's) with scripts/gen_pyjson_table.py: `repr(x)` for
+    // float64 values given by their bits, `json.dumps(float(np.float32(x)))` for float32
+    // values, and `json.dumps(s)`.
     include!("pyjson_table.rs");
 
     fn text(write: impl FnOnce(&mut Vec<u8>)) -> String {
