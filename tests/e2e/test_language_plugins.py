@@ -115,10 +115,17 @@ def _invoke(base_url: str, name: str, payload: dict, version: str = "1") -> requ
     )
 
 
-def _predict(base_url: str, name: str, payload: dict):
+def _predict(base_url: str, name: str, payload: dict, column: str | None = None):
+    """The predictions; with `column`, the values of the plugin's one output column, which the
+    answer holds as records (a DataFrame of one column, as MLflow writes it)."""
     r = _invoke(base_url, name, payload)
     assert r.status_code == 200, f"HTTP {r.status_code}: {r.text[:500]}"
-    return r.json()["predictions"]
+    predictions = r.json()["predictions"]
+    if column is None:
+        return predictions
+    assert isinstance(predictions, list), predictions
+    assert all(isinstance(p, dict) and list(p) == [column] for p in predictions), predictions[:3]
+    return [p[column] for p in predictions]
 
 
 def _split(columns, x: np.ndarray, params: dict | None = None) -> dict:
@@ -176,7 +183,7 @@ def test_python_knn_regression(base_url, installed, experiment_id, unique_name, 
     probe[0] = x[3]  # on a training point: distance weighting gives it all the weight
     # kd_tree computes exact Euclidean distances (brute force uses a less exact expansion).
     reference = KNeighborsRegressor(n_neighbors=4, weights="distance", algorithm="kd_tree").fit(x, y)
-    got = np.asarray(_predict(base_url, name, _split(KNN_FEATURES, probe)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(KNN_FEATURES, probe), "prediction"), dtype=np.float64)
     np.testing.assert_allclose(got, reference.predict(probe), rtol=0, atol=1e-9)
     assert got[0] == pytest.approx(y[3], abs=1e-12)
 
@@ -184,7 +191,7 @@ def test_python_knn_regression(base_url, installed, experiment_id, unique_name, 
     reference1 = KNeighborsRegressor(n_neighbors=1, algorithm="kd_tree").fit(x, y)
     reordered = {"dataframe_split": {"columns": ["x3", "x1", "x2"], "data": probe[:, [2, 0, 1]].tolist()},
                  "params": {"k": 1}}
-    np.testing.assert_allclose(np.asarray(_predict(base_url, name, reordered)), reference1.predict(probe),
+    np.testing.assert_allclose(np.asarray(_predict(base_url, name, reordered, "prediction")), reference1.predict(probe),
                                rtol=0, atol=1e-9)
 
     _assert_bad_request(_invoke(base_url, name, _split(["x1", "x2"], probe[:, :2])), "x3")
@@ -204,7 +211,7 @@ def test_python_knn_classification_with_text_labels(base_url, installed, experim
 
     probe = rng.normal(size=(30, 3))
     reference = KNeighborsClassifier(n_neighbors=5, algorithm="kd_tree").fit(x, y)
-    assert _predict(base_url, name, _split(KNN_FEATURES, probe)) == reference.predict(probe).tolist()
+    assert _predict(base_url, name, _split(KNN_FEATURES, probe), "species") == reference.predict(probe).tolist()
 
     # Class probabilities: one column per class, so MLflow's shape is a list of records.
     records = _predict(base_url, name, _split(KNN_FEATURES, probe, {"output": "proba"}))
@@ -248,12 +255,12 @@ def test_javascript_tree_regression(base_url, installed, experiment_id, unique_n
 
     probe = rng.normal(size=(40, 4))
     probe[:5] = x[:5]  # training points sit next to thresholds, where float32 rounding matters
-    got = np.asarray(_predict(base_url, name, _split(TREE_FEATURES, probe)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(TREE_FEATURES, probe), "prediction"), dtype=np.float64)
     np.testing.assert_allclose(got, model.predict(probe), rtol=0, atol=1e-9)
 
     # The same rows as records.
     records = {"dataframe_records": [dict(zip(TREE_FEATURES, row)) for row in probe[:7].tolist()]}
-    np.testing.assert_allclose(np.asarray(_predict(base_url, name, records)), model.predict(probe[:7]),
+    np.testing.assert_allclose(np.asarray(_predict(base_url, name, records, "prediction")), model.predict(probe[:7]),
                                rtol=0, atol=1e-9)
 
 
@@ -267,7 +274,7 @@ def test_javascript_tree_classification(base_url, installed, experiment_id, uniq
                              {"tree.json": _tree_json(model, "classification")}, signature)
 
     probe = rng.normal(size=(50, 4))
-    got = np.asarray(_predict(base_url, name, _split(TREE_FEATURES, probe)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(TREE_FEATURES, probe), "prediction"), dtype=np.float64)
     np.testing.assert_array_equal(got, model.predict(probe).astype(np.float64))
 
     records = _predict(base_url, name, _split(TREE_FEATURES, probe, {"output": "proba"}))
@@ -322,7 +329,7 @@ def test_c_logistic_probabilities(base_url, installed, experiment_id, unique_nam
     name = _log_and_register(tmp_path, unique_name("logit-p"), "c_logistic", {"data": "model.txt"},
                              {"model.txt": text}, signature)
     probe = rng.normal(size=(60, 3)) * np.array([10.0, 2.0, 1.0]) + np.array([40.0, 5.0, 0.0])
-    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe), "probability"), dtype=np.float64)
     np.testing.assert_allclose(got, model.predict_proba(probe)[:, 1], rtol=0, atol=1e-9)
     np.testing.assert_allclose(got, _sigmoid(model, probe), rtol=0, atol=1e-12)
 
@@ -338,7 +345,7 @@ def test_c_logistic_labels_and_float32_columns(base_url, installed, experiment_i
                              {"model.txt": text}, signature)
     probe = rng.normal(size=(60, 3)) * np.array([10.0, 2.0, 1.0]) + np.array([40.0, 5.0, 0.0])
     probe32 = probe.astype(np.float32).astype(np.float64)
-    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe32)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe32), "label"), dtype=np.float64)
     expected = (_sigmoid(model, probe32) >= 0.5).astype(np.float64)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got, model.predict(probe32).astype(np.float64))
@@ -350,7 +357,7 @@ def test_c_logistic_float32_probabilities(base_url, installed, experiment_id, un
     name = _log_and_register(tmp_path, unique_name("logit-f32"), "c_logistic", {"data": "model.txt"},
                              {"model.txt": text}, signature)
     probe = rng.normal(size=(30, 3)) * np.array([10.0, 2.0, 1.0]) + np.array([40.0, 5.0, 0.0])
-    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe)), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, _split(LR_FEATURES, probe), "probability"), dtype=np.float64)
     np.testing.assert_allclose(got, model.predict_proba(probe)[:, 1], rtol=0, atol=1e-6)
 
 
@@ -360,7 +367,7 @@ def test_c_logistic_tensor_input(base_url, installed, experiment_id, unique_name
     name = _log_and_register(tmp_path, unique_name("logit-t"), "c_logistic", {"data": "model.txt"},
                              {"model.txt": text}, None)
     probe = rng.normal(size=(12, 3)) * np.array([10.0, 2.0, 1.0]) + np.array([40.0, 5.0, 0.0])
-    got = np.asarray(_predict(base_url, name, {"inputs": probe.tolist()}), dtype=np.float64)
+    got = np.asarray(_predict(base_url, name, {"inputs": probe.tolist()}, "probability"), dtype=np.float64)
     np.testing.assert_allclose(got.reshape(-1), model.predict_proba(probe)[:, 1], rtol=0, atol=1e-9)
     # The plugin's reported signature names three columns; two values per row are refused.
     _assert_bad_request(_invoke(base_url, name, {"inputs": probe[:, :2].tolist()}), "expects 3")

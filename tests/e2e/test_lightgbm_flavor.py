@@ -4,7 +4,11 @@ Each test trains a small `lgb.Booster` with `lgb.train`, logs and registers it w
 client, then scores it over `/serving/models/<name>/<version>/invocations` with MLflow's scoring
 protocol (dataframe_split, dataframe_records, text/csv) and compares with `booster.predict`:
 MLflow's pyfunc for lightgbm returns `booster.predict(df)`, a 1-D array for regression and
-binary objectives and a [rows, classes] array for multiclass ones.
+binary objectives and a [rows, classes] array for multiclass ones, which MLflow's scoring server
+writes as a list (of lists). Each answer is also compared with what MLflow's own scoring server
+answers for the same registered model and payload (`mlflow_answer`: its parsing, the lightgbm
+pyfunc, `predictions_to_json`): the same bytes, or the same JSON with floats within 1e-6
+relative and formatted as Python formats them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from mlflow_answer import assert_same_answer, mlflow_answer
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -53,8 +58,16 @@ def _payloads(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
     records = {"dataframe_records": [dict(zip(frame.columns, row)) for row in rows]}
     csv = io.StringIO()
     frame.to_csv(csv, index=False)  # floats at full precision, NaN as an empty field
+    # As `json.dumps` (and so `requests`) writes a frame holding NaN: the token NaN, which
+    # MLflow's server reads as a missing value.
+    tokens = [
+        [int(v) if isinstance(v, (int, np.integer)) else float(v) for v in row]
+        for row in frame.astype(object).itertuples(index=False)
+    ]
+    split_tokens = {"dataframe_split": {"columns": list(frame.columns), "data": tokens}}
     return {
         "dataframe_split": ("application/json", json.dumps(split)),
+        "dataframe_split_nan_tokens": ("application/json", json.dumps(split_tokens)),
         "dataframe_records": ("application/json", json.dumps(records)),
         "csv": ("text/csv", csv.getvalue()),
     }
@@ -78,12 +91,18 @@ def _log(booster, frame: pd.DataFrame, name: str):
 
 def _check_served(base_url: str, name: str, booster, probe: pd.DataFrame, version: str = "1"):
     expected = np.asarray(booster.predict(probe))
+    uri = f"models:/{name}/{version}" if version.isdigit() else f"models:/{name}@{version}"
+    pyfunc = mlflow.pyfunc.load_model(uri)
     for kind, (content_type, body) in _payloads(probe).items():
         r = _invoke(base_url, name, version, content_type, body)
         assert r.status_code == 200, f"{kind}: HTTP {r.status_code}: {r.text[:500]}"
+        assert r.headers["Content-Type"] == "application/json", r.headers
         got = np.asarray(r.json()["predictions"], dtype=np.float64)
         assert got.shape == expected.shape, f"{kind}: shape {got.shape}, booster.predict {expected.shape}"
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=kind)
+        status, theirs = mlflow_answer(pyfunc, body, content_type)
+        assert status == 200, f"{kind}: MLflow answers {status}: {theirs[:500]}"
+        assert_same_answer(r.text, theirs, rtol=1e-6)
 
 
 def test_lightgbm_plugin_is_builtin(base_url):

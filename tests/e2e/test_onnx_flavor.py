@@ -1,23 +1,19 @@
 """The builtin `onnx` flavor plugin: scikit-learn models converted with skl2onnx, logged with
 `mlflow.onnx.log_model` through the official client, served at
-`/serving/models/<name>/<version>/invocations` and compared with onnxruntime within 1e-5.
+`/serving/models/<name>/<version>/invocations`, compared with onnxruntime within 1e-5 and with
+what MLflow's own scoring server answers for the same model and payload (`mlflow_answer`: the
+server's parsing, MLflow's ONNX pyfunc on onnxruntime, `predictions_to_json`).
 
-Response shapes follow wasmflow's scoring contract: one output column or tensor -> its values
-(nested by shape), several columns -> records, several tensors -> {name: nested list}. The plugin
-answers a frame (`dataframe_split`, `dataframe_records`, CSV) with one column per output when the
-outputs have one value per row (regressors), and with tensors otherwise (classifiers: labels and
-probabilities), and `instances`/`inputs` with tensors.
-
-What MLflow 3.17.2's own scoring server (`mlflow.pyfunc.scoring_server`) answers for the same
-models, checked by hand: `mlflow.onnx.log_model` stores no signature, so MLflow's ONNX wrapper gets
-a DataFrame for frames and an ndarray or dict for `instances`/`inputs`, and
-  * regressors, frames: records, `[{"variable": 0.21}, ...]` (this test expects `[0.21, ...]`);
-  * regressors, `instances`/`inputs`: a dict even for one output, `{"variable": [[0.21], ...]}`
-    (this test expects `[[0.21], ...]`);
-  * classifiers, `instances`/`inputs`: `{"label": [...], "probabilities": [[...]]}`, as here;
-  * classifiers, frames: HTTP 400 "All arrays must be of the same length" (the wrapper builds a
-    DataFrame of labels, one per row, and probabilities, three per row); wasmflow answers as for
-    `instances`.
+`mlflow.onnx.log_model` stores no signature, so MLflow's ONNX wrapper gets a DataFrame for
+frames (`dataframe_split`, `dataframe_records`, CSV) and an ndarray or dict for
+`instances`/`inputs`, and MLflow answers:
+  * frames: a DataFrame of the outputs, each flattened (`p.reshape(-1)`): records,
+    `[{"variable": 0.21}, ...]`; the plugin answers a table, which the host writes as records;
+  * `instances`/`inputs`: a dict of the output arrays, even for one output,
+    `{"variable": [[0.21], ...]}`; the plugin answers named tensors, written as a dict;
+  * classifiers, frames: HTTP 400 "All arrays must be of the same length" (labels, one per row,
+    and probabilities, three per row, cannot make a DataFrame); wasmflow answers the dict it
+    answers for `instances` instead.
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ import mlflow.onnx
 import numpy as np
 import pytest
 import requests
+from mlflow_answer import assert_same_answer, mlflow_answer
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -84,6 +81,8 @@ class Served:
         )
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # MLflow's own pyfunc for the registered model, for what its scoring server answers.
+        self.pyfunc = mlflow.pyfunc.load_model(f"models:/{registered}/1")
 
     def expected(self, rows):
         """onnxruntime's outputs for these rows, fed as MLflow's wrapper feeds them (float32)."""
@@ -124,7 +123,7 @@ def _url(server, name, version="1"):
     return f"{server.url}/serving/models/{name}/{version}/invocations"
 
 
-def _post(server, model, body, content_type="application/json", version="1"):
+def _post_raw(server, model, body, content_type="application/json", version="1"):
     data = body if isinstance(body, str) else json.dumps(body)
     r = requests.post(
         _url(server, model.registered, version),
@@ -133,7 +132,12 @@ def _post(server, model, body, content_type="application/json", version="1"):
         timeout=TIMEOUT,
     )
     assert r.status_code == 200, f"{r.status_code}: {r.text[:2000]}"
-    return r.json()["predictions"]
+    assert r.headers["Content-Type"] == "application/json", r.headers
+    return r.text
+
+
+def _post(server, model, body, content_type="application/json", version="1"):
+    return json.loads(_post_raw(server, model, body, content_type, version))["predictions"]
 
 
 def _payloads(model, rows):
@@ -154,15 +158,16 @@ def _payloads(model, rows):
 
 
 def _as_arrays(model, predictions, kind, rows):
-    """The predictions as {output: array}, checking that they have the contract's shape."""
+    """The predictions as {output: array}, checking that they have MLflow's shape."""
     n = len(rows)
-    if len(model.output_names) == 1:
-        # One column (a frame's answer: one value per row) or one tensor (nested by shape).
+    if kind == "frame" and not model.classifier:
+        # A DataFrame: records, one per row, holding each output's value.
         assert isinstance(predictions, list) and len(predictions) == n, predictions
-        return {model.output_names[0]: np.array(predictions)}
-    # Several tensors, with their full shapes.
+        assert all(list(r) == model.output_names for r in predictions), predictions[:2]
+        return {o: np.array([r[o] for r in predictions]) for o in model.output_names}
+    # A dict of the output arrays, with their full shapes.
     assert isinstance(predictions, dict), predictions
-    assert set(predictions) == set(model.output_names), predictions.keys()
+    assert list(predictions) == model.output_names, predictions.keys()
     return {o: np.array(predictions[o]) for o in model.output_names}
 
 
@@ -197,10 +202,19 @@ def test_predictions_match_onnxruntime(server, served, name, payload):
     rows = model.features[::7]  # 22 rows across all three classes
     body, kind = _payloads(model, rows)[payload]
     content_type = "text/csv" if payload == "csv" else "application/json"
-    predictions = _post(server, model, body, content_type)
-    got = _as_arrays(model, predictions, kind, rows)
+    ours = _post_raw(server, model, body, content_type)
+    got = _as_arrays(model, json.loads(ours)["predictions"], kind, rows)
     # A frame's answer holds each output flattened into a column (MLflow's `p.reshape(-1)`).
     _compare(model, got, rows, flattened=(kind == "frame" and not model.classifier))
+
+    # The same bytes as MLflow's scoring server, up to float32 rounding between tract and
+    # onnxruntime (labels and shapes identical).
+    status, theirs = mlflow_answer(model.pyfunc, body, content_type)
+    if model.classifier and kind == "frame":
+        assert status == 400 and "same length" in theirs, (status, theirs[:300])
+        return
+    assert status == 200, theirs[:2000]
+    assert_same_answer(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
 def test_one_row_and_many_rows(server, served):
@@ -273,5 +287,5 @@ def test_external_data_beside_the_model_is_read(server, served, unique_name):
     x = rng.normal(size=(3, 32))
     r = requests.post(_url(server, registered), json={"instances": x.tolist()}, timeout=TIMEOUT)
     assert r.status_code == 200, f"{r.status_code}: {r.text[:2000]}"
-    got = np.array(r.json()["predictions"])  # one output tensor: its nested values
+    got = np.array(r.json()["predictions"]["Y"])  # a dict of the output arrays, as MLflow
     np.testing.assert_allclose(got, x.astype(np.float32) @ w, rtol=0, atol=1e-4)

@@ -20,6 +20,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from mlflow_answer import assert_same_answer, mlflow_answer
 from conftest import PLUGIN_CACHE, STARTUP_TIMEOUT, free_port
 from test_plugins import X, expected, plugin_file, records_to_rows, register, write_hostile_model, write_linear_model
 
@@ -119,14 +120,19 @@ def test_models_serve_an_onnx_model_like_onnxruntime(serve, unique_name, experim
     assert requests.get(s.url + "/health", timeout=5).status_code == 200
     assert requests.get(s.url + "/version", timeout=5).text.strip()
     frame = pd.DataFrame(rows, columns=["a", "b", "c"])
+    # As MLflow answers: a frame gets records (its ONNX pyfunc returns a DataFrame), a tensor
+    # payload a dict of output arrays.
     for kind, (body, content_type) in _frame_payloads(frame).items():
         r = s.invoke(body, content_type)
         assert r.status_code == 200, (kind, r.text)
-        np.testing.assert_allclose(np.ravel(r.json()["predictions"]), want, atol=1e-5, err_msg=kind)
+        got = [record["variable"] for record in r.json()["predictions"]]
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=kind)
     for body in ({"instances": rows.tolist()}, {"inputs": rows.tolist()}):
         r = s.invoke(body)
         assert r.status_code == 200, r.text
-        np.testing.assert_allclose(np.ravel(r.json()["predictions"]), want, atol=1e-5)
+        predictions = r.json()["predictions"]
+        assert list(predictions) == ["variable"], predictions
+        np.testing.assert_allclose(np.ravel(predictions["variable"]), want, atol=1e-5)
 
     # Bad input, as MLflow's scoring server answers it.
     assert s.invoke("x", "text/plain").status_code == 415
@@ -182,6 +188,11 @@ def test_models_serve_and_predict_a_lightgbm_model_like_the_booster(serve, wasmf
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(json.loads(out.read_text())["predictions"], want, atol=1e-6)
+    # The file holds what `mlflow models predict` writes for the same model and input.
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/latest")
+    status, theirs = mlflow_answer(pyfunc, csv.read_text(), "text/csv")
+    assert status == 200, theirs
+    assert_same_answer(out.read_text(), theirs, rtol=1e-6)
 
 
 def _predict(wasmflow_bin, model_uri, payload, tmp_path, env, *extra):
@@ -333,3 +344,44 @@ def test_models_serve_refuses_a_model_it_cannot_load(wasmflow_bin, tmp_path):
     )
     assert done.returncode != 0
     assert "no_such_flavor" in done.stderr, done.stderr
+
+
+def test_a_model_the_plugin_does_not_support_is_a_400_naming_the_problem(server, wasmflow_bin, unique_name, experiment_id, tmp_path):
+    """The onnx plugin refuses a ZipMap classifier when it loads it (Error::unsupported): a 400
+    in MLflow's error shape from `/serving/...`, one line from `models predict` and `models serve`
+    (which, like `mlflow models serve`, stops when the model cannot be loaded)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    onx = skl2onnx.to_onnx(LogisticRegression(max_iter=1000).fit(x, y), x[:1].astype(np.float32))
+    name = unique_name("unsupported-zipmap")
+    with mlflow.start_run():
+        mlflow.onnx.log_model(onx, name="model", registered_model_name=name)
+    payload = {"instances": x[:2].tolist()}
+
+    r = requests.post(f"{server.url}/serving/models/{name}/1/invocations", json=payload, timeout=300)
+    assert r.status_code == 400, f"{r.status_code}: {r.text}"
+    err = r.json()
+    assert {"error_code", "message"} <= set(err), err
+    assert err["error_code"] == "INVALID_PARAMETER_VALUE", err
+    assert "plugin 'onnx'" in err["message"] and "zipmap" in err["message"].lower(), err
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "WASMFLOW_PLUGIN_CACHE_DIR": str(PLUGIN_CACHE)}
+    # What a user sees (RUST_BACKTRACE would add the error's backtrace).
+    env.pop("RUST_BACKTRACE", None)
+    env.pop("RUST_LIB_BACKTRACE", None)
+    done = _predict(wasmflow_bin, f"models:/{name}/1", payload, tmp_path, env)
+    assert done.returncode != 0 and not done.stdout, done
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "zipmap" in lines[0].lower() and "plugin 'onnx'" in lines[0], done.stderr
+
+    port = free_port()
+    done = subprocess.run(
+        [wasmflow_bin, "models", "serve", "-m", f"models:/{name}/1", "-p", str(port),
+         "--plugins-dir", str(tmp_path / "plugins")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0, done
+    errors = [line for line in done.stderr.splitlines() if "zipmap" in line.lower()]
+    assert len(errors) == 1 and "cannot load the model" in errors[0], done.stderr

@@ -10,6 +10,7 @@ mod logged_models;
 mod metrics;
 mod models;
 mod plugins;
+mod pyjson;
 mod registry;
 #[cfg(test)]
 mod registry_http_tests;

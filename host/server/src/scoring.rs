@@ -2,9 +2,11 @@
 //! `instances`, `inputs`, CSV) into the columns or tensors a plugin takes, cast to the model's
 //! signature, and a plugin's output into `{"predictions": ...}` in MLflow's shapes.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use wasmflow_core::mlmodel::{ColumnSpec, ColumnType, Schema, TensorSpec};
 use wasmflow_runtime::{Column, Data, Tensor, Values};
+
+use crate::pyjson;
 
 /// Why a request cannot be scored, in the scoring server's terms.
 #[derive(Debug, PartialEq)]
@@ -89,6 +91,14 @@ pub fn parse_request(
 }
 
 fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
+    // NaN, Infinity and -Infinity (as Python writes them) become marked strings, read back as
+    // numbers while the marker is set; bodies without them are parsed as they are.
+    let rewritten = pyjson::rewrite_nonfinite(body);
+    let (body, width) = match &rewritten {
+        Some((body, width)) => (body.as_slice(), *width),
+        None => (body, 0),
+    };
+    let _marker = pyjson::MarkerGuard::set(width);
     let json: Json = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "Ensure that input is a valid JSON formatted string. Error: '{e}'"
@@ -102,7 +112,7 @@ fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
     };
     let params = match object.remove("params") {
         None | Some(Json::Null) => None,
-        Some(Json::Object(p)) => Some(Json::Object(p).to_string()),
+        Some(Json::Object(p)) => Some(params_text(Json::Object(p))),
         Some(_) => return Err(bad("'params' must be a JSON object")),
     };
     let present: Vec<&str> = FORMATS
@@ -125,6 +135,60 @@ fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
         _ => tensor_payload_to_data(payload, schema)?,
     };
     Ok(ScoringRequest { input, params })
+}
+
+/// The request's params as JSON text for the plugin; a non-finite number is written as Python
+/// writes it (serde_json would write the marked string).
+fn params_text(params: Json) -> String {
+    fn write(out: &mut String, value: &Json) {
+        match value {
+            Json::String(s) if pyjson::nonfinite(s).is_some() => out.push_str(&show(value)),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(out, item);
+                }
+                out.push(']');
+            }
+            Json::Object(map) => {
+                out.push('{');
+                for (i, (key, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Json::String(key.clone()).to_string());
+                    out.push(':');
+                    write(out, item);
+                }
+                out.push('}');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, &params);
+    out
+}
+
+fn python_float(f: f64) -> String {
+    let mut out = Vec::new();
+    pyjson::write_f64(&mut out, f);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A value as an error message quotes it (a non-finite number as Python writes it).
+fn show(value: &Json) -> String {
+    match value {
+        Json::String(s) => pyjson::nonfinite(s).map_or_else(|| value.to_string(), python_float),
+        other => other.to_string(),
+    }
+}
+
+fn is_nonfinite(value: &Json) -> bool {
+    value.as_str().and_then(pyjson::nonfinite).is_some()
 }
 
 /// A table as parsed from the payload, before types are decided.
@@ -534,7 +598,10 @@ fn cast_column(name: &str, values: &[Json], dtype: &ColumnType) -> Result<Values
 fn infer_values(name: &str, values: &[Json]) -> Result<Values> {
     let kind = if values.iter().all(|v| v.is_i64() || v.is_u64()) {
         Kind::I64
-    } else if values.iter().all(|v| v.is_number() || v.is_null()) {
+    } else if values
+        .iter()
+        .all(|v| v.is_number() || v.is_null() || is_nonfinite(v))
+    {
         Kind::F64
     } else if values.iter().all(Json::is_boolean) {
         Kind::Bool
@@ -547,7 +614,8 @@ fn infer_values(name: &str, values: &[Json]) -> Result<Values> {
 fn cast_values(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
     let fail = |value: &Json, target: &str| {
         invalid(format!(
-            "Incompatible input types for column '{name}': cannot convert {value} to {target}"
+            "Incompatible input types for column '{name}': cannot convert {} to {target}",
+            show(value)
         ))
     };
     let float = |v: &Json| -> Result<f64> {
@@ -555,10 +623,12 @@ fn cast_values(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
             Json::Number(n) => n.as_f64().ok_or_else(|| fail(v, "a float")),
             Json::Null => Ok(f64::NAN),
             Json::Bool(b) => Ok(f64::from(u8::from(*b))),
-            Json::String(s) => match s.as_str() {
-                "NaN" | "nan" => Ok(f64::NAN),
-                "Infinity" | "inf" => Ok(f64::INFINITY),
-                "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            // A token the client sent, or a string pandas' float cast reads.
+            Json::String(s) => match (pyjson::nonfinite(s), s.as_str()) {
+                (Some(f), _) => Ok(f),
+                (None, "NaN" | "nan") => Ok(f64::NAN),
+                (None, "Infinity" | "inf") => Ok(f64::INFINITY),
+                (None, "-Infinity" | "-inf") => Ok(f64::NEG_INFINITY),
                 _ => Err(fail(v, "a float")),
             },
             _ => Err(fail(v, "a float")),
@@ -611,7 +681,12 @@ fn cast_values(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
             values
                 .iter()
                 .map(|v| match v {
-                    Json::String(s) => s.clone(),
+                    // What pandas' astype(str) makes of a float: nan, inf, -inf.
+                    Json::String(s) => match pyjson::nonfinite(s) {
+                        Some(f) if f.is_nan() => "nan".into(),
+                        Some(f) => if f > 0.0 { "inf" } else { "-inf" }.into(),
+                        None => s.clone(),
+                    },
                     other => other.to_string(),
                 })
                 .collect(),
@@ -651,105 +726,212 @@ fn parse_csv(body: &[u8], schema: Option<&Schema>) -> Result<Data> {
         .iter()
         .map(str::to_string)
         .collect();
-    let mut values = vec![Vec::new(); columns.len()];
-    for record in reader.records() {
-        let record = record.map_err(failed)?;
+    let records = reader
+        .records()
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    // Infinities are marked strings, as in a JSON body; the marker is longer than the NULs any
+    // field starts with, so no field is mistaken for one.
+    let width = 1 + records
+        .iter()
+        .flat_map(|r| r.iter())
+        .map(|f| f.bytes().take_while(|&b| b == 0).count())
+        .max()
+        .unwrap_or(0);
+    let _marker = pyjson::MarkerGuard::set(width);
+    let mut values = vec![Vec::with_capacity(records.len()); columns.len()];
+    for record in &records {
         for (column, field) in values.iter_mut().zip(record.iter()) {
-            column.push(csv_value(field));
+            column.push(csv_value(field, width));
         }
     }
     frame_to_data(Frame { columns, values }, schema)
 }
 
-/// A CSV field as the JSON value pandas would read it as.
-fn csv_value(field: &str) -> Json {
-    if field.is_empty() {
+/// The strings `pandas.read_csv` reads as missing values by default.
+const CSV_NA: [&str; 19] = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// A CSV field as the JSON value pandas would read it as: its missing-value strings are
+/// missing, numbers (`inf`, `Infinity` in any case, signed) are numbers, `True`/`TRUE`/`true`
+/// and the like booleans, anything else text.
+fn csv_value(field: &str, width: usize) -> Json {
+    if CSV_NA.contains(&field) {
         return Json::Null;
     }
-    if let Ok(i) = field.parse::<i64>() {
+    let number = field.trim();
+    if let Ok(i) = number.parse::<i64>() {
         return Json::from(i);
     }
-    match field.parse::<f64>() {
-        Ok(f) if f.is_finite() => Json::from(f),
-        Ok(f) if f.is_nan() => Json::String("NaN".into()),
-        Ok(f) => Json::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into()),
-        Err(_) => match field {
-            "True" | "true" => Json::Bool(true),
-            "False" | "false" => Json::Bool(false),
-            _ => Json::String(field.into()),
-        },
+    let unsigned = number.trim_start_matches(['+', '-']);
+    if unsigned.len() + 1 >= number.len()
+        && (unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity"))
+    {
+        let token = if number.starts_with('-') {
+            "-Infinity"
+        } else {
+            "Infinity"
+        };
+        return Json::String(format!("{}{token}", "\0".repeat(width)));
+    }
+    // Rust's float syntax without its nan/inf words (handled above as pandas has them).
+    let numeric = !number.is_empty()
+        && number
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if numeric && let Ok(f) = number.parse::<f64>() {
+        return Json::from(f);
+    }
+    match field {
+        "True" | "true" | "TRUE" => Json::Bool(true),
+        "False" | "false" | "FALSE" => Json::Bool(false),
+        _ => Json::String(field.into()),
     }
 }
 
-/// `{"predictions": ...}` as MLflow's scoring server writes it: one column or tensor → its
-/// values (nested by shape); several columns → records; several tensors → an object of them.
-pub fn predictions(output: Data) -> Json {
-    let predictions = match output {
-        Data::Table(mut columns) if columns.len() == 1 => values_json(columns.remove(0).values),
-        Data::Table(columns) => {
-            let rows = columns.first().map_or(0, |c| c.values.len());
-            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            let lists: Vec<Vec<Json>> =
-                columns.into_iter().map(|c| values_list(c.values)).collect();
-            let records = (0..rows)
-                .map(|row| {
-                    let record: Map<String, Json> = names
-                        .iter()
-                        .zip(&lists)
-                        .map(|(n, l)| (n.clone(), l[row].clone()))
-                        .collect();
-                    Json::Object(record)
-                })
-                .collect();
-            Json::Array(records)
+/// The body of `{"predictions": ...}` exactly as MLflow's `predictions_to_json` writes it
+/// (`json.dump` with `NumpyEncoder`: `", "` and `": "` separators, Python's float repr, NaN
+/// tokens, `\uXXXX` escapes), for the scoring server's answer and `models predict`'s output:
+/// - a table is a pandas DataFrame: records `[{"column": value, ...}, ...]`, even one column;
+/// - one tensor named `""` is a numpy array: its values nested by its shape;
+/// - other tensors are a dict of arrays: `{"name": nested values, ...}`.
+///
+/// The runtime has checked that columns have equal lengths and shapes match their values.
+pub fn predictions(output: &Data) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 24 * output_len(output));
+    out.extend_from_slice(b"{\"predictions\": ");
+    match output {
+        Data::Table(columns) => write_records(&mut out, columns),
+        Data::Tensors(tensors) if tensors.len() == 1 && tensors[0].name.is_empty() => {
+            write_tensor(&mut out, &tensors[0]);
         }
-        Data::Tensors(mut tensors) if tensors.len() == 1 => tensor_json(tensors.remove(0)),
-        Data::Tensors(tensors) => Json::Object(
-            tensors
-                .into_iter()
-                .map(|t| (t.name.clone(), tensor_json(t)))
-                .collect(),
-        ),
+        Data::Tensors(tensors) => {
+            out.push(b'{');
+            for (i, tensor) in tensors.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                pyjson::write_str(&mut out, &tensor.name);
+                out.extend_from_slice(b": ");
+                write_tensor(&mut out, tensor);
+            }
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+fn output_len(output: &Data) -> usize {
+    match output {
+        Data::Table(columns) => columns.iter().map(|c| c.values.len()).sum(),
+        Data::Tensors(tensors) => tensors.iter().map(|t| t.values.len()).sum(),
+    }
+}
+
+fn write_records(out: &mut Vec<u8>, columns: &[Column]) {
+    let rows = columns.first().map_or(0, |c| c.values.len());
+    // Each column's `"name": ` once, copied into every record.
+    let keys: Vec<Vec<u8>> = columns
+        .iter()
+        .map(|c| {
+            let mut key = Vec::with_capacity(c.name.len() + 4);
+            pyjson::write_str(&mut key, &c.name);
+            key.extend_from_slice(b": ");
+            key
+        })
+        .collect();
+    out.push(b'[');
+    for row in 0..rows {
+        if row > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'{');
+        for (i, (column, key)) in columns.iter().zip(&keys).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(key);
+            write_value(out, &column.values, row);
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+fn write_tensor(out: &mut Vec<u8>, tensor: &Tensor) {
+    let shape: Vec<usize> = tensor
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect();
+    write_nested(out, &tensor.values, &shape, 0);
+}
+
+/// The values from `offset` nested by `shape` (`ndarray.tolist()`); a 0-d tensor is a scalar.
+fn write_nested(out: &mut Vec<u8>, values: &Values, shape: &[usize], offset: usize) {
+    let Some((&length, inner)) = shape.split_first() else {
+        if offset < values.len() {
+            write_value(out, values, offset);
+        } else {
+            out.extend_from_slice(b"null");
+        }
+        return;
     };
-    serde_json::json!({ "predictions": predictions })
-}
-
-fn tensor_json(tensor: Tensor) -> Json {
-    let flat = values_list(tensor.values);
-    nest(&flat, &tensor.shape)
-}
-
-fn nest(flat: &[Json], shape: &[i64]) -> Json {
-    match shape {
-        [] => flat.first().cloned().unwrap_or(Json::Null),
-        [_] => Json::Array(flat.to_vec()),
-        [rows, rest @ ..] => {
-            let width = (flat.len() / (*rows).max(1) as usize).max(1);
-            Json::Array(flat.chunks(width).map(|chunk| nest(chunk, rest)).collect())
+    let stride: usize = inner.iter().product();
+    out.push(b'[');
+    if inner.is_empty() {
+        // The innermost dimension: the hot loop, one match per list.
+        write_run(out, values, offset, length);
+    } else {
+        for i in 0..length {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            write_nested(out, values, inner, offset + i * stride);
         }
+    }
+    out.push(b']');
+}
+
+/// `length` values from `offset`, separated by `", "`.
+fn write_run(out: &mut Vec<u8>, values: &Values, offset: usize, length: usize) {
+    fn run<T>(out: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            write(out, item);
+        }
+    }
+    let end = (offset + length).min(values.len());
+    let range = offset.min(end)..end;
+    match values {
+        Values::Float64(v) => run(out, &v[range], |o, &x| pyjson::write_f64(o, x)),
+        Values::Float32(v) => run(out, &v[range], |o, &x| pyjson::write_f32(o, x)),
+        Values::Int64(v) => run(out, &v[range], |o, &x| pyjson::write_i64(o, x)),
+        Values::Int32(v) => run(out, &v[range], |o, &x| pyjson::write_i64(o, i64::from(x))),
+        Values::Boolean(v) => run(out, &v[range], |o, &x| write_bool(o, x)),
+        Values::Text(v) => run(out, &v[range], |o, x| pyjson::write_str(o, x)),
+        Values::Binary(v) => run(out, &v[range], |o, x| pyjson::write_bytes(o, x)),
     }
 }
 
-fn values_json(values: Values) -> Json {
-    Json::Array(values_list(values))
+fn write_bool(out: &mut Vec<u8>, x: bool) {
+    out.extend_from_slice(if x { b"true" } else { b"false" });
 }
 
-fn values_list(values: Values) -> Vec<Json> {
-    let float = |f: f64| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number);
+fn write_value(out: &mut Vec<u8>, values: &Values, i: usize) {
     match values {
-        Values::Float64(v) => v.into_iter().map(float).collect(),
-        Values::Float32(v) => v.into_iter().map(|f| float(f64::from(f))).collect(),
-        Values::Int64(v) => v.into_iter().map(Json::from).collect(),
-        Values::Int32(v) => v.into_iter().map(Json::from).collect(),
-        Values::Boolean(v) => v.into_iter().map(Json::from).collect(),
-        Values::Text(v) => v.into_iter().map(Json::from).collect(),
-        Values::Binary(v) => v
-            .into_iter()
-            .map(|b| {
-                use base64::Engine as _;
-                Json::from(base64::engine::general_purpose::STANDARD.encode(b))
-            })
-            .collect(),
+        Values::Float64(v) => pyjson::write_f64(out, v[i]),
+        Values::Float32(v) => pyjson::write_f32(out, v[i]),
+        Values::Int64(v) => pyjson::write_i64(out, v[i]),
+        Values::Int32(v) => pyjson::write_i64(out, i64::from(v[i])),
+        Values::Boolean(v) => write_bool(out, v[i]),
+        Values::Text(v) => pyjson::write_str(out, &v[i]),
+        Values::Binary(v) => pyjson::write_bytes(out, &v[i]),
     }
 }
 
@@ -899,37 +1081,170 @@ mod tests {
     }
 
     #[test]
-    fn predictions_take_mlflow_shapes() {
-        let one = Data::Table(vec![Column {
-            name: "y".into(),
-            values: Values::Float64(vec![1.5, 2.0]),
-        }]);
+    fn csv_reads_missing_values_and_infinities_as_pandas() {
+        let body = b"a,b,c\nnan,inf,x\nNA,-Infinity,NaN\n2.5,+INF,\n";
+        let data = parse_request(Some("text/csv"), body, None).unwrap().input;
+        let Data::Table(columns) = data else { panic!() };
+        assert!(matches!(&columns[0].values, Values::Float64(v)
+            if v[0].is_nan() && v[1].is_nan() && v[2] == 2.5));
         assert_eq!(
-            predictions(one),
-            serde_json::json!({"predictions": [1.5, 2.0]})
+            columns[1].values,
+            Values::Float64(vec![f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY])
         );
-        let two = Data::Table(vec![
+        // A field starting with NULs stays text, never an infinity.
+        let data = parse_request(Some("text/csv"), b"a\n\0Infinity\ninf\n", None)
+            .unwrap()
+            .input;
+        let Data::Table(columns) = data else { panic!() };
+        assert_eq!(
+            columns[0].values,
+            Values::Text(vec!["\0Infinity".into(), "inf".into()])
+        );
+    }
+
+    #[test]
+    fn json_nonfinite_tokens_are_numbers_and_null_is_missing() {
+        let body = r#"{"dataframe_split": {"columns": ["x", "s"],
+            "data": [[NaN, "NaN"], [Infinity, "b"], [-Infinity, "c"], [null, "d"], [1.5, "e"]]}}"#;
+        let data = parse(body, None).unwrap();
+        let Data::Table(table) = data else { panic!() };
+        let Values::Float64(x) = &table[0].values else {
+            panic!("{:?}", table[0].values)
+        };
+        assert!(x[0].is_nan() && x[3].is_nan());
+        assert_eq!(&x[1..3], &[f64::INFINITY, f64::NEG_INFINITY]);
+        assert_eq!(x[4], 1.5);
+        assert!(matches!(&table[1].values, Values::Text(s) if s[0] == "NaN"));
+        // Tensors too, with and without a spec.
+        let data = parse(r#"{"inputs": [[1.0, NaN], [-Infinity, 2]]}"#, None).unwrap();
+        let Data::Tensors(tensors) = data else {
+            panic!()
+        };
+        assert!(matches!(&tensors[0].values, Values::Float64(v)
+            if v[1].is_nan() && v[2] == f64::NEG_INFINITY));
+        let schema = columns(
+            r#"[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}, "name": "x"}]"#,
+        );
+        let data = parse(r#"{"inputs": [[1.0, NaN], [-Infinity, 2]]}"#, Some(&schema)).unwrap();
+        let Data::Tensors(tensors) = data else {
+            panic!()
+        };
+        assert!(matches!(&tensors[0].values, Values::Float32(v)
+            if v[1].is_nan() && v[2] == f32::NEG_INFINITY));
+        // Params keep their tokens as Python writes them.
+        let request = parse_request(
+            Some("application/json"),
+            br#"{"inputs": [1.0], "params": {"t": NaN, "s": "Infinity"}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            request.params.as_deref(),
+            Some(r#"{"t":NaN,"s":"Infinity"}"#)
+        );
+        // An integer column refuses NaN, quoting it as Python would.
+        let err = parse(
+            r#"{"dataframe_split": {"columns": ["n"], "data": [[NaN]]}}"#,
+            Some(&columns(r#"[{"name": "n", "type": "long"}]"#)),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot convert NaN"), "{err}");
+    }
+
+    fn body(data: &Data) -> String {
+        String::from_utf8(predictions(data)).unwrap()
+    }
+
+    #[test]
+    fn predictions_take_mlflow_shapes_and_python_bytes() {
+        // Both generated by Python's json.dumps from the same values.
+        const RECORDS: &str = r#"{"predictions": [{"a": 1, "b": "x", "c": NaN, "d": true}, {"a": 2, "b": "\u00e9", "c": Infinity, "d": false}]}"#;
+        const NESTED: &str = r#"{"predictions": {"": [[0.5, -Infinity], [1e-07, 2.0]], "x": []}}"#;
+        let records = Data::Table(vec![
             Column {
                 name: "a".into(),
                 values: Values::Int64(vec![1, 2]),
             },
             Column {
                 name: "b".into(),
-                values: Values::Text(vec!["x".into(), "y".into()]),
+                values: Values::Text(vec!["x".into(), "\u{e9}".into()]),
+            },
+            Column {
+                name: "c".into(),
+                values: Values::Float64(vec![f64::NAN, f64::INFINITY]),
+            },
+            Column {
+                name: "d".into(),
+                values: Values::Boolean(vec![true, false]),
             },
         ]);
-        assert_eq!(
-            predictions(two),
-            serde_json::json!({"predictions": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]})
-        );
-        let tensor = Data::Tensors(vec![Tensor {
-            name: "p".into(),
-            shape: vec![2, 2],
-            values: Values::Float32(vec![0.5, 0.5, 0.25, 0.75]),
+        assert_eq!(body(&records), RECORDS);
+        let nested = Data::Tensors(vec![
+            Tensor {
+                name: "".into(),
+                shape: vec![2, 2],
+                values: Values::Float64(vec![0.5, f64::NEG_INFINITY, 1e-7, 2.0]),
+            },
+            Tensor {
+                name: "x".into(),
+                shape: vec![0],
+                values: Values::Int32(vec![]),
+            },
+        ]);
+        assert_eq!(body(&nested), NESTED);
+        // One column is still a DataFrame: records.
+        let one = Data::Table(vec![Column {
+            name: "variable".into(),
+            values: Values::Float32(vec![0.21]),
         }]);
         assert_eq!(
-            predictions(tensor),
-            serde_json::json!({"predictions": [[0.5, 0.5], [0.25, 0.75]]})
+            body(&one),
+            r#"{"predictions": [{"variable": 0.20999999344348907}]}"#
+        );
+        // One tensor named "" is an array; a named one is a dict.
+        let array = Data::Tensors(vec![Tensor {
+            name: "".into(),
+            shape: vec![2, 2],
+            values: Values::Float32(vec![0.5, 0.5, 0.25, 0.9]),
+        }]);
+        assert_eq!(
+            body(&array),
+            r#"{"predictions": [[0.5, 0.5], [0.25, 0.8999999761581421]]}"#
+        );
+        let labels = Data::Tensors(vec![Tensor {
+            name: "".into(),
+            shape: vec![3],
+            values: Values::Text(vec!["a".into(), "b\"".into(), "c".into()]),
+        }]);
+        assert_eq!(body(&labels), r#"{"predictions": ["a", "b\"", "c"]}"#);
+        let named = Data::Tensors(vec![Tensor {
+            name: "variable".into(),
+            shape: vec![1, 1],
+            values: Values::Float64(vec![0.21]),
+        }]);
+        assert_eq!(body(&named), r#"{"predictions": {"variable": [[0.21]]}}"#);
+        // Shapes with zero dimensions and a 0-d tensor, as ndarray.tolist() writes them.
+        let empty = Data::Tensors(vec![Tensor {
+            name: "".into(),
+            shape: vec![2, 0],
+            values: Values::Int64(vec![]),
+        }]);
+        assert_eq!(body(&empty), r#"{"predictions": [[], []]}"#);
+        let scalar = Data::Tensors(vec![Tensor {
+            name: "".into(),
+            shape: vec![],
+            values: Values::Int64(vec![7]),
+        }]);
+        assert_eq!(body(&scalar), r#"{"predictions": 7}"#);
+        assert_eq!(body(&Data::Table(vec![])), r#"{"predictions": []}"#);
+        let three = Data::Tensors(vec![Tensor {
+            name: "".into(),
+            shape: vec![2, 1, 2],
+            values: Values::Boolean(vec![true, false, false, true]),
+        }]);
+        assert_eq!(
+            body(&three),
+            r#"{"predictions": [[[true, false]], [[false, true]]]}"#
         );
     }
 }

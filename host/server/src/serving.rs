@@ -263,7 +263,11 @@ pub async fn invoke(
             .pool
             .predict(&request.input, request.params.as_deref())
         {
-            Ok(output) => axum::Json(scoring::predictions(output)).into_response(),
+            Ok(output) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                scoring::predictions(&output),
+            )
+                .into_response(),
             Err(e) => ApiError(models::plugin_error(e)).into_response(),
         }
     })

@@ -191,12 +191,18 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let plugins = model.plugins.open()?;
             let local =
                 model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
-            let predictions = predict(&plugins, &local.dir, &content_type, &input)?;
-            let text = format!("{predictions}\n");
+            // The bytes `mlflow models predict` writes (no newline after them), plus a newline
+            // when a terminal shows them.
+            let mut predictions = predict(&plugins, &local.dir, &content_type, &input)?;
             match output_path {
-                Some(path) => std::fs::write(&path, text)
+                Some(path) => std::fs::write(&path, predictions)
                     .with_context(|| format!("cannot write '{}'", path.display()))?,
-                None => out.write_all(text.as_bytes())?,
+                None => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        predictions.push(b'\n');
+                    }
+                    out.write_all(&predictions)?;
+                }
             }
         }
         ModelsCommand::Serve {
@@ -467,7 +473,7 @@ fn predict(
     dir: &Path,
     content_type: &str,
     input: &[u8],
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Vec<u8>> {
     let model = crate::models::load(plugins, dir, 1).map_err(|e| {
         anyhow::anyhow!(
             "cannot load the model in '{}': {}",
@@ -486,7 +492,7 @@ fn predict(
         .pool
         .predict(&request.input, request.params.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(crate::scoring::predictions(output))
+    Ok(crate::scoring::predictions(&output))
 }
 
 #[cfg(test)]

@@ -205,6 +205,8 @@ impl GuestModel for LightGbmModel {
         } else {
             vec![rows as i64, b.outputs as i64]
         };
+        // MLflow's pyfunc returns the booster's ndarray, which the scoring server writes as a
+        // list (nested for several outputs per row): one tensor named "" says "an array".
         Ok(Data::Tensors(vec![Tensor {
             name: String::new(),
             shape,

@@ -120,6 +120,10 @@ impl GuestModel for LinearModel {
         )
     }
 
+    /// One column per output. The host answers as MLflow's scoring server writes what a pyfunc
+    /// returns: a table is a DataFrame (records, `[{"y": 0.5}, ...]`, even for one column), one
+    /// tensor named `""` a numpy array (a list, nested by its shape), other tensors a dict of
+    /// arrays. Return the shape the framework's own MLflow flavor returns.
     fn predict(&self, input: Data, _params: Option<String>) -> Result<Data, Error> {
         let features = self.feature_matrix(input)?;
         let m = &self.model;
