@@ -51,6 +51,50 @@ pub struct SignatureText {
 pub struct Signature {
     pub inputs: Option<Schema>,
     pub outputs: Option<Schema>,
+    /// The inference parameters a request may pass; `None` when the model declares none, in
+    /// which case MLflow ignores a request's `params`.
+    pub params: Option<Vec<ParamSpec>>,
+}
+
+/// One inference parameter of a signature's `params`: `{"name": "k", "type": "long",
+/// "default": 3, "shape": null}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub name: String,
+    /// MLflow's data type name (`string`, `double`, `float`, `long`, `integer`, `boolean`, ...).
+    pub dtype: String,
+    pub default: Json,
+    /// `None` for a scalar; `Some([-1])` for a list.
+    pub shape: Option<Vec<i64>>,
+}
+
+impl ParamSpec {
+    /// Parses the `params` part of a signature.
+    pub fn parse_list(json: &str) -> Result<Vec<Self>> {
+        let bad = |why: String| Error::invalid(format!("invalid signature params: {why}"));
+        let specs: Vec<Json> = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        specs
+            .iter()
+            .map(|spec| {
+                let name = name_of(spec).ok_or_else(|| bad("a param without 'name'".into()))?;
+                let dtype = spec
+                    .get("type")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| bad(format!("param '{name}' has no 'type'")))?
+                    .to_string();
+                let shape = spec
+                    .get("shape")
+                    .and_then(Json::as_array)
+                    .map(|dims| dims.iter().map(|d| d.as_i64().unwrap_or(-1)).collect());
+                Ok(ParamSpec {
+                    name,
+                    dtype,
+                    default: spec.get("default").cloned().unwrap_or(Json::Null),
+                    shape,
+                })
+            })
+            .collect()
+    }
 }
 
 /// MLflow's schema: named columns of a table, or tensors.
@@ -150,6 +194,11 @@ impl MlModel {
         Ok(Signature {
             inputs: text.inputs.as_deref().map(Schema::parse).transpose()?,
             outputs: text.outputs.as_deref().map(Schema::parse).transpose()?,
+            params: text
+                .params
+                .as_deref()
+                .map(ParamSpec::parse_list)
+                .transpose()?,
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use wasmflow_core::mlmodel::{MlModel, Schema};
+use wasmflow_core::mlmodel::{MlModel, ParamSpec, Schema};
 use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::{
     ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind, PluginManager,
@@ -15,6 +15,9 @@ pub struct LoadedModel {
     pub pool: ModelPool,
     /// The input schema: the MLmodel's signature, or else the one the plugin reports.
     pub input_schema: Option<Schema>,
+    /// The signature's inference parameters; a request's `params` are checked against them
+    /// and dropped when there are none, as MLflow's pyfunc does.
+    pub params_schema: Option<Vec<ParamSpec>>,
     pub flavor: String,
 }
 
@@ -77,7 +80,9 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
     };
     let pool =
         ModelPool::new(manager.runtime().clone(), source, instances).map_err(plugin_error)?;
-    let input_schema = match mlmodel.signature()?.inputs {
+    let signature = mlmodel.signature()?;
+    let params_schema = signature.params;
+    let input_schema = match signature.inputs {
         Some(schema) => Some(schema),
         None => pool
             .plugin_signature()
@@ -88,6 +93,7 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
     Ok(LoadedModel {
         pool,
         input_schema,
+        params_schema,
         flavor,
     })
 }

@@ -2,8 +2,8 @@
 //! `instances`, `inputs`, CSV) into the columns or tensors a plugin takes, cast to the model's
 //! signature, and a plugin's output into `{"predictions": ...}` in MLflow's shapes.
 
-use serde_json::Value as Json;
-use wasmflow_core::mlmodel::{ColumnSpec, ColumnType, Schema, TensorSpec};
+use serde_json::{Map, Value as Json};
+use wasmflow_core::mlmodel::{ColumnSpec, ColumnType, ParamSpec, Schema, TensorSpec};
 use wasmflow_runtime::{Column, Data, Tensor, Values};
 
 use crate::pyjson;
@@ -59,6 +59,7 @@ pub fn parse_request(
     content_type: Option<&str>,
     body: &[u8],
     schema: Option<&Schema>,
+    params_schema: Option<&[ParamSpec]>,
 ) -> Result<ScoringRequest> {
     let content_type = content_type.unwrap_or("");
     let mut parts = content_type.split(';').map(str::trim);
@@ -78,10 +79,10 @@ pub fn parse_request(
         }
     }
     match mime.as_str() {
-        "application/json" => parse_json(body, schema),
+        "application/json" => parse_json(body, schema, params_schema),
         "text/csv" => Ok(ScoringRequest {
             input: parse_csv(body, schema)?,
-            params: None,
+            params: enforce_params(None, params_schema)?.map(|p| params_text(Json::Object(p))),
         }),
         _ => Err(ScoringError::UnsupportedMediaType(format!(
             "This predictor only supports the following content types: Types: ['text/csv', \
@@ -90,7 +91,11 @@ pub fn parse_request(
     }
 }
 
-fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
+fn parse_json(
+    body: &[u8],
+    schema: Option<&Schema>,
+    params_schema: Option<&[ParamSpec]>,
+) -> Result<ScoringRequest> {
     // NaN, Infinity and -Infinity (as Python writes them) become marked strings, read back as
     // numbers while the marker is set; bodies without them are parsed as they are.
     let rewritten = pyjson::rewrite_nonfinite(body);
@@ -110,11 +115,12 @@ fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
                         {'dataframe_split', 'dataframe_records', 'instances', 'inputs'}",
         ));
     };
-    let params = match object.remove("params") {
+    let given = match object.remove("params") {
         None | Some(Json::Null) => None,
-        Some(Json::Object(p)) => Some(params_text(Json::Object(p))),
+        Some(Json::Object(p)) => Some(p),
         Some(_) => return Err(bad("'params' must be a JSON object")),
     };
+    let params = enforce_params(given, params_schema)?.map(|p| params_text(Json::Object(p)));
     let present: Vec<&str> = FORMATS
         .iter()
         .copied()
@@ -135,6 +141,82 @@ fn parse_json(body: &[u8], schema: Option<&Schema>) -> Result<ScoringRequest> {
         _ => tensor_payload_to_data(payload, schema)?,
     };
     Ok(ScoringRequest { input, params })
+}
+
+/// A request's params as MLflow's pyfunc takes them (`_enforce_params_schema`): ignored when
+/// the model's signature declares none; else the declared ones only, each checked against its
+/// type, with the defaults of those not given.
+fn enforce_params(
+    given: Option<Map<String, Json>>,
+    specs: Option<&[ParamSpec]>,
+) -> Result<Option<Map<String, Json>>> {
+    let Some(specs) = specs else {
+        return Ok(None);
+    };
+    let mut given = given.unwrap_or_default();
+    let mut params = Map::new();
+    let mut refused = Vec::new();
+    for spec in specs {
+        match given.remove(&spec.name) {
+            Some(value) => match check_param(&value, spec) {
+                Ok(()) => {
+                    params.insert(spec.name.clone(), value);
+                }
+                Err(why) => refused.push(format!(
+                    "('{}', \"Failed to validate type and shape for '{}', error: {why}\")",
+                    spec.name, spec.name
+                )),
+            },
+            None => {
+                params.insert(spec.name.clone(), spec.default.clone());
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(invalid(format!(
+            "Invalid parameters found: {{{}}}",
+            refused.join(", ")
+        )));
+    }
+    Ok(Some(params))
+}
+
+/// Whether a param's value has its spec's type (and is a list when the spec has a shape).
+fn check_param(value: &Json, spec: &ParamSpec) -> std::result::Result<(), String> {
+    if value.is_null() {
+        return Ok(());
+    }
+    if spec.shape.is_some() {
+        let Json::Array(items) = value else {
+            return Err(format!(
+                "expected a list of {}, got {}",
+                spec.dtype,
+                show(value)
+            ));
+        };
+        return items
+            .iter()
+            .try_for_each(|item| check_scalar(item, &spec.dtype));
+    }
+    check_scalar(value, &spec.dtype)
+}
+
+fn check_scalar(value: &Json, dtype: &str) -> std::result::Result<(), String> {
+    let fits = match dtype {
+        "boolean" => value.is_boolean(),
+        "string" => matches!(value, Json::String(s) if pyjson::nonfinite(s).is_none()),
+        "double" | "float" => {
+            value.is_number() || matches!(value, Json::String(s) if pyjson::nonfinite(s).is_some())
+        }
+        "long" | "integer" => value.is_i64() || value.is_u64(),
+        // datetime, binary and types this host does not check are passed on as they are.
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(format!("expected a {dtype}, got {}", show(value)))
+    }
 }
 
 /// The request's params as JSON text for the plugin; a non-finite number is written as Python
@@ -940,7 +1022,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str, schema: Option<&Schema>) -> Result<Data> {
-        parse_request(Some("application/json"), body.as_bytes(), schema).map(|r| r.input)
+        parse_request(Some("application/json"), body.as_bytes(), schema, None).map(|r| r.input)
     }
 
     fn columns(schema: &str) -> Schema {
@@ -1059,16 +1141,21 @@ mod tests {
                 "{body}"
             );
         }
-        let unsupported = parse_request(Some("text/plain"), b"1", None).unwrap_err();
+        let unsupported = parse_request(Some("text/plain"), b"1", None, None).unwrap_err();
         assert!(matches!(unsupported, ScoringError::UnsupportedMediaType(_)));
-        let params =
-            parse_request(Some("application/json; format=pandas-split"), b"{}", None).unwrap_err();
+        let params = parse_request(
+            Some("application/json; format=pandas-split"),
+            b"{}",
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(params, ScoringError::UnsupportedMediaType(_)));
     }
 
     #[test]
     fn csv_reads_like_pandas() {
-        let data = parse_request(Some("text/csv"), b"a,b,s\n1,2.5,x\n3,,y\n", None)
+        let data = parse_request(Some("text/csv"), b"a,b,s\n1,2.5,x\n3,,y\n", None, None)
             .unwrap()
             .input;
         let Data::Table(columns) = data else { panic!() };
@@ -1083,7 +1170,9 @@ mod tests {
     #[test]
     fn csv_reads_missing_values_and_infinities_as_pandas() {
         let body = b"a,b,c\nnan,inf,x\nNA,-Infinity,NaN\n2.5,+INF,\n";
-        let data = parse_request(Some("text/csv"), body, None).unwrap().input;
+        let data = parse_request(Some("text/csv"), body, None, None)
+            .unwrap()
+            .input;
         let Data::Table(columns) = data else { panic!() };
         assert!(matches!(&columns[0].values, Values::Float64(v)
             if v[0].is_nan() && v[1].is_nan() && v[2] == 2.5));
@@ -1092,7 +1181,7 @@ mod tests {
             Values::Float64(vec![f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY])
         );
         // A field starting with NULs stays text, never an infinity.
-        let data = parse_request(Some("text/csv"), b"a\n\0Infinity\ninf\n", None)
+        let data = parse_request(Some("text/csv"), b"a\n\0Infinity\ninf\n", None, None)
             .unwrap()
             .input;
         let Data::Table(columns) = data else { panic!() };
@@ -1132,10 +1221,16 @@ mod tests {
         assert!(matches!(&tensors[0].values, Values::Float32(v)
             if v[1].is_nan() && v[2] == f32::NEG_INFINITY));
         // Params keep their tokens as Python writes them.
+        let specs = ParamSpec::parse_list(
+            r#"[{"name": "t", "type": "double", "default": 0.5, "shape": null},
+                {"name": "s", "type": "string", "default": "x", "shape": null}]"#,
+        )
+        .unwrap();
         let request = parse_request(
             Some("application/json"),
             br#"{"inputs": [1.0], "params": {"t": NaN, "s": "Infinity"}}"#,
             None,
+            Some(&specs),
         )
         .unwrap();
         assert_eq!(

@@ -255,6 +255,7 @@ pub async fn invoke(
             content_type.as_deref(),
             &body,
             model.input_schema.as_ref(),
+            model.params_schema.as_deref(),
         ) {
             Ok(request) => request,
             Err(e) => return scoring_error(e),

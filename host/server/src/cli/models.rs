@@ -486,8 +486,13 @@ fn predict(
     } else {
         "application/json"
     };
-    let request = crate::scoring::parse_request(Some(mime), input, model.input_schema.as_ref())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let request = crate::scoring::parse_request(
+        Some(mime),
+        input,
+        model.input_schema.as_ref(),
+        model.params_schema.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let output = model
         .pool
         .predict(&request.input, request.params.as_deref())
