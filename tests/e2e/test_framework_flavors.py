@@ -552,13 +552,13 @@ def test_models_predict_answers_as_mlflow(case_id, models, server, wasmflow_bin,
     base = [wasmflow_bin, "models", "predict", "-m", logged.uri, "--plugins-dir", str(tmp_path / "plugins")]
     # JSON (dataframe_split) on stdin, the answer on stdout.
     done = subprocess.run(base, input=logged.bodies["dataframe_split"][1], env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, f"{case_id}: {done.stderr.decode(errors='replace')[-2000:]}"
+    assert done.returncode == 0, f"{case_id}: {done.stderr.decode(errors='replace')[:1500]}"
     check_body(logged, "dataframe_split", done.stdout.rstrip(b"\n"), f"{case_id} models predict json")
     # CSV from a file, the answer into a file.
     csv, out = tmp_path / "input.csv", tmp_path / "out.json"
     csv.write_bytes(logged.bodies["csv"][1])
     done = subprocess.run([*base, "-i", str(csv), "-t", "csv", "-o", str(out)], env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, f"{case_id}: {done.stderr.decode(errors='replace')[-2000:]}"
+    assert done.returncode == 0, f"{case_id}: {done.stderr.decode(errors='replace')[:1500]}"
     check_body(logged, "csv", out.read_bytes().rstrip(b"\n"), f"{case_id} models predict csv")
 
 
