@@ -28,7 +28,8 @@ Each answer is compared with
     (`json.dumps(json.loads(body))`, i.e. written as Python writes floats).
 
 Also: refusals (pickle/cloudpickle models, among them what `mlflow.sklearn.autolog()` logs by
-default; an estimator the plugin does not implement), and `NaN` / `Infinity` tokens in a body.
+default; an estimator the plugin does not implement), `NaN` / `Infinity` tokens in a body, and
+request `params`, which MLflow applies only where the signature declares them.
 Models are logged once per module (on first use) and shared by the tests of every surface.
 """
 
@@ -91,7 +92,8 @@ from sklearn.preprocessing import (  # noqa: E402
     RobustScaler,
     StandardScaler,
 )
-from sklearn.svm import SVC  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
+from sklearn.svm import SVC, SVR  # noqa: E402
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -248,6 +250,8 @@ CASES: list[Case] = [
     C("hist_gradient_boosting_proba", lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0), "nan", "multi-str", predict_fn="predict_proba"),
     C("kneighbors_regressor", lambda: KNeighborsRegressor(n_neighbors=5), "num", "reg"),
     C("kneighbors_classifier", lambda: KNeighborsClassifier(n_neighbors=5), "num", "multi-str", exact=True),
+    C("svc", lambda: SVC(), "num", "multi-str", exact=True),
+    C("svr", lambda: SVR(C=2.0), "num", "reg"),
     # pipelines
     C("pipeline_onehot_logistic", lambda: Pipeline([("prep", _mixed_preprocess()), ("clf", LogisticRegression())]),
       "mixed", "bin-str", exact=True),
@@ -644,18 +648,55 @@ def test_autolog_defaults_are_a_pickle_and_refused(base_url, experiment_id, uniq
 
 def test_an_unsupported_estimator_is_refused_by_name(base_url, experiment_id, unique_name, server, wasmflow_bin, tmp_path):
     x = _frame("num", 200, seed=3)
-    model = SVC().fit(x, _target(x, "bin-int", 3))
-    name = unique_name("svc")
+    model = KMeans(n_clusters=3, n_init=1, random_state=0).fit(x)
+    name = unique_name("kmeans")
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlflow.sklearn.log_model(model, name="model", input_example=x[:5], registered_model_name=name)
+        mlflow.sklearn.log_model(model, name="model", input_example=x[:5], registered_model_name=name,
+                                 **_skops_trust(model))
     r = _serve_once(base_url, name, "1", x[:3])
     assert r.status_code == 400, f"HTTP {r.status_code}: {r.text[:500]}"
     message = r.json()["message"]
-    assert "SVC" in message, message
+    assert "KMeans" in message, message
     assert "LogisticRegression" in message or "supported" in message.lower(), f"should list what is supported: {message}"
     # `models predict` refuses it too, with the same words.
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "WASMFLOW_PLUGIN_CACHE_DIR": str(PLUGIN_CACHE)}
     done = subprocess.run([wasmflow_bin, "models", "predict", "-m", f"models:/{name}/1", "--plugins-dir", str(tmp_path / "p")],
                           input=payloads(x[:3])["dataframe_split"][1], env=env, capture_output=True, timeout=300)
-    assert done.returncode != 0 and b"SVC" in done.stderr, done.stderr[-1000:]
+    assert done.returncode != 0 and b"KMeans" in done.stderr, done.stderr[:1000]
+
+
+# ------------------------------------------------------------------------------------------------
+# Request params
+
+
+def test_params_apply_only_where_the_signature_declares_them(models, base_url, experiment_id, unique_name):
+    """MLflow's pyfunc drops a request's `params` (with a warning) when the model's signature has
+    no params schema, and applies them, type-checked, when it has one: the same body must get
+    MLflow's answer in both cases (XGBoost's `output_margin`)."""
+    logged = models("xgb_booster_logistic")  # logged without a params schema
+    split = json.loads(logged.bodies["dataframe_split"][1])
+    body = json.dumps({**split, "params": {"output_margin": True}}).encode()
+    r = requests.post(f"{base_url}/serving/models/{logged.name}/{logged.version}/invocations", data=body,
+                      headers={"Content-Type": "application/json"}, timeout=120)
+    assert r.status_code == 200, r.text[:500]
+    assert r.content == logged.reference["dataframe_split"], "params must be ignored without a params schema"
+
+    # The same booster logged with a params schema: output_margin applies.
+    from mlflow.models import infer_signature
+
+    x = _frame("nan", 50, seed=9)
+    signature = infer_signature(x, logged.model.predict(xgb.DMatrix(x)), params={"output_margin": False})
+    name = unique_name("xgb-params")
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.xgboost.log_model(logged.model, name="model", signature=signature, registered_model_name=name,
+                                 pip_requirements=[f"xgboost=={xgb.__version__}"])
+    r = requests.post(f"{base_url}/serving/models/{name}/1/invocations", data=body,
+                      headers={"Content-Type": "application/json"}, timeout=120)
+    assert r.status_code == 200, r.text[:500]
+    status, reference = mlflow_answer(mlflow.pyfunc.load_model(f"models:/{name}/1"), "application/json", body)
+    assert status == 200, reference
+    margins = logged.model.predict(xgb.DMatrix(logged.probe), output_margin=True)
+    np.testing.assert_array_equal(np.asarray(json.loads(reference)["predictions"], dtype=np.float32), margins)
+    assert r.content == reference, f"ours {r.content[:200]!r}\nmlflow {reference[:200]!r}"
