@@ -8,6 +8,8 @@
 #   WASMFLOW_PYTHON          interpreter to create it with (default: python3.11, else python3)
 #   CARGO_TARGET_DIR         honoured when locating the binary
 #   WASMFLOW_SKIP_CARGO_TEST=1  skip `cargo test` (e.g. when CI ran it separately)
+# The flavor plugins (plugins/ workspace) are tested natively after the venv is made, against
+# fixtures their Python scripts generate into <target>/flavor-fixtures/<crate>.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,7 +77,7 @@ for crate in wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost wasm
             echo "    ${script#"$repo"/}: not run (it rewrites the crate's committed fixtures)"
         fi
     done < <(find "$dir/tests" -path '*/fixtures/make_*.py' -type f 2>/dev/null | sort)
-    [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate; its tests run on committed data only)"
+    [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate: its tests need no generated fixtures)"
     echo "==> $crate: cargo test (native, release)"
     WASMFLOW_FLAVOR_FIXTURES="$out" cargo test --release --manifest-path "$repo/plugins/Cargo.toml" \
         --target x86_64-unknown-linux-gnu --target-dir "$target_dir/plugins-native" -p "$crate"
