@@ -188,9 +188,9 @@ def test_missing_column_is_a_bad_request(base_url, experiment_id, unique_name):
     assert "message" in r.json()
 
 
-def test_sklearn_api_models_are_refused_clearly(base_url, experiment_id, unique_name):
-    # mlflow pickles (skops/cloudpickle) models of LightGBM's scikit-learn API; the plugin reads
-    # only boosters saved in LightGBM's text format.
+def test_sklearn_api_models_are_served_like_the_estimator(base_url, experiment_id, unique_name):
+    # mlflow saves models of LightGBM's scikit-learn API with skops (its default); the plugin reads
+    # the booster inside the skops file (test_framework_flavors.py covers them against MLflow).
     rng = np.random.default_rng(14)
     train = _frame(rng, 200)
     model = lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(train, train.alpha * 2)
@@ -198,8 +198,8 @@ def test_sklearn_api_models_are_refused_clearly(base_url, experiment_id, unique_
     with mlflow.start_run():
         mlflow.lightgbm.log_model(model, name="model", input_example=train.head(3), registered_model_name=name)
 
-    _, body = _payloads(train.head(2))["dataframe_split"]
-    r = _invoke(base_url, name, "1", "application/json", body)
-    assert 400 <= r.status_code < 600 and r.status_code != 404, f"HTTP {r.status_code}: {r.text[:300]}"
-    message = r.json()["message"].lower()
-    assert "scikit-learn" in message and "booster" in message, message
+    probe = _frame(rng, 20, nan_fraction=0.1)
+    for kind, (content_type, body) in _payloads(probe).items():
+        r = _invoke(base_url, name, "1", content_type, body)
+        assert r.status_code == 200, f"{kind}: HTTP {r.status_code}: {r.text[:300]}"
+        np.testing.assert_allclose(r.json()["predictions"], model.predict(probe), rtol=1e-6, err_msg=kind)
