@@ -13,7 +13,13 @@ them, unknown categories included) through the three ways wasmflow serves a mode
 
 in each payload form: dataframe_split (NaN sent as the `NaN` token, as `json.dumps` writes it),
 dataframe_records (NaN as `null`), text/csv (NaN as an empty field), and `instances` (records) /
-`inputs` (columns) where MLflow accepts them for that model.
+`inputs` (columns) where MLflow accepts them for that model; a missing string is `null`.
+
+Two arguments beyond the defaults, neither read by serving: `skops_trusted_types` where skops
+0.16 distrusts a type of the model (trees' `Tree`, `TreePredictor`, KNN's `KDTree`, encoders'
+`numpy.dtype`): MLflow 3.17's `log_model` reloads the file and refuses the model otherwise,
+telling the user to pass them; and `pip_requirements`, which spares `log_model` inferring them
+by importing the model in a subprocess (seconds per model on a loaded machine).
 
 Each answer is compared with
 (a) the framework's own `predict` / `predict_proba` / `predict_log_proba` in this process: labels
