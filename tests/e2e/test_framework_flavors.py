@@ -13,7 +13,13 @@ them, unknown categories included) through the three ways wasmflow serves a mode
 
 in each payload form: dataframe_split (NaN sent as the `NaN` token, as `json.dumps` writes it),
 dataframe_records (NaN as `null`), text/csv (NaN as an empty field), and `instances` (records) /
-`inputs` (columns) where MLflow accepts them for that model.
+`inputs` (columns) where MLflow accepts them for that model; a missing string is `null`.
+
+Two arguments beyond the defaults, neither read by serving: `skops_trusted_types` where skops
+0.16 distrusts a type of the model (trees' `Tree`, `TreePredictor`, KNN's `KDTree`, encoders'
+`numpy.dtype`): MLflow 3.17's `log_model` reloads the file and refuses the model otherwise,
+telling the user to pass them; and `pip_requirements`, which spares `log_model` inferring them
+by importing the model in a subprocess (seconds per model on a loaded machine).
 
 Each answer is compared with
 (a) the framework's own `predict` / `predict_proba` / `predict_log_proba` in this process: labels
@@ -107,7 +113,7 @@ ATOL = 1e-12  # ... and an absolute floor for values that are (almost) zero
 #   nan   - the same with ~15% NaN, one probe row all NaN (HistGradientBoosting, LightGBM,
 #           XGBoost, imputing pipelines)
 #   mixed - 2 float columns with NaN, an int column and 2 string columns; the probe has
-#           categories never seen in training (pipelines with encoders)
+#           categories never seen in training and missing strings (pipelines with encoders)
 NUM_COLUMNS = ["f0", "f1", "f2", "f3"]
 COLORS = ["red", "green", "blue"]
 CITIES = ["paris", "rome", "oslo", "lima"]
@@ -142,6 +148,8 @@ def _probe(kind: str) -> pd.DataFrame:
     if kind == "mixed":
         frame.loc[0:19, "color"] = ["purple", "red", "teal", "green"] * 5  # unknown categories
         frame.loc[5:14, "city"] = "tokyo"
+        frame.loc[20:24, "color"] = None  # missing strings (null in JSON, an empty CSV field)
+        frame.loc[23:27, "city"] = None
     return frame
 
 
@@ -296,7 +304,7 @@ REQUIRED_FORMS = {"dataframe_split", "dataframe_records", "csv"}
 
 def _cell(v, nan):
     """One JSON value: Python floats (their repr round-trips exactly), NaN as `nan`."""
-    if v is None:
+    if v is None or v is pd.NA:
         return nan
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
@@ -310,7 +318,10 @@ def _cell(v, nan):
 def payloads(frame: pd.DataFrame) -> dict[str, tuple[str, bytes]]:
     """The probe in each form: name -> (content type, body bytes)."""
     cols = list(frame.columns)
-    nan_rows = [[_cell(v, float("nan")) for v in row] for row in frame.astype(object).itertuples(index=False)]
+    # A missing string is null in every form (NaN tokens only stand for missing numbers).
+    text = [not pd.api.types.is_numeric_dtype(frame[c]) for c in cols]
+    nan_rows = [[_cell(v, None if t else float("nan")) for v, t in zip(row, text)]
+                for row in frame.astype(object).itertuples(index=False)]
     null_rows = [[_cell(v, None) for v in row] for row in frame.astype(object).itertuples(index=False)]
     csv = io.StringIO()
     frame.to_csv(csv, index=False)  # full precision, NaN as an empty field
