@@ -147,43 +147,104 @@ pub enum PredictPath {
     Inplace,
 }
 
-/// One tree, validated: every reachable node is visited once from the root.
+/// One node of a [`Tree`], 12 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// The split condition of an inner node; NaN for a leaf.
+    condition: f32,
+    /// The split feature, with [`DEFAULT_LEFT`] set when missing values go left; [`LEAF`] (and
+    /// feature 0, missing values right) for a leaf.
+    feature: u32,
+    /// The left child; the right child is `left + 1` (wrapping). A leaf's `left` is its own
+    /// index minus 1: as no value is below NaN, a step from a leaf goes "right", to itself.
+    left: u32,
+}
+
+/// The flag of [`Node::feature`] sending missing values left.
+const DEFAULT_LEFT: u32 = 1 << 31;
+/// The flag of [`Node::feature`] marking a leaf.
+const LEAF: u32 = 1 << 30;
+/// The feature bits of [`Node::feature`].
+const FEATURE: u32 = LEAF - 1;
+
+/// Trees at most this deep are walked a fixed number of steps, several rows at a time; deeper
+/// ones row by row until a leaf.
+const MAX_LOCKSTEP_DEPTH: usize = 16;
+/// Rows walked together through a shallow tree.
+const LANES: usize = 8;
+
+/// One tree, validated: every reachable node is visited once from the root. Nodes are
+/// renumbered breadth first so that siblings are adjacent; unreachable nodes are dropped.
 #[derive(Debug, Clone)]
 struct Tree {
-    left: Vec<i32>,
-    right: Vec<i32>,
-    feature: Vec<u32>,
-    /// The split condition of an inner node; the leaf value of a scalar leaf.
-    condition: Vec<f32>,
-    default_left: Vec<bool>,
+    nodes: Vec<Node>,
+    /// The value of each scalar leaf (0 elsewhere), by node.
+    values: Vec<f32>,
+    /// The longest path from the root to a leaf, in steps.
+    depth: usize,
     /// Outputs per leaf: 1 for a scalar tree.
     leaf_size: usize,
-    /// Multi-target trees: `leaf_size` values per leaf, found through `right` at a leaf.
+    /// Multi-target trees: the index in `leaf_weights` of each leaf's first value, by node.
+    leaf_start: Vec<usize>,
+    /// Multi-target trees: `leaf_size` values per leaf.
     leaf_weights: Vec<f32>,
 }
 
+/// One step down from node `i` for `row` (a leaf steps to itself). `row` holds every split
+/// feature, and feature 0 when there is a split (checked on load).
+#[inline(always)]
+fn step(nodes: &[Node], i: usize, row: &[f32], missing: f32) -> usize {
+    let node = &nodes[i];
+    let x = row[(node.feature & FEATURE) as usize];
+    let go_left = if x.is_nan() || x == missing {
+        node.feature & DEFAULT_LEFT != 0
+    } else {
+        x < node.condition
+    };
+    node.left.wrapping_add(u32::from(!go_left)) as usize
+}
+
 impl Tree {
+    /// The leaf `row` reaches.
     fn leaf(&self, row: &[f32], missing: f32) -> usize {
-        let mut node = 0usize;
-        while self.left[node] >= 0 {
-            let x = row[self.feature[node] as usize];
-            node = if x.is_nan() || x == missing {
-                if self.default_left[node] {
-                    self.left[node] as usize
-                } else {
-                    self.right[node] as usize
-                }
-            } else if x < self.condition[node] {
-                self.left[node] as usize
-            } else {
-                self.right[node] as usize
-            };
+        let mut i = 0;
+        while self.nodes[i].feature & LEAF == 0 {
+            i = step(&self.nodes, i, row, missing);
         }
-        node
+        i
+    }
+
+    /// The leaves of the rows of `block` (`width` features each) into `leaves`, one per row.
+    fn leaves(&self, block: &[f32], width: usize, missing: f32, leaves: &mut [usize]) {
+        let n = leaves.len();
+        if width == 0 {
+            // No features, so no splits (checked on load).
+            leaves.fill(0);
+            return;
+        }
+        let nodes = self.nodes.as_slice();
+        let mut r = 0;
+        if self.depth <= MAX_LOCKSTEP_DEPTH {
+            while r + LANES <= n {
+                let lanes: [&[f32]; LANES] =
+                    std::array::from_fn(|j| &block[(r + j) * width..(r + j + 1) * width]);
+                let mut at = [0usize; LANES];
+                for _ in 0..self.depth {
+                    for (i, row) in at.iter_mut().zip(lanes) {
+                        *i = step(nodes, *i, row, missing);
+                    }
+                }
+                leaves[r..r + LANES].copy_from_slice(&at);
+                r += LANES;
+            }
+        }
+        for (r, leaf) in leaves.iter_mut().enumerate().skip(r) {
+            *leaf = self.leaf(&block[r * width..(r + 1) * width], missing);
+        }
     }
 
     fn leaf_vector(&self, leaf: usize) -> &[f32] {
-        let k = self.right[leaf] as usize * self.leaf_size;
+        let k = self.leaf_start[leaf];
         &self.leaf_weights[k..k + self.leaf_size]
     }
 }
@@ -222,6 +283,9 @@ pub struct Booster {
 /// allocate or loop without bound (the arrays themselves are bounded by the file's size).
 const MAX_FEATURES: usize = 1 << 24;
 const MAX_OUTPUTS: usize = 1 << 16;
+
+/// Rows taken through the trees together.
+const BLOCK_ROWS: usize = 64;
 
 impl Booster {
     /// Reads a model file: UBJSON or JSON, told apart by their first bytes (`{"` or `{` then
@@ -528,36 +592,19 @@ impl Booster {
         let (begin, end) = self.tree_range(rounds)?;
         let k = self.outputs;
         let mut out = Vec::with_capacity(rows.saturating_mul(k));
-        for r in 0..rows {
-            let row = &features[r * width..(r + 1) * width];
-            let start = out.len();
+        for _ in 0..rows {
             out.extend_from_slice(&self.base_margin);
-            let margins = &mut out[start..];
-            for t in begin..end {
-                let tree = &self.trees[t];
-                let leaf = tree.leaf(row, missing);
-                if tree.leaf_size > 1 {
-                    for (m, &v) in margins.iter_mut().zip(tree.leaf_vector(leaf)) {
-                        *m += v;
-                    }
-                    continue;
-                }
-                let g = self.tree_group[t];
-                let value = tree.condition[leaf];
-                if self.weight_drop.is_empty() {
-                    margins[g] += value;
-                } else {
-                    let w = self.weight_drop[t];
-                    let contribution = match path {
-                        PredictPath::DMatrix => value * w,
-                        PredictPath::Inplace => {
-                            let base = self.base_margin[g];
-                            ((base + value) - base) * w
-                        }
-                    };
-                    margins[g] += contribution;
-                }
-            }
+        }
+        // Blocks of rows through each tree in turn: each row's margins still add the trees' values
+        // in the trees' order.
+        let mut blocks = features.chunks(BLOCK_ROWS * width.max(1));
+        for margins in out.chunks_mut(BLOCK_ROWS * k) {
+            let block = if width == 0 {
+                &[][..]
+            } else {
+                blocks.next().unwrap_or_default()
+            };
+            self.accumulate(block, width, margins, begin..end, missing, path);
         }
         if output_margin {
             return Ok(out);
@@ -578,6 +625,60 @@ impl Booster {
             }
             Transform::Softmax => out.chunks_exact(k).map(argmax).collect(),
         })
+    }
+
+    /// Adds trees `trees` to the margins of the rows of `block` (`width` features each), at most
+    /// [`BLOCK_ROWS`] rows.
+    fn accumulate(
+        &self,
+        block: &[f32],
+        width: usize,
+        margins: &mut [f32],
+        trees: std::ops::Range<usize>,
+        missing: f32,
+        path: PredictPath,
+    ) {
+        let k = self.outputs;
+        let mut leaves = [0usize; BLOCK_ROWS];
+        let leaves = &mut leaves[..margins.len() / k];
+        for t in trees {
+            let tree = &self.trees[t];
+            tree.leaves(block, width, missing, leaves);
+            if tree.leaf_size > 1 {
+                for (m, &leaf) in margins.chunks_exact_mut(k).zip(leaves.iter()) {
+                    for (m, &v) in m.iter_mut().zip(tree.leaf_vector(leaf)) {
+                        *m += v;
+                    }
+                }
+                continue;
+            }
+            let g = self.tree_group[t];
+            let values = tree.values.as_slice();
+            if self.weight_drop.is_empty() {
+                if k == 1 {
+                    for (m, &leaf) in margins.iter_mut().zip(leaves.iter()) {
+                        *m += values[leaf];
+                    }
+                } else {
+                    for (m, &leaf) in margins.chunks_exact_mut(k).zip(leaves.iter()) {
+                        m[g] += values[leaf];
+                    }
+                }
+                continue;
+            }
+            let w = self.weight_drop[t];
+            for (m, &leaf) in margins.chunks_exact_mut(k).zip(leaves.iter()) {
+                let value = values[leaf];
+                let contribution = match path {
+                    PredictPath::DMatrix => value * w,
+                    PredictPath::Inplace => {
+                        let base = self.base_margin[g];
+                        ((base + value) - base) * w
+                    }
+                };
+                m[g] += contribution;
+            }
+        }
     }
 
     /// The trees of rounds `begin..end` (`end` 0: to the last round), as XGBoost's `LayerToTree`.
@@ -805,18 +906,32 @@ fn parse_tree(t: &Value, num_feature: usize, outputs: usize) -> Result<Tree, Loa
         return invalid(format!("{leaf_size} values per leaf for {outputs} outputs"));
     }
 
-    // Walk the tree from the root: children in range, each node reached once (no cycles), split
-    // features in range, leaves' weights in range.
+    if u32::try_from(n).is_err() {
+        return invalid(format!("{n} nodes"));
+    }
+    // Walk the tree breadth first from the root: children in range, each node reached once (no
+    // cycles), split features in range, leaves' weights in range. `order[i]` is the old index
+    // of new node `i`; the children of an inner node get the next two new indices.
     let mut seen = vec![false; n];
-    let mut stack = vec![0usize];
-    let mut out_left = vec![-1i32; n];
-    let mut out_right = vec![-1i32; n];
-    let mut out_feature = vec![0u32; n];
-    while let Some(node) = stack.pop() {
-        if std::mem::replace(&mut seen[node], true) {
-            return invalid(format!("node {node} is reached twice"));
-        }
+    seen[0] = true;
+    let mut order = vec![0usize];
+    let mut nodes = Vec::new();
+    let mut values = Vec::new();
+    let mut leaf_start = Vec::new();
+    let mut depths = vec![0usize];
+    let mut depth = 0;
+    let mut i = 0;
+    while let Some(&node) = order.get(i) {
+        let d = depths[i];
+        i += 1;
         if left[node] == -1 {
+            // `i - 1` fits in u32 (checked above); the root leaf's "left" wraps to u32::MAX.
+            nodes.push(Node {
+                condition: f32::NAN,
+                feature: LEAF,
+                left: ((i - 1) as u32).wrapping_sub(1),
+            });
+            depth = depth.max(d);
             if leaf_size > 1 {
                 let k = usize::try_from(right[node]).ok().filter(|&k| {
                     k.checked_add(1)
@@ -830,7 +945,10 @@ fn parse_tree(t: &Value, num_feature: usize, outputs: usize) -> Result<Tree, Loa
                         leaf_weights.len()
                     ));
                 };
-                out_right[node] = k as i32;
+                leaf_start.push(k * leaf_size);
+                values.push(0.0);
+            } else {
+                values.push(condition[node]);
             }
             continue;
         }
@@ -856,19 +974,33 @@ fn parse_tree(t: &Value, num_feature: usize, outputs: usize) -> Result<Tree, Loa
                 feature[node]
             ));
         };
-        out_left[node] = l as i32;
-        out_right[node] = r as i32;
-        out_feature[node] = f as u32;
-        stack.push(r);
-        stack.push(l);
+        for c in [l, r] {
+            if std::mem::replace(&mut seen[c], true) {
+                return invalid(format!("node {c} is reached twice"));
+            }
+        }
+        // At most n nodes are numbered (each once), so the indices fit in u32 (checked above),
+        // and `f` < MAX_FEATURES fits in FEATURE.
+        nodes.push(Node {
+            condition: condition[node],
+            feature: f as u32 | if default_left[node] { DEFAULT_LEFT } else { 0 },
+            left: order.len() as u32,
+        });
+        values.push(0.0);
+        if leaf_size > 1 {
+            leaf_start.push(0);
+        }
+        order.push(l);
+        order.push(r);
+        depths.push(d + 1);
+        depths.push(d + 1);
     }
     Ok(Tree {
-        left: out_left,
-        right: out_right,
-        feature: out_feature,
-        condition,
-        default_left,
+        nodes,
+        values,
+        depth,
         leaf_size,
+        leaf_start,
         leaf_weights,
     })
 }
