@@ -24,8 +24,9 @@ by importing the model in a subprocess (seconds per model on a loaded machine).
 Each answer is compared with
 (a) the framework's own `predict` / `predict_proba` / `predict_log_proba` in this process: labels
     equal, numbers within 1e-6 relative (float32 outputs of XGBoost bit-identical), and
-(b) what MLflow's scoring server answers for the very same bytes: the model loaded with
-    `mlflow.pyfunc.load_model`, the request handed to `mlflow.pyfunc.scoring_server.invocations`
+(b) what MLflow's scoring server answers for the very same bytes (`mlflow_answer.py`, shared
+    with the other flavors' tests): the model loaded with `mlflow.pyfunc.load_model`, the
+    request handed to `mlflow.pyfunc.scoring_server.invocations`
     (the function behind `mlflow models serve`'s `/invocations`: it parses the payload as the
     server does, predicts, and writes the answer with `predictions_to_json`). Where the values
     are exact (class labels, integers, XGBoost's float32) the bodies must be byte-identical;
@@ -58,6 +59,7 @@ import pytest
 import requests
 
 from conftest import PLUGIN_CACHE
+from mlflow_answer import assert_same_answer, mlflow_answer
 from test_serving import ModelServer
 
 sklearn = pytest.importorskip("sklearn")
@@ -66,7 +68,6 @@ xgb = pytest.importorskip("xgboost")
 skops = pytest.importorskip("skops")
 import skops.io  # noqa: E402
 
-from mlflow.pyfunc import scoring_server  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.ensemble import (  # noqa: E402
@@ -335,18 +336,6 @@ def payloads(frame: pd.DataFrame) -> dict[str, tuple[str, bytes]]:
     }
 
 
-def mlflow_answer(model, content_type: str, body: bytes) -> tuple[int, bytes]:
-    """What `mlflow models serve` answers: its /invocations handler's own function."""
-    schema = model.metadata.get_input_schema()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = scoring_server.invocations(body, content_type, model, schema)
-    except mlflow.exceptions.MlflowException as e:
-        return e.get_http_status_code(), e.message.encode()
-    return r.status, r.response.encode() if isinstance(r.response, str) else r.response
-
-
 def framework_output(case: Case, model, frame: pd.DataFrame) -> np.ndarray:
     """The framework's own answer, called directly (no MLflow in between)."""
     if isinstance(model, xgb.Booster):
@@ -363,7 +352,7 @@ class Logged:
     probe: pd.DataFrame
     want: np.ndarray  # framework_output on the probe
     bodies: dict[str, tuple[str, bytes]]  # accepted forms only
-    reference: dict[str, bytes]  # form -> MLflow's answer (HTTP 200)
+    reference: dict[str, str]  # form -> MLflow's answer (HTTP 200)
     refused_by_mlflow: dict[str, str]
 
     @property
@@ -451,7 +440,7 @@ class Models:
         bodies, reference, refused = {}, {}, {}
         for form, (content_type, body) in payloads(probe).items():
             with threadpool_limits(1):
-                status, answer = mlflow_answer(pyfunc, content_type, body)
+                status, answer = mlflow_answer(pyfunc, body, content_type)
             if status == 200:
                 bodies[form], reference[form] = (content_type, body), answer
             else:
@@ -493,32 +482,9 @@ def check_values(case: Case, predictions, want: np.ndarray, what: str) -> None:
         np.testing.assert_allclose(got.astype(np.float64), want, rtol=RTOL, atol=ATOL, err_msg=what)
 
 
-def _same_structure(ours, theirs, path: str = "$") -> None:
-    assert type(ours) is type(theirs), f"{path}: {type(ours).__name__} where MLflow has {type(theirs).__name__}"
-    if isinstance(theirs, dict):
-        assert list(ours) == list(theirs), f"{path}: keys {list(ours)[:5]} where MLflow has {list(theirs)[:5]}"
-        for k in theirs:
-            _same_structure(ours[k], theirs[k], f"{path}.{k}")
-    elif isinstance(theirs, list):
-        assert len(ours) == len(theirs), f"{path}: {len(ours)} items where MLflow has {len(theirs)}"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
-            _same_structure(a, b, f"{path}[{i}]")
-    elif isinstance(theirs, float):
-        ok = (math.isnan(ours) and math.isnan(theirs)) or math.isclose(ours, theirs, rel_tol=RTOL, abs_tol=ATOL)
-        assert ok, f"{path}: {ours!r} where MLflow has {theirs!r}"
-    else:
-        assert ours == theirs, f"{path}: {ours!r} where MLflow has {theirs!r}"
-
-
 def check_body(logged: Logged, form: str, body: bytes, what: str) -> None:
     """(b): our response body against MLflow's for the same request bytes; then (a)."""
-    reference = logged.reference[form]
-    if logged.case.exact:
-        assert body == reference, f"{what}: bytes differ from MLflow's:\n ours   {body[:200]!r}\n mlflow {reference[:200]!r}"
-    else:
-        ours = json.loads(body)
-        assert body.decode() == json.dumps(ours), f"{what}: not written as Python writes it: {body[:200]!r}"
-        _same_structure(ours, json.loads(reference))
+    assert_same_answer(body, logged.reference[form], rtol=RTOL, atol=ATOL, exact=logged.case.exact, what=what)
     check_values(logged.case, json.loads(body)["predictions"], logged.want, what)
 
 
@@ -601,9 +567,9 @@ def test_nan_and_infinity_tokens_are_numbers(models, base_url):
     r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
     assert r.status_code == 200, r.text
     pyfunc = mlflow.pyfunc.load_model(logged.uri)
-    status, reference = mlflow_answer(pyfunc, "application/json", body.encode())
+    status, reference = mlflow_answer(pyfunc, body, "application/json")
     assert status == 200, reference
-    _same_structure(json.loads(r.content), json.loads(reference))
+    assert_same_answer(r.content, reference, rtol=RTOL, atol=ATOL, exact=logged.case.exact, what="NaN/Infinity tokens")
     np.testing.assert_allclose(r.json()["predictions"], logged.model.predict(frame), rtol=RTOL, atol=ATOL)
     # null where the other body has NaN: the same answer.
     nulls = json.dumps({"dataframe_split": {"columns": NUM_COLUMNS, "data": [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in rows]}})
@@ -691,7 +657,8 @@ def test_params_apply_only_where_the_signature_declares_them(models, base_url, e
     r = requests.post(f"{base_url}/serving/models/{logged.name}/{logged.version}/invocations", data=body,
                       headers={"Content-Type": "application/json"}, timeout=120)
     assert r.status_code == 200, r.text[:500]
-    assert r.content == logged.reference["dataframe_split"], "params must be ignored without a params schema"
+    assert_same_answer(r.content, logged.reference["dataframe_split"], exact=True,
+                       what="params must be ignored without a params schema")
 
     # The same booster logged with a params schema: output_margin applies.
     from mlflow.models import infer_signature
@@ -706,8 +673,8 @@ def test_params_apply_only_where_the_signature_declares_them(models, base_url, e
     r = requests.post(f"{base_url}/serving/models/{name}/1/invocations", data=body,
                       headers={"Content-Type": "application/json"}, timeout=120)
     assert r.status_code == 200, r.text[:500]
-    status, reference = mlflow_answer(mlflow.pyfunc.load_model(f"models:/{name}/1"), "application/json", body)
+    status, reference = mlflow_answer(mlflow.pyfunc.load_model(f"models:/{name}/1"), body, "application/json")
     assert status == 200, reference
     margins = logged.model.predict(xgb.DMatrix(logged.probe), output_margin=True)
     np.testing.assert_array_equal(np.asarray(json.loads(reference)["predictions"], dtype=np.float32), margins)
-    assert r.content == reference, f"ours {r.content[:200]!r}\nmlflow {reference[:200]!r}"
+    assert_same_answer(r.content, reference, exact=True, what="output_margin applied as the params schema declares")
