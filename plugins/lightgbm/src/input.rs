@@ -1,6 +1,8 @@
 //! Turning a request's columns into the model's features: which column feeds which feature, and
 //! how text becomes numbers (pandas category values become their codes).
 
+use wasmflow_features::{Naming, clip};
+
 use crate::model::Category;
 
 /// For each of the model's features, the index of the input column that feeds it.
@@ -10,32 +12,11 @@ use crate::model::Category;
 /// column name matches any feature and there are exactly as many columns as features, the
 /// columns are taken in order, as `booster.predict` takes a DataFrame's columns.
 pub fn match_columns(features: &[String], names: &[&str]) -> Result<Vec<usize>, String> {
-    let find = |feature: &str| {
-        names
-            .iter()
-            .position(|n| *n == feature)
-            .or_else(|| names.iter().position(|n| n.replace(' ', "_") == feature))
+    let naming = Naming {
+        spaces_as_underscores: true,
+        clip_names: false,
     };
-    let found: Vec<Option<usize>> = features.iter().map(|f| find(f)).collect();
-    if found.iter().all(Option::is_some) {
-        return Ok(found.into_iter().flatten().collect());
-    }
-    if found.iter().all(Option::is_none) && names.len() == features.len() {
-        return Ok((0..features.len()).collect());
-    }
-    let missing: Vec<String> = features
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(name, _)| format!("'{name}'"))
-        .take(10)
-        .collect();
-    Err(format!(
-        "missing column{} {}; the model's features are {}",
-        if missing.len() == 1 { "" } else { "s" },
-        missing.join(", "),
-        list_features(features)
-    ))
+    wasmflow_features::match_columns(features, features.len(), names, naming)
 }
 
 /// The values of a text column as feature values.
@@ -79,24 +60,4 @@ fn parse_number(value: &str) -> Option<f64> {
         return Some(f64::NAN);
     }
     value.parse().ok()
-}
-
-fn list_features(features: &[String]) -> String {
-    let shown: Vec<String> = features.iter().take(20).map(|f| format!("'{f}'")).collect();
-    if features.len() > shown.len() {
-        format!(
-            "{} and {} more",
-            shown.join(", "),
-            features.len() - shown.len()
-        )
-    } else {
-        shown.join(", ")
-    }
-}
-
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }

@@ -748,8 +748,5 @@ fn parse_list<T: std::str::FromStr>(
 }
 
 fn clip(s: &str) -> &str {
-    match s.char_indices().nth(80) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+    wasmflow_features::clip_to(s, 80)
 }

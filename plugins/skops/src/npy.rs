@@ -7,6 +7,8 @@
 //! `(name, type)` tuples; padding fields have an empty name and a `V` type. Arrays saved in
 //! Fortran order are reordered to C (row-major) order when read.
 
+use wasmflow_features::clip;
+
 use crate::Error;
 
 /// The largest header we accept (numpy writes a few hundred bytes; it caps headers at 64 KiB
@@ -701,13 +703,6 @@ impl LitParser<'_> {
             }
             _ => Err(self.err()),
         }
-    }
-}
-
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

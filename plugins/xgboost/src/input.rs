@@ -1,5 +1,7 @@
 //! Turning a request's columns into the booster's float32 feature rows.
 
+use wasmflow_features::Naming;
+
 /// For each of the model's features, the index of the input column that feeds it.
 ///
 /// With feature names saved in the model (a model trained on a DataFrame), each feature takes
@@ -11,28 +13,11 @@ pub fn match_columns(
     names: &[&str],
 ) -> Result<Vec<usize>, String> {
     if !feature_names.is_empty() {
-        let found: Vec<Option<usize>> = feature_names
-            .iter()
-            .map(|f| names.iter().position(|n| n == f))
-            .collect();
-        if found.iter().all(Option::is_some) {
-            return Ok(found.into_iter().flatten().collect());
-        }
-        if !(found.iter().all(Option::is_none) && names.len() == num_feature) {
-            let missing: Vec<String> = feature_names
-                .iter()
-                .zip(&found)
-                .filter(|(_, f)| f.is_none())
-                .map(|(name, _)| format!("'{}'", clip(name)))
-                .take(10)
-                .collect();
-            return Err(format!(
-                "missing column{} {}; the model's features are {}",
-                if missing.len() == 1 { "" } else { "s" },
-                missing.join(", "),
-                list(feature_names)
-            ));
-        }
+        let naming = Naming {
+            spaces_as_underscores: false,
+            clip_names: true,
+        };
+        return wasmflow_features::match_columns(feature_names, num_feature, names, naming);
     }
     if names.len() != num_feature {
         return Err(format!(
@@ -63,30 +48,6 @@ pub fn parse_number(value: &str) -> Option<f64> {
         return Some(f64::NAN);
     }
     value.parse().ok()
-}
-
-fn list(features: &[String]) -> String {
-    let shown: Vec<String> = features
-        .iter()
-        .take(20)
-        .map(|f| format!("'{}'", clip(f)))
-        .collect();
-    if features.len() > shown.len() {
-        format!(
-            "{} and {} more",
-            shown.join(", "),
-            features.len() - shown.len()
-        )
-    } else {
-        shown.join(", ")
-    }
-}
-
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use wasmflow_plugin_sdk::{Data, Error, Guest, GuestModel, PluginInfo, Tensor, Values};
 
+use wasmflow_features::tensor_rows;
+
 use crate::input::{match_columns, text_feature};
 use crate::model::{Booster, LoadError};
 use crate::sklearn::{self, Labels, Prediction, SklearnModel};
@@ -279,20 +281,12 @@ impl LightGbmModel {
                     ))
                 })?;
                 let width = b.num_features();
-                let rows = match tensor.shape.as_slice() {
-                    [rows, w]
-                        if *rows >= 0
-                            && *w as usize == width
-                            && values.len() == *rows as usize * width =>
-                    {
-                        *rows as usize
-                    }
-                    shape => {
-                        return Err(Error::invalid_input(format!(
-                            "tensor shape {shape:?} does not match [rows, {width}] (the model has {width} features)"
-                        )));
-                    }
-                };
+                let rows = tensor_rows(&tensor.shape, values.len(), width, false).ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "tensor shape {:?} does not match [rows, {width}] (the model has {width} features)",
+                        tensor.shape
+                    ))
+                })?;
                 let features = (0..width)
                     .map(|i| (0..rows).map(|r| values[r * width + i]).collect())
                     .collect();

@@ -266,12 +266,7 @@ pub fn parse_float(s: &str) -> Option<f64> {
 }
 
 /// At most 40 characters of `s`, for messages.
-pub fn clip(s: &str) -> &str {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
+pub use wasmflow_features::clip;
 
 /// The class of an error, mapped to the plugin's error kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

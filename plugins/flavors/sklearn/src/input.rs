@@ -106,16 +106,7 @@ pub fn from_array(shape: &[i64], values: Column) -> Result<Matrix, Error> {
 }
 
 fn list(features: &[String]) -> String {
-    let shown: Vec<String> = features.iter().take(20).map(|f| format!("'{f}'")).collect();
-    if features.len() > shown.len() {
-        format!(
-            "{} and {} more",
-            shown.join(", "),
-            features.len() - shown.len()
-        )
-    } else {
-        shown.join(", ")
-    }
+    wasmflow_features::list_features(features, wasmflow_features::Naming::default())
 }
 
 /// The `predict_fn` of MLmodel's `python_function` flavor (what `pyfunc_predict_fn` was),

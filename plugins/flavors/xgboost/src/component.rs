@@ -4,6 +4,8 @@
 use serde_json::Value as Json;
 use wasmflow_plugin_sdk::{Data, Error, Guest, GuestModel, PluginInfo, Tensor, Values};
 
+use wasmflow_features::tensor_rows;
+
 use crate::input::{match_columns, parse_number, rows_from_columns};
 use crate::model::{Booster, LoadError};
 use crate::predict::{self, ModelClass, Options, SUPPORTED_CLASSES};
@@ -248,22 +250,15 @@ impl XgboostModel {
                     ))
                 })?;
                 let width = b.num_feature;
-                let rows = match tensor.shape.as_slice() {
-                    [rows, w]
-                        if *rows >= 0
-                            && usize::try_from(*w).is_ok_and(|w| w == width)
-                            && values.len() == (*rows as usize).saturating_mul(width) =>
-                    {
-                        *rows as usize
-                    }
-                    [n] if width == 1 && *n >= 0 && values.len() == *n as usize => *n as usize,
-                    shape => {
-                        return Err(Error::invalid_input(format!(
-                            "tensor shape {shape:?} does not match [rows, {width}] (the model has \
-                             {width} features)"
-                        )));
-                    }
-                };
+                // A 1-D tensor [n] is n rows of a one-feature model.
+                let rows =
+                    tensor_rows(&tensor.shape, values.len(), width, true).ok_or_else(|| {
+                        Error::invalid_input(format!(
+                            "tensor shape {:?} does not match [rows, {width}] (the model has \
+                             {width} features)",
+                            tensor.shape
+                        ))
+                    })?;
                 Ok((values.iter().map(|&x| x as f32).collect(), rows))
             }
         }
