@@ -1005,16 +1005,9 @@ fn write_bool(out: &mut Vec<u8>, x: bool) {
     out.extend_from_slice(if x { b"true" } else { b"false" });
 }
 
+/// The value at `i` (a run of one).
 fn write_value(out: &mut Vec<u8>, values: &Values, i: usize) {
-    match values {
-        Values::Float64(v) => pyjson::write_f64(out, v[i]),
-        Values::Float32(v) => pyjson::write_f32(out, v[i]),
-        Values::Int64(v) => pyjson::write_i64(out, v[i]),
-        Values::Int32(v) => pyjson::write_i64(out, i64::from(v[i])),
-        Values::Boolean(v) => write_bool(out, v[i]),
-        Values::Text(v) => pyjson::write_str(out, &v[i]),
-        Values::Binary(v) => pyjson::write_bytes(out, &v[i]),
-    }
+    write_run(out, values, i, 1);
 }
 
 #[cfg(test)]

@@ -107,63 +107,32 @@ pub fn predict(
 ) -> Result<Prediction, String> {
     let margin = options.output_margin;
     let width = booster.output_width(margin);
-    let shape = |strict: bool| {
-        if strict || width > 1 {
+    // A Booster predicts on a DMatrix over its own iteration range; the scikit-learn wrappers
+    // use inplace_predict up to their best iteration and never give a strict shape.
+    let (rounds, path, strict) = match class {
+        ModelClass::Booster => (
+            options.iteration_range.unwrap_or((0, 0)),
+            PredictPath::DMatrix,
+            options.strict_shape,
+        ),
+        ModelClass::Classifier | ModelClass::Regressor => (
+            sklearn_rounds(booster, options.iteration_range),
+            PredictPath::Inplace,
+            false,
+        ),
+    };
+    let values = booster.predict(features, rows, rounds, margin, missing, path)?;
+    if matches!(class, ModelClass::Classifier) && !margin {
+        return Ok(classify(booster, &values, rows, width));
+    }
+    Ok(Prediction {
+        values: Values::Float32(values),
+        shape: if strict || width > 1 {
             vec![rows, width]
         } else {
             vec![rows]
-        }
-    };
-    match class {
-        ModelClass::Booster => {
-            let rounds = options.iteration_range.unwrap_or((0, 0));
-            let values = booster.predict(
-                features,
-                rows,
-                rounds,
-                margin,
-                missing,
-                PredictPath::DMatrix,
-            )?;
-            Ok(Prediction {
-                values: Values::Float32(values),
-                shape: shape(options.strict_shape),
-            })
-        }
-        ModelClass::Regressor => {
-            let rounds = sklearn_rounds(booster, options.iteration_range);
-            let values = booster.predict(
-                features,
-                rows,
-                rounds,
-                margin,
-                missing,
-                PredictPath::Inplace,
-            )?;
-            Ok(Prediction {
-                values: Values::Float32(values),
-                shape: shape(false),
-            })
-        }
-        ModelClass::Classifier => {
-            let rounds = sklearn_rounds(booster, options.iteration_range);
-            let values = booster.predict(
-                features,
-                rows,
-                rounds,
-                margin,
-                missing,
-                PredictPath::Inplace,
-            )?;
-            if margin {
-                return Ok(Prediction {
-                    values: Values::Float32(values),
-                    shape: shape(false),
-                });
-            }
-            Ok(classify(booster, &values, rows, width))
-        }
-    }
+        },
+    })
 }
 
 /// `XGBClassifier.predict`'s labels from the booster's outputs (`width` per row).
