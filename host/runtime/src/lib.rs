@@ -12,6 +12,7 @@ mod instance;
 mod manager;
 mod runtime;
 mod sandbox;
+mod trim;
 
 pub use bindings::executor::{ExecutorInfo, Job, Outcome};
 pub use bindings::{Column, Data, PluginInfo, Tensor, Values};

@@ -180,6 +180,7 @@ impl Runtime {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if !was_cached {
+            crate::trim::release_free_memory();
             tracing::info!(
                 sha256 = &sha256[..12],
                 "compiled a plugin ({} KiB) in {:.1?}",
