@@ -87,13 +87,14 @@ impl CompileCache {
     }
 
     /// The cached compilation of `wasm`, compiling and storing it first when there is none.
-    /// `before_compile` runs only when this call is the one that compiles.
+    /// `compiler` gives the engine that compiles (one of `engine`'s settings); it is called
+    /// only when this call is the one that compiles.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         sha256: &str,
         wasm: &[u8],
-        before_compile: impl FnOnce(),
+        compiler: impl FnOnce() -> Result<Engine>,
     ) -> Result<(Component, Outcome)> {
         if let Some(component) = self.get(engine, sha256) {
             return Ok((component, Outcome::Cached));
@@ -103,8 +104,7 @@ impl CompileCache {
         if let Some(component) = self.get(engine, sha256) {
             return Ok((component, Outcome::Cached));
         }
-        before_compile();
-        let compiled = engine
+        let compiled = compiler()?
             .precompile_component(wasm)
             .map_err(anyhow::Error::from)
             .context("cannot compile the component")?;
@@ -361,8 +361,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let cache = CompileCache::new(dir, &engine).unwrap();
                     start.wait();
-                    let (component, outcome) =
-                        cache.load_or_compile(&engine, SHA, wasm, || {}).unwrap();
+                    let (component, outcome) = cache
+                        .load_or_compile(&engine, SHA, wasm, || Ok(engine.clone()))
+                        .unwrap();
                     assert!(component.component_type().exports(&engine).count() > 0);
                     outcome
                 })
@@ -388,7 +389,10 @@ mod tests {
         std::fs::write(cache.path(SHA), b"not compiled code").unwrap();
         let mut compiled = false;
         let (_, outcome) = cache
-            .load_or_compile(&engine, SHA, small_component(), || compiled = true)
+            .load_or_compile(&engine, SHA, small_component(), || {
+                compiled = true;
+                Ok(Engine::default())
+            })
             .unwrap();
         assert_eq!(outcome, Outcome::Compiled);
         assert!(compiled);

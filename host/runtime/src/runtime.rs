@@ -48,6 +48,8 @@ impl Default for RuntimeConfig {
 /// The wasmtime host for flavor plugins.
 pub struct Runtime {
     engine: Engine,
+    /// The engine's settings, for the short-lived engines that compile (see `compiler`).
+    wasm_config: Config,
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     config: RuntimeConfig,
@@ -96,6 +98,7 @@ impl Runtime {
         start_epoch_ticker(&engine);
         Ok(Arc::new(Self {
             engine,
+            wasm_config: wasm,
             linker,
             cache,
             config,
@@ -163,7 +166,10 @@ impl Runtime {
             }
         };
         let (component, outcome) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &sha256, wasm, announce)?,
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, wasm, || {
+                announce();
+                self.compiler()
+            })?,
             None => {
                 announce();
                 let component = Component::new(&self.engine, wasm)
@@ -189,6 +195,14 @@ impl Runtime {
             );
         }
         Ok((component, sha256, was_cached))
+    }
+
+    /// An engine of the same settings that only compiles, dropped after the compile: an
+    /// engine keeps its Cranelift contexts, sized for the largest function it compiled, for as
+    /// long as it lives (tens of MiB after the ONNX plugin); the cached code it writes loads
+    /// into `self.engine`, whose compatibility hash is the same.
+    fn compiler(&self) -> Result<Engine> {
+        Engine::new(&self.wasm_config).map_err(anyhow::Error::from)
     }
 
     pub(crate) fn engine(&self) -> &Engine {
