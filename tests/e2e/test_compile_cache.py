@@ -20,6 +20,10 @@ from conftest import STARTUP_TIMEOUT, free_port
 from test_plugins import X, write_linear_model
 
 
+# Starts on an empty cache compile the built-in plugins: over a minute on a busy 2-core machine.
+COMPILE_TIMEOUT = max(STARTUP_TIMEOUT, 600.0)
+
+
 class Serve:
     """`wasmflow models serve` of a local model directory, started in `cwd` with `env`."""
 
@@ -37,8 +41,8 @@ class Serve:
             stdin=subprocess.DEVNULL,
         )
 
-    def wait_ready(self) -> "Serve":
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> "Serve":
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"models serve exited with {self.proc.returncode}:\n{self.logs()}"
             try:
@@ -92,7 +96,7 @@ def test_one_compile_cache_per_user_shared_across_directories(wasmflow_bin, tmp_
     first = [Serve(wasmflow_bin, model, tmp_path / f"cwd-{i}", env) for i in range(2)]
     try:
         for s in first:
-            s.wait_ready()
+            s.wait_ready(COMPILE_TIMEOUT)
         answers = [s.predict() for s in first]
         assert answers[0] == answers[1]
         counts = [s.cache_counts() for s in first]
@@ -129,7 +133,7 @@ def test_xdg_cache_home_and_the_flag_choose_the_cache(wasmflow_bin, tmp_path):
     env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     s = Serve(wasmflow_bin, model, tmp_path / "a", env)
     try:
-        s.wait_ready()
+        s.wait_ready(COMPILE_TIMEOUT)
         assert f"compiled plugins are cached in '{tmp_path / 'xdg' / 'wasmflow' / 'compiled'}'" in s.logs()
     finally:
         s.stop()
