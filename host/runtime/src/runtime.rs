@@ -14,8 +14,8 @@ use crate::bindings::{FlavorPlugin, FlavorPluginPre, PluginInfo};
 use crate::cache::CompileCache;
 use crate::sandbox::PluginState;
 
-/// Components above this size take seconds to compile.
-const LARGE_COMPONENT: usize = 4 << 20;
+/// How often a compile still running says how long it has taken.
+const COMPILE_PROGRESS: Duration = Duration::from_secs(5);
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -33,6 +33,9 @@ pub struct RuntimeConfig {
     pub memory_limit: usize,
     /// How long one call (load or predict) may run.
     pub call_timeout: Duration,
+    /// Called before a component is compiled (not when it comes from the cache) with its
+    /// name, size and the cache directory: the CLI, whose log is quiet, says so on stderr.
+    pub on_compile: Option<fn(&str, usize, Option<&Path>)>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +44,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             memory_limit: 1 << 30,
             call_timeout: Duration::from_secs(30),
+            on_compile: None,
         }
     }
 }
@@ -114,13 +118,14 @@ impl Runtime {
     /// Compiles a component (or loads it from the cache) and checks that it is a flavor
     /// plugin the host can run, saying what is missing when it is not.
     pub fn compile(&self, wasm: &[u8]) -> Result<CompiledPlugin> {
-        self.compile_hashed(wasm, &sha256_hex(wasm))
+        self.compile_hashed(wasm, &sha256_hex(wasm), "(unnamed)")
     }
 
-    /// `compile` of a component whose sha256 is already known (the built-in ones).
-    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str) -> Result<CompiledPlugin> {
+    /// `compile` of a component whose sha256 is already known (the built-in ones); `name`
+    /// names it in the log.
+    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str, name: &str) -> Result<CompiledPlugin> {
         let started = Instant::now();
-        let (component, sha256, was_cached) = self.compile_component(wasm, sha256)?;
+        let (component, sha256, was_cached) = self.compile_component(wasm, sha256, name)?;
         self.check_world(&component)?;
         let pre = self
             .linker
@@ -139,11 +144,12 @@ impl Runtime {
     }
 
     /// Compiles any component whose sha256 is `sha256` (or loads it from the cache):
-    /// (component, sha256, cached).
+    /// (component, sha256, cached). `name` names it in the log.
     pub(crate) fn compile_component(
         &self,
         wasm: &[u8],
         sha256: &str,
+        name: &str,
     ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
         let sha256 = sha256.to_string();
@@ -161,24 +167,18 @@ impl Runtime {
         let component = match cached {
             Some(component) => component,
             None => {
-                // Large components take seconds: say so before the wait, not only after.
-                if wasm.len() > LARGE_COMPONENT {
-                    tracing::info!(
-                        sha256 = &sha256[..12],
-                        "compiling a {} MiB plugin for the first time on this machine; later \
-                         starts load it from the cache",
-                        wasm.len() >> 20
-                    );
+                if let Some(notice) = self.config.on_compile {
+                    notice(name, wasm.len(), self.config.cache_dir.as_deref());
                 }
-                let component = match &self.cache {
-                    Some(cache) => cache.compile(&self.engine, &sha256, wasm)?,
+                let component = with_progress(name, wasm.len(), || match &self.cache {
+                    Some(cache) => cache.compile(&self.engine, &sha256, wasm),
                     None => Component::new(&self.engine, wasm)
                         .map_err(anyhow::Error::from)
-                        .context("cannot compile the component")?,
-                };
+                        .context("cannot compile the component"),
+                })?;
                 tracing::info!(
                     sha256 = &sha256[..12],
-                    "compiled a plugin ({} KiB) in {:.1?}",
+                    "compiled plugin '{name}' ({} KiB) in {:.1?}",
                     wasm.len() >> 10,
                     started.elapsed()
                 );
@@ -250,6 +250,30 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the plugin's info() failed")
     }
+}
+
+/// Runs a compile, logging every few seconds that it is still running: the largest plugins
+/// take tens of seconds on a small machine, and a silent wait looks like a hang.
+fn with_progress<T>(name: &str, bytes: usize, compile: impl FnOnce() -> T) -> T {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let label = format!("compiling plugin '{name}' ({:.1} MB)", bytes as f64 / 1e6);
+    tracing::info!("{label} for this machine; later starts load it from the cache");
+    let started = Instant::now();
+    let ticker = std::thread::Builder::new()
+        .name("compile-progress".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(COMPILE_PROGRESS)
+            {
+                tracing::info!("{label}… {} s", started.elapsed().as_secs());
+            }
+        });
+    let result = compile();
+    drop(done);
+    if let Ok(ticker) = ticker {
+        let _ = ticker.join();
+    }
+    result
 }
 
 /// Advances the engine's epoch until the engine is dropped, so deadlines fire.
