@@ -5,6 +5,7 @@ Also checks that the compile logged its progress and that `/metrics` counts it a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -131,3 +132,28 @@ def test_health_answers_at_once_and_onnx_compiles_on_first_prediction(
     finally:
         srv.stop()
         mlflow.set_tracking_uri(None)
+
+
+def test_models_predict_says_once_that_it_compiles_and_compiles_only_its_plugin(tmp_path, wasmflow_bin):
+    from test_plugins import X, expected, records_to_rows, write_linear_model
+
+    model = write_linear_model(tmp_path / "model")
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WASMFLOW_"))}
+    command = [wasmflow_bin, "models", "predict", "-m", str(model), "--plugins-dir", str(tmp_path / "plugins"),
+               "--plugin-cache-dir", str(cache)]
+    payload = json.dumps({"dataframe_split": {"columns": ["x1", "x2"], "data": X}})
+
+    def predict():
+        done = subprocess.run(command, input=payload, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert np.allclose(records_to_rows(json.loads(done.stdout)["predictions"]), expected())
+        return done.stderr
+
+    first = predict()
+    # One line, naming the plugin and where its compiled code is kept.
+    want = rf"compiling plugin 'linear' \([\d.]+ MB\) for this machine \(once; cached in {re.escape(str(cache))}\)…\n"
+    assert re.fullmatch(want, first), first
+    # Only the plugin this model needs was compiled.
+    assert len(list(cache.glob("*.cwasm"))) == 1, list(cache.iterdir())
+    assert predict() == ""
