@@ -10,7 +10,9 @@ runs this file with the venv's python:
 Measured for each server: requests/s and p50/p99 latency of POST /invocations with a 1-row and a
 1,000-row `dataframe_split` payload, with 1 and 8 connections (wrk, a C load generator, posting a
 body that a Lua script reads from a file); start-to-/ping-200 time (median of N starts; the
-wasmflow compile cache is warmed by one start first); VmRSS of the server's process tree after the
+wasmflow compile cache is warmed by one start first); a cold start (wasmflow with an empty compile
+cache, mlflow's first start of the run) to listening, /ping 200 and the first prediction, and
+`wasmflow server`'s spawn to /health 200 with an empty cache; VmRSS of the server's process tree after the
 load; and CPU seconds per request of the server tree and of wrk, to show who is the bottleneck.
 Both servers must answer the same predictions (within 1e-5) before anything is measured.
 Every server runs in its own process group; the groups are listed in <out>/pgids so that the
@@ -279,6 +281,8 @@ class Result:
     load_avg: str = ""
     # wasmflow's own account of each start: ms to listening, ms loading the model.
     phases: list[tuple[int, int]] = field(default_factory=list)
+    # A first start (empty compile cache for wasmflow): seconds to listening, /ping 200, prediction.
+    cold: dict[str, float] = field(default_factory=dict)
 
 
 LISTENING = re.compile(r"listening on \S+ \((\d+) ms after start\)")
@@ -292,6 +296,66 @@ def start_phases(log_path: Path) -> tuple[int, int] | None:
 
 
 CASES = [("1 row", 1), ("1 row", 8), ("1,000 rows", 1), ("1,000 rows", 8)]
+
+
+def poll(port: int, method: str, path: str, t0: float, until, body: bytes | None = None, timeout: float = 600) -> float:
+    """Seconds from t0 to the first answer of `method path` for which `until(status)` holds."""
+    while time.perf_counter() - t0 < timeout:
+        try:
+            if until(http_request(port, method, path, body, timeout=timeout)[0]):
+                return time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"{method} {path} on port {port}: no answer within {timeout}s")
+
+
+def cold_start(variant: Variant, out: Path, pgids: Path, body: bytes) -> dict[str, float]:
+    """A first start: for wasmflow an empty compile cache (so the ONNX plugin compiles on the
+    way to the first prediction); for mlflow its first start of this run. Seconds from spawn to
+    the first HTTP answer of any status (listening), to /ping 200 (model loaded) and to the
+    answer of the first prediction."""
+    if variant.wasmflow:
+        # Emptied here and filled by this start: the later starts of the run are warm ones.
+        shutil.rmtree(variant.env["WASMFLOW_PLUGIN_CACHE_DIR"], ignore_errors=True)
+    s = Server(variant, out, pgids)
+    cmd = [c.replace("{port}", str(s.port)) for c in variant.command]
+    s.log_path = out / f"cold-{variant.label.replace(' ', '_')}-{s.port}.log"
+    t0 = time.perf_counter()
+    with open(s.log_path, "ab") as logf:
+        s.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=variant.env, start_new_session=True)
+    with open(pgids, "a") as f:
+        f.write(f"{s.proc.pid}\n")
+    try:
+        times = {"listening": poll(s.port, "GET", "/health", t0, lambda status: True)}
+        times["ping"] = poll(s.port, "GET", "/ping", t0, lambda status: status == 200)
+        times["prediction"] = poll(s.port, "POST", "/invocations", t0, lambda status: status == 200, body)
+    finally:
+        s.stop()
+    return times
+
+
+def server_cold_health(binary: str, out: Path, pgids: Path, env: dict[str, str]) -> float:
+    """`wasmflow server` from an empty working directory with an empty compile cache: seconds
+    from spawn to the first /health 200."""
+    work = out / "server-cold"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    port = free_port()
+    cmd = [binary, "server", "--host", "127.0.0.1", "--port", str(port),
+           "--plugin-cache-dir", str(work / "plugin-cache")]
+    t0 = time.perf_counter()
+    with open(out / "server-cold.log", "ab") as logf:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    with open(pgids, "a") as f:
+        f.write(f"{proc.pid}\n")
+    try:
+        return poll(port, "GET", "/health", t0, lambda status: status == 200, timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
 
 
 def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]], seconds: int, starts: int) -> Result:
@@ -368,6 +432,11 @@ def report(results: list[Result], meta: list[str]) -> str:
     rows.append(["RSS after the load, process tree (MiB)", f"{wf.rss_kib / 1024:.0f}"]
                 + [f"{r.rss_kib / 1024:.0f}" for r in others]
                 + [f"{r.rss_kib / wf.rss_kib:,.1f}× less" for r in others])
+    if wf.cold:
+        for key, what in (("listening", "first HTTP answer"), ("ping", "/ping 200"), ("prediction", "first prediction")):
+            rows.append([f"cold start to {what} (s)", f"{wf.cold[key]:.3f}"] + [f"{r.cold[key]:.2f}" for r in others]
+                        + [f"{r.cold[key] / wf.cold[key]:,.1f}× sooner" if r.cold[key] >= wf.cold[key]
+                           else f"{wf.cold[key] / r.cold[key]:,.1f}× later" for r in others])
     # CPU per request is the figure least distorted by other work on a shared machine.
     for kind, conns in CASES:
         w = wf.loads[(kind, conns)]
@@ -444,6 +513,14 @@ def main() -> None:
     if sum(v.wasmflow for v in variants) > 1:
         sys.exit("error: one wasmflow variant per run (the ratios are against it)")
 
+    # Cold starts before anything else has started the servers in this run.
+    colds = {}
+    for v in variants:
+        colds[v.label] = cold_start(v, out, pgids, bodies["1 row"][0].read_bytes())
+        log(f"{v.label}: cold start: " + ", ".join(f"{k} {t:.3f} s" for k, t in colds[v.label].items()))
+    server_health = server_cold_health(args.wasmflow, out, pgids, env)
+    log(f"wasmflow server, empty compile cache and working directory: /health 200 in {server_health * 1e3:.0f} ms")
+
     # Correctness first: every server answers what onnxruntime answers, on both payloads.
     import onnxruntime
 
@@ -456,7 +533,7 @@ def main() -> None:
         s = Server(v, out, pgids)
         try:
             t = s.start()
-            log(f"{v.label}: first start (warms the compile cache for wasmflow): {t:.2f} s")
+            log(f"{v.label}: first start of the correctness check: {t:.2f} s")
             for kind, (body, _) in bodies.items():
                 answer = s.invoke(body.read_bytes())
                 got = flat_predictions(answer)
@@ -483,6 +560,8 @@ def main() -> None:
     results = [measure(v, out, pgids, bodies, args.seconds, args.starts) for v in variants]
     compiled_kib, warm_kib = idle_rss(variants[0], out, pgids)
     log(f"wasmflow idle RSS: {compiled_kib / 1024:.1f} MiB after compiling, {warm_kib / 1024:.1f} MiB from a warm cache")
+    for r in results:
+        r.cold = colds[r.variant.label]
 
     meta = [
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores "
@@ -493,6 +572,11 @@ def main() -> None:
         f"POST /invocations with a dataframe_split body of 1 row ({bodies_size(out, 1)}) or 1,000 rows ({bodies_size(out, 1000)}); "
         "no non-2xx or socket errors",
         "- start: spawn to the first GET /ping 200 (polled every 2 ms); wasmflow's compile cache warm",
+        "- cold start: the first start of the run, wasmflow with an empty compile cache (the ONNX plugin compiles while "
+        "it already listens); spawn to the first answer of GET /health (any status), to /ping 200, to the first "
+        "1-row prediction",
+        f"- `wasmflow server` from an empty working directory with an empty compile cache: spawn to /health 200 in "
+        f"{server_health * 1e3:.0f} ms",
         "- CPU per request: user+system time of the server's process tree and of wrk over the case, divided by requests",
         "- predictions: each server within 1e-5 of onnxruntime (and of each other) on both payloads before the load",
         f"- wasmflow idle RSS (VmRSS 3 s after /ping 200, model loaded, no load yet): {compiled_kib / 1024:.1f} MiB after "

@@ -78,6 +78,7 @@ fn main() {
     );
 
     let built = target_dir.join(TARGET).join("release");
+    let packages = package_metadata(&plugins);
     let mut code =
         String::from("/// The plugins shipped inside the binary: (file name, component bytes).\n");
     code.push_str("pub const BUILTIN: &[Component] = &[\n");
@@ -86,6 +87,8 @@ fn main() {
             &mut code,
             name,
             &built.join(format!("wasmflow_flavor_{name}.wasm")),
+            &packages,
+            &format!("wasmflow-flavor-{}", name.replace('_', "-")),
         );
     }
     code.push_str(
@@ -97,6 +100,8 @@ fn main() {
             &mut code,
             name,
             &built.join(format!("wasmflow_executor_{name}.wasm")),
+            &packages,
+            &format!("wasmflow-executor-{name}"),
         );
     }
     code.push_str(
@@ -116,8 +121,16 @@ fn main() {
     std::fs::write(out_dir.join("plugins.rs"), code).unwrap();
 }
 
-/// One `Component { .. }` of the generated tables, with the file's sha256.
-fn component_entry(code: &mut String, name: &str, file: &Path) {
+/// One `Component { .. }` of the generated tables, with the file's sha256 and what the
+/// package's Cargo metadata says the component's `info` reports, so that the host can choose
+/// a plugin for a flavor without compiling any (host/runtime's tests check the two agree).
+fn component_entry(
+    code: &mut String,
+    name: &str,
+    file: &Path,
+    packages: &[serde_json::Value],
+    package: &str,
+) {
     use sha2::Digest as _;
     let wasm =
         std::fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
@@ -125,12 +138,56 @@ fn component_entry(code: &mut String, name: &str, file: &Path) {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let meta = packages
+        .iter()
+        .find(|p| p["name"] == package)
+        .unwrap_or_else(|| panic!("`cargo metadata` in plugins/ lists no package '{package}'"));
+    let version = meta["version"].as_str().unwrap_or_default();
+    let wasmflow = &meta["metadata"]["wasmflow"];
+    // Flavor plugins say which flavors they load; executors load none.
+    let loads: Vec<&str> = wasmflow["loads"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let description = wasmflow["description"]
+        .as_str()
+        .or(meta["description"].as_str())
+        .unwrap_or_default();
     writeln!(
         code,
-        "    Component {{ name: {name:?}, wasm: include_bytes!({:?}), sha256: {sha256:?} }},",
+        "    Component {{ name: {name:?}, wasm: include_bytes!({:?}), sha256: {sha256:?}, \
+         version: {version:?}, loads: &{loads:?}, description: {description:?} }},",
         file.display().to_string()
     )
     .unwrap();
+}
+
+/// The plugins workspace's packages, as `cargo metadata` reports them (versions inherited from
+/// the workspace already resolved).
+fn package_metadata(plugins: &Path) -> Vec<serde_json::Value> {
+    let output = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(plugins)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("cannot run `cargo metadata` in plugins/");
+    assert!(
+        output.status.success(),
+        "`cargo metadata` in {} failed: {}",
+        plugins.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("`cargo metadata` printed invalid JSON");
+    match metadata["packages"].take() {
+        serde_json::Value::Array(packages) => packages,
+        _ => panic!("`cargo metadata` printed no packages"),
+    }
 }
 
 /// `<target dir>/wasm-plugins`: shared by debug and release builds of the host, so the plugins

@@ -167,7 +167,7 @@ impl ExecutorHost {
         wasmflow_builtin_plugins::EXECUTORS
             .iter()
             .map(|builtin| {
-                self.compile_hashed(builtin.wasm, builtin.sha256, true)
+                self.compile_hashed(builtin.wasm, builtin.sha256, builtin.name, true)
                     .with_context(|| format!("built-in executor '{}'", builtin.name))
             })
             .collect()
@@ -175,11 +175,17 @@ impl ExecutorHost {
 
     /// Compiles an executor component and reads its `info`.
     pub fn compile(&self, wasm: &[u8], builtin: bool) -> Result<CompiledExecutor> {
-        self.compile_hashed(wasm, &crate::runtime::sha256_hex(wasm), builtin)
+        self.compile_hashed(wasm, &crate::runtime::sha256_hex(wasm), "executor", builtin)
     }
 
-    fn compile_hashed(&self, wasm: &[u8], sha256: &str, builtin: bool) -> Result<CompiledExecutor> {
-        let (component, sha256, _) = self.runtime.compile_component(wasm, sha256)?;
+    fn compile_hashed(
+        &self,
+        wasm: &[u8],
+        sha256: &str,
+        name: &str,
+        builtin: bool,
+    ) -> Result<CompiledExecutor> {
+        let (component, sha256, _) = self.runtime.compile_component(wasm, sha256, name)?;
         let engine = self.runtime.engine();
         let exports: Vec<String> = component
             .component_type()
@@ -437,7 +443,7 @@ impl JobContext {
             std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
         let (component, sha256, _) = self
             .runtime
-            .compile_component(&wasm, &crate::runtime::sha256_hex(&wasm))
+            .compile_component(&wasm, &crate::runtime::sha256_hex(&wasm), program)
             .with_context(|| format!("'{program}' is not a WebAssembly component"))?;
         let mut wasi = WasiCtx::builder();
         let argv: Vec<&str> = std::iter::once(program)

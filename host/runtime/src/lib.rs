@@ -9,6 +9,7 @@ mod data;
 mod error;
 mod executor;
 mod instance;
+mod lazy;
 mod manager;
 mod runtime;
 mod sandbox;

@@ -1,7 +1,13 @@
 //! The installed plugins: the ones built into the binary and the ones installed at run time
 //! (kept in a directory as `<sha256>.wasm` with a `plugins.json` index). A server notices
 //! plugins that the CLI installs or removes in the same directory without a restart.
+//!
+//! Opening the manager compiles nothing: every plugin's record (name, version, the flavors it
+//! loads) is known beforehand — recorded at build time for the built-in ones, in the index for
+//! installed ones — and a plugin is compiled (or loaded from the compile cache) the first time
+//! a model needs it, once however many requests need it at that moment.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -9,14 +15,29 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::lazy::Lazy;
 use crate::runtime::{CompiledPlugin, Runtime};
 
 const INDEX: &str = "plugins.json";
 
-/// A plugin the host can use.
+/// A plugin the host can use; compiled by `PluginManager::compile` when first needed.
 pub struct InstalledPlugin {
     pub record: PluginRecord,
-    pub compiled: CompiledPlugin,
+    source: Source,
+    compiled: Lazy<CompiledPlugin>,
+}
+
+/// Where a plugin's component is read from when it is compiled.
+enum Source {
+    Builtin(&'static [u8]),
+    File(PathBuf),
+}
+
+impl InstalledPlugin {
+    /// Whether this process has compiled (or loaded from the cache) the plugin already.
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
 }
 
 /// What identifies and describes a plugin.
@@ -58,18 +79,28 @@ struct Installed {
 }
 
 impl PluginManager {
-    /// Compiles the built-in plugins (from the compile cache after the first run) and reads the
-    /// directory of installed ones.
+    /// Reads the built-in plugins' records and the directory of installed ones; compiles
+    /// nothing.
     pub fn open(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the plugin directory '{}'", dir.display()))?;
-        let mut builtin = Vec::new();
-        for component in wasmflow_builtin_plugins::BUILTIN {
-            let plugin = describe(&runtime, component.wasm, component.sha256, true)
-                .map_err(|e| anyhow::anyhow!("built-in plugin '{}': {e}", component.name))?;
-            crate::trim::release_embedded(component);
-            builtin.push(Arc::new(plugin));
-        }
+        let builtin = wasmflow_builtin_plugins::BUILTIN
+            .iter()
+            .map(|component| {
+                Arc::new(InstalledPlugin {
+                    record: PluginRecord {
+                        name: component.name.to_string(),
+                        version: component.version.to_string(),
+                        sha256: component.sha256.to_string(),
+                        loads: component.loads.iter().map(|l| l.to_string()).collect(),
+                        description: component.description.to_string(),
+                        builtin: true,
+                    },
+                    source: Source::Builtin(component.wasm),
+                    compiled: Lazy::new(),
+                })
+            })
+            .collect();
         let manager = Self {
             runtime,
             dir: dir.to_path_buf(),
@@ -78,6 +109,60 @@ impl PluginManager {
         };
         manager.refresh()?;
         Ok(manager)
+    }
+
+    /// The plugin's compiled code: compiled (or loaded from the compile cache) by the first
+    /// caller; callers meanwhile wait for that compile. A failed compile is reported to each
+    /// of them and tried again by the next caller.
+    pub fn compile(&self, plugin: &InstalledPlugin) -> Result<CompiledPlugin, ManagerError> {
+        let record = &plugin.record;
+        plugin
+            .compiled
+            .get_or_make(|| {
+                let wasm = match &plugin.source {
+                    Source::Builtin(wasm) => Cow::Borrowed(*wasm),
+                    Source::File(path) => Cow::Owned(
+                        std::fs::read(path)
+                            .map_err(|e| format!("cannot read '{}': {e}", path.display()))?,
+                    ),
+                };
+                if let Source::File(path) = &plugin.source {
+                    let actual = crate::runtime::sha256_hex(&wasm);
+                    if actual != record.sha256 {
+                        return Err(format!(
+                            "'{}' has sha256 {actual}, not the {} its index records",
+                            path.display(),
+                            record.sha256
+                        ));
+                    }
+                }
+                let compiled = self
+                    .runtime
+                    .compile_hashed(&wasm, &record.sha256, &record.name)
+                    .map_err(|e| format!("{e:#}"))?;
+                if record.builtin && !compiled.cached {
+                    // Once per machine: the record the build took from Cargo metadata must be
+                    // what the component says, or plugins would be chosen by a wrong record.
+                    let actual = describe_compiled(&self.runtime, &compiled, true)?;
+                    if actual != *record {
+                        return Err(format!(
+                            "the build recorded {record:?}, but the component's info says \
+                             {actual:?}"
+                        ));
+                    }
+                }
+                if let Source::Builtin(wasm) = &plugin.source {
+                    crate::trim::release_embedded(wasm);
+                }
+                Ok(compiled)
+            })
+            .map_err(|e| {
+                ManagerError::Io(anyhow::anyhow!(
+                    "cannot compile plugin '{}@{}': {e}",
+                    record.name,
+                    record.version
+                ))
+            })
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -121,8 +206,14 @@ impl PluginManager {
     /// Checks, compiles and stores a component; the same bytes installed twice is not an error.
     pub fn install(&self, wasm: &[u8]) -> Result<Arc<InstalledPlugin>, ManagerError> {
         let sha256 = crate::runtime::sha256_hex(wasm);
-        let plugin =
+        let (record, compiled) =
             describe(&self.runtime, wasm, &sha256, false).map_err(ManagerError::Invalid)?;
+        let path = self.dir.join(format!("{}.wasm", record.sha256));
+        let plugin = InstalledPlugin {
+            record,
+            source: Source::File(path.clone()),
+            compiled: Lazy::ready(compiled),
+        };
         let record = &plugin.record;
         let _ = self.refresh();
         let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +235,6 @@ impl PluginManager {
                 record.name, record.version, existing.record.sha256
             )));
         }
-        let path = self.dir.join(format!("{}.wasm", record.sha256));
         write_atomically(&path, wasm)?;
         let plugin = Arc::new(plugin);
         installed.plugins.push(plugin.clone());
@@ -206,7 +296,7 @@ impl PluginManager {
         &self,
         wasm: &[u8],
         expected_sha256: &str,
-    ) -> Result<InstalledPlugin, ManagerError> {
+    ) -> Result<(PluginRecord, CompiledPlugin), ManagerError> {
         let actual = crate::runtime::sha256_hex(wasm);
         if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
             return Err(ManagerError::Invalid(format!(
@@ -242,18 +332,13 @@ impl PluginManager {
                 plugins.push(known.clone());
                 continue;
             }
+            // Compiled when a model needs it, not here: reading the index stays cheap.
             let path = self.dir.join(format!("{}.wasm", record.sha256));
-            let loaded = std::fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|wasm| self.runtime.compile(&wasm));
-            match loaded {
-                Ok(compiled) => plugins.push(Arc::new(InstalledPlugin { record, compiled })),
-                Err(e) => tracing::warn!(
-                    "skipping plugin '{}@{}': {e:#}",
-                    record.name,
-                    record.version
-                ),
-            }
+            plugins.push(Arc::new(InstalledPlugin {
+                record,
+                source: Source::File(path),
+                compiled: Lazy::new(),
+            }));
         }
         installed.plugins = plugins;
         installed.index_modified = modified;
@@ -275,11 +360,21 @@ fn describe(
     wasm: &[u8],
     sha256: &str,
     builtin: bool,
-) -> Result<InstalledPlugin, String> {
+) -> Result<(PluginRecord, CompiledPlugin), String> {
     let compiled = runtime
-        .compile_hashed(wasm, sha256)
+        .compile_hashed(wasm, sha256, "(new plugin)")
         .map_err(|e| format!("{e:#}"))?;
-    let info = runtime.info(&compiled).map_err(|e| format!("{e:#}"))?;
+    let record = describe_compiled(runtime, &compiled, builtin)?;
+    Ok((record, compiled))
+}
+
+/// A compiled component's record, from its `info`, checked.
+fn describe_compiled(
+    runtime: &Runtime,
+    compiled: &CompiledPlugin,
+    builtin: bool,
+) -> Result<PluginRecord, String> {
+    let info = runtime.info(compiled).map_err(|e| format!("{e:#}"))?;
     validate_name(&info.name)?;
     if info.version.trim().is_empty() || info.version.len() > 64 {
         return Err(format!(
@@ -293,16 +388,13 @@ fn describe(
             info.name
         ));
     }
-    Ok(InstalledPlugin {
-        record: PluginRecord {
-            name: info.name,
-            version: info.version,
-            sha256: compiled.sha256.clone(),
-            loads: info.loads,
-            description: info.description,
-            builtin,
-        },
-        compiled,
+    Ok(PluginRecord {
+        name: info.name,
+        version: info.version,
+        sha256: compiled.sha256.clone(),
+        loads: info.loads,
+        description: info.description,
+        builtin,
     })
 }
 
@@ -335,4 +427,166 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("cannot write '{}'", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RuntimeConfig;
+    use std::sync::Barrier;
+
+    fn open_in(dir: &Path) -> PluginManager {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.join("cache")),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        PluginManager::open(runtime, &dir.join("plugins")).unwrap()
+    }
+
+    fn builtin(manager: &PluginManager, name: &str) -> Arc<InstalledPlugin> {
+        manager
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.record.name == name)
+            .unwrap()
+    }
+
+    /// Calls `compile` from `threads` threads at once.
+    fn compile_at_once(
+        manager: &Arc<PluginManager>,
+        plugin: &Arc<InstalledPlugin>,
+        threads: usize,
+    ) -> Vec<Result<CompiledPlugin, String>> {
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (manager, plugin, barrier) = (manager.clone(), plugin.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    manager.compile(&plugin).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn opening_compiles_nothing_and_knows_every_builtin() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open_in(dir.path());
+        let plugins = manager.list().unwrap();
+        let names: Vec<&str> = plugins.iter().map(|p| p.record.name.as_str()).collect();
+        assert_eq!(names, ["linear", "lightgbm", "onnx", "sklearn", "xgboost"]);
+        assert!(plugins.iter().all(|p| !p.is_compiled()));
+        let (flavor, onnx) = manager
+            .for_flavors(["python_function", "onnx"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (flavor.as_str(), onnx.record.name.as_str()),
+            ("onnx", "onnx")
+        );
+        assert!(!onnx.is_compiled());
+        let stats = manager.runtime().cache_stats();
+        assert_eq!((stats.hits, stats.misses), (0, 0));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn the_build_records_what_each_builtin_info_says() {
+        // Compiled without a cache, so that every record is checked against its component.
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let manager = PluginManager::open(runtime.clone(), dir.path()).unwrap();
+        for plugin in manager.list().unwrap() {
+            let compiled = manager.compile(&plugin).unwrap();
+            let actual = describe_compiled(&runtime, &compiled, true).unwrap();
+            assert_eq!(
+                actual, plugin.record,
+                "plugins/flavors/{}",
+                plugin.record.name
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_requests_for_one_plugin_compile_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(open_in(dir.path()));
+        let linear = builtin(&manager, "linear");
+        let results = compile_at_once(&manager, &linear, 8);
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{:?}",
+            results.iter().find_map(|r| r.as_ref().err())
+        );
+        let stats = manager.runtime().cache_stats();
+        assert_eq!(
+            (stats.hits, stats.misses),
+            (0, 1),
+            "one compile for eight callers"
+        );
+        assert!(linear.is_compiled());
+        // Later callers get the compiled plugin without touching the cache again.
+        manager.compile(&linear).unwrap();
+        assert_eq!(manager.runtime().cache_stats().misses, 1);
+        assert_eq!(manager.runtime().cache_stats().hits, 0);
+        // Another process (a new manager on the same cache) loads it instead of compiling.
+        let again = open_in(dir.path());
+        again.compile(&builtin(&again, "linear")).unwrap();
+        let stats = again.runtime().cache_stats();
+        assert_eq!((stats.hits, stats.misses), (1, 0));
+    }
+
+    #[test]
+    fn a_failed_compile_reaches_every_waiter_and_is_retried_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(open_in(dir.path()));
+        // An installed plugin whose file is missing (being copied in, or deleted by hand).
+        let wasm = wasmflow_builtin_plugins::BUILTIN
+            .iter()
+            .find(|c| c.name == "linear")
+            .unwrap()
+            .wasm;
+        let record = PluginRecord {
+            name: "mine".into(),
+            version: "1.0.0".into(),
+            sha256: crate::runtime::sha256_hex(wasm),
+            loads: vec!["mine".into()],
+            description: "linear under another name".into(),
+            builtin: false,
+        };
+        let plugins = dir.path().join("plugins");
+        std::fs::write(plugins.join(INDEX), serde_json::to_vec(&[&record]).unwrap()).unwrap();
+        let (_, mine) = manager.for_flavors(["mine"]).unwrap().unwrap();
+        let results = compile_at_once(&manager, &mine, 6);
+        for result in &results {
+            let error = result.as_ref().err().expect("the file is missing");
+            assert!(
+                error.contains("cannot compile plugin 'mine@1.0.0'") && error.contains(".wasm"),
+                "{error}"
+            );
+        }
+        assert!(!mine.is_compiled());
+        // A wrong file is refused, not compiled under the record's name.
+        let file = plugins.join(format!("{}.wasm", record.sha256));
+        std::fs::write(&file, b"not this one").unwrap();
+        let error = manager.compile(&mine).err().unwrap().to_string();
+        assert!(
+            error.contains("not the") && error.contains(&record.sha256),
+            "{error}"
+        );
+        assert_eq!(manager.runtime().cache_stats().misses, 0);
+        // The failure was not remembered: with the right file in place, the next call compiles.
+        std::fs::write(&file, wasm).unwrap();
+        let results = compile_at_once(&manager, &mine, 4);
+        assert!(results.iter().all(Result::is_ok));
+        assert!(mine.is_compiled());
+        assert_eq!(manager.runtime().cache_stats().misses, 1);
+    }
 }

@@ -14,8 +14,8 @@ use crate::bindings::{FlavorPlugin, FlavorPluginPre, PluginInfo};
 use crate::cache::{CompileCache, Outcome};
 use crate::sandbox::PluginState;
 
-/// Components above this size take seconds to compile.
-const LARGE_COMPONENT: usize = 4 << 20;
+/// How often a compile still running says how long it has taken.
+const COMPILE_PROGRESS: Duration = Duration::from_secs(5);
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -33,6 +33,9 @@ pub struct RuntimeConfig {
     pub memory_limit: usize,
     /// How long one call (load or predict) may run.
     pub call_timeout: Duration,
+    /// Called before a component is compiled (not when it comes from the cache) with its
+    /// name, size and the cache directory: the CLI, whose log is quiet, says so on stderr.
+    pub on_compile: Option<fn(&str, usize, Option<&Path>)>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +44,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             memory_limit: 1 << 30,
             call_timeout: Duration::from_secs(30),
+            on_compile: None,
         }
     }
 }
@@ -121,13 +125,14 @@ impl Runtime {
     /// Compiles a component (or loads it from the cache) and checks that it is a flavor
     /// plugin the host can run, saying what is missing when it is not.
     pub fn compile(&self, wasm: &[u8]) -> Result<CompiledPlugin> {
-        self.compile_hashed(wasm, &sha256_hex(wasm))
+        self.compile_hashed(wasm, &sha256_hex(wasm), "(unnamed)")
     }
 
-    /// `compile` of a component whose sha256 is already known (the built-in ones).
-    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str) -> Result<CompiledPlugin> {
+    /// `compile` of a component whose sha256 is already known (the built-in ones); `name`
+    /// names it in the log.
+    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str, name: &str) -> Result<CompiledPlugin> {
         let started = Instant::now();
-        let (component, sha256, was_cached) = self.compile_component(wasm, sha256)?;
+        let (component, sha256, was_cached) = self.compile_component(wasm, sha256, name)?;
         self.check_world(&component)?;
         let pre = self
             .linker
@@ -146,24 +151,23 @@ impl Runtime {
     }
 
     /// Compiles any component whose sha256 is `sha256` (or loads it from the cache):
-    /// (component, sha256, cached).
+    /// (component, sha256, cached). `name` names it in the log.
     pub(crate) fn compile_component(
         &self,
         wasm: &[u8],
         sha256: &str,
+        name: &str,
     ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
         let sha256 = sha256.to_string();
-        // Large components take seconds: say so before the wait, not only after.
-        let announce = || {
-            if wasm.len() > LARGE_COMPONENT {
-                tracing::info!(
-                    sha256 = &sha256[..12],
-                    "compiling a {} MiB plugin for the first time on this machine; later \
-                     starts load it from the cache",
-                    wasm.len() >> 20
-                );
+        // Set only when this call compiles: it announces the compile and says every few
+        // seconds how long it has taken, until it is dropped.
+        let mut progress = None;
+        let mut announce = || {
+            if let Some(notice) = self.config.on_compile {
+                notice(name, wasm.len(), self.config.cache_dir.as_deref());
             }
+            progress = Some(Progress::start(name, wasm.len()));
         };
         let (component, outcome) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &sha256, wasm, || {
@@ -178,6 +182,7 @@ impl Runtime {
                 (component, Outcome::Compiled)
             }
         };
+        drop(progress);
         let was_cached = outcome == Outcome::Cached;
         let counter = if was_cached {
             &self.cache_hits
@@ -189,7 +194,7 @@ impl Runtime {
             crate::trim::release_free_memory();
             tracing::info!(
                 sha256 = &sha256[..12],
-                "compiled a plugin ({} KiB) in {:.1?}",
+                "compiled plugin '{name}' ({} KiB) in {:.1?}",
                 wasm.len() >> 10,
                 started.elapsed()
             );
@@ -266,6 +271,46 @@ impl Runtime {
             .call_info(&mut store)
             .map_err(anyhow::Error::from)
             .context("the plugin's info() failed")
+    }
+}
+
+/// A compile in progress, in the log: one line when it starts, then one every few seconds
+/// until it is dropped. The largest plugins take tens of seconds on a small machine, and a
+/// silent wait looks like a hang.
+struct Progress {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(name: &str, bytes: usize) -> Self {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let label = format!("compiling plugin '{name}' ({:.1} MB)", bytes as f64 / 1e6);
+        tracing::info!("{label} for this machine; later starts load it from the cache");
+        let started = Instant::now();
+        let ticker = std::thread::Builder::new()
+            .name("compile-progress".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(COMPILE_PROGRESS)
+                {
+                    tracing::info!("{label}… {} s", started.elapsed().as_secs());
+                }
+            })
+            .ok();
+        Self {
+            done: Some(done),
+            ticker,
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
     }
 }
 

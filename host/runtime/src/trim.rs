@@ -27,11 +27,11 @@ pub fn release_free_memory() {}
 /// code is what runs, and a recompile reads them back from the file.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub fn release_embedded(component: &wasmflow_builtin_plugins::Component) {
+pub fn release_embedded(wasm: &'static [u8]) {
     let page = rustix::param::page_size();
-    let start = component.wasm.as_ptr() as usize;
+    let start = wasm.as_ptr() as usize;
     let first = start.next_multiple_of(page);
-    let end = (start + component.wasm.len()) / page * page;
+    let end = (start + wasm.len()) / page * page;
     if end <= first {
         return;
     }
@@ -45,4 +45,4 @@ pub fn release_embedded(component: &wasmflow_builtin_plugins::Component) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn release_embedded(_: &wasmflow_builtin_plugins::Component) {}
+pub fn release_embedded(_: &'static [u8]) {}

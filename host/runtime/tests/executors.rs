@@ -47,6 +47,7 @@ fn host() -> (ExecutorHost, Vec<CompiledExecutor>) {
         cache_dir: None,
         memory_limit: 256 << 20,
         call_timeout: Duration::from_secs(5),
+        ..RuntimeConfig::default()
     })
     .unwrap();
     let host = ExecutorHost::new(runtime).unwrap();

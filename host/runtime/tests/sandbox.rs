@@ -14,6 +14,7 @@ fn runtime(cache: Option<&std::path::Path>) -> Arc<Runtime> {
         cache_dir: cache.map(|c| c.to_path_buf()),
         memory_limit: 64 << 20,
         call_timeout: Duration::from_millis(500),
+        ..RuntimeConfig::default()
     })
     .unwrap()
 }

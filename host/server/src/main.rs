@@ -20,7 +20,7 @@ mod tracking;
 mod ui;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -81,6 +81,14 @@ pub struct PluginArgs {
 impl PluginArgs {
     /// The runtime with these limits and compile cache.
     pub fn runtime(&self) -> anyhow::Result<Arc<wasmflow_runtime::Runtime>> {
+        self.runtime_announcing(None)
+    }
+
+    /// `runtime`, calling `on_compile` before each compile that the cache cannot spare.
+    fn runtime_announcing(
+        &self,
+        on_compile: Option<fn(&str, usize, Option<&Path>)>,
+    ) -> anyhow::Result<Arc<wasmflow_runtime::Runtime>> {
         anyhow::ensure!(
             self.plugin_timeout > 0.0 && self.plugin_timeout.is_finite(),
             "invalid --plugin-timeout '{}'",
@@ -93,13 +101,22 @@ impl PluginArgs {
                 .or_else(wasmflow_runtime::default_compile_cache_dir),
             memory_limit: self.plugin_memory_mib << 20,
             call_timeout: std::time::Duration::from_secs_f64(self.plugin_timeout),
+            on_compile,
         })
     }
 
-    /// The runtime and the plugins installed in the directory.
+    /// The runtime and the plugins installed in the directory (nothing compiled yet).
     pub fn open(&self) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
+        self.open_announcing(None)
+    }
+
+    /// `open`, calling `on_compile` before each compile that the cache cannot spare.
+    pub fn open_announcing(
+        &self,
+        on_compile: Option<fn(&str, usize, Option<&Path>)>,
+    ) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
         Ok(Arc::new(wasmflow_runtime::PluginManager::open(
-            self.runtime()?,
+            self.runtime_announcing(on_compile)?,
             &self.plugins_dir,
         )?))
     }
@@ -201,15 +218,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     let store = Arc::new(store);
-    let plugins_started = Instant::now();
+    // Compiles nothing: a plugin is compiled (or loaded from the cache) when a model first
+    // needs it, so the server listens at once even on a machine that has compiled nothing.
     let plugins = args
         .plugins
         .open()
         .context("cannot start the plugin runtime")?;
     tracing::info!(
-        "{} plugins ready in {} ms",
-        plugins.list()?.len(),
-        plugins_started.elapsed().as_millis()
+        "{} plugins available; each is compiled when a model first needs it",
+        plugins.list()?.len()
     );
     let app = app::build(state::AppState {
         store: store.clone(),

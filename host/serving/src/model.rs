@@ -43,13 +43,13 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
                     carried.component
                 ))
             })?;
-            let plugin = manager
+            let (record, compiled) = manager
                 .compile_carried(&wasm, &carried.sha256)
                 .map_err(manager_error)?;
             let flavor = carried
                 .flavor
                 .unwrap_or_else(|| wasmflow_core::mlmodel::CARRIED_PLUGIN_FLAVOR.into());
-            (flavor, plugin.record.name, plugin.compiled)
+            (flavor, record.name, compiled)
         }
         None => {
             let flavors: Vec<&str> = mlmodel.flavor_names().collect();
@@ -68,7 +68,9 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
                      installed plugins load {loadable:?}"
                 )));
             };
-            (flavor, plugin.record.name.clone(), plugin.compiled.clone())
+            // Compiled on first use (once, however many loads wait for it).
+            let compiled = manager.compile(&plugin).map_err(manager_error)?;
+            (flavor, plugin.record.name.clone(), compiled)
         }
     };
     let section = mlmodel

@@ -182,7 +182,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 Some(p) => std::fs::read(p)
                     .with_context(|| format!("cannot read the input '{}'", p.display()))?,
             };
-            let plugins = model.plugins.open()?;
+            // The CLI's log is quiet; a compile of tens of seconds must not look like a hang.
+            let plugins = model.plugins.open_announcing(Some(announce_compile))?;
             let local =
                 model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
             // The bytes `mlflow models predict` writes (no newline after them), plus a newline
@@ -431,6 +432,17 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut input)
         .context("cannot read the input from stdin")?;
     Ok(input)
+}
+
+/// The one line `models predict` prints when the plugin it needs is not in the compile cache.
+fn announce_compile(name: &str, bytes: usize, cache: Option<&Path>) {
+    let cached = cache.map_or("not cached".to_string(), |dir| {
+        format!("once; cached in {}", dir.display())
+    });
+    eprintln!(
+        "compiling plugin '{name}' ({:.1} MB) for this machine ({cached})…",
+        bytes as f64 / 1e6
+    );
 }
 
 /// One prediction with the scoring server's parsing and answer shapes.
