@@ -215,6 +215,13 @@ impl PluginManager {
         describe(&self.runtime, wasm, &actual, false).map_err(ManagerError::Invalid)
     }
 
+    /// What `install` checks (a component of the flavor world whose `info` names a valid
+    /// name, version and flavors), without installing it: `wasmflow plugins check`.
+    pub fn inspect(runtime: &Runtime, wasm: &[u8]) -> Result<InstalledPlugin, ManagerError> {
+        let sha256 = crate::runtime::sha256_hex(wasm);
+        describe(runtime, wasm, &sha256, false).map_err(ManagerError::Invalid)
+    }
+
     /// Re-reads the index when another process (the CLI) changed it.
     fn refresh(&self) -> anyhow::Result<()> {
         let index = self.dir.join(INDEX);
