@@ -124,12 +124,20 @@ fn check(args: &CheckArgs, runtime: &Arc<Runtime>, report: &mut Report) {
     if let Some(expect) = &args.expect {
         check_expect(expect, args.tolerance, given.flatten(), calls.report);
     }
-    let peak = calls.peak;
+    let (peak, dropped) = (calls.peak, calls.dropped);
     let limit = runtime.config().memory_limit;
+    let unknown = if dropped > 0 {
+        format!(
+            "; not counting the {dropped} instances dropped after a trap, timeout or the \
+             memory cap"
+        )
+    } else {
+        String::new()
+    };
     report.ok(
         "memory",
         format!(
-            "peak {} of linear memory in the instance (limit {})",
+            "peak {} of linear memory in the instance (limit {}){unknown}",
             mib(peak),
             mib(limit)
         ),
@@ -254,6 +262,8 @@ struct Calls<'a> {
     model: &'a LoadedModel,
     report: &'a mut Report,
     peak: usize,
+    /// Instances dropped after a trap, timeout or the memory cap: their memory is unknown.
+    dropped: usize,
     timed_out: Option<String>,
 }
 
@@ -263,6 +273,7 @@ impl<'a> Calls<'a> {
             peak: model.pool.memory(),
             model,
             report,
+            dropped: 0,
             timed_out: None,
         }
     }
@@ -324,6 +335,9 @@ impl<'a> Calls<'a> {
             (Err(ScoreFailure::Plugin(e)), case) => {
                 if e.kind == PluginErrorKind::Timeout {
                     self.timed_out = Some(name.to_string());
+                }
+                if e.kind.poisons_instance() {
+                    self.dropped += 1;
                 }
                 match verdict(e.kind, case) {
                     Ok(()) => self.report.ok(
