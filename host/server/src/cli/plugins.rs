@@ -28,6 +28,8 @@ enum PluginsCommand {
     /// Check a component without installing it and, with `--model`, score every kind of
     /// request on the model through the serving code; exits non-zero when a check fails.
     Check(super::check::CheckArgs),
+    /// Make a plugin project (Rust, Python, JavaScript or C) that builds as it is.
+    New(super::plugin_new::NewArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -55,6 +57,14 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
             if !super::check::run(check, &args.plugins)? {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        PluginsCommand::New(new) => {
+            let dir = super::plugin_new::run(new)?;
+            println!(
+                "created {}: see its README.md to build, check and install",
+                dir.display()
+            );
             Ok(())
         }
         PluginsCommand::Manage(command) => manage(command, &args.plugins),

@@ -1,6 +1,6 @@
 //! `wasmflow run`: runs an MLflow Project, as `mlflow run` does. It reads the project's MLproject
 //! file, checks and converts the parameters before anything is created, creates the run with
-//! MLflow's project tags, hands the entry point to an executor plugin (wit/executor.wit) and
+//! MLflow's project tags, hands the entry point to an executor plugin (plugins/sdk/wit/executor.wit) and
 //! sets the run's final status: FINISHED, FAILED (non-zero exit), or KILLED (Ctrl-C).
 //!
 //! Everything goes through MLflow's REST API: to the server at `MLFLOW_TRACKING_URI` when it is
