@@ -27,6 +27,12 @@ pub struct InstalledPlugin {
     compiled: Lazy<CompiledPlugin>,
 }
 
+/// A component compiled and checked as `install` checks it, but not installed.
+pub struct CheckedPlugin {
+    pub record: PluginRecord,
+    pub compiled: CompiledPlugin,
+}
+
 /// Where a plugin's component is read from when it is compiled.
 enum Source {
     Builtin(&'static [u8]),
@@ -304,6 +310,15 @@ impl PluginManager {
             )));
         }
         describe(&self.runtime, wasm, &actual, false).map_err(ManagerError::Invalid)
+    }
+
+    /// What `install` checks (a component of the flavor world whose `info` names a valid
+    /// name, version and flavors), without installing it: `wasmflow plugins check`.
+    pub fn inspect(runtime: &Runtime, wasm: &[u8]) -> Result<CheckedPlugin, ManagerError> {
+        let sha256 = crate::runtime::sha256_hex(wasm);
+        let (record, compiled) =
+            describe(runtime, wasm, &sha256, false).map_err(ManagerError::Invalid)?;
+        Ok(CheckedPlugin { record, compiled })
     }
 
     /// Re-reads the index when another process (the CLI) changed it.

@@ -159,6 +159,7 @@ impl Runtime {
         name: &str,
     ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
+        check_component_header(wasm)?;
         let sha256 = sha256.to_string();
         // Set only when this call compiles: it announces the compile and says every few
         // seconds how long it has taken, until it is dropped.
@@ -329,6 +330,25 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("cannot start the epoch thread");
 }
 
+/// Tells a core module (what `wasm32-wasip1` and `wasm32-unknown-unknown` builds produce) and
+/// a file that is no WebAssembly at all from a component, before wasmtime's parser says only
+/// that it is the wrong kind.
+fn check_component_header(wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
+    if !wasm.starts_with(MAGIC) {
+        let start: String = wasm.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        bail!("not a WebAssembly file: it starts with bytes '{start}', not '0061736d' ('\\0asm')");
+    }
+    if wasm.get(4..8) == Some(CORE_VERSION) {
+        bail!(
+            "this is a core wasm module; build a component for wasm32-wasip2 (cargo build \
+             --target wasm32-wasip2, componentize-py, jco componentize…)"
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -345,4 +365,20 @@ fn quoted_list(names: &[&str]) -> String {
         .map(|n| format!("'{n}'"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_core_module_gets_the_wasip2_hint() {
+        let error = check_component_header(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(error.to_string().contains("core wasm module"), "{error}");
+        assert!(error.to_string().contains("wasm32-wasip2"), "{error}");
+        let error = check_component_header(b"PK\x03\x04zip").unwrap_err();
+        assert!(error.to_string().contains("'504b0304'"), "{error}");
+        // A component's layer and version.
+        check_component_header(b"\0asm\x0d\0\x01\0").unwrap();
+    }
 }

@@ -215,7 +215,15 @@ fn a_component_that_is_not_a_flavor_plugin_is_refused_with_what_is_missing() {
         "{:#}",
         rt.compile(b"not wasm at all").err().expect("not wasm")
     );
-    assert!(error.contains("cannot compile"), "{error}");
+    assert!(error.contains("not a WebAssembly file"), "{error}");
+    let error = format!(
+        "{:#}",
+        rt.compile(b"\0asm\x01\0\0\0").err().expect("a core module")
+    );
+    assert!(
+        error.contains("this is a core wasm module; build a component for wasm32-wasip2"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn main() -> anyhow::Result<()> {
     // The CLI's output is its tables; only the server logs every request by default.
     let default_level = match &cli.command {
         Command::Models(args) if args.serves() => "info",
+        Command::Plugins(args) if args.checks() => "error",
         Command::Models(_) | Command::Plugins(_) | Command::Run(_) => "warn",
         _ => "info",
     };

@@ -18,5 +18,7 @@ pub mod scoring;
 pub mod served;
 
 pub use metrics::{ModelLabels, ServingMetrics};
-pub use model::{LoadedModel, Refused, SharedModel, default_instances, load};
+pub use model::{
+    LoadedModel, Refused, ScoreFailure, SharedModel, default_instances, load, load_with_plugin,
+};
 pub use served::{Located, ModelLocator, ServedModels};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use wasmflow_core::mlmodel::{MlModel, ParamSpec, Schema};
 use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::{
-    ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind, PluginManager,
+    CheckedPlugin, ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind,
+    PluginManager, Runtime,
 };
 
 use crate::scoring::{self, ScoringError};
@@ -24,8 +25,43 @@ pub struct LoadedModel {
     pub flavor: String,
 }
 
-/// Loads the model in `dir` with `instances` instances at most.
+/// Loads the model in `dir` with `instances` instances at most, with the plugin it carries or
+/// else the installed or built-in one that loads its first loadable flavor.
 pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<LoadedModel, Error> {
+    load_from(
+        PluginChoice::Installed(manager),
+        manager.runtime(),
+        dir,
+        instances,
+    )
+}
+
+/// Loads the model in `dir` with `plugin`, installed or not, whatever plugin the model carries
+/// (`wasmflow plugins check`): the flavor is the carried plugin's, else the first of the
+/// model's flavors that `plugin` loads.
+pub fn load_with_plugin(
+    runtime: &Arc<Runtime>,
+    plugin: &CheckedPlugin,
+    dir: &Path,
+    instances: usize,
+) -> Result<LoadedModel, Error> {
+    load_from(PluginChoice::Given(plugin), runtime, dir, instances)
+}
+
+/// Where the plugin that loads a model comes from.
+enum PluginChoice<'a> {
+    /// The model's own, or else the manager's for the model's flavors.
+    Installed(&'a PluginManager),
+    /// This one.
+    Given(&'a CheckedPlugin),
+}
+
+fn load_from(
+    choice: PluginChoice<'_>,
+    runtime: &Arc<Runtime>,
+    dir: &Path,
+    instances: usize,
+) -> Result<LoadedModel, Error> {
     let mlmodel_path = dir.join("MLmodel");
     let text = std::fs::read_to_string(&mlmodel_path).map_err(|e| {
         Error::invalid(format!(
@@ -34,24 +70,49 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
         ))
     })?;
     let mlmodel = MlModel::parse(&text)?;
-    let (flavor, plugin_name, compiled) = match mlmodel.carried_plugin()? {
-        Some(carried) => {
-            let file = dir.join(inside_model_dir(&carried.component)?);
-            let wasm = std::fs::read(&file).map_err(|e| {
-                Error::invalid(format!(
-                    "cannot read the model's plugin '{}': {e}",
-                    carried.component
-                ))
-            })?;
-            let (record, compiled) = manager
-                .compile_carried(&wasm, &carried.sha256)
-                .map_err(manager_error)?;
+    let (flavor, plugin_name, compiled) = match (mlmodel.carried_plugin()?, choice) {
+        (Some(carried), choice) => {
             let flavor = carried
                 .flavor
+                .clone()
                 .unwrap_or_else(|| wasmflow_core::mlmodel::CARRIED_PLUGIN_FLAVOR.into());
-            (flavor, record.name, compiled)
+            match choice {
+                PluginChoice::Given(plugin) => {
+                    (flavor, plugin.record.name.clone(), plugin.compiled.clone())
+                }
+                PluginChoice::Installed(manager) => {
+                    let file = dir.join(inside_model_dir(&carried.component)?);
+                    let wasm = std::fs::read(&file).map_err(|e| {
+                        Error::invalid(format!(
+                            "cannot read the model's plugin '{}': {e}",
+                            carried.component
+                        ))
+                    })?;
+                    let (record, compiled) = manager
+                        .compile_carried(&wasm, &carried.sha256)
+                        .map_err(manager_error)?;
+                    (flavor, record.name, compiled)
+                }
+            }
         }
-        None => {
+        (None, PluginChoice::Given(plugin)) => {
+            let flavors: Vec<&str> = mlmodel.flavor_names().collect();
+            let Some(flavor) = flavors
+                .iter()
+                .find(|f| plugin.record.loads.iter().any(|l| l == *f))
+            else {
+                return Err(Error::invalid(format!(
+                    "plugin '{}' loads {:?}, none of this model's flavors {flavors:?}",
+                    plugin.record.name, plugin.record.loads
+                )));
+            };
+            (
+                flavor.to_string(),
+                plugin.record.name.clone(),
+                plugin.compiled.clone(),
+            )
+        }
+        (None, PluginChoice::Installed(manager)) => {
             let flavors: Vec<&str> = mlmodel.flavor_names().collect();
             let found = manager
                 .for_flavors(flavors.iter().copied())
@@ -83,8 +144,7 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
         model_dir: dir.to_path_buf(),
         load_config,
     };
-    let pool =
-        ModelPool::new(manager.runtime().clone(), source, instances).map_err(plugin_error)?;
+    let pool = ModelPool::new(runtime.clone(), source, instances).map_err(plugin_error)?;
     let signature = mlmodel.signature()?;
     let params_schema = signature.params;
     let input_schema = match signature.inputs {
@@ -138,20 +198,41 @@ impl From<Error> for Refused {
     }
 }
 
+/// Why `LoadedModel::try_score` got no answer: the host refused the request, or the plugin
+/// failed (with its error kind, which `plugins check` judges).
+#[derive(Debug)]
+pub enum ScoreFailure {
+    Refused(Refused),
+    Plugin(PluginError),
+}
+
 impl LoadedModel {
     /// Scores one request body of `content_type` with MLflow's protocol: the answer's JSON.
     /// Blocking: it runs the plugin.
     pub fn score(&self, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Refused> {
+        self.try_score(content_type, body).map_err(|e| match e {
+            ScoreFailure::Refused(refused) => refused,
+            ScoreFailure::Plugin(e) => Refused::Error(plugin_error(e)),
+        })
+    }
+
+    /// `score`, keeping a plugin failure's kind.
+    pub fn try_score(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ScoreFailure> {
         let request = scoring::parse_request(
             content_type,
             body,
             self.input_schema.as_ref(),
             self.params_schema.as_deref(),
-        )?;
+        )
+        .map_err(|e| ScoreFailure::Refused(e.into()))?;
         let output = self
             .pool
             .predict(&request.input, request.params.as_deref())
-            .map_err(plugin_error)?;
+            .map_err(ScoreFailure::Plugin)?;
         Ok(scoring::predictions(&output))
     }
 }

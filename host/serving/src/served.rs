@@ -242,7 +242,9 @@ mod tests {
     impl ModelLocator for OneModel {
         async fn locate(&self, name: &str, reference: &str) -> Result<Located, Error> {
             if name != "m" {
-                return Err(Error::not_found(format!("registered model '{name}' not found")));
+                return Err(Error::not_found(format!(
+                    "registered model '{name}' not found"
+                )));
             }
             Ok(Located {
                 version: reference.to_string(),

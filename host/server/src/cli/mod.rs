@@ -1,5 +1,6 @@
 //! Subcommands besides `server`.
 
+mod check;
 mod model_source;
 pub mod models;
 mod plugin_new;

@@ -1,6 +1,7 @@
 //! `wasmflow plugins`: install, list and remove flavor plugins. Against a running server when
 //! `MLFLOW_TRACKING_URI` is an `http://` URL (which uses a new plugin at once), else directly in
-//! the plugin directory (a server using the same directory picks the change up).
+//! the plugin directory (a server using the same directory picks the change up). `check` (in
+//! check.rs) tests a component on this machine without installing it.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -22,25 +23,56 @@ pub struct PluginsArgs {
 
 #[derive(clap::Subcommand)]
 enum PluginsCommand {
+    #[command(flatten)]
+    Manage(ManageCommand),
+    /// Check a component without installing it and, with `--model`, score every kind of
+    /// request on the model through the serving code; exits non-zero when a check fails.
+    Check(super::check::CheckArgs),
+    /// Make a plugin project (Rust, Python, JavaScript or C) that builds as it is.
+    New(super::plugin_new::NewArgs),
+}
+
+#[derive(clap::Subcommand)]
+enum ManageCommand {
     /// Check a component, read its info and install it.
     Install { file: PathBuf },
     /// List the plugins: name, version, sha256, the flavors each loads.
     List,
     /// Remove every version of a plugin, or one (`NAME@VERSION`).
     Remove { plugin: String },
-    /// Make a plugin project (Rust, Python, JavaScript or C) that builds as it is.
-    New(super::plugin_new::NewArgs),
+}
+
+impl PluginsArgs {
+    /// Whether the command is `check`, whose FAIL lines already say what the log would warn
+    /// about (an instance dropped after a trap).
+    pub fn checks(&self) -> bool {
+        matches!(self.command, PluginsCommand::Check(_))
+    }
 }
 
 pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
-    if let PluginsCommand::New(new) = args.command {
-        let dir = super::plugin_new::run(new)?;
-        println!(
-            "created {}: see its README.md to build, check and install",
-            dir.display()
-        );
-        return Ok(());
+    match args.command {
+        // Local only: it checks a file, whatever server MLFLOW_TRACKING_URI names.
+        PluginsCommand::Check(check) => {
+            if !super::check::run(check, &args.plugins)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        PluginsCommand::New(new) => {
+            let dir = super::plugin_new::run(new)?;
+            println!(
+                "created {}: see its README.md to build, check and install",
+                dir.display()
+            );
+            Ok(())
+        }
+        PluginsCommand::Manage(command) => manage(command, &args.plugins),
     }
+}
+
+/// Installs, lists or removes plugins, against a server or in the plugin directory.
+fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
     if tracking_uri.starts_with("https://") {
         bail!("https tracking URIs are not supported by `wasmflow plugins` yet: {tracking_uri}");
@@ -50,8 +82,8 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
         .then(|| Remote::new(&tracking_uri))
         .transpose()?;
     let mut out = std::io::stdout().lock();
-    match args.command {
-        PluginsCommand::Install { file } => {
+    match command {
+        ManageCommand::Install { file } => {
             let wasm = std::fs::read(&file)
                 .with_context(|| format!("cannot read '{}'", file.display()))?;
             let record = match &remote {
@@ -63,14 +95,14 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                 )?["plugin"]
                     .clone(),
                 None => {
-                    let manager = args.plugins.open()?;
+                    let manager = plugins.open()?;
                     let plugin = manager.install(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
                     serde_json::to_value(&plugin.record)?
                 }
             };
             writeln!(out, "installed {}", describe(&record))?;
         }
-        PluginsCommand::List => {
+        ManageCommand::List => {
             let records: Vec<Value> =
                 match &remote {
                     Some(r) => r.request(
@@ -82,8 +114,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                         .as_array()
                         .cloned()
                         .unwrap_or_default(),
-                    None => args
-                        .plugins
+                    None => plugins
                         .open()?
                         .list()?
                         .iter()
@@ -94,7 +125,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                 writeln!(out, "{}", describe(record))?;
             }
         }
-        PluginsCommand::Remove { plugin } => {
+        ManageCommand::Remove { plugin } => {
             let (name, version) = match plugin.split_once('@') {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (plugin.clone(), None),
@@ -117,8 +148,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                         .cloned()
                         .unwrap_or_default()
                 }
-                None => args
-                    .plugins
+                None => plugins
                     .open()?
                     .remove(&name, version.as_deref())
                     .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -130,7 +160,6 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                 writeln!(out, "removed {}", describe(record))?;
             }
         }
-        PluginsCommand::New(_) => unreachable!("handled above"),
     }
     Ok(())
 }
