@@ -120,7 +120,22 @@ impl Runtime {
     /// `compile` of a component whose sha256 is already known (the built-in ones).
     pub fn compile_hashed(&self, wasm: &[u8], sha256: &str) -> Result<CompiledPlugin> {
         let started = Instant::now();
-        let (component, sha256, was_cached) = self.compile_component(wasm, sha256)?;
+        let (component, sha256, was_cached) =
+            self.compile_component(wasm, sha256).map_err(|e| {
+                // wasmtime's words for it ("attempted to parse a wasm module with a component
+                // parser") do not say what to do; `plugins install`, the install endpoint and
+                // `plugins check` all come through here.
+                if is_core_module(wasm) {
+                    anyhow::anyhow!(
+                        "the file is a core WebAssembly module, not a component: build the \
+                         plugin as a component for the `wasm32-wasip2` target (e.g. `cargo \
+                         build --target wasm32-wasip2`), or wrap a wasip1 module with \
+                         `wasm-tools component new`"
+                    )
+                } else {
+                    e
+                }
+            })?;
         self.check_world(&component)?;
         let pre = self
             .linker
@@ -265,6 +280,11 @@ fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("cannot start the epoch thread");
+}
+
+/// Whether `wasm` is a core WebAssembly module (preamble version 1), not a component.
+pub fn is_core_module(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
