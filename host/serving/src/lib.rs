@@ -18,5 +18,8 @@ pub mod scoring;
 pub mod served;
 
 pub use metrics::{ModelLabels, ServingMetrics};
-pub use model::{LoadedModel, Refused, SharedModel, default_instances, load};
+pub use model::{
+    LoadedModel, OtherPlugins, PluginOrigin, Refused, ServingPlugin, SharedModel,
+    default_instances, load, load_with,
+};
 pub use served::{Located, ModelLocator, ServedModels};
