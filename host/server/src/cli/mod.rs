@@ -5,3 +5,4 @@ pub mod models;
 pub mod plugins;
 mod remote;
 pub mod run;
+mod server_plugins;
