@@ -58,7 +58,8 @@ pub struct PluginManager {
 #[derive(Default)]
 struct Installed {
     plugins: Vec<Arc<InstalledPlugin>>,
-    index_modified: Option<SystemTime>,
+    /// The index file as last read; every write renames a new file into place.
+    index_modified: Option<IndexStamp>,
 }
 
 impl PluginManager {
@@ -250,7 +251,7 @@ impl PluginManager {
     /// Re-reads the index when another process (the CLI) changed it.
     fn refresh(&self) -> anyhow::Result<()> {
         let index = self.dir.join(INDEX);
-        let modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        let modified = stamp(&index);
         if self
             .installed
             .read()
@@ -296,9 +297,20 @@ impl PluginManager {
         let records: Vec<&PluginRecord> = installed.plugins.iter().map(|p| &p.record).collect();
         let index = self.dir.join(INDEX);
         write_atomically(&index, &serde_json::to_vec_pretty(&records)?)?;
-        installed.index_modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        installed.index_modified = stamp(&index);
         Ok(())
     }
+}
+
+/// What tells one version of the index file from another: its modification time alone can
+/// repeat for two writes within one tick of the kernel's coarse clock, its inode cannot (each
+/// write renames a new file into place while the server holds no handle on the old one).
+type IndexStamp = (SystemTime, u64, u64);
+
+fn stamp(index: &Path) -> Option<IndexStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(index).ok()?;
+    Some((meta.modified().ok()?, meta.ino(), meta.len()))
 }
 
 /// Compiles a component, checks it and reads its `info`.

@@ -353,4 +353,87 @@ mod tests {
         // Nothing was scored, so nothing was counted.
         assert!(!served.render_metrics().contains("model=\"m\""));
     }
+
+    /// A registry whose every version is the model in one directory.
+    struct AtDir(PathBuf);
+
+    impl ModelLocator for AtDir {
+        async fn locate(&self, _name: &str, reference: &str) -> Result<Located, Error> {
+            Ok(Located {
+                version: reference.to_string(),
+                source: String::new(),
+            })
+        }
+
+        async fn model_dir(&self, _source: &str) -> Result<PathBuf, Error> {
+            Ok(self.0.clone())
+        }
+    }
+
+    const ECHO: &[u8] = br#"{"dataframe_split": {"columns": ["x"], "data": [[1.5]]}}"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn removing_the_plugin_unloads_the_versions_it_serves() {
+        let scratch = tempfile::tempdir().unwrap();
+        let model_dir = scratch.path().join("model");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        std::fs::write(
+            model_dir.join("MLmodel"),
+            "flavors:\n  hostile: {behavior: echo}\n",
+        )
+        .unwrap();
+        // A shared compile cache: the built-in plugins compile once, not on every test run.
+        let runtime = wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
+            cache_dir: Some(std::env::temp_dir().join("wasmflow-serving-tests-cache")),
+            ..Default::default()
+        })
+        .unwrap();
+        let plugins_dir = scratch.path().join("plugins");
+        let manager = Arc::new(PluginManager::open(runtime.clone(), &plugins_dir).unwrap());
+        let hostile = std::fs::read(wasmflow_builtin_plugins::testing::HOSTILE).unwrap();
+        manager.install(&hostile).unwrap();
+        let served = ServedModels::new(Some(manager.clone()), usize::MAX);
+        let locator = AtDir(model_dir);
+        let ask = || served.invoke(&locator, "m", "1", Some("application/json"), ECHO.into());
+
+        let answer = ask().await.unwrap();
+        assert!(String::from_utf8(answer).unwrap().contains("1.5"));
+        let loaded = served.lock()[&("m".to_string(), "1".to_string())]
+            .model
+            .get()
+            .unwrap()
+            .clone();
+        assert_eq!(loaded.plugin.origin, PluginOrigin::Installed);
+        assert_eq!(loaded.plugin.name, "hostile");
+        // Nothing changed: the same model answers again.
+        ask().await.unwrap();
+        let again = served.lock()[&("m".to_string(), "1".to_string())]
+            .model
+            .get()
+            .unwrap()
+            .clone();
+        assert!(Arc::ptr_eq(&loaded, &again));
+
+        // Removed here: the version is unloaded and the next request cannot load it.
+        manager.remove("hostile", None).unwrap();
+        let e = refusal(ask().await);
+        assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        assert!(
+            e.message
+                .starts_with("no plugin loads any of this model's flavors [\"hostile\"]; searched"),
+            "{}",
+            e.message
+        );
+        assert!(served.lock().is_empty());
+
+        // Installed again by another process (a second manager on the same directory, as the
+        // CLI is): the next request loads with it.
+        let cli = PluginManager::open(runtime, &plugins_dir).unwrap();
+        cli.install(&hostile).unwrap();
+        ask().await.unwrap();
+        // And removed by it: seen through the index, without the server's manager being told.
+        cli.remove("hostile", None).unwrap();
+        let e = refusal(ask().await);
+        assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+    }
 }
