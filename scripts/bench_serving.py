@@ -321,6 +321,26 @@ def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Pa
     return res
 
 
+def idle_rss(variant: Variant, out: Path, pgids: Path) -> tuple[int, int]:
+    """wasmflow's VmRSS (KiB) idle with its model loaded: after a start on an empty compile cache
+    (so it compiled), then after a second start on the cache that start filled."""
+    cache = out / "rss-plugin-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    v = Variant(variant.label, variant.command, {**variant.env, "WASMFLOW_PLUGIN_CACHE_DIR": str(cache)},
+                variant.workers_note, True)
+    kib = []
+    for _ in range(2):
+        s = Server(v, out, pgids)
+        try:
+            s.start()
+            time.sleep(3)  # idle: nothing compiles or loads any more
+            kib.append(tree_rss_kib(s.proc.pid))
+        finally:
+            s.stop()
+    shutil.rmtree(cache, ignore_errors=True)
+    return kib[0], kib[1]
+
+
 def fmt_rate(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
@@ -461,6 +481,8 @@ def main() -> None:
                                + "; ".join(f"{label} `{text}`" for label, text in by_label.items()))
 
     results = [measure(v, out, pgids, bodies, args.seconds, args.starts) for v in variants]
+    compiled_kib, warm_kib = idle_rss(variants[0], out, pgids)
+    log(f"wasmflow idle RSS: {compiled_kib / 1024:.1f} MiB after compiling, {warm_kib / 1024:.1f} MiB from a warm cache")
 
     meta = [
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores "
@@ -473,6 +495,8 @@ def main() -> None:
         "- start: spawn to the first GET /ping 200 (polled every 2 ms); wasmflow's compile cache warm",
         "- CPU per request: user+system time of the server's process tree and of wrk over the case, divided by requests",
         "- predictions: each server within 1e-5 of onnxruntime (and of each other) on both payloads before the load",
+        f"- wasmflow idle RSS (VmRSS 3 s after /ping 200, model loaded, no load yet): {compiled_kib / 1024:.1f} MiB after "
+        f"a start on an empty compile cache (it compiled), {warm_kib / 1024:.1f} MiB after a start on the warm cache",
         *shape_notes,
     ]
     text = report(results, meta)

@@ -12,9 +12,11 @@ mod instance;
 mod manager;
 mod runtime;
 mod sandbox;
+mod trim;
 
 pub use bindings::executor::{ExecutorInfo, Job, Outcome};
 pub use bindings::{Column, Data, PluginInfo, Tensor, Values};
+pub use cache::{default_compile_cache_dir, user_cache_dir};
 pub use error::{PluginError, PluginErrorKind};
 pub use executor::{
     Cancel, CompiledExecutor, ExecutorHost, Grants, JobSetup, OUTPUT_MOUNT, PROJECT_MOUNT, Tracking,

@@ -72,6 +72,7 @@ impl PluginManager {
         for component in wasmflow_builtin_plugins::BUILTIN {
             let plugin = describe(&runtime, component.wasm, component.sha256, true)
                 .map_err(|e| anyhow::anyhow!("built-in plugin '{}': {e}", component.name))?;
+            crate::trim::release_embedded(component);
             builtin.push(Arc::new(plugin));
         }
         let manager = Self {

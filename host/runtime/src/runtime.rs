@@ -11,7 +11,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use crate::bindings::{FlavorPlugin, FlavorPluginPre, PluginInfo};
-use crate::cache::CompileCache;
+use crate::cache::{CompileCache, Outcome};
 use crate::sandbox::PluginState;
 
 /// Components above this size take seconds to compile.
@@ -48,6 +48,8 @@ impl Default for RuntimeConfig {
 /// The wasmtime host for flavor plugins.
 pub struct Runtime {
     engine: Engine,
+    /// The engine's settings, for the short-lived engines that compile (see `compiler`).
+    wasm_config: Config,
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     config: RuntimeConfig,
@@ -86,12 +88,17 @@ impl Runtime {
         FlavorPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         let cache = match &config.cache_dir {
-            Some(dir) => Some(CompileCache::new(dir.clone(), &engine)?),
+            Some(dir) => {
+                let cache = CompileCache::new(dir.clone(), &engine)?;
+                tracing::info!("compiled plugins are cached in '{}'", cache.dir().display());
+                Some(cache)
+            }
             None => None,
         };
         start_epoch_ticker(&engine);
         Ok(Arc::new(Self {
             engine,
+            wasm_config: wasm,
             linker,
             cache,
             config,
@@ -162,45 +169,55 @@ impl Runtime {
     ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
         let sha256 = sha256.to_string();
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&self.engine, &sha256));
-        let was_cached = cached.is_some();
+        // Large components take seconds: say so before the wait, not only after.
+        let announce = || {
+            if wasm.len() > LARGE_COMPONENT {
+                tracing::info!(
+                    sha256 = &sha256[..12],
+                    "compiling a {} MiB plugin for the first time on this machine; later \
+                     starts load it from the cache",
+                    wasm.len() >> 20
+                );
+            }
+        };
+        let (component, outcome) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, wasm, || {
+                announce();
+                self.compiler()
+            })?,
+            None => {
+                announce();
+                let component = Component::new(&self.engine, wasm)
+                    .map_err(anyhow::Error::from)
+                    .context("cannot compile the component")?;
+                (component, Outcome::Compiled)
+            }
+        };
+        let was_cached = outcome == Outcome::Cached;
         let counter = if was_cached {
             &self.cache_hits
         } else {
             &self.cache_misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                // Large components take seconds: say so before the wait, not only after.
-                if wasm.len() > LARGE_COMPONENT {
-                    tracing::info!(
-                        sha256 = &sha256[..12],
-                        "compiling a {} MiB plugin for the first time on this machine; later \
-                         starts load it from the cache",
-                        wasm.len() >> 20
-                    );
-                }
-                let component = match &self.cache {
-                    Some(cache) => cache.compile(&self.engine, &sha256, wasm)?,
-                    None => Component::new(&self.engine, wasm)
-                        .map_err(anyhow::Error::from)
-                        .context("cannot compile the component")?,
-                };
-                tracing::info!(
-                    sha256 = &sha256[..12],
-                    "compiled a plugin ({} KiB) in {:.1?}",
-                    wasm.len() >> 10,
-                    started.elapsed()
-                );
-                component
-            }
-        };
+        if !was_cached {
+            crate::trim::release_free_memory();
+            tracing::info!(
+                sha256 = &sha256[..12],
+                "compiled a plugin ({} KiB) in {:.1?}",
+                wasm.len() >> 10,
+                started.elapsed()
+            );
+        }
         Ok((component, sha256, was_cached))
+    }
+
+    /// An engine of the same settings that only compiles, dropped after the compile: an
+    /// engine keeps its Cranelift contexts, sized for the largest function it compiled, for as
+    /// long as it lives (tens of MiB after the ONNX plugin); the cached code it writes loads
+    /// into `self.engine`, whose compatibility hash is the same.
+    fn compiler(&self) -> Result<Engine> {
+        Engine::new(&self.wasm_config).map_err(anyhow::Error::from)
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -213,7 +230,7 @@ impl Runtime {
         if !exports.contains(&FLAVOR_EXPORT) {
             bail!(
                 "the component does not export '{FLAVOR_EXPORT}' (it exports {}): it is not a \
-                 flavor plugin; build it against wit/plugin.wit's `flavor-plugin` world",
+                 flavor plugin; build it against plugins/sdk/wit/plugin.wit's `flavor-plugin` world",
                 quoted_list(&exports)
             );
         }

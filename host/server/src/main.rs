@@ -66,7 +66,8 @@ pub struct PluginArgs {
         default_value = "./wasmflow-plugins"
     )]
     pub plugins_dir: PathBuf,
-    /// Where compiled plugins are cached; `<plugins-dir>/.compiled` by default.
+    /// Where compiled plugins are cached, shared by every wasmflow process of the user;
+    /// `$XDG_CACHE_HOME/wasmflow/compiled` (else `~/.cache/wasmflow/compiled`) by default.
     #[arg(long, env = "WASMFLOW_PLUGIN_CACHE_DIR")]
     pub plugin_cache_dir: Option<PathBuf>,
     /// The most memory one plugin instance may use, in MiB.
@@ -86,11 +87,10 @@ impl PluginArgs {
             self.plugin_timeout
         );
         wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
-            cache_dir: Some(
-                self.plugin_cache_dir
-                    .clone()
-                    .unwrap_or_else(|| self.plugins_dir.join(".compiled")),
-            ),
+            cache_dir: self
+                .plugin_cache_dir
+                .clone()
+                .or_else(wasmflow_runtime::default_compile_cache_dir),
             memory_limit: self.plugin_memory_mib << 20,
             call_timeout: std::time::Duration::from_secs_f64(self.plugin_timeout),
         })

@@ -1,6 +1,6 @@
 //! `wasmflow run`: runs an MLflow Project, as `mlflow run` does. It reads the project's MLproject
 //! file, checks and converts the parameters before anything is created, creates the run with
-//! MLflow's project tags, hands the entry point to an executor plugin (wit/executor.wit) and
+//! MLflow's project tags, hands the entry point to an executor plugin (plugins/sdk/wit/executor.wit) and
 //! sets the run's final status: FINISHED, FAILED (non-zero exit), or KILLED (Ctrl-C).
 //!
 //! Everything goes through MLflow's REST API: to the server at `MLFLOW_TRACKING_URI` when it is
@@ -183,7 +183,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         create["run_name"] = json!(name);
     }
     // What can fail without the run is done before it exists, so that no run is left RUNNING.
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .or_else(wasmflow_runtime::user_cache_dir)
+        .context("no cache directory for the executor's environments: set --cache-dir")?;
     std::fs::create_dir_all(&cache_dir).with_context(|| {
         format!(
             "cannot create the cache directory '{}'",
@@ -537,14 +541,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn default_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("wasmflow")
 }
 
 /// Ctrl-C (or SIGTERM) stops the job; the run then ends KILLED.

@@ -123,23 +123,9 @@ fn fetch(remote: &Remote, sha256: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Where plugins downloaded from servers are kept: `plugins/` in the user's wasmflow cache
-/// directory, beside the compiled plugins.
+/// directory (the compile cache's base), beside the compiled plugins.
 pub fn downloaded_plugins_dir() -> Option<PathBuf> {
-    user_cache_dir().map(|base| base.join("plugins"))
-}
-
-/// The user's wasmflow cache directory: `$XDG_CACHE_HOME/wasmflow`, else `~/.cache/wasmflow`.
-// The compile cache's default moves to the same base; this is the one place to point at
-// its function once both are merged.
-fn user_cache_dir() -> Option<PathBuf> {
-    let absolute = |name: &str| {
-        std::env::var_os(name)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    absolute("XDG_CACHE_HOME")
-        .map(|dir| dir.join("wasmflow"))
-        .or_else(|| absolute("HOME").map(|home| home.join(".cache").join("wasmflow")))
+    wasmflow_runtime::user_cache_dir().map(|base| base.join("plugins"))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
