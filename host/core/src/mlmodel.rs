@@ -136,14 +136,46 @@ pub struct TensorSpec {
 }
 
 /// The component a model brings with it (its `wasmflow` flavor section).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarriedPlugin {
     /// The component file, relative to the model directory.
     pub component: String,
     pub sha256: String,
     /// The flavor section its `load` receives; the `wasmflow` section itself by default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flavor: Option<String>,
+}
+
+/// `text` (an MLmodel file) with `plugin` as its `wasmflow` flavor section, added after the
+/// other flavors or replacing the one there. The YAML is edited as data, not through
+/// [`MlModel`], so every other key keeps its value and its place.
+pub fn attach_carried_plugin(text: &str, plugin: &CarriedPlugin) -> Result<String> {
+    let invalid = |why: String| Error::invalid(format!("invalid MLmodel file: {why}"));
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let root = doc
+        .as_mapping_mut()
+        .ok_or_else(|| invalid("it is not a mapping".into()))?;
+    let flavors = root
+        .entry("flavors".into())
+        .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()))
+        .as_mapping_mut()
+        .ok_or_else(|| invalid("its 'flavors' is not a mapping".into()))?;
+    if let Some(flavor) = &plugin.flavor
+        && (flavor == CARRIED_PLUGIN_FLAVOR || !flavors.contains_key(flavor.as_str()))
+    {
+        let names: Vec<&str> = flavors
+            .keys()
+            .filter_map(|k| k.as_str())
+            .filter(|k| *k != CARRIED_PLUGIN_FLAVOR)
+            .collect();
+        return Err(Error::invalid(format!(
+            "the MLmodel has no flavor '{flavor}' for the plugin to load; its flavors are {names:?}"
+        )));
+    }
+    let section = serde_yaml_ng::to_value(plugin).expect("a carried plugin always serializes");
+    flavors.insert(CARRIED_PLUGIN_FLAVOR.into(), section);
+    serde_yaml_ng::to_string(&doc).map_err(|e| invalid(e.to_string()))
 }
 
 impl MlModel {
@@ -348,6 +380,63 @@ utc_time_created: '2026-11-27 03:00:00.000000'
         assert_eq!(columns[0].dtype, ColumnType::Double);
         assert!(!columns[1].required);
         assert!(Schema::parse("not json").is_err());
+    }
+
+    #[test]
+    fn attaching_a_plugin_keeps_every_other_key_in_place() {
+        let plugin = CarriedPlugin {
+            component: "wasmflow_plugin.wasm".into(),
+            sha256: "ab".repeat(32),
+            flavor: Some("onnx".into()),
+        };
+        let text = attach_carried_plugin(ONNX_MLMODEL, &plugin).unwrap();
+        let model = MlModel::parse(&text).unwrap();
+        assert_eq!(
+            model.flavor_names().collect::<Vec<_>>(),
+            ["onnx", "python_function", "wasmflow"]
+        );
+        assert_eq!(model.carried_plugin().unwrap(), Some(plugin.clone()));
+        // Everything else reads back the same, and the top-level keys keep their order.
+        let mut before = MlModel::parse(ONNX_MLMODEL).unwrap();
+        before.set_flavor("wasmflow", model.flavor_section("wasmflow").unwrap());
+        assert_eq!(model, before);
+        let keys = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with(' ') && !l.starts_with('-'))
+                .filter_map(|l| l.split(':').next().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(keys(&text), keys(ONNX_MLMODEL));
+
+        // Attached again, the section is replaced where it is, not added twice.
+        let again = CarriedPlugin {
+            sha256: "cd".repeat(32),
+            ..plugin
+        };
+        let text = attach_carried_plugin(&text, &again).unwrap();
+        assert_eq!(text.matches("wasmflow:").count(), 1);
+        let model = MlModel::parse(&text).unwrap();
+        assert_eq!(
+            model.carried_plugin().unwrap().unwrap().sha256,
+            again.sha256
+        );
+    }
+
+    #[test]
+    fn attaching_a_plugin_for_a_flavor_the_model_lacks_is_refused() {
+        let plugin = |flavor: &str| CarriedPlugin {
+            component: "p.wasm".into(),
+            sha256: "ab".repeat(32),
+            flavor: Some(flavor.into()),
+        };
+        let e = attach_carried_plugin(ONNX_MLMODEL, &plugin("xgboost")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "the MLmodel has no flavor 'xgboost' for the plugin to load; its flavors are \
+             [\"onnx\", \"python_function\"]"
+        );
+        assert!(attach_carried_plugin(ONNX_MLMODEL, &plugin("wasmflow")).is_err());
+        assert!(attach_carried_plugin("- a list\n", &plugin("onnx")).is_err());
     }
 
     #[test]

@@ -23,5 +23,7 @@ pub use executor::{
     Cancel, CompiledExecutor, ExecutorHost, Grants, JobSetup, OUTPUT_MOUNT, PROJECT_MOUNT, Tracking,
 };
 pub use instance::{ModelPool, ModelSource};
-pub use manager::{CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord};
-pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig};
+pub use manager::{
+    CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord, choose,
+};
+pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, is_core_module};

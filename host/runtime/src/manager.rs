@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -76,12 +77,16 @@ pub struct PluginManager {
     dir: PathBuf,
     builtin: Vec<Arc<InstalledPlugin>>,
     installed: RwLock<Installed>,
+    /// Counts changes to the installed plugins, so that users of a plugin can tell cheaply
+    /// whether it may have been removed or replaced since they last looked.
+    generation: AtomicU64,
 }
 
 #[derive(Default)]
 struct Installed {
     plugins: Vec<Arc<InstalledPlugin>>,
-    index_modified: Option<SystemTime>,
+    /// The index file as last read; every write renames a new file into place.
+    index_modified: Option<IndexStamp>,
 }
 
 impl PluginManager {
@@ -112,6 +117,7 @@ impl PluginManager {
             dir: dir.to_path_buf(),
             builtin,
             installed: RwLock::default(),
+            generation: AtomicU64::new(0),
         };
         manager.refresh()?;
         Ok(manager)
@@ -175,6 +181,41 @@ impl PluginManager {
         &self.runtime
     }
 
+    /// The directory of installed plugins.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A number that changes whenever the installed plugins change (here or, seen through
+    /// the index's modification time, by another process). One `stat` when nothing changed.
+    pub fn generation(&self) -> u64 {
+        if let Err(e) = self.refresh() {
+            tracing::warn!("cannot re-read the installed plugins: {e:#}");
+        }
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The component whose sha256 is `sha256`, built in or installed.
+    pub fn component(&self, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        if let Some(builtin) = wasmflow_builtin_plugins::BUILTIN
+            .iter()
+            .find(|c| c.sha256.eq_ignore_ascii_case(sha256))
+        {
+            return Ok(Some(builtin.wasm.to_vec()));
+        }
+        let installed = self.list()?;
+        let Some(plugin) = installed.iter().find(|p| p.record.sha256 == sha256) else {
+            return Ok(None);
+        };
+        let path = self.dir.join(format!("{}.wasm", plugin.record.sha256));
+        match std::fs::read(&path) {
+            Ok(wasm) => Ok(Some(wasm)),
+            // Removed since the list was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read '{}'", path.display())),
+        }
+    }
+
     /// Every plugin: built-in ones first, then installed ones by name and version.
     pub fn list(&self) -> anyhow::Result<Vec<Arc<InstalledPlugin>>> {
         self.refresh()?;
@@ -194,19 +235,8 @@ impl PluginManager {
         flavors: impl IntoIterator<Item = &'f str>,
     ) -> anyhow::Result<Option<(String, Arc<InstalledPlugin>)>> {
         let plugins = self.list()?;
-        for flavor in flavors {
-            let best = plugins
-                .iter()
-                .filter(|p| p.record.loads.iter().any(|l| l == flavor))
-                .max_by(|a, b| {
-                    (!a.record.builtin, version_key(&a.record.version))
-                        .cmp(&(!b.record.builtin, version_key(&b.record.version)))
-                });
-            if let Some(plugin) = best {
-                return Ok(Some((flavor.to_string(), plugin.clone())));
-            }
-        }
-        Ok(None)
+        let records: Vec<&PluginRecord> = plugins.iter().map(|p| &p.record).collect();
+        Ok(choose(&records, flavors).map(|(flavor, i)| (flavor, plugins[i].clone())))
     }
 
     /// Checks, compiles and stores a component; the same bytes installed twice is not an error.
@@ -244,6 +274,7 @@ impl PluginManager {
         write_atomically(&path, wasm)?;
         let plugin = Arc::new(plugin);
         installed.plugins.push(plugin.clone());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         installed.plugins.sort_by(|a, b| {
             (&a.record.name, version_key(&a.record.version))
                 .cmp(&(&b.record.name, version_key(&b.record.version)))
@@ -277,6 +308,7 @@ impl PluginManager {
             .drain(..)
             .partition(|p| matches(&p.record));
         installed.plugins = kept;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if removed.is_empty() {
             let what = version.map_or(name.to_string(), |v| format!("{name}@{v}"));
             return Err(ManagerError::NotFound(format!(
@@ -297,19 +329,22 @@ impl PluginManager {
         Ok(removed.iter().map(|p| p.record.clone()).collect())
     }
 
-    /// Compiles a component that a model carries with it, after checking its hash.
+    /// Compiles a component that a model carries with it (or one downloaded from a server),
+    /// after checking its hash.
     pub fn compile_carried(
         &self,
         wasm: &[u8],
         expected_sha256: &str,
-    ) -> Result<(PluginRecord, CompiledPlugin), ManagerError> {
+    ) -> Result<CheckedPlugin, ManagerError> {
         let actual = crate::runtime::sha256_hex(wasm);
         if !actual.eq_ignore_ascii_case(expected_sha256.trim()) {
             return Err(ManagerError::Invalid(format!(
                 "the model's plugin has sha256 {actual}, but its MLmodel says '{expected_sha256}'"
             )));
         }
-        describe(&self.runtime, wasm, &actual, false).map_err(ManagerError::Invalid)
+        let (record, compiled) =
+            describe(&self.runtime, wasm, &actual, false).map_err(ManagerError::Invalid)?;
+        Ok(CheckedPlugin { record, compiled })
     }
 
     /// What `install` checks (a component of the flavor world whose `info` names a valid
@@ -324,7 +359,7 @@ impl PluginManager {
     /// Re-reads the index when another process (the CLI) changed it.
     fn refresh(&self) -> anyhow::Result<()> {
         let index = self.dir.join(INDEX);
-        let modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        let modified = stamp(&index);
         if self
             .installed
             .read()
@@ -357,6 +392,7 @@ impl PluginManager {
         }
         installed.plugins = plugins;
         installed.index_modified = modified;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -364,9 +400,20 @@ impl PluginManager {
         let records: Vec<&PluginRecord> = installed.plugins.iter().map(|p| &p.record).collect();
         let index = self.dir.join(INDEX);
         write_atomically(&index, &serde_json::to_vec_pretty(&records)?)?;
-        installed.index_modified = std::fs::metadata(&index).and_then(|m| m.modified()).ok();
+        installed.index_modified = stamp(&index);
         Ok(())
     }
+}
+
+/// What tells one version of the index file from another: its modification time alone can
+/// repeat for two writes within one tick of the kernel's coarse clock, its inode cannot (each
+/// write renames a new file into place while the server holds no handle on the old one).
+type IndexStamp = (SystemTime, u64, u64);
+
+fn stamp(index: &Path) -> Option<IndexStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(index).ok()?;
+    Some((meta.modified().ok()?, meta.ino(), meta.len()))
 }
 
 /// Compiles a component, checks it and reads its `info`.
@@ -427,6 +474,28 @@ fn validate_name(name: &str) -> Result<(), String> {
             "invalid plugin name '{name}': use lowercase letters, digits, '-' and '_' (at most 64)"
         ))
     }
+}
+
+/// The plugin for the first of `flavors` that one of `plugins` loads: (that flavor, the
+/// plugin's index). Installed plugins win over built-in ones, and a later version over an
+/// earlier one. The one rule for every place that picks a plugin.
+pub fn choose<'f>(
+    plugins: &[&PluginRecord],
+    flavors: impl IntoIterator<Item = &'f str>,
+) -> Option<(String, usize)> {
+    for flavor in flavors {
+        let best = plugins
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.loads.iter().any(|l| l == flavor))
+            .max_by(|(_, a), (_, b)| {
+                (!a.builtin, version_key(&a.version)).cmp(&(!b.builtin, version_key(&b.version)))
+            });
+        if let Some((i, _)) = best {
+            return Some((flavor.to_string(), i));
+        }
+    }
+    None
 }
 
 /// Orders `1.10.0` after `1.9.0`: numeric parts compare as numbers.

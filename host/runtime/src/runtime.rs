@@ -335,18 +335,23 @@ fn start_epoch_ticker(engine: &Engine) {
 /// that it is the wrong kind.
 fn check_component_header(wasm: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
-    const CORE_VERSION: &[u8] = &[1, 0, 0, 0];
     if !wasm.starts_with(MAGIC) {
         let start: String = wasm.iter().take(4).map(|b| format!("{b:02x}")).collect();
         bail!("not a WebAssembly file: it starts with bytes '{start}', not '0061736d' ('\\0asm')");
     }
-    if wasm.get(4..8) == Some(CORE_VERSION) {
+    if is_core_module(wasm) {
         bail!(
             "this is a core wasm module; build a component for wasm32-wasip2 (cargo build \
-             --target wasm32-wasip2, componentize-py, jco componentize…)"
+             --target wasm32-wasip2, componentize-py, jco componentize…), or wrap a wasip1 \
+             module with `wasm-tools component new`"
         );
     }
     Ok(())
+}
+
+/// Whether `wasm` is a core WebAssembly module (preamble version 1), not a component.
+pub fn is_core_module(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0]
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,9 +1,12 @@
 //! `/api/2.0/wasmflow/plugins`: list, install (the component's bytes as the body) and remove
-//! plugins on a running server.
+//! plugins on a running server; `/api/2.0/wasmflow/plugins/<sha256>`: a plugin's component, for
+//! `wasmflow models predict`/`serve` to load a model with the server's plugins.
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,10 +17,37 @@ use crate::state::AppState;
 use wasmflow_serving::model::manager_error;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/2.0/wasmflow/plugins",
-        get(list).post(install).delete(remove),
-    )
+    Router::new()
+        .route(
+            "/api/2.0/wasmflow/plugins",
+            get(list).post(install).delete(remove),
+        )
+        .route("/api/2.0/wasmflow/plugins/{sha256}", get(component))
+}
+
+/// A built-in or installed plugin's component (`application/wasm`), by its sha256.
+async fn component(
+    State(state): State<AppState>,
+    Path(sha256): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid(format!(
+            "invalid plugin sha256 '{sha256}': it must be 64 hexadecimal digits"
+        )));
+    }
+    let sha256 = sha256.to_ascii_lowercase();
+    let manager = state.plugins()?.clone();
+    let wasm = state
+        .blocking(move || {
+            manager
+                .component(&sha256)
+                .map_err(|e| wasmflow_core::Error::internal(format!("{e:#}")))?
+                .ok_or_else(|| {
+                    wasmflow_core::Error::not_found(format!("no plugin with sha256 '{sha256}'"))
+                })
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], wasm))
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {

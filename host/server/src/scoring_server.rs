@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub port: u16,
     /// Instances in the model's pool: requests answered at the same time.
     pub workers: usize,
+    /// Plugins tried after the installed ones (a tracking server's, downloaded).
+    pub other_plugins: model::OtherPlugins,
 }
 
 struct Scoring {
@@ -74,24 +76,25 @@ pub async fn run(
 
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     let loader = state.clone();
-    let (dir, workers) = (options.model_dir, options.workers);
+    let (dir, workers, other) = (options.model_dir, options.workers, options.other_plugins);
     // A plain thread, not the server's blocking pool: WASI inside the plugin then runs on
     // wasmtime-wasi's own runtime, which a Ctrl-C during loading does not tear down under it.
     std::thread::Builder::new()
         .name("model-loader".into())
         .spawn(move || {
             let load_started = Instant::now();
-            let loaded = model::load(&loader.plugins, &dir, workers).and_then(|model| {
-                model.pool.fill().map_err(model::plugin_error)?;
-                Ok(model)
-            });
+            let loaded =
+                model::load_with(&loader.plugins, &dir, workers, &other).and_then(|model| {
+                    model.pool.fill().map_err(model::plugin_error)?;
+                    Ok(model)
+                });
             match loaded {
                 Ok(model) => {
                     tracing::info!(
-                        "model loaded (flavor '{}', plugin '{}', {} instances, {} MiB) in {} ms; \
+                        "model loaded (flavor '{}', plugin {}, {} instances, {} MiB) in {} ms; \
                          ready {} ms after start",
                         model.flavor,
-                        model.pool.plugin_name(),
+                        model.plugin,
                         model.pool.instances(),
                         model.pool.memory() >> 20,
                         load_started.elapsed().as_millis(),

@@ -19,6 +19,7 @@ pub mod served;
 
 pub use metrics::{ModelLabels, ServingMetrics};
 pub use model::{
-    LoadedModel, Refused, ScoreFailure, SharedModel, default_instances, load, load_with_plugin,
+    LoadedModel, OtherPlugins, PluginOrigin, Refused, ScoreFailure, ServingPlugin, SharedModel,
+    default_instances, load, load_with, load_with_plugin,
 };
 pub use served::{Located, ModelLocator, ServedModels};

@@ -5,11 +5,11 @@
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use wasmflow_core::mlmodel::{MlModel, ParamSpec, Schema};
+use wasmflow_core::mlmodel::{CARRIED_PLUGIN_FLAVOR, MlModel, ParamSpec, Schema};
 use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::{
     CheckedPlugin, ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind,
-    PluginManager, Runtime,
+    PluginManager, PluginRecord, Runtime, choose,
 };
 
 use crate::scoring::{self, ScoringError};
@@ -23,13 +23,87 @@ pub struct LoadedModel {
     /// and dropped when there are none, as MLflow's pyfunc does.
     pub params_schema: Option<Vec<ParamSpec>>,
     pub flavor: String,
+    /// The plugin that loaded it and where it came from.
+    pub plugin: ServingPlugin,
+    /// The MLmodel's flavors in its order: what the plugin was chosen by, and is chosen by
+    /// again when the installed plugins change.
+    pub flavors: Vec<String>,
+}
+
+/// Where the plugin serving a model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginOrigin {
+    BuiltIn,
+    /// Installed in the plugin directory.
+    Installed,
+    /// In the model directory, named by the MLmodel's `wasmflow` flavor.
+    Carried,
+    /// Installed on a tracking server and downloaded from it (`models predict`/`serve`).
+    Server,
+    /// The component given to `wasmflow plugins check`.
+    Given,
+}
+
+impl std::fmt::Display for PluginOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BuiltIn => "built-in",
+            Self::Installed => "installed",
+            Self::Carried => "carried by the model",
+            Self::Server => "from the tracking server",
+            Self::Given => "given to plugins check",
+        })
+    }
+}
+
+/// The plugin serving a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingPlugin {
+    pub origin: PluginOrigin,
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+impl std::fmt::Display for ServingPlugin {
+    /// `'linear@0.1.0' (built-in, sha256 0123456789ab)`, for the log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "'{}@{}' ({}, sha256 {})",
+            self.name,
+            self.version,
+            self.origin,
+            &self.sha256[..self.sha256.len().min(12)]
+        )
+    }
+}
+
+/// Plugins tried after the manager's: those a tracking server has installed, which the CLI
+/// downloads before loading.
+#[derive(Default)]
+pub struct OtherPlugins {
+    pub plugins: Vec<Arc<CheckedPlugin>>,
+    /// Where else was searched, for the "no plugin" error (e.g. "the plugins installed on the
+    /// server at http://host:5000 (MLFLOW_TRACKING_URI), which load [\"x\"]").
+    pub searched: Vec<String>,
 }
 
 /// Loads the model in `dir` with `instances` instances at most, with the plugin it carries or
 /// else the installed or built-in one that loads its first loadable flavor.
 pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<LoadedModel, Error> {
+    load_with(manager, dir, instances, &OtherPlugins::default())
+}
+
+/// `load`, trying `other` plugins after the manager's.
+pub fn load_with(
+    manager: &PluginManager,
+    dir: &Path,
+    instances: usize,
+    other: &OtherPlugins,
+) -> Result<LoadedModel, Error> {
     load_from(
-        PluginChoice::Installed(manager),
+        PluginChoice::Installed(manager, other),
         manager.runtime(),
         dir,
         instances,
@@ -50,10 +124,22 @@ pub fn load_with_plugin(
 
 /// Where the plugin that loads a model comes from.
 enum PluginChoice<'a> {
-    /// The model's own, or else the manager's for the model's flavors.
-    Installed(&'a PluginManager),
+    /// The model's own, or else the manager's for the model's flavors, or else one of `other`.
+    Installed(&'a PluginManager, &'a OtherPlugins),
     /// This one.
     Given(&'a CheckedPlugin),
+}
+
+/// The MLmodel file of the model in `dir`.
+pub fn read_mlmodel(dir: &Path) -> Result<MlModel, Error> {
+    let mlmodel_path = dir.join("MLmodel");
+    let text = std::fs::read_to_string(&mlmodel_path).map_err(|e| {
+        Error::invalid(format!(
+            "cannot read the model's MLmodel file ('{}'): {e}",
+            mlmodel_path.display()
+        ))
+    })?;
+    MlModel::parse(&text)
 }
 
 fn load_from(
@@ -62,76 +148,100 @@ fn load_from(
     dir: &Path,
     instances: usize,
 ) -> Result<LoadedModel, Error> {
-    let mlmodel_path = dir.join("MLmodel");
-    let text = std::fs::read_to_string(&mlmodel_path).map_err(|e| {
-        Error::invalid(format!(
-            "cannot read the model's MLmodel file ('{}'): {e}",
-            mlmodel_path.display()
-        ))
-    })?;
-    let mlmodel = MlModel::parse(&text)?;
-    let (flavor, plugin_name, compiled) = match (mlmodel.carried_plugin()?, choice) {
-        (Some(carried), choice) => {
+    let mlmodel = read_mlmodel(dir)?;
+    let flavors: Vec<String> = mlmodel.flavor_names().map(str::to_string).collect();
+    let (flavor, plugin, compiled) = match (mlmodel.carried_plugin()?, choice) {
+        (Some(carried), PluginChoice::Given(plugin)) => {
             let flavor = carried
                 .flavor
-                .clone()
-                .unwrap_or_else(|| wasmflow_core::mlmodel::CARRIED_PLUGIN_FLAVOR.into());
-            match choice {
-                PluginChoice::Given(plugin) => {
-                    (flavor, plugin.record.name.clone(), plugin.compiled.clone())
-                }
-                PluginChoice::Installed(manager) => {
-                    let file = dir.join(inside_model_dir(&carried.component)?);
-                    let wasm = std::fs::read(&file).map_err(|e| {
-                        Error::invalid(format!(
-                            "cannot read the model's plugin '{}': {e}",
-                            carried.component
-                        ))
-                    })?;
-                    let (record, compiled) = manager
-                        .compile_carried(&wasm, &carried.sha256)
-                        .map_err(manager_error)?;
-                    (flavor, record.name, compiled)
-                }
+                .unwrap_or_else(|| CARRIED_PLUGIN_FLAVOR.into());
+            (
+                flavor,
+                serving_plugin(&plugin.record, PluginOrigin::Given),
+                plugin.compiled.clone(),
+            )
+        }
+        (Some(carried), PluginChoice::Installed(manager, _)) => {
+            // Checked before the component is read: a typo in `flavor:` must not end as the
+            // plugin's own "cannot read '/model/...'".
+            if let Some(flavor) = &carried.flavor
+                && (flavor == CARRIED_PLUGIN_FLAVOR || mlmodel.flavor_section(flavor).is_none())
+            {
+                let sections: Vec<&str> = mlmodel
+                    .flavor_names()
+                    .filter(|f| *f != CARRIED_PLUGIN_FLAVOR)
+                    .collect();
+                return Err(Error::invalid(format!(
+                    "the model's plugin is to load flavor '{flavor}', which is not a section of \
+                     its MLmodel (the sections are {sections:?})"
+                )));
             }
+            let file = dir.join(inside_model_dir(&carried.component)?);
+            let wasm = std::fs::read(&file).map_err(|e| {
+                Error::invalid(format!(
+                    "cannot read the model's plugin '{}': {e}",
+                    carried.component
+                ))
+            })?;
+            let plugin = manager
+                .compile_carried(&wasm, &carried.sha256)
+                .map_err(manager_error)?;
+            let record = plugin.record;
+            if let Some(flavor) = &carried.flavor
+                && !record.loads.contains(flavor)
+            {
+                return Err(Error::invalid(format!(
+                    "the model's plugin '{}@{}' does not load flavor '{flavor}' (it loads {:?})",
+                    record.name, record.version, record.loads
+                )));
+            }
+            let flavor = carried
+                .flavor
+                .unwrap_or_else(|| CARRIED_PLUGIN_FLAVOR.into());
+            (
+                flavor,
+                serving_plugin(&record, PluginOrigin::Carried),
+                plugin.compiled,
+            )
         }
         (None, PluginChoice::Given(plugin)) => {
-            let flavors: Vec<&str> = mlmodel.flavor_names().collect();
-            let Some(flavor) = flavors
-                .iter()
-                .find(|f| plugin.record.loads.iter().any(|l| l == *f))
-            else {
+            let Some(flavor) = flavors.iter().find(|f| plugin.record.loads.contains(f)) else {
                 return Err(Error::invalid(format!(
                     "plugin '{}' loads {:?}, none of this model's flavors {flavors:?}",
                     plugin.record.name, plugin.record.loads
                 )));
             };
             (
-                flavor.to_string(),
-                plugin.record.name.clone(),
+                flavor.clone(),
+                serving_plugin(&plugin.record, PluginOrigin::Given),
                 plugin.compiled.clone(),
             )
         }
-        (None, PluginChoice::Installed(manager)) => {
-            let flavors: Vec<&str> = mlmodel.flavor_names().collect();
+        (None, PluginChoice::Installed(manager, other)) => {
             let found = manager
-                .for_flavors(flavors.iter().copied())
+                .for_flavors(flavors.iter().map(String::as_str))
                 .map_err(|e| Error::internal(format!("{e:#}")))?;
-            let Some((flavor, plugin)) = found else {
-                let loadable: Vec<String> = manager
-                    .list()
-                    .map_err(|e| Error::internal(format!("{e:#}")))?
-                    .iter()
-                    .flat_map(|p| p.record.loads.clone())
-                    .collect();
-                return Err(Error::invalid(format!(
-                    "no installed plugin loads any of this model's flavors {flavors:?}; the \
-                     installed plugins load {loadable:?}"
-                )));
-            };
-            // Compiled on first use (once, however many loads wait for it).
-            let compiled = manager.compile(&plugin).map_err(manager_error)?;
-            (flavor, plugin.record.name.clone(), compiled)
+            if let Some((flavor, plugin)) = found {
+                let origin = if plugin.record.builtin {
+                    PluginOrigin::BuiltIn
+                } else {
+                    PluginOrigin::Installed
+                };
+                // Compiled on first use (once, however many loads wait for it).
+                let compiled = manager.compile(&plugin).map_err(manager_error)?;
+                (flavor, serving_plugin(&plugin.record, origin), compiled)
+            } else {
+                let records: Vec<&PluginRecord> = other.plugins.iter().map(|p| &p.record).collect();
+                let Some((flavor, i)) = choose(&records, flavors.iter().map(String::as_str)) else {
+                    return Err(no_plugin(manager, &flavors, other)?);
+                };
+                let plugin = &other.plugins[i];
+                (
+                    flavor,
+                    serving_plugin(&plugin.record, PluginOrigin::Server),
+                    plugin.compiled.clone(),
+                )
+            }
         }
     };
     let section = mlmodel
@@ -139,7 +249,7 @@ fn load_from(
         .unwrap_or(serde_json::Value::Null);
     let load_config = serde_json::json!({ "flavor": flavor, "section": section }).to_string();
     let source = ModelSource {
-        plugin_name,
+        plugin_name: plugin.name.clone(),
         plugin: compiled,
         model_dir: dir.to_path_buf(),
         load_config,
@@ -160,7 +270,44 @@ fn load_from(
         input_schema,
         params_schema,
         flavor,
+        plugin,
+        flavors,
     })
+}
+
+fn serving_plugin(record: &PluginRecord, origin: PluginOrigin) -> ServingPlugin {
+    ServingPlugin {
+        origin,
+        name: record.name.clone(),
+        version: record.version.clone(),
+        sha256: record.sha256.clone(),
+    }
+}
+
+/// The "no plugin" error: the flavors, every place searched and the flags that change them.
+fn no_plugin(
+    manager: &PluginManager,
+    flavors: &[String],
+    other: &OtherPlugins,
+) -> Result<Error, Error> {
+    let mut loadable: Vec<String> = manager
+        .list()
+        .map_err(|e| Error::internal(format!("{e:#}")))?
+        .iter()
+        .flat_map(|p| p.record.loads.clone())
+        .collect();
+    loadable.sort();
+    loadable.dedup();
+    let mut searched = vec![format!(
+        "the built-in plugins and the plugin directory '{}' (--plugins-dir or \
+         WASMFLOW_PLUGINS_DIR), which load {loadable:?}",
+        manager.dir().display()
+    )];
+    searched.extend(other.searched.iter().cloned());
+    Ok(Error::invalid(format!(
+        "no plugin loads any of this model's flavors {flavors:?}; searched {}",
+        searched.join("; ")
+    )))
 }
 
 /// Why a request got no predictions. MLflow answers an unknown content type with a plain-text

@@ -17,7 +17,7 @@ use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::PluginManager;
 
 use crate::metrics::{ModelLabels, ServingMetrics};
-use crate::model::{self, Refused, SharedModel};
+use crate::model::{self, PluginOrigin, Refused, SharedModel};
 
 /// What a request's model reference resolves to.
 pub struct Located {
@@ -53,6 +53,9 @@ pub struct ServedModels {
 struct Slot {
     model: OnceCell<SharedModel>,
     last_use: AtomicU64,
+    /// The plugin manager's generation when this model's plugin was last known to be the one
+    /// that would be chosen for it.
+    checked: AtomicU64,
 }
 
 /// A registered model's name and version.
@@ -119,6 +122,17 @@ impl ServedModels {
         source: &str,
     ) -> Result<SharedModel, Error> {
         let slot = self.lock().entry(key.clone()).or_default().clone();
+        let slot = match slot
+            .model
+            .get()
+            .and_then(|model| self.outdated(&slot, model))
+        {
+            Some(why) => {
+                self.unload(key, &slot, &why);
+                self.lock().entry(key.clone()).or_default().clone()
+            }
+            None => slot,
+        };
         slot.last_use
             .store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         let model = slot
@@ -132,6 +146,8 @@ impl ServedModels {
                     )
                 })?;
                 let started = Instant::now();
+                // Read before loading: a change during the load is seen by the next request.
+                slot.checked.store(manager.generation(), Ordering::Relaxed);
                 let loaded = tokio::task::spawn_blocking(move || {
                     model::load(&manager, &dir, model::default_instances())
                 })
@@ -139,9 +155,9 @@ impl ServedModels {
                 .map_err(|e| Error::internal(format!("the loading task failed: {e}")))??;
                 let (name, version) = key;
                 tracing::info!(
-                    "loaded model '{name}' version {version} (flavor '{}') with plugin '{}' in {:.1?}",
+                    "loaded model '{name}' version {version} (flavor '{}') with plugin {} in {:.1?}",
                     loaded.flavor,
-                    loaded.pool.plugin_name(),
+                    loaded.plugin,
                     started.elapsed()
                 );
                 let loaded = Arc::new(loaded);
@@ -164,6 +180,59 @@ impl ServedModels {
             }
         }
         Ok(model?.clone())
+    }
+
+    /// Why `model`, loaded in `slot`, must not answer any more: its plugin was removed, or
+    /// another one would be chosen for it now (a replacement, a later version). A carried
+    /// plugin comes with the model and never changes. One `stat` of the plugin index when no
+    /// plugin changed since the last check.
+    fn outdated(&self, slot: &Slot, model: &SharedModel) -> Option<String> {
+        let manager = self.plugins.as_ref()?;
+        if model.plugin.origin == PluginOrigin::Carried {
+            return None;
+        }
+        let generation = manager.generation();
+        if slot.checked.load(Ordering::Relaxed) == generation {
+            return None;
+        }
+        let chosen = match manager.for_flavors(model.flavors.iter().map(String::as_str)) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                tracing::warn!("cannot list the plugins: {e:#}");
+                return None;
+            }
+        };
+        match chosen {
+            Some((_, plugin)) if plugin.record.sha256 == model.plugin.sha256 => {
+                slot.checked.store(generation, Ordering::Relaxed);
+                None
+            }
+            Some((_, plugin)) => Some(format!(
+                "plugin '{}@{}' ({}) now loads its flavor",
+                plugin.record.name,
+                plugin.record.version,
+                &plugin.record.sha256[..12]
+            )),
+            None => Some("its plugin is no longer installed".into()),
+        }
+    }
+
+    /// Forgets `slot` (if it is still `key`'s): the next request loads the model again.
+    /// Requests in flight keep the old model until they finish.
+    fn unload(&self, key: &VersionKey, slot: &Arc<Slot>, why: &str) {
+        let mut slots = self.lock();
+        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(key);
+            self.metrics.unloaded(&labels(key), false);
+            if let Some(model) = slot.model.get() {
+                tracing::info!(
+                    "unloaded model '{}' version {} (plugin {}): {why}",
+                    key.0,
+                    key.1,
+                    model.plugin
+                );
+            }
+        }
     }
 
     /// Unloads the least recently used versions, other than `keep`, while the loaded pools
@@ -283,5 +352,88 @@ mod tests {
         assert!(served.lock().is_empty());
         // Nothing was scored, so nothing was counted.
         assert!(!served.render_metrics().contains("model=\"m\""));
+    }
+
+    /// A registry whose every version is the model in one directory.
+    struct AtDir(PathBuf);
+
+    impl ModelLocator for AtDir {
+        async fn locate(&self, _name: &str, reference: &str) -> Result<Located, Error> {
+            Ok(Located {
+                version: reference.to_string(),
+                source: String::new(),
+            })
+        }
+
+        async fn model_dir(&self, _source: &str) -> Result<PathBuf, Error> {
+            Ok(self.0.clone())
+        }
+    }
+
+    const ECHO: &[u8] = br#"{"dataframe_split": {"columns": ["x"], "data": [[1.5]]}}"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn removing_the_plugin_unloads_the_versions_it_serves() {
+        let scratch = tempfile::tempdir().unwrap();
+        let model_dir = scratch.path().join("model");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        std::fs::write(
+            model_dir.join("MLmodel"),
+            "flavors:\n  hostile: {behavior: echo}\n",
+        )
+        .unwrap();
+        // A shared compile cache: the built-in plugins compile once, not on every test run.
+        let runtime = wasmflow_runtime::Runtime::new(wasmflow_runtime::RuntimeConfig {
+            cache_dir: Some(std::env::temp_dir().join("wasmflow-serving-tests-cache")),
+            ..Default::default()
+        })
+        .unwrap();
+        let plugins_dir = scratch.path().join("plugins");
+        let manager = Arc::new(PluginManager::open(runtime.clone(), &plugins_dir).unwrap());
+        let hostile = std::fs::read(wasmflow_builtin_plugins::testing::HOSTILE).unwrap();
+        manager.install(&hostile).unwrap();
+        let served = ServedModels::new(Some(manager.clone()), usize::MAX);
+        let locator = AtDir(model_dir);
+        let ask = || served.invoke(&locator, "m", "1", Some("application/json"), ECHO.into());
+
+        let answer = ask().await.unwrap();
+        assert!(String::from_utf8(answer).unwrap().contains("1.5"));
+        let loaded = served.lock()[&("m".to_string(), "1".to_string())]
+            .model
+            .get()
+            .unwrap()
+            .clone();
+        assert_eq!(loaded.plugin.origin, PluginOrigin::Installed);
+        assert_eq!(loaded.plugin.name, "hostile");
+        // Nothing changed: the same model answers again.
+        ask().await.unwrap();
+        let again = served.lock()[&("m".to_string(), "1".to_string())]
+            .model
+            .get()
+            .unwrap()
+            .clone();
+        assert!(Arc::ptr_eq(&loaded, &again));
+
+        // Removed here: the version is unloaded and the next request cannot load it.
+        manager.remove("hostile", None).unwrap();
+        let e = refusal(ask().await);
+        assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        assert!(
+            e.message
+                .starts_with("no plugin loads any of this model's flavors [\"hostile\"]; searched"),
+            "{}",
+            e.message
+        );
+        assert!(served.lock().is_empty());
+
+        // Installed again by another process (a second manager on the same directory, as the
+        // CLI is): the next request loads with it.
+        let cli = PluginManager::open(runtime, &plugins_dir).unwrap();
+        cli.install(&hostile).unwrap();
+        ask().await.unwrap();
+        // And removed by it: seen through the index, without the server's manager being told.
+        cli.remove("hostile", None).unwrap();
+        let e = refusal(ask().await);
+        assert_eq!(e.code, ErrorCode::InvalidParameterValue);
     }
 }

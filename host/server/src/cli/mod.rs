@@ -7,3 +7,4 @@ mod plugin_new;
 pub mod plugins;
 mod remote;
 pub mod run;
+mod server_plugins;

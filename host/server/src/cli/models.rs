@@ -6,12 +6,16 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sha2::Digest as _;
+
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::model_source::{self, Backend};
 use super::remote::{Remote, query};
+use super::server_plugins;
 use crate::scoring_server::ServeOptions;
+use wasmflow_core::mlmodel::{CarriedPlugin, MlModel, attach_carried_plugin};
 use wasmflow_core::search;
 use wasmflow_serving::ModelLabels;
 use wasmflow_store::RegistryStore;
@@ -77,6 +81,20 @@ enum ModelsCommand {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Make a model carry its plugin: copy the component into the model directory and name it,
+    /// with its sha256, in the MLmodel's `wasmflow` flavor section. The plugin must load
+    /// `--flavor`, one of the model's flavors, whose section its `load` then receives.
+    AttachPlugin {
+        /// A model directory (holding an MLmodel file).
+        model_dir: PathBuf,
+        /// The plugin's component (.wasm).
+        file: PathBuf,
+        /// The flavor the plugin loads the model as.
+        #[arg(long)]
+        flavor: String,
+        #[command(flatten)]
+        plugins: crate::PluginArgs,
+    },
 }
 
 /// The model to load and the plugins that load it.
@@ -104,6 +122,9 @@ impl ModelsArgs {
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
     let open_backend = || Backend::open(args.backend_store_uri.as_deref(), &tracking_uri);
+    // The server whose installed plugins are tried after the local ones.
+    let server = (args.backend_store_uri.is_none() && tracking_uri.starts_with("http://"))
+        .then_some(tracking_uri.as_str());
     let user = std::env::var("MLFLOW_TRACKING_USERNAME")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();
@@ -186,9 +207,10 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let plugins = model.plugins.open_announcing(Some(announce_compile))?;
             let local =
                 model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
+            let other = server_plugins::for_model(&plugins, &local.dir, server)?;
             // The bytes `mlflow models predict` writes (no newline after them), plus a newline
             // when a terminal shows them.
-            let mut predictions = predict(&plugins, &local.dir, &content_type, &input)?;
+            let mut predictions = predict(&plugins, &local.dir, &other, &content_type, &input)?;
             match output_path {
                 Some(path) => std::fs::write(&path, predictions)
                     .with_context(|| format!("cannot write '{}'", path.display()))?,
@@ -216,6 +238,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let local =
                 model_source::fetch(&model.model_uri, open_backend, &model.artifacts_destination)?;
             let plugins = model.plugins.open()?;
+            // Before the server's runtime starts: the REST client has a runtime of its own.
+            let other_plugins = server_plugins::for_model(&plugins, &local.dir, server)?;
             let labels = ModelLabels {
                 model: local
                     .name
@@ -231,6 +255,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 workers: workers
                     .unwrap_or_else(wasmflow_serving::default_instances)
                     .max(1),
+                other_plugins,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -238,6 +263,15 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?
                 .block_on(crate::scoring_server::run(options, plugins, started))?;
             drop(local);
+        }
+        ModelsCommand::AttachPlugin {
+            model_dir,
+            file,
+            flavor,
+            plugins,
+        } => {
+            let attached = attach_plugin(&model_dir, &file, &flavor, &plugins)?;
+            writeln!(out, "{attached}")?;
         }
         ModelsCommand::Alias {
             name,
@@ -445,14 +479,86 @@ fn announce_compile(name: &str, bytes: usize, cache: Option<&Path>) {
     );
 }
 
+/// Copies the component `file` into `model_dir` and names it in the MLmodel's `wasmflow`
+/// section; the line to print.
+fn attach_plugin(
+    model_dir: &Path,
+    file: &Path,
+    flavor: &str,
+    plugins: &crate::PluginArgs,
+) -> anyhow::Result<String> {
+    let mlmodel_path = model_dir.join("MLmodel");
+    let text = std::fs::read_to_string(&mlmodel_path)
+        .with_context(|| format!("cannot read '{}'", mlmodel_path.display()))?;
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
+    let previous = MlModel::parse(&text)
+        .ok()
+        .and_then(|m| m.carried_plugin().ok().flatten());
+    let sha256: String = sha2::Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The component's name is its plugin's, known once it is compiled; the MLmodel is checked
+    // (the flavor is one of the model's) before that and before anything is written.
+    let carried = |component: String| CarriedPlugin {
+        component,
+        sha256: sha256.clone(),
+        flavor: Some(flavor.to_string()),
+    };
+    attach_carried_plugin(&text, &carried(String::new()))
+        .map_err(|e| anyhow::anyhow!("{}: {}", mlmodel_path.display(), e.message))?;
+    let runtime = plugins.runtime()?;
+    let compiled = runtime
+        .compile(&wasm)
+        .with_context(|| format!("'{}' is not a plugin wasmflow can run", file.display()))?;
+    let info = runtime
+        .info(&compiled)
+        .with_context(|| format!("cannot read the info of '{}'", file.display()))?;
+    if !info.loads.iter().any(|l| l == flavor) {
+        anyhow::bail!(
+            "plugin '{}@{}' does not load flavor '{flavor}' (it loads {:?})",
+            info.name,
+            info.version,
+            info.loads
+        );
+    }
+    let component = format!("wasmflow/{}.wasm", info.name);
+    let text = attach_carried_plugin(&text, &carried(component.clone()))
+        .map_err(|e| anyhow::anyhow!("{}: {}", mlmodel_path.display(), e.message))?;
+    let target = model_dir.join(&component);
+    std::fs::create_dir_all(model_dir.join("wasmflow"))
+        .and_then(|()| std::fs::write(&target, &wasm))
+        .with_context(|| format!("cannot write '{}'", target.display()))?;
+    let tmp = model_dir.join(format!(".MLmodel.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &mlmodel_path))
+        .with_context(|| format!("cannot write '{}'", mlmodel_path.display()))?;
+    // A component attached before under another name is no longer used.
+    if let Some(previous) = previous
+        && previous.component != component
+        && previous.component.starts_with("wasmflow/")
+        && !previous.component.contains("..")
+    {
+        let _ = std::fs::remove_file(model_dir.join(&previous.component));
+    }
+    Ok(format!(
+        "attached plugin '{}@{}' (sha256 {}) to '{}' as {component}, loading flavor '{flavor}'",
+        info.name,
+        info.version,
+        &sha256[..12],
+        model_dir.display()
+    ))
+}
+
 /// One prediction with the scoring server's parsing and answer shapes.
 fn predict(
     plugins: &wasmflow_runtime::PluginManager,
     dir: &Path,
+    other: &wasmflow_serving::OtherPlugins,
     content_type: &str,
     input: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    let model = wasmflow_serving::load(plugins, dir, 1).map_err(|e| {
+    let model = wasmflow_serving::load_with(plugins, dir, 1, other).map_err(|e| {
         anyhow::anyhow!(
             "cannot load the model in '{}': {}",
             dir.display(),
