@@ -211,7 +211,28 @@ impl ModelPool {
     /// Runs one prediction on a free instance. An instance whose call trapped, timed out or ran
     /// out of memory is dropped (freeing its memory) and a fresh one is made when next needed.
     pub fn predict(&self, input: &Data, params: Option<&str>) -> Result<Data, PluginError> {
-        let mut instance = self.acquire()?;
+        let instance = self.acquire()?;
+        self.predict_on(instance, input, params)
+    }
+
+    /// [`predict`](Self::predict) if an instance is idle now; `None` (and nothing run) if the
+    /// call would wait for one or make one, so that a caller on an async thread can hand it
+    /// to a blocking one instead.
+    pub fn try_predict(
+        &self,
+        input: &Data,
+        params: Option<&str>,
+    ) -> Option<Result<Data, PluginError>> {
+        let instance = self.lock().idle.pop()?;
+        Some(self.predict_on(instance, input, params))
+    }
+
+    fn predict_on(
+        &self,
+        mut instance: ModelInstance,
+        input: &Data,
+        params: Option<&str>,
+    ) -> Result<Data, PluginError> {
         let before = instance.memory();
         let result = instance.predict(&self.runtime, &self.source.plugin_name, input, params);
         match &result {
