@@ -9,6 +9,7 @@ use wasmflow_runtime::{Column, Data, Tensor, Values};
 use crate::pyjson;
 
 mod cells;
+mod numeric;
 mod stream;
 
 use cells::Cells;
@@ -174,7 +175,9 @@ fn parse_typed(
         Some(Schema::Columns(specs)) => Some(specs.as_slice()),
         _ => None,
     };
-    let parsed = stream::parse(body, columns_schema.is_some())?;
+    let rows_by_position = columns_schema.is_some();
+    let parsed =
+        numeric::parse(body, rows_by_position).or_else(|| stream::parse(body, rows_by_position))?;
     let given = match parsed.params {
         None | Some(Json::Null) => None,
         Some(Json::Object(p)) => Some(p),
@@ -384,6 +387,7 @@ fn is_nonfinite(value: &Json) -> bool {
 }
 
 /// A table as parsed from the payload, before types are decided.
+#[derive(Debug)]
 pub(crate) struct Frame {
     pub columns: Vec<String>,
     /// One list of values per column, all of one length.

@@ -17,12 +17,14 @@ use super::Frame;
 use super::cells::Cells;
 
 /// A request body as read.
+#[derive(Debug)]
 pub(crate) struct Parsed {
     /// The `params` value, if the key is present.
     pub params: Option<Json>,
     pub payload: Payload,
 }
 
+#[derive(Debug)]
 pub(crate) enum Payload {
     /// `dataframe_split` or `dataframe_records`.
     Frame(Frame),
@@ -38,6 +40,7 @@ pub(crate) enum Payload {
 }
 
 /// A nested list of scalars: its shape and its values in row-major order.
+#[derive(Debug)]
 pub(crate) struct Nested {
     pub shape: Vec<i64>,
     pub flat: Cells,
