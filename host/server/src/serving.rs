@@ -237,11 +237,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     crate::metrics::response(state.served.metrics.render(runtime))
 }
 
-/// Bodies up to this size are parsed and scored on the async thread that received them when an
-/// instance is idle: such a call takes tens of microseconds, about what handing it to tokio's
-/// blocking pool and back costs. Larger ones (a 1,000-row frame is 200 KiB and a millisecond or
-/// more) go to the blocking pool, so that they never hold up the connections this thread serves.
+/// Bodies up to this size are parsed and scored on the async thread that received them, when
+/// an instance is idle and the model's last call was short: such a call takes tens of
+/// microseconds, about what handing it to tokio's blocking pool and back costs. Larger bodies (a
+/// 1,000-row frame is 200 KiB and a millisecond or more) and slow models go to the blocking pool,
+/// so that they never hold up the other connections this thread serves.
 const INLINE_BODY_LIMIT: usize = 16 << 10;
+const INLINE_CALL_LIMIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Scores one request with MLflow's protocol on a loaded model, and records it.
 pub async fn invoke(
@@ -256,7 +258,8 @@ pub async fn invoke(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let response = if body.len() <= INLINE_BODY_LIMIT {
+    let inline = body.len() <= INLINE_BODY_LIMIT && model.pool.last_call() <= INLINE_CALL_LIMIT;
+    let response = if inline {
         match parse(&model, content_type.as_deref(), &body) {
             Err(e) => scoring_error(e),
             Ok(request) => match model
