@@ -1,7 +1,7 @@
-"""Writes host/server/src/pyjson_table.rs: what Python's json module writes for tricky floats and
+"""Writes host/serving/src/pyjson_table.rs: what Python's json module writes for tricky floats and
 strings, the reference of host/server/src/pyjson.rs's unit tests.
 
-    target/e2e-venv/bin/python scripts/gen_pyjson_table.py > host/server/src/pyjson_table.rs
+    target/e2e-venv/bin/python scripts/gen_pyjson_table.py > host/serving/src/pyjson_table.rs
 """
 
 import json

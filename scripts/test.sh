@@ -54,9 +54,9 @@ venv="$("$repo/scripts/e2e-venv.sh")"
 # A script that does not read WASMFLOW_FLAVOR_FIXTURES regenerates fixtures committed in the source
 # tree (lightgbm's make_fixtures.py): it is listed, not run.
 flavor_fixtures="$target_dir/flavor-fixtures"
-for crate in wasmflow-features wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost wasmflow-flavor-lightgbm; do
+for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost wasmflow-flavor-lightgbm; do
     case "$crate" in
-        wasmflow-features) dir="$repo/plugins/features" ;;
+        wasmflow-plugin-sdk) dir="$repo/plugins/sdk" ;;
         wasmflow-skops) dir="$repo/plugins/skops" ;;
         wasmflow-flavor-*) dir="$repo/plugins/flavors/${crate#wasmflow-flavor-}" ;;
     esac

@@ -118,11 +118,11 @@ ensure_node_modules() {
 build_python() {
   local name=py_knn.wasm dir="$HERE/python" version inputs
   version=$("$VENV/bin/componentize-py" --version)
-  inputs=$(digest "$version" "$REPO/wit/plugin.wit" "$dir"/*.py)
+  inputs=$(digest "$version" "$REPO/plugins/sdk/wit/plugin.wit" "$dir"/*.py)
   up_to_date $name "$inputs" && { log "$name is up to date"; return; }
   log "building $name ($version)"
   # Keep the source tree clean of __pycache__ (componentize-py imports the app to check it).
-  (cd "$dir" && PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/componentize-py" --wit-path "$REPO/wit" \
+  (cd "$dir" && PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/componentize-py" --wit-path "$REPO/plugins/sdk/wit" \
     --world flavor-plugin componentize app --python-path . --output "$OUT/$name.tmp" >/dev/null)
   mv "$OUT/$name.tmp" "$OUT/$name"
   mark_built $name "$inputs"
@@ -130,7 +130,7 @@ build_python() {
 
 build_javascript() {
   local name=js_tree.wasm inputs wit="$CACHE/js-wit"
-  inputs=$(digest "" "$REPO/wit/plugin.wit" "$JS_DIR/wit/world.wit" "$JS_DIR/src/plugin.js" \
+  inputs=$(digest "" "$REPO/plugins/sdk/wit/plugin.wit" "$JS_DIR/wit/world.wit" "$JS_DIR/src/plugin.js" \
     "$JS_DIR/package-lock.json")
   up_to_date $name "$inputs" && { log "$name is up to date"; return; }
   log "building $name (jco componentize)"
@@ -139,7 +139,7 @@ build_javascript() {
   rm -rf "$wit"
   mkdir -p "$wit/deps/plugin"
   cp "$JS_DIR/wit/world.wit" "$wit/"
-  cp "$REPO/wit/plugin.wit" "$wit/deps/plugin/"
+  cp "$REPO/plugins/sdk/wit/plugin.wit" "$wit/deps/plugin/"
   for pkg in io clocks filesystem; do
     mkdir -p "$wit/deps/$pkg"
     cp "$wasi/wasi-$pkg/package.wit" "$wit/deps/$pkg/"
@@ -157,12 +157,12 @@ build_c() {
   local name=c_logistic.wasm dir="$HERE/c" gen="$CACHE/c-bindings" ld versions inputs
   ld=$(wasm_component_ld)
   versions="$("$WIT_BINDGEN" --version) $(clang-19 --version | head -1) $("$ld" --version)"
-  inputs=$(digest "$versions" "$REPO/wit/plugin.wit" "$dir"/*.c "$dir"/*.h)
+  inputs=$(digest "$versions" "$REPO/plugins/sdk/wit/plugin.wit" "$dir"/*.c "$dir"/*.h)
   up_to_date $name "$inputs" && { log "$name is up to date"; return; }
   log "building $name (wit-bindgen c, clang-19, wasm-component-ld)"
   rm -rf "$gen"
   local out
-  out=$("$WIT_BINDGEN" c "$REPO/wit" --world flavor-plugin --out-dir "$gen" 2>&1) ||
+  out=$("$WIT_BINDGEN" c "$REPO/plugins/sdk/wit" --world flavor-plugin --out-dir "$gen" 2>&1) ||
     die "wit-bindgen c failed: $out"
   # A WASI preview 1 reactor module (Debian's wasi-libc), made into a component by
   # wasm-component-ld with the preview 1 -> preview 2 adapter built into it.

@@ -22,6 +22,10 @@ fn main() {
     let plugins = root.join("plugins");
     for watched in [
         "sdk",
+        "features",
+        "skops",
+        "lightgbm",
+        "xgboost",
         "flavors",
         "executors",
         "testing",
@@ -31,7 +35,6 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());

@@ -127,3 +127,18 @@ bool json_number(const char *v, double *out) {
   *out = d;
   return true;
 }
+
+const char *json_item(const char *arr, size_t index) {
+  const char *p = ws(arr);
+  if (*p != '[') return NULL;
+  p = ws(p + 1);
+  if (*p == ']') return NULL;
+  for (size_t i = 0;; i++) {
+    if (i == index) return p;
+    p = skip_value(p);
+    if (p == NULL) return NULL;
+    p = ws(p);
+    if (*p != ',') return NULL;  // the end of the array, or malformed
+    p = ws(p + 1);
+  }
+}

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../plugins/sdk/wit",
     world: "training-program",
     generate_all,
 });

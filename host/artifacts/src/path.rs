@@ -9,6 +9,21 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 use wasmflow_core::{Error, Result};
 
+/// The URI scheme of artifacts behind the server's artifact proxy (`--serve-artifacts`).
+pub const PROXY_SCHEME: &str = "mlflow-artifacts:";
+
+/// The path inside the proxied artifact root that an `mlflow-artifacts:` URI names:
+/// `mlflow-artifacts:/1/x` and `mlflow-artifacts://host/1/x` both name `1/x`. `None` for a URI
+/// of another scheme. The path is not yet sanitized: it goes through a repository, which does.
+pub fn proxied_path_of(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix(PROXY_SCHEME)?;
+    let rest = match rest.strip_prefix("//") {
+        Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
+        None => rest,
+    };
+    Some(rest.trim_start_matches('/').to_string())
+}
+
 /// How many extra rounds of percent-decoding are inspected; a path still changing after that many
 /// rounds is refused (MLflow's `_decode` gives up after 10 as well).
 const MAX_DECODE_ROUNDS: usize = 10;
@@ -98,6 +113,20 @@ fn has_windows_drive(form: &str) -> bool {
 mod tests {
     use super::*;
     use wasmflow_core::ErrorCode;
+
+    #[test]
+    fn proxied_paths_drop_the_scheme_and_host() {
+        assert_eq!(
+            proxied_path_of("mlflow-artifacts:/1/abc").as_deref(),
+            Some("1/abc")
+        );
+        assert_eq!(
+            proxied_path_of("mlflow-artifacts://h:5000/1/x").as_deref(),
+            Some("1/x")
+        );
+        assert_eq!(proxied_path_of("mlflow-artifacts:").as_deref(), Some(""));
+        assert_eq!(proxied_path_of("s3://bucket/x"), None);
+    }
 
     fn rejected(path: &str) -> String {
         let err = sanitize_relative_path(path).expect_err(path);

@@ -1,7 +1,7 @@
 //! The one place that generates host bindings from `wit/`.
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../plugins/sdk/wit",
     world: "flavor-plugin",
     additional_derives: [PartialEq],
 });
@@ -14,7 +14,7 @@ pub use wasmflow::plugin::types::{Column, Data, Error as GuestError, ErrorKind, 
 /// as they are. The `host` interface is the flavor world's, so one implementation serves both.
 pub mod executor {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../plugins/sdk/wit",
         world: "executor-plugin",
         with: {
             "wasmflow:plugin/host": crate::bindings::wasmflow::plugin::host,
@@ -29,7 +29,7 @@ pub mod executor {
 /// interface the executors import.
 pub mod program {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../plugins/sdk/wit",
         world: "training-program",
         with: {
             "wasmflow:plugin/tracking": crate::bindings::executor::wasmflow::plugin::tracking,

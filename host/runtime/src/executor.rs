@@ -1,4 +1,4 @@
-//! Project executors: components implementing the `executor-plugin` world (wit/executor.wit)
+//! Project executors: components implementing the `executor-plugin` world (plugins/sdk/wit/executor.wit)
 //! that run one entry point of an MLflow Project on a run the host created. The host gives
 //! them `tracking` on that run, `process` only where its policy grants it, and `programs`, which
 //! runs a project's own `.wasm` entry point in a sandbox of the host's.
@@ -189,7 +189,7 @@ impl ExecutorHost {
         if !exports.iter().any(|e| e == EXECUTOR_EXPORT) {
             bail!(
                 "the component does not export '{EXECUTOR_EXPORT}': it is not a project \
-                 executor; build it against wit/executor.wit's `executor-plugin` world"
+                 executor; build it against plugins/sdk/wit/executor.wit's `executor-plugin` world"
             );
         }
         let pre = self

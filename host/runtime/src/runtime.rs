@@ -198,7 +198,7 @@ impl Runtime {
         if !exports.contains(&FLAVOR_EXPORT) {
             bail!(
                 "the component does not export '{FLAVOR_EXPORT}' (it exports {}): it is not a \
-                 flavor plugin; build it against wit/plugin.wit's `flavor-plugin` world",
+                 flavor plugin; build it against plugins/sdk/wit/plugin.wit's `flavor-plugin` world",
                 quoted_list(&exports)
             );
         }

@@ -15,9 +15,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::request::Message;
 use crate::state::AppState;
 
-/// The scheme of proxied artifact URIs: `mlflow-artifacts:/<experiment>/<run>/artifacts`.
-const PROXY_SCHEME: &str = "mlflow-artifacts:";
-
 /// Routes under `/api/2.0/mlflow-artifacts`.
 pub fn proxy_router() -> Router<AppState> {
     Router::new().route("/artifacts", get(list_proxied)).route(
@@ -85,26 +82,13 @@ async fn delete_artifact(
     Ok(Json(json!({})))
 }
 
-/// The path inside the proxied root, for an `mlflow-artifacts:` URI.
-pub fn proxied_path_of(uri: &str) -> Option<String> {
-    uri.starts_with(PROXY_SCHEME)
-        .then(|| proxied_path(uri).ok())
-        .flatten()
-}
-
 /// The path inside the proxied root that an artifact URI names, or why it names none.
 fn proxied_path(uri: &str) -> ApiResult<String> {
-    let rest = uri.strip_prefix(PROXY_SCHEME).ok_or_else(|| {
+    wasmflow_artifacts::proxied_path_of(uri).ok_or_else(|| {
         ApiError::invalid(format!(
             "artifact uri '{uri}' is not served by this server's artifact proxy"
         ))
-    })?;
-    // `mlflow-artifacts:/1/x` and `mlflow-artifacts://host/1/x` both name `1/x`.
-    let rest = match rest.strip_prefix("//") {
-        Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
-        None => rest,
-    };
-    Ok(rest.trim_start_matches('/').to_string())
+    })
 }
 
 fn join(base: &str, rel: &str) -> String {

@@ -32,7 +32,6 @@ fn test_app() -> TestApp {
         store: store.clone(),
         registry: store,
         artifacts: Some(Arc::new(artifacts)),
-        plugins: None,
         served: Default::default(),
     });
     TestApp { router, dir }

@@ -7,16 +7,12 @@ mod error;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
-mod metrics;
-mod models;
 mod plugins;
-mod pyjson;
 mod registry;
 #[cfg(test)]
 mod registry_http_tests;
 mod request;
 mod response;
-mod scoring;
 mod scoring_server;
 mod serving;
 mod state;
@@ -219,8 +215,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         store: store.clone(),
         registry: store,
         artifacts,
-        plugins: Some(plugins),
-        served: Arc::new(serving::ServedModels::new(args.serving_memory_mib << 20)),
+        served: Arc::new(wasmflow_serving::ServedModels::new(
+            Some(plugins),
+            args.serving_memory_mib << 20,
+        )),
     });
     let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(

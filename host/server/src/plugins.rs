@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::models::manager_error;
 use crate::request::Message;
 use crate::state::AppState;
+use wasmflow_serving::model::manager_error;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

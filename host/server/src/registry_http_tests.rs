@@ -32,7 +32,6 @@ fn test_app() -> TestApp {
         store: store.clone(),
         registry: store,
         artifacts: None,
-        plugins: None,
         served: Default::default(),
     });
     TestApp { router, _dir: dir }

@@ -17,11 +17,10 @@ use axum::routing::{get, post};
 use tokio::sync::OnceCell;
 use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::PluginManager;
+use wasmflow_serving::{ModelLabels, ServingMetrics, SharedModel, model};
 
 use crate::error::ApiError;
-use crate::metrics::{ModelLabels, ServingMetrics};
-use crate::models::{self, SharedModel};
-use crate::serving;
+use crate::serving::{answer_response, content_type, metrics_response};
 
 pub struct ServeOptions {
     pub model_dir: PathBuf,
@@ -82,8 +81,8 @@ pub async fn run(
         .name("model-loader".into())
         .spawn(move || {
             let load_started = Instant::now();
-            let loaded = models::load(&loader.plugins, &dir, workers).and_then(|model| {
-                model.pool.fill().map_err(models::plugin_error)?;
+            let loaded = model::load(&loader.plugins, &dir, workers).and_then(|model| {
+                model.pool.fill().map_err(model::plugin_error)?;
                 Ok(model)
             });
             match loaded {
@@ -139,7 +138,15 @@ async fn invocations(
     let Some(model) = state.model.get() else {
         return loading();
     };
-    serving::invoke(model.clone(), &state.metrics, &state.labels, &headers, body).await
+    let answer = wasmflow_serving::served::score(
+        model.clone(),
+        &state.metrics,
+        &state.labels,
+        content_type(&headers),
+        body,
+    )
+    .await;
+    answer_response(answer)
 }
 
 async fn metrics(State(state): State<Arc<Scoring>>) -> Response {
@@ -149,5 +156,5 @@ async fn metrics(State(state): State<Arc<Scoring>>) -> Response {
             .set_pool(&state.labels, model.pool.instances(), model.pool.memory());
     }
     let text = state.metrics.render(Some(state.plugins.runtime()));
-    crate::metrics::response(text)
+    metrics_response(text)
 }

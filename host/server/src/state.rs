@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use wasmflow_artifacts::ArtifactRepository;
 use wasmflow_runtime::PluginManager;
+use wasmflow_serving::ServedModels;
 use wasmflow_store::{RegistryStore, TrackingStore};
-
-use crate::serving::ServedModels;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -17,9 +16,8 @@ pub struct AppState {
     pub registry: Arc<dyn RegistryStore>,
     /// The proxied artifact root (`--artifacts-destination`); absent with `--no-serve-artifacts`.
     pub artifacts: Option<Arc<dyn ArtifactRepository>>,
-    /// The plugin runtime and installed plugins; absent in tests that serve no models.
-    pub plugins: Option<Arc<PluginManager>>,
-    /// Model versions loaded for serving.
+    /// Model versions loaded for serving, and the plugins they load with (absent in tests that
+    /// serve no models).
     pub served: Arc<ServedModels>,
 }
 
@@ -58,7 +56,7 @@ impl AppState {
     }
 
     pub fn plugins(&self) -> ApiResult<&Arc<PluginManager>> {
-        self.plugins.as_ref().ok_or_else(|| {
+        self.served.plugins().ok_or_else(|| {
             ApiError(wasmflow_core::Error::new(
                 wasmflow_core::ErrorCode::EndpointNotFound,
                 "plugins are not enabled on this server",

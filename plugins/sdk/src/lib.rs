@@ -9,14 +9,35 @@
 //! wasmflow_plugin_sdk::export_flavor!(Plugin);
 //! ```
 //!
-//! `plugins/flavors/linear` is the annotated example to copy.
+//! Beside the bindings, the helpers every plugin needs: [`LoadConfig`] (the MLmodel flavor
+//! section as a typed value), [`parse_params`], [`Data::match_features`] and
+//! [`Data::to_matrix_f64`] / [`Data::to_matrix_f32`] / [`Data::to_matrix_with`] (request columns
+//! matched to the model's features by name or position, as a dense row-major [`Matrix`], NaN
+//! for missing, text columns through an encoder), and the single-output builders
+//! [`Data::single_column`], [`Data::single_vector`] and [`Data::single_tensor`].
+//!
+//! The WIT package (`wit/`, `wasmflow:plugin@0.1.0`) ships inside this crate: it is the one copy
+//! the wasmflow host and every plugin are built from. `wasmflow plugins new NAME --lang rust`
+//! makes a project that depends on this crate; `plugins/flavors/linear` in wasmflow's repository
+//! is an annotated built-in example.
+
+mod config;
+pub mod features;
+mod matrix;
+mod output;
+
+pub use config::{LoadConfig, parse_params};
+pub use features::Naming;
+pub use matrix::{Float, Matrix};
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "flavor-plugin",
     pub_export_macro: true,
     export_macro_name: "export_flavor",
     default_bindings_module: "wasmflow_plugin_sdk",
+    // So that plugins can compare requests and answers in their native unit tests.
+    additional_derives: [PartialEq],
 });
 
 pub use exports::wasmflow::plugin::flavor::{Guest, GuestModel, Model, PluginInfo};

@@ -6,10 +6,46 @@
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use wasmflow_store::StoreConfig;
 use wasmflow_store::{RegistryStore as _, TrackingStore as _};
 
-use super::models::Backend;
 use super::remote::{Remote, query};
+
+/// Where the registry is.
+pub enum Backend {
+    Remote(Remote),
+    Local(wasmflow_store::SqliteStore),
+}
+
+impl Backend {
+    /// A server's REST API when MLFLOW_TRACKING_URI is an http:// URL and no store is given,
+    /// else the local store.
+    pub fn open(explicit: Option<&str>, tracking_uri: &str) -> anyhow::Result<Self> {
+        if explicit.is_none() {
+            if tracking_uri.starts_with("http://") {
+                return Ok(Self::Remote(Remote::new(tracking_uri)?));
+            }
+            if tracking_uri.starts_with("https://") {
+                bail!(
+                    "https tracking URIs are not supported by `wasmflow models` yet: '{tracking_uri}'"
+                );
+            }
+        }
+        let uri = match explicit {
+            Some(uri) => uri,
+            None if tracking_uri.starts_with("sqlite:") => tracking_uri,
+            None => "sqlite:///mlflow.db",
+        };
+        let store = wasmflow_store::open(
+            uri,
+            StoreConfig {
+                default_artifact_root: "./mlruns".into(),
+            },
+        )
+        .with_context(|| format!("cannot open the backend store '{uri}'"))?;
+        Ok(Self::Local(store))
+    }
+}
 
 /// A model's files on this machine.
 pub struct LocalModel {
@@ -46,7 +82,7 @@ pub fn fetch(
         version: version.clone(),
         _downloaded: None,
     };
-    if let Some(path) = crate::artifacts::proxied_path_of(&artifact_uri) {
+    if let Some(path) = wasmflow_artifacts::proxied_path_of(&artifact_uri) {
         return match backend {
             Backend::Remote(remote) => {
                 let temp = tempfile::Builder::new()

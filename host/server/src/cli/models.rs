@@ -6,16 +6,16 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use super::model_source;
+use super::model_source::{self, Backend};
 use super::remote::{Remote, query};
-use crate::metrics::ModelLabels;
 use crate::scoring_server::ServeOptions;
 use wasmflow_core::search;
+use wasmflow_serving::ModelLabels;
+use wasmflow_store::RegistryStore;
 use wasmflow_store::registry::{RegistrySearch, parse_version};
-use wasmflow_store::{RegistryStore, StoreConfig};
 
 #[derive(clap::Args)]
 pub struct ModelsArgs {
@@ -99,12 +99,6 @@ impl ModelsArgs {
     pub fn serves(&self) -> bool {
         matches!(self.command, ModelsCommand::Serve { .. })
     }
-}
-
-/// Where the registry is.
-pub(super) enum Backend {
-    Remote(Remote),
-    Local(wasmflow_store::SqliteStore),
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
@@ -234,7 +228,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 host,
                 port,
                 workers: workers
-                    .unwrap_or_else(crate::models::default_instances)
+                    .unwrap_or_else(wasmflow_serving::default_instances)
                     .max(1),
             };
             tokio::runtime::Builder::new_multi_thread()
@@ -261,34 +255,6 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
 }
 
 impl Backend {
-    /// A server's REST API when MLFLOW_TRACKING_URI is an http:// URL and no store is given,
-    /// else the local store.
-    fn open(explicit: Option<&str>, tracking_uri: &str) -> anyhow::Result<Self> {
-        if explicit.is_none() {
-            if tracking_uri.starts_with("http://") {
-                return Ok(Self::Remote(Remote::new(tracking_uri)?));
-            }
-            if tracking_uri.starts_with("https://") {
-                bail!(
-                    "https tracking URIs are not supported by `wasmflow models` yet: '{tracking_uri}'"
-                );
-            }
-        }
-        let uri = match explicit {
-            Some(uri) => uri,
-            None if tracking_uri.starts_with("sqlite:") => tracking_uri,
-            None => "sqlite:///mlflow.db",
-        };
-        let store = wasmflow_store::open(
-            uri,
-            StoreConfig {
-                default_artifact_root: "./mlruns".into(),
-            },
-        )
-        .with_context(|| format!("cannot open the backend store '{uri}'"))?;
-        Ok(Self::Local(store))
-    }
-
     fn models(&self, filter: &str) -> anyhow::Result<Vec<Value>> {
         match self {
             Self::Remote(r) => r.all_pages("registered-models/search", filter, "registered_models"),
@@ -474,7 +440,7 @@ fn predict(
     content_type: &str,
     input: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
-    let model = crate::models::load(plugins, dir, 1).map_err(|e| {
+    let model = wasmflow_serving::load(plugins, dir, 1).map_err(|e| {
         anyhow::anyhow!(
             "cannot load the model in '{}': {}",
             dir.display(),
@@ -486,18 +452,9 @@ fn predict(
     } else {
         "application/json"
     };
-    let request = crate::scoring::parse_request(
-        Some(mime),
-        input,
-        model.input_schema.as_ref(),
-        model.params_schema.as_deref(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let output = model
-        .pool
-        .predict(&request.input, request.params.as_deref())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(crate::scoring::predictions(&output))
+    model
+        .score(Some(mime), input)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]

@@ -28,9 +28,19 @@ enum PluginsCommand {
     List,
     /// Remove every version of a plugin, or one (`NAME@VERSION`).
     Remove { plugin: String },
+    /// Make a plugin project (Rust, Python, JavaScript or C) that builds as it is.
+    New(super::plugin_new::NewArgs),
 }
 
 pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
+    if let PluginsCommand::New(new) = args.command {
+        let dir = super::plugin_new::run(new)?;
+        println!(
+            "created {}: see its README.md to build, check and install",
+            dir.display()
+        );
+        return Ok(());
+    }
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
     if tracking_uri.starts_with("https://") {
         bail!("https tracking URIs are not supported by `wasmflow plugins` yet: {tracking_uri}");
@@ -120,6 +130,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
                 writeln!(out, "removed {}", describe(record))?;
             }
         }
+        PluginsCommand::New(_) => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `wasmflow run`: runs an MLflow Project, as `mlflow run` does. It reads the project's MLproject
 //! file, checks and converts the parameters before anything is created, creates the run with
-//! MLflow's project tags, hands the entry point to an executor plugin (wit/executor.wit) and
+//! MLflow's project tags, hands the entry point to an executor plugin (plugins/sdk/wit/executor.wit) and
 //! sets the run's final status: FINISHED, FAILED (non-zero exit), or KILLED (Ctrl-C).
 //!
 //! Everything goes through MLflow's REST API: to the server at `MLFLOW_TRACKING_URI` when it is
@@ -627,7 +627,7 @@ impl Tracking for RunTracking {
         // The path comes from a plugin: it may name a place inside the run's artifacts only.
         wasmflow_artifacts::sanitize_relative_path(artifact_path)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        if let Some(base) = crate::artifacts::proxied_path_of(&self.artifact_uri) {
+        if let Some(base) = wasmflow_artifacts::proxied_path_of(&self.artifact_uri) {
             let bytes =
                 std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
             let path: Vec<String> = base
@@ -697,7 +697,6 @@ impl LocalServer {
             store: store.clone(),
             registry: store,
             artifacts: Some(Arc::new(repo)),
-            plugins: None,
             served: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,11 +1,11 @@
-//! Bindings of `wasmflow:plugin/executor-plugin` (wit/executor.wit) and what the built-in
+//! Bindings of `wasmflow:plugin/executor-plugin` (plugins/sdk/wit/executor.wit) and what the built-in
 //! executors share: running a host command while passing its output on, and MLflow's
 //! environment variables for a job.
 //!
 //! An executor implements [`Guest`] and registers it with [`export_executor!`].
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../sdk/wit",
     world: "executor-plugin",
     pub_export_macro: true,
     export_macro_name: "export_executor",

@@ -1,6 +1,6 @@
 //! The `wasi` executor: runs an entry point that is itself a WebAssembly component
 //! (`command: "train.wasm --alpha {alpha}"`). The host runs it fully sandboxed (project
-//! directory read-only, an output directory, no network; see `programs` in wit/executor.wit);
+//! directory read-only, an output directory, no network; see `programs` in plugins/sdk/wit/executor.wit);
 //! this executor records the component's sha256 on the run, so that the run can be reproduced
 //! with exactly the same code, and logs the output directory's files as the run's artifacts.
 

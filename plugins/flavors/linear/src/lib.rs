@@ -1,4 +1,5 @@
-//! A flavor for linear and logistic models: the template to copy when writing a plugin.
+//! A flavor for linear and logistic models, annotated for plugin authors (`wasmflow plugins new`
+//! makes a project to start from).
 //!
 //! A model in this flavor is a directory with an `MLmodel` file that has a `linear` section,
 //!
@@ -19,7 +20,7 @@
 //! identity (regression) or the logistic function (a probability).
 
 use serde::Deserialize;
-use wasmflow_plugin_sdk::{Column, Data, Error, Guest, GuestModel, PluginInfo, Values};
+use wasmflow_plugin_sdk::{Column, Data, Error, Guest, GuestModel, LoadConfig, PluginInfo, Values};
 
 /// The plugin itself: the host calls `info` when the plugin is installed.
 struct Plugin;
@@ -40,12 +41,8 @@ impl Guest for Plugin {
     }
 }
 
-/// What `load` receives from the host: the flavor's name and its MLmodel section.
-#[derive(Deserialize)]
-struct LoadConfig {
-    section: FlavorSection,
-}
-
+/// The flavor's MLmodel section, which `load` receives (with the flavor's name) as JSON; the
+/// SDK's [`LoadConfig`] parses it into this type.
 #[derive(Deserialize)]
 struct FlavorSection {
     /// The coefficients file, relative to the model directory.
@@ -85,8 +82,7 @@ pub struct LinearModel {
 
 impl GuestModel for LinearModel {
     fn load(config: String) -> Result<wasmflow_plugin_sdk::Model, Error> {
-        let config: LoadConfig = serde_json::from_str(&config)
-            .map_err(|e| Error::invalid_model(format!("bad load config: {e}")))?;
+        let config = LoadConfig::<FlavorSection>::parse(&config)?;
         // The host mounts the model's files read-only at /model; nothing else is readable.
         let bytes = wasmflow_plugin_sdk::read_model_file(&config.section.data)?;
         let mut model: Coefficients = serde_json::from_slice(&bytes)
@@ -125,25 +121,27 @@ impl GuestModel for LinearModel {
     /// tensor named `""` a numpy array (a list, nested by its shape), other tensors a dict of
     /// arrays. Return the shape the framework's own MLflow flavor returns.
     fn predict(&self, input: Data, _params: Option<String>) -> Result<Data, Error> {
-        let features = self.feature_matrix(input)?;
         let m = &self.model;
-        let rows = features.first().map_or(0, Vec::len);
-        // Work column by column: the input arrives columnar, so this reads each list in order.
+        // The SDK matches the request's columns to the features by name (or by position when no
+        // column is named like a feature), or reads one [rows, features] tensor, into a dense
+        // row-major matrix; a null arrives as NaN.
+        let x = input.to_matrix_f64(&m.features)?;
         let columns = m
             .coefficients
             .iter()
             .zip(&m.intercept)
             .zip(&m.outputs)
             .map(|((coefs, &intercept), name)| {
-                let mut out = vec![intercept; rows];
-                for (feature, &coef) in features.iter().zip(coefs) {
-                    for (acc, &x) in out.iter_mut().zip(feature) {
-                        *acc += coef * x;
-                    }
-                }
-                if let Link::Logistic = m.link {
-                    out.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp()));
-                }
+                let out = x
+                    .iter_rows()
+                    .map(|row| {
+                        let z = intercept + row.iter().zip(coefs).map(|(x, c)| x * c).sum::<f64>();
+                        match m.link {
+                            Link::Identity => z,
+                            Link::Logistic => 1.0 / (1.0 + (-z).exp()),
+                        }
+                    })
+                    .collect();
                 Column {
                     name: name.clone(),
                     values: Values::Float64(out),
@@ -151,57 +149,6 @@ impl GuestModel for LinearModel {
             })
             .collect();
         Ok(Data::Table(columns))
-    }
-}
-
-impl LinearModel {
-    /// The input as one list of values per feature, in the model's feature order.
-    fn feature_matrix(&self, input: Data) -> Result<Vec<Vec<f64>>, Error> {
-        let features = &self.model.features;
-        match input {
-            Data::Table(columns) => features
-                .iter()
-                .map(|name| {
-                    let column = columns
-                        .iter()
-                        .find(|c| &c.name == name)
-                        .ok_or_else(|| Error::invalid_input(format!("missing column '{name}'")))?;
-                    column.values.to_f64().ok_or_else(|| {
-                        Error::invalid_input(format!(
-                            "column '{name}' has {} values; expected numbers",
-                            column.values.type_name()
-                        ))
-                    })
-                })
-                .collect(),
-            // A single 2-D tensor [rows, features], as `instances` or `inputs` payloads give.
-            Data::Tensors(tensors) => {
-                let [tensor] = tensors.as_slice() else {
-                    return Err(Error::invalid_input(format!(
-                        "expected one tensor, got {}",
-                        tensors.len()
-                    )));
-                };
-                let values = tensor
-                    .values
-                    .to_f64()
-                    .ok_or_else(|| Error::invalid_input("tensor values must be numbers"))?;
-                let width = features.len();
-                let rows = match tensor.shape.as_slice() {
-                    [rows, w] if *w as usize == width && values.len() == *rows as usize * width => {
-                        *rows as usize
-                    }
-                    shape => {
-                        return Err(Error::invalid_input(format!(
-                            "tensor shape {shape:?} does not match [rows, {width}]"
-                        )));
-                    }
-                };
-                Ok((0..width)
-                    .map(|i| (0..rows).map(|r| values[r * width + i]).collect())
-                    .collect())
-            }
-        }
     }
 }
 

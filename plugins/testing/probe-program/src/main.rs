@@ -2,7 +2,7 @@
 //! allow and refuse, and reports each outcome as a tag on its run. `spin` loops until stopped.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../sdk/wit",
     world: "training-program",
     generate_all,
 });

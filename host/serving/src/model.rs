@@ -1,5 +1,6 @@
 //! Turning a model directory into something that predicts: read its MLmodel, choose the
-//! plugin (installed, built in, or carried by the model), load it into a pool of instances.
+//! plugin (installed, built in, or carried by the model), load it into a pool of instances;
+//! and scoring one request on it.
 
 use std::path::{Component, Path};
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use wasmflow_core::{Error, ErrorCode};
 use wasmflow_runtime::{
     ManagerError, ModelPool, ModelSource, PluginError, PluginErrorKind, PluginManager,
 };
+
+use crate::scoring::{self, ScoringError};
 
 /// A model loaded and ready to predict.
 pub struct LoadedModel {
@@ -96,6 +99,85 @@ pub fn load(manager: &PluginManager, dir: &Path, instances: usize) -> Result<Loa
         params_schema,
         flavor,
     })
+}
+
+/// Why a request got no predictions. MLflow answers an unknown content type with a plain-text
+/// 415 and everything else in its error shape, so the transport needs to tell them apart.
+#[derive(Debug)]
+pub enum Refused {
+    UnsupportedMediaType(String),
+    Error(Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnsupportedMediaType(m) => f.write_str(m),
+            Self::Error(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+impl From<ScoringError> for Refused {
+    fn from(e: ScoringError) -> Self {
+        match e {
+            ScoringError::UnsupportedMediaType(message) => Self::UnsupportedMediaType(message),
+            ScoringError::BadRequest(message) => {
+                Self::Error(Error::new(ErrorCode::BadRequest, message))
+            }
+            ScoringError::Invalid(message) => Self::Error(Error::invalid(message)),
+        }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+impl LoadedModel {
+    /// Scores one request body of `content_type` with MLflow's protocol: the answer's JSON.
+    /// Blocking: it runs the plugin.
+    pub fn score(&self, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Refused> {
+        let request = scoring::parse_request(
+            content_type,
+            body,
+            self.input_schema.as_ref(),
+            self.params_schema.as_deref(),
+        )?;
+        let output = self
+            .pool
+            .predict(&request.input, request.params.as_deref())
+            .map_err(plugin_error)?;
+        Ok(scoring::predictions(&output))
+    }
+
+    /// [`score`](Self::score) if an instance is idle now; `None` (and no plugin call) if the
+    /// call would wait for one or make one.
+    pub fn try_score(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Option<Result<Vec<u8>, Refused>> {
+        let request = match scoring::parse_request(
+            content_type,
+            body,
+            self.input_schema.as_ref(),
+            self.params_schema.as_deref(),
+        ) {
+            Ok(request) => request,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let output = self
+            .pool
+            .try_predict(&request.input, request.params.as_deref())?;
+        Some(
+            output
+                .map(|o| scoring::predictions(&o))
+                .map_err(|e| plugin_error(e).into()),
+        )
+    }
 }
 
 /// A path from an MLmodel file, refused if it leaves the model directory.

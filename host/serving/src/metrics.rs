@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -152,14 +150,5 @@ fn catch_up(counter: &Counter, total: u64) {
     }
 }
 
-/// The `/metrics` answer.
-pub fn response(text: String) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
+/// The content type of [`ServingMetrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
