@@ -6,6 +6,7 @@ runs this file with the venv's python:
 
     python scripts/bench_serving.py --wasmflow BIN --out DIR [--seconds 10] [--starts 5]
                                     [--mlflow-workers 1,2] [--wasmflow-workers default]
+                                    [--profile-seconds 8]
 
 Measured for each server: requests/s and p50/p99 latency of POST /invocations with a 1-row and a
 1,000-row `dataframe_split` payload, with 1 and 8 connections (wrk, a C load generator, posting a
@@ -14,6 +15,8 @@ wasmflow compile cache is warmed by one start first); a cold start (wasmflow wit
 cache, mlflow's first start of the run) to listening, /ping 200 and the first prediction, and
 `wasmflow server`'s spawn to /health 200 with an empty cache; VmRSS of the server's process tree after the
 load; and CPU seconds per request of the server tree and of wrk, to show who is the bottleneck.
+Then, if perf is installed, `perf record -g` of wasmflow under the 1,000-row, 8-connection load:
+its samples by category (guest code, parsing, answer writing, allocation, kernel) and top symbols.
 Both servers must answer the same predictions (within 1e-5) before anything is measured.
 Every server runs in its own process group; the groups are listed in <out>/pgids so that the
 shell wrapper's trap can kill them even if this script is killed.
@@ -269,6 +272,58 @@ def run_wrk(server: Server, lua: Path, connections: int, seconds: int) -> Load:
 
 
 # ------------------------------------------------------------------------------------------------
+# The 1,000-row CPU profile (perf)
+
+# Where a sample's symbol goes, first match wins (perf's symbol text, as `--sort sym` prints it).
+PROFILE_CATEGORIES = [
+    ("guest code (the ONNX plugin: tract, in Wasm)", re.compile(r"wasm\[\d+\]::")),
+    ("wasmtime's host side", re.compile(r"wasmtime|cranelift")),
+    ("request parsing and casting (scoring)", re.compile(
+        r"serde_json|lexical|scoring::(numeric|stream|cells|split_frame|rows_to|records_frame|cast|infer|frame_to|enforce|tensor|interleave|parse)|pyjson::rewrite|memchr")),
+    ("answer writing", re.compile(r"ryu|pyjson|predictions|itoa")),
+    ("allocation, copies, page faults", re.compile(
+        r"malloc|free|realloc|memmove|memset|memcpy|unlink_chunk|_int_|grow_one|drop_in_place|RawVec|clear_page|page_fault")),
+    ("kernel (network, scheduler)", re.compile(r"\[k\]")),
+]
+
+
+@dataclass
+class Profile:
+    samples: str  # as perf counts them ("8K")
+    categories: list[tuple[str, float]]  # (category, % of the server's samples)
+    top: list[tuple[float, str]]  # (%, symbol)
+
+
+def profile_load(server: Server, lua: Path, out: Path, seconds: int) -> Profile | None:
+    """perf record -g of the server while wrk posts the 1,000-row body with 8 connections."""
+    if shutil.which("perf") is None:
+        log("perf not found: no CPU profile")
+        return None
+    data = out / "perf-1000-rows.data"
+    wrk = subprocess.Popen(["wrk", "-t2", "-c8", f"-d{seconds + 2}s", "-s", str(lua), f"http://127.0.0.1:{server.port}/invocations"],
+                           stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        subprocess.run(["perf", "record", "-F", "999", "-g", "-p", str(server.proc.pid), "-o", str(data), "--", "sleep", str(seconds)],
+                       check=True, capture_output=True, timeout=seconds + 60)
+    except (subprocess.SubprocessError, OSError) as e:
+        log(f"perf record failed ({e}): no CPU profile")
+        return None
+    finally:
+        wrk.wait()
+    text = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "sym", "--stdio", "-g", "none"],
+                          check=True, capture_output=True, text=True).stdout
+    samples = re.search(r"^# Samples: (\S+)", text, re.M)
+    lines = [(float(m[1]), m[2].strip()) for m in re.finditer(r"^\s+([\d.]+)%\s+(.*)$", text, re.M)]
+    sums: dict[str, float] = {}
+    for pct, sym in lines:
+        name = next((c for c, pattern in PROFILE_CATEGORIES if pattern.search(sym)), "other (tokio, hyper, axum, ...)")
+        sums[name] = sums.get(name, 0.0) + pct
+    top = [(pct, re.sub(r"^\[[.k]\]\s+", "", sym)[:110]) for pct, sym in lines[:8]]
+    return Profile(samples[1] if samples else "?", sorted(sums.items(), key=lambda kv: -kv[1]), top)
+
+
+# ------------------------------------------------------------------------------------------------
 # The benchmark
 
 
@@ -283,6 +338,7 @@ class Result:
     phases: list[tuple[int, int]] = field(default_factory=list)
     # A first start (empty compile cache for wasmflow): seconds to listening, /ping 200, prediction.
     cold: dict[str, float] = field(default_factory=dict)
+    profile: Profile | None = None
 
 
 LISTENING = re.compile(r"listening on \S+ \((\d+) ms after start\)")
@@ -358,7 +414,8 @@ def server_cold_health(binary: str, out: Path, pgids: Path, env: dict[str, str])
         proc.wait(timeout=20)
 
 
-def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]], seconds: int, starts: int) -> Result:
+def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]], seconds: int, starts: int,
+            profile_seconds: int = 0) -> Result:
     res = Result(variant)
     for i in range(starts):
         s = Server(variant, out, pgids)
@@ -380,6 +437,8 @@ def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Pa
                 f"load average {load_average()}")
         res.rss_kib = tree_rss_kib(s.proc.pid)
         res.load_avg = load_average()
+        if variant.wasmflow and profile_seconds > 0:
+            res.profile = profile_load(s, bodies["1,000 rows"][1], out, profile_seconds)
     finally:
         s.stop()
     return res
@@ -452,9 +511,16 @@ def report(results: list[Result], meta: list[str]) -> str:
     if wf.phases:
         phases = (f"- wasmflow's own log of its starts (median): listening {statistics.median(p[0] for p in wf.phases):.0f} ms "
                   f"after start (plugin manager opened), model loaded {statistics.median(p[1] for p in wf.phases):.0f} ms later")
+    profile: list[str] = []
+    if wf.profile:
+        p = wf.profile
+        profile = ["", f"## Where {wf.variant.label}'s CPU goes at 1,000 rows, 8 connections (perf, {p.samples} samples)", "",
+                   "| share of the server's samples | |", "|---:|---|"]
+        profile += [f"| {pct:.1f}% | {name} |" for name, pct in p.categories]
+        profile += ["", "Top symbols:", ""] + [f"- {pct:.1f}% `{sym}`" for pct, sym in p.top]
     return "\n".join(["# Serving benchmark", "", *meta, f"- workers: {workers}",
                       f"- all start times (s): {starts}", *([phases] if phases else []), f"- load average (1/5/15 min) after each server's load: {loads}",
-                      "", *lines, ""])
+                      "", *lines, *profile, ""])
 
 
 def main() -> None:
@@ -465,6 +531,8 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=5, help="timed starts per server")
     ap.add_argument("--mlflow-workers", default="1,2", help="comma-separated -w values for mlflow (1 is its default)")
     ap.add_argument("--wasmflow-workers", default="default", help="comma-separated --workers values; 'default' = one per core")
+    ap.add_argument("--profile-seconds", type=int, default=8,
+                    help="seconds of `perf record -g` on wasmflow under the 1,000-row, 8-connection load (0: none)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not on PATH (scripts/bench_serving.sh installs it)")
@@ -557,7 +625,7 @@ def main() -> None:
             shape_notes.append(f"- the response shapes differ ({kind}; the first predictions): "
                                + "; ".join(f"{label} `{text}`" for label, text in by_label.items()))
 
-    results = [measure(v, out, pgids, bodies, args.seconds, args.starts) for v in variants]
+    results = [measure(v, out, pgids, bodies, args.seconds, args.starts, args.profile_seconds) for v in variants]
     compiled_kib, warm_kib = idle_rss(variants[0], out, pgids)
     log(f"wasmflow idle RSS: {compiled_kib / 1024:.1f} MiB after compiling, {warm_kib / 1024:.1f} MiB from a warm cache")
     for r in results:

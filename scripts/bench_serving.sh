@@ -8,6 +8,7 @@
 #       --starts N             timed starts per server (default 5)
 #       --mlflow-workers 1,2   mlflow `-w` values to measure (default 1,2; 1 is mlflow's default)
 #       --wasmflow-workers W   wasmflow `--workers` (default: its own default, one instance per core)
+#       --profile-seconds N    seconds of `perf record -g` on wasmflow at 1,000 rows, 8 conn (default 8; 0: none)
 #   WASMFLOW_BIN=path  benchmark that binary instead of building target/release/wasmflow
 #
 # The load generator is wrk (Debian's package): C, epoll, a Lua script sets the POST body, and

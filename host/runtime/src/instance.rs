@@ -2,7 +2,9 @@
 //! so that requests run in parallel, and replaces any instance whose call trapped.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -128,6 +130,8 @@ pub struct ModelPool {
     slots: Mutex<Slots>,
     freed: Condvar,
     signature: Option<String>,
+    /// How long the last predict call took, in nanoseconds.
+    last_call: AtomicU64,
 }
 
 struct Slots {
@@ -159,6 +163,7 @@ impl ModelPool {
             }),
             freed: Condvar::new(),
             signature,
+            last_call: AtomicU64::new(0),
         })
     }
 
@@ -203,6 +208,11 @@ impl ModelPool {
         }
     }
 
+    /// How long the last predict call took (zero before the first).
+    pub fn last_call(&self) -> Duration {
+        Duration::from_nanos(self.last_call.load(Ordering::Relaxed))
+    }
+
     /// Bytes of linear memory held by the pool's instances.
     pub fn memory(&self) -> usize {
         self.lock().memory
@@ -211,9 +221,33 @@ impl ModelPool {
     /// Runs one prediction on a free instance. An instance whose call trapped, timed out or ran
     /// out of memory is dropped (freeing its memory) and a fresh one is made when next needed.
     pub fn predict(&self, input: &Data, params: Option<&str>) -> Result<Data, PluginError> {
-        let mut instance = self.acquire()?;
+        let instance = self.acquire()?;
+        self.predict_on(instance, input, params)
+    }
+
+    /// [`predict`](Self::predict) if an instance is idle now; `None` (and nothing run) if the
+    /// call would wait for one or make one, so that a caller on an async thread can hand it
+    /// to a blocking one instead.
+    pub fn try_predict(
+        &self,
+        input: &Data,
+        params: Option<&str>,
+    ) -> Option<Result<Data, PluginError>> {
+        let instance = self.lock().idle.pop()?;
+        Some(self.predict_on(instance, input, params))
+    }
+
+    fn predict_on(
+        &self,
+        mut instance: ModelInstance,
+        input: &Data,
+        params: Option<&str>,
+    ) -> Result<Data, PluginError> {
         let before = instance.memory();
+        let started = Instant::now();
         let result = instance.predict(&self.runtime, &self.source.plugin_name, input, params);
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_call.store(took, Ordering::Relaxed);
         match &result {
             Err(e) if e.kind.poisons_instance() => {
                 tracing::warn!(

@@ -382,6 +382,32 @@ impl LoadedModel {
             .map_err(ScoreFailure::Plugin)?;
         Ok(scoring::predictions(&output))
     }
+
+    /// [`score`](Self::score) if an instance is idle now; `None` (and no plugin call) if the
+    /// call would wait for one or make one.
+    pub fn score_if_idle(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Option<Result<Vec<u8>, Refused>> {
+        let request = match scoring::parse_request(
+            content_type,
+            body,
+            self.input_schema.as_ref(),
+            self.params_schema.as_deref(),
+        ) {
+            Ok(request) => request,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let output = self
+            .pool
+            .try_predict(&request.input, request.params.as_deref())?;
+        Some(
+            output
+                .map(|o| scoring::predictions(&o))
+                .map_err(|e| plugin_error(e).into()),
+        )
+    }
 }
 
 /// A path from an MLmodel file, refused if it leaves the model directory.

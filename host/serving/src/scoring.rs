@@ -8,6 +8,12 @@ use wasmflow_runtime::{Column, Data, Tensor, Values};
 
 use crate::pyjson;
 
+mod cells;
+mod numeric;
+mod stream;
+
+use cells::Cells;
+
 /// Why a request cannot be scored, in the scoring server's terms.
 #[derive(Debug, PartialEq)]
 pub enum ScoringError {
@@ -104,6 +110,19 @@ fn parse_json(
         None => (body, 0),
     };
     let _marker = pyjson::MarkerGuard::set(width);
+    match parse_typed(body, schema, params_schema) {
+        Some(request) => Ok(request),
+        None => parse_value(body, schema, params_schema),
+    }
+}
+
+/// The body read as one JSON value (with the non-finite marker set), then cast: every shape
+/// the protocol allows, and every error's wording.
+fn parse_value(
+    body: &[u8],
+    schema: Option<&Schema>,
+    params_schema: Option<&[ParamSpec]>,
+) -> Result<ScoringRequest> {
     let json: Json = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "Ensure that input is a valid JSON formatted string. Error: '{e}'"
@@ -141,6 +160,100 @@ fn parse_json(
         _ => tensor_payload_to_data(payload, schema)?,
     };
     Ok(ScoringRequest { input, params })
+}
+
+/// The body read straight into typed columns ([`stream`]), when it is in a shape that parse
+/// takes and scores without an error; `None` otherwise, and the body is read as a JSON value,
+/// whose code words every error. Both give the same request for the bodies this one takes.
+fn parse_typed(
+    body: &[u8],
+    schema: Option<&Schema>,
+    params_schema: Option<&[ParamSpec]>,
+) -> Option<ScoringRequest> {
+    use stream::Payload;
+    let columns_schema = match schema {
+        Some(Schema::Columns(specs)) => Some(specs.as_slice()),
+        _ => None,
+    };
+    let rows_by_position = columns_schema.is_some();
+    let parsed =
+        numeric::parse(body, rows_by_position).or_else(|| stream::parse(body, rows_by_position))?;
+    let given = match parsed.params {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(p)) => Some(p),
+        Some(_) => return None,
+    };
+    let params = enforce_params(given, params_schema)
+        .ok()?
+        .map(|p| params_text(Json::Object(p)));
+    let tensor_specs = match schema {
+        Some(Schema::Tensors(specs)) => Some(specs.as_slice()),
+        _ => None,
+    };
+    let input = match parsed.payload {
+        Payload::Frame(frame) => frame_to_data(frame, schema),
+        // Records are named lists of one value a row: a frame unless the model takes tensors.
+        Payload::Records(frame) => match tensor_specs {
+            None => frame_to_data(frame, schema),
+            Some(specs) => {
+                let rows = frame.values.first().map_or(0, Cells::len) as i64;
+                frame
+                    .columns
+                    .into_iter()
+                    .zip(frame.values)
+                    .map(|(name, flat)| {
+                        let spec = specs.iter().find(|s| s.name.as_deref() == Some(&name));
+                        tensor_of(name, vec![rows], &flat, spec)
+                    })
+                    .collect::<Result<_>>()
+                    .map(Data::Tensors)
+            }
+        },
+        Payload::Rows(values) => {
+            let specs = columns_schema?;
+            if values.len() != specs.len() {
+                return None;
+            }
+            let columns = specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.name.clone().unwrap_or(i.to_string()))
+                .collect();
+            frame_to_data(Frame { columns, values }, schema)
+        }
+        Payload::Named(named)
+            if tensor_specs.is_none() && named.iter().all(|(_, n)| n.shape.len() == 1) =>
+        {
+            let (columns, values) = named.into_iter().map(|(name, n)| (name, n.flat)).unzip();
+            frame_to_data(Frame { columns, values }, schema)
+        }
+        Payload::Named(named) => {
+            let specs = tensor_specs.unwrap_or_default();
+            named
+                .into_iter()
+                .map(|(name, nested)| {
+                    let spec = specs.iter().find(|s| s.name.as_deref() == Some(&name));
+                    tensor_of(name, nested.shape, &nested.flat, spec)
+                })
+                .collect::<Result<_>>()
+                .map(Data::Tensors)
+        }
+        Payload::Tensor(nested) => {
+            let spec = match tensor_specs {
+                Some([spec]) => Some(spec),
+                Some(_) => return None,
+                None => None,
+            };
+            let name = spec
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| "input".into());
+            tensor_of(name, nested.shape, &nested.flat, spec).map(|t| Data::Tensors(vec![t]))
+        }
+    };
+    Some(ScoringRequest {
+        input: input.ok()?,
+        params,
+    })
 }
 
 /// A request's params as MLflow's pyfunc takes them (`_enforce_params_schema`): ignored when
@@ -274,10 +387,11 @@ fn is_nonfinite(value: &Json) -> bool {
 }
 
 /// A table as parsed from the payload, before types are decided.
-struct Frame {
-    columns: Vec<String>,
-    /// One list of JSON values per column.
-    values: Vec<Vec<Json>>,
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub columns: Vec<String>,
+    /// One list of values per column, all of one length.
+    pub values: Vec<Cells>,
 }
 
 fn split_frame(payload: Json) -> Result<Frame> {
@@ -315,7 +429,9 @@ fn rows_to_frame(
     wrong_length: impl Fn(usize, usize, usize) -> ScoringError,
 ) -> Result<Frame> {
     let mut frame = Frame {
-        values: vec![Vec::with_capacity(rows.len()); columns.len()],
+        values: (0..columns.len())
+            .map(|_| Cells::with_capacity(rows.len()))
+            .collect(),
         columns,
     };
     for (i, row) in rows.into_iter().enumerate() {
@@ -347,12 +463,17 @@ fn records_frame(payload: Json) -> Result<Frame> {
                 "record {row} of 'dataframe_records' is not an object"
             )));
         };
+        // A parsed JSON object has no duplicate keys: each value is this row's.
         for (name, value) in record {
             let index = match frame.columns.iter().position(|c| *c == name) {
                 Some(i) => i,
                 None => {
                     frame.columns.push(name);
-                    frame.values.push(vec![Json::Null; row]);
+                    let mut column = Cells::default();
+                    for _ in 0..row {
+                        column.push_null();
+                    }
+                    frame.values.push(column);
                     frame.values.len() - 1
                 }
             };
@@ -360,7 +481,9 @@ fn records_frame(payload: Json) -> Result<Frame> {
         }
         // Keys missing from this record are missing values, as pandas fills them.
         for column in &mut frame.values {
-            column.resize(row + 1, Json::Null);
+            if column.len() <= row {
+                column.push_null();
+            }
         }
     }
     Ok(frame)
@@ -378,18 +501,18 @@ fn json_name(value: &Json) -> String {
 fn frame_to_data(frame: Frame, schema: Option<&Schema>) -> Result<Data> {
     match schema {
         Some(Schema::Tensors(specs)) => {
-            let rows = frame.values.first().map_or(0, Vec::len) as i64;
+            let rows = frame.values.first().map_or(0, Cells::len) as i64;
             if let [spec] = specs.as_slice() {
                 let width = frame.columns.len();
-                let mut flat = Vec::with_capacity(rows as usize * width);
-                for row in 0..rows as usize {
-                    flat.extend(frame.values.iter().map(|c| c[row].clone()));
-                }
                 let mut shape = vec![rows, width as i64];
                 if spec.shape.len() == 1 && width == 1 {
                     shape.truncate(1);
                 }
-                return Ok(Data::Tensors(vec![tensor_from(spec, shape, flat)?]));
+                return Ok(Data::Tensors(vec![tensor_from_columns(
+                    spec,
+                    shape,
+                    &frame.values,
+                )?]));
             }
             let tensors = specs
                 .iter()
@@ -400,7 +523,7 @@ fn frame_to_data(frame: Frame, schema: Option<&Schema>) -> Result<Data> {
                         .iter()
                         .position(|c| c == name)
                         .ok_or_else(|| invalid(format!("Model is missing inputs ['{name}'].")))?;
-                    tensor_from(spec, vec![rows], frame.values[index].clone())
+                    tensor_from(spec, vec![rows], &frame.values[index])
                 })
                 .collect::<Result<_>>()?;
             Ok(Data::Tensors(tensors))
@@ -476,7 +599,7 @@ fn tensor_payload_to_data(payload: Json, schema: Option<&Schema>) -> Result<Data
             let map = frame
                 .columns
                 .into_iter()
-                .zip(frame.values.into_iter().map(Json::Array))
+                .zip(frame.values.iter().map(|c| Json::Array(c.to_json())))
                 .collect();
             (Some(map), Json::Null)
         }
@@ -487,9 +610,14 @@ fn tensor_payload_to_data(payload: Json, schema: Option<&Schema>) -> Result<Data
             if map.values().all(|v| !v.is_array() || is_flat(v)) =>
         {
             let columns: Vec<String> = map.keys().cloned().collect();
-            let values = map.into_values().map(|v| match v {
-                Json::Array(items) => items,
-                scalar => vec![scalar],
+            let values = map.into_values().map(|v| {
+                let items = match v {
+                    Json::Array(items) => items,
+                    scalar => vec![scalar],
+                };
+                let mut cells = Cells::with_capacity(items.len());
+                items.into_iter().for_each(|v| cells.push(v));
+                cells
             });
             frame_to_data(
                 Frame {
@@ -570,6 +698,19 @@ fn nested_tensor(name: String, value: Json, spec: Option<&TensorSpec>) -> Result
     }
     let mut flat = Vec::new();
     flatten(&value, &shape, 0, &mut flat, &name)?;
+    let mut cells = Cells::with_capacity(flat.len());
+    flat.into_iter().for_each(|v| cells.push(v));
+    tensor_of(name, shape, &cells, spec)
+}
+
+/// A named tensor of `shape` from its row-major values: cast to its spec, or typed as pandas
+/// would without one.
+fn tensor_of(
+    name: String,
+    shape: Vec<i64>,
+    flat: &Cells,
+    spec: Option<&TensorSpec>,
+) -> Result<Tensor> {
     match spec {
         Some(spec) => {
             let mut tensor = tensor_from(spec, shape, flat)?;
@@ -577,7 +718,7 @@ fn nested_tensor(name: String, value: Json, spec: Option<&TensorSpec>) -> Result
             Ok(tensor)
         }
         None => Ok(Tensor {
-            values: infer_values(&name, &flat)?,
+            values: infer_values(&name, flat)?,
             shape,
             name,
         }),
@@ -613,7 +754,13 @@ fn flatten(
 }
 
 /// Values cast to a tensor spec's dtype, with its fixed dimensions checked.
-fn tensor_from(spec: &TensorSpec, shape: Vec<i64>, flat: Vec<Json>) -> Result<Tensor> {
+fn tensor_from(spec: &TensorSpec, shape: Vec<i64>, flat: &Cells) -> Result<Tensor> {
+    tensor_from_columns(spec, shape, std::slice::from_ref(flat))
+}
+
+/// A tensor of `shape` whose row-major values are the columns' side by side (one column: its
+/// values), cast to the spec's dtype, with its fixed dimensions checked.
+fn tensor_from_columns(spec: &TensorSpec, shape: Vec<i64>, columns: &[Cells]) -> Result<Tensor> {
     let name = spec.name.clone().unwrap_or_else(|| "input".into());
     let fits = shape.len() == spec.shape.len()
         && shape
@@ -628,12 +775,67 @@ fn tensor_from(spec: &TensorSpec, shape: Vec<i64>, flat: Vec<Json>) -> Result<Te
             show(&spec.shape)
         )));
     }
-    let values = cast_values(&name, &flat, tensor_kind(&spec.dtype))?;
+    let kind = tensor_kind(&spec.dtype);
+    let values = match columns {
+        [column] => cast_values(&name, column, kind)?,
+        _ => {
+            let cast = columns
+                .iter()
+                .map(|c| cast_values(&name, c, kind))
+                .collect::<Result<Vec<_>>>()
+                .ok()
+                .and_then(|cast| interleave(&cast));
+            match cast {
+                Some(values) => values,
+                // A value that does not cast: the first one in row-major order is named.
+                None => {
+                    let rows = columns.first().map_or(0, Cells::len);
+                    let flat: Vec<Json> = (0..rows)
+                        .flat_map(|row| columns.iter().map(move |c| c.json_at(row)))
+                        .collect();
+                    cast_json(&name, &flat, kind)?
+                }
+            }
+        }
+    };
     Ok(Tensor {
         name,
         shape,
         values,
     })
+}
+
+/// Columns of one type side by side in row-major order; `None` if their types differ.
+fn interleave(columns: &[Values]) -> Option<Values> {
+    fn weave<T: Clone>(columns: &[&Vec<T>]) -> Vec<T> {
+        let rows = columns.first().map_or(0, |c| c.len());
+        let mut out = Vec::with_capacity(rows * columns.len());
+        for row in 0..rows {
+            out.extend(columns.iter().map(|c| c[row].clone()));
+        }
+        out
+    }
+    macro_rules! same {
+        ($variant:ident) => {{
+            let typed: Option<Vec<_>> = columns
+                .iter()
+                .map(|c| match c {
+                    Values::$variant(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            typed.map(|t| Values::$variant(weave(&t)))
+        }};
+    }
+    match columns.first()? {
+        Values::Float64(_) => same!(Float64),
+        Values::Float32(_) => same!(Float32),
+        Values::Int64(_) => same!(Int64),
+        Values::Int32(_) => same!(Int32),
+        Values::Boolean(_) => same!(Boolean),
+        Values::Text(_) => same!(Text),
+        Values::Binary(_) => same!(Binary),
+    }
 }
 
 /// The kinds of values the WIT `values` variant holds.
@@ -672,28 +874,78 @@ fn column_kind(dtype: &ColumnType) -> Kind {
     }
 }
 
-fn cast_column(name: &str, values: &[Json], dtype: &ColumnType) -> Result<Values> {
+fn cast_column(name: &str, values: &Cells, dtype: &ColumnType) -> Result<Values> {
     cast_values(name, values, column_kind(dtype))
 }
 
 /// The type pandas would infer: integers, then floats (null as NaN), booleans, strings.
-fn infer_values(name: &str, values: &[Json]) -> Result<Values> {
-    let kind = if values.iter().all(|v| v.is_i64() || v.is_u64()) {
-        Kind::I64
-    } else if values
-        .iter()
-        .all(|v| v.is_number() || v.is_null() || is_nonfinite(v))
-    {
-        Kind::F64
-    } else if values.iter().all(Json::is_boolean) {
-        Kind::Bool
-    } else {
-        Kind::Text
+fn infer_values(name: &str, values: &Cells) -> Result<Values> {
+    let kind = match values {
+        Cells::Int(_) => Kind::I64,
+        // Floats and nulls: not all integers (a typed buffer is never empty).
+        Cells::Float { .. } => Kind::F64,
+        Cells::Json(values) => {
+            if values.iter().all(|v| v.is_i64() || v.is_u64()) {
+                Kind::I64
+            } else if values
+                .iter()
+                .all(|v| v.is_number() || v.is_null() || is_nonfinite(v))
+            {
+                Kind::F64
+            } else if values.iter().all(Json::is_boolean) {
+                Kind::Bool
+            } else {
+                Kind::Text
+            }
+        }
     };
     cast_values(name, values, kind)
 }
 
-fn cast_values(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
+/// Values cast to `kind`: the typed buffers' usual casts directly, every other one (and every
+/// failure, for its message) as the JSON values.
+fn cast_values(name: &str, values: &Cells, kind: Kind) -> Result<Values> {
+    // A float that is a whole number below 2^53 in magnitude, as `cast_json` takes it.
+    let whole = |x: f64| (x.fract() == 0.0 && x.abs() < 9.007e15).then_some(x as i64);
+    let cast = match (values, kind) {
+        // Nulls are NaN already, as the JSON cast makes them.
+        (Cells::Float { values, .. }, Kind::F64) => Some(Values::Float64(values.clone())),
+        (Cells::Float { values, .. }, Kind::F32) => {
+            Some(Values::Float32(values.iter().map(|&x| x as f32).collect()))
+        }
+        (
+            Cells::Float {
+                values,
+                nulls: false,
+            },
+            Kind::I64,
+        ) => values
+            .iter()
+            .map(|&x| whole(x))
+            .collect::<Option<_>>()
+            .map(Values::Int64),
+        (Cells::Int(values), Kind::I64) => Some(Values::Int64(values.clone())),
+        (Cells::Int(values), Kind::F64) => {
+            Some(Values::Float64(values.iter().map(|&x| x as f64).collect()))
+        }
+        (Cells::Int(values), Kind::F32) => Some(Values::Float32(
+            values.iter().map(|&x| x as f64 as f32).collect(),
+        )),
+        (Cells::Int(values), Kind::I32) => values
+            .iter()
+            .map(|&x| i32::try_from(x).ok())
+            .collect::<Option<_>>()
+            .map(Values::Int32),
+        (Cells::Json(values), kind) => return cast_json(name, values, kind),
+        _ => None,
+    };
+    match cast {
+        Some(values) => Ok(values),
+        None => cast_json(name, &values.to_json(), kind),
+    }
+}
+
+fn cast_json(name: &str, values: &[Json], kind: Kind) -> Result<Values> {
     let fail = |value: &Json, target: &str| {
         invalid(format!(
             "Incompatible input types for column '{name}': cannot convert {} to {target}",
@@ -821,7 +1073,9 @@ fn parse_csv(body: &[u8], schema: Option<&Schema>) -> Result<Data> {
         .max()
         .unwrap_or(0);
     let _marker = pyjson::MarkerGuard::set(width);
-    let mut values = vec![Vec::with_capacity(records.len()); columns.len()];
+    let mut values: Vec<Cells> = (0..columns.len())
+        .map(|_| Cells::with_capacity(records.len()))
+        .collect();
     for record in &records {
         for (column, field) in values.iter_mut().zip(record.iter()) {
             column.push(csv_value(field, width));
@@ -1237,6 +1491,121 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("cannot convert NaN"), "{err}");
+    }
+
+    /// Both parses of a body under a schema, with the marker set as `parse_json` sets it.
+    fn both(
+        body: &str,
+        schema: Option<&Schema>,
+        params: Option<&[ParamSpec]>,
+    ) -> (Option<ScoringRequest>, Result<ScoringRequest>) {
+        let rewritten = pyjson::rewrite_nonfinite(body.as_bytes());
+        let (body, width) = match &rewritten {
+            Some((body, width)) => (body.as_slice(), *width),
+            None => (body.as_bytes(), 0),
+        };
+        let _marker = pyjson::MarkerGuard::set(width);
+        (
+            parse_typed(body, schema, params),
+            parse_value(body, schema, params),
+        )
+    }
+
+    #[test]
+    fn the_typed_parse_gives_what_the_json_value_parse_gives() {
+        let schemas: Vec<Option<Schema>> = vec![
+            None,
+            Some(columns(
+                r#"[{"name": "a", "type": "double"}, {"name": "b", "type": "long"}]"#,
+            )),
+            Some(columns(
+                r#"[{"name": "a", "type": "float"}, {"name": "b", "type": "integer"}]"#,
+            )),
+            Some(columns(
+                r#"[{"name": "a", "type": "string"}, {"name": "b", "type": "boolean", "required": false}]"#,
+            )),
+            Some(columns(r#"[{"type": "double"}, {"type": "float"}]"#)),
+            Some(columns(
+                r#"[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}, "name": "x"}]"#,
+            )),
+            Some(columns(
+                r#"[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]"#,
+            )),
+            Some(columns(
+                r#"[{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1]}, "name": "a"},
+                    {"type": "tensor", "tensor-spec": {"dtype": "int32", "shape": [-1]}, "name": "b"}]"#,
+            )),
+        ];
+        let bodies = [
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [3.25, 4]]}}"#,
+            r#"{"dataframe_split": {"data": [[1, 2.5], [3, 4.5]], "index": [0, 1], "columns": ["b", "a"]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[null, 2], [0.5, null]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[NaN, 2], [-Infinity, 9007199254740993]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [["x", true], ["NaN", false]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 1.0], [0, 0.0]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[2.0, 3e2], [-0.0, 1e300]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 3000000000], [2, -5]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 18446744073709551615], [2, 1]]}}"#,
+            r#"{"dataframe_split": {"data": [[1.5, 2], [3.5, 4]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1.5, 2, "s"]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [3.5]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, [2]]]}}"#,
+            r#"{"dataframe_split": {"columns": ["a", "b"], "data": []}}"#,
+            r#"{"dataframe_records": [{"a": 1.5, "b": 2}, {"b": 4, "a": 3.5}]}"#,
+            r#"{"dataframe_records": [{"a": 1.5, "b": 2}, {"a": 3.5}]}"#,
+            r#"{"dataframe_records": [{"a": 1.5, "b": 2}, {"a": 3.5, "b": 1, "a": 7.5}]}"#,
+            r#"{"dataframe_records": [{"a": "x", "b": null}, {"a": "y", "b": 1}]}"#,
+            r#"{"instances": [{"a": 1.5, "b": 2}, {"a": 2.5, "b": 3}]}"#,
+            r#"{"inputs": {"a": [1.5, 2.5], "b": [1, 2]}}"#,
+            r#"{"inputs": {"a": [1.5, 2.5], "b": [[1, 2], [3, 4]]}}"#,
+            r#"{"inputs": {"x": [[1.5, 2.5], [3, 4]]}}"#,
+            r#"{"inputs": [[1.5, 2.5], [3.5, 4.5]]}"#,
+            r#"{"inputs": [[1, 2], [3, 4]], "params": {"k": 2}}"#,
+            r#"{"inputs": [[1, 2], [3, 4]], "params": null}"#,
+            r#"{"inputs": [[1, 2], [3, 4]], "params": 5}"#,
+            r#"{"instances": [1.5, 2.5, NaN]}"#,
+            r#"{"instances": [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]}"#,
+            r#"{"instances": [[[1, 2], [3, 4]], [[5, 6], [7]]]}"#,
+            r#"{"instances": [[1, 2], 3]}"#,
+            r#"{"instances": [[1, 2], [3, 4]], "inputs": [1]}"#,
+            r#"{"instances": [[1, 2], [3, 4]], "extra": {"x": [1, 2]}}"#,
+            r#"{"instances": [1, 2]} trailing"#,
+            r#"{"instances": [{"a": 1}, 2]}"#,
+            r#"[1, 2]"#,
+        ];
+        let specs = ParamSpec::parse_list(
+            r#"[{"name": "k", "type": "long", "default": 1, "shape": null}]"#,
+        )
+        .unwrap();
+        let mut typed = 0;
+        for schema in &schemas {
+            for params in [None, Some(specs.as_slice())] {
+                for body in bodies {
+                    let (fast, slow) = both(body, schema.as_ref(), params);
+                    if let Some(fast) = fast {
+                        typed += 1;
+                        let slow = slow.unwrap_or_else(|e| panic!("{body} {schema:?}: {e}"));
+                        assert_eq!(
+                            format!("{:?}", (&fast.input, &fast.params)),
+                            format!("{:?}", (&slow.input, &slow.params)),
+                            "{body} {schema:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            typed > bodies.len(),
+            "the typed parse took only {typed} cases"
+        );
+        // The usual shapes take the typed parse.
+        for body in &bodies[..2] {
+            assert!(both(body, schemas[1].as_ref(), None).0.is_some(), "{body}");
+        }
+        for body in [bodies[14], bodies[18], bodies[19]] {
+            assert!(both(body, None, None).0.is_some(), "{body}");
+        }
+        assert!(both(bodies[22], schemas[5].as_ref(), None).0.is_some());
     }
 
     fn body(data: &Data) -> String {
