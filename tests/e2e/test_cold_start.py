@@ -105,6 +105,9 @@ def test_health_answers_at_once_and_onnx_compiles_on_first_prediction(
         mlflow.set_tracking_uri(srv.url)
         onx, features, estimator = _onnx_model()
         name = f"cold-onnx-{time.time_ns():x}"
+        # This server's own experiment: an experiment id an earlier test made active in the
+        # fluent API names nothing here.
+        mlflow.set_experiment(name)
         with mlflow.start_run():
             mlflow.onnx.log_model(onx, name="model", registered_model_name=name)
 

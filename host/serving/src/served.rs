@@ -298,9 +298,15 @@ pub async fn score(
     body: Bytes,
 ) -> Result<Vec<u8>, Refused> {
     let started = Instant::now();
-    let inline = body.len() <= INLINE_BODY_LIMIT && model.pool.last_call() <= INLINE_CALL_LIMIT;
+    // Inline means `block_in_place`, not a plain call: a plugin's WASI calls (a write to
+    // stderr) block on wasmtime-wasi's tokio runtime, which panics on a thread that is driving
+    // async tasks. `block_in_place` needs the multi-threaded runtime (both servers use it).
+    let inline = body.len() <= INLINE_BODY_LIMIT
+        && model.pool.last_call() <= INLINE_CALL_LIMIT
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
     let answer = match inline
-        .then(|| model.score_if_idle(content_type, &body))
+        .then(|| tokio::task::block_in_place(|| model.score_if_idle(content_type, &body)))
         .flatten()
     {
         Some(answer) => answer,
