@@ -12,7 +12,7 @@ use wasmflow_runtime::{
     PluginManager, PluginRecord, Runtime, choose,
 };
 
-use crate::scoring::{self, ScoringError};
+use crate::scoring::{self, ScoringError, ScoringRequest};
 
 /// A model loaded and ready to predict.
 pub struct LoadedModel {
@@ -369,13 +369,9 @@ impl LoadedModel {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Vec<u8>, ScoreFailure> {
-        let request = scoring::parse_request(
-            content_type,
-            body,
-            self.input_schema.as_ref(),
-            self.params_schema.as_deref(),
-        )
-        .map_err(|e| ScoreFailure::Refused(e.into()))?;
+        let request = self
+            .parse(content_type, body)
+            .map_err(ScoreFailure::Refused)?;
         let output = self
             .pool
             .predict(&request.input, request.params.as_deref())
@@ -383,30 +379,45 @@ impl LoadedModel {
         Ok(scoring::predictions(&output))
     }
 
-    /// [`score`](Self::score) if an instance is idle now; `None` (and no plugin call) if the
-    /// call would wait for one or make one.
-    pub fn score_if_idle(
+    /// A request body parsed and cast to this model's signature.
+    pub fn parse(
         &self,
         content_type: Option<&str>,
         body: &[u8],
-    ) -> Option<Result<Vec<u8>, Refused>> {
-        let request = match scoring::parse_request(
+    ) -> Result<ScoringRequest, Refused> {
+        scoring::parse_request(
             content_type,
             body,
             self.input_schema.as_ref(),
             self.params_schema.as_deref(),
-        ) {
-            Ok(request) => request,
-            Err(e) => return Some(Err(e.into())),
-        };
+        )
+        .map_err(Refused::from)
+    }
+
+    /// Scores a parsed request. Blocking: it runs the plugin, waiting for an instance.
+    pub fn score_parsed(&self, request: &ScoringRequest) -> Result<Vec<u8>, Refused> {
         let output = self
             .pool
-            .try_predict(&request.input, request.params.as_deref())?;
-        Some(
-            output
+            .predict(&request.input, request.params.as_deref())
+            .map_err(plugin_error)?;
+        Ok(scoring::predictions(&output))
+    }
+
+    /// [`score_parsed`](Self::score_parsed) if an instance is idle now; the request back (and
+    /// no plugin call) if the call would wait for one or make one.
+    pub fn score_if_idle(
+        &self,
+        request: ScoringRequest,
+    ) -> Result<Result<Vec<u8>, Refused>, ScoringRequest> {
+        match self
+            .pool
+            .try_predict(&request.input, request.params.as_deref())
+        {
+            Some(output) => Ok(output
                 .map(|o| scoring::predictions(&o))
-                .map_err(|e| plugin_error(e).into()),
-        )
+                .map_err(|e| plugin_error(e).into())),
+            None => Err(request),
+        }
     }
 }
 

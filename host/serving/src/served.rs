@@ -280,9 +280,9 @@ fn labels((model, version): &VersionKey) -> ModelLabels {
     }
 }
 
-/// Bodies up to this size are parsed and scored on the async thread that received them, when
-/// an instance is idle and the model's last call was short: such a call takes tens of
-/// microseconds, about what handing it to tokio's blocking pool and back costs. Larger bodies (a
+/// Bodies up to this size are parsed and scored on the async thread that received them (inside
+/// `block_in_place`), when an instance is idle and the model's last call was short: such a call
+/// takes tens of microseconds, about what handing it to tokio's blocking pool and back costs. Larger bodies (a
 /// 1,000-row frame is 200 KiB and a millisecond or more) and slow models go to the blocking pool,
 /// so that they never hold up the other connections this thread serves.
 const INLINE_BODY_LIMIT: usize = 16 << 10;
@@ -305,25 +305,36 @@ pub async fn score(
         && model.pool.last_call() <= INLINE_CALL_LIMIT
         && tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
-    let answer = match inline
-        .then(|| tokio::task::block_in_place(|| model.score_if_idle(content_type, &body)))
-        .flatten()
-    {
-        Some(answer) => answer,
-        // A large body, a slow model, or every instance busy: wait on a blocking thread.
-        None => {
-            let content_type = content_type.map(str::to_string);
-            tokio::task::spawn_blocking(move || model.score(content_type.as_deref(), &body))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Refused::Error(Error::internal(format!(
-                        "the scoring task failed: {e}"
-                    ))))
-                })
+    let answer = if inline {
+        // Parsed here once: when no instance is idle the parsed request, not the body, goes on.
+        let attempt = tokio::task::block_in_place(|| {
+            model
+                .parse(content_type, &body)
+                .map(|r| model.score_if_idle(r))
+        });
+        match attempt {
+            Err(refused) => Err(refused),
+            Ok(Ok(answer)) => answer,
+            // Every instance busy: wait for one on a blocking thread.
+            Ok(Err(request)) => on_blocking_thread(move || model.score_parsed(&request)).await,
         }
+    } else {
+        // A large body or a slow model: parse and score on a blocking thread.
+        let content_type = content_type.map(str::to_string);
+        on_blocking_thread(move || model.score(content_type.as_deref(), &body)).await
     };
     metrics.record(labels, started.elapsed(), answer.is_err());
     answer
+}
+
+async fn on_blocking_thread(
+    f: impl FnOnce() -> Result<Vec<u8>, Refused> + Send + 'static,
+) -> Result<Vec<u8>, Refused> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Refused::Error(Error::internal(format!(
+            "the scoring task failed: {e}"
+        ))))
+    })
 }
 
 #[cfg(test)]
