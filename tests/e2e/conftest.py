@@ -11,6 +11,7 @@ Any executable with the same CLI (`<bin> server --host --port --backend-store-ur
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -269,3 +270,46 @@ def isolated_server(tmp_path, wasmflow_bin):
     yield start
     for srv in started:
         srv.stop()
+
+
+class ModelServer:
+    """One `wasmflow models serve` process."""
+
+    def __init__(self, binary: str, model_uri: str, tmp: Path, *extra: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self.command = [
+            binary, "models", "serve", "-m", model_uri, "-p", str(self.port),
+            "--plugins-dir", str(tmp / "serve-plugins"), *extra,
+        ]
+        full_env = {**os.environ, "WASMFLOW_PLUGIN_CACHE_DIR": str(PLUGIN_CACHE), **(env or {})}
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env
+        )
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"models serve exited with {self.proc.returncode}:\n{self.logs()}"
+            try:
+                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"/ping never answered 200:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def invoke(self, body, content_type="application/json"):
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return requests.post(self.url + "/invocations", data=data, headers={"Content-Type": content_type}, timeout=60)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.log.close()

@@ -5,7 +5,6 @@ them, and a later start from another directory compiles nothing (read from `/met
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import STARTUP_TIMEOUT, free_port
+from conftest import STARTUP_TIMEOUT, ModelServer, free_port
 from test_plugins import X, write_linear_model
 
 
@@ -24,16 +23,17 @@ from test_plugins import X, write_linear_model
 COMPILE_TIMEOUT = max(STARTUP_TIMEOUT, 600.0)
 
 
-class Serve:
+class Serve(ModelServer):
     """`wasmflow models serve` of a local model directory, started in `cwd` with `env`."""
 
     def __init__(self, binary: str, model: Path, cwd: Path, env: dict):
         cwd.mkdir(parents=True, exist_ok=True)
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / "serve.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [binary, "models", "serve", "-m", str(model), "-p", self.url.rsplit(":", 1)[1]],
+            [binary, "models", "serve", "-m", str(model), "-p", str(self.port)],
             cwd=cwd,
             env=env,
             stdout=self.log,
@@ -41,24 +41,9 @@ class Serve:
             stdin=subprocess.DEVNULL,
         )
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> "Serve":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"models serve exited with {self.proc.returncode}:\n{self.logs()}"
-            try:
-                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"/ping never answered 200:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def predict(self) -> list:
         body = {"dataframe_split": {"columns": ["x1", "x2"], "data": X}}
-        r = requests.post(self.url + "/invocations", data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60)
+        r = self.invoke(body)
         assert r.status_code == 200, r.text
         return r.json()["predictions"]
 
@@ -72,12 +57,6 @@ class Serve:
             return int(found.group(1))
 
         return counter("hits"), counter("misses")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.log.close()
 
 
 def test_one_compile_cache_per_user_shared_across_directories(wasmflow_bin, tmp_path):
@@ -119,7 +98,7 @@ def test_one_compile_cache_per_user_shared_across_directories(wasmflow_bin, tmp_
         assert again.predict() == answers[0]
         hits, misses = again.cache_counts()
         assert misses == 0 and hits >= 1, (hits, misses, again.logs())
-        assert "compiled a plugin" not in again.logs()
+        assert "compiling plugin '" not in again.logs()
     finally:
         again.stop()
     assert sorted(p.name for p in cache.glob("*.cwasm")) == compiled

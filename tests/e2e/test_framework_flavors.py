@@ -58,9 +58,8 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import PLUGIN_CACHE
+from conftest import PLUGIN_CACHE, ModelServer
 from mlflow_answer import assert_same_answer, mlflow_answer
-from test_serving import ModelServer
 
 sklearn = pytest.importorskip("sklearn")
 lgb = pytest.importorskip("lightgbm")
