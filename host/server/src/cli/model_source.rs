@@ -152,29 +152,127 @@ fn resolve(
         if run_id.is_empty() {
             bail!("not a proper runs:/ URI: '{uri}'; it must be runs:/<run_id>/<path>");
         }
-        let root = match backend {
+        let (root, experiment_id) = match backend {
             Backend::Remote(remote) => {
                 let run = remote.call(
                     hyper::Method::GET,
                     &format!("runs/get?{}", query(&[("run_id", run_id)])),
                     None,
                 )?;
-                run["run"]["info"]["artifact_uri"]
-                    .as_str()
-                    .with_context(|| format!("run '{run_id}' has no artifact_uri"))?
-                    .to_string()
+                let info = &run["run"]["info"];
+                let field = |key: &str| {
+                    info[key]
+                        .as_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("run '{run_id}' has no {key}"))
+                };
+                (field("artifact_uri")?, field("experiment_id")?)
             }
-            Backend::Local(store) => store.get_run(run_id)?.info.artifact_uri,
+            Backend::Local(store) => {
+                let info = store.get_run(run_id)?.info;
+                (info.artifact_uri, info.experiment_id)
+            }
         };
         let path = path.trim_matches('/');
-        let uri = if path.is_empty() {
-            root
-        } else {
-            format!("{}/{path}", root.trim_end_matches('/'))
-        };
-        return Ok((uri, None, None));
+        // As the mlflow client reads `runs:/RUN/NAME/...`: a model logged by that run under
+        // NAME (MLflow 3's `log_model(name=...)`, whose files live with the logged model, not
+        // the run) wins over the run's own artifacts.
+        let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+        if !name.is_empty()
+            && let Some(location) = logged_model_of_run(backend, &experiment_id, run_id, name)?
+        {
+            return Ok((join_uri(&location, rest), None, None));
+        }
+        return Ok((join_uri(&root, path), None, None));
     }
     Ok((uri.to_string(), None, None))
+}
+
+/// `uri` with the relative `path` appended.
+fn join_uri(uri: &str, path: &str) -> String {
+    if path.is_empty() {
+        uri.to_string()
+    } else {
+        format!("{}/{path}", uri.trim_end_matches('/'))
+    }
+}
+
+/// The artifact location of the model named `name` that run `run_id` logged, if it logged one.
+fn logged_model_of_run(
+    backend: &Backend,
+    experiment_id: &str,
+    run_id: &str,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
+    // The filter grammar has no escapes: a name holding both quote characters cannot be
+    // written as a literal, and such a name is searched for among all of the experiment's models.
+    let filter = if !name.contains('\'') {
+        format!("name = '{name}'")
+    } else if !name.contains('"') {
+        format!("name = \"{name}\"")
+    } else {
+        String::new()
+    };
+    let mut page_token: Option<String> = None;
+    loop {
+        let (models, next) = match backend {
+            Backend::Remote(remote) => {
+                let mut body = serde_json::json!({
+                    "experiment_ids": [experiment_id],
+                    "filter": filter,
+                    "max_results": 100,
+                });
+                if let Some(token) = &page_token {
+                    body["page_token"] = token.clone().into();
+                }
+                let page = remote.call(hyper::Method::POST, "logged-models/search", Some(body))?;
+                let models = page["models"]
+                    .as_array()
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .map(|m| {
+                        let info = &m["info"];
+                        let field = |k: &str| info[k].as_str().unwrap_or_default().to_string();
+                        (field("name"), field("source_run_id"), field("artifact_uri"))
+                    })
+                    .collect::<Vec<_>>();
+                let next = page["next_page_token"].as_str().map(str::to_string);
+                (models, next)
+            }
+            Backend::Local(store) => {
+                let page = store.search_logged_models(&wasmflow_store::LoggedModelSearch {
+                    experiment_ids: vec![experiment_id.to_string()],
+                    filter: wasmflow_core::search::parse_logged_model_filter(&filter)?,
+                    order_by: Vec::new(),
+                    max_results: 100,
+                    page_token: page_token.clone(),
+                })?;
+                let models = page
+                    .items
+                    .into_iter()
+                    .map(|m| {
+                        let info = m.info;
+                        (
+                            info.name,
+                            info.source_run_id.unwrap_or_default(),
+                            info.artifact_uri,
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                (models, page.next_page_token)
+            }
+        };
+        if let Some((_, _, location)) = models
+            .into_iter()
+            .find(|(model_name, source_run, _)| model_name == name && source_run == run_id)
+        {
+            return Ok(Some(location));
+        }
+        match next {
+            Some(token) if !token.is_empty() => page_token = Some(token),
+            _ => return Ok(None),
+        }
+    }
 }
 
 /// Copies the proxied directory `path` into `dest`, file by file; returns how many files.
