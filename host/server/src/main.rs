@@ -54,6 +54,15 @@ enum Command {
     /// Run an MLflow Project (a directory or git repository with an MLproject file) with an
     /// executor plugin, as `mlflow run` does.
     Run(Box<cli::run::RunArgs>),
+    /// Permanently delete runs and experiments in the `deleted` lifecycle stage, with their
+    /// artifacts, as `mlflow gc` does.
+    Gc(cli::gc::GcArgs),
+    /// Experiments, as `mlflow experiments`: `create`, `search`, `delete`, `restore`, `rename`,
+    /// `csv`. Talks to the server at MLFLOW_TRACKING_URI when it is an http:// URL, else to the
+    /// local store.
+    Experiments(cli::tracking::ExperimentsArgs),
+    /// Runs, as `mlflow runs`: `list`, `describe`, `delete`, `restore`.
+    Runs(cli::tracking::RunsArgs),
 }
 
 /// Where plugins live and how they may run; shared by `server` and `plugins`.
@@ -123,23 +132,47 @@ impl PluginArgs {
 }
 
 #[derive(clap::Args)]
+// `-h` is the host, as in `mlflow server`; help stays at `--help`.
+#[command(disable_help_flag = true)]
 struct ServerArgs {
     /// The address to listen on; 0.0.0.0 listens on every interface.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(short = 'h', long, env = "MLFLOW_HOST", default_value = "127.0.0.1")]
     host: String,
+    /// Threads that answer requests (MLflow's gunicorn/uvicorn worker processes); one per core
+    /// by default. One process serves every request here, so this only bounds its threads.
+    #[arg(short = 'w', long, env = "MLFLOW_WORKERS")]
+    workers: Option<usize>,
+    /// MLflow's options for its Python web servers; refused, as there is no such server here.
+    #[arg(long, hide = true, value_name = "OPTS", allow_hyphen_values = true)]
+    gunicorn_opts: Option<String>,
+    #[arg(long, hide = true, value_name = "OPTS", allow_hyphen_values = true)]
+    uvicorn_opts: Option<String>,
+    #[arg(long, hide = true, value_name = "OPTS", allow_hyphen_values = true)]
+    waitress_opts: Option<String>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// The port to listen on.
-    #[arg(short, long, default_value_t = 5000)]
+    #[arg(short, long, env = "MLFLOW_PORT", default_value_t = 5000)]
     port: u16,
     /// Where runs, metrics and experiments are stored: `sqlite:///relative/path.db`,
     /// `sqlite:////absolute/path.db`, or a plain file path.
-    #[arg(long, default_value = "sqlite:///mlflow.db")]
+    #[arg(
+        long,
+        env = "MLFLOW_BACKEND_STORE_URI",
+        default_value = "sqlite:///mlflow.db"
+    )]
     backend_store_uri: String,
     /// The artifact location of new experiments. Defaults to `mlflow-artifacts:/` (the proxy
     /// below) when artifacts are served, `./mlruns` otherwise.
-    #[arg(long)]
+    #[arg(long, env = "MLFLOW_DEFAULT_ARTIFACT_ROOT")]
     default_artifact_root: Option<String>,
     /// The directory where the artifact proxy stores uploaded artifacts.
-    #[arg(long, default_value = "./mlartifacts")]
+    #[arg(
+        long,
+        env = "MLFLOW_ARTIFACTS_DESTINATION",
+        default_value = "./mlartifacts"
+    )]
     artifacts_destination: PathBuf,
     /// Proxy artifact uploads and downloads through this server (the default), so clients need
     /// no access to the artifact storage.
@@ -156,13 +189,26 @@ struct ServerArgs {
     plugins: PluginArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // One line per error, its causes joined by ': ', as ripgrep prints them; returning the
+    // error from main would print a multi-line report, and a backtrace under RUST_BACKTRACE=1.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The CLI's output is its tables; only the server logs every request by default.
     let default_level = match &cli.command {
         Command::Models(args) if args.serves() => "info",
         Command::Plugins(args) if args.checks() => "error",
-        Command::Models(_) | Command::Plugins(_) | Command::Run(_) => "warn",
+        Command::Models(_) | Command::Plugins(_) | Command::Run(_) | Command::Gc(_) => "warn",
+        Command::Experiments(_) | Command::Runs(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -177,7 +223,27 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Server(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            for (flag, given) in [
+                ("--gunicorn-opts", &args.gunicorn_opts),
+                ("--uvicorn-opts", &args.uvicorn_opts),
+                ("--waitress-opts", &args.waitress_opts),
+            ] {
+                if given.is_some() {
+                    anyhow::bail!(
+                        "{flag} is not supported: wasmflow is one process with no Python web \
+                         server; use --workers for its threads and --host/--port to bind"
+                    );
+                }
+            }
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = args.workers {
+                anyhow::ensure!(
+                    workers > 0,
+                    "invalid --workers '{workers}': it must be at least 1"
+                );
+                runtime.worker_threads(workers);
+            }
+            let runtime = runtime
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
@@ -186,6 +252,9 @@ fn main() -> anyhow::Result<()> {
         Command::Models(args) => cli::models::run(args),
         Command::Plugins(args) => cli::plugins::run(args),
         Command::Run(args) => cli::run::run(*args),
+        Command::Gc(args) => cli::gc::run(args),
+        Command::Experiments(args) => cli::tracking::experiments(args),
+        Command::Runs(args) => cli::tracking::runs(args),
     }
 }
 

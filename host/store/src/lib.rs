@@ -149,6 +149,17 @@ pub trait TrackingStore: Send + Sync + 'static {
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()>;
     fn log_logged_model_params(&self, model_id: &str, params: Vec<Param>) -> Result<()>;
     fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>>;
+
+    /// Runs in the deleted stage whose deletion is at least `older_than_ms` old (`wasmflow gc`).
+    fn deleted_run_ids(&self, older_than_ms: i64) -> Result<Vec<String>>;
+    /// Experiments in the deleted stage last changed at least `older_than_ms` ago.
+    fn deleted_experiment_ids(&self, older_than_ms: i64) -> Result<Vec<String>>;
+    /// Removes a run in the deleted stage and everything logged to it, for good; returns the
+    /// run's artifact URI, whose files the caller removes.
+    fn purge_run(&self, run_id: &str) -> Result<String>;
+    /// Removes an experiment in the deleted stage with its runs, logged models and datasets, for
+    /// good; returns the artifact URIs of what it removed (runs, logged models, the experiment).
+    fn purge_experiment(&self, experiment_id: &str) -> Result<Vec<String>>;
 }
 
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`

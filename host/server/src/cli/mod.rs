@@ -1,10 +1,13 @@
 //! Subcommands besides `server`.
 
 mod check;
+pub mod gc;
 mod model_source;
 pub mod models;
+pub mod output;
 mod plugin_new;
 pub mod plugins;
 mod remote;
 pub mod run;
 mod server_plugins;
+pub mod tracking;

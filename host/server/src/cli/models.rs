@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::model_source::{self, Backend};
+use super::output::{table, text, time};
 use super::remote::{Remote, query};
 use super::server_plugins;
 use crate::scoring_server::ServeOptions;
@@ -59,27 +60,40 @@ enum ModelsCommand {
         /// Where to write the predictions; stdout when absent.
         #[arg(short, long)]
         output_path: Option<PathBuf>,
-        /// The input's format.
-        #[arg(short = 't', long, default_value = "json", value_parser = ["json", "csv"])]
+        /// The input's format: json or csv (or their MIME types, application/json and text/csv).
+        #[arg(short = 't', long, default_value = "json", value_parser = content_type)]
         content_type: String,
+        /// MLflow's way to make the model's Python environment (local, virtualenv, conda, uv);
+        /// accepted and ignored, as plugins need no environment.
+        #[arg(long, hide = true)]
+        env_manager: Option<String>,
     },
     /// Serve a model with MLflow's scoring protocol, as `mlflow models serve`: POST
     /// /invocations, GET /ping, /health, /version and /metrics.
+    // `-h` is the host, as in `mlflow models serve`; help stays at `--help`.
+    #[command(disable_help_flag = true)]
     Serve {
         #[command(flatten)]
         model: ModelArgs,
         /// The address to listen on; 0.0.0.0 listens on every interface.
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(short = 'h', long, env = "MLFLOW_HOST", default_value = "127.0.0.1")]
         host: String,
         /// The port to listen on.
-        #[arg(short, long, default_value_t = 5000)]
+        #[arg(short, long, env = "MLFLOW_PORT", default_value_t = 5000)]
         port: u16,
         /// Requests answered at the same time (instances of the model); one per core by default.
-        #[arg(short, long)]
+        #[arg(short, long, env = "MLFLOW_MODELS_WORKERS")]
         workers: Option<usize>,
         /// How long one prediction may run, in seconds (replaces --plugin-timeout).
-        #[arg(long)]
+        #[arg(short = 't', long, env = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT")]
         timeout: Option<f64>,
+        /// MLflow's way to make the model's Python environment; accepted and ignored, as plugins
+        /// need no environment.
+        #[arg(long, hide = true)]
+        env_manager: Option<String>,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
     },
     /// Make a model carry its plugin: copy the component into the model directory and name it,
     /// with its sha256, in the MLmodel's `wasmflow` flavor section. The plugin must load
@@ -110,6 +124,17 @@ struct ModelArgs {
     artifacts_destination: PathBuf,
     #[command(flatten)]
     plugins: crate::PluginArgs,
+}
+
+/// `--content-type` of `models predict`: MLflow's short names, or the MIME types they stand for.
+fn content_type(value: &str) -> Result<String, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "json" | "application/json" => Ok("json".into()),
+        "csv" | "text/csv" => Ok("csv".into()),
+        other => Err(format!(
+            "unsupported content type '{other}': use json (application/json) or csv (text/csv)"
+        )),
+    }
 }
 
 impl ModelsArgs {
@@ -196,6 +221,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             input_path,
             output_path,
             content_type,
+            env_manager: _,
         } => {
             let input = match input_path.as_deref() {
                 None => read_stdin()?,
@@ -228,6 +254,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             port,
             workers,
             timeout,
+            env_manager: _,
+            help: _,
         } => {
             let started = Instant::now();
             if let Some(timeout) = timeout {
@@ -393,71 +421,8 @@ impl AllPages for Remote {
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 fn version_num(v: &Value) -> i64 {
     text(v).parse().unwrap_or(0)
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn time(v: &Value) -> String {
-    let Some(ms) = v.as_i64() else {
-        return String::new();
-    };
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Writes rows under a header, each column as wide as its widest cell.
-fn table(
-    out: &mut impl std::io::Write,
-    header: &[&str],
-    rows: Vec<Vec<String>>,
-) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    if rows.is_empty() {
-        writeln!(out, "(none)")?;
-    }
-    Ok(())
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

@@ -1,6 +1,9 @@
 //! A minimal HTTP/1.1 client for a running server's REST API (hyper, already in the tree for
 //! axum), shared by the CLI subcommands.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -8,6 +11,7 @@ use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use wasmflow_store::StoreConfig;
 
 pub struct Remote {
     host: String,
@@ -142,4 +146,81 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// A tracking server over the local store on a loopback port, for a command
+/// that speaks REST to it (`run`, `experiments`, `runs`) when no server is named.
+pub struct LocalServer {
+    pub url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl LocalServer {
+    pub fn start(store_uri: &str, artifacts: &Path) -> anyhow::Result<Self> {
+        let store = wasmflow_store::open(
+            store_uri,
+            StoreConfig {
+                default_artifact_root: "mlflow-artifacts:/".into(),
+            },
+        )
+        .with_context(|| format!("cannot open the backend store '{store_uri}'"))?;
+        let repo =
+            wasmflow_artifacts::LocalArtifactRepository::new(artifacts).with_context(|| {
+                format!(
+                    "cannot use the artifacts destination '{}'",
+                    artifacts.display()
+                )
+            })?;
+        let store = Arc::new(store);
+        let app = crate::app::build(crate::state::AppState {
+            store: store.clone(),
+            registry: store,
+            artifacts: Some(Arc::new(repo)),
+            served: Default::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .context("cannot listen on a loopback port")?;
+        let addr = listener.local_addr()?;
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("the local tracking server stopped: {e:#}");
+            }
+        });
+        Ok(Self {
+            url: format!("http://{addr}"),
+            _runtime: runtime,
+        })
+    }
+}
+
+/// The server at MLFLOW_TRACKING_URI when it is an http:// URL and no store is named, else one
+/// of our own over the local store (`--backend-store-uri`, or a `sqlite:` tracking URI, or
+/// `sqlite:///mlflow.db`), kept alive by the returned guard.
+pub fn connect(
+    backend_store_uri: Option<&str>,
+    artifacts_destination: &Path,
+) -> anyhow::Result<(Remote, Option<LocalServer>)> {
+    let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
+    if backend_store_uri.is_none() {
+        if tracking_uri.starts_with("http://") {
+            return Ok((Remote::new(&tracking_uri)?, None));
+        }
+        if tracking_uri.starts_with("https://") {
+            bail!(
+                "https tracking URIs are not supported by the wasmflow CLI yet: '{tracking_uri}'"
+            );
+        }
+    }
+    let store_uri = match backend_store_uri {
+        Some(uri) => uri.to_string(),
+        None if tracking_uri.starts_with("sqlite:") => tracking_uri,
+        None => "sqlite:///mlflow.db".into(),
+    };
+    let server = LocalServer::start(&store_uri, artifacts_destination)?;
+    Ok((Remote::new(&server.url)?, Some(server)))
 }

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use wasmflow_core::mlproject::{Project, ProjectEnv};
 use wasmflow_runtime::{Cancel, CompiledExecutor, ExecutorHost, Grants, Job, JobSetup, Tracking};
-use wasmflow_store::StoreConfig;
 
 use super::remote::Remote;
 use crate::PluginArgs;
@@ -54,9 +53,13 @@ pub struct RunArgs {
     /// built-in executor's name, or an executor component file (`.wasm`).
     #[arg(short = 'b', long)]
     backend: Option<String>,
-    /// A JSON object handed to the executor.
+    /// A JSON object handed to the executor, or the path of a `.json` file holding one.
     #[arg(short = 'c', long)]
     backend_config: Option<String>,
+    /// Run in this existing run instead of creating one (as `mlflow run --run-id`): its
+    /// experiment is used, and it gets the entry point's parameters and final status.
+    #[arg(long, conflicts_with_all = ["experiment_name", "experiment_id", "run_name"])]
+    run_id: Option<String>,
     /// The git commit, branch or tag to check out of a git repository.
     #[arg(long = "version")]
     git_version: Option<String>,
@@ -77,11 +80,25 @@ pub struct RunArgs {
     plugins: PluginArgs,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+/// `--backend-config` as MLflow reads it: a path ending in `.json` names a file holding the
+/// object, anything else is the object itself. Returns the object's JSON text.
+fn backend_config(value: &str) -> anyhow::Result<String> {
+    let text = if value.trim_end().ends_with(".json") {
+        std::fs::read_to_string(value)
+            .with_context(|| format!("cannot read the --backend-config file '{value}'"))?
+    } else {
+        value.to_string()
+    };
+    serde_json::from_str::<serde_json::Map<String, Value>>(&text)
+        .with_context(|| format!("--backend-config is not a JSON object: '{value}'"))?;
+    Ok(text)
+}
+
+pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let given = parse_params(&args.params)?;
     if let Some(config) = &args.backend_config {
-        serde_json::from_str::<serde_json::Map<String, Value>>(config)
-            .with_context(|| format!("--backend-config is not a JSON object: '{config}'"))?;
+        let config = backend_config(config)?;
+        args.backend_config = Some(config);
     }
     // Everything that can be checked is checked before the run exists.
     let source = fetch(&args.uri, args.git_version.as_deref())?;
@@ -132,24 +149,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // The tracking server: the one named, or one of our own over the local store.
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
-    let (remote, tracking_uri, _server) = if tracking_uri.starts_with("http://") {
-        (Remote::new(&tracking_uri)?, tracking_uri, None)
-    } else if tracking_uri.starts_with("https://") {
-        bail!("https tracking URIs are not supported by `wasmflow run` yet: {tracking_uri}");
-    } else {
-        let store_uri = args.backend_store_uri.clone().unwrap_or_else(|| {
-            if tracking_uri.starts_with("sqlite:") {
-                tracking_uri.clone()
-            } else {
-                "sqlite:///mlflow.db".into()
-            }
-        });
-        let server = LocalServer::start(&store_uri, &args.artifacts_destination)?;
-        (Remote::new(&server.url)?, server.url.clone(), Some(server))
-    };
+    // Here a server named by MLFLOW_TRACKING_URI wins over --backend-store-uri.
+    let store = args
+        .backend_store_uri
+        .as_deref()
+        .filter(|_| !tracking_uri.starts_with("http://"));
+    let (remote, server) = super::remote::connect(store, &args.artifacts_destination)?;
+    let tracking_uri = server.as_ref().map_or(tracking_uri, |s| s.url.clone());
     let remote = Arc::new(remote);
 
-    let experiment_id = experiment(&remote, &args)?;
+    // `--run-id` names a run made elsewhere (MLflow's project APIs make it first); it must exist.
+    let existing = match &args.run_id {
+        Some(id) => Some(
+            remote
+                .call(
+                    hyper::Method::GET,
+                    &format!("runs/get?{}", super::remote::query(&[("run_id", id)])),
+                    None,
+                )
+                .with_context(|| format!("cannot use the run '{id}'"))?,
+        ),
+        None => None,
+    };
+    let experiment_id = match &existing {
+        Some(run) => run["run"]["info"]["experiment_id"]
+            .as_str()
+            .context("runs/get gave no experiment_id")?
+            .to_string(),
+        None => experiment(&remote, &args)?,
+    };
     let user = user_name();
     let mut tags = vec![
         ("mlflow.source.type", "PROJECT".to_string()),
@@ -198,7 +226,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let output = tempfile::tempdir().context("cannot create an output directory")?;
     let cancel = Cancel::default();
     watch_ctrl_c(cancel.clone());
-    let created = remote.call(hyper::Method::POST, "runs/create", Some(create))?;
+    let created = match existing {
+        Some(run) => run,
+        None => remote.call(hyper::Method::POST, "runs/create", Some(create))?,
+    };
     let info = &created["run"]["info"];
     let run_id = info["run_id"]
         .as_str()
@@ -663,54 +694,5 @@ impl Tracking for RunTracking {
             format!("cannot copy '{}' to '{}'", file.display(), target.display())
         })?;
         Ok(())
-    }
-}
-
-/// A tracking server over the local store on a loopback port, for one run.
-struct LocalServer {
-    url: String,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl LocalServer {
-    fn start(store_uri: &str, artifacts: &Path) -> anyhow::Result<Self> {
-        let store = wasmflow_store::open(
-            store_uri,
-            StoreConfig {
-                default_artifact_root: "mlflow-artifacts:/".into(),
-            },
-        )
-        .with_context(|| format!("cannot open the backend store '{store_uri}'"))?;
-        let repo =
-            wasmflow_artifacts::LocalArtifactRepository::new(artifacts).with_context(|| {
-                format!(
-                    "cannot use the artifacts destination '{}'",
-                    artifacts.display()
-                )
-            })?;
-        let store = Arc::new(store);
-        let app = crate::app::build(crate::state::AppState {
-            store: store.clone(),
-            registry: store,
-            artifacts: Some(Arc::new(repo)),
-            served: Default::default(),
-        });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-            .context("cannot listen on a loopback port")?;
-        let addr = listener.local_addr()?;
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("the local tracking server stopped: {e:#}");
-            }
-        });
-        Ok(Self {
-            url: format!("http://{addr}"),
-            _runtime: runtime,
-        })
     }
 }

@@ -961,6 +961,112 @@ impl TrackingStore for SqliteStore {
     fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>> {
         self.read(|conn| logged_models::search(conn, search))
     }
+
+    fn deleted_run_ids(&self, older_than_ms: i64) -> Result<Vec<String>> {
+        let before = now_ms() - older_than_ms;
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT run_uuid FROM runs WHERE lifecycle_stage = 'deleted'
+                     AND COALESCE(deleted_time, 0) <= ?1 ORDER BY run_uuid",
+                )
+                .map_err(sql_err)?;
+            let ids = stmt
+                .query_map(params![before], |r| r.get(0))
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(sql_err)?;
+            Ok(ids)
+        })
+    }
+
+    fn deleted_experiment_ids(&self, older_than_ms: i64) -> Result<Vec<String>> {
+        let before = now_ms() - older_than_ms;
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT experiment_id FROM experiments WHERE lifecycle_stage = 'deleted'
+                     AND last_update_time <= ?1 ORDER BY experiment_id",
+                )
+                .map_err(sql_err)?;
+            let ids = stmt
+                .query_map(params![before], |r| r.get::<_, i64>(0))
+                .map_err(sql_err)?
+                .map(|id| id.map(|id| id.to_string()))
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(sql_err)?;
+            Ok(ids)
+        })
+    }
+
+    fn purge_run(&self, run_id: &str) -> Result<String> {
+        let run_id = run_id.to_string();
+        self.write(move |conn| {
+            let uri = deleted_run_artifact_uri(conn, &run_id)?;
+            // Metrics, params, tags and inputs go with it (ON DELETE CASCADE).
+            conn.execute("DELETE FROM runs WHERE run_uuid = ?1", params![run_id])
+                .map_err(sql_err)?;
+            Ok(uri)
+        })
+    }
+
+    fn purge_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
+        let id = experiment_id.to_string();
+        self.write(move |conn| {
+            let exp = require_experiment(conn, &id)?;
+            if exp.lifecycle_stage != LifecycleStage::Deleted {
+                return Err(Error::invalid(format!(
+                    "Experiment {id} is not in the deleted lifecycle stage. Only experiments in \
+                     the deleted lifecycle stage can be hard-deleted."
+                )));
+            }
+            let key = exp.experiment_id;
+            let mut uris = Vec::new();
+            for sql in [
+                "SELECT artifact_uri FROM runs WHERE experiment_id = ?1",
+                "SELECT artifact_location FROM logged_models WHERE experiment_id = ?1",
+            ] {
+                let mut stmt = conn.prepare(sql).map_err(sql_err)?;
+                let found = stmt
+                    .query_map(params![key], |r| r.get::<_, String>(0))
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+                    .map_err(sql_err)?;
+                uris.extend(found);
+            }
+            uris.push(exp.artifact_location.clone());
+            for sql in [
+                "DELETE FROM runs WHERE experiment_id = ?1",
+                "DELETE FROM logged_models WHERE experiment_id = ?1",
+                "DELETE FROM datasets WHERE experiment_id = ?1",
+                "DELETE FROM experiments WHERE experiment_id = ?1",
+            ] {
+                conn.execute(sql, params![key]).map_err(sql_err)?;
+            }
+            Ok(uris)
+        })
+    }
+}
+
+/// The artifact URI of a run that may be purged: it must exist and be deleted, as `mlflow gc`
+/// requires.
+fn deleted_run_artifact_uri(conn: &Connection, run_id: &str) -> Result<String> {
+    let found: Option<(String, String)> = conn
+        .query_row(
+            "SELECT lifecycle_stage, artifact_uri FROM runs WHERE run_uuid = ?1",
+            params![run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    match found {
+        None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
+        Some((stage, _)) if stage != "deleted" => Err(Error::invalid(format!(
+            "Run {run_id} is not in `deleted` lifecycle stage. Only runs in `deleted` \
+             lifecycle stage can be deleted."
+        ))),
+        Some((_, uri)) => Ok(uri),
+    }
 }
 
 fn set_experiment_stage(store: &SqliteStore, id: &str, stage: LifecycleStage) -> Result<()> {

@@ -1,0 +1,184 @@
+//! `wasmflow gc`: permanently deletes runs and experiments in the `deleted` lifecycle stage, with
+//! their artifacts, as `mlflow gc` does. It works on the store directly (as MLflow's does), so it
+//! can run while a server uses the same SQLite file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use wasmflow_store::{StoreConfig, TrackingStore as _};
+
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// Only what was deleted longer ago than this, in `#d#h#m#s` form (e.g. `1d2h`, `1.5h`).
+    #[arg(long)]
+    older_than: Option<String>,
+    /// The store to clean.
+    #[arg(
+        long,
+        env = "MLFLOW_BACKEND_STORE_URI",
+        default_value = "sqlite:///mlflow.db"
+    )]
+    backend_store_uri: String,
+    /// Where `mlflow-artifacts:` URIs point (the server's --artifacts-destination).
+    #[arg(
+        long,
+        env = "MLFLOW_ARTIFACTS_DESTINATION",
+        default_value = "./mlartifacts"
+    )]
+    artifacts_destination: PathBuf,
+    /// Comma-separated runs to delete (each must be in the deleted stage); all deleted runs
+    /// when absent.
+    #[arg(long)]
+    run_ids: Option<String>,
+    /// Comma-separated experiments to delete with all their runs (each must be in the deleted
+    /// stage); all deleted experiments when absent.
+    #[arg(long)]
+    experiment_ids: Option<String>,
+}
+
+pub fn run(args: GcArgs) -> anyhow::Result<()> {
+    let older_than = match &args.older_than {
+        Some(text) => parse_age(text)?,
+        None => 0,
+    };
+    let store = wasmflow_store::open(
+        &args.backend_store_uri,
+        StoreConfig {
+            default_artifact_root: "./mlruns".into(),
+        },
+    )
+    .with_context(|| format!("cannot open the backend store '{}'", args.backend_store_uri))?;
+    let old_enough = store.deleted_run_ids(older_than)?;
+    let runs = match &args.run_ids {
+        Some(ids) => split_ids(ids),
+        None => old_enough.clone(),
+    };
+    if let Some(text) = &args.older_than
+        && let Some(young) = runs.iter().find(|id| !old_enough.contains(id))
+    {
+        // A run that is not deleted at all gets purge_run's own error below.
+        if store
+            .get_run(young)
+            .is_ok_and(|r| r.info.lifecycle_stage.as_str() == "deleted")
+        {
+            bail!(
+                "run {young} is not older than the required age; only runs older than {text} \
+                 can be deleted"
+            );
+        }
+    }
+    let experiments = match &args.experiment_ids {
+        Some(ids) => split_ids(ids),
+        None => store.deleted_experiment_ids(older_than)?,
+    };
+    for run_id in &runs {
+        let uri = store.purge_run(run_id)?;
+        remove_artifacts(&uri, &args.artifacts_destination);
+        println!("Run with ID {run_id} has been permanently deleted.");
+    }
+    for experiment_id in &experiments {
+        for uri in store.purge_experiment(experiment_id)? {
+            remove_artifacts(&uri, &args.artifacts_destination);
+        }
+        println!("Experiment with ID {experiment_id} has been permanently deleted.");
+    }
+    Ok(())
+}
+
+fn split_ids(ids: &str) -> Vec<String> {
+    ids.split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `--older-than` in milliseconds: `#d#h#m#s`, each part optional and possibly fractional.
+fn parse_age(text: &str) -> anyhow::Result<i64> {
+    let invalid = || {
+        anyhow::anyhow!(
+            "could not parse any time information from '{text}'; examples of valid strings: \
+             '8h', '2d8h5m20s', '2m4s'"
+        )
+    };
+    let mut total = 0.0;
+    let mut rest = text.trim();
+    // The units must come in this order, as in MLflow's pattern.
+    let mut units = [('d', 86_400.0), ('h', 3_600.0), ('m', 60.0), ('s', 1.0)].iter();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(invalid)?;
+        let (number, tail) = rest.split_at(end);
+        let unit = tail.chars().next().ok_or_else(invalid)?;
+        let seconds = units
+            .by_ref()
+            .find(|(u, _)| *u == unit)
+            .map(|(_, s)| *s)
+            .ok_or_else(invalid)?;
+        let value: f64 = number.parse().map_err(|_| invalid())?;
+        total += value * seconds;
+        rest = &tail[1..];
+    }
+    Ok((total * 1000.0) as i64)
+}
+
+/// Removes the files behind an artifact URI of this machine; other schemes are left alone with
+/// a warning, as `mlflow gc` skips artifacts it cannot reach.
+fn remove_artifacts(uri: &str, destination: &Path) {
+    let dir = match local_dir(uri, destination) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => {
+            eprintln!("warning: artifacts at '{uri}' are not on this machine; left in place");
+            return;
+        }
+        Err(e) => {
+            eprintln!("warning: artifacts at '{uri}' left in place: {e}");
+            return;
+        }
+    };
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("warning: cannot remove '{}': {e}", dir.display()),
+    }
+}
+
+fn local_dir(uri: &str, destination: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(path) = wasmflow_artifacts::proxied_path_of(uri) {
+        let path = wasmflow_artifacts::sanitize_relative_path(&path)?;
+        if path.is_empty() {
+            bail!("it names the whole artifact root");
+        }
+        return Ok(Some(destination.join(path)));
+    }
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(Some(PathBuf::from(path)));
+    }
+    if uri.contains("://") || uri.contains(':') {
+        return Ok(None);
+    }
+    Ok(Some(PathBuf::from(uri)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+
+    #[test]
+    fn ages_read_as_mlflow_reads_them() {
+        assert_eq!(
+            parse_age("1d2h3m4s").unwrap(),
+            ((86_400 + 7_200 + 180 + 4) * 1000)
+        );
+        assert_eq!(parse_age("1.5h").unwrap(), 5_400_000);
+        assert_eq!(parse_age("30s").unwrap(), 30_000);
+        assert_eq!(parse_age("2m4s").unwrap(), 124_000);
+        for bad in ["", "5", "1s2m", "1x", "h", "1d1d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
