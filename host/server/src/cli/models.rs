@@ -80,6 +80,8 @@ enum ModelsCommand {
         /// How long one prediction may run, in seconds (replaces --plugin-timeout).
         #[arg(long)]
         timeout: Option<f64>,
+        #[command(flatten)]
+        limits: crate::connections::LimitArgs,
     },
     /// Make a model carry its plugin: copy the component into the model directory and name it,
     /// with its sha256, in the MLmodel's `wasmflow` flavor section. The plugin must load
@@ -197,6 +199,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             output_path,
             content_type,
         } => {
+            // The user's own file: the servers' row limit guards memory from other people.
+            wasmflow_serving::set_max_rows(usize::MAX);
             let input = match input_path.as_deref() {
                 None => read_stdin()?,
                 Some(p) if p.as_os_str() == "-" => read_stdin()?,
@@ -228,8 +232,10 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             port,
             workers,
             timeout,
+            limits,
         } => {
             let started = Instant::now();
+            let limits = limits.limits()?;
             if let Some(timeout) = timeout {
                 model.plugins.plugin_timeout = timeout;
             }
@@ -256,6 +262,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(wasmflow_serving::default_instances)
                     .max(1),
                 other_plugins,
+                limits,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
