@@ -58,6 +58,44 @@ impl LocalArtifactRepository {
         &self.root
     }
 
+    /// Removes the temporary files of uploads that a killed server left behind (a failed upload
+    /// removes its own), last modified before `before` (the server's start: uploads begun since
+    /// are in progress). Walks the whole tree without following symlinks; returns how many it
+    /// removed. Blocking.
+    pub fn remove_stale_uploads(&self, before: std::time::SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    dirs.push(entry.path());
+                } else if kind.is_file()
+                    && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|modified| modified < before)
+                {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Walks `rel` (sanitised, non-empty components) from the root without following symlinks.
     async fn walk(&self, display: &str, rel: &str) -> Result<(PathBuf, Found)> {
         let mut full = self.root.clone();

@@ -551,3 +551,36 @@ async fn percent_signs_in_names_are_kept_literally() {
     assert_eq!(repo.list("100%").await.unwrap(), [file("a%20b.txt", 1)]);
     assert_eq!(get(repo, "100%/a%20b.txt").await, b"x");
 }
+
+#[tokio::test]
+async fn stale_upload_temporaries_are_removed_and_fresh_ones_kept() {
+    let fx = Fixture::new();
+    let repo = &fx.repo;
+    repo.put("a/b/kept.txt", body(&[b"k"])).await.unwrap();
+    let stale = [
+        format!("{TEMP_PREFIX}old1"),
+        format!("a/b/{TEMP_PREFIX}old2"),
+    ];
+    for path in &stale {
+        std::fs::write(fx.root().join(path), b"partial").unwrap();
+    }
+    std::fs::write(fx.root().join("a/not-an-upload.txt"), b"n").unwrap();
+    // A symlink to a directory outside: not followed, so the secret's neighbours stay.
+    std::fs::write(fx.outer().join(format!("{TEMP_PREFIX}outside")), b"o").unwrap();
+    std::os::unix::fs::symlink(fx.outer(), fx.root().join("link")).unwrap();
+    let cutoff = std::time::SystemTime::now() + Duration::from_secs(1);
+
+    // Started after the cutoff: an upload in progress, which stays.
+    assert_eq!(
+        repo.remove_stale_uploads(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap(),
+        0
+    );
+    assert_eq!(repo.remove_stale_uploads(cutoff).unwrap(), 2);
+    for path in &stale {
+        assert!(!fx.root().join(path).exists(), "{path}");
+    }
+    assert!(fx.root().join("a/b/kept.txt").exists());
+    assert!(fx.root().join("a/not-an-upload.txt").exists());
+    assert!(fx.outer().join(format!("{TEMP_PREFIX}outside")).exists());
+}

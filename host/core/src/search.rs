@@ -891,6 +891,13 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The most clauses one filter may have. Each becomes a condition of the store's SQL, and
+/// SQLite refuses expressions nested past 1,000 levels (about 990 AND-ed clauses), so longer
+/// filters are refused here, with a clear error, before any SQL is built.
+pub const MAX_FILTER_CLAUSES: usize = 200;
+/// The most values the `IN` lists of one filter may hold together: each is a bound parameter.
+pub const MAX_FILTER_LIST_VALUES: usize = 10_000;
+
 /// Parses a filter with `grammar`; an empty filter is no condition.
 pub fn parse_filter(filter: &str, grammar: &Grammar) -> Result<Vec<Comparison>> {
     let mut parser = Parser::new(filter, grammar)?;
@@ -898,8 +905,24 @@ pub fn parse_filter(filter: &str, grammar: &Grammar) -> Result<Vec<Comparison>> 
     if parser.tokens.is_empty() {
         return Ok(clauses);
     }
+    let mut list_values = 0;
     loop {
-        clauses.push(parser.clause()?);
+        if clauses.len() == MAX_FILTER_CLAUSES {
+            return Err(Error::invalid(format!(
+                "the filter has more than {MAX_FILTER_CLAUSES} clauses, the most a search takes"
+            )));
+        }
+        let clause = parser.clause()?;
+        if let Value::List(values) = &clause.value {
+            list_values += values.len();
+            if list_values > MAX_FILTER_LIST_VALUES {
+                return Err(Error::invalid(format!(
+                    "the filter's IN lists hold more than {MAX_FILTER_LIST_VALUES} values, the \
+                     most a search takes"
+                )));
+            }
+        }
+        clauses.push(clause);
         match parser.next() {
             None => return Ok(clauses),
             Some(t) if t.is_keyword("AND") => {}
@@ -979,6 +1002,29 @@ pub fn parse_order_by(clause: &str, grammar: &Grammar) -> Result<OrderBy> {
 mod tests {
     use super::*;
     use crate::ErrorCode;
+
+    #[test]
+    fn filters_past_the_clause_and_list_limits_are_refused_before_sql() {
+        let clauses = |n: usize| vec!["metrics.a > 1"; n].join(" AND ");
+        assert_eq!(
+            parse_run_filter(&clauses(MAX_FILTER_CLAUSES))
+                .unwrap()
+                .len(),
+            MAX_FILTER_CLAUSES
+        );
+        for n in [MAX_FILTER_CLAUSES + 1, 1000] {
+            let e = parse_run_filter(&clauses(n)).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::InvalidParameterValue);
+            assert!(e.message.contains("more than 200 clauses"), "{}", e.message);
+        }
+        let list = |n: usize| {
+            let values: Vec<String> = (0..n).map(|i| format!("'{i}'")).collect();
+            format!("attributes.run_id IN ({})", values.join(", "))
+        };
+        assert!(parse_run_filter(&list(MAX_FILTER_LIST_VALUES)).is_ok());
+        let e = parse_run_filter(&list(MAX_FILTER_LIST_VALUES + 1)).unwrap_err();
+        assert!(e.message.contains("IN lists"), "{}", e.message);
+    }
 
     fn one(filter: &str) -> Comparison {
         let mut clauses = parse_run_filter(filter).unwrap_or_else(|e| panic!("{filter}: {e}"));

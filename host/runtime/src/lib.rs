@@ -27,3 +27,4 @@ pub use manager::{
     CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord, choose,
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, is_core_module};
+pub use trim::release_free_memory;

@@ -135,7 +135,7 @@ impl PluginManager {
                     Source::Builtin(wasm) => Cow::Borrowed(*wasm),
                     Source::File(path) => Cow::Owned(
                         std::fs::read(path)
-                            .map_err(|e| format!("cannot read '{}': {e}", path.display()))?,
+                            .map_err(|e| format!("cannot read '{}': {e}", in_dir(path)))?,
                     ),
                 };
                 if let Source::File(path) = &plugin.source {
@@ -143,7 +143,7 @@ impl PluginManager {
                     if actual != record.sha256 {
                         return Err(format!(
                             "'{}' has sha256 {actual}, not the {} its index records",
-                            path.display(),
+                            in_dir(path),
                             record.sha256
                         ));
                     }
@@ -241,7 +241,16 @@ impl PluginManager {
 
     /// Checks, compiles and stores a component; the same bytes installed twice is not an error.
     pub fn install(&self, wasm: &[u8]) -> Result<Arc<InstalledPlugin>, ManagerError> {
-        let sha256 = crate::runtime::sha256_hex(wasm);
+        self.install_hashed(wasm, crate::runtime::sha256_hex(wasm))
+    }
+
+    /// [`install`](Self::install) of a component whose sha256 (lowercase hex) the caller
+    /// computed as its bytes arrived.
+    pub fn install_hashed(
+        &self,
+        wasm: &[u8],
+        sha256: String,
+    ) -> Result<Arc<InstalledPlugin>, ManagerError> {
         let (record, compiled) =
             describe(&self.runtime, wasm, &sha256, false).map_err(ManagerError::Invalid)?;
         let path = self.dir.join(format!("{}.wasm", record.sha256));
@@ -511,6 +520,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("cannot write '{}'", path.display()))
+}
+
+/// An installed plugin's file as errors name it: relative to the plugin directory, since
+/// they can reach a server's clients.
+fn in_dir(path: &Path) -> String {
+    format!(
+        "<plugin directory>/{}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    )
 }
 
 #[cfg(test)]

@@ -41,7 +41,9 @@ impl PluginState {
         if let Some(dir) = model_dir {
             wasi.preopened_dir(dir, MODEL_MOUNT, FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot mount '{}' for the plugin", dir.display()))?;
+                // The model directory is named by the plugin's mount: its place on the host
+                // stays out of errors that reach clients.
+                .with_context(|| format!("cannot mount the model directory at {MODEL_MOUNT}"))?;
         }
         Ok(Self {
             plugin,

@@ -12,8 +12,6 @@ use crate::{artifacts, error, logged_models, plugins, registry, serving, trackin
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
-/// Components of Python and JavaScript plugins run to 40 MB.
-const MAX_PLUGIN_BODY: usize = 256 * 1024 * 1024;
 
 pub fn build(state: AppState) -> Router {
     let mlflow = || {
@@ -29,7 +27,7 @@ pub fn build(state: AppState) -> Router {
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .merge(registry::wasmflow_router())
-        .merge(plugins::router().layer(DefaultBodyLimit::max(MAX_PLUGIN_BODY)))
+        .merge(plugins::router())
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))

@@ -3,7 +3,9 @@
 mod app;
 mod artifacts;
 mod cli;
+mod connections;
 mod error;
+mod guard;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
@@ -187,6 +189,10 @@ struct ServerArgs {
     serving_memory_mib: usize,
     #[command(flatten)]
     plugins: PluginArgs,
+    #[command(flatten)]
+    guard: guard::GuardArgs,
+    #[command(flatten)]
+    limits: connections::LimitArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -260,6 +266,8 @@ fn run() -> anyhow::Result<()> {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let limits = args.limits.limits()?;
+    let guard = guard::Guard::new(&args.guard, &args.host)?;
     let serve_artifacts = !args.no_serve_artifacts;
     let default_artifact_root = args.default_artifact_root.unwrap_or_else(|| {
         if serve_artifacts {
@@ -283,6 +291,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                     args.artifacts_destination.display()
                 )
             })?;
+        // In the background: a large artifact tree takes a while to walk, and the server need
+        // not wait for it.
+        let (sweep, started_at) = (repo.clone(), std::time::SystemTime::now());
+        tokio::task::spawn_blocking(move || match sweep.remove_stale_uploads(started_at) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} unfinished uploads left by an earlier server"),
+            Err(e) => tracing::warn!("cannot remove unfinished uploads: {e}"),
+        });
         Some(Arc::new(repo))
     } else {
         None
@@ -306,14 +322,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Some(plugins),
             args.serving_memory_mib << 20,
         )),
-    });
+    })
+    .layer(axum::middleware::from_fn_with_state(guard, guard::check));
     let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(
         "listening on http://{addr} (ready in {} ms)",
         started.elapsed().as_millis()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    guard::warn_if_exposed(addr, false);
+    connections::serve(listener, app, limits, shutdown_signal())
         .await
         .context("the server stopped with an error")
 }

@@ -2,14 +2,19 @@
 //! plugins on a running server; `/api/2.0/wasmflow/plugins/<sha256>`: a plugin's component, for
 //! `wasmflow models predict`/`serve` to load a model with the server's plugins.
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::Message;
@@ -63,17 +68,101 @@ async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(json!({ "plugins": records })))
 }
 
-async fn install(State(state): State<AppState>, body: Bytes) -> ApiResult<axum::Json<Value>> {
-    if body.is_empty() {
+/// Components of Python and JavaScript plugins run to 40 MB.
+const MAX_PLUGIN_SIZE: u64 = 256 * 1024 * 1024;
+/// How long an upload may go without sending a byte, and how long it may take in all: the
+/// install lock is held while it arrives.
+const UPLOAD_STALL: Duration = Duration::from_secs(30);
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(600);
+
+/// One install at a time: compiling a component takes hundreds of MiB and every core, and an
+/// upload waiting here is not read, so its bytes stay in the client's socket, not in memory.
+static INSTALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Installs the component in the body: streamed to a temporary file in the plugin directory
+/// (hashed on the way), then checked, compiled and stored by the manager.
+async fn install(State(state): State<AppState>, body: Body) -> ApiResult<axum::Json<Value>> {
+    let manager = state.plugins()?.clone();
+    let _one_at_a_time = INSTALLS
+        .acquire()
+        .await
+        .map_err(|e| ApiError(wasmflow_core::Error::internal(format!("{e}"))))?;
+    let (file, sha256, size) =
+        match tokio::time::timeout(UPLOAD_DEADLINE, receive(body, manager.dir())).await {
+            Ok(received) => received?,
+            Err(_) => {
+                return Err(ApiError::invalid(format!(
+                    "the plugin upload took longer than {} seconds",
+                    UPLOAD_DEADLINE.as_secs()
+                )));
+            }
+        };
+    if size == 0 {
         return Err(ApiError::invalid(
             "the request body must be the plugin's component (.wasm)",
         ));
     }
-    let manager = state.plugins()?.clone();
     let plugin = state
-        .blocking(move || manager.install(&body).map_err(manager_error))
+        .blocking(move || {
+            let wasm = std::fs::read(file.path()).map_err(|e| {
+                wasmflow_core::Error::internal(format!("cannot read the upload: {e}"))
+            })?;
+            drop(file);
+            manager.install_hashed(&wasm, sha256).map_err(manager_error)
+        })
         .await?;
     Ok(axum::Json(json!({ "plugin": plugin.record })))
+}
+
+/// The body written to a temporary file (removed when dropped), its sha256 and its size.
+async fn receive(
+    body: Body,
+    dir: &std::path::Path,
+) -> ApiResult<(tempfile::NamedTempFile, String, u64)> {
+    let io = |e: std::io::Error| {
+        ApiError(wasmflow_core::Error::internal(format!(
+            "cannot store the plugin upload: {e}"
+        )))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".plugin.uploading.")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    let mut out = tokio::fs::File::from_std(temp.reopen().map_err(io)?);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    loop {
+        let chunk = match tokio::time::timeout(UPLOAD_STALL, stream.next()).await {
+            Err(_) => {
+                return Err(ApiError::invalid(format!(
+                    "the plugin upload sent nothing for {} seconds",
+                    UPLOAD_STALL.as_secs()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|e| {
+                ApiError::invalid(format!("the plugin upload was interrupted: {e}"))
+            })?,
+        };
+        size += chunk.len() as u64;
+        if size > MAX_PLUGIN_SIZE {
+            return Err(ApiError::invalid(format!(
+                "the plugin is larger than {} MiB",
+                MAX_PLUGIN_SIZE >> 20
+            )));
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((temp, sha256, size))
 }
 
 #[derive(Deserialize)]

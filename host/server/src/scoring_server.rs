@@ -32,6 +32,7 @@ pub struct ServeOptions {
     pub workers: usize,
     /// Plugins tried after the installed ones (a tracking server's, downloaded).
     pub other_plugins: model::OtherPlugins,
+    pub limits: crate::connections::Limits,
 }
 
 struct Scoring {
@@ -41,8 +42,13 @@ struct Scoring {
     plugins: Arc<PluginManager>,
 }
 
-fn router(state: Arc<Scoring>) -> Router {
-    Router::new()
+fn router(state: Arc<Scoring>) -> anyhow::Result<Router> {
+    // MLflow's scoring server has no Host or Origin checks; the security headers cost nothing.
+    let guard = crate::guard::Guard::headers_only(&crate::guard::GuardArgs {
+        x_frame_options: "SAMEORIGIN".into(),
+        ..Default::default()
+    })?;
+    Ok(Router::new()
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))
         .route("/health", get(ping))
@@ -53,6 +59,10 @@ fn router(state: Arc<Scoring>) -> Router {
             crate::app::MAX_JSON_BODY,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::guard::check,
+        )))
 }
 
 /// Serves until Ctrl-C or SIGTERM; fails if the model cannot be loaded.
@@ -109,8 +119,12 @@ pub async fn run(
         })
         .context("cannot start the model-loading thread")?;
 
-    let server =
-        axum::serve(listener, router(state)).with_graceful_shutdown(crate::shutdown_signal());
+    let server = crate::connections::serve(
+        listener,
+        router(state)?,
+        options.limits,
+        crate::shutdown_signal(),
+    );
     // A load failure ends the server at once: it could only ever answer 503.
     tokio::select! {
         served = server => served.context("the server stopped with an error"),

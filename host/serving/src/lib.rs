@@ -22,4 +22,5 @@ pub use model::{
     LoadedModel, OtherPlugins, PluginOrigin, Refused, ScoreFailure, ServingPlugin, SharedModel,
     default_instances, load, load_with, load_with_plugin,
 };
+pub use scoring::{DEFAULT_MAX_ROWS, set_max_rows};
 pub use served::{Located, ModelLocator, ServedModels};

@@ -132,13 +132,10 @@ enum PluginChoice<'a> {
 
 /// The MLmodel file of the model in `dir`.
 pub fn read_mlmodel(dir: &Path) -> Result<MlModel, Error> {
-    let mlmodel_path = dir.join("MLmodel");
-    let text = std::fs::read_to_string(&mlmodel_path).map_err(|e| {
-        Error::invalid(format!(
-            "cannot read the model's MLmodel file ('{}'): {e}",
-            mlmodel_path.display()
-        ))
-    })?;
+    // Named relative to the model's root: where the server keeps models is not the client's
+    // business.
+    let text = std::fs::read_to_string(dir.join("MLmodel"))
+        .map_err(|e| Error::invalid(format!("cannot read the model's 'MLmodel' file: {e}")))?;
     MlModel::parse(&text)
 }
 

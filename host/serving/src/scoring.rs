@@ -10,7 +10,10 @@ use crate::pyjson;
 
 mod cells;
 mod numeric;
+mod rows;
 mod stream;
+
+pub use rows::{DEFAULT_MAX_ROWS, set_max_rows};
 
 use cells::Cells;
 
@@ -109,6 +112,14 @@ fn parse_json(
         Some((body, width)) => (body.as_slice(), *width),
         None => (body, 0),
     };
+    // A row takes at least two bytes (`1,`): shorter bodies cannot be past the limit.
+    let limit = rows::max_rows();
+    if body.len() / 2 > limit {
+        let rows = rows::count_json(body);
+        if rows > limit {
+            return Err(bad(rows::too_many(Some(rows), limit)));
+        }
+    }
     let _marker = pyjson::MarkerGuard::set(width);
     match parse_typed(body, schema, params_schema) {
         Some(request) => Ok(request),
@@ -1060,10 +1071,14 @@ fn parse_csv(body: &[u8], schema: Option<&Schema>) -> Result<Data> {
         .iter()
         .map(str::to_string)
         .collect();
-    let records = reader
-        .records()
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(failed)?;
+    let limit = rows::max_rows();
+    let mut records = Vec::new();
+    for record in reader.records() {
+        if records.len() == limit {
+            return Err(bad(rows::too_many(None, limit)));
+        }
+        records.push(record.map_err(failed)?);
+    }
     // Infinities are marked strings, as in a JSON body; the marker is longer than the NULs any
     // field starts with, so no field is mistaken for one.
     let width = 1 + records

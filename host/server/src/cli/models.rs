@@ -94,6 +94,8 @@ enum ModelsCommand {
         /// Print help.
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
+        #[command(flatten)]
+        limits: crate::connections::LimitArgs,
     },
     /// Make a model carry its plugin: copy the component into the model directory and name it,
     /// with its sha256, in the MLmodel's `wasmflow` flavor section. The plugin must load
@@ -223,6 +225,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             content_type,
             env_manager: _,
         } => {
+            // The user's own file: the servers' row limit guards memory from other people.
+            wasmflow_serving::set_max_rows(usize::MAX);
             let input = match input_path.as_deref() {
                 None => read_stdin()?,
                 Some(p) if p.as_os_str() == "-" => read_stdin()?,
@@ -256,8 +260,10 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             timeout,
             env_manager: _,
             help: _,
+            limits,
         } => {
             let started = Instant::now();
+            let limits = limits.limits()?;
             if let Some(timeout) = timeout {
                 model.plugins.plugin_timeout = timeout;
             }
@@ -284,6 +290,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(wasmflow_serving::default_instances)
                     .max(1),
                 other_plugins,
+                limits,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

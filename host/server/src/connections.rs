@@ -1,0 +1,226 @@
+//! The accept loop of both servers (`wasmflow server` and `wasmflow models serve`), with the
+//! bounds `axum::serve` lacks: a connection must send each request's headers within the idle
+//! timeout (counted from when it opened or its previous answer was sent, so idle keep-alive
+//! connections and slowloris clients are both closed), at most `max_connections` are open at
+//! once (past it a new connection gets a 503 in MLflow's error shape and is closed), and
+//! accepted sockets have TCP_NODELAY (without it a small answer on a kept-alive connection
+//! waits ~40 ms for the client's delayed ACK).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// How connections and requests are bounded; shared by both servers' command lines.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Seconds a connection may take to send a request's headers, counted from when it opened
+    /// or its previous answer was sent: idle keep-alive connections and clients that send
+    /// headers slowly are closed after it.
+    #[arg(long, env = "WASMFLOW_IDLE_TIMEOUT", default_value_t = 30.0)]
+    pub idle_timeout: f64,
+    /// The most connections open at once; past it a new connection is answered 503 and closed.
+    /// Defaults to 1,024, or fewer when the open-file limit is lower (half of it).
+    #[arg(long, env = "WASMFLOW_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// The most rows (or tensor elements along the first axis) one scoring request may hold;
+    /// larger requests are answered 400 before they are parsed into memory.
+    #[arg(long, env = "WASMFLOW_MAX_SCORING_ROWS", default_value_t = wasmflow_serving::DEFAULT_MAX_ROWS)]
+    pub max_scoring_rows: usize,
+}
+
+/// The validated bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl LimitArgs {
+    /// The connection bounds; sets the scoring row limit of this process.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        anyhow::ensure!(
+            self.max_scoring_rows > 0,
+            "invalid --max-scoring-rows '0': it must be at least 1"
+        );
+        wasmflow_serving::set_max_rows(self.max_scoring_rows);
+        anyhow::ensure!(
+            self.idle_timeout > 0.0 && self.idle_timeout.is_finite(),
+            "invalid --idle-timeout '{}': it must be a positive number of seconds",
+            self.idle_timeout
+        );
+        let max_connections = match self.max_connections {
+            Some(n) if n == 0 || n > 1_000_000 => {
+                anyhow::bail!("invalid --max-connections '{n}': it must be 1 to 1000000")
+            }
+            Some(n) => n,
+            None => default_max_connections(),
+        };
+        Ok(Limits {
+            idle_timeout: Duration::from_secs_f64(self.idle_timeout),
+            max_connections,
+        })
+    }
+}
+
+/// 1,024, or half the open-file limit when that is lower: the store, the artifacts and the
+/// plugins need descriptors of their own, and running out of them locks every client out.
+fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    match soft {
+        Some(limit) => (limit as usize / 2).clamp(16, 1024),
+        None => 1024,
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in flight
+/// finish (idle connections close at once) before returning.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: wait for some to be freed
+                    // rather than spin on the error.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY for {peer}: {e}");
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "refused a connection from {peer}: {} connections are open (--max-connections)",
+                limits.max_connections
+            );
+            tokio::spawn(refuse(stream, limits.max_connections));
+            continue;
+        };
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = TowerToHyperService::new(app);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.idle_timeout)
+                .keep_alive(true);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let stopping = async {
+                // A dropped sender means the server is stopping too.
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            tokio::select! {
+                result = connection.as_mut() => log_end(result, peer),
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    log_end(connection.await, peer);
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a permit until it ends: having them all back means all ended.
+    let _all = permits
+        .acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+fn log_end(result: Result<(), hyper::Error>, peer: std::net::SocketAddr) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_timeout() => {
+            tracing::debug!("closed the connection from {peer}: no request within the timeout")
+        }
+        Err(e) => tracing::debug!("connection from {peer} ended: {e}"),
+    }
+}
+
+/// The answer to a connection past the limit, written without reading its request.
+fn refusal_body(max_connections: usize) -> String {
+    let body = serde_json::json!({
+        "error_code": "TEMPORARILY_UNAVAILABLE",
+        "message": format!(
+            "the server has {max_connections} connections open, its limit \
+             (--max-connections); try again later"
+        ),
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\
+         x-content-type-options: nosniff\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn refuse(mut stream: TcpStream, max_connections: usize) {
+    let answer = refusal_body(max_connections);
+    // Bounded: a client that does not read cannot keep this socket open.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read what the client sent until it closes: closing a socket with unread bytes sends
+        // a reset, which can reach the client before the answer and destroy it.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_one_complete_http_answer_in_mlflows_shape() {
+        let answer = refusal_body(7);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error_code"], "TEMPORARILY_UNAVAILABLE");
+        assert!(json["message"].as_str().unwrap().contains("7 connections"));
+    }
+
+    #[test]
+    fn limits_refuse_nonsense() {
+        let args = |idle_timeout, max_connections| LimitArgs {
+            idle_timeout,
+            max_connections,
+            max_scoring_rows: wasmflow_serving::DEFAULT_MAX_ROWS,
+        };
+        assert!(args(0.0, None).limits().is_err());
+        assert!(args(f64::NAN, None).limits().is_err());
+        assert!(args(1.0, Some(0)).limits().is_err());
+        let limits = args(0.5, Some(3)).limits().unwrap();
+        assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(limits.max_connections, 3);
+        assert!((16..=1024).contains(&args(1.0, None).limits().unwrap().max_connections));
+    }
+}
