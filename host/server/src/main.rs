@@ -7,6 +7,7 @@ mod error;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
+mod mime;
 mod plugins;
 mod registry;
 #[cfg(test)]
