@@ -16,7 +16,7 @@ mod path;
 
 pub use futures_util::future::BoxFuture;
 pub use local::{LocalArtifactRepository, TEMP_PREFIX};
-pub use path::{PROXY_SCHEME, proxied_path_of, sanitize_relative_path};
+pub use path::{PROXY_SCHEME, local_path_of, proxied_path_of, sanitize_relative_path};
 pub use wasmflow_core::{Error, Result};
 
 /// One entry of a listing, as the artifact proxy puts it on the wire (MLflow's `FileInfo`

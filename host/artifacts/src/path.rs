@@ -12,16 +12,69 @@ use wasmflow_core::{Error, Result};
 /// The URI scheme of artifacts behind the server's artifact proxy (`--serve-artifacts`).
 pub const PROXY_SCHEME: &str = "mlflow-artifacts:";
 
-/// The path inside the proxied artifact root that an `mlflow-artifacts:` URI names:
-/// `mlflow-artifacts:/1/x` and `mlflow-artifacts://host/1/x` both name `1/x`. `None` for a URI
-/// of another scheme. The path is not yet sanitized: it goes through a repository, which does.
+/// Where an http(s) artifact root names the proxy: what `--default-artifact-root
+/// http://host/api/2.0/mlflow-artifacts/artifacts/<path>` gives runs.
+const PROXY_HTTP_ANCHOR: &str = "/api/2.0/mlflow-artifacts/artifacts/";
+
+/// The path inside the proxied artifact root that a proxied artifact URI names, as MLflow's
+/// server resolves it (`_get_proxied_run_artifact_destination_path`): `mlflow-artifacts:/1/x`
+/// and `mlflow-artifacts://host/1/x` both name `1/x`, and so does
+/// `http(s)://host/api/2.0/mlflow-artifacts/artifacts/1/x` (the path after the proxy's route).
+/// `None` for a URI of another scheme, or an http(s) URL that is not the proxy's. The path is
+/// not yet sanitized: it goes through a repository, which does.
 pub fn proxied_path_of(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix(PROXY_SCHEME)?;
-    let rest = match rest.strip_prefix("//") {
-        Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
-        None => rest,
+    if let Some(rest) = uri.strip_prefix(PROXY_SCHEME) {
+        let rest = match rest.strip_prefix("//") {
+            Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
+            None => rest,
+        };
+        return Some(rest.trim_start_matches('/').to_string());
+    }
+    let (scheme, rest) = uri.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let (_, after) = path.split_once(PROXY_HTTP_ANCHOR)?;
+    Some(after.trim_start_matches('/').to_string())
+}
+
+/// The local file system path a local artifact URI names (a plain path, `file:/p`,
+/// `file:///p`, `file://localhost/p`), percent-decoded as MLflow's `local_file_uri_to_path`
+/// does; `None` for any other URI.
+pub fn local_path_of(uri: &str) -> Option<std::path::PathBuf> {
+    let path = match uri.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
+            let path = match rest.strip_prefix("//") {
+                Some(with_host) => {
+                    let (host, path) = with_host
+                        .find('/')
+                        .map_or((with_host, ""), |i| with_host.split_at(i));
+                    if !host.is_empty() && host != "localhost" && host != "127.0.0.1" {
+                        return None;
+                    }
+                    path
+                }
+                None => rest,
+            };
+            percent_decode_str(path).decode_utf8_lossy().into_owned()
+        }
+        // A scheme is a letter then letters, digits, `+`, `-` or `.`; anything else before
+        // the colon is part of a path.
+        Some((scheme, _))
+            if scheme.len() > 1
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            return None;
+        }
+        _ => uri.to_string(),
     };
-    Some(rest.trim_start_matches('/').to_string())
+    Some(std::path::PathBuf::from(path))
 }
 
 /// How many extra rounds of percent-decoding are inspected; a path still changing after that many
@@ -126,6 +179,29 @@ mod tests {
         );
         assert_eq!(proxied_path_of("mlflow-artifacts:").as_deref(), Some(""));
         assert_eq!(proxied_path_of("s3://bucket/x"), None);
+        assert_eq!(
+            proxied_path_of("http://h:5000/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts")
+                .as_deref(),
+            Some("1/r/artifacts")
+        );
+        assert_eq!(
+            proxied_path_of("HTTPS://h/prefix/api/2.0/mlflow-artifacts/artifacts/x?q=1").as_deref(),
+            Some("x")
+        );
+        assert_eq!(proxied_path_of("http://h/other/1/x"), None);
+    }
+
+    #[test]
+    fn local_paths() {
+        let p = |u: &str| local_path_of(u).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(p("/tmp/a b").as_deref(), Some("/tmp/a b"));
+        assert_eq!(p("mlruns/1").as_deref(), Some("mlruns/1"));
+        assert_eq!(p("file:///tmp/a%20b").as_deref(), Some("/tmp/a b"));
+        assert_eq!(p("file:/tmp/x").as_deref(), Some("/tmp/x"));
+        assert_eq!(p("file://localhost/tmp/x").as_deref(), Some("/tmp/x"));
+        assert_eq!(p("file://remote/tmp/x"), None);
+        assert_eq!(p("mlflow-artifacts:/1"), None);
+        assert_eq!(p("s3://b/k"), None);
     }
 
     fn rejected(path: &str) -> String {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod mlmodel;
 pub mod mlproject;
 pub mod paging;
+pub mod pyjson;
 pub mod search;
 pub mod validation;
 

@@ -2,13 +2,24 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::{any, get};
 use serde_json::json;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use wasmflow_core::{Error, ErrorCode};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking, ui};
+
+/// The MLflow release whose REST API this server implements. `/version` answers it because
+/// MLflow's client reads that answer as the server's MLflow version and turns features on by it
+/// (it sends trace spans only to servers of 3.4 or later).
+pub const MLFLOW_API_VERSION: &str = "3.17.2";
+/// wasmflow's own version: in every response's `X-Wasmflow-Version` header and at
+/// `/api/2.0/wasmflow/version`.
+pub const WASMFLOW_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
@@ -31,16 +42,67 @@ pub fn build(state: AppState) -> Router {
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .merge(artifacts::root_router())
+        .merge(gateway_router())
         .merge(ui::router())
         .route("/health", get(|| async { "OK" }))
-        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .route("/version", get(|| async { MLFLOW_API_VERSION }))
+        .route(
+            "/api/2.0/wasmflow/version",
+            get(|| async {
+                axum::Json(json!({
+                    "wasmflow_version": WASMFLOW_VERSION,
+                    "mlflow_api_version": MLFLOW_API_VERSION,
+                }))
+            }),
+        )
         .fallback(error::not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(version_header))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+}
+
+async fn version_header(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        HeaderName::from_static("x-wasmflow-version"),
+        HeaderValue::from_static(WASMFLOW_VERSION),
+    );
+    response
+}
+
+/// MLflow's AI gateway (its endpoints, secrets, budgets and guardrails API under
+/// `/api/3.0/mlflow/gateway/`, the `gateway-proxy` of its UI, and the serving routes under
+/// `/gateway/`) is not part of wasmflow: every such path gets one error that names the feature,
+/// rather than the `ENDPOINT_NOT_FOUND` of a path MLflow does not have.
+fn gateway_router() -> Router<AppState> {
+    let mut router = Router::new();
+    for prefix in [
+        "/api/3.0/mlflow/gateway",
+        "/ajax-api/3.0/mlflow/gateway",
+        "/api/2.0/mlflow/gateway-proxy",
+        "/ajax-api/2.0/mlflow/gateway-proxy",
+        "/gateway",
+    ] {
+        router = router
+            .route(prefix, any(gateway_not_implemented))
+            .route(&format!("{prefix}/{{*rest}}"), any(gateway_not_implemented));
+    }
+    router
+}
+
+async fn gateway_not_implemented(uri: axum::http::Uri) -> ApiError {
+    ApiError(Error::new(
+        ErrorCode::NotImplemented,
+        format!(
+            "MLflow's AI gateway is not implemented by wasmflow ('{}'); run an MLflow AI \
+             gateway server for it",
+            uri.path()
+        ),
+    ))
 }
 
 /// What the MLflow 3 client asks before it logs models: the store kind and optional features.

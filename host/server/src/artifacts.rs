@@ -1,19 +1,31 @@
-//! Artifacts: MLflow's artifact proxy (`mlflow_artifacts.proto`), and the tracking API's
-//! `artifacts/list`, which lists a run's artifacts through the same repository.
+//! Artifacts: MLflow's artifact proxy (`mlflow_artifacts.proto`); the tracking API's
+//! `artifacts/list` and the logged models' artifact listing and download; and the download and
+//! upload routes MLflow's UI uses (`/get-artifact`, `/model-versions/get-artifact`,
+//! `upload-artifact`).
+//!
+//! A run's or a model's artifact root is either behind the proxy (`mlflow-artifacts:` or
+//! `http(s)://.../api/2.0/mlflow-artifacts/artifacts/...`) or a local directory (a path or a
+//! `file:` URI, what `--default-artifact-root /some/dir` gives); [`open_root`] finds which.
 
-use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, header};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use wasmflow_artifacts::{ArtifactRepository, LocalArtifactRepository};
+use wasmflow_core::{Error, ErrorCode};
 
 use crate::error::{ApiError, ApiResult};
-use crate::request::Message;
+use crate::request::{Message, missing_param, required};
 use crate::state::AppState;
+
+/// MLflow's limit on `upload-artifact` bodies (its UI uploads small files with it).
+const MAX_UI_UPLOAD: usize = 10 * 1024 * 1024;
 
 /// Routes under `/api/2.0/mlflow-artifacts`.
 pub fn proxy_router() -> Router<AppState> {
@@ -27,9 +39,24 @@ pub fn proxy_router() -> Router<AppState> {
 pub fn tracking_router() -> Router<AppState> {
     Router::new()
         .route("/artifacts/list", get(list_run_artifacts))
+        .route("/upload-artifact", post(upload_run_artifact))
         .route(
             "/logged-models/{model_id}/artifacts/directories",
             get(list_model_artifacts),
+        )
+        .route(
+            "/logged-models/{model_id}/artifacts/files",
+            get(download_model_artifact),
+        )
+}
+
+/// The download routes MLflow's server mounts at its root.
+pub fn root_router() -> Router<AppState> {
+    Router::new()
+        .route("/get-artifact", get(download_run_artifact))
+        .route(
+            "/model-versions/get-artifact",
+            get(download_model_version_artifact),
         )
 }
 
@@ -48,14 +75,14 @@ async fn list_proxied(
 }
 
 async fn download(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
-    let (size, stream) = state.artifacts()?.get(&path).await?;
+    send(state.artifacts()?.as_ref(), &path).await
+}
+
+/// A file as MLflow's `_send_artifact` sends it: streamed, as an attachment, typed by its name.
+async fn send(repo: &dyn ArtifactRepository, path: &str) -> ApiResult<Response> {
+    let (size, stream) = repo.get(path).await?;
     let mut response = Body::from_stream(stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    crate::mime::set_download_headers(response.headers_mut(), path, size);
     Ok(response)
 }
 
@@ -82,12 +109,63 @@ async fn delete_artifact(
     Ok(Json(json!({})))
 }
 
-/// The path inside the proxied root that an artifact URI names, or why it names none.
-fn proxied_path(uri: &str) -> ApiResult<String> {
-    wasmflow_artifacts::proxied_path_of(uri).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "artifact uri '{uri}' is not served by this server's artifact proxy"
-        ))
+/// Where the files under an artifact root are: a repository and the root's path inside it.
+/// `repo` is `None` for a local root that does not exist yet (nothing logged there).
+struct Root {
+    repo: Option<Arc<dyn ArtifactRepository>>,
+    base: String,
+}
+
+impl Root {
+    fn path(&self, rel: &str) -> String {
+        join(&self.base, rel)
+    }
+
+    fn repo(&self, rel: &str) -> ApiResult<&dyn ArtifactRepository> {
+        self.repo.as_deref().ok_or_else(|| {
+            ApiError(Error::not_found(format!(
+                "no artifact at '{rel}': nothing was logged under this root"
+            )))
+        })
+    }
+}
+
+/// Opens the root `uri` names, as MLflow's server does (`_is_servable_proxied_run_artifact_root`,
+/// else the repository of the URI's scheme); `create` makes a missing local root (uploads).
+async fn open_root(state: &AppState, uri: &str, create: bool) -> ApiResult<Root> {
+    if let Some(base) = wasmflow_artifacts::proxied_path_of(uri) {
+        return Ok(Root {
+            repo: Some(state.artifacts()?.clone()),
+            base,
+        });
+    }
+    let Some(dir) = wasmflow_artifacts::local_path_of(uri) else {
+        return Err(ApiError(Error::new(
+            ErrorCode::NotImplemented,
+            format!(
+                "artifact root '{uri}' is neither this server's artifact proxy nor a local \
+                 directory; wasmflow reads no other artifact stores"
+            ),
+        )));
+    };
+    let repo = tokio::task::spawn_blocking(move || {
+        if !create && !dir.is_dir() {
+            return Ok(None);
+        }
+        LocalArtifactRepository::new(&dir)
+            .map(|repo| Some(Arc::new(repo) as Arc<dyn ArtifactRepository>))
+            .map_err(|e| {
+                Error::internal(format!(
+                    "cannot open the artifact directory '{}': {e}",
+                    dir.display()
+                ))
+            })
+    })
+    .await
+    .map_err(|e| ApiError(Error::internal(format!("blocking task failed: {e}"))))??;
+    Ok(Root {
+        repo,
+        base: String::new(),
     })
 }
 
@@ -102,8 +180,11 @@ fn join(base: &str, rel: &str) -> String {
 /// Lists `rel` under `root_uri`, with paths relative to `root_uri` as `ListArtifacts` returns.
 async fn list_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Json<Value>> {
     let rel = wasmflow_artifacts::sanitize_relative_path(rel)?;
-    let root = proxied_path(root_uri)?;
-    let files = state.artifacts()?.list(&join(&root, &rel)).await?;
+    let root = open_root(state, root_uri, false).await?;
+    let files = match &root.repo {
+        Some(repo) => repo.list(&root.path(&rel)).await?,
+        None => Vec::new(),
+    };
     let files: Vec<Value> = files
         .into_iter()
         .map(|f| {
@@ -118,6 +199,13 @@ async fn list_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Js
     Ok(Json(json!({ "root_uri": root_uri, "files": files })))
 }
 
+/// Sends the file `rel` under `root_uri`.
+async fn send_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Response> {
+    let rel = wasmflow_artifacts::sanitize_relative_path(rel)?;
+    let root = open_root(state, root_uri, false).await?;
+    send(root.repo(&rel)?, &root.path(&rel)).await
+}
+
 #[derive(Deserialize)]
 struct ListRunArtifacts {
     run_id: Option<String>,
@@ -125,23 +213,97 @@ struct ListRunArtifacts {
     path: Option<String>,
 }
 
+async fn run_root(
+    state: &AppState,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+) -> ApiResult<String> {
+    let run_id = run_id
+        .filter(|s| !s.is_empty())
+        .or(run_uuid)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing_param("run_id"))?;
+    wasmflow_core::validation::validate_run_id(&run_id, "run_id")?;
+    let run = state.store(move |s| s.get_run(&run_id)).await?;
+    Ok(run.info.artifact_uri)
+}
+
 async fn list_run_artifacts(
     State(state): State<AppState>,
     Message(req): Message<ListRunArtifacts>,
 ) -> ApiResult<Json<Value>> {
+    let root = run_root(&state, req.run_id, req.run_uuid).await?;
+    list_under(&state, &root, req.path.as_deref().unwrap_or("")).await
+}
+
+/// `GET /get-artifact?run_id=&path=`: one file of a run (MLflow's `get_artifact_handler`).
+async fn download_run_artifact(
+    State(state): State<AppState>,
+    Message(req): Message<ListRunArtifacts>,
+) -> ApiResult<Response> {
+    let path = required(req.path, "path")?;
+    let root = run_root(&state, req.run_id, req.run_uuid).await?;
+    send_under(&state, &root, &path).await
+}
+
+#[derive(Deserialize)]
+struct ModelVersionArtifact {
+    name: Option<String>,
+    version: Option<String>,
+    path: Option<String>,
+}
+
+/// `GET /model-versions/get-artifact?name=&version=&path=`: one file of a registered version.
+async fn download_model_version_artifact(
+    State(state): State<AppState>,
+    Message(req): Message<ModelVersionArtifact>,
+) -> ApiResult<Response> {
+    let path = required(req.path, "path")?;
+    let name = required(req.name, "name")?;
+    let version = wasmflow_store::registry::parse_version(&required(req.version, "version")?)?;
+    let root = state
+        .registry_call(move |r| r.get_model_version_download_uri(&name, version))
+        .await?;
+    send_under(&state, &root, &path).await
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    run_uuid: Option<String>,
+    path: Option<String>,
+}
+
+/// `POST upload-artifact?run_uuid=&path=` with the file as the body: how MLflow's UI adds a
+/// small file to a run (`upload_artifact_handler`, up to 10 MB).
+async fn upload_run_artifact(
+    State(state): State<AppState>,
+    Query(req): Query<UploadQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let invalid = |m: &str| ApiError::invalid(m.to_string());
     let run_id = req
-        .run_id
-        .or(req.run_uuid)
+        .run_uuid
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))?;
-    wasmflow_core::validation::validate_run_id(&run_id, "run_id")?;
-    let run = state.store(move |s| s.get_run(&run_id)).await?;
-    list_under(
-        &state,
-        &run.info.artifact_uri,
-        req.path.as_deref().unwrap_or(""),
-    )
-    .await
+        .ok_or_else(|| invalid("Request must specify run_uuid."))?;
+    let path = req
+        .path
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("Request must specify path."))?;
+    let path = wasmflow_artifacts::sanitize_relative_path(&path)?;
+    if body.len() > MAX_UI_UPLOAD {
+        return Err(invalid("Artifact size is too large. Max size is 10MB."));
+    }
+    if body.is_empty() {
+        return Err(invalid("Request must specify data."));
+    }
+    let root_uri = run_root(&state, Some(run_id), None).await?;
+    let root = open_root(&state, &root_uri, true).await?;
+    let stream = futures_util::stream::once(async move { Ok(body) });
+    root.repo(&path)?
+        .put(&root.path(&path), Box::pin(stream))
+        .await?;
+    // MLflow answers an empty JSON response.
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], "").into_response())
 }
 
 #[derive(Deserialize)]
@@ -163,20 +325,26 @@ async fn list_model_artifacts(
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Deserialize)]
+struct ModelArtifactFile {
+    artifact_file_path: Option<String>,
+}
 
-    #[test]
-    fn proxied_paths() {
-        assert_eq!(
-            proxied_path("mlflow-artifacts:/1/abc/artifacts").unwrap(),
-            "1/abc/artifacts"
-        );
-        assert_eq!(
-            proxied_path("mlflow-artifacts://host:5000/1/x").unwrap(),
-            "1/x"
-        );
-        assert!(proxied_path("s3://bucket/x").is_err());
-    }
+/// `GET logged-models/<id>/artifacts/files?artifact_file_path=`: one file of a logged model.
+async fn download_model_artifact(
+    State(state): State<AppState>,
+    Path(model_id): Path<String>,
+    Message(req): Message<ModelArtifactFile>,
+) -> ApiResult<Response> {
+    let path = req
+        .artifact_file_path
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError(Error::new(
+                ErrorCode::BadRequest,
+                "Request must include the \"artifact_file_path\" query parameter.",
+            ))
+        })?;
+    let model = state.store(move |s| s.get_logged_model(&model_id)).await?;
+    send_under(&state, &model.info.artifact_uri, &path).await
 }

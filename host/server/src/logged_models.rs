@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use wasmflow_core::entities::{LoggedModelStatus, Param, Tag};
 use wasmflow_core::search::{self, Entity, OrderBy};
 use wasmflow_core::validation as v;
-use wasmflow_store::{LoggedModelSearch, NewLoggedModel};
+use wasmflow_store::{DatasetFilter, LoggedModelSearch, NewLoggedModel};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::request::Message;
 use crate::response::{One, Paged};
 use crate::state::AppState;
@@ -51,9 +51,10 @@ async fn create(
     State(state): State<AppState>,
     Message(req): Message<Create>,
 ) -> ApiResult<impl IntoResponse> {
-    let experiment_id = req.experiment_id.filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::invalid("Missing value for required parameter 'experiment_id'.")
-    })?;
+    let experiment_id = req
+        .experiment_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| crate::request::missing_param("experiment_id"))?;
     v::parse_experiment_id(&experiment_id)?;
     if let Some(name) = &req.name {
         v::validate_key("name", name)?;
@@ -101,9 +102,7 @@ async fn finalize(
         Some(Value::String(s)) => LoggedModelStatus::parse(&s)?,
         Some(Value::Number(n)) => LoggedModelStatus::parse(&n.to_string())?,
         _ => {
-            return Err(ApiError::invalid(
-                "Missing value for required parameter 'status'.",
-            ));
+            return Err(crate::request::missing_param("status"));
         }
     };
     let model = state
@@ -193,6 +192,14 @@ struct Search {
     #[serde(default)]
     order_by: Vec<OrderField>,
     page_token: Option<String>,
+    #[serde(default)]
+    datasets: Vec<DatasetRef>,
+}
+
+#[derive(Deserialize)]
+struct DatasetRef {
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
 }
 
 async fn search_models(
@@ -200,9 +207,7 @@ async fn search_models(
     Message(req): Message<Search>,
 ) -> ApiResult<impl IntoResponse> {
     if req.experiment_ids.is_empty() {
-        return Err(ApiError::invalid(
-            "Missing value for required parameter 'experiment_ids'.",
-        ));
+        return Err(crate::request::missing_param("experiment_ids"));
     }
     let order_by = req
         .order_by
@@ -229,6 +234,15 @@ async fn search_models(
             Some(n) => v::validate_max_results(n, v::SEARCH_MAX_RESULTS_THRESHOLD)?,
         },
         page_token: req.page_token,
+        // As MLflow's handler: an empty digest is no digest.
+        datasets: req
+            .datasets
+            .into_iter()
+            .map(|d| DatasetFilter {
+                name: d.dataset_name.unwrap_or_default(),
+                digest: d.dataset_digest.filter(|s| !s.is_empty()),
+            })
+            .collect(),
     };
     let page = state
         .store(move |s| s.search_logged_models(&search))

@@ -9,6 +9,7 @@ mod guard;
 #[cfg(test)]
 mod http_tests;
 mod logged_models;
+mod mime;
 mod plugins;
 mod registry;
 #[cfg(test)]

@@ -177,7 +177,7 @@ impl Strings {
 fn required(value: Option<String>, name: &str) -> ApiResult<String> {
     value
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid(format!("Missing value for required parameter '{name}'.")))
+        .ok_or_else(|| crate::request::missing_param(name))
 }
 
 fn version_of(value: Option<String>) -> ApiResult<i64> {

@@ -420,9 +420,10 @@ async fn registry_errors_have_mlflow_codes() {
         (
             Method::POST,
             "model-versions/create",
+            // No run_id to agree with the runs:/ source (MLflow's rule).
             json!({"name": "m", "source": "runs:/0123456789abcdef0123456789abcdef/model"}),
-            404,
-            "RESOURCE_DOES_NOT_EXIST",
+            400,
+            "INVALID_PARAMETER_VALUE",
         ),
         (
             Method::POST,

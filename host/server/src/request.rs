@@ -28,7 +28,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Message<T> {
             return serde_json::from_slice(&bytes)
                 .map(Message)
                 .map_err(|e| match e.classify() {
-                    serde_json::error::Category::Data => message_error(e),
+                    // Only a rejected message is read a second time, to name the bad field.
+                    serde_json::error::Category::Data => {
+                        message_error::<T>(e, serde_json::from_slice::<Value>(&bytes).ok().as_ref())
+                    }
                     _ => ApiError::invalid(format!("malformed JSON in the request body: {e}")),
                 });
         }
@@ -75,19 +78,77 @@ pub fn query_to_json(query: &str) -> Value {
 
 /// Deserializes a message, turning serde's complaints into MLflow-style messages.
 pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(message_error)
+    match T::deserialize(&value) {
+        Ok(message) => Ok(message),
+        Err(e) => Err(message_error::<T>(e, Some(&value))),
+    }
 }
 
-/// A message that is valid JSON but not the message the endpoint takes.
-fn message_error(e: serde_json::Error) -> ApiError {
+/// What MLflow's handlers append to every request-validation message
+/// (`_validate_param_against_schema`).
+const SEE_DOCS: &str = " See the API docs for more information about request parameters.";
+
+/// A required request parameter that is absent or empty, in MLflow's words.
+pub fn missing_param(name: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Missing value for required parameter '{name}'.{SEE_DOCS}"
+    ))
+}
+
+/// The value of a required string parameter, or MLflow's error for its absence.
+pub fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
+    value
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing_param(name))
+}
+
+/// A parameter of the wrong JSON type, in MLflow's words: `Invalid value 31 for parameter
+/// 'run_id' supplied:  Hint: Value was of type 'int'. See the API docs ...` (the value as
+/// Python's `json.dumps(sort_keys=True)` writes it, the type by its Python name).
+pub fn invalid_param_type(name: &str, value: &Value) -> ApiError {
+    ApiError::invalid(format!(
+        "Invalid value {} for parameter '{name}' supplied:  Hint: Value was of type '{}'.{SEE_DOCS}",
+        wasmflow_core::pyjson::dumps(value, wasmflow_core::pyjson::Style::CompactSorted),
+        python_type(value)
+    ))
+}
+
+/// A message that is valid JSON but not the message the endpoint takes. serde names neither
+/// the field nor the value; when the message was a JSON object, the field is found by reading
+/// each of its fields alone (this runs only for rejected requests).
+fn message_error<T: DeserializeOwned>(e: serde_json::Error, value: Option<&Value>) -> ApiError {
     let msg = e.to_string();
-    if let Some(field) = msg
-        .strip_prefix("missing field `")
+    if let Some(field) = missing_field(&msg) {
+        return missing_param(field);
+    }
+    if let Some(Value::Object(map)) = value {
+        for (key, field_value) in map {
+            let alone = Value::Object(Map::from_iter([(key.clone(), field_value.clone())]));
+            if let Err(e) = T::deserialize(&alone)
+                && missing_field(&e.to_string()).is_none()
+            {
+                return invalid_param_type(key, field_value);
+            }
+        }
+    }
+    ApiError::invalid(format!("Invalid request: {msg}"))
+}
+
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
-    {
-        ApiError::invalid(format!("Missing value for required parameter '{field}'."))
-    } else {
-        ApiError::invalid(format!("Invalid request: {msg}"))
+}
+
+/// Python's name for the type a JSON value decodes to.
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
     }
 }
 
@@ -112,5 +173,38 @@ mod tests {
         );
         assert!(body_to_json(b"{nope").is_err());
         assert!(body_to_json(b"[1]").is_err());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Msg {
+        run_id: Option<String>,
+        key: String,
+        #[serde(default)]
+        tags: Vec<Value>,
+    }
+
+    fn error_of(v: Value) -> String {
+        from_json::<Msg>(v).unwrap_err().0.message
+    }
+
+    #[test]
+    fn type_errors_name_the_field_as_mlflow_does() {
+        assert_eq!(
+            error_of(serde_json::json!({"key": "k", "run_id": 31})),
+            "Invalid value 31 for parameter 'run_id' supplied:  Hint: Value was of type 'int'. \
+             See the API docs for more information about request parameters."
+        );
+        assert_eq!(
+            error_of(serde_json::json!({"run_id": {"b": "é", "a": [1.5, null]}})),
+            "Invalid value {\"a\":[1.5,null],\"b\":\"\\u00e9\"} for parameter 'run_id' supplied:  \
+             Hint: Value was of type 'dict'. See the API docs for more information about request \
+             parameters."
+        );
+        assert_eq!(
+            error_of(serde_json::json!({"run_id": "r"})),
+            "Missing value for required parameter 'key'. See the API docs for more information \
+             about request parameters."
+        );
     }
 }

@@ -105,7 +105,7 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> ApiResult<&'a str> {
     value
         .as_deref()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid(format!("Missing value for required parameter '{name}'.")))
+        .ok_or_else(|| crate::request::missing_param(name))
 }
 
 /// Runs are named by `run_id`, or by the deprecated `run_uuid`.
@@ -122,7 +122,7 @@ impl RunRef {
             .as_deref()
             .filter(|s| !s.is_empty())
             .or(self.run_uuid.as_deref().filter(|s| !s.is_empty()))
-            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))?;
+            .ok_or_else(|| crate::request::missing_param("run_id"))?;
         v::validate_run_id(id, "run_id")?;
         Ok(id.to_string())
     }
@@ -438,10 +438,10 @@ async fn log_metric(
         key: required(&req.key, "key")?.to_string(),
         value: req
             .value
-            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?,
-        timestamp: req.timestamp.ok_or_else(|| {
-            ApiError::invalid("Missing value for required parameter 'timestamp'.")
-        })?,
+            .ok_or_else(|| crate::request::missing_param("value"))?,
+        timestamp: req
+            .timestamp
+            .ok_or_else(|| crate::request::missing_param("timestamp"))?,
         step: req.step.unwrap_or(0),
         model_id: req.model_id.filter(|s| !s.is_empty()),
         dataset_name: req.dataset_name.filter(|s| !s.is_empty()),
@@ -473,7 +473,7 @@ async fn log_param(
         key: required(&req.key, "key")?.to_string(),
         value: req
             .value
-            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?,
+            .ok_or_else(|| crate::request::missing_param("value"))?,
     };
     v::validate_param(&param, "")?;
     state
@@ -681,9 +681,7 @@ async fn get_metric_history_bulk_interval(
 ) -> ApiResult<impl IntoResponse> {
     let run_ids = req.run_ids.into_vec();
     if run_ids.is_empty() {
-        return Err(ApiError::invalid(
-            "Missing value for required parameter 'run_ids'.",
-        ));
+        return Err(crate::request::missing_param("run_ids"));
     }
     if run_ids.len() > MAX_RUNS_GET_METRIC_HISTORY_BULK {
         return Err(ApiError::invalid(format!(

@@ -71,9 +71,20 @@ pub struct NewLoggedModel {
 pub struct LoggedModelSearch {
     pub experiment_ids: Vec<String>,
     pub filter: Vec<Comparison>,
+    /// Only models with metrics on one of these datasets (and metric filters only count
+    /// those metrics), as MLflow's `datasets` clause.
+    pub datasets: Vec<DatasetFilter>,
     pub order_by: Vec<OrderBy>,
     pub max_results: usize,
     pub page_token: Option<String>,
+}
+
+/// One entry of `search_logged_models(datasets=[...])`: a dataset name and its digest. As
+/// MLflow's server passes it to its store, an absent digest matches metrics logged without one.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetFilter {
+    pub name: String,
+    pub digest: Option<String>,
 }
 
 /// Everything the tracking API stores. Validation of shapes and lengths happens before these
@@ -164,7 +175,9 @@ pub trait TrackingStore: Send + Sync + 'static {
 
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
 /// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
-pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
+pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
+    // MLflow's store resolves a relative default root once, against the server's directory.
+    config.default_artifact_root = resolve_uri_if_local(&config.default_artifact_root);
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
@@ -178,4 +191,73 @@ pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
         uri.to_string()
     };
     SqliteStore::open(std::path::Path::new(&path), config)
+}
+
+/// A relative local artifact location made absolute against the current directory, as MLflow's
+/// `resolve_uri_if_local` does: `my_location` becomes `/cwd/my_location` and `file:rel` becomes
+/// `file:///cwd/rel`; absolute paths and URIs of other schemes are returned as they are.
+pub fn resolve_uri_if_local(uri: &str) -> String {
+    let (file_scheme, path) = match uri.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            let path = match rest.strip_prefix("//") {
+                Some(with_host) => with_host.find('/').map_or("", |i| &with_host[i..]),
+                None => rest,
+            };
+            (true, path.split(['?', '#']).next().unwrap_or_default())
+        }
+        // Any other scheme (a letter, then letters, digits, `+`, `-`, `.`) is not local.
+        Some((scheme, _))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            return uri.to_string();
+        }
+        _ => (false, uri),
+    };
+    if path.is_empty() && file_scheme || std::path::Path::new(path).is_absolute() {
+        return uri.to_string();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return uri.to_string();
+    };
+    // `Path::components` drops `.` and repeated separators, as `pathlib` does.
+    let joined: std::path::PathBuf = cwd.join(path).components().collect();
+    let joined = joined.to_string_lossy().into_owned();
+    if file_scheme {
+        format!("file://{joined}")
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::resolve_uri_if_local;
+
+    #[test]
+    fn relative_locations_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let cwd = cwd.to_string_lossy();
+        assert_eq!(
+            resolve_uri_if_local("my_location"),
+            format!("{cwd}/my_location")
+        );
+        assert_eq!(resolve_uri_if_local("./mlruns"), format!("{cwd}/mlruns"));
+        assert_eq!(
+            resolve_uri_if_local("file:rel/x"),
+            format!("file://{cwd}/rel/x")
+        );
+        for kept in [
+            "/abs/x",
+            "file:///abs/x",
+            "mlflow-artifacts:/",
+            "mlflow-artifacts:/1",
+            "s3://bucket/x",
+            "http://h/api/2.0/mlflow-artifacts/artifacts/x",
+        ] {
+            assert_eq!(resolve_uri_if_local(kept), kept);
+        }
+    }
 }

@@ -169,6 +169,7 @@ fn sources_resolve_to_artifact_locations() {
             NewModelVersion {
                 name: "m".into(),
                 source: format!("runs:/{run_id}/model"),
+                run_id: Some(run_id.clone()),
                 ..Default::default()
             },
         )
@@ -207,7 +208,8 @@ fn sources_resolve_to_artifact_locations() {
         .iter()
         .find(|t| t.key == "mlflow.modelVersions")
         .unwrap();
-    assert_eq!(linked.value, r#"[{"name":"m","version":2}]"#);
+    // Byte for byte MLflow's `json.dumps([{"name": "m", "version": 2}])`.
+    assert_eq!(linked.value, r#"[{"name": "m", "version": 2}]"#);
     assert_eq!(
         store
             .get_model_version_download_uri("m", v.version)
@@ -244,9 +246,10 @@ fn sources_resolve_to_artifact_locations() {
         ))
     };
     let missing = "0123456789abcdef0123456789abcdef";
+    // MLflow checks that a runs:/ source and the run_id agree, not that the run is local.
     assert_eq!(
         bad(&format!("runs:/{missing}/model"), None, None),
-        ErrorCode::ResourceDoesNotExist
+        ErrorCode::InvalidParameterValue
     );
     assert_eq!(
         bad("mlflow-artifacts:/0/x", Some(missing), None),
@@ -527,6 +530,7 @@ fn search_filters_orders_and_pages() {
                     NewModelVersion {
                         name: name.into(),
                         source: format!("runs:/{r}/model"),
+                        run_id: Some(r.to_string()),
                         tags: vec![tag("parity", if r == &run_a { "a" } else { "b" })],
                         ..Default::default()
                     },

@@ -12,7 +12,7 @@ use wasmflow_core::{Error, Result};
 use super::search_sql::{SqlQuery, compare};
 use super::tracking::{append_to_uri, json_list, key_values, load_experiment, metric_from_row};
 use super::{now_ms, sql_err};
-use crate::{LoggedModelSearch, NewLoggedModel};
+use crate::{DatasetFilter, LoggedModelSearch, NewLoggedModel};
 
 fn not_found(model_id: &str) -> Error {
     Error::not_found(format!("Logged model with ID '{model_id}' not found."))
@@ -266,7 +266,28 @@ fn attribute_column(key: &str) -> Result<&'static str> {
     })
 }
 
-fn compile_filter(c: &Comparison, params: &mut Vec<SqlValue>) -> Result<String> {
+/// `(x.dataset_name = ? AND x.dataset_digest IS ?) OR ...` for the metric rows `x` on one of
+/// `datasets`; `None` when there are none (every metric counts).
+fn dataset_condition(datasets: &[DatasetFilter], params: &mut Vec<SqlValue>) -> Option<String> {
+    if datasets.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = datasets
+        .iter()
+        .map(|d| {
+            params.push(SqlValue::Text(d.name.clone()));
+            params.push(d.digest.clone().map_or(SqlValue::Null, SqlValue::Text));
+            "(x.dataset_name = ? AND x.dataset_digest IS ?)".to_string()
+        })
+        .collect();
+    Some(format!("({})", parts.join(" OR ")))
+}
+
+fn compile_filter(
+    c: &Comparison,
+    datasets: &[DatasetFilter],
+    params: &mut Vec<SqlValue>,
+) -> Result<String> {
     let exists = |table: &str, params: &mut Vec<SqlValue>| -> Result<String> {
         params.push(SqlValue::Text(c.key.clone()));
         let cond = compare("x.value", c.op, &c.value, params)?;
@@ -281,9 +302,12 @@ fn compile_filter(c: &Comparison, params: &mut Vec<SqlValue>) -> Result<String> 
         Entity::Metric => {
             params.push(SqlValue::Text(c.key.clone()));
             let cond = compare("x.value", c.op, &c.value, params)?;
+            let on_datasets = dataset_condition(datasets, params)
+                .map(|d| format!(" AND {d}"))
+                .unwrap_or_default();
             Ok(format!(
                 "EXISTS (SELECT 1 FROM metrics x WHERE x.model_id = lm.model_id AND x.key = ? \
-                 AND x.is_nan = 0 AND {cond})"
+                 AND x.is_nan = 0 AND {cond}{on_datasets})"
             ))
         }
         Entity::Dataset => Err(Error::invalid(
@@ -305,9 +329,22 @@ pub(super) fn search(conn: &Connection, search: &LoggedModelSearch) -> Result<Pa
          WHERE lm.lifecycle_stage = 'active'
            AND lm.experiment_id IN (SELECT value FROM json_each(?))",
     );
+    if search.datasets.iter().any(|d| d.name.is_empty()) {
+        return Err(Error::invalid(
+            "`dataset_name` in the `datasets` clause must be specified.",
+        ));
+    }
     for c in &search.filter {
         sql.push_str(" AND ");
-        sql.push_str(&compile_filter(c, &mut params)?);
+        sql.push_str(&compile_filter(c, &search.datasets, &mut params)?);
+    }
+    // Without a metric filter, the datasets alone select models with any metric on them.
+    if !search.filter.iter().any(|c| c.entity == Entity::Metric)
+        && let Some(on_datasets) = dataset_condition(&search.datasets, &mut params)
+    {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM metrics x WHERE x.model_id = lm.model_id AND {on_datasets})"
+        ));
     }
     let mut order = Vec::new();
     for o in &search.order_by {

@@ -665,8 +665,14 @@ fn is_local(source: &str) -> bool {
     source.starts_with("file:") || !source.contains(':')
 }
 
-/// Checks a new version's source against its run and logged model, and works out where its
-/// files are. Returns (source, storage location, run id, model id).
+/// Checks a new version's source against its run and logged model as MLflow's server does
+/// (`_validate_source_run`, `_validate_source_model`), and works out where its files are.
+/// Returns (source, storage location, run id, model id).
+///
+/// As in MLflow, the checks are that the source and the ids agree, not that the run is in this
+/// store: `runs:/<id>/model` with `run_id=<id>` is accepted for a run of another server. Only
+/// sources that this server's own artifacts must contain (local paths and proxied artifact
+/// URIs) are checked against the run or model the request names.
 fn resolve_source(
     conn: &Connection,
     new: &NewModelVersion,
@@ -674,24 +680,31 @@ fn resolve_source(
     let source = new.source.clone();
     let mut run_id = new.run_id.clone().filter(|r| !r.is_empty());
     let mut model_id = new.model_id.clone().filter(|m| !m.is_empty());
-    check_no_traversal(&source)?;
-    let storage;
+    if !is_local(&source) {
+        check_no_traversal(&source)?;
+    }
+    let mut storage = source.clone();
     let mut source_out = source.clone();
-    if let Some(rest) = source.strip_prefix("runs:/") {
-        let (uri_run, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if uri_run.is_empty() || rest.starts_with('/') {
+    if let Some(rest) = source.strip_prefix("runs:") {
+        if model_id.is_some() {
+            return Err(invalid_source(&source, "model_id"));
+        }
+        // `runs:/<run>/<path>`; `runs://host/...` names another server's run.
+        let rest = rest.strip_prefix('/').filter(|r| !r.starts_with('/'));
+        let (uri_run, path) = rest
+            .map(|r| r.split_once('/').unwrap_or((r, "")))
+            .ok_or_else(|| invalid_source(&source, "run_id"))?;
+        if uri_run.is_empty() || run_id.as_deref() != Some(uri_run) {
             return Err(invalid_source(&source, "run_id"));
         }
-        match &run_id {
-            Some(r) if r != uri_run => return Err(invalid_source(&source, "run_id")),
-            _ => run_id = Some(uri_run.to_string()),
+        // A run of this store: keep where its files are, so this server can serve the version.
+        if let Some(root) = run_artifact_uri(conn, uri_run)? {
+            storage = if path.is_empty() {
+                root
+            } else {
+                append_to_uri(&root, path.trim_start_matches('/'))
+            };
         }
-        let root = run_artifact_uri(conn, uri_run)?.ok_or_else(|| run_missing(uri_run))?;
-        storage = if path.is_empty() {
-            root
-        } else {
-            append_to_uri(&root, path.trim_start_matches('/'))
-        };
     } else if source.starts_with("models:") {
         match parse_model_uri(&source)? {
             ModelUri::LoggedModel { model_id: id } => {
@@ -716,40 +729,85 @@ fn resolve_source(
                 model_id = model_id.or(version.model_id.clone());
             }
         }
-    } else {
-        // As in MLflow: a source on this server's artifact store (or a local path) must lie
-        // inside the artifacts of the run or logged model the request names.
-        let contained = is_local(&source) || is_proxied_artifact(&source);
+    } else if is_local(&source) {
+        // A local path must lie inside the local artifact directory of the named model or run.
+        let (root, id_name) = match (&model_id, &run_id) {
+            (Some(id), _) => (logged_model(conn, id)?.map(|(l, _)| l), "model_id"),
+            (None, Some(r)) => (run_artifact_uri(conn, r)?, "run_id"),
+            (None, None) => return Err(local_source(&source, "run_id")),
+        };
+        let root = root.ok_or_else(|| invalid_source(&source, id_name))?;
+        if !is_local(&root)
+            || !local_path(&root).is_some_and(|root| {
+                local_path(&source).is_some_and(|source| source.starts_with(&root))
+            })
+        {
+            return Err(local_source(&source, id_name));
+        }
+        if run_id.is_none()
+            && let Some(id) = &model_id
+        {
+            run_id = logged_model(conn, id)?.and_then(|(_, r)| r);
+        }
+    } else if is_proxied_artifact(&source) {
+        // A source on this server's artifact proxy must lie inside the named model's or run's
+        // artifacts.
         if let Some(id) = &model_id {
             let (location, source_run) =
                 logged_model(conn, id)?.ok_or_else(|| invalid_source(&source, "model_id"))?;
-            if contained && !uri_within(&source, &location) {
+            if !uri_within(&source, &location) {
                 return Err(invalid_source(&source, "model_id"));
             }
             run_id = run_id.or(source_run);
-        } else if let Some(r) = &run_id {
-            let root =
-                run_artifact_uri(conn, r)?.ok_or_else(|| invalid_source(&source, "run_id"))?;
-            if contained && !uri_within(&source, &root) {
-                return Err(if is_local(&source) {
-                    local_source(&source)
-                } else {
-                    invalid_source(&source, "run_id")
-                });
+        } else {
+            let root = match &run_id {
+                Some(r) => run_artifact_uri(conn, r)?,
+                None => None,
+            };
+            if !root.is_some_and(|root| uri_within(&source, &root)) {
+                return Err(invalid_source(&source, "run_id"));
             }
-        } else if is_local(&source) {
-            return Err(local_source(&source));
-        } else if contained {
-            return Err(invalid_source(&source, "run_id"));
         }
-        storage = source.clone();
-    }
-    if let Some(r) = &run_id
-        && run_artifact_uri(conn, r)?.is_none()
-    {
-        return Err(run_missing(r));
+    } else if let Some(id) = &model_id {
+        // Another store's URI (`s3://...`): nothing here contains it; take the model's run.
+        let (_, source_run) =
+            logged_model(conn, id)?.ok_or_else(|| invalid_source(&source, "model_id"))?;
+        run_id = run_id.or(source_run);
     }
     Ok((source_out, storage, run_id.unwrap_or_default(), model_id))
+}
+
+/// The absolute, normalised file system path of a local URI (a path or `file:`), as MLflow's
+/// `pathlib.Path(local_file_uri_to_path(uri)).resolve()`: relative to the current directory,
+/// symlinks resolved where the path exists.
+fn local_path(uri: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    let raw = match uri.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
+            let path = match rest.strip_prefix("//") {
+                Some(with_host) => with_host.find('/').map_or("", |i| &with_host[i..]),
+                None => rest,
+            };
+            percent_decode(path)
+        }
+        _ => uri.to_string(),
+    };
+    let absolute = std::env::current_dir().ok()?.join(raw);
+    if let Ok(canonical) = absolute.canonicalize() {
+        return Some(canonical);
+    }
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 /// `mlflow-artifacts:` URIs and http(s) URLs of an artifact proxy.
@@ -795,15 +853,11 @@ fn uri_within(source: &str, root: &str) -> bool {
         && s_parts[..r_parts.len()] == r_parts[..]
 }
 
-fn run_missing(run_id: &str) -> Error {
-    Error::not_found(format!("Run with id={run_id} not found"))
-}
-
-fn local_source(source: &str) -> Error {
+fn local_source(source: &str, id_name: &str) -> Error {
     Error::invalid(format!(
         "Invalid model version source: '{source}'. To use a local path as a model version \
-         source, the run_id request parameter has to be specified and the local path has to be \
-         contained within the artifact directory of the run specified by the run_id."
+         source, the {id_name} request parameter has to be specified and the local path has to \
+         be contained within the artifact directory of the run specified by the {id_name}."
     ))
 }
 
@@ -893,7 +947,13 @@ fn link_logged_model(conn: &Connection, model_id: &str, name: &str, version: i64
          ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
     )
     .map_err(sql_err)?
-    .execute(params![model_id, KEY, Value::Array(list).to_string()])
+    // Byte for byte what MLflow writes (`json.dumps` with its default separators): clients
+    // and MLflow's UI read the tag as text.
+    .execute(params![
+        model_id,
+        KEY,
+        wasmflow_core::pyjson::dumps(&Value::Array(list), wasmflow_core::pyjson::Style::Default)
+    ])
     .map_err(sql_err)?;
     Ok(())
 }

@@ -442,7 +442,7 @@ impl TrackingStore for SqliteStore {
         let name = name.to_string();
         let artifact_location = artifact_location
             .filter(|l| !l.is_empty())
-            .map(str::to_string);
+            .map(crate::resolve_uri_if_local);
         let root = self.config().default_artifact_root.clone();
         let tags = tags.to_vec();
         self.write(move |conn| {
