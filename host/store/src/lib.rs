@@ -4,6 +4,7 @@
 
 pub mod registry;
 mod sqlite;
+pub mod webhooks;
 
 pub use registry::RegistryStore;
 pub use sqlite::SqliteStore;
@@ -14,6 +15,7 @@ use wasmflow_core::entities::{
 use wasmflow_core::paging::Page;
 use wasmflow_core::search::{Comparison, OrderBy};
 pub use wasmflow_core::{Error, ErrorCode, Result};
+pub use webhooks::WebhookStore;
 
 /// Where new experiments put their artifacts unless they name a location themselves.
 #[derive(Debug, Clone)]
@@ -149,11 +151,30 @@ pub trait TrackingStore: Send + Sync + 'static {
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()>;
     fn log_logged_model_params(&self, model_id: &str, params: Vec<Param>) -> Result<()>;
     fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>>;
+
+    /// The datasets runs of these experiments used, each with its input's `mlflow.data.context`
+    /// tag (MLflow's `_search_datasets`, for the UI), at most 1,000.
+    fn search_dataset_summaries(&self, experiment_ids: &[String]) -> Result<Vec<DatasetSummary>>;
+}
+
+/// One dataset an experiment's runs used, in MLflow's `DatasetSummary` wire shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetSummary {
+    pub experiment_id: String,
+    pub name: String,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
 /// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
 pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
+    SqliteStore::open(&store_path(uri)?, config)
+}
+
+/// The database file a `--backend-store-uri` names.
+pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
@@ -166,5 +187,5 @@ pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
     } else {
         uri.to_string()
     };
-    SqliteStore::open(std::path::Path::new(&path), config)
+    Ok(path.into())
 }
