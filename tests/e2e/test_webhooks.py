@@ -66,7 +66,8 @@ class Receiver:
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.cond:
-                    receiver.requests.append({"headers": dict(self.headers), "body": body})
+                    # Header names are case-insensitive; keep them in lower case.
+                    receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
                     failing = receiver.fail_first > 0
                     receiver.fail_first -= 1 if failing else 0
                     receiver.cond.notify_all()
@@ -104,9 +105,9 @@ def receiver():
 def verify_signature(secret: str, headers: dict, body: bytes) -> bool:
     """MLflow's documented check: HMAC-SHA256 of `{delivery_id}.{timestamp}.{payload}` with the
     secret, base64, after `v1,`; and a timestamp no older than five minutes."""
-    signature = headers["X-MLflow-Signature"]
-    delivery_id = headers["X-MLflow-Delivery-Id"]
-    timestamp = headers["X-MLflow-Timestamp"]
+    signature = headers["x-mlflow-signature"]
+    delivery_id = headers["x-mlflow-delivery-id"]
+    timestamp = headers["x-mlflow-timestamp"]
     if abs(time.time() - int(timestamp)) > 300 or not signature.startswith("v1,"):
         return False
     signed = f"{delivery_id}.{timestamp}.{body.decode('utf-8')}".encode()
@@ -240,7 +241,7 @@ def test_events_delivered_and_signed(client, receiver, unique_name):
 
     by_event = {}
     for r in got:
-        assert r["headers"]["Content-Type"] == "application/json"
+        assert r["headers"]["content-type"] == "application/json"
         assert verify_signature(SECRET, r["headers"], r["body"]), r
         assert not verify_signature("wrong", r["headers"], r["body"])
         doc = json.loads(r["body"])
@@ -274,7 +275,7 @@ def test_disabled_and_unsubscribed_hooks_get_nothing(client, receiver, unique_na
         receiver.wait_for(1)
         time.sleep(0.5)
         assert len(receiver.requests) == 1
-        assert "X-MLflow-Signature" not in receiver.requests[0]["headers"]  # no secret, no signature
+        assert "x-mlflow-signature" not in receiver.requests[0]["headers"]  # no secret, no signature
     finally:
         for h in (off, other, on):
             client.delete_webhook(h.webhook_id)
@@ -290,7 +291,7 @@ def test_failed_delivery_is_retried(client, unique_name):
         client.delete_webhook(hook.webhook_id)
         receiver.close()
     # One delivery, sent again as it was: the same id, timestamp and signature.
-    assert len({r["headers"]["X-MLflow-Delivery-Id"] for r in got}) == 1
+    assert len({r["headers"]["x-mlflow-delivery-id"] for r in got}) == 1
     assert len({r["body"] for r in got}) == 1
     assert all(verify_signature("s", r["headers"], r["body"]) for r in got)
 
