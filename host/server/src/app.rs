@@ -1,8 +1,9 @@
 //! The HTTP application: every router, mounted where MLflow's server mounts it.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::routing::{any, get};
 use serde_json::json;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -11,7 +12,10 @@ use wasmflow_core::{Error, ErrorCode};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{artifacts, error, logged_models, plugins, registry, serving, tracking, ui};
+use crate::{
+    artifacts, error, graphql, logged_models, plugins, registry, serving, tracking, ui, ui_api,
+    webhooks,
+};
 
 /// The MLflow release whose REST API this server implements. `/version` answers it because
 /// MLflow's client reads that answer as the server's MLflow version and turns features on by it
@@ -30,14 +34,25 @@ pub fn build(state: AppState) -> Router {
             .merge(logged_models::router())
             .merge(registry::router())
             .merge(artifacts::tracking_router())
+            .merge(webhooks::router())
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+    };
+    // MLflow serves its UI's own endpoints under /ajax-api only; /graphql resolves through them.
+    let ajax = || mlflow().merge(ui_api::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)));
+    let graphql_api: Router = ajax().with_state(state.clone());
+    let graphql_route = move |method: Method, uri: Uri, body: Bytes| {
+        let api = graphql_api.clone();
+        async move { graphql::handle(api, method, uri.query().map(str::to_string), body).await }
     };
     Router::new()
         .nest("/api/2.0/mlflow", mlflow())
-        .nest("/ajax-api/2.0/mlflow", mlflow())
+        .nest("/ajax-api/2.0/mlflow", ajax())
+        .route("/graphql", get(graphql_route.clone()).post(graphql_route))
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .merge(registry::wasmflow_router())
+        .nest("/api/2.0/wasmflow", webhooks::wasmflow_router())
+        .nest("/ajax-api/2.0/wasmflow", webhooks::wasmflow_router())
         .merge(plugins::router())
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))

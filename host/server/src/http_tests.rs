@@ -30,7 +30,8 @@ fn test_app() -> TestApp {
     let store = Arc::new(store);
     let router = app::build(AppState {
         store: store.clone(),
-        registry: store,
+        registry: store.clone(),
+        webhooks: crate::webhooks::Webhooks::ephemeral(store),
         artifacts: Some(Arc::new(artifacts)),
         served: Default::default(),
     });

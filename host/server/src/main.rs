@@ -5,6 +5,7 @@ mod artifacts;
 mod cli;
 mod connections;
 mod error;
+mod graphql;
 mod guard;
 #[cfg(test)]
 mod http_tests;
@@ -21,6 +22,8 @@ mod serving;
 mod state;
 mod tracking;
 mod ui;
+mod ui_api;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -305,6 +308,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     let store = Arc::new(store);
+    let webhook_key =
+        wasmflow_store::store_path(&args.backend_store_uri)?.with_extension("webhook-key");
+    let webhooks = webhooks::Webhooks::new(
+        store.clone(),
+        webhooks::Settings::from_env()?,
+        webhooks::Fernet::from_env_or_file(&webhook_key)?,
+    );
     // Compiles nothing: a plugin is compiled (or loaded from the cache) when a model first
     // needs it, so the server listens at once even on a machine that has compiled nothing.
     let plugins = args
@@ -318,6 +328,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let app = app::build(state::AppState {
         store: store.clone(),
         registry: store,
+        webhooks,
         artifacts,
         served: Arc::new(wasmflow_serving::ServedModels::new(
             Some(plugins),

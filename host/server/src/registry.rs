@@ -23,6 +23,7 @@ use wasmflow_store::registry::{
 use crate::error::{ApiError, ApiResult};
 use crate::request::{body_to_json, from_json, query_to_json};
 use crate::state::AppState;
+use crate::webhooks::events as webhook_events;
 
 /// The registry under `/api/2.0/mlflow` (and `/ajax-api/2.0/mlflow`).
 pub fn router() -> Router<AppState> {
@@ -174,6 +175,21 @@ impl Strings {
     }
 }
 
+/// A request's tags as (key, value) pairs, for the webhook payloads.
+fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
+/// MLflow's `_is_prompt_request`: the last `mlflow.prompt.is_prompt` tag says "true".
+fn is_prompt_request(tags: &[(String, String)]) -> bool {
+    tags.iter()
+        .rev()
+        .find(|(k, _)| k == webhook_events::IS_PROMPT)
+        .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"))
+}
+
 fn required(value: Option<String>, name: &str) -> ApiResult<String> {
     value
         .filter(|s| !s.is_empty())
@@ -205,10 +221,15 @@ async fn create_model(
 ) -> ApiResult<Json<Value>> {
     let name = required(req.msg.name, "name")?;
     let (tags, description, user) = (req.msg.tags, req.msg.description, req.user);
-    let model = registry(&state, move |r| {
-        r.create_registered_model(&user, &name, tags, description)
+    let hook_tags = tag_pairs(&tags);
+    let hook_description = description.clone().unwrap_or_default();
+    let model = registry(&state, {
+        let name = name.clone();
+        move |r| r.create_registered_model(&user, &name, tags, description)
     })
     .await?;
+    let prompt = is_prompt_request(&hook_tags);
+    webhook_events::model_created(&state, &name, &hook_tags, &hook_description, prompt);
     Ok(Json(json!({ "registered_model": model })))
 }
 
@@ -368,10 +389,12 @@ async fn set_model_tag(State(state): State<AppState>, req: Req<SetTag>) -> ApiRe
         value: req.msg.value.unwrap_or_default(),
     };
     let user = req.user;
+    let (hook_name, hook_tag) = (name.clone(), tag.clone());
     registry(&state, move |r| {
         r.set_registered_model_tag(&user, &name, tag)
     })
     .await?;
+    webhook_events::model_tag_set(&state, &hook_name, &hook_tag.key, &hook_tag.value);
     Ok(Json(json!({})))
 }
 
@@ -382,10 +405,12 @@ async fn delete_model_tag(
     let name = required(req.msg.name, "name")?;
     let key = required(req.msg.key, "key")?;
     let user = req.user;
+    let (hook_name, hook_key) = (name.clone(), key.clone());
     registry(&state, move |r| {
         r.delete_registered_model_tag(&user, &name, &key)
     })
     .await?;
+    webhook_events::model_tag_deleted(&state, &hook_name, &hook_key);
     Ok(Json(json!({})))
 }
 
@@ -402,12 +427,15 @@ struct Alias {
 async fn set_alias(State(state): State<AppState>, req: Req<Alias>) -> ApiResult<Json<Value>> {
     let name = required(req.msg.name, "name")?;
     let alias = required(req.msg.alias, "alias")?;
+    let sent_version = req.msg.version.clone().unwrap_or_default();
     let version = version_of(req.msg.version)?;
     let user = req.user;
+    let (hook_name, hook_alias) = (name.clone(), alias.clone());
     registry(&state, move |r| {
         r.set_registered_model_alias(&user, &name, &alias, version)
     })
     .await?;
+    webhook_events::alias_created(&state, &hook_name, &hook_alias, &sent_version);
     Ok(Json(json!({})))
 }
 
@@ -422,10 +450,12 @@ async fn delete_alias(State(state): State<AppState>, req: Req<Alias>) -> ApiResu
     let name = required(req.msg.name, "name")?;
     let alias = required(req.msg.alias, "alias")?;
     let user = req.user;
+    let (hook_name, hook_alias) = (name.clone(), alias.clone());
     registry(&state, move |r| {
         r.delete_registered_model_alias(&user, &name, &alias)
     })
     .await?;
+    webhook_events::alias_deleted(&state, &hook_name, &hook_alias);
     Ok(Json(json!({})))
 }
 
@@ -458,7 +488,21 @@ async fn create_version(
         tags: m.tags,
     };
     let user = req.user;
+    let hook_tags = tag_pairs(&new.tags);
+    let hook_description = new.description.clone();
     let version = registry(&state, move |r| r.create_model_version(&user, new)).await?;
+    webhook_events::version_created(
+        &state,
+        webhook_events::VersionCreated {
+            name: &version.name,
+            version: version.version,
+            source: &version.source,
+            run_id: Some(version.run_id.as_str()),
+            tags: &hook_tags,
+            description: hook_description.as_deref(),
+            prompt: is_prompt_request(&hook_tags),
+        },
+    );
     Ok(Json(json!({ "model_version": version })))
 }
 
@@ -598,16 +642,25 @@ async fn set_version_tag(
     req: Req<SetTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required(req.msg.name, "name")?;
+    let sent_version = req.msg.version.clone().unwrap_or_default();
     let version = version_of(req.msg.version)?;
     let tag = Tag {
         key: required(req.msg.key, "key")?,
         value: req.msg.value.unwrap_or_default(),
     };
     let user = req.user;
+    let (hook_name, hook_tag) = (name.clone(), tag.clone());
     registry(&state, move |r| {
         r.set_model_version_tag(&user, &name, version, tag)
     })
     .await?;
+    webhook_events::version_tag_set(
+        &state,
+        &hook_name,
+        &sent_version,
+        &hook_tag.key,
+        &hook_tag.value,
+    );
     Ok(Json(json!({})))
 }
 
@@ -616,13 +669,16 @@ async fn delete_version_tag(
     req: Req<SetTag>,
 ) -> ApiResult<Json<Value>> {
     let name = required(req.msg.name, "name")?;
+    let sent_version = req.msg.version.clone().unwrap_or_default();
     let version = version_of(req.msg.version)?;
     let key = required(req.msg.key, "key")?;
     let user = req.user;
+    let (hook_name, hook_key) = (name.clone(), key.clone());
     registry(&state, move |r| {
         r.delete_model_version_tag(&user, &name, version, &key)
     })
     .await?;
+    webhook_events::version_tag_deleted(&state, &hook_name, &sent_version, &hook_key);
     Ok(Json(json!({})))
 }
 

@@ -19,6 +19,8 @@ pub struct AppState {
     /// Model versions loaded for serving, and the plugins they load with (absent in tests that
     /// serve no models).
     pub served: Arc<ServedModels>,
+    /// Webhooks: their store, secrets' key and delivery.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {

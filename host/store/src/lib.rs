@@ -4,6 +4,7 @@
 
 pub mod registry;
 mod sqlite;
+pub mod webhooks;
 
 pub use registry::RegistryStore;
 pub use sqlite::SqliteStore;
@@ -14,6 +15,7 @@ use wasmflow_core::entities::{
 use wasmflow_core::paging::Page;
 use wasmflow_core::search::{Comparison, OrderBy};
 pub use wasmflow_core::{Error, ErrorCode, Result};
+pub use webhooks::WebhookStore;
 
 /// Where new experiments put their artifacts unless they name a location themselves.
 #[derive(Debug, Clone)]
@@ -171,6 +173,19 @@ pub trait TrackingStore: Send + Sync + 'static {
     /// Removes an experiment in the deleted stage with its runs, logged models and datasets, for
     /// good; returns the artifact URIs of what it removed (runs, logged models, the experiment).
     fn purge_experiment(&self, experiment_id: &str) -> Result<Vec<String>>;
+    /// The datasets runs of these experiments used, each with its input's `mlflow.data.context`
+    /// tag (MLflow's `_search_datasets`, for the UI), at most 1,000.
+    fn search_dataset_summaries(&self, experiment_ids: &[String]) -> Result<Vec<DatasetSummary>>;
+}
+
+/// One dataset an experiment's runs used, in MLflow's `DatasetSummary` wire shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetSummary {
+    pub experiment_id: String,
+    pub name: String,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
@@ -178,6 +193,11 @@ pub trait TrackingStore: Send + Sync + 'static {
 pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
     // MLflow's store resolves a relative default root once, against the server's directory.
     config.default_artifact_root = resolve_uri_if_local(&config.default_artifact_root);
+    SqliteStore::open(&store_path(uri)?, config)
+}
+
+/// The database file a `--backend-store-uri` names.
+pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
@@ -190,7 +210,7 @@ pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
     } else {
         uri.to_string()
     };
-    SqliteStore::open(std::path::Path::new(&path), config)
+    Ok(path.into())
 }
 
 /// A relative local artifact location made absolute against the current directory, as MLflow's

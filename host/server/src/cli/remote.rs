@@ -174,7 +174,8 @@ impl LocalServer {
         let store = Arc::new(store);
         let app = crate::app::build(crate::state::AppState {
             store: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(repo)),
             served: Default::default(),
         });

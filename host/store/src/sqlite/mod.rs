@@ -1,9 +1,11 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
+mod datasets;
 mod logged_models;
 mod registry;
 mod search_sql;
 mod tracking;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,6 +21,7 @@ use crate::StoreConfig;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_tracking.sql"),
     include_str!("../../migrations/0002_registry.sql"),
+    include_str!("../../migrations/0003_webhooks.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

@@ -433,6 +433,13 @@ fn random_run_name() -> String {
 }
 
 impl TrackingStore for SqliteStore {
+    fn search_dataset_summaries(
+        &self,
+        experiment_ids: &[String],
+    ) -> Result<Vec<crate::DatasetSummary>> {
+        self.read(|conn| super::datasets::search_summaries(conn, experiment_ids))
+    }
+
     fn create_experiment(
         &self,
         name: &str,
