@@ -1,5 +1,7 @@
 //! The HTTP application: every router, mounted where MLflow's server mounts it.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -15,7 +17,14 @@ pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Components of Python and JavaScript plugins run to 40 MB.
 const MAX_PLUGIN_BODY: usize = 256 * 1024 * 1024;
 
+/// The app without auth, as the in-process tests drive it.
+#[cfg(test)]
 pub fn build(state: AppState) -> Router {
+    build_with_auth(state, None)
+}
+
+/// The app, behind MLflow's basic-auth checks when `auth` is given.
+pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) -> Router {
     let mlflow = || {
         tracking::router()
             .merge(logged_models::router())
@@ -23,7 +32,7 @@ pub fn build(state: AppState) -> Router {
             .merge(artifacts::tracking_router())
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
     };
-    Router::new()
+    let app = Router::new()
         .nest("/api/2.0/mlflow", mlflow())
         .nest("/ajax-api/2.0/mlflow", mlflow())
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
@@ -37,12 +46,12 @@ pub fn build(state: AppState) -> Router {
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(error::not_found)
-        .with_state(state)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .with_state(state);
+    crate::auth::protect(app, auth).layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
 }
 
 /// What the MLflow 3 client asks before it logs models: the store kind and optional features.

@@ -2,6 +2,7 @@
 
 mod app;
 mod artifacts;
+mod auth;
 mod cli;
 mod error;
 #[cfg(test)]
@@ -154,6 +155,8 @@ struct ServerArgs {
     serving_memory_mib: usize,
     #[command(flatten)]
     plugins: PluginArgs,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -219,6 +222,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     let store = Arc::new(store);
+    let auth = if args.auth.enabled()? {
+        Some(auth::Auth::start(&args.auth, store.clone())?)
+    } else {
+        None
+    };
     // Compiles nothing: a plugin is compiled (or loaded from the cache) when a model first
     // needs it, so the server listens at once even on a machine that has compiled nothing.
     let plugins = args
@@ -229,15 +237,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "{} plugins available; each is compiled when a model first needs it",
         plugins.list()?.len()
     );
-    let app = app::build(state::AppState {
-        store: store.clone(),
-        registry: store,
-        artifacts,
-        served: Arc::new(wasmflow_serving::ServedModels::new(
-            Some(plugins),
-            args.serving_memory_mib << 20,
-        )),
-    });
+    let app = app::build_with_auth(
+        state::AppState {
+            store: store.clone(),
+            registry: store,
+            artifacts,
+            served: Arc::new(wasmflow_serving::ServedModels::new(
+                Some(plugins),
+                args.serving_memory_mib << 20,
+            )),
+        },
+        auth,
+    );
     let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(
         "listening on http://{addr} (ready in {} ms)",

@@ -1,5 +1,6 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
+mod auth;
 mod logged_models;
 mod registry;
 mod search_sql;
@@ -19,6 +20,7 @@ use crate::StoreConfig;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_tracking.sql"),
     include_str!("../../migrations/0002_registry.sql"),
+    include_str!("../../migrations/0003_auth.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
