@@ -165,6 +165,7 @@ def make_world(srv, tmp_path: Path, owner: str) -> dict:
     """An experiment with a run, an artifact, a logged model and a served registered model, all
     created by `owner`."""
     client = MlflowClient(tracking_uri=srv.url)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     with signed_in(owner):
         exp = client.create_experiment(f"auth-{uuid.uuid4().hex[:8]}")
         run = client.create_run(exp)

@@ -17,8 +17,7 @@ pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Components of Python and JavaScript plugins run to 40 MB.
 const MAX_PLUGIN_BODY: usize = 256 * 1024 * 1024;
 
-/// The app without auth, as the in-process tests drive it.
-#[cfg(test)]
+/// The app without auth (`wasmflow run`'s local server, the in-process tests).
 pub fn build(state: AppState) -> Router {
     build_with_auth(state, None)
 }
