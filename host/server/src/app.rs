@@ -1,5 +1,7 @@
 //! The HTTP application: every router, mounted where MLflow's server mounts it.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -28,7 +30,13 @@ pub const WASMFLOW_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// log-batch requests may reach 1 MB (MLflow's limit); leave room for JSON overhead.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
+/// The app without auth (`wasmflow run`'s local server, the in-process tests).
 pub fn build(state: AppState) -> Router {
+    build_with_auth(state, None)
+}
+
+/// The app, behind MLflow's basic-auth checks when `auth` is given.
+pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) -> Router {
     let mlflow = || {
         tracking::router()
             .merge(logged_models::router())
@@ -44,7 +52,7 @@ pub fn build(state: AppState) -> Router {
         let api = graphql_api.clone();
         async move { graphql::handle(api, method, uri.query().map(str::to_string), body).await }
     };
-    Router::new()
+    let app = Router::new()
         .nest("/api/2.0/mlflow", mlflow())
         .nest("/ajax-api/2.0/mlflow", ajax())
         .route("/graphql", get(graphql_route.clone()).post(graphql_route))
@@ -72,10 +80,12 @@ pub fn build(state: AppState) -> Router {
             }),
         )
         .fallback(error::not_found)
-        .with_state(state)
+        .with_state(state);
+    // Outside auth, so that its 401s carry the header too.
+    crate::auth::protect(app, auth)
         .layer(axum::middleware::map_response(version_header))
         .layer(
-            TraceLayer::new_for_http()
+        TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )

@@ -2,6 +2,7 @@
 
 mod app;
 mod artifacts;
+mod auth;
 mod cli;
 mod connections;
 mod error;
@@ -197,6 +198,8 @@ struct ServerArgs {
     guard: guard::GuardArgs,
     #[command(flatten)]
     limits: connections::LimitArgs,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -315,6 +318,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         webhooks::Settings::from_env()?,
         webhooks::Fernet::from_env_or_file(&webhook_key)?,
     );
+    let auth = if args.auth.enabled()? {
+        Some(auth::Auth::start(&args.auth, store.clone())?)
+    } else {
+        None
+    };
     // Compiles nothing: a plugin is compiled (or loaded from the cache) when a model first
     // needs it, so the server listens at once even on a machine that has compiled nothing.
     let plugins = args
@@ -325,23 +333,27 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "{} plugins available; each is compiled when a model first needs it",
         plugins.list()?.len()
     );
-    let app = app::build(state::AppState {
-        store: store.clone(),
-        registry: store,
-        webhooks,
-        artifacts,
-        served: Arc::new(wasmflow_serving::ServedModels::new(
-            Some(plugins),
-            args.serving_memory_mib << 20,
-        )),
-    })
+    let authenticated = auth.is_some();
+    let app = app::build_with_auth(
+        state::AppState {
+            store: store.clone(),
+            registry: store,
+            webhooks,
+            artifacts,
+            served: Arc::new(wasmflow_serving::ServedModels::new(
+                Some(plugins),
+                args.serving_memory_mib << 20,
+            )),
+        },
+        auth,
+    )
     .layer(axum::middleware::from_fn_with_state(guard, guard::check));
     let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(
         "listening on http://{addr} (ready in {} ms)",
         started.elapsed().as_millis()
     );
-    guard::warn_if_exposed(addr, false);
+    guard::warn_if_exposed(addr, authenticated);
     connections::serve(listener, app, limits, shutdown_signal())
         .await
         .context("the server stopped with an error")

@@ -2,10 +2,12 @@
 //! implementation. The trait is synchronous: callers on an async runtime use `spawn_blocking`.
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
+pub mod auth;
 pub mod registry;
 mod sqlite;
 pub mod webhooks;
 
+pub use auth::AuthStore;
 pub use registry::RegistryStore;
 pub use sqlite::SqliteStore;
 use wasmflow_core::entities::{

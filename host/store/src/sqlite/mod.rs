@@ -1,6 +1,7 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
 mod datasets;
+mod auth;
 mod logged_models;
 mod registry;
 mod search_sql;
@@ -22,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_tracking.sql"),
     include_str!("../../migrations/0002_registry.sql"),
     include_str!("../../migrations/0003_webhooks.sql"),
+    include_str!("../../migrations/0004_auth.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
