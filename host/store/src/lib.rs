@@ -6,7 +6,11 @@ pub mod registry;
 mod sqlite;
 
 pub use registry::RegistryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{
+    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
+    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
+    Tally,
+};
 use wasmflow_core::entities::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
     Param, Run, RunInfo, RunStatus, Tag, ViewType,
@@ -154,11 +158,33 @@ pub trait TrackingStore: Send + Sync + 'static {
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
 /// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
 pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
+    SqliteStore::open(&sqlite_path(uri)?, config)
+}
+
+/// Opens the database `uri` names (as [`open`] reads it) for `wasmflow import`.
+pub fn open_import_target(uri: &str) -> Result<ImportTarget> {
+    ImportTarget::open(&sqlite_path(uri)?)
+}
+
+/// Refuses a `--backend-store-uri` that names an MLflow store (its SQL database or an `mlruns`
+/// directory), with a message pointing to `wasmflow import mlflow`.
+pub fn refuse_foreign_store(uri: &str) -> Result<()> {
+    sqlite::refuse_mlflow_database(&sqlite_path(uri)?)
+}
+
+/// The file a `sqlite:` URI or a plain path names.
+pub fn sqlite_path(uri: &str) -> Result<std::path::PathBuf> {
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
     } else if let Some(rest) = uri.strip_prefix("sqlite://") {
         rest.to_string()
+    } else if uri.starts_with("file:") {
+        // MLflow's file store (`file:///path/mlruns`).
+        return Err(Error::invalid(format!(
+            "'{uri}' is an MLflow file store, which wasmflow does not open; copy it into \
+             wasmflow with `wasmflow import mlflow --from {uri}`"
+        )));
     } else if uri.contains("://") {
         return Err(Error::invalid(format!(
             "unsupported backend store uri '{uri}': expected sqlite:///PATH or a file path"
@@ -166,5 +192,5 @@ pub fn open(uri: &str, config: StoreConfig) -> Result<SqliteStore> {
     } else {
         uri.to_string()
     };
-    SqliteStore::open(std::path::Path::new(&path), config)
+    Ok(std::path::PathBuf::from(path))
 }
