@@ -54,6 +54,8 @@ enum Command {
     /// Run an MLflow Project (a directory or git repository with an MLproject file) with an
     /// executor plugin, as `mlflow run` does.
     Run(Box<cli::run::RunArgs>),
+    /// Copy another tracking store (MLflow's) into wasmflow's.
+    Import(cli::import::ImportArgs),
 }
 
 /// Where plugins live and how they may run; shared by `server` and `plugins`.
@@ -162,7 +164,7 @@ fn main() -> anyhow::Result<()> {
     let default_level = match &cli.command {
         Command::Models(args) if args.serves() => "info",
         Command::Plugins(args) if args.checks() => "error",
-        Command::Models(_) | Command::Plugins(_) | Command::Run(_) => "warn",
+        Command::Models(_) | Command::Plugins(_) | Command::Run(_) | Command::Import(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -186,6 +188,7 @@ fn main() -> anyhow::Result<()> {
         Command::Models(args) => cli::models::run(args),
         Command::Plugins(args) => cli::plugins::run(args),
         Command::Run(args) => cli::run::run(*args),
+        Command::Import(args) => cli::import::run(args),
     }
 }
 
@@ -199,6 +202,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "./mlruns".into()
         }
     });
+    // An MLflow store is refused in one line that points to `wasmflow import`.
+    wasmflow_store::refuse_foreign_store(&args.backend_store_uri)
+        .map_err(|e| anyhow::Error::msg(e.message))?;
     let store = wasmflow_store::open(
         &args.backend_store_uri,
         StoreConfig {

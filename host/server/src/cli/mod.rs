@@ -1,6 +1,7 @@
 //! Subcommands besides `server`.
 
 mod check;
+pub mod import;
 mod model_source;
 pub mod models;
 mod plugin_new;
