@@ -70,6 +70,8 @@ enum Command {
     Experiments(cli::tracking::ExperimentsArgs),
     /// Runs, as `mlflow runs`: `list`, `describe`, `delete`, `restore`.
     Runs(cli::tracking::RunsArgs),
+    /// Copy another tracking store (MLflow's) into wasmflow's.
+    Import(cli::import::ImportArgs),
 }
 
 /// Where plugins live and how they may run; shared by `server` and `plugins`.
@@ -222,6 +224,7 @@ fn run() -> anyhow::Result<()> {
         Command::Plugins(args) if args.checks() => "error",
         Command::Models(_) | Command::Plugins(_) | Command::Run(_) | Command::Gc(_) => "warn",
         Command::Experiments(_) | Command::Runs(_) => "warn",
+        Command::Import(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -268,6 +271,7 @@ fn run() -> anyhow::Result<()> {
         Command::Gc(args) => cli::gc::run(args),
         Command::Experiments(args) => cli::tracking::experiments(args),
         Command::Runs(args) => cli::tracking::runs(args),
+        Command::Import(args) => cli::import::run(args),
     }
 }
 
@@ -283,6 +287,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "./mlruns".into()
         }
     });
+    // An MLflow store is refused in one line that points to `wasmflow import`.
+    wasmflow_store::refuse_foreign_store(&args.backend_store_uri)
+        .map_err(|e| anyhow::Error::msg(e.message))?;
     let store = wasmflow_store::open(
         &args.backend_store_uri,
         StoreConfig {

@@ -9,7 +9,11 @@ pub mod webhooks;
 
 pub use auth::AuthStore;
 pub use registry::RegistryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{
+    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
+    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
+    Tally,
+};
 use wasmflow_core::entities::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
     Param, Run, RunInfo, RunStatus, Tag, ViewType,
@@ -198,13 +202,30 @@ pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
     SqliteStore::open(&store_path(uri)?, config)
 }
 
-/// The database file a `--backend-store-uri` names.
+/// Opens the database `uri` names (as [`open`] reads it) for `wasmflow import`.
+pub fn open_import_target(uri: &str) -> Result<ImportTarget> {
+    ImportTarget::open(&store_path(uri)?)
+}
+
+/// Refuses a `--backend-store-uri` that names an MLflow store (its SQL database or an `mlruns`
+/// directory), with a message pointing to `wasmflow import mlflow`.
+pub fn refuse_foreign_store(uri: &str) -> Result<()> {
+    sqlite::refuse_mlflow_database(&store_path(uri)?)
+}
+
+/// The database file a `--backend-store-uri` (a `sqlite:` URI or a plain path) names.
 pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
     } else if let Some(rest) = uri.strip_prefix("sqlite://") {
         rest.to_string()
+    } else if uri.starts_with("file:") {
+        // MLflow's file store (`file:///path/mlruns`).
+        return Err(Error::invalid(format!(
+            "'{uri}' is an MLflow file store, which wasmflow does not open; copy it into \
+             wasmflow with `wasmflow import mlflow --from {uri}`"
+        )));
     } else if uri.contains("://") {
         return Err(Error::invalid(format!(
             "unsupported backend store uri '{uri}': expected sqlite:///PATH or a file path"

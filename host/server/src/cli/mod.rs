@@ -2,6 +2,7 @@
 
 mod check;
 pub mod gc;
+pub mod import;
 mod model_source;
 pub mod models;
 pub mod output;

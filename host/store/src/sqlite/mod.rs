@@ -2,6 +2,7 @@
 
 mod datasets;
 mod auth;
+mod import;
 mod logged_models;
 mod registry;
 mod search_sql;
@@ -17,6 +18,11 @@ use rusqlite::{Connection, OpenFlags};
 use wasmflow_core::{Error, Result};
 
 use crate::StoreConfig;
+
+pub use import::{
+    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
+    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
+};
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -45,6 +51,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
+        refuse_mlflow_database(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 Error::internal(format!("cannot create '{}': {e}", parent.display()))
@@ -122,6 +129,43 @@ impl SqliteStore {
             .map_err(sql_err)?;
         Ok(conn)
     }
+}
+
+/// MLflow's own SQL schema (alembic keeps its revision in `alembic_version`) is not wasmflow's:
+/// opening it as a store would try to create tables that exist. Its data comes over with
+/// `wasmflow import mlflow`. Read-only, so the file is left as it is.
+pub(crate) fn refuse_mlflow_database(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::invalid(format!(
+            "'{}' is a directory, not a database; if it is an MLflow file store (mlruns), copy it \
+             into wasmflow with `wasmflow import mlflow --from {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    if !path.is_file() {
+        return Ok(());
+    }
+    let Ok(conn) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Ok(());
+    };
+    let mlflow: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'
+                 AND name = 'alembic_version')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(false);
+    if mlflow {
+        return Err(Error::invalid(format!(
+            "'{}' is an MLflow database, not a wasmflow one; copy it into wasmflow with \
+             `wasmflow import mlflow --from sqlite:///{}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> Result<()> {

@@ -1,0 +1,393 @@
+"""`wasmflow import mlflow`: MLflow stores written by the official client (its SQLite schema and its
+`mlruns` file store) are imported, a wasmflow server is started on the result, and everything the
+official client reads from the source is compared with what it reads from wasmflow: experiments,
+runs, params, tags, every metric point, datasets, logged models, registered models, versions,
+aliases and artifacts, with the same ids and URIs. Also: a second import changes nothing, an
+import killed halfway and started again ends complete, --copy-artifacts moves the files under the
+server's artifacts destination, and an MLflow store given to `wasmflow server` is refused in one
+line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+# Written by the official client into the store MLFLOW_TRACKING_URI names; no server involved.
+MAKE_STORE = textwrap.dedent(
+    """
+    import numpy as np, pandas as pd, mlflow
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    c = MlflowClient()
+    mlflow.set_experiment("imported")
+    c.set_experiment_tag(mlflow.get_experiment_by_name("imported").experiment_id, "team", "ml")
+    with mlflow.start_run(run_name="train") as run:
+        mlflow.log_params({"alpha": "0.5", "layers": "3"})
+        mlflow.set_tags({"stage": "dev", "nested/key": "v"})
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            mlflow.log_metric("acc", step / 10, step=step)
+        mlflow.log_metric("odd", float("nan"))
+        mlflow.log_metric("big", float("inf"))
+        mlflow.log_text("hello", "notes/hello.txt")
+        ds = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), name="train-set")
+        mlflow.log_input(ds, context="training")
+        model = LinearRegression().fit(np.array([[1.0], [2.0]]), np.array([2.0, 4.0]))
+        info = mlflow.sklearn.log_model(model, name="model", params={"fit": "ols"})
+        mlflow.log_metric("val_r2", 0.99, model_id=info.model_id)
+    v1 = mlflow.register_model(f"models:/{info.model_id}", "imported-model")
+    c.set_registered_model_tag("imported-model", "owner", "team-ml")
+    c.update_registered_model("imported-model", description="a line")
+    c.set_model_version_tag("imported-model", v1.version, "validated", "yes")
+    c.set_registered_model_alias("imported-model", "champion", v1.version)
+    c.transition_model_version_stage("imported-model", v1.version, "Staging")
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", "imported-model")
+    with mlflow.start_run(run_name="thrown-away") as gone:
+        mlflow.log_metric("loss", 3.0)
+    c.delete_run(gone.info.run_id)
+    c.delete_experiment(c.create_experiment("deleted-experiment"))
+    """
+)
+
+
+def make_store(tmp_path: Path, uri: str) -> None:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, MLFLOW_ALLOW_FILE_STORE="true")
+    made = subprocess.run([sys.executable, "-c", MAKE_STORE], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+
+
+def import_(wasmflow_bin: str, source: str, target: Path, *extra: str) -> dict[str, list[int | None]]:
+    out = subprocess.run(
+        [wasmflow_bin, "import", "mlflow", "--from", source, "--to", f"sqlite:///{target}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, f"import failed:\n{out.stdout}\n{out.stderr}"
+    return parse_table(out.stdout)
+
+
+def parse_table(text: str) -> dict[str, list[int | None]]:
+    """kind -> [source, imported, already there, in wasmflow (None for '-')]."""
+    rows = {}
+    for line in text.splitlines()[1:]:
+        cells = line.rsplit(None, 4)
+        assert "MISSING" not in line, text
+        rows[cells[0].strip()] = [None if c == "-" else int(c) for c in cells[1:]]
+    return rows
+
+
+def same_float(a: float, b: float) -> bool:
+    """Equal, NaN included; ±inf is stored as ±max float, as MLflow's SQL store does (its file
+    store keeps inf)."""
+    def stored(x: float) -> float:
+        return math.copysign(sys.float_info.max, x) if math.isinf(x) else x
+    return (math.isnan(a) and math.isnan(b)) or stored(a) == stored(b)
+
+
+def points(history) -> list[tuple]:
+    """A metric history as sorted distinct (timestamp, step, value), NaN as a string and ±inf
+    as stored."""
+    def norm(x: float):
+        return "nan" if math.isnan(x) else math.copysign(sys.float_info.max, x) if math.isinf(x) else x
+    return sorted({(m.timestamp, m.step, norm(m.value)) for m in history}, key=repr)
+
+
+def compare_stores(src: MlflowClient, dst: MlflowClient) -> None:
+    experiments = src.search_experiments(view_type=ViewType.ALL)
+    got = {e.experiment_id: e for e in dst.search_experiments(view_type=ViewType.ALL)}
+    for e in experiments:
+        w = got[e.experiment_id]
+        assert (w.name, w.artifact_location, w.lifecycle_stage) == (
+            e.name, e.artifact_location, e.lifecycle_stage)
+        assert (w.creation_time, w.last_update_time) == (e.creation_time, e.last_update_time)
+        assert w.tags == e.tags
+    ids = [e.experiment_id for e in experiments]
+    runs = src.search_runs(ids, run_view_type=ViewType.ALL, max_results=1000)
+    assert runs
+    for run in runs:
+        w = dst.get_run(run.info.run_id)
+        for field in ("run_name", "experiment_id", "status", "start_time", "end_time",
+                      "lifecycle_stage", "artifact_uri", "user_id"):
+            assert getattr(w.info, field) == getattr(run.info, field), field
+        assert w.data.params == run.data.params
+        assert w.data.tags == run.data.tags
+        assert w.data.metrics.keys() == run.data.metrics.keys()
+        for key, value in run.data.metrics.items():
+            assert same_float(w.data.metrics[key], value), key
+            # MLflow's file store answers a point logged twice twice; its SQL store and wasmflow once.
+            assert points(dst.get_metric_history(run.info.run_id, key)) == points(
+                src.get_metric_history(run.info.run_id, key)), key
+        want_inputs = {(d.dataset.name, d.dataset.digest, tuple(sorted((t.key, t.value) for t in d.tags)))
+                       for d in run.inputs.dataset_inputs}
+        have_inputs = {(d.dataset.name, d.dataset.digest, tuple(sorted((t.key, t.value) for t in d.tags)))
+                       for d in w.inputs.dataset_inputs}
+        assert have_inputs == want_inputs
+        assert {o.model_id for o in w.outputs.model_outputs} == {o.model_id for o in run.outputs.model_outputs}
+    models = src.search_logged_models(experiment_ids=ids)
+    assert models
+    for m in models:
+        w = dst.get_logged_model(m.model_id)
+        assert (w.name, w.artifact_location, w.status, w.source_run_id, w.experiment_id) == (
+            m.name, m.artifact_location, m.status, m.source_run_id, m.experiment_id)
+        assert w.params == m.params
+        assert w.tags == m.tags
+        have = sorted((x.key, x.step, x.value) for x in w.metrics)
+        want = sorted((x.key, x.step, x.value) for x in m.metrics)
+        # MLflow's SQL store keeps a logged model's NaN as 0.0 (logged_model_metrics has no NaN
+        # flag); wasmflow answers the NaN the run logged.
+        assert [(k, s) for k, s, _ in have] == [(k, s) for k, s, _ in want]
+        assert all(same_float(a, b) or (math.isnan(a) and b == 0.0)
+                   for (_, _, a), (_, _, b) in zip(have, want)), (have, want)
+    registered = src.search_registered_models()
+    assert registered
+    for rm in registered:
+        w = dst.get_registered_model(rm.name)
+        # The local store answers alias versions as numbers, REST (MLflow's server too) as strings.
+        assert (w.description, w.tags, w.aliases, w.creation_timestamp) == (
+            rm.description, rm.tags, {a: str(v) for a, v in rm.aliases.items()}, rm.creation_timestamp)
+        versions = src.search_model_versions(f"name = '{rm.name}'")
+        assert versions
+        for found in versions:
+            v = src.get_model_version(rm.name, found.version)  # search leaves aliases out
+            wv = dst.get_model_version(rm.name, v.version)
+            # model_id is left out: the client reads it from neither REST nor its SQL store (only
+            # from the file store); the REST answer is checked in the test.
+            for field in ("source", "run_id", "current_stage", "tags", "aliases", "status",
+                          "creation_timestamp"):
+                assert getattr(wv, field) == getattr(v, field), field
+            assert dst.get_model_version_download_uri(rm.name, v.version) == \
+                src.get_model_version_download_uri(rm.name, v.version)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mlruns"])
+def test_import_mlflow_store(kind, tmp_path, wasmflow_bin, isolated_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    source = f"sqlite:///{tmp_path}/mlflow.db" if kind == "sqlite" else f"file://{tmp_path}/mlruns"
+    make_store(tmp_path, source)
+    store = tmp_path / "wasmflow"
+    store.mkdir()
+    first = import_(wasmflow_bin, source, store / "db.sqlite")
+    assert first["runs"][:2] == [2, 2] and first["metric points"][1] >= 12, first
+    for kind_, (src_n, imported, there, present) in first.items():
+        assert imported + there == src_n, kind_
+        assert present is None or present == src_n, kind_
+
+    srv = isolated_server(store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    src = MlflowClient(tracking_uri=source, registry_uri=source)
+    dst = MlflowClient(tracking_uri=srv.url, registry_uri=srv.url)
+    compare_stores(src, dst)
+
+    logged = src.search_logged_models(experiment_ids=[e.experiment_id for e in src.search_experiments()])
+    answer = requests.get(f"{srv.url}/api/2.0/mlflow/model-versions/get",
+                          params={"name": "imported-model", "version": "1"}).json()
+    assert answer["model_version"]["model_id"] == logged[0].model_id
+
+    # runs:/ and models:/ URIs of the source resolve against wasmflow, files and all.
+    exp_ids = [e.experiment_id for e in src.search_experiments() if e.name == "imported"]
+    run = src.search_runs(exp_ids, filter_string="attributes.run_name = 'train'")[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    mlflow.set_tracking_uri(srv.url)  # the registry follows it
+    text = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes/hello.txt",
+                                                    dst_path=str(tmp_path / "dl"))).read_text()
+    assert text == "hello"
+    for uri in ("models:/imported-model@champion", "models:/imported-model/2",
+                f"runs:/{run.info.run_id}/model"):
+        model = mlflow.pyfunc.load_model(uri)
+        assert model.predict(np.array([[3.0]]))[0] == pytest.approx(6.0), uri
+    predicted = subprocess.run(
+        [wasmflow_bin, "models", "predict", "-m", "models:/imported-model@champion",
+         "--content-type", "json"],
+        input='{"inputs": [[3.0]]}', capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, MLFLOW_TRACKING_URI=srv.url),
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["predictions"][0] == pytest.approx(6.0)
+    srv.stop()
+
+    # A second import finds everything there.
+    again = import_(wasmflow_bin, source, store / "db.sqlite")
+    assert all(imported == 0 for _, imported, _, _ in again.values()), again
+    assert again["runs"][2] == 2 and again["metric points"][2] == first["metric points"][0]
+
+
+def test_import_copies_artifacts(tmp_path, wasmflow_bin, isolated_server, monkeypatch):
+    source = f"sqlite:///{tmp_path}/mlflow.db"
+    make_store(tmp_path, source)
+    store = tmp_path / "wasmflow"
+    store.mkdir()
+    import_(wasmflow_bin, source, store / "db.sqlite", "--copy-artifacts",
+            "--artifacts-destination", str(store / "artifacts"))
+    srv = isolated_server(store)
+    dst = MlflowClient(tracking_uri=srv.url, registry_uri=srv.url)
+    run = dst.search_runs([e.experiment_id for e in dst.search_experiments() if e.name == "imported"],
+                          filter_string="attributes.run_name = 'train'")[0]
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+    copied = store / "artifacts" / run.info.artifact_uri.removeprefix("mlflow-artifacts:/")
+    assert (copied / "notes" / "hello.txt").read_text() == "hello"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    mlflow.set_tracking_uri(srv.url)  # the registry follows it
+    model = mlflow.pyfunc.load_model("models:/imported-model@champion")
+    assert model.predict(np.array([[1.0]]))[0] == pytest.approx(2.0)
+    location = dst.get_model_version_download_uri("imported-model", "1")
+    assert location.startswith("mlflow-artifacts:/"), location
+
+
+def test_killed_import_resumes(tmp_path, wasmflow_bin, isolated_server):
+    source_db = tmp_path / "mlflow.db"
+    make_store(tmp_path, f"sqlite:///{source_db}")
+    # A long history, written straight into MLflow's metrics table: the client would take
+    # minutes to log it.
+    points = 600_000
+    con = sqlite3.connect(source_db)
+    run_id = con.execute("SELECT run_uuid FROM runs WHERE name = 'train'").fetchone()[0]
+    con.executemany(
+        "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?, ?, ?, ?, ?, 0)",
+        ((f"long{i % 3}", i * 0.5, 1_700_000_000_000 + i, run_id, i) for i in range(points)),
+    )
+    con.commit()
+    con.close()
+    store = tmp_path / "wasmflow"
+    store.mkdir()
+    target = store / "db.sqlite"
+    proc = subprocess.Popen(
+        [wasmflow_bin, "import", "mlflow", "--from", f"sqlite:///{source_db}", "--to",
+         f"sqlite:///{target}", "--batch-size", "2000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    for line in proc.stderr:
+        if line.startswith("progress:"):
+            break
+    assert proc.poll() is None, "the import ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    second = import_(wasmflow_bin, f"sqlite:///{source_db}", target)
+    src_n, imported, there, present = second["metric points"]
+    assert there > 0 and imported > 0, second
+    assert present == src_n >= points
+    srv = isolated_server(store)
+    dst = MlflowClient(tracking_uri=srv.url)
+    history = dst.get_metric_history(run_id, "long1")
+    assert len(history) == points // 3
+    assert dst.get_run(run_id).data.metrics["long1"] == (points - 2) * 0.5
+
+
+def test_server_refuses_mlflow_stores(tmp_path, wasmflow_bin):
+    make_store(tmp_path, f"sqlite:///{tmp_path}/mlflow.db")
+    for uri in (f"sqlite:///{tmp_path}/mlflow.db", f"file://{tmp_path}/mlruns", str(tmp_path / "mlruns")):
+        env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
+        out = subprocess.run([wasmflow_bin, "server", "--backend-store-uri", uri, "--port", "0"],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert out.returncode != 0
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "wasmflow import mlflow --from" in lines[0], out.stderr
+    # The MLflow database is untouched.
+    con = sqlite3.connect(tmp_path / "mlflow.db")
+    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'registry_events'").fetchone()[0] == 0
+
+
+# MLflow 2.x writes an older schema (alembic revision 0584bdc529eb for 2.22: no logged models, no
+# workspaces, model versions' storage_location is their source). Its client lives in a venv of
+# its own, made once under the target directory; mlflow-skinny with SQLAlchemy and alembic is all
+# its SQL store needs.
+MLFLOW2 = "2.22.1"
+MLFLOW2_VENV = Path(
+    os.environ.get("WASMFLOW_MLFLOW2_VENV")
+    or Path(os.environ.get("CARGO_TARGET_DIR") or Path(__file__).resolve().parents[2] / "target")
+    / f"mlflow-{MLFLOW2}-venv"
+)
+
+MAKE_STORE_2 = textwrap.dedent(
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    c = MlflowClient()
+    mlflow.set_experiment("old")
+    with mlflow.start_run(run_name="r") as run:
+        mlflow.log_params({"a": "1"})
+        mlflow.set_tag("t", "v")
+        for step in range(4):
+            mlflow.log_metric("m", step * 1.5, step=step)
+        mlflow.log_text("x", "notes/x.txt")
+    c.create_registered_model("old-model", tags={"k": "v"})
+    v = c.create_model_version("old-model", f"runs:/{run.info.run_id}/notes", run.info.run_id)
+    c.set_registered_model_alias("old-model", "prod", v.version)
+    c.transition_model_version_stage("old-model", v.version, "Production")
+    """
+)
+
+
+def mlflow2_python() -> str:
+    python = MLFLOW2_VENV / "bin" / "python"
+    if not python.exists():
+        made = subprocess.run([sys.executable, "-m", "venv", str(MLFLOW2_VENV)], capture_output=True)
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             f"mlflow-skinny=={MLFLOW2}", "sqlalchemy>=2.0.20,<2.1", "alembic"],
+            capture_output=True, text=True, timeout=600,
+        ) if made.returncode == 0 else made
+        if pip.returncode != 0:
+            subprocess.run(["rm", "-rf", str(MLFLOW2_VENV)])
+            pytest.skip(f"cannot install mlflow-skinny {MLFLOW2}: {pip.stderr[-500:]}")
+    return str(python)
+
+
+def test_import_mlflow_2_schema(tmp_path, wasmflow_bin, isolated_server, monkeypatch):
+    python = mlflow2_python()
+    source = f"sqlite:///{tmp_path}/mlflow.db"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=source, MLFLOW_REGISTRY_URI=source)
+    made = subprocess.run([python, "-c", MAKE_STORE_2], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    version = sqlite3.connect(tmp_path / "mlflow.db").execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == ("0584bdc529eb",)
+    store = tmp_path / "wasmflow"
+    store.mkdir()
+    first = import_(wasmflow_bin, source, store / "db.sqlite")
+    assert first["runs"][1] == 1 and first["metric points"][1] == 4 and first["model versions"][1] == 1
+    srv = isolated_server(store)
+    # The 3.x client reads both: the source directly, wasmflow over REST.
+    compare_stores_2(MlflowClient(tracking_uri=source, registry_uri=source),
+                     MlflowClient(tracking_uri=srv.url, registry_uri=srv.url))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    mlflow.set_tracking_uri(srv.url)
+    path = mlflow.artifacts.download_artifacts("models:/old-model@prod", dst_path=str(tmp_path / "dl"))
+    assert (Path(path) / "x.txt").read_text() == "x"
+    srv.stop()
+    again = import_(wasmflow_bin, source, store / "db.sqlite")
+    assert all(imported == 0 for _, imported, _, _ in again.values()), again
+
+
+def compare_stores_2(src: MlflowClient, dst: MlflowClient) -> None:
+    """compare_stores without logged models, which MLflow 2 has not."""
+    exp = src.get_experiment_by_name("old")
+    assert dst.get_experiment(exp.experiment_id).name == "old"
+    run = src.search_runs([exp.experiment_id])[0]
+    w = dst.get_run(run.info.run_id)
+    assert (w.info.run_name, w.info.artifact_uri, w.info.start_time) == (
+        run.info.run_name, run.info.artifact_uri, run.info.start_time)
+    assert w.data.params == run.data.params and w.data.tags == run.data.tags
+    assert [(m.step, m.value) for m in dst.get_metric_history(run.info.run_id, "m")] == [
+        (m.step, m.value) for m in src.get_metric_history(run.info.run_id, "m")]
+    rm = dst.get_registered_model("old-model")
+    assert rm.tags == {"k": "v"} and rm.aliases == {"prod": "1"}
+    v = dst.get_model_version("old-model", "1")
+    sv = src.get_model_version("old-model", "1")
+    assert (v.source, v.run_id, v.current_stage) == (sv.source, sv.run_id, "Production")
