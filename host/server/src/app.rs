@@ -85,7 +85,7 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
     crate::auth::protect(app, auth)
         .layer(axum::middleware::map_response(version_header))
         .layer(
-        TraceLayer::new_for_http()
+            TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )

@@ -244,10 +244,18 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
             }
         }
         Need::Runs(access) => {
-            let ids = list(params, "run_ids");
+            let mut ids = list(params, "run_ids");
+            ids.extend(list(params, "run_id"));
             let mut ok = true;
             for id in &ids {
                 ok = ok && run(id, access)?;
+            }
+            ok
+        }
+        Need::Experiments(access) => {
+            let mut ok = true;
+            for id in list(params, "experiment_ids") {
+                ok = ok && experiment(&id)?.allows(access);
             }
             ok
         }

@@ -28,8 +28,10 @@ pub enum Need {
     /// The experiment of the run `run_id` (or `run_uuid`), and of every logged model the
     /// request logs to (`model_id`, `metrics[].model_id`, `models[].model_id`).
     Run(Access),
-    /// The experiments of every run in `run_ids`.
+    /// The experiments of every run in `run_ids` (or the repeated `run_id` of get-history-bulk).
     Runs(Access),
+    /// Every experiment in `experiment_ids`.
+    Experiments(Access),
     /// The experiment of the logged model named by the path segment after `logged-models`.
     LoggedModel(Access),
     /// The registered model `name`.
@@ -135,6 +137,12 @@ pub static RULES: &[Rule] = &[
     rule(GET, "/api/2.0/mlflow/metrics/get-history", Run(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/metrics/get-history-bulk-interval", Runs(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/artifacts/list", Run(Read), Nothing),
+    rule(GET, "/get-artifact", Run(Read), Nothing),
+    rule(POST, "/api/2.0/mlflow/upload-artifact", Run(Update), Nothing),
+    // -- what MLflow's UI calls besides the REST API (/graphql has no rule: admins only)
+    rule(GET, "/api/2.0/mlflow/metrics/get-history-bulk", Runs(Read), Nothing),
+    rule(POST, "/api/2.0/mlflow/experiments/search-datasets", Experiments(Read), Nothing),
+    rule(POST, "/api/2.0/mlflow/runs/create-promptlab-run", Experiment(Update), Nothing),
     // -- logged models
     rule(POST, "/api/2.0/mlflow/logged-models", Experiment(Update), Nothing),
     rule(POST, "/api/2.0/mlflow/logged-models/search", Authenticated, After::Filter(Filtered::LoggedModels)),
@@ -145,6 +153,7 @@ pub static RULES: &[Rule] = &[
     rule(DELETE, "/api/2.0/mlflow/logged-models/*/tags/*", LoggedModel(Delete), Nothing),
     rule(POST, "/api/2.0/mlflow/logged-models/*/params", LoggedModel(Update), Nothing),
     rule(GET, "/api/2.0/mlflow/logged-models/*/artifacts/directories", LoggedModel(Read), Nothing),
+    rule(GET, "/api/2.0/mlflow/logged-models/*/artifacts/files", LoggedModel(Read), Nothing),
     // -- registered models
     rule(POST, "/api/2.0/mlflow/registered-models/create", Authenticated, After::GrantModelCreator),
     rule(POST, "/api/2.0/mlflow/registered-models/rename", RegisteredModel(Update), After::RenameModelGrants),
@@ -167,6 +176,7 @@ pub static RULES: &[Rule] = &[
     rule(GET, "/api/2.0/mlflow/model-versions/get", RegisteredModel(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/model-versions/search", Authenticated, After::Filter(Filtered::ModelVersions)),
     rule(GET, "/api/2.0/mlflow/model-versions/get-download-uri", RegisteredModel(Read), Nothing),
+    rule(GET, "/model-versions/get-artifact", RegisteredModel(Read), Nothing),
     rule(POST, "/api/2.0/mlflow/model-versions/set-tag", RegisteredModel(Update), Nothing),
     rule(DELETE, "/api/2.0/mlflow/model-versions/delete-tag", RegisteredModel(Delete), Nothing),
     // -- the artifact proxy: by the experiment its path starts with; deleting a subtree manages
@@ -193,6 +203,8 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/3.0/mlflow/users/permissions/revoke", ManageResource, Nothing),
     rule(GET, "/api/3.0/mlflow/users/permissions/get", SelfOrAdmin, Nothing),
     // -- wasmflow's own endpoints
+    rule(GET, "/api/2.0/wasmflow/webhooks/*/deliveries", Admin, Nothing),
+    rule(GET, "/api/2.0/wasmflow/version", Authenticated, Nothing),
     rule(GET, "/api/2.0/wasmflow/registry/events", RegisteredModel(Read), Nothing),
     rule(GET, "/api/2.0/wasmflow/models/resolve", ModelUri, Nothing),
     rule(GET, "/api/2.0/wasmflow/experiments/run-counts", Authenticated, After::Filter(Filtered::RunCounts)),
@@ -342,6 +354,24 @@ mod tests {
         assert_eq!(need(GET, "/ui/app.js"), Some(Public));
         assert_eq!(need(GET, "/"), Some(Authenticated));
         assert_eq!(need(POST, "/api/2.0/mlflow/webhooks/abc/test"), Some(Admin));
+        assert_eq!(need(GET, "/get-artifact"), Some(Run(Read)));
+        assert_eq!(
+            need(POST, "/ajax-api/2.0/mlflow/upload-artifact"),
+            Some(Run(Update))
+        );
+        assert_eq!(
+            need(GET, "/ajax-api/2.0/mlflow/metrics/get-history-bulk"),
+            Some(Runs(Read))
+        );
+        assert_eq!(
+            need(POST, "/ajax-api/2.0/mlflow/experiments/search-datasets"),
+            Some(Experiments(Read))
+        );
+        assert_eq!(
+            need(GET, "/api/2.0/mlflow/logged-models/m-1/artifacts/files"),
+            Some(LoggedModel(Read))
+        );
+        assert_eq!(need(POST, "/graphql"), None, "admins only");
     }
 
     #[test]

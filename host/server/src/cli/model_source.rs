@@ -243,6 +243,7 @@ fn logged_model_of_run(
                 let page = store.search_logged_models(&wasmflow_store::LoggedModelSearch {
                     experiment_ids: vec![experiment_id.to_string()],
                     filter: wasmflow_core::search::parse_logged_model_filter(&filter)?,
+                    datasets: Vec::new(),
                     order_by: Vec::new(),
                     max_results: 100,
                     page_token: page_token.clone(),

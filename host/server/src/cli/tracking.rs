@@ -162,18 +162,20 @@ pub fn experiments(args: ExperimentsArgs) -> anyhow::Result<()> {
             )?;
         }
         ExperimentsCommand::Delete { experiment_id } => {
-            remote.call(
-                hyper::Method::POST,
+            set_stage(
+                &remote,
                 "experiments/delete",
-                Some(json!({ "experiment_id": experiment_id })),
+                "experiment_id",
+                &experiment_id,
             )?;
             writeln!(out, "Experiment with ID {experiment_id} has been deleted.")?;
         }
         ExperimentsCommand::Restore { experiment_id } => {
-            remote.call(
-                hyper::Method::POST,
+            set_stage(
+                &remote,
                 "experiments/restore",
-                Some(json!({ "experiment_id": experiment_id })),
+                "experiment_id",
+                &experiment_id,
             )?;
             writeln!(out, "Experiment with id {experiment_id} has been restored.")?;
         }
@@ -254,19 +256,11 @@ pub fn runs(args: RunsArgs) -> anyhow::Result<()> {
             writeln!(out, "{}", serde_json::to_string_pretty(&run["run"])?)?;
         }
         RunsCommand::Delete { run_id } => {
-            remote.call(
-                hyper::Method::POST,
-                "runs/delete",
-                Some(json!({ "run_id": run_id })),
-            )?;
+            set_stage(&remote, "runs/delete", "run_id", &run_id)?;
             writeln!(out, "Run with ID {run_id} has been deleted.")?;
         }
         RunsCommand::Restore { run_id } => {
-            remote.call(
-                hyper::Method::POST,
-                "runs/restore",
-                Some(json!({ "run_id": run_id })),
-            )?;
+            set_stage(&remote, "runs/restore", "run_id", &run_id)?;
             writeln!(out, "Run with id {run_id} has been restored.")?;
         }
     }
@@ -362,4 +356,10 @@ fn csv_line(fields: &[String]) -> String {
         })
         .collect();
     format!("{}\n", quoted.join(","))
+}
+
+/// Deletes or restores one experiment or run (`endpoint`), named by its id in `field`.
+fn set_stage(remote: &Remote, endpoint: &str, field: &str, id: &str) -> anyhow::Result<()> {
+    remote.call(hyper::Method::POST, endpoint, Some(json!({ field: id })))?;
+    Ok(())
 }

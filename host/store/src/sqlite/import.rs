@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use wasmflow_core::entities::Metric;
 use wasmflow_core::{Error, Result};
 
-use super::{configure, migrate, sql_err};
+use super::sql_err;
 
 /// How many rows of one kind a call wrote, and how many were there already.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -166,18 +166,9 @@ pub struct ImportTarget {
 
 impl ImportTarget {
     pub fn open(path: &Path) -> Result<Self> {
-        super::refuse_mlflow_database(path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::internal(format!("cannot create '{}': {e}", parent.display()))
-            })?;
-        }
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::internal(format!("cannot open database '{}': {e}", path.display()))
-        })?;
-        configure(&conn)?;
-        migrate(&mut conn)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: super::open_migrated(path)?,
+        })
     }
 
     fn tx<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {

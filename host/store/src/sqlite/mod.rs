@@ -1,7 +1,7 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
-mod datasets;
 mod auth;
+mod datasets;
 mod import;
 mod logged_models;
 mod registry;
@@ -51,17 +51,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
-        refuse_mlflow_database(path)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::internal(format!("cannot create '{}': {e}", parent.display()))
-            })?;
-        }
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::internal(format!("cannot open database '{}': {e}", path.display()))
-        })?;
-        configure(&conn)?;
-        migrate(&mut conn)?;
+        let conn = open_migrated(path)?;
         tracking::ensure_default_experiment(&conn, &config)?;
 
         let (jobs, queue) = mpsc::sync_channel::<Job>(4096);
@@ -129,6 +119,21 @@ impl SqliteStore {
             .map_err(sql_err)?;
         Ok(conn)
     }
+}
+
+/// The writer's connection to the database at `path` (created with its folder if missing),
+/// configured and migrated; an MLflow database is refused.
+pub(crate) fn open_migrated(path: &Path) -> Result<Connection> {
+    refuse_mlflow_database(path)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::internal(format!("cannot create '{}': {e}", parent.display())))?;
+    }
+    let mut conn = Connection::open(path)
+        .map_err(|e| Error::internal(format!("cannot open database '{}': {e}", path.display())))?;
+    configure(&conn)?;
+    migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// MLflow's own SQL schema (alembic keeps its revision in `alembic_version`) is not wasmflow's:
