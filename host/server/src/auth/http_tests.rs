@@ -57,7 +57,8 @@ fn test_app(default_permission: &str) -> TestApp {
     let router = app::build_with_auth(
         AppState {
             store: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(artifacts)),
             served: Default::default(),
         },
