@@ -51,7 +51,7 @@ struct Cli {
 enum Command {
     /// Run the tracking server, which the official `mlflow` client talks to unchanged
     /// (MLFLOW_TRACKING_URI=http://HOST:PORT).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// The model registry: `list`, `versions NAME`, `alias NAME ALIAS VERSION`. Talks to the
     /// server at MLFLOW_TRACKING_URI when it is an http:// URL, else to the local store.
     Models(cli::models::ModelsArgs),
@@ -271,7 +271,7 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(args))
+            runtime.block_on(serve(*args))
         }
         Command::Models(args) => cli::models::run(args),
         Command::Plugins(args) => cli::plugins::run(args),

@@ -112,22 +112,29 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let entry = project.entry_point(&args.entry_point)?;
     let cwd = std::env::current_dir()?;
 
-    // The tracking server: the one named, or one of our own over the local store. Known before
-    // the parameters are resolved, as `path` parameters may name its artifacts.
+    // The tracking server: the one named, or one of our own over the local store. Connected when
+    // a `path` parameter's download needs it, else once all that can be checked without it has
+    // been, so that a refused parameter or executor leaves no store behind.
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
     // Here a server named by MLFLOW_TRACKING_URI wins over --backend-store-uri.
     let store = args
         .backend_store_uri
         .as_deref()
         .filter(|_| !tracking_uri.starts_with("http://"));
-    let (remote, server) = super::remote::connect(store, &args.artifacts_destination)?;
-    let tracking_uri = server.as_ref().map_or(tracking_uri, |s| s.url.clone());
-    let remote = Arc::new(remote);
-
+    let connect = || super::remote::connect(store, &args.artifacts_destination);
+    let mut connection = None;
     // Lives until the run ends: the command reads the files downloaded into it.
     let mut storage = super::storage::Storage::new(args.storage_dir.clone());
     let resolved = entry.resolve(&given, &cwd, &source.dir, &mut |param| {
-        storage.download(&tracking_uri, param).map_err(|e| {
+        let downloaded = (|| {
+            let (_, server) = match &mut connection {
+                Some(connected) => connected,
+                none => none.insert(connect()?),
+            };
+            let url = server.as_ref().map_or(tracking_uri.as_str(), |s| &s.url);
+            storage.download(url, param)
+        })();
+        downloaded.map_err(|e| {
             wasmflow_core::Error::invalid(format!(
                 "cannot download '{}' for the parameter '{}': {e:#}",
                 param.uri, param.key
@@ -174,6 +181,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
             process: args.grant_process,
         }
     };
+
+    let (remote, server) = match connection {
+        Some(connected) => connected,
+        None => connect()?,
+    };
+    let tracking_uri = server.as_ref().map_or(tracking_uri, |s| s.url.clone());
+    let remote = Arc::new(remote);
 
     // `--run-id` names a run made elsewhere (MLflow's project APIs make it first); it must exist.
     let existing = match &args.run_id {

@@ -47,8 +47,11 @@ impl Storage {
                 std::fs::create_dir_all(root).with_context(|| {
                     format!("cannot create the storage directory '{}'", root.display())
                 })?;
+                // Absolute: the command runs in the project's directory, not here. Named as
+                // Python's mkdtemp names it (`tmp...`), not hidden.
                 tempfile::Builder::new()
-                    .tempdir_in(root)
+                    .prefix("tmp")
+                    .tempdir_in(std::path::absolute(root)?)
                     .with_context(|| format!("cannot create a directory in '{}'", root.display()))?
                     .keep()
             }
