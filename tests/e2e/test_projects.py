@@ -357,3 +357,112 @@ def test_the_sklearn_project_runs_in_a_cached_virtualenv(where, server, isolated
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["coefficients.json"]
     coef = json.loads(Path(client.download_artifacts(run.info.run_id, "coefficients.json")).read_text())
     assert len(coef["coef"]) == 2
+
+
+STORAGE_MLPROJECT = """\
+name: storage
+entry_points:
+  main:
+    parameters:
+      data: path
+      weights: path
+      inputs: {type: path, default: "."}
+    command: "python show.py {data} {weights} {inputs}"
+"""
+
+SHOW_PY = """\
+import os, sys
+for arg in sys.argv[1:]:
+    if os.path.isdir(arg):
+        print(f"dir {arg}: {sorted(os.listdir(arg))}")
+    else:
+        print(f"file {arg}: {open(arg).read()!r}")
+"""
+
+
+@pytest.fixture
+def web_files(tmp_path):
+    """A directory served over http:// by a thread of the test, as a plain web server."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "web"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_path_parameters_given_as_uris_are_downloaded_into_the_storage_dir(
+    server, client, wasmflow_bin, tmp_path, web_files, unique_name
+):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "MLproject").write_text(STORAGE_MLPROJECT)
+    (project / "show.py").write_text(SHOW_PY)
+    root, web = web_files
+    (root / "data.csv").write_text("a,b\n1,2\n")
+    # Artifacts of another run on the tracking server, named by runs:/ and mlflow-artifacts: URIs.
+    source = client.create_run(client.create_experiment(unique_name("storage-src")))
+    for name, text in [("weights.txt", "w=3"), ("bias.txt", "b=1")]:
+        (tmp_path / name).write_text(text)
+        client.log_artifact(source.info.run_id, str(tmp_path / name), artifact_path="inputs")
+    inputs_uri = f"{source.info.artifact_uri}/inputs"
+    assert inputs_uri.startswith("mlflow-artifacts:/")
+
+    storage = tmp_path / "storage"
+    result = wasmflow_run(
+        wasmflow_bin,
+        [project, "--env-manager", "local", "--storage-dir", storage,
+         "-P", f"data={web}/data.csv", "-P", f"weights=runs:/{source.info.run_id}/inputs/weights.txt",
+         "-P", f"inputs={inputs_uri}"],
+        tracking_uri=server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    # As mlflow run: one fresh directory in the storage dir, `param_<N>` by the MLproject's order.
+    (fresh,) = storage.iterdir()
+    data, weights, inputs = fresh / "param_0" / "data.csv", fresh / "param_1" / "weights.txt", fresh / "param_2" / "inputs"
+    assert result.stdout.splitlines() == [
+        f"file {data}: 'a,b\\n1,2\\n'",
+        f"file {weights}: 'w=3'",
+        f"dir {inputs}: ['bias.txt', 'weights.txt']",
+    ]
+    # The run's parameters are the local paths the command got, and the files stay.
+    run = client.get_run(run_id_of(result))
+    assert run.data.params == {"data": str(data), "weights": str(weights), "inputs": str(inputs)}
+    assert data.read_text() == "a,b\n1,2\n" and (inputs / "bias.txt").read_text() == "b=1"
+
+    # Without --storage-dir: a temporary directory, gone when the run ends.
+    result = wasmflow_run(
+        wasmflow_bin,
+        [project, "--env-manager", "local", "-P", f"data={web}/data.csv", "-P", f"weights={web}/data.csv"],
+        tracking_uri=server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    downloaded = Path(result.stdout.splitlines()[0].split(":")[0].removeprefix("file "))
+    assert downloaded.name == "data.csv" and downloaded.parent.name == "param_0"
+    assert not downloaded.exists()
+
+    # A scheme that cannot be downloaded, or a missing file, is refused before any run exists.
+    experiment = unique_name("storage-bad")
+    for value, message in [
+        ("s3://bucket/data.csv", "parameter 'data' must be a local path or an http(s)://, runs:/ or mlflow-artifacts: URI, got 's3://bucket/data.csv'"),
+        (f"{web}/missing.csv", f"cannot download '{web}/missing.csv' for the parameter 'data'"),
+    ]:
+        result = wasmflow_run(
+            wasmflow_bin,
+            [project, "--env-manager", "local", "--experiment-name", experiment, "-P", f"data={value}",
+             "-P", f"weights={web}/data.csv"],
+            tracking_uri=server.url,
+        )
+        assert result.returncode != 0
+        assert message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert client.get_experiment_by_name(experiment) is None

@@ -64,6 +64,22 @@ pub struct EntryPoint {
 pub struct Parameter {
     pub kind: ParamType,
     pub default: Option<String>,
+    /// Its place among the entry point's parameters as the MLproject file lists them (MLflow
+    /// downloads a `path` parameter's URI into the storage directory's `param_<position>`).
+    pub position: usize,
+}
+
+/// The schemes of the URIs a `path` parameter may be given, downloaded before the run starts (as
+/// MLflow downloads them into `--storage-dir`): a web file, or artifacts of the tracking server.
+pub const DOWNLOADABLE_SCHEMES: [&str; 4] = ["http", "https", "runs", "mlflow-artifacts"];
+
+/// A `path` parameter given a URI to download: the caller brings its files here and answers the
+/// local path that the command gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemotePath {
+    pub key: String,
+    pub position: usize,
+    pub uri: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +130,9 @@ struct MlProjectFile {
 
 #[derive(Deserialize)]
 struct EntryPointFile {
+    /// A YAML mapping keeps the file's order, which gives each parameter its position.
     #[serde(default)]
-    parameters: BTreeMap<String, Yaml>,
+    parameters: serde_yaml_ng::Mapping,
     command: String,
 }
 
@@ -177,8 +194,16 @@ impl Project {
         let mut entry_points = BTreeMap::new();
         for (name, entry) in spec.entry_points {
             let mut parameters = BTreeMap::new();
-            for (param, decl) in entry.parameters {
-                let parameter = parse_parameter(&decl).map_err(|e| {
+            for (position, (param, decl)) in entry.parameters.into_iter().enumerate() {
+                let param = match param {
+                    Yaml::String(param) => param,
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "entry point '{name}': a parameter name must be a string, got {other:?}"
+                        )));
+                    }
+                };
+                let parameter = parse_parameter(&decl, position).map_err(|e| {
                     Error::invalid(format!(
                         "entry point '{name}', parameter '{param}': {}",
                         e.message
@@ -241,11 +266,12 @@ fn relative_path(path: &str, key: &str) -> Result<PathBuf> {
 }
 
 /// `name: float` or `name: {type: float, default: 0.1}`.
-fn parse_parameter(decl: &Yaml) -> Result<Parameter> {
+fn parse_parameter(decl: &Yaml, position: usize) -> Result<Parameter> {
     match decl {
         Yaml::String(kind) => Ok(Parameter {
             kind: ParamType::parse(kind)?,
             default: None,
+            position,
         }),
         Yaml::Mapping(map) => {
             let kind = match map.get("type") {
@@ -259,7 +285,11 @@ fn parse_parameter(decl: &Yaml) -> Result<Parameter> {
                 None | Some(Yaml::Null) => None,
                 Some(value) => Some(scalar_text(value)?),
             };
-            Ok(Parameter { kind, default })
+            Ok(Parameter {
+                kind,
+                default,
+                position,
+            })
         }
         other => Err(Error::invalid(format!(
             "expected a type name or a mapping with 'type' and 'default', got {other:?}"
@@ -282,19 +312,21 @@ impl EntryPoint {
     /// Checks and converts `given` (in the order given) against the declared parameters,
     /// applies defaults, and builds the command. `path` values are made absolute (given ones
     /// against `cwd`, as MLflow does, defaults against the project directory `project`) and
-    /// must exist; `uri` values need a scheme; `float` and `int` values must parse.
+    /// must exist, or are URIs of `DOWNLOADABLE_SCHEMES` that `download` brings here; `uri`
+    /// values need a scheme; `float` and `int` values must parse.
     pub fn resolve(
         &self,
         given: &[(String, String)],
         cwd: &Path,
         project: &Path,
+        download: &mut dyn FnMut(&RemotePath) -> Result<PathBuf>,
     ) -> Result<ResolvedCommand> {
         let mut values: BTreeMap<&str, String> = BTreeMap::new();
         let mut extra: Vec<(String, String)> = Vec::new();
         for (key, value) in given {
             match self.parameters.get(key) {
                 Some(param) => {
-                    let converted = convert(key, value, param.kind, cwd)?;
+                    let converted = convert(key, value, param, cwd, download)?;
                     values.insert(key.as_str(), converted);
                 }
                 None => {
@@ -310,7 +342,7 @@ impl EntryPoint {
             }
             match &param.default {
                 Some(default) => {
-                    let converted = convert(key, default, param.kind, project)?;
+                    let converted = convert(key, default, param, project, download)?;
                     values.insert(key.as_str(), converted);
                 }
                 None => missing.push(format!("'{key}'")),
@@ -339,8 +371,14 @@ impl EntryPoint {
     }
 }
 
-fn convert(key: &str, value: &str, kind: ParamType, cwd: &Path) -> Result<String> {
-    match kind {
+fn convert(
+    key: &str,
+    value: &str,
+    param: &Parameter,
+    cwd: &Path,
+    download: &mut dyn FnMut(&RemotePath) -> Result<PathBuf>,
+) -> Result<String> {
+    match param.kind {
         ParamType::String => Ok(value.to_string()),
         ParamType::Float => match value.trim().parse::<f64>() {
             Ok(_) => Ok(value.trim().to_string()),
@@ -364,11 +402,20 @@ fn convert(key: &str, value: &str, kind: ParamType, cwd: &Path) -> Result<String
             }
         }
         ParamType::Path => {
-            // A URI (s3://, https://) is MLflow's to download; wasmflow runs local paths only.
             if has_scheme(value) && !value.starts_with("file:") {
-                return Err(Error::invalid(format!(
-                    "parameter '{key}' must be a local path, got '{value}'"
-                )));
+                let scheme = value.split_once(':').map_or("", |(s, _)| s);
+                if !DOWNLOADABLE_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+                    return Err(Error::invalid(format!(
+                        "parameter '{key}' must be a local path or an http(s)://, runs:/ or \
+                         mlflow-artifacts: URI, got '{value}'"
+                    )));
+                }
+                let local = download(&RemotePath {
+                    key: key.to_string(),
+                    position: param.position,
+                    uri: value.to_string(),
+                })?;
+                return Ok(local.display().to_string());
             }
             let path = Path::new(value.strip_prefix("file://").unwrap_or(value));
             let path = if path.is_absolute() {
@@ -475,6 +522,29 @@ entry_points:
     command: "echo {{literal}} {x}"
 "#;
 
+    /// `resolve` where no parameter names a URI to download.
+    trait Locally {
+        fn resolve_locally(
+            &self,
+            given: &[(String, String)],
+            cwd: &Path,
+            project: &Path,
+        ) -> Result<ResolvedCommand>;
+    }
+
+    impl Locally for EntryPoint {
+        fn resolve_locally(
+            &self,
+            given: &[(String, String)],
+            cwd: &Path,
+            project: &Path,
+        ) -> Result<ResolvedCommand> {
+            self.resolve(given, cwd, project, &mut |r| {
+                panic!("unexpected download {r:?}")
+            })
+        }
+    }
+
     fn project() -> Project {
         Project::parse(SPEC, "dir".into()).unwrap()
     }
@@ -507,7 +577,7 @@ entry_points:
         std::fs::write(dir.path().join("data.csv"), "x\n").unwrap();
         let main = project().entry_point("main").unwrap();
         let resolved = main
-            .resolve(
+            .resolve_locally(
                 &given(&[("label", "it's a test"), ("alpha", "0.25"), ("seed", "7 8")]),
                 Path::new("/nonexistent"),
                 dir.path(),
@@ -545,7 +615,7 @@ entry_points:
         std::fs::write(dir.path().join("data.csv"), "x\n").unwrap();
         let main = project().entry_point("main").unwrap();
         let err = main
-            .resolve(
+            .resolve_locally(
                 &given(&[("label", "a"), ("alpha", "abc")]),
                 dir.path(),
                 dir.path(),
@@ -553,20 +623,22 @@ entry_points:
             .unwrap_err();
         assert_eq!(err.message, "parameter 'alpha' must be a float, got 'abc'");
         let err = main
-            .resolve(
+            .resolve_locally(
                 &given(&[("label", "a"), ("epochs", "1.5")]),
                 dir.path(),
                 dir.path(),
             )
             .unwrap_err();
         assert_eq!(err.message, "parameter 'epochs' must be an int, got '1.5'");
-        let err = main.resolve(&[], dir.path(), dir.path()).unwrap_err();
+        let err = main
+            .resolve_locally(&[], dir.path(), dir.path())
+            .unwrap_err();
         assert_eq!(
             err.message,
             "no value given for the parameters 'label' of entry point 'main'"
         );
         let err = main
-            .resolve(
+            .resolve_locally(
                 &given(&[("label", "a"), ("source", "no-scheme")]),
                 dir.path(),
                 dir.path(),
@@ -574,7 +646,7 @@ entry_points:
             .unwrap_err();
         assert!(err.message.contains("'no-scheme'"), "{}", err.message);
         let err = main
-            .resolve(
+            .resolve_locally(
                 &given(&[("label", "a"), ("data", "missing.csv")]),
                 dir.path(),
                 dir.path(),
@@ -584,10 +656,75 @@ entry_points:
     }
 
     #[test]
+    fn path_uris_are_downloaded_by_the_caller_and_others_refused() {
+        let spec = "entry_points:\n  main:\n    parameters:\n      zdata: path\n      \
+                    amodel: {type: path, default: 'https://example.com/d/m.bin'}\n    \
+                    command: \"run {zdata} {amodel}\"\n";
+        let main = Project::parse(spec, "d".into()).unwrap().entry_points["main"].clone();
+        // Positions follow the file, not the names' order.
+        assert_eq!(main.parameters["zdata"].position, 0);
+        assert_eq!(main.parameters["amodel"].position, 1);
+        let mut asked = Vec::new();
+        let resolved = main
+            .resolve(
+                &given(&[("zdata", "runs:/abc/data.csv")]),
+                Path::new("/"),
+                Path::new("/"),
+                &mut |r| {
+                    asked.push(r.clone());
+                    Ok(PathBuf::from(format!("/store/param_{}/got", r.position)))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            resolved.command,
+            "run /store/param_0/got /store/param_1/got"
+        );
+        assert_eq!(
+            asked,
+            vec![
+                RemotePath {
+                    key: "zdata".into(),
+                    position: 0,
+                    uri: "runs:/abc/data.csv".into()
+                },
+                RemotePath {
+                    key: "amodel".into(),
+                    position: 1,
+                    uri: "https://example.com/d/m.bin".into()
+                },
+            ]
+        );
+        let err = main
+            .resolve(
+                &given(&[("zdata", "s3://bucket/data.csv")]),
+                Path::new("/"),
+                Path::new("/"),
+                &mut |r| panic!("unexpected download {r:?}"),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "parameter 'zdata' must be a local path or an http(s)://, runs:/ or \
+             mlflow-artifacts: URI, got 's3://bucket/data.csv'"
+        );
+        // A failed download fails the resolution.
+        let err = main
+            .resolve(
+                &given(&[("zdata", "mlflow-artifacts:/1/x")]),
+                Path::new("/"),
+                Path::new("/"),
+                &mut |_| Err(Error::invalid("the server has no 'x'")),
+            )
+            .unwrap_err();
+        assert_eq!(err.message, "the server has no 'x'");
+    }
+
+    #[test]
     fn literal_braces_and_unknown_placeholders() {
         let p = project();
         let resolved = p.entry_points["braces"]
-            .resolve(&[], Path::new("/"), Path::new("/"))
+            .resolve_locally(&[], Path::new("/"), Path::new("/"))
             .unwrap();
         assert_eq!(resolved.command, "echo {literal} 'a b'");
         let bad = Project::parse(
@@ -596,7 +733,7 @@ entry_points:
         )
         .unwrap();
         let err = bad.entry_points["main"]
-            .resolve(&[], Path::new("/"), Path::new("/"))
+            .resolve_locally(&[], Path::new("/"), Path::new("/"))
             .unwrap_err();
         assert!(err.message.contains("'{nope}'"), "{}", err.message);
     }
@@ -610,7 +747,7 @@ entry_points:
         assert_eq!(p.env, ProjectEnv::Python("python_env.yaml".into()));
         let train = p.entry_point("train.py").unwrap();
         let resolved = train
-            .resolve(&given(&[("alpha", "0.1")]), dir.path(), dir.path())
+            .resolve_locally(&given(&[("alpha", "0.1")]), dir.path(), dir.path())
             .unwrap();
         assert_eq!(resolved.command, "python train.py --alpha 0.1");
         assert_eq!(

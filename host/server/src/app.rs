@@ -91,6 +91,59 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
         )
 }
 
+/// Checks `mlflow server --static-prefix`'s value as MLflow does, in MLflow's words.
+pub fn check_static_prefix(prefix: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        prefix.starts_with('/'),
+        "--static-prefix must begin with a '/'. (got '{prefix}')"
+    );
+    anyhow::ensure!(
+        !prefix.ends_with('/'),
+        "--static-prefix should not end with a '/'. (got '{prefix}')"
+    );
+    Ok(())
+}
+
+/// The whole app under `prefix` (`/mlflow`), as `mlflow server --static-prefix` serves it behind
+/// a proxy that keeps the prefix. The prefix is stripped before the app routes, so auth's rules,
+/// the Host guard's health paths and every handler see the paths they know; `prefix` alone is
+/// redirected to `prefix/` (the UI's page, whose relative links need the slash, as Flask
+/// redirects it), and every path outside the prefix is 404.
+pub fn under_prefix(app: Router, prefix: &str) -> Router {
+    let prefix: Arc<str> = prefix.into();
+    Router::new().fallback(move |request: axum::extract::Request| {
+        let (app, prefix) = (app.clone(), prefix.clone());
+        async move {
+            use axum::response::IntoResponse as _;
+            use tower::ServiceExt as _;
+            let uri = request.uri().clone();
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            match uri.path().strip_prefix(&*prefix) {
+                Some("") => (
+                    axum::http::StatusCode::PERMANENT_REDIRECT,
+                    [(axum::http::header::LOCATION, format!("{prefix}/{query}"))],
+                )
+                    .into_response(),
+                Some(rest) if rest.starts_with('/') => {
+                    let (mut parts, body) = request.into_parts();
+                    let mut uri_parts = uri.clone().into_parts();
+                    uri_parts.path_and_query = format!("{rest}{query}").parse().ok();
+                    match Uri::from_parts(uri_parts) {
+                        Ok(stripped) => parts.uri = stripped,
+                        Err(_) => return error::not_found(parts.uri).await.into_response(),
+                    }
+                    let request = axum::extract::Request::from_parts(parts, body);
+                    match app.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
+                _ => error::not_found(uri).await.into_response(),
+            }
+        }
+    })
+}
+
 async fn version_header(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(
         HeaderName::from_static("x-wasmflow-version"),

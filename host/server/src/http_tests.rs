@@ -348,3 +348,53 @@ async fn run_counts_count_active_runs_per_experiment() {
         .await;
     assert_error(&bad, 400, "INVALID_PARAMETER_VALUE");
 }
+
+#[tokio::test]
+async fn a_static_prefix_serves_everything_under_it_and_nothing_outside() {
+    let app = test_app();
+    let router = app::under_prefix(app.router.clone(), "/mlflow");
+    let get = |uri: &str| {
+        router
+            .clone()
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+    };
+    let health = get("/mlflow/health").await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(to_bytes(health.into_body(), 64).await.unwrap(), "OK");
+    let search = get("/mlflow/api/2.0/mlflow/experiments/search?max_results=5")
+        .await
+        .unwrap();
+    assert_eq!(search.status(), StatusCode::OK);
+    let body: Value =
+        serde_json::from_slice(&to_bytes(search.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["experiments"][0]["name"], "Default");
+    assert_eq!(get("/mlflow/").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        get("/mlflow/ui/app.js").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let bare = get("/mlflow?x=1").await.unwrap();
+    assert_eq!(bare.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.headers()["location"], "/mlflow/?x=1");
+    for outside in [
+        "/health",
+        "/",
+        "/api/2.0/mlflow/experiments/search",
+        "/mlflowx/health",
+    ] {
+        assert_eq!(
+            get(outside).await.unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{outside}"
+        );
+    }
+    assert!(app::check_static_prefix("/mlflow").is_ok());
+    for (bad, says) in [
+        ("mlflow", "must begin with a '/'"),
+        ("/mlflow/", "should not end with a '/'"),
+        ("/", "should not end with a '/'"),
+    ] {
+        let err = app::check_static_prefix(bad).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

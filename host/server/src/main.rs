@@ -51,7 +51,7 @@ struct Cli {
 enum Command {
     /// Run the tracking server, which the official `mlflow` client talks to unchanged
     /// (MLFLOW_TRACKING_URI=http://HOST:PORT).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// The model registry: `list`, `versions NAME`, `alias NAME ALIAS VERSION`. Talks to the
     /// server at MLFLOW_TRACKING_URI when it is an http:// URL, else to the local store.
     Models(cli::models::ModelsArgs),
@@ -164,6 +164,11 @@ struct ServerArgs {
     /// The port to listen on.
     #[arg(short, long, env = "MLFLOW_PORT", default_value_t = 5000)]
     port: u16,
+    /// Serve everything (the API, the artifact proxy, /health, the UI) under this path, e.g.
+    /// `/mlflow`, behind a proxy that forwards the path unchanged. It must begin with '/' and
+    /// not end with one.
+    #[arg(long, env = "MLFLOW_STATIC_PREFIX", value_name = "PREFIX")]
+    static_prefix: Option<String>,
     /// Where runs, metrics and experiments are stored: `sqlite:///relative/path.db`,
     /// `sqlite:////absolute/path.db`, or a plain file path.
     #[arg(
@@ -251,6 +256,9 @@ fn run() -> anyhow::Result<()> {
                     );
                 }
             }
+            if let Some(prefix) = &args.static_prefix {
+                app::check_static_prefix(prefix)?;
+            }
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(workers) = args.workers {
                 anyhow::ensure!(
@@ -263,7 +271,7 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(args))
+            runtime.block_on(serve(*args))
         }
         Command::Models(args) => cli::models::run(args),
         Command::Plugins(args) => cli::plugins::run(args),
@@ -355,9 +363,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         auth,
     )
     .layer(axum::middleware::from_fn_with_state(guard, guard::check));
+    let app = match &args.static_prefix {
+        Some(prefix) => app::under_prefix(app, prefix),
+        None => app,
+    };
     let (listener, addr) = listen(&args.host, args.port).await?;
     tracing::info!(
-        "listening on http://{addr} (ready in {} ms)",
+        "listening on http://{addr}{} (ready in {} ms)",
+        args.static_prefix.as_deref().unwrap_or_default(),
         started.elapsed().as_millis()
     );
     guard::warn_if_exposed(addr, authenticated);

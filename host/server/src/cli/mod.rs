@@ -11,4 +11,5 @@ pub mod plugins;
 mod remote;
 pub mod run;
 mod server_plugins;
+mod storage;
 pub mod tracking;

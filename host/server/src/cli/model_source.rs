@@ -188,6 +188,23 @@ fn resolve(
     Ok((uri.to_string(), None, None))
 }
 
+/// The artifact URI that `uri` (`runs:/`, `models:/`, `mlflow-artifacts:`, ...) names.
+pub(super) fn artifact_uri(uri: &str, backend: &Backend) -> anyhow::Result<String> {
+    Ok(resolve(uri, backend)?.0)
+}
+
+/// The proxy's download URL path of the artifact `path`.
+pub(super) fn artifact_url(path: &str) -> String {
+    let encoded: Vec<String> = path
+        .split('/')
+        .map(|part| {
+            percent_encoding::utf8_percent_encode(part, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        })
+        .collect();
+    format!("/api/2.0/mlflow-artifacts/artifacts/{}", encoded.join("/"))
+}
+
 /// `uri` with the relative `path` appended.
 fn join_uri(uri: &str, path: &str) -> String {
     if path.is_empty() {
@@ -277,7 +294,7 @@ fn logged_model_of_run(
 }
 
 /// Copies the proxied directory `path` into `dest`, file by file; returns how many files.
-fn download_tree(remote: &Remote, path: &str, dest: &Path) -> anyhow::Result<usize> {
+pub(super) fn download_tree(remote: &Remote, path: &str, dest: &Path) -> anyhow::Result<usize> {
     let listing = remote.request(
         hyper::Method::GET,
         &format!(
@@ -298,19 +315,7 @@ fn download_tree(remote: &Remote, path: &str, dest: &Path) -> anyhow::Result<usi
             std::fs::create_dir_all(&target)?;
             count += download_tree(remote, &child, &target)?;
         } else {
-            let url = format!(
-                "/api/2.0/mlflow-artifacts/artifacts/{}",
-                child
-                    .split('/')
-                    .map(|part| percent_encoding::utf8_percent_encode(
-                        part,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
-                    .to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            );
-            let bytes = remote.download(&url)?;
+            let bytes = remote.download(&artifact_url(&child))?;
             std::fs::write(&target, &bytes)
                 .with_context(|| format!("cannot write '{}'", target.display()))?;
             count += 1;

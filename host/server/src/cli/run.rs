@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// Where the local store's artifacts go when MLFLOW_TRACKING_URI is not an http:// URL.
     #[arg(long, default_value = "./mlartifacts")]
     artifacts_destination: PathBuf,
+    /// Where `path` parameters given as URIs (`https://...`, `runs:/...`, `mlflow-artifacts:/...`)
+    /// are downloaded before the run, into `param_<N>` of a fresh directory made inside it (as
+    /// `mlflow run --storage-dir`); kept after the run. By default a temporary directory,
+    /// removed when the run ends.
+    #[arg(long)]
+    storage_dir: Option<PathBuf>,
     /// Where executors keep environments between runs; `~/.cache/wasmflow` by default.
     #[arg(long, env = "WASMFLOW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -105,7 +111,36 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let project = Project::load(&source.dir)?;
     let entry = project.entry_point(&args.entry_point)?;
     let cwd = std::env::current_dir()?;
-    let resolved = entry.resolve(&given, &cwd, &source.dir)?;
+
+    // The tracking server: the one named, or one of our own over the local store. Connected when
+    // a `path` parameter's download needs it, else once all that can be checked without it has
+    // been, so that a refused parameter or executor leaves no store behind.
+    let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
+    // Here a server named by MLFLOW_TRACKING_URI wins over --backend-store-uri.
+    let store = args
+        .backend_store_uri
+        .as_deref()
+        .filter(|_| !tracking_uri.starts_with("http://"));
+    let connect = || super::remote::connect(store, &args.artifacts_destination);
+    let mut connection = None;
+    // Lives until the run ends: the command reads the files downloaded into it.
+    let mut storage = super::storage::Storage::new(args.storage_dir.clone());
+    let resolved = entry.resolve(&given, &cwd, &source.dir, &mut |param| {
+        let downloaded = (|| {
+            let (_, server) = match &mut connection {
+                Some(connected) => connected,
+                none => none.insert(connect()?),
+            };
+            let url = server.as_ref().map_or(tracking_uri.as_str(), |s| &s.url);
+            storage.download(url, param)
+        })();
+        downloaded.map_err(|e| {
+            wasmflow_core::Error::invalid(format!(
+                "cannot download '{}' for the parameter '{}': {e:#}",
+                param.uri, param.key
+            ))
+        })
+    })?;
     let wasm_entry = shlex::split(&resolved.command)
         .and_then(|words| words.into_iter().next())
         .is_some_and(|program| program.ends_with(".wasm"));
@@ -147,14 +182,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    // The tracking server: the one named, or one of our own over the local store.
-    let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
-    // Here a server named by MLFLOW_TRACKING_URI wins over --backend-store-uri.
-    let store = args
-        .backend_store_uri
-        .as_deref()
-        .filter(|_| !tracking_uri.starts_with("http://"));
-    let (remote, server) = super::remote::connect(store, &args.artifacts_destination)?;
+    let (remote, server) = match connection {
+        Some(connected) => connected,
+        None => connect()?,
+    };
     let tracking_uri = server.as_ref().map_or(tracking_uri, |s| s.url.clone());
     let remote = Arc::new(remote);
 

@@ -3,6 +3,8 @@
 //! record of deliveries at `/api/2.0/wasmflow/webhooks/{id}/deliveries`.
 
 mod delivery;
+// Shared with `wasmflow run`'s downloads of https:// parameters.
+pub(crate) use delivery::tls_config;
 mod payload;
 mod secret;
 

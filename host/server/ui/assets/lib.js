@@ -1,5 +1,8 @@
 // Shared helpers: the REST client, a tiny element builder, formatting and charts (uPlot).
 
+// The path the server is mounted at ('' or `mlflow server --static-prefix`'s '/mlflow'): this
+// module is served at BASE/ui/lib.js, and the page's links and API calls are made under BASE.
+export const BASE = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 export const MLFLOW = '/ajax-api/2.0/mlflow';
 export const WASMFLOW = '/ajax-api/2.0/wasmflow';
 
@@ -11,9 +14,10 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls the REST API; `query` becomes the query string (arrays repeat the key). */
+/** Calls the REST API at `path` (absolute from the server's root, or relative to MLFLOW);
+ * `query` becomes the query string (arrays repeat the key). */
 export async function api(path, { method = 'GET', query, body } = {}) {
-  let url = path.startsWith('/') ? path : `${MLFLOW}/${path}`;
+  let url = BASE + (path.startsWith('/') ? path : `${MLFLOW}/${path}`);
   if (query) {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) {
@@ -115,7 +119,7 @@ export function artifactUrl(artifactUri, path) {
   if (!m) return null;
   const base = m[1].replace(/\/+$/, '');
   const full = [base, path].filter(Boolean).join('/');
-  return `/ajax-api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
+  return `${BASE}/ajax-api/2.0/mlflow-artifacts/artifacts/${full.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 function pad(min, max) {

@@ -1,6 +1,6 @@
 // Installed plugins, and the models being served with their request rates and latency.
 
-import { api, h, table, fmtNum } from './lib.js';
+import { api, BASE, h, table, fmtNum } from './lib.js';
 import { current } from './nav.js';
 
 export async function pluginsPage(root, _params, _query, gen) {
@@ -75,14 +75,14 @@ const ms = (s) => (s === null || s === undefined ? '' : `${fmtNum(Number((s * 10
 
 export async function servingPage(root, _params, _query, gen) {
   root.append(h('h1', {}, 'Serving'),
-    h('p', { class: 'muted' }, 'Registered models answer at ', h('code', {}, '/serving/models/<name>/<version | @alias | stage>/invocations'), '. Rates are measured between refreshes (every 5 s).'));
+    h('p', { class: 'muted' }, 'Registered models answer at ', h('code', {}, `${BASE}/serving/models/<name>/<version | @alias | stage>/invocations`), '. Rates are measured between refreshes (every 5 s).'));
   const body = h('div', { id: 'serving', 'aria-live': 'polite' });
   root.append(body);
   let previous = null;
   const refresh = async () => {
     let text = null;
     try {
-      const res = await fetch('/metrics');
+      const res = await fetch(`${BASE}/metrics`);
       if (res.ok) text = await res.text();
     } catch { text = null; }
     if (!current(gen)) return false;
