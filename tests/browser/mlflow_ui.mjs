@@ -4,7 +4,7 @@
 // is logged with its body), and the seeded names on screen.
 // Usage: node mlflow_ui.mjs <proxy-url> <seed.json> <screenshot-dir> <proxy-failures.log>
 import { chromium } from 'playwright-core';
-import { readFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -63,6 +63,11 @@ async function step(name, fn) {
     .map((f) => `${f.status} ${f.method} ${f.path} ${f.body.slice(0, 300)}`)
     .filter((f) => !ALSO_FAILED_IN_MLFLOW.some((known) => f.startsWith(`${known} `) || f.startsWith(`${known}?`)));
   const problems = [...pageErrors.splice(0).map((e) => `page error: ${e}`), ...[...new Set(failures)].map((r) => `failed request: ${r}`)];
+  if (process.env.MLFLOW_UI_TEXT_DIR) {
+    // For comparing with MLflow's own server: what each page shows, as text.
+    mkdirSync(process.env.MLFLOW_UI_TEXT_DIR, { recursive: true });
+    writeFileSync(join(process.env.MLFLOW_UI_TEXT_DIR, `${name.replace(/\W+/g, '-')}.txt`), await page.locator('body').innerText().catch(() => ''));
+  }
   await shot(error || problems.length ? `failed-${name.replace(/\W+/g, '-')}` : name.replace(/\W+/g, '-')).catch(() => {});
   if (!error && problems.length === 0) {
     passed++;
@@ -81,12 +86,29 @@ const alpha = runs['alpha-run'];
 await step('experiments list', async () => {
   await go('/experiments');
   await see(seed.experiment_name);
+  // The assistant's welcome panel opens on a first visit and hides half of each page; close it
+  // (the UI remembers that).
+  const assistant = page.getByText('Welcome to MLflow Assistant');
+  if (await assistant.isVisible()) {
+    await page.getByRole('button', { name: /close/i }).last().click();
+    await assistant.waitFor({ state: 'hidden' });
+  }
 });
 
 await step('runs table of an experiment', async () => {
   await go(`/experiments/${exp}/runs`);
   await see('alpha-run');
   await see('beta-run');
+  // The metrics and params the runs have are offered as columns.
+  await page.getByRole('button', { name: 'Columns' }).click();
+  await see('val_accuracy');
+  await see('optimizer');
+});
+
+await step('a run dataset drawer', async () => {
+  await go(`/experiments/${exp}/runs`);
+  await page.getByText(seed.dataset).first().click();
+  await page.getByRole('dialog').getByText('label').first().waitFor();
 });
 
 await step('runs of an experiment as charts', async () => {
