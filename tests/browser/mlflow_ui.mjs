@@ -180,6 +180,9 @@ await step('logged model page', async () => {
   await page.getByRole('heading', { name: 'model' }).first().waitFor();
   await see('alpha-run');
   await see(seed.model);
+  // The run's metrics at the model's step, linked to it when it was logged.
+  await see('Metrics (2)');
+  await see(seed.metric);
 });
 
 await step('logged model artifacts', async () => {
