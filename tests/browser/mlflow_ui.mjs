@@ -175,6 +175,14 @@ await step('model version page', async () => {
   await see('reviewed');
 });
 
+await step('compare model versions', async () => {
+  const versions = encodeURIComponent(JSON.stringify({ 1: runs['alpha-run'], 2: runs['beta-run'] }));
+  await go(`/compare-model-versions?name=${encodeURIComponent(JSON.stringify(seed.model))}&runs=${versions}`);
+  await see('Comparing 2 Versions');
+  await see('beta-run');
+  await see('val_accuracy');
+});
+
 await step('logged model page', async () => {
   await go(`/experiments/${exp}/models/${models['alpha-run']}`);
   await page.getByRole('heading', { name: 'model' }).first().waitFor();
