@@ -114,8 +114,7 @@ async fn history_bulk(
             ))
         })?,
     }
-    .min(MAX_HISTORY_RESULTS)
-    .max(0) as usize;
+    .clamp(0, MAX_HISTORY_RESULTS) as usize;
     run_ids.sort();
     let metrics = state
         .store(move |s| {

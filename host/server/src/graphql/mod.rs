@@ -371,10 +371,10 @@ impl<'d, 'a> Ctx<'d, 'a> {
                 .find(|(n, _)| n == "if")
                 .and_then(|(_, v)| literal(v, self.vars).ok())
                 .and_then(|v| v.as_bool());
-            match (d.name.as_str(), flag) {
-                ("skip", Some(true)) | ("include", Some(false)) => false,
-                _ => true,
-            }
+            !matches!(
+                (d.name.as_str(), flag),
+                ("skip", Some(true)) | ("include", Some(false))
+            )
         })
     }
 
