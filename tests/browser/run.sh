@@ -2,7 +2,8 @@
 # The web UI's browser suite: starts wasmflow on a fresh store, seeds it with the official mlflow
 # client (seed.py), then drives Debian's chromium with playwright-core (run.mjs) through every
 # page. Screenshots go to <target>/browser/screenshots; with --update-screenshots the main ones
-# are also copied to docs/screenshots/ (the README's).
+# are also copied to docs/screenshots/ (the README's). Last, mlflow_ui.sh drives MLflow's own UI
+# against a fresh wasmflow.
 #
 # Environment:
 #   WASMFLOW_BIN     the binary (default: <target>/release/wasmflow)
@@ -70,3 +71,6 @@ if [[ "$update_screenshots" == 1 ]]; then
     done
     echo "copied the main screenshots to docs/screenshots/"
 fi
+
+echo "==> MLflow's own UI against wasmflow"
+WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" "$here/mlflow_ui.sh"

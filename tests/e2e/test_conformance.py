@@ -372,7 +372,7 @@ def test_relative_artifact_location_is_resolved(client, unique_name):
         ("POST", "/api/3.0/mlflow/gateway/secrets/create"),
         ("POST", "/ajax-api/3.0/mlflow/gateway/endpoints/create"),
         ("POST", "/gateway/my-endpoint/mlflow/invocations"),
-        ("GET", "/ajax-api/2.0/mlflow/gateway-proxy"),
+        ("GET", "/api/2.0/mlflow/gateway-proxy"),
     ],
 )
 def test_ai_gateway_is_refused_by_name(base_url, method, path):

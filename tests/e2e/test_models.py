@@ -100,3 +100,24 @@ def test_logged_model_params_and_metrics(client, experiment_id, data):
     lm = mlflow.get_logged_model(info.model_id)
     assert lm.params == {"C": "0.5"}
     assert [(m.key, m.value) for m in lm.metrics] == [("accuracy", float(model.score(X, y)))]
+
+
+def test_run_metrics_logged_before_the_model_are_linked_to_it(client, experiment_id, data):
+    # MLflow's `Model.log` logs the run's points at the model's step (0) again with the model's
+    # id, so the model (and MLflow's UI: the logged model page, the run's "Models" column) shows
+    # the metrics its run logged before it; the run keeps its history.
+    X, y, _ = data
+    model = LogisticRegression().fit(X, y)
+    with mlflow.start_run() as run:
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metric("acc", 0.9)
+        info = mlflow.sklearn.log_model(model, name="linked")
+    lm = mlflow.get_logged_model(info.model_id)
+    assert sorted((m.key, m.value, m.step, m.run_id) for m in lm.metrics) == [
+        ("acc", 0.9, 0, run.info.run_id),
+        ("loss", 1.0, 0, run.info.run_id),
+    ]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5, 1.0 / 3]
+    found = mlflow.search_logged_models(experiment_ids=[experiment_id], filter_string="metrics.loss = 1.0", output_format="list")
+    assert info.model_id in [m.model_id for m in found]

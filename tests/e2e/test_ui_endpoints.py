@@ -1,7 +1,9 @@
 """The endpoints MLflow's own UI calls besides the REST API: `/graphql` (the queries the UI
 sends, with their selection sets, variables and `@component` directive),
 `/ajax-api/2.0/mlflow/metrics/get-history-bulk`, `.../experiments/search-datasets` and
-`.../runs/create-promptlab-run`; answers checked for the shapes the UI reads."""
+`.../runs/create-promptlab-run`, `.../gateway-proxy`, `ui-telemetry` and the assistant's config
+and providers;
+answers checked for the shapes the UI reads."""
 
 from __future__ import annotations
 
@@ -232,3 +234,37 @@ def test_graphql_validation(base_url):
     _, body = gql(base_url, aliases)
     assert body["data"] is None and "at most 10 root fields" in body["errors"][0]
     assert gql(base_url, deep)[1]["errors"]  # no run id: MLflow's error, not a crash
+
+
+def test_gateway_proxy_answers_as_mlflow_without_a_gateway(base_url):
+    # MLflow without MLFLOW_DEPLOYMENTS_TARGET answers every gateway-proxy call with no endpoints
+    # (its runs table asks on each load); only the UI's /ajax-api path exists in MLflow.
+    url = base_url + "/ajax-api/2.0/mlflow/gateway-proxy"
+    r = requests.get(url, params={"gateway_path": "api/2.0/endpoints/"}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"endpoints": []}
+    r = requests.post(url, json={"gateway_path": "api/2.0/endpoints/x", "json_data": {}}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"endpoints": []}
+
+
+def test_assistant_config_and_providers_say_none_configured(base_url):
+    # What MLflow's assistant API answers with nothing configured and no provider to offer:
+    # every page of its UI asks for both.
+    api = base_url + "/ajax-api/3.0/mlflow/assistant"
+    r = requests.get(api + "/config", timeout=30)
+    assert r.status_code == 200
+    assert r.json() == {"providers": {}, "projects": {}, "remote_access_allowed": False}
+    r = requests.get(api + "/providers", timeout=30)
+    assert r.status_code == 200
+    assert r.json() == {"providers": [], "resolved": None, "gateway_vendor_options": {}}
+    r = requests.post(api + "/message", json={"message": "hi"}, timeout=30)
+    assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_ui_telemetry_is_disabled(base_url):
+    # MLflow with telemetry disabled: the UI is told not to send, and records sent are dropped.
+    url = base_url + "/ajax-api/3.0/mlflow/ui-telemetry"
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200
+    assert r.json() == {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
+    r = requests.post(url, json={"records": [{"event_name": "x", "timestamp_ns": 1, "params": {}}]}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"status": "disabled"}

@@ -65,6 +65,11 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .nest("/ajax-api/3.0/mlflow/assistant", ui_api::assistant_router())
+        .route(
+            "/ajax-api/3.0/mlflow/ui-telemetry",
+            get(ui_api::ui_telemetry_settings).post(ui_api::ui_telemetry_records),
+        )
         .merge(artifacts::root_router())
         .merge(gateway_router())
         .merge(ui::router())
@@ -153,16 +158,16 @@ async fn version_header(mut response: axum::response::Response) -> axum::respons
 }
 
 /// MLflow's AI gateway (its endpoints, secrets, budgets and guardrails API under
-/// `/api/3.0/mlflow/gateway/`, the `gateway-proxy` of its UI, and the serving routes under
-/// `/gateway/`) is not part of wasmflow: every such path gets one error that names the feature,
-/// rather than the `ENDPOINT_NOT_FOUND` of a path MLflow does not have.
+/// `/api/3.0/mlflow/gateway/`, and the serving routes under `/gateway/`) is not part of wasmflow:
+/// every such path gets one error that names the feature, rather than the `ENDPOINT_NOT_FOUND`
+/// of a path MLflow does not have. The UI's `/ajax-api/2.0/mlflow/gateway-proxy` answers as
+/// MLflow's does without a gateway ([`ui_api`]).
 fn gateway_router() -> Router<AppState> {
     let mut router = Router::new();
     for prefix in [
         "/api/3.0/mlflow/gateway",
         "/ajax-api/3.0/mlflow/gateway",
         "/api/2.0/mlflow/gateway-proxy",
-        "/ajax-api/2.0/mlflow/gateway-proxy",
         "/gateway",
     ] {
         router = router

@@ -1,5 +1,7 @@
 //! The endpoints MLflow's server keeps for its own UI, under `/ajax-api/2.0/mlflow` only:
-//! `metrics/get-history-bulk`, `experiments/search-datasets` and `runs/create-promptlab-run`.
+//! `metrics/get-history-bulk`, `experiments/search-datasets`, `runs/create-promptlab-run` and
+//! `gateway-proxy`; and under `/ajax-api/3.0/mlflow` what every page of the UI asks for: its
+//! telemetry settings (`ui-telemetry`) and the assistant's config and providers.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -19,6 +21,49 @@ pub fn router() -> Router<AppState> {
         .route("/metrics/get-history-bulk", get(history_bulk))
         .route("/experiments/search-datasets", post(search_datasets))
         .route("/runs/create-promptlab-run", post(create_promptlab_run))
+        .route("/gateway-proxy", get(gateway_proxy).post(gateway_proxy))
+}
+
+/// MLflow's server without a deployments target (`MLFLOW_DEPLOYMENTS_TARGET`) answers its UI's
+/// gateway proxy as an AI gateway with no endpoints, whatever is asked; wasmflow has no AI
+/// gateway, so it always answers that. The runs table asks for it on every load.
+async fn gateway_proxy() -> Json<Value> {
+    Json(json!({ "endpoints": [] }))
+}
+
+/// `/ajax-api/3.0/mlflow/assistant`: MLflow's UI asks every page for the assistant's
+/// configuration and providers. MLflow's assistant runs coding agents (CLIs or an AI gateway) on
+/// the server's host; wasmflow has none, so it answers as MLflow does with nothing configured and
+/// no provider to offer. Every other assistant path stays unknown (`ENDPOINT_NOT_FOUND`).
+pub fn assistant_router() -> Router<AppState> {
+    Router::new()
+        .route("/config", get(assistant_config))
+        .route("/providers", get(assistant_providers))
+}
+
+async fn assistant_config() -> Json<Value> {
+    Json(json!({ "providers": {}, "projects": {}, "remote_access_allowed": false }))
+}
+
+async fn assistant_providers() -> Json<Value> {
+    Json(json!({ "providers": [], "resolved": null, "gateway_vendor_options": {} }))
+}
+
+/// `GET /ajax-api/3.0/mlflow/ui-telemetry`: wasmflow collects no telemetry, so it answers as
+/// MLflow's server does with telemetry disabled, with the UI's disabled settings (MLflow's
+/// `FALLBACK_UI_CONFIG`).
+pub async fn ui_telemetry_settings() -> Json<Value> {
+    Json(json!({
+        "disable_ui_telemetry": true,
+        "disable_ui_events": [],
+        "ui_rollout_percentage": 0,
+    }))
+}
+
+/// `POST /ajax-api/3.0/mlflow/ui-telemetry`: records are dropped, as MLflow with telemetry
+/// disabled drops them.
+pub async fn ui_telemetry_records() -> Json<Value> {
+    Json(json!({ "status": "disabled" }))
 }
 
 /// MLflow's limits for `get-history-bulk`.

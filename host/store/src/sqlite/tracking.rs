@@ -215,24 +215,48 @@ pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<
     } else {
         Metric::stored_value(m.value)
     };
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO metrics
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO metrics
              (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        run_id,
-        m.key,
-        m.step,
-        m.timestamp,
-        value,
-        is_nan,
-        m.model_id,
-        m.dataset_name,
-        m.dataset_digest
-    ])
-    .map_err(sql_err)?;
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            run_id,
+            m.key,
+            m.step,
+            m.timestamp,
+            value,
+            is_nan,
+            m.model_id,
+            m.dataset_name,
+            m.dataset_digest
+        ])
+        .map_err(sql_err)?;
+    // MLflow's client links a run's metrics to a model it logs by logging them again with the
+    // model's id (`Model.log`'s `log_model_metrics_for_step`): the point the run already has is
+    // marked with the model (as the import does), so the model's metrics show it.
+    if inserted == 0 && m.model_id.is_some() {
+        conn.prepare_cached(
+            "UPDATE metrics SET model_id = ?1, dataset_name = ?2, dataset_digest = ?3
+             WHERE run_uuid = ?4 AND key = ?5 AND timestamp = ?6 AND step = ?7 AND value = ?8
+               AND is_nan = ?9 AND model_id IS NULL",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            m.model_id,
+            m.dataset_name,
+            m.dataset_digest,
+            run_id,
+            m.key,
+            m.timestamp,
+            m.step,
+            value,
+            is_nan
+        ])
+        .map_err(sql_err)?;
+    }
     conn.prepare_cached(
         "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
