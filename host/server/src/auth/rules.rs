@@ -143,6 +143,13 @@ pub static RULES: &[Rule] = &[
     rule(GET, "/api/2.0/mlflow/metrics/get-history-bulk", Runs(Read), Nothing),
     rule(POST, "/api/2.0/mlflow/experiments/search-datasets", Experiments(Read), Nothing),
     rule(POST, "/api/2.0/mlflow/runs/create-promptlab-run", Experiment(Update), Nothing),
+    // MLflow's answers of a server with no gateway, assistant or telemetry: nothing to protect
+    rule(GET, "/api/2.0/mlflow/gateway-proxy", Authenticated, Nothing),
+    rule(POST, "/api/2.0/mlflow/gateway-proxy", Authenticated, Nothing),
+    rule(GET, "/api/3.0/mlflow/assistant/config", Authenticated, Nothing),
+    rule(GET, "/api/3.0/mlflow/assistant/providers", Authenticated, Nothing),
+    rule(GET, "/api/3.0/mlflow/ui-telemetry", Authenticated, Nothing),
+    rule(POST, "/api/3.0/mlflow/ui-telemetry", Authenticated, Nothing),
     // -- logged models
     rule(POST, "/api/2.0/mlflow/logged-models", Experiment(Update), Nothing),
     rule(POST, "/api/2.0/mlflow/logged-models/search", Authenticated, After::Filter(Filtered::LoggedModels)),
