@@ -15,14 +15,32 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# Each phase's wall time, printed as it ends and summed up at exit: CI has a time limit, and this
+# says where the time goes.
+phase_name="" phase_start=$SECONDS timings=""
+phase() {
+    if [[ -n "$phase_name" ]]; then
+        timings+="$(printf '%6ds  %s' $((SECONDS - phase_start)) "$phase_name")"$'\n'
+    fi
+    phase_name="$1" phase_start=$SECONDS
+    [[ -n "$1" ]] && echo "==> $1"
+    return 0
+}
+report_timings() {
+    local status=$?
+    phase ""
+    printf '\n==> time per phase (exit %s, %ds in all)\n%s' "$status" "$SECONDS" "$timings"
+}
+trap report_timings EXIT
+
 # The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
 # release binary below needs, so a clean machine compiles them once instead of twice.
 if [[ "${WASMFLOW_SKIP_CARGO_TEST:-0}" != "1" ]]; then
-    echo "==> cargo test --workspace --release"
+    phase "cargo test --workspace --release"
     cargo test --workspace --release
 fi
 
-echo "==> cargo build --release -p wasmflow-server"
+phase "cargo build --release -p wasmflow-server"
 cargo build --release -p wasmflow-server
 
 target_dir="$(cargo metadata --format-version 1 --no-deps |
@@ -33,19 +51,19 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 
-echo "==> example plugins in Python, JavaScript and C (examples/plugins/build.sh)"
+phase "example plugins in Python, JavaScript and C (examples/plugins/build.sh)"
 example_plugins="$target_dir/example-plugins/out"
 bash "$repo/examples/plugins/build.sh" "$example_plugins"
 export WASMFLOW_EXAMPLE_PLUGINS="$example_plugins"
 # The test components (hostile plugins) that the cargo build above made.
 export WASMFLOW_TEST_PLUGINS="$target_dir/wasm-plugins/wasm32-wasip2/release"
 
-echo "==> examples/wasm-train (the WASI training program tests/e2e/test_projects.py runs)"
+phase "examples/wasm-train (the WASI training program tests/e2e/test_projects.py runs)"
 bash "$repo/examples/wasm-train/build.sh" "$target_dir/wasm-train"
 # Virtual environments the projects suite's `virtualenv` runs create, kept between runs.
 export WASMFLOW_PROJECTS_CACHE="$target_dir/projects-cache"
 
-echo "==> python venv"
+phase "python venv"
 venv="$("$repo/scripts/e2e-venv.sh")"
 
 # The flavor plugins' native tests read fixtures (models saved by the real scikit-learn, skops,
@@ -67,7 +85,7 @@ for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow
     out="$flavor_fixtures/$crate"
     rm -rf "$out"
     mkdir -p "$out"
-    echo "==> $crate: fixtures into $out"
+    phase "$crate: fixtures into $out"
     ran=0
     while IFS= read -r script; do
         if grep -q WASMFLOW_FLAVOR_FIXTURES "$script"; then
@@ -79,13 +97,20 @@ for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow
         fi
     done < <(find "$dir/tests" -path '*/fixtures/make_*.py' -type f 2>/dev/null | sort)
     [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate: its tests need no generated fixtures)"
-    echo "==> $crate: cargo test (native, release)"
+    phase "$crate: cargo test (native, release)"
     WASMFLOW_FLAVOR_FIXTURES="$out" cargo test --release --manifest-path "$repo/plugins/Cargo.toml" \
         --target x86_64-unknown-linux-gnu --target-dir "$target_dir/plugins-native" -p "$crate"
 done
 
-echo "==> pytest tests/e2e (WASMFLOW_BIN=$bin)"
-WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+# The suite runs in several processes (pytest-xdist): most of a test's time is spent waiting on a
+# server or a subprocess, so even 2 cores run 3 files at once faster than one after another.
+# `--dist loadfile` keeps each file in one process, so module- and session-scoped fixtures are made
+# once per file as when run alone. WASMFLOW_E2E_WORKERS=0 runs it in this process.
+e2e_workers="${WASMFLOW_E2E_WORKERS:-3}"
+phase "pytest tests/e2e with $e2e_workers workers (WASMFLOW_BIN=$bin)"
+xdist=()
+[[ "$e2e_workers" != 0 ]] && xdist=(-n "$e2e_workers" --dist loadfile)
+WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "${xdist[@]}" "$@"
 
-echo "==> browser suite (tests/browser/run.sh)"
+phase "browser suite (tests/browser/run.sh)"
 WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" bash "$repo/tests/browser/run.sh"
