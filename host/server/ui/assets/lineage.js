@@ -99,6 +99,9 @@ export async function runModelVersions(runId) {
   return section;
 }
 
+/** A logged model's status (LOGGED_MODEL_READY, …) in the runs' colours. */
+const statusClass = (status) => ({ LOGGED_MODEL_READY: 'FINISHED', LOGGED_MODEL_UPLOAD_FAILED: 'FAILED' }[status] || status);
+
 /** A logged model (MLflow 3): its run, params, metrics, tags, registered versions and files. */
 export async function loggedModelPage(root, [experimentId, modelId], _query, gen) {
   const { model } = await api(`logged-models/${encodeURIComponent(modelId)}`);
@@ -115,7 +118,7 @@ export async function loggedModelPage(root, [experimentId, modelId], _query, gen
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / ',
       exp ? h('a', { href: `#/experiments/${exp.experiment_id}` }, exp.name) : info.experiment_id, ' / ', 'Logged models', ' / '),
-    h('h1', {}, info.name || info.model_id, ' ', h('span', { class: `status ${info.status === 'READY' ? 'FINISHED' : info.status}` }, info.status || '')),
+    h('h1', {}, info.name || info.model_id, ' ', h('span', { class: `status ${statusClass(info.status)}` }, (info.status || '').replace(/^LOGGED_MODEL_/, ''))),
     h('dl', { class: 'kv' },
       h('dt', {}, 'Model ID'), h('dd', {}, h('code', {}, info.model_id)),
       h('dt', {}, 'Source run'), h('dd', {}, info.source_run_id ? h('a', { href: `#/runs/${info.source_run_id}`, id: 'logged-model-run' }, runLabel) : 'none'),
