@@ -99,7 +99,7 @@ await step('create, rename and delete an experiment', async () => {
 await step('keyboard: tab to an experiment and open it with Enter', async () => {
   await go('#/');
   let found = false;
-  for (let i = 0; i < 40 && !found; i++) {
+  for (let i = 0; i < 80 && !found; i++) {
     await page.keyboard.press('Tab');
     found = await page.evaluate(() => document.activeElement?.textContent === 'ui-demo');
   }
@@ -167,6 +167,7 @@ await step('run page: params, metrics, description, child run', async () => {
   assert.equal(await loss.nth(3).innerText(), String(runs.baseline.loss_points));
   assert.equal(await loss.nth(2).innerText(), '2.01', 'max of loss');
   await page.getByRole('link', { name: 'baseline-fold-1' }).waitFor();
+  await page.getByRole('button', { name: 'Edit description' }).click();
   await page.getByLabel('Description').fill('Tuned by the browser suite.');
   await page.getByRole('button', { name: 'Save description' }).click();
   await page.getByText('Saved').waitFor();
@@ -379,6 +380,9 @@ await step(`10,000-run experiment: first page within ${BIG_PAGE_BUDGET_MS} ms, s
   assert.equal(await page.locator('tbody tr').first().getAttribute('data-run-name'), 'big-02321');
   await shot('big-experiment');
 });
+
+// Editing, descriptions as markdown, datasets, links between runs and models, empty states.
+await (await import('./editing.mjs')).editingChecks({ page, step, go, navigate, rest, shot, seed, base });
 
 await step('dark mode', async () => {
   await page.emulateMedia({ colorScheme: 'dark' });

@@ -69,6 +69,10 @@ if [[ "$update_screenshots" == 1 ]]; then
     for name in experiments runs run artifacts compare model version plugins serving run-dark; do
         cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
     done
+    # editing.mjs's views.
+    for name in run-editing experiment-about logged-model version-editing empty-runs run-editing-dark; do
+        cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
+    done
     echo "copied the main screenshots to docs/screenshots/"
 fi
 

@@ -245,6 +245,23 @@ def test_an_alias_moves_under_load_without_a_failed_request(server, tmp_path):
     assert set(answers[first_v2 + 8 :]) == {"v2"}, answers[first_v2:]
 
 
+def test_an_alias_is_served_at_every_spelling_the_ui_shows(server, tmp_path):
+    name = "serving-alias-spellings"
+    version = register(tmp_path, name, write_linear_model(tmp_path / "m"))
+    MlflowClient().set_registered_model_alias(name, "champion", version)
+    want = expected()
+    for path in (f"{name}/champion", f"{name}/@champion", f"{name}@champion"):
+        r = requests.post(f"{server.url}/serving/models/{path}/invocations", json=LINEAR_PAYLOAD, timeout=60)
+        assert r.status_code == 200, (path, r.text)
+        assert np.allclose(records_to_rows(r.json()["predictions"]), want), path
+    r = requests.post(f"{server.url}/serving/models/{name}/invocations", json=LINEAR_PAYLOAD, timeout=60)
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", r.text
+    assert f"/serving/models/{name}/invocations" in r.json()["message"]
+    # A missing alias is refused as MLflow's registry refuses it.
+    r = requests.post(f"{server.url}/serving/models/{name}@nobody/invocations", json=LINEAR_PAYLOAD, timeout=60)
+    assert r.status_code == 400 and r.json()["message"] == "Registered model alias nobody not found.", r.text
+
+
 def test_the_memory_budget_unloads_the_least_recently_used_version(isolated_server, tmp_path, monkeypatch):
     monkeypatch.setenv("WASMFLOW_SERVING_MEMORY_MIB", "1")
     srv = isolated_server(name="budget")

@@ -1,5 +1,6 @@
 //! Registered models served by `wasmflow server` at
-//! `/serving/models/<name>/<version | alias | stage | latest>/invocations`, with MLflow's
+//! `/serving/models/<name>/<version | alias | @alias | stage | latest>/invocations` and
+//! `/serving/models/<name>@<alias>/invocations` (the spelling of `models:/<name>@<alias>`), with MLflow's
 //! scoring protocol (wasmflow-serving does the work), and the serving metrics at `/metrics`.
 //! Each request resolves the name through the registry, so a moved alias takes effect on the
 //! next request.
@@ -24,6 +25,10 @@ pub fn router() -> Router<AppState> {
             "/serving/models/{name}/{reference}/invocations",
             post(invocations),
         )
+        .route(
+            "/serving/models/{name_at_alias}/invocations",
+            post(alias_invocations),
+        )
         .route("/metrics", get(metrics))
 }
 
@@ -36,6 +41,33 @@ async fn invocations(
     let answer = state
         .served
         .invoke(&state, &name, &reference, content_type(&headers), body)
+        .await;
+    answer_response(answer)
+}
+
+/// `/serving/models/<name>@<alias>/invocations`: the alias follows the last `@`, as in a
+/// `models:/<name>@<alias>` URI.
+async fn alias_invocations(
+    State(state): State<AppState>,
+    Path(name_at_alias): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((name, alias)) = name_at_alias
+        .rsplit_once('@')
+        .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+    else {
+        return ApiError(Error::not_found(format!(
+            "no model at '/serving/models/{name_at_alias}/invocations': name a version as \
+             /serving/models/<name>/<version | @alias | stage | latest>/invocations or \
+             /serving/models/<name>@<alias>/invocations"
+        )))
+        .into_response();
+    };
+    let reference = format!("@{alias}");
+    let answer = state
+        .served
+        .invoke(&state, name, &reference, content_type(&headers), body)
         .await;
     answer_response(answer)
 }
@@ -84,8 +116,12 @@ pub async fn model_dir(state: &AppState, artifact_uri: &str) -> Result<PathBuf, 
 }
 
 /// `models:/` URI for a path segment: a number is a version, `latest` and stage names are
-/// themselves, anything else is an alias.
+/// themselves, `@alias` and anything else is an alias (`@` lets an alias named like a stage,
+/// `@staging`, be reached).
 fn model_uri(name: &str, reference: &str) -> String {
+    if let Some(alias) = reference.strip_prefix('@') {
+        return format!("models:/{name}@{alias}");
+    }
     let is_named = reference.parse::<i64>().is_ok()
         || reference.eq_ignore_ascii_case("latest")
         || wasmflow_store::registry::Stage::parse(reference).is_ok();
@@ -124,4 +160,19 @@ pub fn metrics_response(text: String) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_uri;
+
+    #[test]
+    fn a_path_segment_names_a_version_stage_or_alias() {
+        assert_eq!(model_uri("m", "3"), "models:/m/3");
+        assert_eq!(model_uri("m", "latest"), "models:/m/latest");
+        assert_eq!(model_uri("m", "Staging"), "models:/m/Staging");
+        assert_eq!(model_uri("m", "champion"), "models:/m@champion");
+        assert_eq!(model_uri("m", "@champion"), "models:/m@champion");
+        assert_eq!(model_uri("m", "@staging"), "models:/m@staging");
+    }
 }

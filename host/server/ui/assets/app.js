@@ -7,6 +7,7 @@ import { comparePage } from './compare.js';
 import { modelsPage, modelPage, versionPage } from './registry.js';
 import { pluginsPage, servingPage } from './plugins.js';
 import { current, nextPage } from './nav.js';
+import { loggedModelPage } from './lineage.js';
 
 const routes = [
   [/^\/?$/, experimentsPage, 'experiments'],
@@ -14,6 +15,8 @@ const routes = [
   [/^\/runs\/([^/]+)$/, runPage, 'experiments'],
   // The address the mlflow client prints after a run ("View run at …/#/experiments/1/runs/<id>").
   [/^\/experiments\/[^/]+\/runs\/([^/]+)$/, runPage, 'experiments'],
+  // A logged model (MLflow 3), at the address MLflow's UI gives it.
+  [/^\/experiments\/([^/]+)\/models\/([^/]+)$/, loggedModelPage, 'experiments'],
   [/^\/compare$/, comparePage, 'experiments'],
   [/^\/models$/, modelsPage, 'models'],
   [/^\/models\/([^/]+)$/, modelPage, 'models'],

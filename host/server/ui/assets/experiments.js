@@ -4,17 +4,21 @@ import {
   api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, quoteKey, sqlString, WASMFLOW,
 } from './lib.js';
 import { current, setQuery } from './nav.js';
+import { experimentAbout, experimentSummary, runLifecycleButton, noRuns } from './experimentedit.js';
+import { emptyState } from './edit.js';
 
 export async function experimentsPage(root, _params, query, gen) {
   const q = query.get('q') || '';
+  const deletedView = query.get('deleted') === '1';
   const status = h('p', { class: 'muted', role: 'status' });
   const search = h('input', { type: 'search', id: 'exp-search', value: q, placeholder: 'Experiment name contains…' });
   const newName = h('input', { id: 'exp-new', placeholder: 'New experiment name', required: true });
   const createError = h('div');
   root.append(
     h('h1', {}, 'Experiments'),
-    h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); setQuery(new URLSearchParams(search.value ? { q: search.value } : {})); } },
-      h('label', { for: 'exp-search', class: 'sr-only' }, 'Search experiments'), search, h('button', { type: 'submit' }, 'Search')),
+    h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); setQuery(new URLSearchParams({ ...(search.value ? { q: search.value } : {}), ...(deletedView ? { deleted: '1' } : {}) })); } },
+      h('label', { for: 'exp-search', class: 'sr-only' }, 'Search experiments'), search, h('button', { type: 'submit' }, 'Search'),
+      h('a', { href: deletedView ? '#/' : '#/?deleted=1', id: 'exp-view' }, deletedView ? 'Active experiments' : 'Deleted experiments')),
     h('form', {
       class: 'bar',
       onsubmit: async (e) => {
@@ -32,7 +36,7 @@ export async function experimentsPage(root, _params, query, gen) {
   let token;
   const filter = q ? `name LIKE ${sqlString(`%${q}%`)}` : '';
   do {
-    const r = await api('experiments/search', { method: 'POST', body: { filter, max_results: 1000, order_by: ['creation_time DESC'], page_token: token } });
+    const r = await api('experiments/search', { method: 'POST', body: { filter, max_results: 1000, order_by: ['creation_time DESC'], page_token: token, view_type: deletedView ? 'DELETED_ONLY' : 'ACTIVE_ONLY' } });
     experiments.push(...(r.experiments || []));
     token = r.next_page_token;
   } while (token && experiments.length < 5000);
@@ -43,11 +47,20 @@ export async function experimentsPage(root, _params, query, gen) {
     Object.assign(counts, (await api(`${WASMFLOW}/experiments/run-counts`, { query: { experiment_ids: ids } })).run_counts);
   }
   if (!current(gen)) return;
-  status.textContent = `${experiments.length} experiment${experiments.length === 1 ? '' : 's'}`;
+  status.textContent = deletedView ? `${experiments.length} deleted experiment${experiments.length === 1 ? '' : 's'}` : `${experiments.length} experiment${experiments.length === 1 ? '' : 's'}`;
+  const summaries = await Promise.all(experiments.map(experimentSummary));
+  if (!current(gen)) return;
+  if (!experiments.length) {
+    status.replaceChildren();
+    root.append(deletedView ? emptyState('No deleted experiments: experiments deleted here can be restored from this list.', null, { id: 'no-experiments' })
+      : q ? emptyState(`No experiment's name contains "${q}".`, null, { id: 'no-experiments' })
+        : emptyState('No experiments yet — create one above, or log a run with', 'mlflow.set_experiment("my-experiment")', { id: 'no-experiments' }));
+    return;
+  }
   const chosen = new Set();
   const showRuns = h('button', { type: 'button', disabled: true, onclick: () => { location.hash = `#/experiments/${[...chosen].join(',')}`; } }, 'Runs of selected experiments');
-  const rows = experiments.map((exp) => {
-    const rowError = h('td', { colspan: 6 });
+  const rows = experiments.map((exp, index) => {
+    const rowError = h('td', { colspan: 7 });
     const errorRow = h('tr', { hidden: true }, h('td'), rowError);
     const fail = (err) => { rowError.replaceChildren(errorBox(err)); errorRow.hidden = false; };
     const nameCell = h('td', {}, h('a', { href: `#/experiments/${exp.experiment_id}` }, exp.name));
@@ -72,6 +85,12 @@ export async function experimentsPage(root, _params, query, gen) {
         window.dispatchEvent(new HashChangeEvent('hashchange'));
       } catch (err) { fail(err); }
     };
+    const restore = async () => {
+      try {
+        await api('experiments/restore', { method: 'POST', body: { experiment_id: exp.experiment_id } });
+        window.dispatchEvent(new HashChangeEvent('hashchange'));
+      } catch (err) { fail(err); }
+    };
     return [
       h('tr', { 'data-experiment': exp.name },
         h('td', {}, h('input', {
@@ -82,17 +101,19 @@ export async function experimentsPage(root, _params, query, gen) {
           },
         })),
         nameCell,
+        summaries[index],
         h('td', { class: 'num' }, exp.experiment_id),
         h('td', { class: 'num', 'data-col': 'runs' }, counts[exp.experiment_id] ?? ''),
         h('td', {}, fmtTime(exp.creation_time)),
         h('td', {}, fmtTime(exp.last_update_time)),
-        h('td', {},
-          h('button', { type: 'button', onclick: rename, 'aria-label': `Rename ${exp.name}` }, 'Rename'), ' ',
-          exp.experiment_id === '0' ? null : h('button', { type: 'button', onclick: del, 'aria-label': `Delete ${exp.name}` }, 'Delete'))),
+        h('td', {}, deletedView
+          ? h('button', { type: 'button', onclick: restore, 'aria-label': `Restore ${exp.name}` }, 'Restore')
+          : [h('button', { type: 'button', onclick: rename, 'aria-label': `Rename ${exp.name}` }, 'Rename'), ' ',
+            exp.experiment_id === '0' ? null : h('button', { type: 'button', onclick: del, 'aria-label': `Delete ${exp.name}` }, 'Delete')])),
       errorRow,
     ];
   });
-  root.append(h('div', { class: 'bar' }, showRuns), table([h('th', {}, h('span', { class: 'sr-only' }, 'Select')), 'Name', h('th', { class: 'num' }, 'ID'), h('th', { class: 'num' }, 'Runs'), 'Created', 'Last updated', 'Actions'], rows, { caption: 'Experiments' }));
+  root.append(h('div', { class: 'bar' }, showRuns), table([h('th', {}, h('span', { class: 'sr-only' }, 'Select')), 'Name', 'Description and tags', h('th', { class: 'num' }, 'ID'), h('th', { class: 'num' }, 'Runs'), 'Created', 'Last updated', 'Actions'], rows, { caption: 'Experiments' }));
 }
 
 const COLUMN_KINDS = { p: ['params', 'Param'], m: ['metrics', 'Metric'], t: ['tags', 'Tag'] };
@@ -104,6 +125,7 @@ export async function runsPage(root, [idList], query, gen) {
   const order = query.get('order') || 'attributes.start_time DESC';
   const size = Number(query.get('size') || 50);
   const token = query.get('pt') || '';
+  const deletedView = query.get('deleted') === '1';
   // The tokens of earlier pages, for "Previous"; the first page's (no token) is "-".
   const prev = query.get('prev') ? query.get('prev').split('|') : [];
   const exps = await Promise.all(ids.map(async (id) => (await api('experiments/get', { query: { experiment_id: id } })).experiment));
@@ -130,6 +152,7 @@ export async function runsPage(root, [idList], query, gen) {
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / '),
     h('h1', {}, exps.map((e) => e.name).join(' + ')),
+    ...(exps.length === 1 ? [experimentAbout(exps[0])] : []),
     h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); go({ filter: filterInput.value.trim(), pt: '', prev: '' }); } },
       h('label', { for: 'run-filter' }, 'Filter'), filterInput, h('button', { type: 'submit' }, 'Search'),
       filter ? h('button', { type: 'button', onclick: () => go({ filter: '', pt: '', prev: '' }) }, 'Clear') : null),
@@ -137,7 +160,7 @@ export async function runsPage(root, [idList], query, gen) {
 
   let page;
   try {
-    page = await api('runs/search', { method: 'POST', body: { experiment_ids: ids, filter, order_by: [order], max_results: size, page_token: token || undefined } });
+    page = await api('runs/search', { method: 'POST', body: { experiment_ids: ids, filter, order_by: [order], max_results: size, page_token: token || undefined, run_view_type: deletedView ? 'DELETED_ONLY' : 'ACTIVE_ONLY' } });
   } catch (e) {
     if (!current(gen)) return;
     filterError.replaceChildren(errorBox(e));
@@ -209,7 +232,7 @@ export async function runsPage(root, [idList], query, gen) {
   const rows = runs.map((r) => {
     const box = h('input', {
       type: 'checkbox', 'data-run': r.info.run_id, 'aria-label': `Select ${runName(r)}`,
-      onchange: () => { if (box.checked) selected.add(r.info.run_id); else selected.delete(r.info.run_id); updateCompare(); },
+      onchange: () => { if (box.checked) selected.add(r.info.run_id); else selected.delete(r.info.run_id); updateCompare(); lifecycle.update(); },
     });
     const value = (c) => {
       const list = r.data?.[COLUMN_KINDS[c[0]][0]] || [];
@@ -229,6 +252,8 @@ export async function runsPage(root, [idList], query, gen) {
       h('td', { title: source }, source.split('/').pop()),
       cols.map(value));
   });
+  const lifecycle = runLifecycleButton(selected, deletedView, () => window.dispatchEvent(new HashChangeEvent('hashchange')));
+  const viewLink = h('a', { href: '#', id: 'runs-view', onclick: (e) => { e.preventDefault(); go({ deleted: deletedView ? '' : '1', pt: '', prev: '' }); } }, deletedView ? 'Active runs' : 'Deleted runs');
   const pageNo = prev.length + 1;
   const pager = h('div', { class: 'bar' },
     h('button', { type: 'button', disabled: prev.length === 0, onclick: () => go({ pt: prev[prev.length - 1].replace(/^-$/, ''), prev: prev.slice(0, -1).join('|') }) }, '← Previous'),
@@ -237,8 +262,8 @@ export async function runsPage(root, [idList], query, gen) {
     h('label', { for: 'page-size' }, 'Per page'),
     h('select', { id: 'page-size', onchange: (e) => go({ size: e.target.value, pt: '', prev: '' }) },
       [25, 50, 100, 500].map((n) => h('option', { value: n, selected: n === size }, n))));
-  root.append(h('div', { class: 'bar' }, compareButton, chooser), pager,
-    runs.length ? table(headers, rows, { caption: 'Runs' }) : h('p', { class: 'muted' }, filter ? 'No runs match the filter.' : 'No runs yet.'));
+  root.append(h('div', { class: 'bar' }, compareButton, lifecycle.element, chooser, viewLink), ...(runs.length || prev.length ? [pager] : []),
+    runs.length ? table(headers, rows, { caption: 'Runs' }) : noRuns(exps, { filter, deletedView, firstPage: !prev.length }));
 }
 
 /** "metrics.`a b` DESC" → ["metrics.`a b`", "DESC"]. */

@@ -75,7 +75,8 @@ const ms = (s) => (s === null || s === undefined ? '' : `${fmtNum(Number((s * 10
 
 export async function servingPage(root, _params, _query, gen) {
   root.append(h('h1', {}, 'Serving'),
-    h('p', { class: 'muted' }, 'Registered models answer at ', h('code', {}, `${BASE}/serving/models/<name>/<version | @alias | stage>/invocations`), '. Rates are measured between refreshes (every 5 s).'));
+    h('p', { class: 'muted', id: 'serving-help' }, 'Registered models answer at ', h('code', {}, `${BASE}/serving/models/<name>/<version | @alias | stage | latest>/invocations`),
+      ' (an alias also without its @, or as ', h('code', {}, `${BASE}/serving/models/<name>@<alias>/invocations`), ', as in ', h('code', {}, 'models:/<name>@<alias>'), '). Rates are measured between refreshes (every 5 s).'));
   const body = h('div', { id: 'serving', 'aria-live': 'polite' });
   root.append(body);
   let previous = null;

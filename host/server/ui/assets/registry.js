@@ -2,6 +2,8 @@
 
 import { api, h, table, errorBox, fmtTime, artifactUrl, sqlString, WASMFLOW } from './lib.js';
 import { current } from './nav.js';
+import { emptyState } from './edit.js';
+import { modelEditing, versionEditing, loggedModelHref } from './lineage.js';
 
 const chips = (items) => items.map((x) => h('span', { class: 'chip' }, x));
 
@@ -20,7 +22,9 @@ export async function modelsPage(root, _params, query, gen) {
     h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); location.hash = `#/models${search.value ? `?q=${encodeURIComponent(search.value)}` : ''}`; } },
       h('label', { for: 'model-search', class: 'sr-only' }, 'Search models'), search, h('button', { type: 'submit' }, 'Search')));
   if (!models.length) {
-    root.append(h('p', { class: 'muted' }, 'No registered models.'));
+    root.append(q
+      ? emptyState(`No registered model's name contains "${q}".`, null, { id: 'no-models' })
+      : emptyState('No registered models yet — register one with', 'mlflow.register_model("runs:/<run id>/model", "<name>")', { id: 'no-models' }));
     return;
   }
   root.append(table(['Name', 'Latest versions', 'Aliases', 'Last updated'], models.map((m) => h('tr', { 'data-model': m.name },
@@ -51,14 +55,14 @@ export async function modelPage(root, [name], _query, gen) {
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/models' }, 'Models'), ' / '),
     h('h1', {}, model.name),
-    model.description ? h('p', {}, model.description) : null,
+    ...modelEditing(model),
     h('h2', {}, 'Aliases'),
     (model.aliases || []).length
       ? h('ul', { id: 'aliases' }, model.aliases.map((a) => h('li', { 'data-alias': a.alias }, h('code', {}, `@${a.alias}`), ' → ', h('a', { href: `#/models/${encodeURIComponent(name)}/versions/${a.version}` }, `version ${a.version}`))))
-      : h('p', { class: 'muted' }, 'No aliases.'),
-    aliasForm(name, versions.map((v) => v.version), ''),
+      : emptyState(versions.length ? 'No aliases yet — set one below to serve a version by name.' : 'No aliases: a model needs a version first.'),
+    ...(versions.length ? [aliasForm(name, versions.map((v) => v.version), '')] : []),
     h('h2', {}, `Versions (${versions.length})`),
-    table(['Version', 'Stage', 'Aliases', 'Status', 'Source run', 'Created'], versions.map((v) => h('tr', { 'data-version': v.version },
+    !versions.length ? emptyState('No versions yet — register one with', `mlflow.register_model("runs:/<run id>/model", ${JSON.stringify(name)})`, { id: 'no-versions' }) : table(['Version', 'Stage', 'Aliases', 'Status', 'Source run', 'Created'], versions.map((v) => h('tr', { 'data-version': v.version },
       h('td', {}, h('a', { href: `#/models/${encodeURIComponent(name)}/versions/${v.version}` }, `Version ${v.version}`)),
       h('td', {}, v.current_stage || 'None'),
       h('td', {}, chips(aliasesOf(v))),
@@ -93,6 +97,10 @@ export async function versionPage(root, [name, version], _query, gen) {
     api(`${WASMFLOW}/registry/events`, { query: { name, version } }).then((r) => r.events || []).catch(() => null),
   ]);
   if (!current(gen)) return;
+  // MLflow 3 registers logged models: the version's source is `models:/<model id>`.
+  const modelId = mv.model_id || /^models:\/(m-[^/]+)$/.exec(mv.source || '')?.[1];
+  const logged = modelId ? await api(`logged-models/${encodeURIComponent(modelId)}`).then((r) => r.model.info).catch(() => null) : null;
+  if (!current(gen)) return;
   const aliases = (model.aliases || []).filter((a) => a.version === mv.version).map((a) => a.alias);
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/models' }, 'Models'), ' / ', h('a', { href: `#/models/${encodeURIComponent(name)}` }, name), ' / '),
@@ -102,10 +110,11 @@ export async function versionPage(root, [name, version], _query, gen) {
       h('dt', {}, 'Aliases'), h('dd', { id: 'version-aliases' }, aliases.length ? chips(aliases.map((a) => `@${a}`)) : 'none'),
       h('dt', {}, 'Status'), h('dd', {}, mv.status || ''),
       h('dt', {}, 'Source run'), h('dd', {}, mv.run_id ? h('a', { href: `#/runs/${mv.run_id}`, id: 'source-run' }, mv.run_id) : 'none'),
+      logged ? [h('dt', {}, 'Logged model'), h('dd', {}, h('a', { href: loggedModelHref(logged), id: 'source-logged-model' }, logged.name || logged.model_id), ' ', h('code', { class: 'muted' }, logged.model_id))] : null,
       h('dt', {}, 'Source'), h('dd', {}, h('code', {}, mv.source || '')),
       h('dt', {}, 'Created'), h('dd', {}, fmtTime(mv.creation_timestamp)),
-      h('dt', {}, 'Last updated'), h('dd', {}, fmtTime(mv.last_updated_timestamp)),
-      mv.description ? [h('dt', {}, 'Description'), h('dd', {}, mv.description)] : null),
+      h('dt', {}, 'Last updated'), h('dd', {}, fmtTime(mv.last_updated_timestamp))),
+    ...versionEditing(mv),
     h('h2', {}, 'Aliases'),
     aliasForm(name, [mv.version], mv.version));
 

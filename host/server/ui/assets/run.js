@@ -4,6 +4,9 @@ import {
   api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, metricHistory, artifactUrl, lineChart, sqlString,
 } from './lib.js';
 import { current } from './nav.js';
+import { editableMarkdown } from './markdown.js';
+import { tagEditor, renameableHeading } from './edit.js';
+import { datasetsSection, runModelVersions, loggedModelHref } from './lineage.js';
 
 export async function runPage(root, [runId], query, gen) {
   const run = (await api('runs/get', { query: { run_id: runId } })).run;
@@ -14,9 +17,26 @@ export async function runPage(root, [runId], query, gen) {
   if (!current(gen)) return;
   const parentId = tagOf(run, 'mlflow.parentRunId');
   const source = tagOf(run, 'mlflow.source.name');
+  const deleted = info.lifecycle_stage === 'deleted';
+  const lifecycle = h('div', { class: 'bar' });
+  const drawLifecycle = (isDeleted) => {
+    const toggle = async () => {
+      if (!isDeleted && !confirm(`Delete run "${runName(run)}"? It can be restored until the server's garbage collection.`)) return;
+      try {
+        await api(isDeleted ? 'runs/restore' : 'runs/delete', { method: 'POST', body: { run_id: runId } });
+        drawLifecycle(!isDeleted);
+      } catch (err) { lifecycle.append(errorBox(err)); }
+    };
+    lifecycle.replaceChildren(
+      ...(isDeleted ? [h('p', { class: 'banner', role: 'status', id: 'run-deleted' }, 'This run is deleted: it is hidden from the runs table until restored.')] : []),
+      h('button', { type: 'button', id: 'run-lifecycle', onclick: toggle }, isDeleted ? 'Restore run' : 'Delete run'));
+  };
+  drawLifecycle(deleted);
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / ', h('a', { href: `#/experiments/${info.experiment_id}` }, exp.name), ' / '),
-    h('h1', {}, runName(run), ' ', h('span', { class: `status ${info.status}` }, info.status)),
+    renameableHeading(runName(run), (name) => api('runs/update', { method: 'POST', body: { run_id: runId, run_name: name } }),
+      { what: 'run', after: [h('span', { class: `status ${info.status}` }, info.status)] }),
+    lifecycle,
     h('dl', { class: 'kv' },
       h('dt', {}, 'Run ID'), h('dd', {}, h('code', {}, info.run_id)),
       h('dt', {}, 'Started'), h('dd', {}, fmtTime(info.start_time)),
@@ -26,7 +46,9 @@ export async function runPage(root, [runId], query, gen) {
       parentId ? [h('dt', {}, 'Parent run'), h('dd', {}, h('a', { href: `#/runs/${parentId}` }, parentId))] : null,
       h('dt', {}, 'Artifacts'), h('dd', {}, h('code', {}, info.artifact_uri))));
 
-  root.append(description(run));
+  root.append(editableMarkdown(tagOf(run, 'mlflow.note.content'),
+    (text) => api('runs/set-tag', { method: 'POST', body: { run_id: runId, key: 'mlflow.note.content', value: text } }),
+    { id: 'run-note', placeholder: 'Describe this run in markdown…' }));
 
   const children = await api('runs/search', {
     method: 'POST',
@@ -70,9 +92,17 @@ export async function runPage(root, [runId], query, gen) {
 
   if (metrics.length) root.append(charts(metrics.map((m) => m.key).filter((k) => histories.has(k)), histories, query));
 
-  const tags = (data.tags || []).filter((t) => t.key !== 'mlflow.note.content').sort((a, b) => a.key.localeCompare(b.key));
-  root.append(h('h2', {}, `Tags (${tags.length})`),
-    table(['Name', 'Value'], tags.map((t) => h('tr', {}, h('th', { scope: 'row' }, t.key), h('td', {}, t.value))), { caption: 'Tags' }));
+  const tags = (data.tags || []).filter((t) => t.key !== 'mlflow.note.content');
+  root.append(tagEditor(tags, {
+    set: (key, value) => api('runs/set-tag', { method: 'POST', body: { run_id: runId, key, value } }),
+    remove: (key) => api('runs/delete-tag', { method: 'POST', body: { run_id: runId, key } }),
+    id: 'run-tags',
+    what: 'run',
+  }));
+
+  root.append(datasetsSection(run.inputs?.dataset_inputs || []));
+  root.append(await runModelVersions(runId));
+  if (!current(gen)) return;
 
   root.append(h('h2', {}, 'Artifacts'), await artifacts(
     (path) => api('artifacts/list', { query: { run_id: runId, path } }),
@@ -88,30 +118,12 @@ export async function runPage(root, [runId], query, gen) {
     root.append(h('h2', {}, `Logged models (${logged.length})`));
     for (const m of logged) {
       const id = m.info.model_id;
-      root.append(h('h3', {}, m.info.name, ' ', h('code', { class: 'muted' }, id)),
+      root.append(h('h3', {}, h('a', { href: loggedModelHref(m.info), 'data-logged-model': id }, m.info.name), ' ', h('code', { class: 'muted' }, id)),
         await artifacts(
           (path) => api(`logged-models/${encodeURIComponent(id)}/artifacts/directories`, { query: { artifact_directory_path: path } }),
           m.info.artifact_uri, `model-preview-${id}`));
     }
   }
-}
-
-function description(run) {
-  const note = tagOf(run, 'mlflow.note.content') || '';
-  const area = h('textarea', { id: 'run-note', placeholder: 'Describe this run…' });
-  area.value = note;
-  const status = h('span', { role: 'status' });
-  return h('section', {}, h('h2', {}, h('label', { for: 'run-note' }, 'Description')),
-    h('form', {
-      onsubmit: async (e) => {
-        e.preventDefault();
-        status.replaceChildren('Saving…');
-        try {
-          await api('runs/set-tag', { method: 'POST', body: { run_id: run.info.run_id, key: 'mlflow.note.content', value: area.value } });
-          status.replaceChildren(h('span', { class: 'ok' }, 'Saved'));
-        } catch (err) { status.replaceChildren(errorBox(err)); }
-      },
-    }, area, h('div', { class: 'bar' }, h('button', { type: 'submit' }, 'Save description'), status)));
 }
 
 /** Metric charts: several metrics on one chart, step / relative time / wall time, log scale. */
@@ -175,7 +187,7 @@ const IMAGE = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'i
 const PREVIEW_LIMIT = 2 * 1024 * 1024;
 
 /** A lazily expanded file tree (`lister(path)` answers `{files}`) with a preview pane. */
-async function artifacts(lister, artifactUri, previewId) {
+export async function artifacts(lister, artifactUri, previewId) {
   const preview = h('div', { class: 'preview', id: previewId, 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Choose a file to preview it.'));
   const list = async (path) => (await lister(path)).files || [];
   const tree = async (path) => {
