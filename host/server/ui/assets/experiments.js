@@ -122,9 +122,12 @@ export async function runsPage(root, [idList], query, gen) {
   const filterError = h('div', { id: 'filter-error', 'aria-live': 'polite' });
   const selected = new Set();
   const compareButton = h('button', { type: 'button', disabled: true, onclick: () => { location.hash = `#/compare?runs=${[...selected].join(',')}`; } }, 'Compare selected');
+  // The chart view across runs: the selected runs, or without a selection the newest ten.
+  const chartButton = h('button', { type: 'button', id: 'chart-runs', onclick: () => { location.hash = `#/experiments/${idList}/charts${selected.size ? `?runs=${[...selected].join(',')}` : ''}`; } }, 'Charts');
   const updateCompare = () => {
     compareButton.disabled = selected.size < 2;
     compareButton.textContent = `Compare selected (${selected.size})`;
+    chartButton.textContent = selected.size ? `Chart selected (${selected.size})` : 'Charts';
   };
   updateCompare();
   root.append(
@@ -237,7 +240,7 @@ export async function runsPage(root, [idList], query, gen) {
     h('label', { for: 'page-size' }, 'Per page'),
     h('select', { id: 'page-size', onchange: (e) => go({ size: e.target.value, pt: '', prev: '' }) },
       [25, 50, 100, 500].map((n) => h('option', { value: n, selected: n === size }, n))));
-  root.append(h('div', { class: 'bar' }, compareButton, chooser), pager,
+  root.append(h('div', { class: 'bar' }, compareButton, chartButton, chooser), pager,
     runs.length ? table(headers, rows, { caption: 'Runs' }) : h('p', { class: 'muted' }, filter ? 'No runs match the filter.' : 'No runs yet.'));
 }
 
