@@ -5,6 +5,7 @@ import { readFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { chartSteps } from './charts.mjs';
 
 const [base, seedPath, shots] = process.argv.slice(2);
 const seed = JSON.parse(readFileSync(seedPath, 'utf8'));
@@ -154,8 +155,8 @@ await step('compare two runs: differences, overlay, scatter', async () => {
   assert.equal(await page.locator('tr[data-key="params.optimizer"]').getAttribute('class'), 'same');
   await page.getByLabel('Metric', { exact: true }).selectOption('loss');
   await page.waitForFunction(() => document.getElementById('overlay-chart')?.dataset.points === '60,70');
-  await page.getByLabel('Parameter (x)').selectOption('lr');
-  await page.getByLabel('Metric (y)').selectOption('accuracy');
+  await page.getByLabel('X column').selectOption('params.lr');
+  await page.getByLabel('Y column').selectOption('metrics.accuracy');
   await page.waitForFunction(() => document.getElementById('scatter-chart')?.dataset.points === '1,1');
   await shot('compare');
 });
@@ -175,40 +176,32 @@ await step('run page: params, metrics, description, child run', async () => {
   assert.equal(run.run.data.tags.find((t) => t.key === 'mlflow.note.content').value, 'Tuned by the browser suite.');
 });
 
-await step('run page: metric chart points, several metrics, log scale, time axis', async () => {
+await step('run page: zoom, log scale and time axis of a metric chart', async () => {
   await go(`#/runs/${runs.baseline.run_id}`);
-  const points = () => page.evaluate(() => {
-    const u = document.getElementById('metric-chart').uplot;
-    return u.data.slice(1).map((s) => s.filter((v) => v !== null).length);
-  });
-  await page.waitForFunction(() => document.getElementById('metric-chart')?.uplot);
-  // The chart opens on the longest metric, loss; add accuracy (one point).
-  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50');
-  await page.getByLabel('accuracy', { exact: true }).check();
-  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50,1');
-  assert.deepEqual(await points(), [50, 1]);
-  await page.getByLabel('accuracy', { exact: true }).uncheck();
-  await page.waitForFunction(() => document.getElementById('metric-chart').dataset.points === '50');
+  const loss = '#run-charts .chart[data-metric="loss"]';
+  const u = (fn) => page.locator(loss).evaluate((el, f) => new Function('u', `return (${f})(u)`)(el.uplot), String(fn));
+  await page.waitForFunction((sel) => document.querySelector(sel)?.uplot, loss);
+  assert.equal(await page.locator(loss).getAttribute('data-points'), '50');
   // Drag across the middle of the plot to zoom in on x; a double-click resets.
-  const over = page.locator('#metric-chart .u-over');
+  const over = page.locator(`${loss} .u-over`);
   await over.scrollIntoViewIfNeeded();
   const box = await over.boundingBox();
   await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
   await page.mouse.down();
   await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 8 });
   await page.mouse.up();
-  const zoomed = await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.x);
+  const zoomed = await u((p) => p.scales.x);
   assert.ok(zoomed.min > 10 && zoomed.max < 35, `zoomed to ${zoomed.min}..${zoomed.max}`);
   await over.dblclick();
-  const reset = await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.x);
+  const reset = await u((p) => p.scales.x);
   assert.deepEqual([reset.min, reset.max], [0, 49]);
   await page.getByLabel('Log scale').check();
-  assert.equal(await page.evaluate(() => document.getElementById('metric-chart').uplot.scales.y.distr), 3);
+  assert.equal(await u((p) => p.scales.y.distr), 3);
   await page.getByLabel('X axis').selectOption('relative');
-  const xs = await page.evaluate(() => document.getElementById('metric-chart').uplot.data[0]);
+  const xs = await u((p) => p.data[0]);
   assert.equal(xs.length, 50);
   assert.equal(xs[49] - xs[0], 49, 'points a second apart span 49 s');
-  assert.equal(await page.locator('#metric-chart canvas').count(), 1);
+  assert.equal(await page.locator(`${loss} canvas`).count(), 1);
   await shot('run');
 });
 
@@ -381,13 +374,14 @@ await step(`10,000-run experiment: first page within ${BIG_PAGE_BUDGET_MS} ms, s
   await shot('big-experiment');
 });
 
+await chartSteps({ page, step, go, navigate, rest, seed, shot });
 // Editing, descriptions as markdown, datasets, links between runs and models, empty states.
 await (await import('./editing.mjs')).editingChecks({ page, step, go, navigate, rest, shot, seed, base });
 
 await step('dark mode', async () => {
   await page.emulateMedia({ colorScheme: 'dark' });
   await go(`#/runs/${runs.baseline.run_id}`);
-  await page.waitForFunction(() => document.getElementById('metric-chart')?.uplot);
+  await page.waitForFunction(() => document.querySelector('#run-charts .chart')?.uplot);
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.equal(bg, 'rgb(20, 23, 27)');
   await shot('run-dark');

@@ -66,7 +66,8 @@ node "$here/run.mjs" "$url" "$out/seed.json" "$out/screenshots"
 
 if [[ "$update_screenshots" == 1 ]]; then
     mkdir -p "$repo/docs/screenshots"
-    for name in experiments runs run artifacts compare model version plugins serving run-dark; do
+    for name in experiments runs run artifacts compare model version plugins serving run-dark \
+        run-charts experiment-charts experiment-charts-100 compare-charts; do
         cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
     done
     # editing.mjs's views.

@@ -109,8 +109,36 @@ def main() -> None:
     # The editing checks' experiments, newest so they head the experiments list.
     out["editing"] = seed_editing.seed(uri)
     out["big_seed_seconds"] = round(time.time() - started, 1)
+    seed_long_runs(uri, out)
     with open(out_path, "w") as f:
         json.dump(out, f, indent=2)
+
+
+def seed_long_runs(uri: str, out: dict, runs: int = 100, points: int = 10_000) -> None:
+    """The chart view's load test: `runs` runs of `points` steps each, logged with log-batch
+    (1,000 metrics a request, MLflow's limit) through the REST API in parallel."""
+    exp_id = MlflowClient(uri).create_experiment("ui-long")
+    api = f"{uri}/api/2.0/mlflow"
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=8))
+    started = time.time()
+    t0 = 1_700_000_000_000
+
+    def one(i: int) -> None:
+        r = session.post(f"{api}/runs/create", json={"experiment_id": exp_id, "run_name": f"long-{i:03d}", "start_time": t0 + i})
+        r.raise_for_status()
+        run_id = r.json()["run"]["info"]["run_id"]
+        session.post(f"{api}/runs/log-batch", json={"run_id": run_id, "params": [{"key": "seed", "value": str(i)}]}).raise_for_status()
+        for lo in range(0, points, 1000):
+            batch = [
+                {"key": "loss", "value": math.exp(-step / 2000) + 0.05 * math.sin(step / 50 + i), "timestamp": t0 + 100 * step, "step": step}
+                for step in range(lo, min(lo + 1000, points))
+            ]
+            session.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": batch}).raise_for_status()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(runs)))
+    out["long"] = {"experiment_id": exp_id, "runs": runs, "points": points, "seed_seconds": round(time.time() - started, 1)}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import { h, errorBox } from './lib.js';
 import { experimentsPage, runsPage } from './experiments.js';
 import { runPage } from './run.js';
 import { comparePage } from './compare.js';
+import { experimentChartsPage } from './charts.js';
 import { modelsPage, modelPage, versionPage } from './registry.js';
 import { pluginsPage, servingPage } from './plugins.js';
 import { current, nextPage } from './nav.js';
@@ -12,6 +13,7 @@ import { loggedModelPage } from './lineage.js';
 const routes = [
   [/^\/?$/, experimentsPage, 'experiments'],
   [/^\/experiments\/([^/]+)$/, runsPage, 'experiments'],
+  [/^\/experiments\/([^/]+)\/charts$/, experimentChartsPage, 'experiments'],
   [/^\/runs\/([^/]+)$/, runPage, 'experiments'],
   // The address the mlflow client prints after a run ("View run at …/#/experiments/1/runs/<id>").
   [/^\/experiments\/[^/]+\/runs\/([^/]+)$/, runPage, 'experiments'],

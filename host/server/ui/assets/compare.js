@@ -1,8 +1,9 @@
 // Several runs side by side: params and metrics with differences marked, a metric overlaid
-// across runs, and a scatter of a param against a metric.
+// across runs, parallel coordinates, a scatter of any two columns and a box plot.
 
 import { api, h, table, fmtNum, runName, metricHistory, lineChart } from './lib.js';
 import { current } from './nav.js';
+import { parallelCoordinates, scatterAny, boxPlot } from './compare-charts.js';
 
 export async function comparePage(root, _params, query, gen) {
   const ids = (query.get('runs') || '').split(',').filter(Boolean);
@@ -48,32 +49,6 @@ export async function comparePage(root, _params, query, gen) {
     requestAnimationFrame(drawOverlay);
   }
 
-  if (paramKeys.length && metricKeys.length) {
-    const scatterEl = h('div', { class: 'chart', id: 'scatter-chart', role: 'img', 'aria-label': 'Parameter against metric' });
-    const note = h('p', { class: 'muted', role: 'status' });
-    const px = h('select', { id: 'scatter-param' }, paramKeys.map((k) => h('option', { value: k }, k)));
-    const my = h('select', { id: 'scatter-metric' }, metricKeys.map((k) => h('option', { value: k }, k)));
-    const numericParam = paramKeys.find((k) => runs.some((r) => Number.isFinite(Number.parseFloat(value(r, 'params', k)))));
-    if (numericParam) px.value = numericParam;
-    const drawScatter = () => {
-      // Each run is a series of one point, so the legend names the run.
-      const series = [];
-      let skipped = 0;
-      for (const r of runs) {
-        const x = Number.parseFloat(value(r, 'params', px.value));
-        const y = Number(value(r, 'metrics', my.value));
-        if (Number.isFinite(x) && Number.isFinite(y)) series.push({ label: runName(r), x: [x], y: [y] });
-        else skipped++;
-      }
-      note.textContent = skipped ? `${skipped} run(s) without a numeric ${px.value} or ${my.value} are left out.` : '';
-      if (series.length) lineChart(scatterEl, series, { xLabel: px.value, yLabel: my.value, scatter: true });
-      else { scatterEl.uplot?.destroy(); scatterEl.replaceChildren(h('p', { class: 'muted' }, 'No run has numeric values for both.')); }
-    };
-    px.addEventListener('change', drawScatter);
-    my.addEventListener('change', drawScatter);
-    root.append(h('h2', {}, 'Parameter against metric'),
-      h('div', { class: 'bar' }, h('label', { for: 'scatter-param' }, 'Parameter (x)'), px, h('label', { for: 'scatter-metric' }, 'Metric (y)'), my),
-      scatterEl, note);
-    requestAnimationFrame(drawScatter);
-  }
+  // Params against metrics: parallel coordinates, then a scatter and a box plot side by side.
+  root.append(parallelCoordinates(runs), h('div', { class: 'chart-grid' }, scatterAny(runs), boxPlot(runs)));
 }

@@ -144,9 +144,12 @@ export async function runsPage(root, [idList], query, gen) {
   const filterError = h('div', { id: 'filter-error', 'aria-live': 'polite' });
   const selected = new Set();
   const compareButton = h('button', { type: 'button', disabled: true, onclick: () => { location.hash = `#/compare?runs=${[...selected].join(',')}`; } }, 'Compare selected');
+  // The chart view across runs: the selected runs, or without a selection the newest ten.
+  const chartButton = h('button', { type: 'button', id: 'chart-runs', onclick: () => { location.hash = `#/experiments/${idList}/charts${selected.size ? `?runs=${[...selected].join(',')}` : ''}`; } }, 'Charts');
   const updateCompare = () => {
     compareButton.disabled = selected.size < 2;
     compareButton.textContent = `Compare selected (${selected.size})`;
+    chartButton.textContent = selected.size ? `Chart selected (${selected.size})` : 'Charts';
   };
   updateCompare();
   root.append(
@@ -262,7 +265,7 @@ export async function runsPage(root, [idList], query, gen) {
     h('label', { for: 'page-size' }, 'Per page'),
     h('select', { id: 'page-size', onchange: (e) => go({ size: e.target.value, pt: '', prev: '' }) },
       [25, 50, 100, 500].map((n) => h('option', { value: n, selected: n === size }, n))));
-  root.append(h('div', { class: 'bar' }, compareButton, lifecycle.element, chooser, viewLink), ...(runs.length || prev.length ? [pager] : []),
+  root.append(h('div', { class: 'bar' }, compareButton, chartButton, lifecycle.element, chooser, viewLink), ...(runs.length || prev.length ? [pager] : []),
     runs.length ? table(headers, rows, { caption: 'Runs' }) : noRuns(exps, { filter, deletedView, firstPage: !prev.length }));
 }
 

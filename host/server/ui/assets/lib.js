@@ -135,7 +135,7 @@ export const color = (i) => PALETTE[i % PALETTE.length];
  * and a series is null where it has no point. Returns the uPlot instance (also on el.uplot).
  * Drag selects a range to zoom; double-click resets.
  */
-export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, log = false, scatter = false, height = 300 } = {}) {
+export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, log = false, scatter = false, height = 300, width: fixedWidth } = {}) {
   el.uplot?.destroy();
   el.replaceChildren();
   const xs = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
@@ -150,10 +150,12 @@ export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, l
   const axisColor = dark ? '#c8d0d8' : '#333';
   const gridColor = dark ? '#2c333b' : '#e6e9ed';
   const axis = (label) => ({ label, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor } });
-  const width = Math.max(320, Math.min(el.parentElement?.clientWidth || 800, 1100) - 10);
+  const width = fixedWidth ? Math.max(240, fixedWidth) : Math.max(320, Math.min(el.parentElement?.clientWidth || 800, 1100) - 10);
   const opts = {
     width,
     height,
+    // A legend of dozens of runs would dwarf the chart and slow every cursor move.
+    legend: { show: series.length <= 20 },
     scales: {
       // A scatter's points would sit on the plot's edges without some room around them.
       x: scatter ? { time, range: (u, min, max) => pad(min, max) } : { time },

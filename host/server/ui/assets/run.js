@@ -1,8 +1,9 @@
 // One run: overview, description, params, metrics with charts, tags, children, artifacts.
 
 import {
-  api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, metricHistory, artifactUrl, lineChart, sqlString,
+  api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, metricHistory, artifactUrl, sqlString,
 } from './lib.js';
+import { runChartGrid } from './charts.js';
 import { current } from './nav.js';
 import { editableMarkdown } from './markdown.js';
 import { tagEditor, renameableHeading } from './edit.js';
@@ -90,7 +91,7 @@ export async function runPage(root, [runId], query, gen) {
     h('section', {}, h('h2', {}, `Metrics (${metrics.length})`),
       metrics.length ? table(['Name', h('th', { class: 'num' }, 'Latest'), h('th', { class: 'num' }, 'Min'), h('th', { class: 'num' }, 'Max'), h('th', { class: 'num' }, 'Points')], metricRows, { caption: 'Metrics' }) : h('p', { class: 'muted' }, 'None'))));
 
-  if (metrics.length) root.append(charts(metrics.map((m) => m.key).filter((k) => histories.has(k)), histories, query));
+  if (metrics.length) root.append(runChartGrid(metrics.map((m) => m.key).filter((k) => histories.has(k)), histories, query));
 
   const tags = (data.tags || []).filter((t) => t.key !== 'mlflow.note.content');
   root.append(tagEditor(tags, {
@@ -126,60 +127,6 @@ export async function runPage(root, [runId], query, gen) {
   }
 }
 
-/** Metric charts: several metrics on one chart, step / relative time / wall time, log scale. */
-function charts(keys, histories, query) {
-  // By default the metric with the longest history: a one-point metric makes a poor chart.
-  const longest = keys.filter((k) => histories.has(k)).reduce((a, b) => (histories.get(b).length > histories.get(a).length ? b : a), keys[0]);
-  const chosen = new Set((query.get('metrics') || longest).split(',').filter((k) => histories.has(k)));
-  if (!chosen.size) chosen.add(longest);
-  const chartEl = h('div', { class: 'chart', id: 'metric-chart', role: 'img', 'aria-label': 'Metric chart' });
-  const note = h('p', { class: 'muted', role: 'status' });
-  const xSelect = h('select', { id: 'chart-x' },
-    h('option', { value: 'step' }, 'Step'), h('option', { value: 'relative' }, 'Relative time (s)'), h('option', { value: 'wall' }, 'Wall time'));
-  const logBox = h('input', { type: 'checkbox', id: 'chart-log' });
-  const draw = () => {
-    const xMode = xSelect.value;
-    const selected = [...chosen];
-    // A loop, not Math.min(...): a spread of every timestamp overflows past ~10^5 points.
-    let t0 = Infinity;
-    for (const k of selected) for (const p of histories.get(k)) t0 = Math.min(t0, Number(p.timestamp));
-    const series = selected.map((k) => {
-      // The chart shows the last value logged at each x, as MLflow does for repeated steps.
-      const byX = new Map();
-      for (const p of histories.get(k)) {
-        const ts = Number(p.timestamp);
-        const x = xMode === 'step' ? Number(p.step) : xMode === 'relative' ? (ts - t0) / 1000 : ts / 1000;
-        byX.set(x, Number(p.value));
-      }
-      const xs = [...byX.keys()].sort((a, b) => a - b);
-      return { label: k, x: xs, y: xs.map((x) => byX.get(x)) };
-    });
-    const canLog = series.every((s) => s.y.every((v) => v > 0));
-    logBox.disabled = !canLog;
-    note.textContent = canLog ? 'Drag across the chart to zoom; double-click to reset.' : 'Log scale needs positive values. Drag to zoom; double-click to reset.';
-    lineChart(chartEl, series, {
-      xLabel: xSelect.selectedOptions[0].textContent, time: xMode === 'wall', log: canLog && logBox.checked,
-    });
-  };
-  xSelect.addEventListener('change', draw);
-  logBox.addEventListener('change', draw);
-  const picks = h('fieldset', { class: 'bar' }, h('legend', {}, 'Metrics on the chart'), keys.map((k) => {
-    const id = `chart-m-${k}`;
-    const box = h('input', {
-      type: 'checkbox', id, checked: chosen.has(k), 'data-metric': k,
-      onchange: () => {
-        if (box.checked) chosen.add(k); else if (chosen.size > 1) chosen.delete(k); else box.checked = true;
-        draw();
-      },
-    });
-    return h('span', {}, box, h('label', { for: id }, ` ${k}`));
-  }));
-  const section = h('section', {}, h('h2', {}, 'Charts'), picks,
-    h('div', { class: 'bar' }, h('label', { for: 'chart-x' }, 'X axis'), xSelect, logBox, h('label', { for: 'chart-log' }, 'Log scale')),
-    chartEl, note);
-  // uPlot measures its container, so draw once the section is in the document.
-  requestAnimationFrame(draw);
-  return section;
 }
 
 const TEXT = /\.(txt|log|md|py|r|sh|yaml|yml|toml|cfg|ini|xml|html|js|ts|rs|sql|diff)$|(^|\/)(MLmodel|MLproject|requirements\.txt|conda\.yaml|python_env\.yaml)$/i;

@@ -930,23 +930,45 @@ impl TrackingStore for SqliteStore {
         let max_results = max_results.max(1);
         self.read(|conn| {
             let mut out = Vec::new();
+            // In the primary key's order (run, key, timestamp, ...): SQLite reads the rows
+            // without a sort, and ordering them by step below is a single pass when steps grow
+            // with time, as they do. 100 runs of 10,000 points are sampled in a fraction of
+            // the time an ORDER BY step takes.
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT key, step, timestamp, value, is_nan FROM metrics
+                    "SELECT step, timestamp, value, is_nan FROM metrics
                      WHERE run_uuid = ?1 AND key = ?2 AND step BETWEEN ?3 AND ?4
-                     ORDER BY step, timestamp, value",
+                     ORDER BY timestamp, step, value, is_nan",
                 )
                 .map_err(sql_err)?;
             for run_id in run_ids {
-                let points: Vec<Metric> = stmt
-                    .query_map(params![run_id, key, start, end], |r| metric_from_row(r, 0))
+                let mut points: Vec<(i64, i64, f64, bool)> = stmt
+                    .query_map(params![run_id, key, start, end], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
                     .map_err(sql_err)?
                     .collect::<rusqlite::Result<_>>()
                     .map_err(sql_err)?;
-                out.extend(sample_evenly(points, max_results).into_iter().map(|mut m| {
-                    m.run_id = Some(run_id.clone());
-                    m
-                }));
+                // MLflow's order: step, timestamp, value (as SQL compares REALs), is_nan.
+                points.sort_by(|a, b| {
+                    (a.0, a.1)
+                        .cmp(&(b.0, b.1))
+                        .then(a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal))
+                        .then(a.3.cmp(&b.3))
+                });
+                for i in sample_indices(points.len(), max_results) {
+                    let (step, timestamp, value, is_nan) = points[i];
+                    out.push(Metric {
+                        key: key.to_string(),
+                        step,
+                        timestamp,
+                        value: if is_nan { f64::NAN } else { value },
+                        model_id: None,
+                        dataset_name: None,
+                        dataset_digest: None,
+                        run_id: Some(run_id.clone()),
+                    });
+                }
             }
             Ok(out)
         })
@@ -1141,35 +1163,35 @@ fn set_experiment_stage(store: &SqliteStore, id: &str, stage: LifecycleStage) ->
     })
 }
 
-/// Keeps at most `max` points, evenly spaced by position, always with the first and the last
-/// (only the last when `max` is 1), as MLflow's bulk-interval sampling does.
-fn sample_evenly<T>(points: Vec<T>, max: usize) -> Vec<T> {
-    let n = points.len();
+/// The positions of the rows kept out of `n` when at most `max` are wanted, in order, as MLflow
+/// 3.17's SQL store samples a run's history for get-history-bulk-interval: the rows (ordered by
+/// step, timestamp, value) are cut into `max` NTILE buckets (the first `n % max` one row
+/// longer), the first row of each is kept, and the last row always ends the answer (replacing
+/// the last sample when there are already `max`).
+fn sample_indices(n: usize, max: usize) -> Vec<usize> {
     if n <= max {
-        return points;
+        return (0..n).collect();
     }
-    if max == 1 {
-        return points.into_iter().last().into_iter().collect();
+    let (q, r) = (n / max, n % max);
+    let mut wanted: Vec<usize> = (0..max).map(|b| b * q + b.min(r)).collect();
+    if wanted.last() != Some(&(n - 1)) {
+        *wanted.last_mut().expect("max >= 1") = n - 1;
     }
-    let wanted: std::collections::BTreeSet<usize> =
-        (0..max).map(|i| i * (n - 1) / (max - 1)).collect();
-    points
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| wanted.contains(i))
-        .map(|(_, p)| p)
-        .collect()
+    wanted
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sample_evenly;
+    use super::sample_indices;
 
     #[test]
     fn sampling_keeps_ends() {
-        let s = sample_evenly((0..100).collect(), 5);
-        assert_eq!(s, vec![0, 24, 49, 74, 99]);
-        assert_eq!(sample_evenly((0..100).collect(), 1), vec![99]);
-        assert_eq!(sample_evenly(vec![1, 2], 5), vec![1, 2]);
+        // NTILE(5) over 100 rows: buckets start at 0, 20, 40, 60, 80; the last row replaces 80.
+        assert_eq!(sample_indices(100, 5), vec![0, 20, 40, 60, 99]);
+        // NTILE(3) over 7 rows: buckets of 3, 2, 2 rows start at 0, 3, 5.
+        assert_eq!(sample_indices(7, 3), vec![0, 3, 6]);
+        assert_eq!(sample_indices(100, 1), vec![99]);
+        assert_eq!(sample_indices(2, 5), vec![0, 1]);
+        assert_eq!(sample_indices(0, 5), Vec::<usize>::new());
     }
 }
