@@ -8,12 +8,24 @@
 #   WASMFLOW_PYTHON          interpreter to create it with (default: python3.11, else python3)
 #   CARGO_TARGET_DIR         honoured when locating the binary
 #   WASMFLOW_SKIP_CARGO_TEST=1  skip `cargo test` (e.g. when CI ran it separately)
+#   WASMFLOW_TEST_POSTGRES_URI  a PostgreSQL server (superuser) for the store tests; when unset,
+#                            PostgreSQL is installed if missing and a throwaway cluster is started
+#                            in <target>/test-postgres (scripts/test-postgres.sh)
 # The flavor plugins (plugins/ workspace) are tested natively after the venv is made, against
 # fixtures their Python scripts generate into <target>/flavor-fixtures/<crate>.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+
+# The store tests run against every backend: SQLite, and PostgreSQL on a throwaway cluster.
+# shellcheck source=scripts/test-postgres.sh
+source "$repo/scripts/test-postgres.sh"
+start_test_postgres "$target_dir/test-postgres"
+trap stop_test_postgres EXIT
 
 # The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
 # release binary below needs, so a clean machine compiles them once instead of twice.
@@ -25,8 +37,6 @@ fi
 echo "==> cargo build --release -p wasmflow-server"
 cargo build --release -p wasmflow-server
 
-target_dir="$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/release/wasmflow"
 if [[ ! -x "$bin" ]]; then
     echo "error: release binary not found at $bin" >&2
