@@ -13,6 +13,7 @@ pub mod webhooks;
 pub use auth::AuthStore;
 pub use postgres::{PgPool, redact_password};
 pub use registry::RegistryStore;
+pub(crate) use sqlite::append_to_uri;
 pub use sqlite::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,

@@ -23,6 +23,7 @@ pub use import::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
 };
+pub(crate) use tracking::append_to_uri;
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
