@@ -8,6 +8,9 @@
 #   WASMFLOW_PYTHON          interpreter to create it with (default: python3.11, else python3)
 #   CARGO_TARGET_DIR         honoured when locating the binary
 #   WASMFLOW_SKIP_CARGO_TEST=1  skip `cargo test` (e.g. when CI ran it separately)
+#   WASMFLOW_TEST_POSTGRES_URI  a PostgreSQL server (superuser) for the store tests; when unset,
+#                            PostgreSQL is installed if missing and a throwaway cluster is started
+#                            in <target>/test-postgres (scripts/test-postgres.sh)
 # The flavor plugins (plugins/ workspace) are tested natively after the venv is made, against
 # fixtures their Python scripts generate into <target>/flavor-fixtures/<crate>.
 set -euo pipefail
@@ -31,7 +34,20 @@ report_timings() {
     phase ""
     printf '\n==> time per phase (exit %s, %ds in all)\n%s' "$status" "$SECONDS" "$timings"
 }
-trap report_timings EXIT
+on_exit() {
+    report_timings
+    if declare -F stop_test_postgres >/dev/null; then stop_test_postgres; fi
+}
+trap on_exit EXIT
+
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+
+# The store tests run against every backend: SQLite, and PostgreSQL on a throwaway cluster.
+# shellcheck source=scripts/test-postgres.sh
+source "$repo/scripts/test-postgres.sh"
+phase "PostgreSQL for the store tests"
+start_test_postgres "$target_dir/test-postgres"
 
 # The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
 # release binary below needs, so a clean machine compiles them once instead of twice.
@@ -43,8 +59,6 @@ fi
 phase "cargo build --release -p wasmflow-server"
 cargo build --release -p wasmflow-server
 
-target_dir="$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 bin="$target_dir/release/wasmflow"
 if [[ ! -x "$bin" ]]; then
     echo "error: release binary not found at $bin" >&2

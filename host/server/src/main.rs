@@ -72,6 +72,8 @@ enum Command {
     Runs(cli::tracking::RunsArgs),
     /// Copy another tracking store (MLflow's) into wasmflow's.
     Import(cli::import::ImportArgs),
+    /// The backend store's schema, as `mlflow db`: `upgrade URI`.
+    Db(cli::db::DbArgs),
 }
 
 /// Where plugins live and how they may run; shared by `server` and `plugins`.
@@ -280,6 +282,7 @@ fn run() -> anyhow::Result<()> {
         Command::Experiments(args) => cli::tracking::experiments(args),
         Command::Runs(args) => cli::tracking::runs(args),
         Command::Import(args) => cli::import::run(args),
+        Command::Db(args) => cli::db::run(args),
     }
 }
 
@@ -304,7 +307,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             default_artifact_root,
         },
     )
-    .with_context(|| format!("cannot open the backend store '{}'", args.backend_store_uri))?;
+    .with_context(|| {
+        format!(
+            "cannot open the backend store '{}'",
+            wasmflow_store::redact_password(&args.backend_store_uri)
+        )
+    })?;
     let artifacts: Option<Arc<dyn wasmflow_artifacts::ArtifactRepository>> = if serve_artifacts {
         let repo =
             LocalArtifactRepository::new(&args.artifacts_destination).with_context(|| {

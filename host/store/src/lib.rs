@@ -3,12 +3,17 @@
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
 pub mod auth;
+mod postgres;
 pub mod registry;
+#[cfg(test)]
+mod schema_tests;
 mod sqlite;
 pub mod webhooks;
 
 pub use auth::AuthStore;
+pub use postgres::{PgPool, redact_password};
 pub use registry::RegistryStore;
+pub(crate) use sqlite::append_to_uri;
 pub use sqlite::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
@@ -194,6 +199,35 @@ pub struct DatasetSummary {
     pub context: Option<String>,
 }
 
+/// The schema version of a database before and after `wasmflow db upgrade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaUpgrade {
+    pub from: usize,
+    pub to: usize,
+}
+
+/// Brings the database a `--backend-store-uri` names to this binary's schema (creating it when
+/// empty), as `mlflow db upgrade` does: a SQLite file or a PostgreSQL database.
+pub fn upgrade(uri: &str) -> Result<SchemaUpgrade> {
+    if postgres::parse_uri(uri).is_some() {
+        return postgres::upgrade(&PgPool::connect(uri)?);
+    }
+    let (from, to) = sqlite::upgrade(&sqlite_path(uri)?)?;
+    Ok(SchemaUpgrade { from, to })
+}
+
+/// A database migrated by a newer wasmflow has tables or meanings this binary does not know:
+/// refused in one line rather than read wrongly. Shared by both backends.
+pub(crate) fn check_schema_not_newer(version: usize, known: usize) -> Result<()> {
+    if version > known {
+        return Err(Error::invalid(format!(
+            "the database schema is at version {version}, newer than this wasmflow knows ({known}); \
+             run a newer wasmflow"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
 /// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
 pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
@@ -213,8 +247,23 @@ pub fn refuse_foreign_store(uri: &str) -> Result<()> {
     sqlite::refuse_mlflow_database(&store_path(uri)?)
 }
 
-/// The database file a `--backend-store-uri` (a `sqlite:` URI or a plain path) names.
+/// The database file a `--backend-store-uri` (a `sqlite:` URI or a plain path) names. A
+/// PostgreSQL uri is refused: its schema is kept by `wasmflow db upgrade`, but its tracking,
+/// registry, webhook and user tables are not served yet.
 pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
+    if postgres::parse_uri(uri).is_some() {
+        return Err(Error::invalid(format!(
+            "the PostgreSQL backend store '{}' is not served yet: `wasmflow db upgrade URI` \
+             creates and upgrades its schema, but tracking and the registry still need a SQLite \
+             store (sqlite:///PATH or a file path)",
+            redact_password(uri)
+        )));
+    }
+    sqlite_path(uri)
+}
+
+/// The database file a `sqlite:` URI or a plain path names.
+fn sqlite_path(uri: &str) -> Result<std::path::PathBuf> {
     let path = if let Some(rest) = uri.strip_prefix("sqlite:///") {
         // `sqlite:////abs` and `sqlite:///rel` as SQLAlchemy reads them.
         rest.to_string()
@@ -228,7 +277,8 @@ pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
         )));
     } else if uri.contains("://") {
         return Err(Error::invalid(format!(
-            "unsupported backend store uri '{uri}': expected sqlite:///PATH or a file path"
+            "unsupported backend store uri '{uri}': expected sqlite:///PATH, a file path or \
+             postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         )));
     } else {
         uri.to_string()

@@ -8,6 +8,8 @@ use wasmflow_core::paging::Page;
 use wasmflow_core::search::{Comparison, OrderBy};
 use wasmflow_core::{Error, Result};
 
+pub(crate) mod source;
+
 pub const MAX_MODEL_REGISTRY_TAG_KEY_LENGTH: usize = 250;
 pub const MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH: usize = 100_000;
 pub const MAX_REGISTERED_MODEL_ALIAS_LENGTH: usize = 255;

@@ -1,6 +1,7 @@
 //! Subcommands besides `server`.
 
 mod check;
+pub mod db;
 pub mod gc;
 pub mod import;
 mod model_source;

@@ -23,6 +23,7 @@ pub use import::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
 };
+pub(crate) use tracking::append_to_uri;
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -189,16 +190,26 @@ fn configure(conn: &Connection) -> Result<()> {
     .map_err(sql_err)
 }
 
+/// Brings the database at `path` (created if missing) to this binary's schema, for
+/// `wasmflow db upgrade`; returns the schema version before and after.
+pub(crate) fn upgrade(path: &Path) -> Result<(usize, usize)> {
+    let before = if path.is_file() {
+        refuse_mlflow_database(path)?;
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .map_err(sql_err)?
+    } else {
+        0
+    };
+    open_migrated(path)?;
+    Ok((before, MIGRATIONS.len().max(before)))
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql_err)?;
-    if version > MIGRATIONS.len() {
-        return Err(Error::internal(format!(
-            "database schema version {version} is newer than this wasmflow ({})",
-            MIGRATIONS.len()
-        )));
-    }
+    crate::check_schema_not_newer(version, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(sql_err)?;
         tx.execute_batch(sql).map_err(sql_err)?;

@@ -1,0 +1,253 @@
+//! The PostgreSQL store: its connection pool, and its numbered migrations run under an advisory
+//! lock so that replicas starting together never race on them.
+//!
+//! The store traits are synchronous (the server calls them inside `spawn_blocking`), while the
+//! driver is async (`tokio-postgres`, so that the same connections can LISTEN/NOTIFY for
+//! replicas). The store owns a small runtime of its own that drives the connections, and each
+//! call blocks its (blocking-pool or CLI) thread on that runtime's handle. Owning the runtime,
+//! rather than borrowing the server's, lets the CLI commands that open the store without a server
+//! use it the same way, and keeps the connections alive however the caller's runtime is built.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use wasmflow_core::{Error, Result};
+
+use crate::SchemaUpgrade;
+
+/// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
+/// that ran.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_tracking.sql"),
+    include_str!("../../migrations/postgres/0002_registry.sql"),
+    include_str!("../../migrations/postgres/0003_webhooks.sql"),
+    include_str!("../../migrations/postgres/0004_auth.sql"),
+];
+
+/// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):
+/// a second replica waits for the first to finish, then finds nothing left to do.
+const MIGRATION_LOCK: i64 = 0x7761_736d_666c_6f77;
+
+/// How many connections one process keeps open at most.
+const POOL_SIZE: usize = 16;
+
+/// `postgresql://`, `postgres://` and SQLAlchemy's `postgresql+DRIVER://` (as MLflow users write
+/// `postgresql+psycopg2://...` in their configs) name a PostgreSQL database; anything else is not
+/// one (`None`).
+pub fn parse_uri(uri: &str) -> Option<Result<tokio_postgres::Config>> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let dialect = scheme.split('+').next().unwrap_or_default();
+    if !dialect.eq_ignore_ascii_case("postgresql") && !dialect.eq_ignore_ascii_case("postgres") {
+        return None;
+    }
+    Some(
+        tokio_postgres::Config::from_str(&format!("postgresql://{rest}")).map_err(|e| {
+            Error::invalid(format!(
+                "invalid PostgreSQL uri '{}': {e}",
+                redact_password(uri)
+            ))
+        }),
+    )
+}
+
+/// The uri with its password replaced by `***`, for messages and logs.
+pub fn redact_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => uri.to_string(),
+        },
+        None => uri.to_string(),
+    }
+}
+
+/// A connection pool to one database, and the runtime that drives its connections.
+pub struct PgPool {
+    pool: Pool,
+    runtime: Runtime,
+    /// The uri without its password, for messages.
+    display_uri: std::sync::Arc<str>,
+}
+
+/// The store's runtime, shut down without waiting when the store is dropped (dropping a runtime
+/// the ordinary way panics inside the server's async context).
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgPool {
+    /// Connects to the database `uri` names (a PostgreSQL uri, see [`parse_uri`]) and checks
+    /// that a connection can be made, so that a wrong address or password fails at start.
+    pub fn connect(uri: &str) -> Result<Self> {
+        let config = parse_uri(uri).ok_or_else(|| {
+            Error::invalid(format!(
+                "'{}' is not a PostgreSQL uri",
+                redact_password(uri)
+            ))
+        })??;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start the PostgreSQL runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            // The pool's timers need the runtime that drives the connections.
+            let _guard = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| Error::internal(format!("cannot build the PostgreSQL pool: {e}")))?
+        };
+        let pool = Self {
+            pool,
+            runtime: Runtime(Some(runtime)),
+            display_uri: redact_password(uri).into(),
+        };
+        pool.run(|pool| async move { pool.client().await.map(drop) })?;
+        Ok(pool)
+    }
+
+    /// Runs `f` with a pooled connection on the store's runtime, blocking this thread until it
+    /// finishes. Must not be called from an async task (the server calls the store inside
+    /// `spawn_blocking`).
+    pub(crate) fn run<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let rt = self
+            .runtime
+            .0
+            .as_ref()
+            .expect("the runtime lives as long as the pool");
+        let conn = Conn {
+            pool: self.pool.clone(),
+            display_uri: self.display_uri.clone(),
+        };
+        rt.block_on(f(conn))
+    }
+}
+
+/// What a store call gets: a way to take a connection from the pool.
+pub(crate) struct Conn {
+    pool: Pool,
+    display_uri: std::sync::Arc<str>,
+}
+
+impl Conn {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => Error::internal(format!(
+                "cannot connect to PostgreSQL at '{}': {}",
+                self.display_uri,
+                describe(&e)
+            )),
+            other => Error::internal(format!(
+                "cannot connect to PostgreSQL at '{}': {other}",
+                self.display_uri
+            )),
+        })
+    }
+}
+
+/// A driver error as one line: the server's own message when it sent one, else the error with
+/// its cause (tokio-postgres puts the useful part, such as "connection refused", in the cause).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
+    Error::internal(format!("database error: {}", describe(&e)))
+}
+
+/// Runs the migrations the database lacks, all in one transaction under the migration lock: a
+/// replica that starts at the same time waits, then finds the schema current. A schema newer
+/// than this binary is refused, as is MLflow's own schema.
+pub fn upgrade(pool: &PgPool) -> Result<SchemaUpgrade> {
+    pool.run(|conn| async move {
+        let mut client = conn.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let mlflow: bool = tx
+            .query_one(
+                "SELECT to_regclass('alembic_version') IS NOT NULL
+                    AND to_regclass('wasmflow_schema_version') IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if mlflow {
+            return Err(Error::invalid(format!(
+                "'{}' is an MLflow database, not a wasmflow one; give wasmflow a database of its \
+                 own",
+                conn.display_uri
+            )));
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS wasmflow_schema_version (
+                 version    BIGINT PRIMARY KEY,
+                 applied_at BIGINT NOT NULL
+             )",
+        )
+        .await
+        .map_err(pg_err)?;
+        let from: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM wasmflow_schema_version",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let from = usize::try_from(from).unwrap_or(0);
+        crate::check_schema_not_newer(from, MIGRATIONS.len())?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+            tx.batch_execute(sql).await.map_err(|e| {
+                Error::internal(format!("migration {} failed: {}", i + 1, describe(&e)))
+            })?;
+            tx.execute(
+                "INSERT INTO wasmflow_schema_version (version, applied_at) VALUES ($1, $2)",
+                &[&(i as i64 + 1), &crate::sqlite::now_ms()],
+            )
+            .await
+            .map_err(pg_err)?;
+            tracing::info!(migration = i + 1, "applied PostgreSQL migration");
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(SchemaUpgrade {
+            from,
+            to: MIGRATIONS.len().max(from),
+        })
+    })
+}
