@@ -3,11 +3,13 @@
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
 pub mod auth;
+pub mod eval_datasets;
 pub mod registry;
 mod sqlite;
 pub mod webhooks;
 
 pub use auth::AuthStore;
+pub use eval_datasets::EvalDatasetStore;
 pub use registry::RegistryStore;
 pub use sqlite::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,

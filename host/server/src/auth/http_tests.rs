@@ -57,6 +57,7 @@ fn test_app(default_permission: &str) -> TestApp {
     let router = app::build_with_auth(
         AppState {
             store: store.clone(),
+            eval_datasets: store.clone(),
             registry: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(artifacts)),

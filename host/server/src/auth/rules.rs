@@ -48,6 +48,14 @@ pub enum Need {
     ManageResource,
     /// Searching runs: the request's `experiment_ids` are cut to the readable ones.
     SearchRuns,
+    /// Every experiment in `experiment_ids`, which must name at least one (MLflow's dataset
+    /// create and search: an unscoped request could reach every dataset).
+    ScopedExperiments(Access),
+    /// Every experiment the evaluation dataset named by the path segment after `datasets`
+    /// belongs to (a dataset in no experiment is its admins' only).
+    EvalDataset(Access),
+    /// Update on the dataset and on every experiment of `experiment_ids` it joins.
+    AddEvalDatasetToExperiments,
 }
 
 /// What follows a successful answer.
@@ -198,6 +206,20 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
     rule(PATCH, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
     rule(DELETE, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
+    // -- GenAI evaluation datasets: scoped by the experiments they belong to, as in MLflow
+    rule(POST, "/api/3.0/mlflow/datasets/create", ScopedExperiments(Update), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/search", ScopedExperiments(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/search", ScopedExperiments(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*", EvalDataset(Read), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*", EvalDataset(Delete), Nothing),
+    rule(PATCH, "/api/3.0/mlflow/datasets/*/tags", EvalDataset(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*/tags/*", EvalDataset(Update), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Update), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*/experiment-ids", EvalDataset(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/add-experiments", AddEvalDatasetToExperiments, Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/remove-experiments", EvalDataset(Update), Nothing),
     // -- the auth API
     rule(POST, "/api/2.0/mlflow/users/create", Admin, Nothing),
     rule(GET, "/api/2.0/mlflow/users/get", SelfOrAdmin, Nothing),
