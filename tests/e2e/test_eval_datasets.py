@@ -120,6 +120,9 @@ def test_search_tags_experiments_and_delete(experiment_id, unique_name, client):
 
 def test_rest_answers(datasets_api, experiment_id):
     """The wire shapes and refusals the client does not show directly."""
+    # JSON inside the messages is written as Python's json.dumps writes it, as MLflow does.
+    r = requests.post(datasets_api("/create"), json={"name": "tagged", "tags": '{"a":1,"b":"x"}'})
+    assert r.json()["dataset"]["tags"] == '{"a": "1", "b": "x"}'
     r = requests.post(datasets_api("/create"), json={"name": "shape", "experiment_ids": [experiment_id]})
     assert r.status_code == 200
     dataset = r.json()["dataset"]
@@ -140,6 +143,7 @@ def test_rest_answers(datasets_api, experiment_id):
     assert r.json() == {"inserted_count": 2, "updated_count": 1}
 
     page = requests.get(datasets_api(f"/{did}/records"), params={"max_results": 1}).json()
+    assert page["records"].startswith('[{"dataset_record_id": "dr-')
     assert "next_page_token" in page
     first = json.loads(page["records"])
     rest = requests.get(

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use wasmflow_core::search;
 use wasmflow_store::eval_datasets::{
     EvalDataset, EvalDatasetSearch, NewRecord, RECORDS_MAX_RESULTS_DEFAULT, RecordCursor,
-    SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD, parse_tags,
+    SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD, parse_tags, python_json,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -322,7 +322,7 @@ async fn get_records(
     let page = state
         .eval_datasets_call(move |s| s.eval_dataset_records(&dataset_id, max_results, after))
         .await?;
-    let mut body = json!({ "records": Value::Array(page.records).to_string() });
+    let mut body = json!({ "records": python_json(&Value::Array(page.records)) });
     if let Some(cursor) = &page.next {
         body["next_page_token"] = json!(encode_cursor(cursor));
     }

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use wasmflow_core::paging::Page;
+use wasmflow_core::pyjson::{self, Style};
 use wasmflow_core::search::{Comparison, OrderBy};
 use wasmflow_core::{Error, Result};
 
@@ -47,7 +48,7 @@ impl EvalDataset {
         let mut out = Map::new();
         out.insert("dataset_id".into(), json!(self.dataset_id));
         out.insert("name".into(), json!(self.name));
-        out.insert("tags".into(), json!(Value::Object(tags).to_string()));
+        out.insert("tags".into(), json!(python_json(&Value::Object(tags))));
         if let Some(schema) = &self.schema {
             out.insert("schema".into(), json!(schema));
         }
@@ -138,6 +139,11 @@ pub trait EvalDatasetStore: Send + Sync + 'static {
         dataset_id: &str,
         experiment_ids: &[String],
     ) -> Result<EvalDataset>;
+}
+
+/// JSON text as MLflow's server writes the JSON strings inside its messages (`json.dumps`).
+pub fn python_json(value: &Value) -> String {
+    pyjson::dumps(value, Style::Default)
 }
 
 // ---- ids, digests and errors ----
@@ -515,12 +521,12 @@ pub fn updated_schema(existing: Option<&str>, records: &[NewRecord]) -> Option<S
             );
         }
     }
-    Some(Value::Object(schema).to_string())
+    Some(python_json(&Value::Object(schema)))
 }
 
 /// The profile MLflow keeps: the record count (`None` for an empty dataset).
 pub fn profile(num_records: u64) -> Option<String> {
-    (num_records > 0).then(|| json!({ "num_records": num_records }).to_string())
+    (num_records > 0).then(|| python_json(&json!({ "num_records": num_records })))
 }
 
 #[cfg(test)]

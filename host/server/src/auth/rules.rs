@@ -404,6 +404,39 @@ mod tests {
     }
 
     #[test]
+    fn evaluation_datasets_go_by_their_experiments() {
+        assert_eq!(
+            need(POST, "/api/3.0/mlflow/datasets/create"),
+            Some(ScopedExperiments(Update))
+        );
+        assert_eq!(
+            need(POST, "/ajax-api/3.0/mlflow/datasets/search"),
+            Some(ScopedExperiments(Read))
+        );
+        assert_eq!(
+            need(GET, "/api/3.0/mlflow/datasets/d-1"),
+            Some(EvalDataset(Read))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1"),
+            Some(EvalDataset(Delete))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1/records"),
+            Some(EvalDataset(Update))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1/tags/k"),
+            Some(EvalDataset(Update))
+        );
+        assert_eq!(
+            need(POST, "/api/3.0/mlflow/datasets/d-1/add-experiments"),
+            Some(AddEvalDatasetToExperiments)
+        );
+        assert_eq!(need(PUT, "/api/3.0/mlflow/datasets/d-1"), None);
+    }
+
+    #[test]
     fn unknown_routes_and_methods_have_no_rule() {
         // The middleware refuses these to non-admins.
         assert_eq!(need(GET, "/api/2.0/mlflow/runs/log-batch"), None);
