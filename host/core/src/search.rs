@@ -245,6 +245,30 @@ pub const MODEL_VERSIONS: Grammar = Grammar {
     quoted_numbers: true,
 };
 
+/// GenAI evaluation datasets (MLflow's `SearchEvaluationDatasetsUtils`): name, times, authors
+/// and tags; ordered by name or time.
+pub const EVALUATION_DATASETS: Grammar = Grammar {
+    entities: &[Entity::Tag],
+    order_entities: &[],
+    numeric_attributes: &["created_time", "last_update_time"],
+    integer_attributes: &["created_time", "last_update_time"],
+    string_attributes: &["name", "created_by", "last_updated_by"],
+    id_attributes: &[],
+    list_attributes: &["name"],
+    order_attributes: &["name", "created_time", "last_update_time"],
+    aliases: &[],
+    null_checks: false,
+    quoted_numbers: false,
+};
+
+pub fn parse_evaluation_dataset_filter(filter: &str) -> Result<Vec<Comparison>> {
+    parse_filter(filter, &EVALUATION_DATASETS)
+}
+
+pub fn parse_evaluation_dataset_order_by(clause: &str) -> Result<OrderBy> {
+    attribute_order(parse_order_by(clause, &EVALUATION_DATASETS)?, clause)
+}
+
 /// Parses a `search_runs` filter; an empty filter is no condition.
 pub fn parse_run_filter(filter: &str) -> Result<Vec<Comparison>> {
     parse_filter(filter, &RUNS)

@@ -15,8 +15,8 @@ use wasmflow_core::{Error, ErrorCode};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{
-    artifacts, error, graphql, logged_models, plugins, registry, serving, tracking, ui, ui_api,
-    webhooks,
+    artifacts, error, eval_datasets, graphql, logged_models, plugins, registry, serving, tracking,
+    ui, ui_api, webhooks,
 };
 
 /// The MLflow release whose REST API this server implements. `/version` answers it because
@@ -59,6 +59,7 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
         .nest("/api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::proxy_router())
         .merge(registry::wasmflow_router())
+        .merge(eval_datasets::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .nest("/api/2.0/wasmflow", webhooks::wasmflow_router())
         .nest("/ajax-api/2.0/wasmflow", webhooks::wasmflow_router())
         .merge(plugins::router())

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod connections;
 mod error;
+mod eval_datasets;
 mod graphql;
 mod guard;
 #[cfg(test)]
@@ -360,6 +361,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let app = app::build_with_auth(
         state::AppState {
             store: store.clone(),
+            eval_datasets: store.clone(),
             registry: store,
             webhooks,
             artifacts,

@@ -30,6 +30,7 @@ fn test_app() -> TestApp {
     );
     let router = app::build(AppState {
         store: store.clone(),
+        eval_datasets: store.clone(),
         registry: store.clone(),
         webhooks: crate::webhooks::Webhooks::ephemeral(store),
         artifacts: None,

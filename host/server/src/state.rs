@@ -5,7 +5,7 @@ use std::sync::Arc;
 use wasmflow_artifacts::ArtifactRepository;
 use wasmflow_runtime::PluginManager;
 use wasmflow_serving::ServedModels;
-use wasmflow_store::{RegistryStore, TrackingStore};
+use wasmflow_store::{EvalDatasetStore, RegistryStore, TrackingStore};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -14,6 +14,8 @@ pub struct AppState {
     pub store: Arc<dyn TrackingStore>,
     /// The model registry (the same SQLite database as the tracking store).
     pub registry: Arc<dyn RegistryStore>,
+    /// GenAI evaluation datasets (the same database as the tracking store).
+    pub eval_datasets: Arc<dyn EvalDatasetStore>,
     /// The proxied artifact root (`--artifacts-destination`); absent with `--no-serve-artifacts`.
     pub artifacts: Option<Arc<dyn ArtifactRepository>>,
     /// Model versions loaded for serving, and the plugins they load with (absent in tests that
@@ -40,6 +42,15 @@ impl AppState {
     ) -> ApiResult<T> {
         let registry = self.registry.clone();
         self.blocking(move || f(registry.as_ref())).await
+    }
+
+    /// Runs an evaluation dataset call off the async runtime.
+    pub async fn eval_datasets_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EvalDatasetStore) -> wasmflow_core::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let datasets = self.eval_datasets.clone();
+        self.blocking(move || f(datasets.as_ref())).await
     }
 
     /// Runs blocking work (SQLite, plugin calls) on the blocking pool.

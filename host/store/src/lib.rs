@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod postgres;
+pub mod eval_datasets;
 pub mod registry;
 #[cfg(test)]
 mod schema_tests;
@@ -12,6 +13,7 @@ pub mod webhooks;
 
 pub use auth::AuthStore;
 pub use postgres::{PgPool, redact_password};
+pub use eval_datasets::EvalDatasetStore;
 pub use registry::RegistryStore;
 pub(crate) use sqlite::append_to_uri;
 pub use sqlite::{

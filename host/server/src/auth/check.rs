@@ -131,6 +131,7 @@ fn reads_params(need: Option<Need>, after: After) -> bool {
                 | Need::Authenticated
                 | Need::Admin
                 | Need::LoggedModel(_)
+                | Need::EvalDataset(_)
                 | Need::ServedModel
         )
     );
@@ -214,6 +215,19 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
             Err(e) => Err(e),
         }
     };
+    // A dataset is reached through the experiments it belongs to; one in none (or unknown)
+    // is refused, as MLflow refuses it.
+    let eval_dataset = |access: Access| -> Result<bool> {
+        let Some(id) = rules::segment_after(path, "datasets") else {
+            return Ok(false);
+        };
+        let ids = auth.datasets.eval_dataset_experiment_ids(&id)?;
+        let mut ok = !ids.is_empty();
+        for id in &ids {
+            ok = ok && experiment(id)?.allows(access);
+        }
+        Ok(ok)
+    };
     Ok(match need {
         Need::Public | Need::Authenticated | Need::SearchRuns => true,
         Need::Admin => false,
@@ -256,6 +270,23 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
             let mut ok = true;
             for id in list(params, "experiment_ids") {
                 ok = ok && experiment(&id)?.allows(access);
+            }
+            ok
+        }
+        Need::ScopedExperiments(access) => {
+            let ids = list(params, "experiment_ids");
+            let mut ok = !ids.is_empty();
+            for id in &ids {
+                ok = ok && experiment(id)?.allows(access);
+            }
+            ok
+        }
+        Need::EvalDataset(access) => eval_dataset(access)?,
+        Need::AddEvalDatasetToExperiments => {
+            let added = list(params, "experiment_ids");
+            let mut ok = eval_dataset(Access::Update)? && !added.is_empty();
+            for id in &added {
+                ok = ok && experiment(id)?.allows(Access::Update);
             }
             ok
         }

@@ -57,6 +57,7 @@ fn test_app(default_permission: &str) -> TestApp {
     let router = app::build_with_auth(
         AppState {
             store: store.clone(),
+            eval_datasets: store.clone(),
             registry: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(artifacts)),
@@ -432,4 +433,68 @@ async fn the_registry_history_names_the_signed_in_user() {
         )
         .await;
     assert_eq!(got, json!({"allowed": true, "permission": "MANAGE"}));
+}
+
+#[tokio::test]
+async fn evaluation_datasets_follow_their_experiments() {
+    let app = test_app("NO_PERMISSIONS");
+    app.add_user("ann").await;
+    app.add_user("bob").await;
+    let (ann, bob) = (("ann", PW), ("bob", PW));
+    let created = app
+        .ok(
+            ann,
+            Method::POST,
+            "/api/2.0/mlflow/experiments/create",
+            Some(json!({"name": "ann's"})),
+        )
+        .await;
+    let exp = created["experiment_id"].as_str().unwrap().to_string();
+    let create = "/api/3.0/mlflow/datasets/create";
+    // Unscoped, a dataset would be no one's: MLflow refuses it to non-admins.
+    assert_eq!(
+        app.status(ann, Method::POST, create, json!({"name": "d"}))
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let made = app
+        .ok(
+            ann,
+            Method::POST,
+            create,
+            Some(json!({"name": "d", "experiment_ids": [exp]})),
+        )
+        .await;
+    let id = made["dataset"]["dataset_id"].as_str().unwrap().to_string();
+    let dataset = format!("/api/3.0/mlflow/datasets/{id}");
+    let records = format!("{dataset}/records");
+    let upsert = json!({"records": "[{\"inputs\": {\"q\": 1}}]"});
+    app.ok(ann, Method::GET, &dataset, None).await;
+    app.ok(ann, Method::POST, &records, Some(upsert.clone()))
+        .await;
+    let search = json!({"experiment_ids": [exp], "max_results": 5});
+    let found = app
+        .ok(
+            ann,
+            Method::POST,
+            "/api/3.0/mlflow/datasets/search",
+            Some(search.clone()),
+        )
+        .await;
+    assert_eq!(found["datasets"][0]["dataset_id"], id.as_str());
+
+    // Bob holds nothing on Ann's experiment, so nothing of her dataset.
+    for (method, uri, body) in [
+        (Method::GET, dataset.as_str(), json!({})),
+        (Method::POST, records.as_str(), upsert),
+        (Method::DELETE, dataset.as_str(), json!({})),
+        (Method::POST, "/api/3.0/mlflow/datasets/search", search),
+    ] {
+        assert_eq!(
+            app.status(bob, method.clone(), uri, body).await,
+            StatusCode::FORBIDDEN,
+            "{method} {uri}"
+        );
+    }
+    app.ok(ADMIN, Method::GET, &dataset, None).await;
 }

@@ -22,8 +22,8 @@ use axum::Router;
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use wasmflow_core::Result;
-use wasmflow_store::TrackingStore;
 use wasmflow_store::auth::{AuthStore, Grant, User};
+use wasmflow_store::{EvalDatasetStore, TrackingStore};
 
 pub use permission::Permission;
 use permission::effective;
@@ -64,6 +64,8 @@ impl AuthArgs {
 pub struct Auth {
     users: Arc<dyn AuthStore>,
     tracking: Arc<dyn TrackingStore>,
+    /// Where an evaluation dataset's experiments are looked up.
+    datasets: Arc<dyn EvalDatasetStore>,
     default_permission: Permission,
     verified: password::VerifiedCache,
 }
@@ -73,7 +75,7 @@ impl Auth {
     /// start without an admin password when the admin does not exist yet: there is no default.
     pub fn start<S>(args: &AuthArgs, store: Arc<S>) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + 'static,
+        S: AuthStore + TrackingStore + EvalDatasetStore + 'static,
     {
         let password = ["WASMFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
             .iter()
@@ -88,7 +90,7 @@ impl Auth {
         admin_password: Option<String>,
     ) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + 'static,
+        S: AuthStore + TrackingStore + EvalDatasetStore + 'static,
     {
         let default_permission = Permission::parse(&args.auth_default_permission)
             .map_err(|e| anyhow::anyhow!("invalid --auth-default-permission: {}", e.message))?;
@@ -116,6 +118,7 @@ impl Auth {
         );
         Ok(Arc::new(Auth {
             users: store.clone(),
+            datasets: store.clone(),
             tracking: store,
             default_permission,
             verified: password::VerifiedCache::new(),

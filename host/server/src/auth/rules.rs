@@ -48,6 +48,14 @@ pub enum Need {
     ManageResource,
     /// Searching runs: the request's `experiment_ids` are cut to the readable ones.
     SearchRuns,
+    /// Every experiment in `experiment_ids`, which must name at least one (MLflow's dataset
+    /// create and search: an unscoped request could reach every dataset).
+    ScopedExperiments(Access),
+    /// Every experiment the evaluation dataset named by the path segment after `datasets`
+    /// belongs to (a dataset in no experiment is its admins' only).
+    EvalDataset(Access),
+    /// Update on the dataset and on every experiment of `experiment_ids` it joins.
+    AddEvalDatasetToExperiments,
 }
 
 /// What follows a successful answer.
@@ -198,6 +206,20 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
     rule(PATCH, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
     rule(DELETE, "/api/2.0/mlflow/webhooks/**", Admin, Nothing),
+    // -- GenAI evaluation datasets: scoped by the experiments they belong to, as in MLflow
+    rule(POST, "/api/3.0/mlflow/datasets/create", ScopedExperiments(Update), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/search", ScopedExperiments(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/search", ScopedExperiments(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*", EvalDataset(Read), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*", EvalDataset(Delete), Nothing),
+    rule(PATCH, "/api/3.0/mlflow/datasets/*/tags", EvalDataset(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*/tags/*", EvalDataset(Update), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/datasets/*/records", EvalDataset(Update), Nothing),
+    rule(GET, "/api/3.0/mlflow/datasets/*/experiment-ids", EvalDataset(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/add-experiments", AddEvalDatasetToExperiments, Nothing),
+    rule(POST, "/api/3.0/mlflow/datasets/*/remove-experiments", EvalDataset(Update), Nothing),
     // -- the auth API
     rule(POST, "/api/2.0/mlflow/users/create", Admin, Nothing),
     rule(GET, "/api/2.0/mlflow/users/get", SelfOrAdmin, Nothing),
@@ -379,6 +401,39 @@ mod tests {
             Some(LoggedModel(Read))
         );
         assert_eq!(need(POST, "/graphql"), None, "admins only");
+    }
+
+    #[test]
+    fn evaluation_datasets_go_by_their_experiments() {
+        assert_eq!(
+            need(POST, "/api/3.0/mlflow/datasets/create"),
+            Some(ScopedExperiments(Update))
+        );
+        assert_eq!(
+            need(POST, "/ajax-api/3.0/mlflow/datasets/search"),
+            Some(ScopedExperiments(Read))
+        );
+        assert_eq!(
+            need(GET, "/api/3.0/mlflow/datasets/d-1"),
+            Some(EvalDataset(Read))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1"),
+            Some(EvalDataset(Delete))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1/records"),
+            Some(EvalDataset(Update))
+        );
+        assert_eq!(
+            need(DELETE, "/api/3.0/mlflow/datasets/d-1/tags/k"),
+            Some(EvalDataset(Update))
+        );
+        assert_eq!(
+            need(POST, "/api/3.0/mlflow/datasets/d-1/add-experiments"),
+            Some(AddEvalDatasetToExperiments)
+        );
+        assert_eq!(need(PUT, "/api/3.0/mlflow/datasets/d-1"), None);
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl LocalServer {
         let store = Arc::new(store);
         let app = crate::app::build(crate::state::AppState {
             store: store.clone(),
+            eval_datasets: store.clone(),
             registry: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(repo)),

@@ -2,6 +2,7 @@
 
 mod auth;
 mod datasets;
+mod eval_datasets;
 mod import;
 mod logged_models;
 mod registry;
@@ -31,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_registry.sql"),
     include_str!("../../migrations/0003_webhooks.sql"),
     include_str!("../../migrations/0004_auth.sql"),
+    include_str!("../../migrations/0006_eval_datasets.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

@@ -59,6 +59,45 @@ fn record(
     Ok(())
 }
 
+/// MLflow's `has_prompt_tag` on request tags: the last `mlflow.prompt.is_prompt` tag says "true".
+pub(crate) fn has_prompt_tag(tags: &[Tag]) -> bool {
+    tags.iter()
+        .rev()
+        .find(|t| t.key == IS_PROMPT_TAG_KEY)
+        .is_some_and(|t| t.value.eq_ignore_ascii_case("true"))
+}
+
+/// Whether the registered model `name` is a prompt (its `mlflow.prompt.is_prompt` tag).
+fn is_prompt(conn: &Connection, name: &str) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM registered_model_tags WHERE name = ?1 AND key = ?2 AND lower(value) = 'true'",
+    )
+    .map_err(sql_err)?
+    .exists(params![name, IS_PROMPT_TAG_KEY])
+    .map_err(sql_err)
+}
+
+/// MLflow's `handle_resource_already_exist_error`: a model and a prompt never share a name.
+fn name_taken(name: &str, existing_is_prompt: bool, new_is_prompt: bool) -> Error {
+    let entity = |prompt: bool| if prompt { "Prompt" } else { "Registered Model" };
+    if existing_is_prompt != new_is_prompt {
+        return Error::already_exists(format!(
+            "Tried to create a {} with name '{name}', but the name is already taken by a {}. \
+             MLflow does not allow creating a model and a prompt with the same name.",
+            entity(new_is_prompt).to_lowercase(),
+            entity(existing_is_prompt).to_lowercase(),
+        ));
+    }
+    Error::already_exists(format!(
+        "{} (name={name}) already exists.",
+        entity(new_is_prompt)
+    ))
+}
+
+/// The placeholder sources MLflow's senders use for prompt versions (`prompt/constants.py`);
+/// a prompt version has no files, and MLflow's server refuses any other source for one.
+const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];
+
 fn model_exists(conn: &Connection, name: &str) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM registered_models WHERE name = ?1")
         .map_err(sql_err)?
@@ -294,9 +333,11 @@ fn create_model(
         validate_registry_tag(tag)?;
     }
     if model_exists(conn, name)? {
-        return Err(Error::already_exists(format!(
-            "Registered Model (name={name}) already exists."
-        )));
+        return Err(name_taken(
+            name,
+            is_prompt(conn, name)?,
+            has_prompt_tag(tags),
+        ));
     }
     let now = now_ms();
     conn.execute(
@@ -475,6 +516,7 @@ fn registry_conditions(
     filter: &[Comparison],
     tag_table: &str,
     on: &str,
+    same_name: &str,
     attribute: impl Fn(&Comparison, &mut Vec<SqlValue>) -> Result<String>,
     params: &mut Vec<SqlValue>,
 ) -> Result<Vec<String>> {
@@ -493,9 +535,10 @@ fn registry_conditions(
         }
     }
     if !prompts {
+        // As MLflow's anti-join: a name with any prompt-tagged row is a prompt, all its rows go.
         params.push(SqlValue::Text(IS_PROMPT_TAG_KEY.into()));
         conditions.push(format!(
-            "NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE {on} AND t.key = ? AND t.value = 'true')"
+            "NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE {same_name} AND t.key = ? AND t.value = 'true')"
         ));
     }
     Ok(conditions)
@@ -530,6 +573,7 @@ fn search_models(conn: &Connection, search: &RegistrySearch) -> Result<Page<Regi
     let mut conditions = registry_conditions(
         &search.filter,
         "registered_model_tags",
+        "t.name = rm.name",
         "t.name = rm.name",
         |c, params| match c.key.as_str() {
             "name" => compare("rm.name", c.op, &c.value, params),
@@ -619,6 +663,23 @@ impl SourceLookup for Lookup<'_> {
     }
 
     fn registered_version(&self, uri: &ModelUri, text: &str) -> Result<ModelVersion> {
+        // A version registered from another registered version, never from a prompt's.
+        let source_model = match uri {
+            ModelUri::Version { name, .. }
+            | ModelUri::Stage { name, .. }
+            | ModelUri::Latest { name }
+            | ModelUri::Alias { name, .. } => Some(name),
+            ModelUri::LoggedModel { .. } => None,
+        };
+        if let Some(name) = source_model
+            && model_exists(self.0, name)?
+            && is_prompt(self.0, name)?
+        {
+            return Err(Error::invalid(format!(
+                "Invalid model version source: '{text}'. Prompt versions cannot be \
+                 used as model version sources."
+            )));
+        }
         find_version_of(self.0, &resolve(self.0, uri, text)?)
     }
 }
@@ -635,8 +696,23 @@ fn find_version_of(conn: &Connection, resolved: &ResolvedModel) -> Result<ModelV
 
 fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Result<ModelVersion> {
     validate_new_version(new)?;
+    // A prompt version (MLflow's `_is_prompt_request`) carries its template in tags; its source
+    // is a placeholder, checked as MLflow's server does instead of as a model's files.
+    let prompt = has_prompt_tag(&new.tags);
+    if prompt && !PROMPT_SOURCE_PLACEHOLDERS.contains(&new.source.as_str()) {
+        return Err(Error::invalid(format!(
+            "Invalid prompt source: '{}'. Prompt sources must use an MLflow placeholder.",
+            new.source
+        )));
+    }
     require_model(conn, &new.name)?;
-    let (source, storage, run_id, model_id) = resolve_source(&Lookup(conn), new)?;
+    let (source, storage, run_id, model_id) = if prompt {
+        let run_id = new.run_id.clone().unwrap_or_default();
+        let model_id = new.model_id.clone().filter(|m| !m.is_empty());
+        (new.source.clone(), new.source.clone(), run_id, model_id)
+    } else {
+        resolve_source(&Lookup(conn), new)?
+    };
     let version: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1")
         .map_err(sql_err)?
@@ -845,6 +921,7 @@ fn search_versions(conn: &Connection, search: &RegistrySearch) -> Result<Page<Mo
         &search.filter,
         "model_version_tags",
         "t.name = mv.name AND t.version = mv.version",
+        "t.name = mv.name",
         |c, params| {
             let column = match c.key.as_str() {
                 "name" => "mv.name",
