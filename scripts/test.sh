@@ -85,7 +85,9 @@ for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow
 done
 
 echo "==> pytest tests/e2e (WASMFLOW_BIN=$bin)"
-WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+# moto's S3 server comes with the venv (tests/requirements.txt) and the S3 tests start it
+# themselves; here its absence is a failure, not a skip.
+WASMFLOW_E2E_REQUIRE_S3=1 WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
 
 echo "==> browser suite (tests/browser/run.sh)"
 WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" bash "$repo/tests/browser/run.sh"
