@@ -147,11 +147,13 @@ pub fn open_repository(uri: &str) -> Result<Arc<dyn ArtifactRepository>, String>
     }
 }
 
+/// What one client serves: a bucket (container) of a cloud, in an account.
+type StoreKey = (Cloud, String, Option<String>);
+
 /// The repository of an object-store prefix. The client of each bucket is built once per process
 /// (its connection pool and credentials are shared by every repository of the bucket).
 pub fn open_object(location: &ObjectLocation) -> Result<ObjectStoreArtifactRepository, String> {
-    static STORES: Mutex<Option<HashMap<(Cloud, String, Option<String>), Arc<dyn ObjectStore>>>> =
-        Mutex::new(None);
+    static STORES: Mutex<Option<HashMap<StoreKey, Arc<dyn ObjectStore>>>> = Mutex::new(None);
     let key = (
         location.cloud,
         location.bucket.clone(),
