@@ -120,11 +120,13 @@ done
 # server or a subprocess, so even 2 cores run 3 files at once faster than one after another.
 # `--dist loadfile` keeps each file in one process, so module- and session-scoped fixtures are made
 # once per file as when run alone. WASMFLOW_E2E_WORKERS=0 runs it in this process.
+# moto's S3 server comes with the venv (tests/requirements.txt) and the S3 tests start it
+# themselves (one per worker); here its absence is a failure, not a skip.
 e2e_workers="${WASMFLOW_E2E_WORKERS:-3}"
 phase "pytest tests/e2e with $e2e_workers workers (WASMFLOW_BIN=$bin)"
 xdist=()
 [[ "$e2e_workers" != 0 ]] && xdist=(-n "$e2e_workers" --dist loadfile)
-WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "${xdist[@]}" "$@"
+WASMFLOW_E2E_REQUIRE_S3=1 WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "${xdist[@]}" "$@"
 
 phase "browser suite (tests/browser/run.sh)"
 WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" bash "$repo/tests/browser/run.sh"

@@ -313,3 +313,88 @@ class ModelServer:
             self.proc.terminate()
             self.proc.wait(timeout=20)
         self.log.close()
+
+
+class MotoS3:
+    """One moto S3 server (`moto_server`, as MLflow's own S3 tests use) for a pytest process."""
+
+    def __init__(self, tmp: Path):
+        exe = Path(sys.executable).parent / "moto_server"
+        if not exe.exists():
+            why = f"moto_server is not installed beside {sys.executable} (pip install 'moto[server]')"
+            # scripts/test.sh installs it: there a missing moto is a failure, not a skip.
+            if os.environ.get("WASMFLOW_E2E_REQUIRE_S3") == "1":
+                pytest.fail(why, pytrace=False)
+            pytest.skip(why)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"moto-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"moto_server exited:\n{self.log_path.read_text(errors='replace')}"
+            try:
+                requests.get(self.endpoint + "/moto-api/", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            pytest.fail(f"moto_server did not answer within {STARTUP_TIMEOUT}s", pytrace=False)
+
+    # What both the server and the client (boto3) read, as MLflow documents for S3-compatible stores.
+    def env(self) -> dict:
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+    def client(self):
+        import boto3
+
+        e = self.env()
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=e["AWS_DEFAULT_REGION"],
+            aws_access_key_id=e["AWS_ACCESS_KEY_ID"], aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def new_bucket(self) -> str:
+        """A bucket of its own for one test (names are 3 to 63 lowercase characters)."""
+        name = f"wf-{uuid.uuid4().hex[:20]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> dict[str, dict]:
+        """Every object under `prefix`: key -> {"Size", "ETag"}."""
+        out = {}
+        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                out[obj["Key"]] = {"Size": obj["Size"], "ETag": obj["ETag"]}
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """A moto S3 server for this pytest process (each xdist worker starts its own); tests take a
+    bucket of their own with `moto_s3.new_bucket()`."""
+    s3 = MotoS3(tmp_path_factory.mktemp("moto"))
+    try:
+        yield s3
+    finally:
+        s3.stop()

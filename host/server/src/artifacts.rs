@@ -4,8 +4,9 @@
 //! `upload-artifact`).
 //!
 //! A run's or a model's artifact root is either behind the proxy (`mlflow-artifacts:` or
-//! `http(s)://.../api/2.0/mlflow-artifacts/artifacts/...`) or a local directory (a path or a
-//! `file:` URI, what `--default-artifact-root /some/dir` gives); [`open_root`] finds which.
+//! `http(s)://.../api/2.0/mlflow-artifacts/artifacts/...`), a local directory (a path or a
+//! `file:` URI, what `--default-artifact-root /some/dir` gives) or an object store's prefix
+//! (`s3://`, `gs://`, Azure; `--default-artifact-root s3://...`); [`open_root`] finds which.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wasmflow_artifacts::{ArtifactRepository, LocalArtifactRepository};
+use wasmflow_artifacts::{ArtifactRepository, LocalArtifactRepository, Location};
 use wasmflow_core::{Error, ErrorCode};
 
 use crate::error::{ApiError, ApiResult};
@@ -139,14 +140,17 @@ async fn open_root(state: &AppState, uri: &str, create: bool) -> ApiResult<Root>
             base,
         });
     }
-    let Some(dir) = wasmflow_artifacts::local_path_of(uri) else {
-        return Err(ApiError(Error::new(
-            ErrorCode::NotImplemented,
-            format!(
-                "artifact root '{uri}' is neither this server's artifact proxy nor a local \
-                 directory; wasmflow reads no other artifact stores"
-            ),
-        )));
+    let dir = match wasmflow_artifacts::parse_location(uri) {
+        Ok(Location::Local(dir)) => dir,
+        Ok(Location::Object(location)) => {
+            // Object stores have no directories to create: the root is its prefix.
+            let repo = wasmflow_artifacts::open_object(&location).map_err(Error::internal)?;
+            return Ok(Root {
+                repo: Some(Arc::new(repo)),
+                base: String::new(),
+            });
+        }
+        Err(e) => return Err(ApiError(Error::new(ErrorCode::NotImplemented, e))),
     };
     let repo = tokio::task::spawn_blocking(move || {
         if !create && !dir.is_dir() {

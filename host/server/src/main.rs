@@ -184,13 +184,16 @@ struct ServerArgs {
     /// below) when artifacts are served, `./mlruns` otherwise.
     #[arg(long, env = "MLFLOW_DEFAULT_ARTIFACT_ROOT")]
     default_artifact_root: Option<String>,
-    /// The directory where the artifact proxy stores uploaded artifacts.
+    /// Where the artifact proxy stores uploaded artifacts: a directory (or `file://` URI),
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `azure://container/prefix`,
+    /// `abfss://container@account.dfs.core.windows.net/prefix` or
+    /// `wasbs://container@account.blob.core.windows.net/prefix`.
     #[arg(
         long,
         env = "MLFLOW_ARTIFACTS_DESTINATION",
         default_value = "./mlartifacts"
     )]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
     /// Proxy artifact uploads and downloads through this server (the default), so clients need
     /// no access to the artifact storage.
     #[arg(long, overrides_with = "no_serve_artifacts")]
@@ -287,6 +290,45 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// The artifact proxy's repository; a URI of a scheme no repository reads is refused (never taken
+/// for a local directory named after it).
+fn open_artifacts_destination(
+    uri: &str,
+) -> anyhow::Result<Arc<dyn wasmflow_artifacts::ArtifactRepository>> {
+    let invalid = |e: String| anyhow::anyhow!("invalid --artifacts-destination: {e}");
+    if let wasmflow_artifacts::Location::Local(dir) =
+        wasmflow_artifacts::parse_location(uri).map_err(invalid)?
+    {
+        let repo = LocalArtifactRepository::new(&dir)
+            .with_context(|| format!("cannot use the artifacts destination '{}'", dir.display()))?;
+        // In the background: a large artifact tree takes a while to walk, and the server need
+        // not wait for it.
+        let (sweep, started_at) = (repo.clone(), std::time::SystemTime::now());
+        tokio::task::spawn_blocking(move || match sweep.remove_stale_uploads(started_at) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} unfinished uploads left by an earlier server"),
+            Err(e) => tracing::warn!("cannot remove unfinished uploads: {e}"),
+        });
+        return Ok(Arc::new(repo));
+    }
+    wasmflow_artifacts::open_repository(uri).map_err(anyhow::Error::msg)
+}
+
+/// New experiments' artifact root must be one the server and clients can read: the proxy
+/// (`mlflow-artifacts:`, an http(s) URL) or a store of a supported scheme.
+fn check_default_artifact_root(uri: &str) -> anyhow::Result<()> {
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with(wasmflow_artifacts::PROXY_SCHEME)
+        || lower.starts_with("http://")
+        || lower.starts_with("https://")
+    {
+        return Ok(());
+    }
+    wasmflow_artifacts::parse_location(uri)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("invalid --default-artifact-root: {e}"))
+}
+
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let limits = args.limits.limits()?;
@@ -299,6 +341,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "./mlruns".into()
         }
     });
+    // Artifact URIs are checked before anything is created.
+    check_default_artifact_root(&default_artifact_root)?;
+    let artifacts: Option<Arc<dyn wasmflow_artifacts::ArtifactRepository>> = if serve_artifacts {
+        Some(open_artifacts_destination(&args.artifacts_destination)?)
+    } else {
+        None
+    };
     // An MLflow store is refused in one line that points to `wasmflow import`.
     wasmflow_store::refuse_foreign_store(&args.backend_store_uri)
         .map_err(|e| anyhow::Error::msg(e.message))?;
@@ -314,26 +363,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             wasmflow_store::redact_password(&args.backend_store_uri)
         )
     })?;
-    let artifacts: Option<Arc<dyn wasmflow_artifacts::ArtifactRepository>> = if serve_artifacts {
-        let repo =
-            LocalArtifactRepository::new(&args.artifacts_destination).with_context(|| {
-                format!(
-                    "cannot use the artifacts destination '{}'",
-                    args.artifacts_destination.display()
-                )
-            })?;
-        // In the background: a large artifact tree takes a while to walk, and the server need
-        // not wait for it.
-        let (sweep, started_at) = (repo.clone(), std::time::SystemTime::now());
-        tokio::task::spawn_blocking(move || match sweep.remove_stale_uploads(started_at) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} unfinished uploads left by an earlier server"),
-            Err(e) => tracing::warn!("cannot remove unfinished uploads: {e}"),
-        });
-        Some(Arc::new(repo))
-    } else {
-        None
-    };
     let store = Arc::new(store);
     let webhook_key =
         wasmflow_store::store_path(&args.backend_store_uri)?.with_extension("webhook-key");

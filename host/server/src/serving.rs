@@ -6,6 +6,7 @@
 //! next request.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use wasmflow_artifacts::Location;
 use wasmflow_core::Error;
 use wasmflow_serving::{Located, ModelLocator, Refused};
 
@@ -95,24 +97,46 @@ impl ModelLocator for AppState {
     }
 }
 
-/// The local directory holding a model version's files.
+/// The local directory holding a model version's files: where they are when the artifacts are
+/// on this machine, else a download of them in the model cache (see [`model_cache`]).
 pub async fn model_dir(state: &AppState, artifact_uri: &str) -> Result<PathBuf, ApiError> {
     if let Some(path) = wasmflow_artifacts::proxied_path_of(artifact_uri) {
         let repo = state.artifacts()?;
         return match repo.local_dir(&path).await? {
             Some(dir) => Ok(dir),
-            None => Err(ApiError(Error::invalid(format!(
-                "the model's files at '{artifact_uri}' are not on this machine's file system"
-            )))),
+            None => Ok(model_cache()
+                .fetch(repo.as_ref(), artifact_uri, &path)
+                .await?),
         };
     }
-    let path = artifact_uri.strip_prefix("file://").unwrap_or(artifact_uri);
-    if artifact_uri.contains("://") && !artifact_uri.starts_with("file://") {
-        return Err(ApiError(Error::invalid(format!(
-            "cannot serve a model stored at '{artifact_uri}'"
-        ))));
+    match wasmflow_artifacts::parse_location(artifact_uri) {
+        Ok(Location::Local(dir)) => Ok(dir),
+        Ok(Location::Object(location)) => {
+            let repo = wasmflow_artifacts::open_object(&location).map_err(Error::internal)?;
+            Ok(model_cache().fetch(&repo, artifact_uri, "").await?)
+        }
+        Err(e) => Err(ApiError(Error::invalid(format!(
+            "cannot serve the model at '{artifact_uri}': {e}"
+        )))),
     }
-    Ok(PathBuf::from(path))
+}
+
+/// Models downloaded from an object store for the plugins: under the user's cache directory
+/// (`WASMFLOW_MODEL_CACHE_DIR` to choose another), at most `WASMFLOW_MODEL_CACHE_MIB` MiB
+/// (default 10 GiB) kept beyond the model in use.
+fn model_cache() -> &'static wasmflow_artifacts::ModelCache {
+    static CACHE: OnceLock<wasmflow_artifacts::ModelCache> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let root = std::env::var_os("WASMFLOW_MODEL_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| wasmflow_runtime::user_cache_dir().map(|dir| dir.join("models")))
+            .unwrap_or_else(|| std::env::temp_dir().join("wasmflow-models"));
+        let mib = std::env::var("WASMFLOW_MODEL_CACHE_MIB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(10 * 1024);
+        wasmflow_artifacts::ModelCache::new(root, mib << 20)
+    })
 }
 
 /// `models:/` URI for a path segment: a number is a version, `latest` and stage names are

@@ -2,9 +2,8 @@
 //! their artifacts, as `mlflow gc` does. It works on the store directly (as MLflow's does), so it
 //! can run while a server uses the same SQLite file.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{Context as _, bail};
+use wasmflow_artifacts::{ArtifactRepository as _, Location, ObjectLocation};
 use wasmflow_store::{StoreConfig, TrackingStore as _};
 
 #[derive(clap::Args)]
@@ -19,13 +18,14 @@ pub struct GcArgs {
         default_value = "sqlite:///mlflow.db"
     )]
     backend_store_uri: String,
-    /// Where `mlflow-artifacts:` URIs point (the server's --artifacts-destination).
+    /// Where `mlflow-artifacts:` URIs point (the server's --artifacts-destination: a directory
+    /// or an object store's URI).
     #[arg(
         long,
         env = "MLFLOW_ARTIFACTS_DESTINATION",
         default_value = "./mlartifacts"
     )]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
     /// Comma-separated runs to delete (each must be in the deleted stage); all deleted runs
     /// when absent.
     #[arg(long)]
@@ -48,6 +48,8 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("cannot open the backend store '{}'", args.backend_store_uri))?;
+    let destination = wasmflow_artifacts::parse_location(&args.artifacts_destination)
+        .map_err(|e| anyhow::anyhow!("invalid --artifacts-destination: {e}"))?;
     let old_enough = store.deleted_run_ids(older_than)?;
     let runs = match &args.run_ids {
         Some(ids) => split_ids(ids),
@@ -73,12 +75,12 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
     };
     for run_id in &runs {
         let uri = store.purge_run(run_id)?;
-        remove_artifacts(&uri, &args.artifacts_destination);
+        remove_artifacts(&uri, &destination);
         println!("Run with ID {run_id} has been permanently deleted.");
     }
     for experiment_id in &experiments {
         for uri in store.purge_experiment(experiment_id)? {
-            remove_artifacts(&uri, &args.artifacts_destination);
+            remove_artifacts(&uri, &destination);
         }
         println!("Experiment with ID {experiment_id} has been permanently deleted.");
     }
@@ -126,13 +128,16 @@ fn parse_age(text: &str) -> anyhow::Result<i64> {
     Ok((total * 1000.0) as i64)
 }
 
-/// Removes the files behind an artifact URI of this machine; other schemes are left alone with
-/// a warning, as `mlflow gc` skips artifacts it cannot reach.
-fn remove_artifacts(uri: &str, destination: &Path) {
-    let dir = match local_dir(uri, destination) {
-        Ok(Some(dir)) => dir,
+/// Removes the files behind an artifact URI (a directory of this machine or an object store's
+/// prefix); other schemes are left alone with a warning, as `mlflow gc` skips artifacts it cannot
+/// reach.
+fn remove_artifacts(uri: &str, destination: &Location) {
+    let target = match target_of(uri, destination) {
+        Ok(Some(target)) => target,
         Ok(None) => {
-            eprintln!("warning: artifacts at '{uri}' are not on this machine; left in place");
+            eprintln!(
+                "warning: artifacts at '{uri}' are not in a store wasmflow reads; left in place"
+            );
             return;
         }
         Err(e) => {
@@ -140,28 +145,67 @@ fn remove_artifacts(uri: &str, destination: &Path) {
             return;
         }
     };
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => eprintln!("warning: cannot remove '{}': {e}", dir.display()),
+    match target {
+        Location::Local(dir) => match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("warning: cannot remove '{}': {e}", dir.display()),
+        },
+        Location::Object(location) => {
+            if let Err(e) = remove_prefix(&location) {
+                eprintln!("warning: artifacts at '{uri}' left in place: {e:#}");
+            }
+        }
     }
 }
 
-fn local_dir(uri: &str, destination: &Path) -> anyhow::Result<Option<PathBuf>> {
+/// Deletes every object under an object store's prefix.
+fn remove_prefix(location: &ObjectLocation) -> anyhow::Result<()> {
+    // The repository of the parent prefix deletes the last component (a repository refuses to
+    // delete its own root).
+    let (parent, name) = location
+        .prefix
+        .rsplit_once('/')
+        .unwrap_or(("", &location.prefix));
+    if name.is_empty() {
+        bail!("it names a whole bucket");
+    }
+    let repo = wasmflow_artifacts::open_object(&ObjectLocation {
+        prefix: parent.to_string(),
+        ..location.clone()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(repo.delete(name)) {
+        Ok(()) => Ok(()),
+        // Nothing was logged there.
+        Err(e) if e.code == wasmflow_core::ErrorCode::ResourceDoesNotExist => Ok(()),
+        Err(e) => bail!("{}", e.message),
+    }
+}
+
+/// Where the artifacts of `uri` are; `None` for a scheme no repository here reads.
+fn target_of(uri: &str, destination: &Location) -> anyhow::Result<Option<Location>> {
     if let Some(path) = wasmflow_artifacts::proxied_path_of(uri) {
         let path = wasmflow_artifacts::sanitize_relative_path(&path)?;
         if path.is_empty() {
             bail!("it names the whole artifact root");
         }
-        return Ok(Some(destination.join(path)));
+        return Ok(Some(match destination {
+            Location::Local(dir) => Location::Local(dir.join(path)),
+            Location::Object(location) => Location::Object(ObjectLocation {
+                prefix: if location.prefix.is_empty() {
+                    path
+                } else {
+                    format!("{}/{path}", location.prefix)
+                },
+                ..location.clone()
+            }),
+        }));
     }
-    if let Some(path) = uri.strip_prefix("file://") {
-        return Ok(Some(PathBuf::from(path)));
-    }
-    if uri.contains("://") || uri.contains(':') {
-        return Ok(None);
-    }
-    Ok(Some(PathBuf::from(uri)))
+    Ok(wasmflow_artifacts::parse_location(uri).ok())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use wasmflow_artifacts::{Location, ObjectLocation};
 use wasmflow_store::StoreConfig;
 use wasmflow_store::{RegistryStore as _, TrackingStore as _};
 
@@ -63,7 +64,7 @@ pub struct LocalModel {
 pub fn fetch(
     uri: &str,
     open_backend: impl FnOnce() -> anyhow::Result<Backend>,
-    artifacts_destination: &Path,
+    artifacts_destination: &str,
 ) -> anyhow::Result<LocalModel> {
     // A directory needs no store.
     if !uri.contains(':') || uri.starts_with("file://") {
@@ -101,10 +102,62 @@ pub fn fetch(
                     _downloaded: Some(temp),
                 })
             }
-            Backend::Local(_) => Ok(local(artifacts_destination.join(relative(&path)?))),
+            Backend::Local(_) => {
+                match wasmflow_artifacts::parse_location(artifacts_destination)
+                    .map_err(|e| anyhow::anyhow!("invalid --artifacts-destination: {e}"))?
+                {
+                    Location::Local(dir) => Ok(local(dir.join(relative(&path)?))),
+                    Location::Object(destination) => {
+                        let (dir, temp) =
+                            download_object(&destination, &path).with_context(|| {
+                                format!("cannot download the model at '{artifact_uri}'")
+                            })?;
+                        Ok(LocalModel {
+                            dir,
+                            name,
+                            version,
+                            _downloaded: Some(temp),
+                        })
+                    }
+                }
+            }
         };
     }
+    // A model in an object store (`--default-artifact-root s3://...`) is read from it directly,
+    // as the mlflow client does, with the same credentials.
+    if let Ok(Location::Object(location)) = wasmflow_artifacts::parse_location(&artifact_uri) {
+        let (dir, temp) = download_object(&location, "")
+            .with_context(|| format!("cannot download the model at '{artifact_uri}'"))?;
+        return Ok(LocalModel {
+            dir,
+            name,
+            version,
+            _downloaded: Some(temp),
+        });
+    }
     Ok(local(on_disk(&artifact_uri)?))
+}
+
+/// Downloads the files under `path` of an object store's prefix into a temporary directory.
+fn download_object(
+    location: &ObjectLocation,
+    path: &str,
+) -> anyhow::Result<(PathBuf, tempfile::TempDir)> {
+    let repo = wasmflow_artifacts::open_object(location).map_err(anyhow::Error::msg)?;
+    let temp = tempfile::Builder::new()
+        .prefix("wasmflow-model-")
+        .tempdir()
+        .context("cannot create a directory for the model's files")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let files = runtime
+        .block_on(wasmflow_artifacts::download_tree(&repo, path, temp.path()))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if files == 0 {
+        bail!("the store has no files there");
+    }
+    Ok((temp.path().to_path_buf(), temp))
 }
 
 /// The directory a `file://` URI or a plain path names.

@@ -121,9 +121,9 @@ struct ModelArgs {
     #[arg(short, long)]
     model_uri: String,
     /// Where `mlflow-artifacts:` URIs point when the store is local (the server's
-    /// --artifacts-destination).
+    /// --artifacts-destination: a directory or an object store's URI).
     #[arg(long, default_value = "./mlartifacts")]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
     #[command(flatten)]
     plugins: crate::PluginArgs,
 }
