@@ -31,6 +31,7 @@ fn test_app() -> TestApp {
     let router = app::build(AppState {
         store: store.clone(),
         registry: store.clone(),
+        traces: store.clone(),
         webhooks: crate::webhooks::Webhooks::ephemeral(store),
         artifacts: None,
         served: Default::default(),

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod registry;
 mod sqlite;
+pub mod traces;
 pub mod webhooks;
 
 pub use auth::AuthStore;
@@ -14,6 +15,7 @@ pub use sqlite::{
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
     Tally,
 };
+pub use traces::TraceStore;
 use wasmflow_core::entities::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
     Param, Run, RunInfo, RunStatus, Tag, ViewType,

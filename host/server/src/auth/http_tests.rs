@@ -58,6 +58,7 @@ fn test_app(default_permission: &str) -> TestApp {
         AppState {
             store: store.clone(),
             registry: store.clone(),
+            traces: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(artifacts)),
             served: Default::default(),

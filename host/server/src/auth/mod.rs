@@ -64,6 +64,7 @@ impl AuthArgs {
 pub struct Auth {
     users: Arc<dyn AuthStore>,
     tracking: Arc<dyn TrackingStore>,
+    traces: Arc<dyn wasmflow_store::TraceStore>,
     default_permission: Permission,
     verified: password::VerifiedCache,
 }
@@ -73,7 +74,7 @@ impl Auth {
     /// start without an admin password when the admin does not exist yet: there is no default.
     pub fn start<S>(args: &AuthArgs, store: Arc<S>) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + 'static,
+        S: AuthStore + TrackingStore + wasmflow_store::TraceStore + 'static,
     {
         let password = ["WASMFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
             .iter()
@@ -88,7 +89,7 @@ impl Auth {
         admin_password: Option<String>,
     ) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + 'static,
+        S: AuthStore + TrackingStore + wasmflow_store::TraceStore + 'static,
     {
         let default_permission = Permission::parse(&args.auth_default_permission)
             .map_err(|e| anyhow::anyhow!("invalid --auth-default-permission: {}", e.message))?;
@@ -116,7 +117,8 @@ impl Auth {
         );
         Ok(Arc::new(Auth {
             users: store.clone(),
-            tracking: store,
+            tracking: store.clone(),
+            traces: store,
             default_permission,
             verified: password::VerifiedCache::new(),
         }))

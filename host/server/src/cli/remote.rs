@@ -175,6 +175,7 @@ impl LocalServer {
         let app = crate::app::build(crate::state::AppState {
             store: store.clone(),
             registry: store.clone(),
+            traces: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(repo)),
             served: Default::default(),

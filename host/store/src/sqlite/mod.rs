@@ -6,6 +6,7 @@ mod import;
 mod logged_models;
 mod registry;
 mod search_sql;
+mod traces;
 mod tracking;
 mod webhooks;
 
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_registry.sql"),
     include_str!("../../migrations/0003_webhooks.sql"),
     include_str!("../../migrations/0004_auth.sql"),
+    include_str!("../../migrations/0005_traces.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
