@@ -367,7 +367,7 @@ async fn delete_traces(
         }
     };
     // MLflow's rule: either an age (with an optional count) or ids, never both or neither.
-    if max_timestamp_millis.is_some() == !req.request_ids.is_empty() {
+    if max_timestamp_millis.is_some() != req.request_ids.is_empty() {
         return Err(ApiError::invalid(
             "Exactly one of 'max_timestamp_millis' and 'request_ids' must be specified.",
         ));
