@@ -337,3 +337,49 @@ def test_bad_otlp_payloads_store_nothing(experiment_id, server):
         headers={"Content-Type": "application/json", "x-mlflow-experiment-id": "987654321"},
     )
     assert r.status_code == 404, r.text
+
+
+def test_auth_rules_cover_traces(tmp_path_factory, wasmflow_bin):
+    """With basic auth, a trace is read with READ on its experiment and written with EDIT; OTLP
+    needs EDIT on the experiment of its header."""
+    from test_auth import ADMIN, PASSWORD, AuthServer, admin_client, new_user, signed_in
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WASMFLOW_ADMIN_PASSWORD", ADMIN[1])
+        srv = AuthServer(wasmflow_bin, tmp_path_factory.mktemp("traces-auth"), name="auth").start()
+    try:
+        admin = requests.Session()
+        admin.auth = ADMIN
+        exp = admin.post(f"{srv.url}/api/2.0/mlflow/experiments/create",
+                         json={"name": "traced"}).json()["experiment_id"]
+        span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                "name": "s", "startTimeUnixNano": "1000000", "endTimeUnixNano": "2000000"}
+        otlp = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+        headers = {"Content-Type": "application/json", "x-mlflow-experiment-id": exp}
+        assert admin.post(f"{srv.url}/v1/traces", data=otlp, headers=headers).status_code == 200
+        trace_id = "tr-5b8efff798038103d269b633813fc60c"
+
+        user = new_user(srv, "reader")
+        reader = requests.Session()
+        reader.auth = (user, PASSWORD)
+        search = {"locations": [{"type": "MLFLOW_EXPERIMENT",
+                                 "mlflow_experiment": {"experiment_id": exp}}]}
+        # The default permission is READ: reading works, writing does not.
+        r = reader.get(f"{srv.url}/api/3.0/mlflow/traces/get", params={"trace_id": trace_id})
+        assert r.status_code == 200 and len(r.json()["trace"]["spans"]) == 1
+        assert reader.post(f"{srv.url}/api/3.0/mlflow/traces/search", json=search).status_code == 200
+        assert reader.post(f"{srv.url}/v1/traces", data=otlp, headers=headers).status_code == 403
+        r = reader.patch(f"{srv.url}/api/2.0/mlflow/traces/{trace_id}/tags",
+                         json={"key": "k", "value": "v"})
+        assert r.status_code == 403
+        r = reader.post(f"{srv.url}/api/2.0/mlflow/traces/delete-traces",
+                        json={"experiment_id": exp, "request_ids": [trace_id]})
+        assert r.status_code == 403
+        # DENY: not even reading.
+        with signed_in(*ADMIN):
+            admin_client(srv).grant_user_permission(user, "experiment", exp, "DENY")
+        r = reader.get(f"{srv.url}/api/3.0/mlflow/traces/{trace_id}")
+        assert r.status_code == 403
+        assert reader.post(f"{srv.url}/api/3.0/mlflow/traces/search", json=search).status_code == 403
+    finally:
+        srv.stop()
