@@ -66,6 +66,89 @@ fn load_info(conn: &Connection, trace_id: &str) -> Result<Option<TraceInfo>> {
     Ok(Some(info))
 }
 
+/// The infos of `ids` (those that exist), in their order: one query per table for the whole
+/// page rather than four per trace.
+fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
+    let list = serde_json::to_string(ids).map_err(|e| Error::internal(e.to_string()))?;
+    let mut by_id: HashMap<String, TraceInfo> = HashMap::with_capacity(ids.len());
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT trace_id, experiment_id, request_time, execution_duration, state,
+                    client_request_id, request_preview, response_preview
+             FROM trace_info WHERE trace_id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([&list], |r| {
+            Ok(TraceInfo {
+                trace_id: r.get(0)?,
+                experiment_id: r.get::<_, i64>(1)?.to_string(),
+                request_time: r.get(2)?,
+                execution_duration: r.get(3)?,
+                state: r.get(4)?,
+                client_request_id: r.get(5)?,
+                request_preview: r.get(6)?,
+                response_preview: r.get(7)?,
+                ..TraceInfo::default()
+            })
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let info = row.map_err(sql_err)?;
+        by_id.insert(info.trace_id.clone(), info);
+    }
+    for table in ["trace_tags", "trace_metadata"] {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT trace_id, key, value FROM {table}
+                 WHERE trace_id IN (SELECT value FROM json_each(?1))"
+            ))
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([&list], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, k, v) = row.map_err(sql_err)?;
+            if let Some(info) = by_id.get_mut(&id) {
+                let map = if table == "trace_tags" {
+                    &mut info.tags
+                } else {
+                    &mut info.trace_metadata
+                };
+                map.insert(k, v.unwrap_or_default());
+            }
+        }
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT trace_id, body FROM assessments
+             WHERE trace_id IN (SELECT value FROM json_each(?1))
+             ORDER BY created, assessment_id",
+        )
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([&list], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (id, body) = row.map_err(sql_err)?;
+        if let Some(info) = by_id.get_mut(&id) {
+            info.assessments.push(
+                serde_json::from_str(&body)
+                    .map_err(|e| Error::internal(format!("stored assessment is not JSON: {e}")))?,
+            );
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
 fn key_values(conn: &Connection, table: &str, trace_id: &str) -> Result<BTreeMap<String, String>> {
     let mut stmt = conn
         .prepare_cached(&format!(
@@ -513,12 +596,7 @@ fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
-    let mut infos = Vec::with_capacity(found.len());
-    for id in &found {
-        if let Some(info) = load_info(conn, id)? {
-            infos.push(info);
-        }
-    }
+    let infos = load_infos(conn, &found)?;
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
 
@@ -640,15 +718,7 @@ impl TraceStore for SqliteStore {
     }
 
     fn get_trace_infos(&self, trace_ids: &[String]) -> Result<Vec<TraceInfo>> {
-        self.read(|conn| {
-            let mut out = Vec::new();
-            for id in trace_ids {
-                if let Some(info) = load_info(conn, id)? {
-                    out.push(info);
-                }
-            }
-            Ok(out)
-        })
+        self.read(|conn| load_infos(conn, trace_ids))
     }
 
     fn get_spans(&self, trace_ids: &[String]) -> Result<Vec<StoredSpan>> {
