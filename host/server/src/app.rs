@@ -15,8 +15,8 @@ use wasmflow_core::{Error, ErrorCode};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{
-    artifacts, error, eval_datasets, graphql, logged_models, plugins, registry, serving, tracking,
-    ui, ui_api, webhooks,
+    artifacts, error, eval_datasets, graphql, logged_models, plugins, registry, serving, traces,
+    tracking, ui, ui_api, webhooks,
 };
 
 /// The MLflow release whose REST API this server implements. `/version` answers it because
@@ -43,6 +43,7 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
             .merge(registry::router())
             .merge(artifacts::tracking_router())
             .merge(webhooks::router())
+            .merge(traces::router_v2())
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
     };
     // MLflow serves its UI's own endpoints under /ajax-api only; /graphql resolves through them.
@@ -64,6 +65,15 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
         .nest("/ajax-api/2.0/wasmflow", webhooks::wasmflow_router())
         .merge(plugins::router())
         .merge(serving::router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
+        .nest(
+            "/api/3.0/mlflow",
+            traces::router_v3().layer(DefaultBodyLimit::max(MAX_JSON_BODY)),
+        )
+        .nest(
+            "/ajax-api/3.0/mlflow",
+            traces::router_v3().layer(DefaultBodyLimit::max(MAX_JSON_BODY)),
+        )
+        .merge(traces::root_router().layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .nest("/ajax-api/3.0/mlflow/assistant", ui_api::assistant_router())

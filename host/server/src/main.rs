@@ -22,6 +22,7 @@ mod response;
 mod scoring_server;
 mod serving;
 mod state;
+mod traces;
 mod tracking;
 mod ui;
 mod ui_api;
@@ -205,6 +206,10 @@ struct ServerArgs {
     /// MiB; the versions used least recently are unloaded beyond it.
     #[arg(long, env = "WASMFLOW_SERVING_MEMORY_MIB", default_value_t = 4096)]
     serving_memory_mib: usize,
+    /// Delete traces (with their spans and assessments) that started more than DAYS days ago,
+    /// at start and then hourly, in the background. Off when absent.
+    #[arg(long, env = "WASMFLOW_TRACE_RETENTION", value_name = "DAYS")]
+    trace_retention: Option<f64>,
     #[command(flatten)]
     plugins: PluginArgs,
     #[command(flatten)]
@@ -386,12 +391,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "{} plugins available; each is compiled when a model first needs it",
         plugins.list()?.len()
     );
+    if let Some(days) = args.trace_retention {
+        anyhow::ensure!(
+            days.is_finite() && days > 0.0,
+            "--trace-retention must be a positive number of days, not '{days}'"
+        );
+        traces::retention::spawn(store.clone(), days);
+    }
     let authenticated = auth.is_some();
     let app = app::build_with_auth(
         state::AppState {
             store: store.clone(),
             eval_datasets: store.clone(),
-            registry: store,
+            registry: store.clone(),
+            traces: store,
             webhooks,
             artifacts,
             served: Arc::new(wasmflow_serving::ServedModels::new(

@@ -32,6 +32,7 @@ fn test_app() -> TestApp {
         store: store.clone(),
         eval_datasets: store.clone(),
         registry: store.clone(),
+        traces: store.clone(),
         webhooks: crate::webhooks::Webhooks::ephemeral(store),
         artifacts: None,
         served: Default::default(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use wasmflow_artifacts::ArtifactRepository;
 use wasmflow_runtime::PluginManager;
 use wasmflow_serving::ServedModels;
-use wasmflow_store::{EvalDatasetStore, RegistryStore, TrackingStore};
+use wasmflow_store::{EvalDatasetStore, RegistryStore, TraceStore, TrackingStore};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -21,6 +21,8 @@ pub struct AppState {
     /// Model versions loaded for serving, and the plugins they load with (absent in tests that
     /// serve no models).
     pub served: Arc<ServedModels>,
+    /// Traces, spans and assessments (the same database as the tracking store).
+    pub traces: Arc<dyn TraceStore>,
     /// Webhooks: their store, secrets' key and delivery.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
 }

@@ -9,6 +9,7 @@ pub mod registry;
 #[cfg(test)]
 mod schema_tests;
 mod sqlite;
+pub mod traces;
 pub mod webhooks;
 
 pub use auth::AuthStore;
@@ -21,6 +22,7 @@ pub use sqlite::{
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
     Tally,
 };
+pub use traces::TraceStore;
 use wasmflow_core::entities::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
     Param, Run, RunInfo, RunStatus, Tag, ViewType,

@@ -76,6 +76,16 @@ pub async fn check(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
         (body, Value::Object(Map::new()))
     };
     let mut body = body;
+    // OTLP names its experiment in a header, which the rule reads as `experiment_id`.
+    if path == "/v1/traces" {
+        let header = parts
+            .headers
+            .get(crate::traces::EXPERIMENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        params = serde_json::json!({ "experiment_id": header });
+    }
 
     if !user.is_admin {
         let Some(need) = need else {
@@ -228,7 +238,60 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
         }
         Ok(ok)
     };
+    // A trace that does not exist is refused, as a run is.
+    let trace = |id: &str, access: Access| -> Result<bool> {
+        match auth.traces.get_trace_info(id) {
+            Ok(t) => Ok(experiment(&t.experiment_id)?.allows(access)),
+            Err(e) if e.code == ErrorCode::ResourceDoesNotExist => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    let traces = |access: Access| -> Result<bool> {
+        let mut ok = true;
+        for id in list(params, "trace_ids") {
+            ok = ok && trace(&id, access)?;
+        }
+        Ok(ok)
+    };
     Ok(match need {
+        Need::Trace(access) => {
+            let from_path = rules::segment_after(path, "traces")
+                .filter(|s| !matches!(s.as_str(), "get" | "batchGet" | "batchGetInfos"));
+            let id = match from_path {
+                Some(id) => id,
+                None => text(params, "trace_id")
+                    .or_else(|| text(params, "request_id"))
+                    .ok_or_else(|| required(params, "trace_id").unwrap_err())?
+                    .to_string(),
+            };
+            trace(&id, access)?
+        }
+        Need::Traces(access) => traces(access)?,
+        Need::LinkTraces => {
+            run(required(params, "run_id")?, Access::Update)? && traces(Access::Read)?
+        }
+        Need::StartTrace => {
+            let id = params
+                .pointer("/trace/trace_info/trace_location/mlflow_experiment/experiment_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| required(params, "trace").unwrap_err())?;
+            experiment(id)?.allows(Access::Update)
+        }
+        Need::TraceLocations => {
+            let mut ok = true;
+            if let Some(Value::Array(locations)) = params.get("locations") {
+                for loc in locations {
+                    match loc
+                        .pointer("/mlflow_experiment/experiment_id")
+                        .and_then(Value::as_str)
+                    {
+                        Some(id) => ok = ok && experiment(id)?.allows(Access::Read),
+                        None => ok = false,
+                    }
+                }
+            }
+            ok
+        }
         Need::Public | Need::Authenticated | Need::SearchRuns => true,
         Need::Admin => false,
         Need::SelfOrAdmin => required(params, "username")? == user.username,

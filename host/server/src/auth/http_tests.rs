@@ -59,6 +59,7 @@ fn test_app(default_permission: &str) -> TestApp {
             store: store.clone(),
             eval_datasets: store.clone(),
             registry: store.clone(),
+            traces: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(artifacts)),
             served: Default::default(),

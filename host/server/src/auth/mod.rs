@@ -66,6 +66,7 @@ pub struct Auth {
     tracking: Arc<dyn TrackingStore>,
     /// Where an evaluation dataset's experiments are looked up.
     datasets: Arc<dyn EvalDatasetStore>,
+    traces: Arc<dyn wasmflow_store::TraceStore>,
     default_permission: Permission,
     verified: password::VerifiedCache,
 }
@@ -75,7 +76,7 @@ impl Auth {
     /// start without an admin password when the admin does not exist yet: there is no default.
     pub fn start<S>(args: &AuthArgs, store: Arc<S>) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + EvalDatasetStore + 'static,
+        S: AuthStore + TrackingStore + EvalDatasetStore + wasmflow_store::TraceStore + 'static,
     {
         let password = ["WASMFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
             .iter()
@@ -90,7 +91,7 @@ impl Auth {
         admin_password: Option<String>,
     ) -> anyhow::Result<Arc<Auth>>
     where
-        S: AuthStore + TrackingStore + EvalDatasetStore + 'static,
+        S: AuthStore + TrackingStore + EvalDatasetStore + wasmflow_store::TraceStore + 'static,
     {
         let default_permission = Permission::parse(&args.auth_default_permission)
             .map_err(|e| anyhow::anyhow!("invalid --auth-default-permission: {}", e.message))?;
@@ -119,7 +120,8 @@ impl Auth {
         Ok(Arc::new(Auth {
             users: store.clone(),
             datasets: store.clone(),
-            tracking: store,
+            tracking: store.clone(),
+            traces: store,
             default_permission,
             verified: password::VerifiedCache::new(),
         }))

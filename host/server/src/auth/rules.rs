@@ -48,6 +48,7 @@ pub enum Need {
     ManageResource,
     /// Searching runs: the request's `experiment_ids` are cut to the readable ones.
     SearchRuns,
+<<<<<<< HEAD
     /// Every experiment in `experiment_ids`, which must name at least one (MLflow's dataset
     /// create and search: an unscoped request could reach every dataset).
     ScopedExperiments(Access),
@@ -56,6 +57,19 @@ pub enum Need {
     EvalDataset(Access),
     /// Update on the dataset and on every experiment of `experiment_ids` it joins.
     AddEvalDatasetToExperiments,
+=======
+    /// The experiment of the trace named by the path segment after `traces` (or by
+    /// `trace_id` / `request_id`).
+    Trace(Access),
+    /// The experiments of every trace in `trace_ids`.
+    Traces(Access),
+    /// Update on the run `run_id` and read on every trace in `trace_ids`.
+    LinkTraces,
+    /// A new trace: update on the experiment of `trace.trace_info.trace_location`.
+    StartTrace,
+    /// Searching traces: read on every experiment of `locations`.
+    TraceLocations,
+>>>>>>> traces
 }
 
 /// What follows a successful answer.
@@ -169,6 +183,29 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/2.0/mlflow/logged-models/*/params", LoggedModel(Update), Nothing),
     rule(GET, "/api/2.0/mlflow/logged-models/*/artifacts/directories", LoggedModel(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/logged-models/*/artifacts/files", LoggedModel(Read), Nothing),
+    // -- traces (MLflow 3): by the experiment the trace belongs to
+    rule(POST, "/api/3.0/mlflow/traces", StartTrace, Nothing),
+    rule(GET, "/api/3.0/mlflow/traces/get", Trace(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/traces/batchGet", Traces(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/traces/batchGetInfos", Traces(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/traces/search", TraceLocations, Nothing),
+    rule(POST, "/api/3.0/mlflow/traces/delete-traces", Experiment(Delete), Nothing),
+    rule(POST, "/api/2.0/mlflow/traces/delete-traces", Experiment(Delete), Nothing),
+    rule(POST, "/api/2.0/mlflow/traces/link-to-run", LinkTraces, Nothing),
+    rule(GET, "/api/2.0/mlflow/traces", Experiments(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/traces/*", Trace(Read), Nothing),
+    rule(GET, "/api/2.0/mlflow/traces/*/info", Trace(Read), Nothing),
+    rule(PATCH, "/api/3.0/mlflow/traces/*/tags", Trace(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/traces/*/tags", Trace(Update), Nothing),
+    rule(PATCH, "/api/2.0/mlflow/traces/*/tags", Trace(Update), Nothing),
+    rule(DELETE, "/api/2.0/mlflow/traces/*/tags", Trace(Update), Nothing),
+    rule(POST, "/api/3.0/mlflow/traces/*/assessments", Trace(Update), Nothing),
+    rule(GET, "/api/3.0/mlflow/traces/*/assessments/*", Trace(Read), Nothing),
+    rule(PATCH, "/api/3.0/mlflow/traces/*/assessments/*", Trace(Update), Nothing),
+    rule(DELETE, "/api/3.0/mlflow/traces/*/assessments/*", Trace(Delete), Nothing),
+    rule(GET, "/api/2.0/mlflow/get-trace-artifact", Trace(Read), Nothing),
+    // OTLP: the experiment of the `x-mlflow-experiment-id` header (read into `experiment_id`)
+    rule(POST, "/v1/traces", Experiment(Update), Nothing),
     // -- registered models
     rule(POST, "/api/2.0/mlflow/registered-models/create", Authenticated, After::GrantModelCreator),
     rule(POST, "/api/2.0/mlflow/registered-models/rename", RegisteredModel(Update), After::RenameModelGrants),

@@ -34,6 +34,10 @@ pub struct GcArgs {
     /// stage); all deleted experiments when absent.
     #[arg(long)]
     experiment_ids: Option<String>,
+    /// Also delete every trace (with its spans and assessments) that started longer ago than
+    /// this, in `#d#h#m#s` form; traces are kept when absent.
+    #[arg(long, value_name = "AGE")]
+    traces_older_than: Option<String>,
 }
 
 pub fn run(args: GcArgs) -> anyhow::Result<()> {
@@ -83,6 +87,15 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             remove_artifacts(&uri, &destination);
         }
         println!("Experiment with ID {experiment_id} has been permanently deleted.");
+    }
+    if let Some(text) = &args.traces_older_than {
+        let age = parse_age(text)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let n = crate::traces::retention::delete_before(&store, now - age)?;
+        println!("{n} traces older than {text} have been permanently deleted.");
     }
     Ok(())
 }

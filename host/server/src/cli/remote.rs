@@ -176,6 +176,7 @@ impl LocalServer {
             store: store.clone(),
             eval_datasets: store.clone(),
             registry: store.clone(),
+            traces: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
             artifacts: Some(Arc::new(repo)),
             served: Default::default(),

@@ -7,6 +7,7 @@ mod import;
 mod logged_models;
 mod registry;
 mod search_sql;
+mod traces;
 mod tracking;
 mod webhooks;
 
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_registry.sql"),
     include_str!("../../migrations/0003_webhooks.sql"),
     include_str!("../../migrations/0004_auth.sql"),
+    include_str!("../../migrations/0005_traces.sql"),
     include_str!("../../migrations/0006_eval_datasets.sql"),
 ];
 

@@ -1,0 +1,487 @@
+//! The wire forms of traces: protobuf's JSON mapping of `TraceInfoV3` (timestamps as RFC 3339,
+//! durations as `"1.5s"`), of OTLP spans inside MLflow's `Trace` message (ids as base64), and the
+//! conversion of received OTLP spans into stored ones.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use serde_json::{Map, Value, json};
+use wasmflow_core::{Error, Result};
+use wasmflow_store::traces::{NewSpan, TraceInfo};
+
+/// Milliseconds since the epoch as protobuf's JSON `Timestamp` (`2024-01-02T03:04:05.678Z`).
+pub fn format_timestamp(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A protobuf JSON `Timestamp` (RFC 3339, `Z` or an offset) or a number of milliseconds.
+pub fn parse_timestamp(value: &Value, field: &str) -> Result<i64> {
+    let bad = || Error::invalid(format!("invalid timestamp for '{field}': {value}"));
+    let text = match value {
+        Value::Number(n) => return n.as_i64().ok_or_else(bad),
+        Value::String(s) => s.as_str(),
+        _ => return Err(bad()),
+    };
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64> {
+        text.get(r).and_then(|s| s.parse().ok()).ok_or_else(bad)
+    };
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        let f = &frac[..digits];
+        millis = format!("{f:0<3}")[..3].parse::<i64>().map_err(|_| bad())?;
+        rest = &frac[digits..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
+            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
+            sign * (hh * 3600 + mm * 60)
+        }
+        _ => return Err(bad()),
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    Ok(secs * 1000 + millis)
+}
+
+/// Milliseconds as protobuf's JSON `Duration` (`"0.005s"`).
+pub fn format_duration(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, (ms % 1000).abs())
+    }
+}
+
+/// A protobuf JSON `Duration` (`"1.5s"`) as milliseconds.
+pub fn parse_duration(value: &Value, field: &str) -> Result<i64> {
+    let bad = || Error::invalid(format!("invalid duration for '{field}': {value}"));
+    match value {
+        Value::Number(n) => n.as_i64().ok_or_else(bad),
+        Value::String(s) => {
+            let secs: f64 = s
+                .strip_suffix('s')
+                .ok_or_else(bad)?
+                .parse()
+                .map_err(|_| bad())?;
+            Ok((secs * 1000.0).round() as i64)
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(Value::Object(m)) = value {
+        for (k, v) in m {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            out.insert(k.clone(), v);
+        }
+    }
+    out
+}
+
+/// A `TraceInfoV3` JSON message as the client sends it.
+pub fn trace_info_from_json(v: &Value) -> Result<TraceInfo> {
+    let trace_id = v
+        .get("trace_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| crate::request::missing_param("trace_id").0)?;
+    let experiment_id = v
+        .pointer("/trace_location/mlflow_experiment/experiment_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "the trace location of trace '{trace_id}' must be an MLflow experiment"
+            ))
+        })?;
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(TraceInfo {
+        trace_id: trace_id.to_string(),
+        experiment_id: experiment_id.to_string(),
+        request_time: match v.get("request_time") {
+            Some(t) => parse_timestamp(t, "request_time")?,
+            None => 0,
+        },
+        execution_duration: match v.get("execution_duration") {
+            Some(d) if !d.is_null() => Some(parse_duration(d, "execution_duration")?),
+            _ => None,
+        },
+        state: text("state").unwrap_or_else(|| "STATE_UNSPECIFIED".into()),
+        client_request_id: text("client_request_id"),
+        request_preview: text("request_preview"),
+        response_preview: text("response_preview"),
+        trace_metadata: string_map(v.get("trace_metadata")),
+        tags: string_map(v.get("tags")),
+        assessments: v
+            .get("assessments")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    })
+}
+
+/// `TraceInfoV3` as protobuf's JSON mapping writes it.
+pub fn trace_info_json(info: &TraceInfo) -> Value {
+    let mut m = Map::new();
+    m.insert("trace_id".into(), json!(info.trace_id));
+    m.insert(
+        "trace_location".into(),
+        json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": info.experiment_id}}),
+    );
+    m.insert(
+        "request_time".into(),
+        json!(format_timestamp(info.request_time)),
+    );
+    if let Some(d) = info.execution_duration {
+        m.insert("execution_duration".into(), json!(format_duration(d)));
+    }
+    m.insert("state".into(), json!(info.state));
+    for (k, v) in [
+        ("client_request_id", &info.client_request_id),
+        ("request_preview", &info.request_preview),
+        ("response_preview", &info.response_preview),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    m.insert("trace_metadata".into(), json!(info.trace_metadata));
+    m.insert("tags".into(), json!(info.tags));
+    m.insert("assessments".into(), json!(info.assessments));
+    Value::Object(m)
+}
+
+/// The v2 `TraceInfo` (`request_id`, `timestamp_ms`, lists of key/value pairs).
+pub fn trace_info_v2_json(info: &TraceInfo) -> Value {
+    let pairs = |m: &BTreeMap<String, String>| -> Vec<Value> {
+        m.iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect()
+    };
+    let status = match info.state.as_str() {
+        "STATE_UNSPECIFIED" => "TRACE_STATUS_UNSPECIFIED",
+        other => other,
+    };
+    json!({
+        "request_id": info.trace_id,
+        "experiment_id": info.experiment_id,
+        "timestamp_ms": info.request_time,
+        "execution_time_ms": info.execution_duration,
+        "status": status,
+        "request_metadata": pairs(&info.trace_metadata),
+        "tags": pairs(&info.tags),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spans.
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An OTLP `AnyValue` in protobuf's JSON mapping.
+fn any_value_json(v: &AnyValue) -> Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => json!({"string_value": s}),
+        Some(any_value::Value::BoolValue(b)) => json!({"bool_value": b}),
+        Some(any_value::Value::IntValue(i)) => json!({"int_value": i.to_string()}),
+        Some(any_value::Value::DoubleValue(d)) if d.is_finite() => json!({"double_value": d}),
+        Some(any_value::Value::DoubleValue(d)) => {
+            json!({"double_value": if d.is_nan() { "NaN" } else if *d > 0.0 { "Infinity" } else { "-Infinity" }})
+        }
+        Some(any_value::Value::ArrayValue(a)) => {
+            json!({"array_value": {"values": a.values.iter().map(any_value_json).collect::<Vec<_>>()}})
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            json!({"kvlist_value": {"values": key_values_json(&kv.values)}})
+        }
+        Some(any_value::Value::BytesValue(b)) => json!({"bytes_value": b64(b)}),
+        _ => json!({}),
+    }
+}
+
+fn key_values_json(kvs: &[KeyValue]) -> Vec<Value> {
+    kvs.iter()
+        .map(|kv| {
+            json!({
+                "key": kv.key,
+                "value": kv.value.as_ref().map(any_value_json).unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect()
+}
+
+/// A stored span (OTLP protobuf) as the JSON of the `opentelemetry.proto.trace.v1.Span` inside
+/// MLflow's `Trace` message.
+pub fn span_json(body: &[u8]) -> Result<Value> {
+    let s = Span::decode(body)
+        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    let mut m = Map::new();
+    m.insert("trace_id".into(), json!(b64(&s.trace_id)));
+    m.insert("span_id".into(), json!(b64(&s.span_id)));
+    if !s.trace_state.is_empty() {
+        m.insert("trace_state".into(), json!(s.trace_state));
+    }
+    if !s.parent_span_id.is_empty() {
+        m.insert("parent_span_id".into(), json!(b64(&s.parent_span_id)));
+    }
+    m.insert("name".into(), json!(s.name));
+    m.insert("kind".into(), json!(s.kind));
+    m.insert(
+        "start_time_unix_nano".into(),
+        json!(s.start_time_unix_nano.to_string()),
+    );
+    m.insert(
+        "end_time_unix_nano".into(),
+        json!(s.end_time_unix_nano.to_string()),
+    );
+    m.insert("attributes".into(), json!(key_values_json(&s.attributes)));
+    let events: Vec<Value> = s
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "time_unix_nano": e.time_unix_nano.to_string(),
+                "name": e.name,
+                "attributes": key_values_json(&e.attributes),
+            })
+        })
+        .collect();
+    m.insert("events".into(), json!(events));
+    let links: Vec<Value> = s
+        .links
+        .iter()
+        .map(|l| {
+            json!({
+                "trace_id": b64(&l.trace_id),
+                "span_id": b64(&l.span_id),
+                "attributes": key_values_json(&l.attributes),
+            })
+        })
+        .collect();
+    if !links.is_empty() {
+        m.insert("links".into(), json!(links));
+    }
+    if let Some(st) = &s.status {
+        m.insert(
+            "status".into(),
+            json!({"message": st.message, "code": st.code}),
+        );
+    }
+    Ok(Value::Object(m))
+}
+
+/// An attribute's value as plain JSON (what MLflow's span attributes hold once decoded).
+fn plain(v: &AnyValue) -> Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => json!(s),
+        Some(any_value::Value::BoolValue(b)) => json!(b),
+        Some(any_value::Value::IntValue(i)) => json!(i),
+        Some(any_value::Value::DoubleValue(d)) => json!(d),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(plain).collect()),
+        Some(any_value::Value::KvlistValue(kv)) => Value::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map(plain).unwrap_or(Value::Null),
+                    )
+                })
+                .collect(),
+        ),
+        Some(any_value::Value::BytesValue(b)) => json!(b64(b)),
+        _ => Value::Null,
+    }
+}
+
+/// What `span.content` filters look at (MLflow's span as JSON): the name, status, attributes
+/// and events with their attributes.
+fn span_content(span: &Span, attributes: Map<String, Value>) -> String {
+    let events: Vec<Value> = span
+        .events
+        .iter()
+        .map(|e| {
+            let attrs: Map<String, Value> = e
+                .attributes
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map(plain).unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            json!({"name": e.name, "attributes": attrs})
+        })
+        .collect();
+    json!({
+        "name": span.name,
+        "status": span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+        "attributes": attributes,
+        "events": events,
+    })
+    .to_string()
+}
+
+/// The MLflow trace id of an OTLP trace id (`tr-` and its hex).
+pub fn mlflow_trace_id(otel_trace_id: &[u8]) -> String {
+    format!("tr-{}", hex(otel_trace_id))
+}
+
+/// A received OTLP span as a stored one; a span without proper ids is refused.
+pub fn new_span(span: &Span) -> Result<NewSpan> {
+    if span.trace_id.len() != 16 {
+        return Err(Error::invalid(format!(
+            "invalid OpenTelemetry span '{}': its trace id must be 16 bytes, not {}",
+            span.name,
+            span.trace_id.len()
+        )));
+    }
+    if span.span_id.len() != 8 {
+        return Err(Error::invalid(format!(
+            "invalid OpenTelemetry span '{}': its span id must be 8 bytes, not {}",
+            span.name,
+            span.span_id.len()
+        )));
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Err(Error::invalid(format!(
+            "invalid OpenTelemetry span '{}': its parent span id must be 8 bytes",
+            span.name
+        )));
+    }
+    let mut content = Map::new();
+    for kv in &span.attributes {
+        content.insert(
+            kv.key.clone(),
+            kv.value.as_ref().map(plain).unwrap_or(Value::Null),
+        );
+    }
+    // The MLflow client sends its attributes decoded; a producer that sends them JSON-encoded
+    // (`"\"LLM\""`) means the same.
+    let text_of = |key: &str| -> Option<String> {
+        match content.get(key)? {
+            Value::String(s) => Some(match serde_json::from_str::<Value>(s) {
+                Ok(Value::String(inner)) => inner,
+                _ => s.clone(),
+            }),
+            other => Some(other.to_string()),
+        }
+    };
+    let json_of = |key: &str| -> Option<String> {
+        match content.get(key)? {
+            Value::String(s) if serde_json::from_str::<Value>(s).is_ok() => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let status = match span.status.as_ref().map(|s| s.code) {
+        Some(1) => "OK",
+        Some(2) => "ERROR",
+        _ => "UNSET",
+    };
+    Ok(NewSpan {
+        trace_id: mlflow_trace_id(&span.trace_id),
+        span_id: hex(&span.span_id),
+        parent_span_id: (!span.parent_span_id.is_empty()).then(|| hex(&span.parent_span_id)),
+        name: span.name.clone(),
+        span_type: text_of("mlflow.spanType"),
+        status: status.into(),
+        start_time_ns: span.start_time_unix_nano as i64,
+        end_time_ns: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano as i64),
+        inputs: json_of("mlflow.spanInputs"),
+        outputs: json_of("mlflow.spanOutputs"),
+        content: span_content(span, content),
+        body: span.encode_to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0, 123, 1_700_000_000_123, 951_782_400_000] {
+            let text = format_timestamp(ms);
+            assert_eq!(parse_timestamp(&json!(text), "t").unwrap(), ms, "{text}");
+        }
+        assert_eq!(format_timestamp(123), "1970-01-01T00:00:00.123Z");
+        assert_eq!(
+            parse_timestamp(&json!("1970-01-01T01:00:00.5+01:00"), "t").unwrap(),
+            500
+        );
+        assert!(parse_timestamp(&json!("yesterday"), "t").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(5), "0.005s");
+        assert_eq!(format_duration(2000), "2s");
+        assert_eq!(parse_duration(&json!("0.005s"), "d").unwrap(), 5);
+        assert_eq!(parse_duration(&json!("12s"), "d").unwrap(), 12_000);
+        assert!(parse_duration(&json!("12"), "d").is_err());
+    }
+}
