@@ -48,7 +48,6 @@ pub enum Need {
     ManageResource,
     /// Searching runs: the request's `experiment_ids` are cut to the readable ones.
     SearchRuns,
-<<<<<<< HEAD
     /// Every experiment in `experiment_ids`, which must name at least one (MLflow's dataset
     /// create and search: an unscoped request could reach every dataset).
     ScopedExperiments(Access),
@@ -57,7 +56,6 @@ pub enum Need {
     EvalDataset(Access),
     /// Update on the dataset and on every experiment of `experiment_ids` it joins.
     AddEvalDatasetToExperiments,
-=======
     /// The experiment of the trace named by the path segment after `traces` (or by
     /// `trace_id` / `request_id`).
     Trace(Access),
@@ -69,7 +67,6 @@ pub enum Need {
     StartTrace,
     /// Searching traces: read on every experiment of `locations`.
     TraceLocations,
->>>>>>> traces
 }
 
 /// What follows a successful answer.
