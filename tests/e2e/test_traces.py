@@ -386,6 +386,88 @@ def test_auth_rules_cover_traces(tmp_path_factory, wasmflow_bin):
         srv.stop()
 
 
+def test_one_trace_cannot_vouch_for_another(tmp_path_factory, wasmflow_bin):
+    """With basic auth, a user who may edit experiment B but not read experiment A cannot reach
+    A's trace through B: not by a double-encoded body, by a second id beside the checked one, by
+    reusing A's trace or assessment ids in B, nor a dataset search scoped by the query string."""
+    from test_auth import ADMIN, PASSWORD, AuthServer, admin_client, new_user, signed_in
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WASMFLOW_ADMIN_PASSWORD", ADMIN[1])
+        srv = AuthServer(wasmflow_bin, tmp_path_factory.mktemp("traces-vouch"), name="auth").start()
+    try:
+        admin = requests.Session()
+        admin.auth = ADMIN
+        create = f"{srv.url}/api/2.0/mlflow/experiments/create"
+        exp_a = admin.post(create, json={"name": "victim"}).json()["experiment_id"]
+        exp_b = admin.post(create, json={"name": "mine"}).json()["experiment_id"]
+        user = new_user(srv, "mallory")
+        with signed_in(*ADMIN):
+            client = admin_client(srv)
+            client.grant_user_permission(user, "experiment", exp_a, "DENY")
+            client.grant_user_permission(user, "experiment", exp_b, "EDIT")
+        me = requests.Session()
+        me.auth = (user, PASSWORD)
+
+        def otlp(session, exp, trace_hex, span_hex, name):
+            span = {"traceId": trace_hex, "spanId": span_hex, "name": name,
+                    "startTimeUnixNano": "1000000", "endTimeUnixNano": "2000000"}
+            return session.post(
+                f"{srv.url}/v1/traces",
+                data=json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}),
+                headers={"Content-Type": "application/json", "x-mlflow-experiment-id": exp})
+
+        victim_hex, mine_hex = "a" * 32, "b" * 32
+        victim, mine = f"tr-{victim_hex}", f"tr-{mine_hex}"
+        assert otlp(admin, exp_a, victim_hex, "1" * 16, "secret").status_code == 200
+        assert otlp(me, exp_b, mine_hex, "2" * 16, "mine").status_code == 200
+
+        def victim_trace():
+            r = admin.get(f"{srv.url}/api/3.0/mlflow/traces/get", params={"trace_id": victim})
+            assert r.status_code == 200, r.text
+            return r.json()["trace"]
+
+        # A double-encoded body is judged as its handler reads it.
+        body = json.dumps(json.dumps({"experiment_id": exp_a, "max_timestamp_millis": 9 * 10**15}))
+        r = me.post(f"{srv.url}/api/2.0/mlflow/traces/delete-traces",
+                    params={"experiment_id": exp_b}, data=body,
+                    headers={"Content-Type": "application/json"})
+        assert r.status_code == 403, r.text
+        # Two ids: each must pass.
+        r = me.get(f"{srv.url}/ajax-api/2.0/mlflow/get-trace-artifact",
+                   params={"trace_id": mine, "request_id": victim})
+        assert r.status_code == 403, r.text
+        # Spans and a trace record under another experiment's trace id are refused.
+        assert otlp(me, exp_b, victim_hex, "3" * 16, "injected").status_code == 400
+        info = {"trace_id": victim, "request_time": "1970-01-01T00:00:00Z", "state": "OK",
+                "trace_location": {"type": "MLFLOW_EXPERIMENT",
+                                   "mlflow_experiment": {"experiment_id": exp_b}}}
+        r = me.post(f"{srv.url}/api/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
+        assert r.status_code == 400, r.text
+        trace = victim_trace()
+        assert trace["trace_info"]["trace_location"]["mlflow_experiment"]["experiment_id"] == exp_a
+        assert [s["name"] for s in trace["spans"]] == ["secret"]
+        # An assessment id of the victim's trace cannot be written through mine.
+        feedback = {"assessment_name": "quality", "feedback": {"value": 1},
+                    "source": {"source_type": "HUMAN", "source_id": "admin"}}
+        r = admin.post(f"{srv.url}/api/3.0/mlflow/traces/{victim}/assessments",
+                       json={"assessment": feedback})
+        assert r.status_code == 200, r.text
+        stolen = r.json()["assessment"]["assessment_id"]
+        forged = {**feedback, "assessment_id": stolen, "feedback": {"value": 0}}
+        r = me.post(f"{srv.url}/api/3.0/mlflow/traces/{mine}/assessments",
+                    json={"assessment": forged})
+        assert r.status_code == 400, r.text
+        r = admin.get(f"{srv.url}/api/3.0/mlflow/traces/{victim}/assessments/{stolen}")
+        assert r.status_code == 200 and r.json()["assessment"]["feedback"]["value"] == 1, r.text
+        # A POST is judged by its body: a query string naming my experiment does not scope it.
+        r = me.post(f"{srv.url}/api/3.0/mlflow/datasets/search",
+                    params={"experiment_ids": exp_b}, json={})
+        assert r.status_code != 200, r.text
+    finally:
+        srv.stop()
+
+
 def test_retention_and_gc_delete_old_traces(tmp_path, wasmflow_bin):
     """`wasmflow gc --traces-older-than` and `--trace-retention DAYS` delete traces that started
     before the window, and keep the others."""

@@ -8,6 +8,7 @@ pub mod mlproject;
 pub mod paging;
 pub mod pyjson;
 pub mod search;
+pub mod time;
 pub mod validation;
 
 pub use error::{Error, ErrorCode, Result};

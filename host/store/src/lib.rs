@@ -3,8 +3,8 @@
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
 pub mod auth;
-mod postgres;
 pub mod eval_datasets;
+mod postgres;
 pub mod registry;
 #[cfg(test)]
 mod schema_tests;
@@ -13,8 +13,8 @@ pub mod traces;
 pub mod webhooks;
 
 pub use auth::AuthStore;
-pub use postgres::{PgPool, redact_password};
 pub use eval_datasets::EvalDatasetStore;
+pub use postgres::{PgPool, redact_password};
 pub use registry::RegistryStore;
 pub(crate) use sqlite::append_to_uri;
 pub use sqlite::{

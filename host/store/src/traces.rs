@@ -112,21 +112,8 @@ pub enum TraceKey {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TraceOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Like,
-    ILike,
-    In,
-    NotIn,
-    IsNull,
-    IsNotNull,
-}
+/// The filter grammar's comparators, shared with runs' search.
+pub use wasmflow_core::search::Op as TraceOp;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceValue {

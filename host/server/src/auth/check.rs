@@ -163,11 +163,28 @@ pub(super) async fn read_params(
     let bytes: Bytes = axum::body::to_bytes(body, crate::app::MAX_JSON_BODY)
         .await
         .map_err(|e| Error::invalid(format!("cannot read the request body: {e}")))?;
-    if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&bytes) {
-        let map = params
-            .as_object_mut()
-            .expect("query_to_json answers an object");
-        map.extend(fields);
+    // Decoded exactly as the handlers decode it (a double-encoded string body included): a
+    // check that read other fields than the handler could be passed on one experiment and act
+    // on another.
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    let fields = match crate::request::body_to_json(&bytes) {
+        Ok(Value::Object(fields)) if !empty => Some(fields),
+        _ => None,
+    };
+    match fields {
+        // As MLflow's auth app: a POST or PATCH with a JSON body is judged by that body alone,
+        // which is all its handler reads; a query string beside it must not vouch for it. An
+        // empty or raw body (`upload-artifact`) leaves the query string, which its handler reads.
+        Some(fields) if *method == Method::POST || *method == Method::PATCH => {
+            params = Value::Object(fields);
+        }
+        Some(fields) => {
+            let map = params
+                .as_object_mut()
+                .expect("query_to_json answers an object");
+            map.extend(fields);
+        }
+        None => {}
     }
     Ok((Body::from(bytes), params))
 }
@@ -257,14 +274,25 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
         Need::Trace(access) => {
             let from_path = rules::segment_after(path, "traces")
                 .filter(|s| !matches!(s.as_str(), "get" | "batchGet" | "batchGetInfos"));
-            let id = match from_path {
-                Some(id) => id,
-                None => text(params, "trace_id")
-                    .or_else(|| text(params, "request_id"))
-                    .ok_or_else(|| required(params, "trace_id").unwrap_err())?
-                    .to_string(),
-            };
-            trace(&id, access)?
+            match from_path {
+                Some(id) => trace(&id, access)?,
+                // Handlers read one or the other (`get-trace-artifact` reads `request_id`):
+                // every one given must pass, so one trace cannot vouch for another.
+                None => {
+                    let ids: Vec<&str> = ["trace_id", "request_id"]
+                        .into_iter()
+                        .filter_map(|name| text(params, name))
+                        .collect();
+                    if ids.is_empty() {
+                        required(params, "trace_id")?;
+                    }
+                    let mut ok = true;
+                    for id in ids {
+                        ok = ok && trace(id, access)?;
+                    }
+                    ok
+                }
+            }
         }
         Need::Traces(access) => traces(access)?,
         Need::LinkTraces => {
@@ -381,6 +409,13 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
             Err(_) => true,
         },
         Need::ServedModel => match rules::segment_after(path, "models") {
+            // `/serving/models/<name>@<alias>/invocations`: the model is the part before the
+            // last `@`, as the handler splits it (else the grant of a model named
+            // "name@alias", i.e. the default, would decide).
+            Some(segment) if path.matches('/').count() == 4 => match segment.rsplit_once('@') {
+                Some((name, _)) => model(name)?.allows(Access::Read),
+                None => false,
+            },
             Some(name) => model(&name)?.allows(Access::Read),
             None => false,
         },

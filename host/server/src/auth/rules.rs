@@ -276,6 +276,7 @@ pub static RULES: &[Rule] = &[
     rule(DELETE, "/api/2.0/wasmflow/plugins", Admin, Nothing),
     rule(GET, "/api/2.0/wasmflow/plugins/*", Authenticated, Nothing),
     rule(POST, "/serving/models/*/*/invocations", ServedModel, Nothing),
+    rule(POST, "/serving/models/*/invocations", ServedModel, Nothing),
     rule(GET, "/metrics", Authenticated, Nothing),
     // -- the server and the UI
     rule(GET, "/api/3.0/mlflow/server-info", Public, Nothing),
@@ -406,6 +407,10 @@ mod tests {
         );
         assert_eq!(
             need(POST, "/serving/models/my%20model/1/invocations"),
+            Some(ServedModel)
+        );
+        assert_eq!(
+            need(POST, "/serving/models/my%20model@champion/invocations"),
             Some(ServedModel)
         );
         assert_eq!(need(POST, "/api/2.0/wasmflow/plugins"), Some(Admin));

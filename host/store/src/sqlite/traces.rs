@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::search::{Op, Value as SearchValue};
+use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
 use super::search_sql::compare;
@@ -194,6 +194,23 @@ fn exists(conn: &Connection, trace_id: &str) -> Result<bool> {
         .map(|r| r.is_some())
 }
 
+/// Whether the trace exists; one that exists in another experiment is refused: a write must
+/// not move or add to a trace of an experiment the caller was not checked against.
+fn exists_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<bool> {
+    let stored: Option<i64> = conn
+        .prepare_cached("SELECT experiment_id FROM trace_info WHERE trace_id = ?1")
+        .map_err(sql_err)?
+        .query_row([trace_id], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    match stored {
+        Some(stored) if stored != experiment => Err(Error::invalid(format!(
+            "trace '{trace_id}' belongs to experiment '{stored}', not '{experiment}'"
+        ))),
+        stored => Ok(stored.is_some()),
+    }
+}
+
 fn experiment_id_number(experiment_id: &str) -> Result<i64> {
     experiment_id
         .parse()
@@ -202,7 +219,7 @@ fn experiment_id_number(experiment_id: &str) -> Result<i64> {
 
 fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> Result<TraceInfo> {
     let experiment = experiment_id_number(&info.experiment_id)?;
-    if exists(conn, &info.trace_id)? {
+    if exists_in(conn, &info.trace_id, experiment)? {
         // Spans came first (`log_spans`): the client's record is the final word on its fields.
         conn.prepare_cached(
             "UPDATE trace_info SET experiment_id = ?2, request_time = ?3, execution_duration = ?4,
@@ -285,6 +302,7 @@ fn log_spans(
             .push(span);
     }
     for (trace_id, group) in &by_trace {
+        exists_in(conn, trace_id, experiment)?;
         let start_ms = group.iter().map(|s| s.start_time_ns).min().unwrap_or(0) / 1_000_000;
         let root = group.iter().find(|s| s.parent_span_id.is_none());
         let end_ms = root.and_then(|r| r.end_time_ns).map(|e| e / 1_000_000);
@@ -402,23 +420,6 @@ fn preview(text: &str) -> String {
     }
 }
 
-fn to_op(op: TraceOp) -> Op {
-    match op {
-        TraceOp::Eq => Op::Eq,
-        TraceOp::Ne => Op::Ne,
-        TraceOp::Lt => Op::Lt,
-        TraceOp::Le => Op::Le,
-        TraceOp::Gt => Op::Gt,
-        TraceOp::Ge => Op::Ge,
-        TraceOp::Like => Op::Like,
-        TraceOp::ILike => Op::ILike,
-        TraceOp::In => Op::In,
-        TraceOp::NotIn => Op::NotIn,
-        TraceOp::IsNull => Op::IsNull,
-        TraceOp::IsNotNull => Op::IsNotNull,
-    }
-}
-
 fn to_value(value: &TraceValue) -> SearchValue {
     match value {
         TraceValue::Number(n) => SearchValue::Number(*n as f64),
@@ -430,7 +431,7 @@ fn to_value(value: &TraceValue) -> SearchValue {
 
 /// The SQL condition of one clause on `trace_info t`.
 fn condition(clause: &TraceClause, params: &mut Vec<SqlValue>) -> Result<String> {
-    let op = to_op(clause.op);
+    let op = clause.op;
     let value = to_value(&clause.value);
     let keyed = |table: &str, key: &str, params: &mut Vec<SqlValue>| -> Result<String> {
         params.push(SqlValue::Text(key.to_string()));
@@ -657,11 +658,12 @@ fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
     let name = a["assessment_name"].as_str().unwrap_or_default();
     let (kind, value) = assessment_value(a);
     let valid = a.get("valid").and_then(Value::as_bool).unwrap_or(true);
-    conn.prepare_cached(
+    let changed = conn.prepare_cached(
         "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
-             value = excluded.value, valid = excluded.valid, body = excluded.body",
+             value = excluded.value, valid = excluded.valid, body = excluded.body
+         WHERE assessments.trace_id = excluded.trace_id",
     )
     .map_err(sql_err)?
     .execute(params![
@@ -675,6 +677,12 @@ fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
         a.to_string()
     ])
     .map_err(sql_err)?;
+    // No row written: the id is another trace's assessment, which this write must not replace.
+    if changed == 0 {
+        return Err(Error::invalid(format!(
+            "assessment '{id}' belongs to another trace than '{trace_id}'"
+        )));
+    }
     Ok(())
 }
 
