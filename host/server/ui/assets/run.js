@@ -127,8 +127,6 @@ export async function runPage(root, [runId], query, gen) {
   }
 }
 
-}
-
 const TEXT = /\.(txt|log|md|py|r|sh|yaml|yml|toml|cfg|ini|xml|html|js|ts|rs|sql|diff)$|(^|\/)(MLmodel|MLproject|requirements\.txt|conda\.yaml|python_env\.yaml)$/i;
 const IMAGE = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', svg: 'image/svg+xml', webp: 'image/webp' };
 const PREVIEW_LIMIT = 2 * 1024 * 1024;
