@@ -55,6 +55,15 @@ impl AppState {
         self.blocking(move || f(datasets.as_ref())).await
     }
 
+    /// Runs a trace store call off the async runtime.
+    pub async fn traces_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn TraceStore) -> wasmflow_core::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let traces = self.traces.clone();
+        self.blocking(move || f(traces.as_ref())).await
+    }
+
     /// Runs blocking work (SQLite, plugin calls) on the blocking pool.
     pub async fn blocking<T: Send + 'static>(
         &self,

@@ -121,9 +121,8 @@ async fn start_trace(
     for a in &mut info.assessments {
         prepare_assessment(a, &info.trace_id);
     }
-    let traces = state.traces.clone();
     let saved = state
-        .blocking(move || traces.start_trace(info, location))
+        .traces_call(move |traces| traces.start_trace(info, location))
         .await?;
     Ok(Json(
         json!({"trace": {"trace_info": wire::trace_info_json(&saved)}}),
@@ -134,9 +133,8 @@ async fn get_trace_info(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let traces = state.traces.clone();
     let info = state
-        .blocking(move || traces.get_trace_info(&trace_id))
+        .traces_call(move |traces| traces.get_trace_info(&trace_id))
         .await?;
     Ok(Json(
         json!({"trace": {"trace_info": wire::trace_info_json(&info)}}),
@@ -147,18 +145,18 @@ async fn get_trace_info_v2(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let traces = state.traces.clone();
     let info = state
-        .blocking(move || traces.get_trace_info(&trace_id))
+        .traces_call(move |traces| traces.get_trace_info(&trace_id))
         .await?;
     Ok(Json(json!({"trace_info": wire::trace_info_v2_json(&info)})))
 }
 
 /// Whole traces (info and spans) as MLflow's `Trace` messages, in the order of `infos`.
 async fn full_traces(state: &AppState, infos: Vec<TraceInfo>) -> ApiResult<Vec<Value>> {
-    let traces = state.traces.clone();
     let ids: Vec<String> = infos.iter().map(|i| i.trace_id.clone()).collect();
-    let spans = state.blocking(move || traces.get_spans(&ids)).await?;
+    let spans = state
+        .traces_call(move |traces| traces.get_spans(&ids))
+        .await?;
     let mut by_trace: std::collections::HashMap<String, Vec<Value>> = Default::default();
     for s in spans {
         by_trace
@@ -183,9 +181,8 @@ async fn get_trace(State(state): State<AppState>, uri: axum::http::Uri) -> ApiRe
         .filter(|s| !s.is_empty())
         .ok_or_else(|| missing_param("trace_id"))?
         .to_string();
-    let traces = state.traces.clone();
     let info = state
-        .blocking(move || traces.get_trace_info(&trace_id))
+        .traces_call(move |traces| traces.get_trace_info(&trace_id))
         .await?;
     let mut found = full_traces(&state, vec![info]).await?;
     Ok(Json(json!({"trace": found.remove(0)})))
@@ -206,8 +203,9 @@ fn query_list(q: &Value, name: &str) -> Vec<String> {
 async fn batch_get(State(state): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {
     let q = query_to_json(uri.query().unwrap_or(""));
     let ids = query_list(&q, "trace_ids");
-    let traces = state.traces.clone();
-    let infos = state.blocking(move || traces.get_trace_infos(&ids)).await?;
+    let infos = state
+        .traces_call(move |traces| traces.get_trace_infos(&ids))
+        .await?;
     Ok(Json(json!({"traces": full_traces(&state, infos).await?})))
 }
 
@@ -221,9 +219,8 @@ async fn batch_get_infos(
     State(state): State<AppState>,
     Message(req): Message<BatchGetInfos>,
 ) -> ApiResult<Json<Value>> {
-    let traces = state.traces.clone();
     let infos = state
-        .blocking(move || traces.get_trace_infos(&req.trace_ids))
+        .traces_call(move |traces| traces.get_trace_infos(&req.trace_ids))
         .await?;
     let infos: Vec<Value> = infos.iter().map(wire::trace_info_json).collect();
     Ok(Json(json!({"trace_infos": infos})))
@@ -273,9 +270,8 @@ async fn run_search(
     state: &AppState,
     search: TraceSearch,
 ) -> ApiResult<(Vec<TraceInfo>, Option<String>)> {
-    let traces = state.traces.clone();
     let page = state
-        .blocking(move || traces.search_traces(&search))
+        .traces_call(move |traces| traces.search_traces(&search))
         .await?;
     Ok((page.items, page.next_page_token))
 }
@@ -390,9 +386,8 @@ async fn delete_traces(
         max_timestamp_millis,
         max_traces: req.max_traces.map(|n| n as usize),
     };
-    let traces = state.traces.clone();
     let n = state
-        .blocking(move || traces.delete_traces(&deletion))
+        .traces_call(move |traces| traces.delete_traces(&deletion))
         .await?;
     Ok(Json(json!({"traces_deleted": n})))
 }
@@ -411,9 +406,8 @@ async fn set_tag(
     let key = crate::request::required(req.key, "key")?;
     wasmflow_core::validation::validate_key("key", &key)?;
     let value = req.value.unwrap_or_default();
-    let traces = state.traces.clone();
     state
-        .blocking(move || traces.set_trace_tag(&trace_id, &key, &value))
+        .traces_call(move |traces| traces.set_trace_tag(&trace_id, &key, &value))
         .await?;
     Ok(Json(json!({})))
 }
@@ -438,9 +432,8 @@ async fn delete_tag(
     }
     let req: DeleteTag = crate::request::from_json(message)?;
     let key = crate::request::required(req.key, "key")?;
-    let traces = state.traces.clone();
     state
-        .blocking(move || traces.delete_trace_tag(&trace_id, &key))
+        .traces_call(move |traces| traces.delete_trace_tag(&trace_id, &key))
         .await?;
     Ok(Json(json!({})))
 }
@@ -466,9 +459,8 @@ async fn link_to_run(
     }
     let run = run_id.clone();
     state.store(move |s| s.get_run(&run)).await?;
-    let traces = state.traces.clone();
     state
-        .blocking(move || traces.link_traces_to_run(&req.trace_ids, &run_id))
+        .traces_call(move |traces| traces.link_traces_to_run(&req.trace_ids, &run_id))
         .await?;
     Ok(Json(json!({})))
 }
@@ -532,8 +524,9 @@ async fn create_assessment(
         ));
     }
     prepare_assessment(&mut a, &trace_id);
-    let traces = state.traces.clone();
-    let saved = state.blocking(move || traces.create_assessment(a)).await?;
+    let saved = state
+        .traces_call(move |traces| traces.create_assessment(a))
+        .await?;
     Ok(Json(json!({"assessment": saved})))
 }
 
@@ -541,9 +534,8 @@ async fn get_assessment(
     State(state): State<AppState>,
     Path((trace_id, assessment_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let traces = state.traces.clone();
     let a = state
-        .blocking(move || traces.get_assessment(&trace_id, &assessment_id))
+        .traces_call(move |traces| traces.get_assessment(&trace_id, &assessment_id))
         .await?;
     Ok(Json(json!({"assessment": a})))
 }
@@ -608,9 +600,8 @@ async fn update_assessment(
     update
         .fields
         .insert("last_update_time".into(), json!(now_timestamp()));
-    let traces = state.traces.clone();
     let a = state
-        .blocking(move || traces.update_assessment(&trace_id, &assessment_id, update))
+        .traces_call(move |traces| traces.update_assessment(&trace_id, &assessment_id, update))
         .await?;
     Ok(Json(json!({"assessment": a})))
 }
@@ -632,9 +623,8 @@ async fn delete_assessment(
     State(state): State<AppState>,
     Path((trace_id, assessment_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let traces = state.traces.clone();
     state
-        .blocking(move || traces.delete_assessment(&trace_id, &assessment_id))
+        .traces_call(move |traces| traces.delete_assessment(&trace_id, &assessment_id))
         .await?;
     Ok(Json(json!({})))
 }
@@ -806,9 +796,8 @@ async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: By
             Ok(root) => root,
             Err(e) => return e.into_response(),
         };
-        let traces = state.traces.clone();
         if let Err(e) = state
-            .blocking(move || traces.log_spans(&experiment_id, spans, root))
+            .traces_call(move |traces| traces.log_spans(&experiment_id, spans, root))
             .await
         {
             return e.into_response();
@@ -838,9 +827,10 @@ async fn get_trace_artifact(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| missing_param("request_id"))?
         .to_string();
-    let traces = state.traces.clone();
     let id = trace_id.clone();
-    let info = state.blocking(move || traces.get_trace_info(&id)).await?;
+    let info = state
+        .traces_call(move |traces| traces.get_trace_info(&id))
+        .await?;
     let location = info
         .tags
         .get(wasmflow_store::traces::ARTIFACT_LOCATION_TAG)
