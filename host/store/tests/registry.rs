@@ -11,17 +11,8 @@ use wasmflow_store::{
     NewLoggedModel, NewRun, RegistryStore, SqliteStore, StoreConfig, TrackingStore,
 };
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("db.sqlite"),
-        StoreConfig {
-            default_artifact_root: "mlflow-artifacts:/".into(),
-        },
-    )
-    .unwrap();
-    (dir, store)
-}
+mod common;
+use common::store;
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag {

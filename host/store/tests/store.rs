@@ -7,17 +7,8 @@ use wasmflow_core::entities::{LifecycleStage, Metric, Param, RunStatus, Tag, Vie
 use wasmflow_core::search::{parse_run_filter, parse_run_order_by};
 use wasmflow_store::{NewRun, RunSearch, RunUpdate, SqliteStore, StoreConfig, TrackingStore};
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("db.sqlite"),
-        StoreConfig {
-            default_artifact_root: "mlflow-artifacts:/".into(),
-        },
-    )
-    .unwrap();
-    (dir, store)
-}
+mod common;
+use common::store;
 
 fn metric(key: &str, value: f64, step: i64, timestamp: i64) -> Metric {
     Metric {

@@ -5,19 +5,10 @@ use wasmflow_core::ErrorCode;
 use wasmflow_store::traces::{
     NewSpan, TraceDeletion, TraceInfo, TraceSearch, parse_trace_filter, parse_trace_order_by,
 };
-use wasmflow_store::{NewRun, SqliteStore, StoreConfig, TraceStore, TrackingStore};
+use wasmflow_store::{NewRun, SqliteStore, TraceStore, TrackingStore};
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        &dir.path().join("db.sqlite"),
-        StoreConfig {
-            default_artifact_root: "mlflow-artifacts:/".into(),
-        },
-    )
-    .unwrap();
-    (dir, store)
-}
+mod common;
+use common::store;
 
 fn span(
     trace: &str,
