@@ -9,12 +9,14 @@ pub mod registry;
 #[cfg(test)]
 mod schema_tests;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 pub mod traces;
 pub mod webhooks;
 
 pub use auth::AuthStore;
 pub use eval_datasets::EvalDatasetStore;
-pub use postgres::{PgPool, redact_password};
+pub use postgres::{PgPool, PgStore, redact_password};
 pub use registry::RegistryStore;
 pub(crate) use sqlite::append_to_uri;
 pub use sqlite::{
@@ -31,6 +33,17 @@ use wasmflow_core::paging::Page;
 use wasmflow_core::search::{Comparison, OrderBy};
 pub use wasmflow_core::{Error, ErrorCode, Result};
 pub use webhooks::WebhookStore;
+
+/// Every capability a backend store serves: what the server holds one of.
+pub trait Store:
+    TrackingStore + RegistryStore + WebhookStore + AuthStore + TraceStore + EvalDatasetStore
+{
+}
+
+impl<T> Store for T where
+    T: TrackingStore + RegistryStore + WebhookStore + AuthStore + TraceStore + EvalDatasetStore
+{
+}
 
 /// Where new experiments put their artifacts unless they name a location themselves.
 #[derive(Debug, Clone)]

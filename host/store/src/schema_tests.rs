@@ -2,6 +2,7 @@
 //! WASMFLOW_TEST_POSTGRES_URI names a server (scripts/test.sh starts a throwaway one), each test
 //! on a fresh database of its own.
 
+use crate::testing as test_postgres;
 use crate::{SchemaUpgrade, upgrade};
 
 /// A fresh, empty database of each backend, as a `--backend-store-uri`.
@@ -183,56 +184,16 @@ fn the_server_refuses_a_postgres_store_it_cannot_serve_yet() {
     assert!(!err.message.contains("secret"), "{}", err.message);
 }
 
-/// A PostgreSQL server for the tests, named by WASMFLOW_TEST_POSTGRES_URI.
-pub(crate) mod test_postgres {
-    /// A new, empty database on the test server (a unique name, so tests and parallel test
-    /// processes never share one), as a uri; `None` when no server is configured.
-    pub(crate) fn fresh_database() -> Option<String> {
-        let admin = std::env::var("WASMFLOW_TEST_POSTGRES_URI")
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        // The name is made here of hex digits only: safe to put in the statement (a database
-        // name cannot be a bound parameter).
-        let name = format!("wasmflow_test_{}", uuid::Uuid::new_v4().simple());
-        execute(&admin, &format!("CREATE DATABASE {name}"));
-        Some(with_database(&admin, &name))
-    }
-
-    /// `uri` with its database replaced by `name`.
-    fn with_database(uri: &str, name: &str) -> String {
-        let (scheme, rest) = uri.split_once("://").expect("a uri");
-        let (authority, query) = match rest.find(['/', '?']) {
-            Some(i) => {
-                let tail = &rest[i..];
-                let query = tail.find('?').map_or("", |q| &tail[q..]);
-                (&rest[..i], query)
-            }
-            None => (rest, ""),
-        };
-        format!("{scheme}://{authority}/{name}{query}")
-    }
-
-    fn with_client<T>(uri: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
-        let config = crate::postgres::parse_uri(uri).unwrap().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-            let driver = tokio::spawn(connection);
-            let out = f(&client).await;
-            drop(client);
-            let _ = driver.await;
-            out
-        })
-    }
-
-    pub(crate) fn execute(uri: &str, sql: &str) {
-        with_client(uri, async |c| c.batch_execute(sql).await.unwrap());
-    }
-
-    pub(crate) fn query_i64(uri: &str, sql: &str) -> i64 {
-        with_client(uri, async |c| c.query_one(sql, &[]).await.unwrap().get(0))
-    }
+#[test]
+fn a_postgres_store_opens_on_an_empty_database_and_again_on_its_own_schema() {
+    let Some(uri) = test_postgres::fresh_database() else {
+        eprintln!("skipped: WASMFLOW_TEST_POSTGRES_URI is not set");
+        return;
+    };
+    let config = || crate::StoreConfig {
+        default_artifact_root: "mlflow-artifacts:/".into(),
+    };
+    drop(crate::PgStore::open(&uri, config()).unwrap());
+    drop(crate::PgStore::open(&uri, config()).unwrap());
+    test_postgres::drop_database(&uri);
 }

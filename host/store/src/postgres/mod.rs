@@ -15,7 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use wasmflow_core::{Error, Result};
 
-use crate::SchemaUpgrade;
+use crate::{SchemaUpgrade, StoreConfig};
 
 /// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
 /// that ran.
@@ -65,6 +65,27 @@ pub fn redact_password(uri: &str) -> String {
             None => uri.to_string(),
         },
         None => uri.to_string(),
+    }
+}
+
+/// The PostgreSQL store: the same traits as [`crate::SqliteStore`], on a pool of connections.
+/// Each capability's impl lives in its own module, as SQLite's do.
+#[expect(
+    dead_code,
+    reason = "the capability modules that read these come in the next commits"
+)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+    pub(crate) config: StoreConfig,
+}
+
+impl PgStore {
+    /// Connects to the database `uri` names and brings its schema up to date (under the
+    /// migration lock, so replicas starting together do not race).
+    pub fn open(uri: &str, config: StoreConfig) -> Result<Self> {
+        let pool = PgPool::connect(uri)?;
+        upgrade(&pool)?;
+        Ok(Self { pool, config })
     }
 }
 
