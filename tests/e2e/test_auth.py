@@ -330,6 +330,39 @@ def test_search_hides_what_the_user_may_not_read(auth_server, tmp_path):
         assert {seen["exp"], hidden["exp"]} <= ids
 
 
+def test_a_deny_holds_however_the_experiment_id_is_written(auth_server, tmp_path):
+    # The store reads "05" and "+5" as experiment 5: the grant check must too.
+    srv = auth_server
+    owner, bob = new_user(srv, "owner"), new_user(srv, "bob")
+    hidden = make_world(srv, tmp_path, owner)
+    exp = hidden["exp"]
+    with signed_in(*ADMIN):
+        admin_client(srv).grant_user_permission(bob, "experiment", "0" + exp, "DENY")
+    for spelled in (exp, "0" + exp, "+" + exp, "00" + exp):
+        r = requests.get(
+            srv.url + "/api/2.0/mlflow/experiments/get",
+            params={"experiment_id": spelled},
+            auth=(bob, PASSWORD),
+            timeout=30,
+        )
+        assert r.status_code == 403, (spelled, r.status_code, r.text)
+        r = requests.post(
+            srv.url + "/api/2.0/mlflow/runs/search",
+            json={"experiment_ids": [spelled]},
+            auth=(bob, PASSWORD),
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json().get("runs", []) == [], (spelled, r.text)
+    # The grant was stored under the experiment's own id, as the client reports it back.
+    r = requests.get(
+        srv.url + "/api/3.0/mlflow/users/permissions/get",
+        params={"username": bob, "resource_type": "experiment", "resource_id": exp},
+        auth=ADMIN,
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["permission"] == "DENY", r.text
+
+
 def test_registry_history_records_the_signed_in_user(auth_server):
     owner = new_user(auth_server, "owner")
     client = MlflowClient(tracking_uri=auth_server.url)

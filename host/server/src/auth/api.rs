@@ -241,8 +241,9 @@ async fn delete_user(
 fn target(fields: &Fields) -> ApiResult<(String, String, String)> {
     let username = fields.text("username")?;
     let resource_type = fields.text("resource_type")?;
-    let resource_id = fields.text("resource_id")?;
     permission::validate_resource_type(&resource_type)?;
+    let resource_id =
+        permission::canonical_resource_id(&resource_type, &fields.text("resource_id")?);
     Ok((username, resource_type, resource_id))
 }
 

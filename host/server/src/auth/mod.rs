@@ -162,7 +162,8 @@ impl Auth {
     /// `users/permissions/get` reports).
     fn granted(&self, user: &User, resource_type: &str, resource_id: &str) -> Result<Permission> {
         let grants = self.users.grants(user.id, resource_type)?;
-        Ok(effective(&grants, resource_id, self.default_permission))
+        let id = permission::canonical_resource_id(resource_type, resource_id);
+        Ok(effective(&grants, &id, self.default_permission))
     }
 
     /// A predicate for filtering many resources of a type with one read of the grants.
@@ -173,9 +174,13 @@ impl Auth {
             Some(self.users.grants(user.id, resource_type)?)
         };
         let default = self.default_permission;
+        let resource_type = resource_type.to_string();
         Ok(move |id: &str| match &grants {
             None => true,
-            Some(grants) => effective(grants, id, default).allows(permission::Access::Read),
+            Some(grants) => {
+                let id = permission::canonical_resource_id(&resource_type, id);
+                effective(grants, &id, default).allows(permission::Access::Read)
+            }
         })
     }
 

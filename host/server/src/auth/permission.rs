@@ -128,10 +128,30 @@ pub fn validate_resource_type(resource_type: &str) -> Result<()> {
     )))
 }
 
+/// The id grants are stored and looked up under. The store reads an experiment id as an integer,
+/// so "05", "+5" and "5" name one experiment; grants compared as text would miss the first two
+/// (a request naming experiment "05" would escape a DENY on "5"). A name that is not an integer
+/// is kept as it is: the store refuses it before anything is read.
+pub fn canonical_resource_id(resource_type: &str, id: &str) -> String {
+    match (resource_type, id.parse::<i64>()) {
+        ("experiment", Ok(n)) => n.to_string(),
+        _ => id.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Permission::*;
+
+    #[test]
+    fn experiment_ids_are_compared_as_integers() {
+        for id in ["5", "05", "+5", "0005"] {
+            assert_eq!(canonical_resource_id("experiment", id), "5");
+        }
+        assert_eq!(canonical_resource_id("experiment", "*"), "*");
+        assert_eq!(canonical_resource_id("registered_model", "05"), "05");
+    }
 
     fn g(id: &str, p: &str) -> Grant {
         Grant {

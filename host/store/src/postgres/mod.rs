@@ -52,19 +52,60 @@ pub fn parse_uri(uri: &str) -> Option<Result<tokio_postgres::Config>> {
     )
 }
 
-/// The uri with its password replaced by `***`, for messages and logs.
+/// The uri with its password replaced by `***`, for messages and logs: the one in the user
+/// information (which may hold unescaped `/`, `?` or `@`, so it runs to the last `@`) and a
+/// `password=` query parameter.
 pub fn redact_password(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_string();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => uri.to_string(),
+    let rest = match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:***{}", &rest[at..]),
+            None => rest.to_string(),
         },
-        None => uri.to_string(),
+        None => rest.to_string(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((head, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{head}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_are_hidden_wherever_they_are_written() {
+        for (uri, want) in [
+            (
+                "postgresql://u:secret@h:5432/db",
+                "postgresql://u:***@h:5432/db",
+            ),
+            ("postgresql://u:se/cr?et@h/db", "postgresql://u:***@h/db"),
+            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+            (
+                "postgresql://h/db?user=u&password=secret&sslmode=require",
+                "postgresql://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("postgresql://h/db", "postgresql://h/db"),
+            ("not a uri", "not a uri"),
+        ] {
+            assert_eq!(redact_password(uri), want, "{uri}");
+            assert!(!redact_password(uri).contains("secret"));
+        }
     }
 }
 
