@@ -377,6 +377,8 @@ await step(`10,000-run experiment: first page within ${BIG_PAGE_BUDGET_MS} ms, s
 await chartSteps({ page, step, go, navigate, rest, seed, shot });
 // Editing, descriptions as markdown, datasets, links between runs and models, empty states.
 await (await import('./editing.mjs')).editingChecks({ page, step, go, navigate, rest, shot, seed, base });
+// Traces, spans, assessments and prompts.
+await (await import('./genai.mjs')).genaiChecks({ page, step, go, navigate, rest, shot, seed, base });
 
 await step('dark mode', async () => {
   await page.emulateMedia({ colorScheme: 'dark' });

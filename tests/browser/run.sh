@@ -74,6 +74,10 @@ if [[ "$update_screenshots" == 1 ]]; then
     for name in run-editing experiment-about logged-model version-editing empty-runs run-editing-dark; do
         cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
     done
+    # genai.mjs's views.
+    for name in traces trace prompt trace-dark; do
+        cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
+    done
     echo "copied the main screenshots to docs/screenshots/"
 fi
 

@@ -21,6 +21,7 @@ from skl2onnx import to_onnx
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import seed_editing
+import seed_genai
 
 
 def main() -> None:
@@ -29,6 +30,8 @@ def main() -> None:
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     out: dict = {}
+    # Traces, assessments and a prompt (genai.mjs), first so the other experiments stay newer.
+    out["genai"] = seed_genai.seed(uri)
 
     exp_id = mlflow.create_experiment("ui-demo")
     out["experiment_id"] = exp_id

@@ -9,6 +9,8 @@ import { modelsPage, modelPage, versionPage } from './registry.js';
 import { pluginsPage, servingPage } from './plugins.js';
 import { current, nextPage } from './nav.js';
 import { loggedModelPage } from './lineage.js';
+import { tracesPage, tracePage } from './traces.js';
+import { promptsPage, promptPage } from './prompts.js';
 
 const routes = [
   [/^\/?$/, experimentsPage, 'experiments'],
@@ -20,6 +22,11 @@ const routes = [
   // A logged model (MLflow 3), at the address MLflow's UI gives it.
   [/^\/experiments\/([^/]+)\/models\/([^/]+)$/, loggedModelPage, 'experiments'],
   [/^\/compare$/, comparePage, 'experiments'],
+  // GenAI: an experiment's traces and one trace; the prompt registry.
+  [/^\/experiments\/([^/]+)\/traces$/, tracesPage, 'experiments'],
+  [/^\/experiments\/([^/]+)\/traces\/([^/]+)$/, tracePage, 'experiments'],
+  [/^\/prompts$/, promptsPage, 'prompts'],
+  [/^\/prompts\/([^/]+)$/, promptPage, 'prompts'],
   [/^\/models$/, modelsPage, 'models'],
   [/^\/models\/([^/]+)$/, modelPage, 'models'],
   [/^\/models\/([^/]+)\/versions\/([^/]+)$/, versionPage, 'models'],
