@@ -89,6 +89,57 @@ export async function chartSteps({ page, step, go, navigate, rest, seed, shot })
     await page.getByLabel('X axis').selectOption('step');
   });
 
+  await step('chart view: the charts follow the window\'s width', async () => {
+    const widths = () => page.evaluate(() => [...document.querySelectorAll('#experiment-charts .chart')].map((el) => ({
+      canvas: el.querySelector('canvas').getBoundingClientRect().width, card: el.parentElement.clientWidth, uplot: el.uplot.width,
+    })));
+    const before = await widths();
+    const viewport = page.viewportSize();
+    try {
+      await page.setViewportSize({ width: 1000, height: viewport.height });
+      await page.waitForFunction((w) => document.querySelector('#experiment-charts .chart').uplot.width < w - 100, before[0].uplot);
+      const narrow = await widths();
+      for (const [i, w] of narrow.entries()) {
+        assert.ok(w.canvas < before[i].canvas - 100, `chart ${i}: canvas ${before[i].canvas} → ${w.canvas} px`);
+        assert.equal(w.uplot, w.card - 16, 'the chart fills its card');
+      }
+    } finally {
+      await page.setViewportSize(viewport);
+    }
+    await page.waitForFunction((w) => document.querySelector('#experiment-charts .chart').uplot.width === w, before[0].uplot);
+    assert.deepEqual(await widths(), before);
+  });
+
+  await step('chart view: auto-refresh draws the points a running run logs, without a reload', async () => {
+    const API = '/api/2.0/mlflow';
+    const post = (path, body) => rest(`${API}/${path}`, { method: 'POST', body: JSON.stringify(body) });
+    const { experiment_id: exp } = await post('experiments/create', { name: 'ui-live' });
+    try {
+      const { run } = await post('runs/create', { experiment_id: exp, run_name: 'live', start_time: Date.now() });
+      const runId = run.info.run_id;
+      const log = (key, steps) => post('runs/log-batch', { run_id: runId, metrics: steps.map((step) => ({ key, value: 1 / (step + 1), timestamp: Date.now(), step })) });
+      await log('loss', [0, 1]);
+      await go(`#/experiments/${exp}/charts?runs=${runId}`);
+      await page.waitForFunction(() => document.getElementById('experiment-charts')?.dataset.ready);
+      assert.equal(await page.getByLabel('Auto-refresh while runs are active, every').isChecked(), true, 'on for a running run');
+      assert.deepEqual(await chart('loss', (u) => u.data[0]), [0, 1]);
+      await page.evaluate(() => { window.notReloaded = true; });
+      await page.getByLabel('Refresh interval').selectOption('2');
+      await log('loss', [2, 3, 4]);
+      await log('accuracy', [4]);
+      await page.waitForFunction(() => document.querySelector('.chart[data-metric="loss"]')?.uplot?.data[0].length === 5, null, { timeout: 15_000 });
+      assert.deepEqual(await chart('loss', (u) => u.data[1]), [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5]);
+      // A metric the run began to log gets its own chart.
+      await drawn('accuracy');
+      // Once the run ends, the last refresh draws it and auto-refresh stops.
+      await post('runs/update', { run_id: runId, status: 'FINISHED', end_time: Date.now() });
+      await page.waitForFunction(() => !document.getElementById('chart-refresh').checked, null, { timeout: 15_000 });
+      assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
+    } finally {
+      await post('experiments/delete', { experiment_id: exp });
+    }
+  });
+
   await step('compare: parallel coordinates with one polyline per run, brushing', async () => {
     const ids = ['baseline', 'wide', 'deep'].map((n) => runs[n].run_id);
     await go(`#/compare?runs=${ids.join(',')}`);
@@ -142,12 +193,17 @@ export async function chartSteps({ page, step, go, navigate, rest, seed, shot })
     await page.locator('tbody tr').nth(seed.long.runs - 1).waitFor();
     await page.getByLabel('Select all runs on this page').check();
     await page.evaluate(() => document.querySelector('main > div')?.setAttribute('data-old', ''));
+    const requests = [];
+    const count = (r) => requests.push(new URL(r.url()).pathname);
+    page.on('request', count);
     const started = Date.now();
     await page.getByRole('button', { name: `Chart selected (${seed.long.runs})` }).click();
     await page.waitForFunction(() => document.getElementById('experiment-charts')?.dataset.ready, null, { timeout: 60_000 });
     long = Date.now() - started;
+    page.off('request', count);
     const inPage = await page.evaluate(() => Number(document.getElementById('experiment-charts').dataset.ms));
-    console.log(`     ${seed.long.runs} runs × ${seed.long.points} points (seeded in ${seed.long.seed_seconds} s): chart on screen in ${long} ms after the click (fetch and draw ${inPage} ms)`);
+    const bulk = requests.filter((p) => p.endsWith('/get-history-bulk-interval')).length;
+    console.log(`     ${seed.long.runs} runs × ${seed.long.points} points (seeded in ${seed.long.seed_seconds} s): chart on screen in ${long} ms after the click (fetch and draw ${inPage} ms; ${requests.length} requests, ${bulk} of them get-history-bulk-interval)`);
     assert.equal(await page.locator('.chart[data-metric="loss"]').getAttribute('data-lines'), String(seed.long.runs));
     // The server sampled each run to at most 320 points, keeping the first and last step.
     const perRun = await chart('loss', (u) => u.data.slice(1).map((ys) => ys.filter((v) => v !== null).length));

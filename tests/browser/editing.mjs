@@ -198,6 +198,42 @@ export async function editingChecks({ page, step, go, navigate, rest, shot, seed
     assert.equal(await page.locator('[data-testid="version-description-rendered"] strong').innerText(), 'March');
   });
 
+  await step('editing: an experiment deleted from its own page after a confirm, then restored there', async () => {
+    const { experiment_id: id } = await rest(`${API}/experiments/create`, { method: 'POST', body: JSON.stringify({ name: 'ui-trash-page' }) });
+    const stage = async () => (await rest(`${API}/experiments/get?experiment_id=${id}`)).experiment.lifecycle_stage;
+    await go(`#/experiments/${id}`);
+    // Dismissing the confirm deletes nothing.
+    page.once('dialog', (d) => d.dismiss());
+    await page.getByRole('button', { name: 'Delete experiment' }).click();
+    assert.equal(await stage(), 'active');
+    accept();
+    await navigate(() => page.getByRole('button', { name: 'Delete experiment' }).click());
+    await page.locator('#experiment-deleted').waitFor();
+    assert.equal(await stage(), 'deleted');
+    await navigate(() => page.getByRole('button', { name: 'Restore experiment' }).click());
+    await page.getByRole('button', { name: 'Delete experiment' }).waitFor();
+    assert.equal(await page.locator('#experiment-deleted').count(), 0);
+    assert.equal(await stage(), 'active');
+    await rest(`${API}/experiments/delete`, { method: 'POST', body: JSON.stringify({ experiment_id: id }) });
+  });
+
+  await step('registry: the models list shows each model\'s tags and leaves prompts out', async () => {
+    const post = (path, body) => rest(`${API}/${path}`, { method: 'POST', body: JSON.stringify(body) });
+    await post('registered-models/set-tag', { name: model.name, key: 'task', value: 'classification' });
+    // A prompt is a registered model with MLflow's prompt tag; the registry's list is for models.
+    await post('registered-models/create', { name: 'ui-hidden-prompt', tags: [{ key: 'mlflow.prompt.is_prompt', value: 'true' }] });
+    try {
+      await go('#/models');
+      const tags = page.locator(`tr[data-model="${model.name}"] td[data-col=tags]`);
+      assert.equal(await tags.innerText(), 'task: classification');
+      assert.equal(await page.locator('tr[data-model="ui-hidden-prompt"]').count(), 0, 'no prompt in the models list');
+      assert.ok(await page.locator('tr[data-model]').count() >= 2);
+    } finally {
+      await rest(`${API}/registered-models/delete`, { method: 'DELETE', body: JSON.stringify({ name: 'ui-hidden-prompt' }) });
+      await rest(`${API}/registered-models/delete-tag?name=${model.name}&key=task`, { method: 'DELETE' });
+    }
+  });
+
   await step('empty states read as sentences; a missing description shows nothing', async () => {
     await rest(`${API}/experiments/set-experiment-tag`, { method: 'POST', body: JSON.stringify({ experiment_id: ed.empty_experiment_id, key: 'mlflow.note.content', value: '' }) });
     await go(`#/experiments/${ed.empty_experiment_id}`);

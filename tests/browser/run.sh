@@ -78,6 +78,16 @@ if [[ "$update_screenshots" == 1 ]]; then
     for name in traces trace prompt trace-dark; do
         cp "$out/screenshots/$name.png" "$repo/docs/screenshots/$name.png"
     done
+    # Screenshots of a UI have few colours: a 256-colour palette keeps them legible at about a
+    # third of the size (Pillow comes with mlflow's dependencies; without it they stay as taken).
+    "$venv/bin/python" - "$repo/docs/screenshots" <<'PY' || echo "(Pillow missing: screenshots left uncompressed)"
+import pathlib, sys
+from PIL import Image
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.png")):
+    image = Image.open(path)
+    if image.mode != "P":
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+PY
     echo "copied the main screenshots to docs/screenshots/"
 fi
 

@@ -5,13 +5,15 @@
 import { api, h, errorBox, runName, tagOf, lineChart } from './lib.js';
 import { current } from './nav.js';
 
-/** Points per run and metric the cross-run view asks for: the server samples longer histories
- * (get-history-bulk-interval, as MLflow's UI does), so 100 long runs still draw at once. */
+/** The most points per run and metric the cross-run view asks for (MLflow's UI asks for 320):
+ * the server samples longer histories (get-history-bulk-interval), so 100 long runs still draw
+ * at once. Narrower charts ask for fewer: one point per two pixels of width. */
 export const SAMPLE_POINTS = 320;
-/** Runs per get-history-bulk-interval request (its limit is 100): several smaller requests in
- * parallel let the server sample them on all its cores. */
+const samplePoints = (width) => Math.max(50, Math.min(SAMPLE_POINTS, Math.round(width / 2)));
+/** Runs per get-history-bulk-interval request (its limit is 100). */
 const RUNS_PER_REQUEST = 20;
-const REFRESH_MS = 10_000;
+/** Auto-refresh intervals offered, in seconds (10 s by default). */
+const REFRESH_SECONDS = [2, 5, 10, 30, 60];
 
 /**
  * Exponential moving average with the start-up bias removed (TensorBoard's and MLflow's chart
@@ -33,14 +35,30 @@ export function smooth(ys, weight) {
 /** One series per metric history: the last value at each x (as MLflow draws repeated steps),
  * x as step, seconds since `t0`, or wall-clock seconds. */
 export function toSeries(label, points, xMode, t0) {
-  const byX = new Map();
-  for (const p of points) {
+  const xOf = (p) => {
     const ts = Number(p.timestamp);
-    const x = xMode === 'step' ? Number(p.step) : xMode === 'relative' ? (ts - t0) / 1000 : ts / 1000;
-    byX.set(x, p.value === 'NaN' ? NaN : Number(p.value));
+    return xMode === 'step' ? Number(p.step) : xMode === 'relative' ? (ts - t0) / 1000 : ts / 1000;
+  };
+  const yOf = (p) => (p.value === 'NaN' ? NaN : Number(p.value));
+  // Histories come ordered by step (get-history-bulk-interval) or by time (get-history), so
+  // one pass usually does; only an x out of order needs the map and a sort.
+  const xs = [];
+  const ys = [];
+  for (const p of points) {
+    const x = xOf(p);
+    const last = xs.length - 1;
+    if (last >= 0 && x < xs[last]) {
+      const byX = new Map(points.map((q) => [xOf(q), yOf(q)]));
+      const sorted = [...byX.keys()].sort((a, b) => a - b);
+      return { label, x: sorted, y: sorted.map((v) => byX.get(v)) };
+    }
+    if (last >= 0 && x === xs[last]) ys[last] = yOf(p);
+    else {
+      xs.push(x);
+      ys.push(yOf(p));
+    }
   }
-  const x = [...byX.keys()].sort((a, b) => a - b);
-  return { label, x, y: x.map((v) => byX.get(v)) };
+  return { label, x: xs, y: ys };
 }
 
 /** The earliest timestamp of several histories (a loop: spreading 10^5 values overflows). */
@@ -91,10 +109,7 @@ function card(key) {
 /** Draws `series` (already smoothed) into a card, sized to the card's width. */
 function drawCard(el, series, ctl, yLabel) {
   const canLog = ctl.log && series.every((s) => s.y.every((v) => v === null || v > 0));
-  lineChart(el, series, {
-    xLabel: X_LABELS[ctl.x], yLabel, time: ctl.x === 'wall', log: canLog, height: 240,
-    width: el.parentElement.clientWidth - 16,
-  });
+  lineChart(el, series, { xLabel: X_LABELS[ctl.x], yLabel, time: ctl.x === 'wall', log: canLog, height: 240, fill: true });
   el.dataset.smoothing = String(ctl.weight);
 }
 
@@ -121,16 +136,32 @@ export function runChartGrid(keys, histories, query) {
 }
 
 /** Runs' metric points for one key through get-history-bulk-interval, by run id. */
-async function sampledHistories(runIds, key) {
+async function sampledHistories(runIds, key, points) {
   const out = new Map(runIds.map((id) => [id, []]));
   const chunks = [];
   for (let i = 0; i < runIds.length; i += RUNS_PER_REQUEST) chunks.push(runIds.slice(i, i + RUNS_PER_REQUEST));
   await Promise.all(chunks.map(async (ids) => {
-    const r = await api('metrics/get-history-bulk-interval', { query: { run_ids: ids, metric_key: key, max_results: SAMPLE_POINTS } });
+    const r = await api('metrics/get-history-bulk-interval', { query: { run_ids: ids, metric_key: key, max_results: points } });
     for (const m of r.metrics || []) out.get(m.run_id)?.push(m);
   }));
   return out;
 }
+
+/** The runs of `ids` in that order, with their data: runs/search filters by run id in pages
+ * of 100 ids at most (MLflow's IN list limit). */
+async function runsByIds(experimentIds, ids) {
+  const chunks = [];
+  for (let i = 0; i < ids.length; i += 100) chunks.push(ids.slice(i, i + 100));
+  const pages = await Promise.all(chunks.map(async (chunk) => {
+    const list = chunk.map((id) => `'${id.replace(/'/g, "''")}'`).join(',');
+    return (await api('runs/search', { method: 'POST', body: { experiment_ids: experimentIds, filter: `attributes.run_id IN (${list})`, max_results: 1000 } })).runs || [];
+  }));
+  const order = new Map(ids.map((id, i) => [id, i]));
+  return pages.flat().sort((a, b) => order.get(a.info.run_id) - order.get(b.info.run_id));
+}
+
+const isActive = (run) => run.info.status === 'RUNNING' || run.info.status === 'SCHEDULED';
+const metricKeys = (runs) => [...new Set(runs.flatMap((r) => (r.data?.metrics || []).map((m) => m.key)))].sort();
 
 /** The value a run is grouped by: `params.x`, `tags.x` (empty when the run has none). */
 function groupValue(run, by) {
@@ -166,17 +197,8 @@ export async function experimentChartsPage(root, [idList], query, gen) {
   const ids = idList.split(',').filter(Boolean);
   const wanted = (query.get('runs') || '').split(',').filter(Boolean);
   let runs;
-  if (wanted.length) {
-    runs = [];
-    // runs/search filters by run id in pages of 100 ids at most (MLflow's IN list limit).
-    for (let i = 0; i < wanted.length; i += 100) {
-      const chunk = wanted.slice(i, i + 100).map((id) => `'${id.replace(/'/g, "''")}'`).join(',');
-      const r = await api('runs/search', { method: 'POST', body: { experiment_ids: ids, filter: `attributes.run_id IN (${chunk})`, max_results: 1000 } });
-      runs.push(...(r.runs || []));
-    }
-    const order = new Map(wanted.map((id, i) => [id, i]));
-    runs.sort((a, b) => order.get(a.info.run_id) - order.get(b.info.run_id));
-  } else {
+  if (wanted.length) runs = await runsByIds(ids, wanted);
+  else {
     runs = (await api('runs/search', { method: 'POST', body: { experiment_ids: ids, order_by: ['attributes.start_time DESC'], max_results: 10 } })).runs || [];
   }
   if (!current(gen)) return;
@@ -187,7 +209,7 @@ export async function experimentChartsPage(root, [idList], query, gen) {
     root.append(h('p', { class: 'muted' }, 'No runs to chart: select runs in the experiment\'s runs table, then choose "Chart selected".'));
     return;
   }
-  const keys = [...new Set(runs.flatMap((r) => (r.data?.metrics || []).map((m) => m.key)))].sort();
+  const keys = metricKeys(runs);
   if (!keys.length) {
     root.append(h('p', { class: 'muted' }, 'These runs have logged no metrics yet.'));
     return;
@@ -199,10 +221,20 @@ export async function experimentChartsPage(root, [idList], query, gen) {
   const groupSelect = h('select', { id: 'chart-group' }, h('option', { value: '' }, 'None: one line per run'),
     groupKeys.map((k) => h('option', { value: k, selected: query.get('group') === k }, k)));
   const refreshBox = h('input', { type: 'checkbox', id: 'chart-refresh' });
+  const every = h('select', { id: 'chart-refresh-every' }, REFRESH_SECONDS.map((n) => h('option', { value: n, selected: n === 10 }, `${n} s`)));
   const status = h('p', { class: 'muted', role: 'status', id: 'chart-status' });
   const grid = h('div', { class: 'chart-grid', id: 'experiment-charts' });
-  const cards = keys.map((k) => ({ key: k, ...card(k) }));
-  grid.append(...cards.map((c) => c.cell));
+  const cards = [];
+  // A card per metric key; a refresh adds the keys a running run has begun to log.
+  const addCards = (list) => {
+    for (const k of list) {
+      if (cards.some((c) => c.key === k)) continue;
+      const c = { key: k, ...card(k) };
+      cards.push(c);
+      grid.append(c.cell);
+    }
+  };
+  addCards(keys);
   // The fetched points by metric, then by run id; refetched on refresh.
   const data = new Map();
 
@@ -233,22 +265,27 @@ export async function experimentChartsPage(root, [idList], query, gen) {
   const ctl = controls(query, draw);
   groupSelect.addEventListener('change', draw);
 
-  const load = async () => {
+  // Fetches the sampled points of `runIds` (all runs at first, the active ones on a refresh)
+  // for every metric key, one request per key and RUNS_PER_REQUEST runs, then draws once.
+  const load = async (runIds) => {
     const started = performance.now();
-    const runIds = runs.map((r) => r.info.run_id);
-    const fetched = await Promise.all(keys.map(async (k) => [k, await sampledHistories(runIds, k)]));
+    const points = samplePoints(cards[0].el.parentElement.clientWidth - 16);
+    const fetched = await Promise.all(cards.map(async (c) => [c.key, await sampledHistories(runIds, c.key, points)]));
     if (!current(gen)) return false;
-    for (const [k, byRun] of fetched) data.set(k, byRun);
+    for (const [k, byRun] of fetched) {
+      if (!data.has(k)) data.set(k, new Map());
+      for (const [id, list] of byRun) data.get(k).set(id, list);
+    }
     draw();
     grid.dataset.ready = String(Number(grid.dataset.ready || 0) + 1);
     grid.dataset.ms = String(Math.round(performance.now() - started));
-    status.textContent = `Drawn ${new Date().toLocaleTimeString()}: up to ${SAMPLE_POINTS} sampled points per run and metric. Drag to zoom; double-click to reset.`;
+    status.textContent = `Drawn ${new Date().toLocaleTimeString()}: up to ${points} sampled points per run and metric. Drag to zoom; double-click to reset.`;
     return true;
   };
 
-  // Auto-refresh while any run is still running: re-read the runs' status and their points.
-  const active = () => runs.some((r) => r.info.status === 'RUNNING' || r.info.status === 'SCHEDULED');
-  refreshBox.checked = active();
+  // Auto-refresh while any run is still running: re-read the runs (status and new metric
+  // keys), then the points of the runs that were or are active; finished runs' stay as drawn.
+  refreshBox.checked = runs.some(isActive);
   let timer = null;
   const schedule = () => {
     clearTimeout(timer);
@@ -256,25 +293,29 @@ export async function experimentChartsPage(root, [idList], query, gen) {
     timer = setTimeout(async () => {
       if (!current(gen) || !refreshBox.checked) return;
       try {
-        const fresh = await Promise.all(runs.map(async (r) => (await api('runs/get', { query: { run_id: r.info.run_id } })).run));
+        const wasActive = new Set(runs.filter(isActive).map((r) => r.info.run_id));
+        const fresh = await runsByIds(ids, runs.map((r) => r.info.run_id));
         if (!current(gen)) return;
         runs = fresh;
-        if (await load()) {
-          if (!active()) refreshBox.checked = false;
+        addCards(metricKeys(runs));
+        const changed = runs.filter((r) => isActive(r) || wasActive.has(r.info.run_id)).map((r) => r.info.run_id);
+        if (await load(changed)) {
+          if (!runs.some(isActive)) refreshBox.checked = false;
           schedule();
         }
       } catch (e) { status.replaceChildren(errorBox(e)); }
-    }, REFRESH_MS);
+    }, Number(every.value) * 1000);
   };
   refreshBox.addEventListener('change', schedule);
+  every.addEventListener('change', schedule);
 
   root.append(
     h('div', { class: 'bar' }, h('label', { for: 'chart-group' }, 'Group by'), groupSelect,
-      refreshBox, h('label', { for: 'chart-refresh' }, `Auto-refresh every ${REFRESH_MS / 1000} s while runs are active`)),
+      refreshBox, h('label', { for: 'chart-refresh' }, 'Auto-refresh while runs are active, every'),
+      h('label', { for: 'chart-refresh-every', class: 'sr-only' }, 'Refresh interval'), every),
     ctl.bar, grid, status);
-  await new Promise(requestAnimationFrame);
   try {
-    await load();
+    await load(runs.map((r) => r.info.run_id));
   } catch (e) {
     if (current(gen)) status.replaceChildren(errorBox(e));
     return;

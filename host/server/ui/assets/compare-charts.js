@@ -218,7 +218,7 @@ export function scatterAny(runs) {
       else series.push({ label: runName(r), x: [x], y: [y] });
     }
     note.textContent = skipped ? `${skipped} run(s) without both values are left out.` : '';
-    lineChart(el, series, { xLabel: cx.label, yLabel: cy.label, scatter: true, height: 320, width: el.parentElement.clientWidth - 16 });
+    lineChart(el, series, { xLabel: cx.label, yLabel: cy.label, scatter: true, height: 320, fill: true });
   };
   xs.addEventListener('change', draw);
   ys.addEventListener('change', draw);

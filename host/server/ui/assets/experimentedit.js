@@ -26,6 +26,29 @@ export function experimentAbout(exp) {
       })));
 }
 
+/**
+ * The experiment page's Delete button (after a confirm), or for a deleted experiment a banner
+ * and Restore, as the run page has for a run. The page is drawn again after either.
+ */
+export function experimentLifecycle(exp) {
+  // The Default experiment (id 0) cannot be deleted: the list offers no Delete either.
+  if (exp.experiment_id === '0') return null;
+  const deleted = exp.lifecycle_stage === 'deleted';
+  const box = h('div', { class: 'bar', id: 'experiment-lifecycle' });
+  const toggle = async () => {
+    if (!deleted && !confirm(`Delete experiment "${exp.name}" and its runs? It can be restored from "Deleted experiments".`)) return;
+    try {
+      await api(deleted ? 'experiments/restore' : 'experiments/delete', { method: 'POST', body: { experiment_id: exp.experiment_id } });
+      window.dispatchEvent(new HashChangeEvent('hashchange'));
+    } catch (err) { box.append(errorBox(err)); }
+  };
+  box.append(...[
+    deleted ? h('p', { class: 'banner', role: 'status', id: 'experiment-deleted' }, 'This experiment is deleted: it is listed under "Deleted experiments" until restored.') : null,
+    h('button', { type: 'button', id: 'experiment-lifecycle-button', onclick: toggle }, deleted ? 'Restore experiment' : 'Delete experiment'),
+  ].filter(Boolean));
+  return box;
+}
+
 /** The description's first paragraph and the own tags of an experiment, for the list. */
 export async function experimentSummary(exp) {
   const note = noteOf(exp);

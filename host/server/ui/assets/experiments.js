@@ -4,7 +4,7 @@ import {
   api, h, table, errorBox, fmtTime, fmtDuration, fmtNum, tagOf, runName, quoteKey, sqlString, WASMFLOW,
 } from './lib.js';
 import { current, setQuery } from './nav.js';
-import { experimentAbout, experimentSummary, runLifecycleButton, noRuns } from './experimentedit.js';
+import { experimentAbout, experimentLifecycle, experimentSummary, runLifecycleButton, noRuns } from './experimentedit.js';
 import { emptyState } from './edit.js';
 import { experimentTabs } from './traces.js';
 
@@ -156,7 +156,7 @@ export async function runsPage(root, [idList], query, gen) {
   root.append(
     h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Experiments'), ' / '),
     h('h1', {}, exps.map((e) => e.name).join(' + ')),
-    ...(exps.length === 1 ? [experimentAbout(exps[0]), experimentTabs(exps[0].experiment_id, 'runs')] : []),
+    ...(exps.length === 1 ? [experimentLifecycle(exps[0]), experimentAbout(exps[0]), experimentTabs(exps[0].experiment_id, 'runs')] : []),
     h('form', { class: 'bar', role: 'search', onsubmit: (e) => { e.preventDefault(); go({ filter: filterInput.value.trim(), pt: '', prev: '' }); } },
       h('label', { for: 'run-filter' }, 'Filter'), filterInput, h('button', { type: 'submit' }, 'Search'),
       filter ? h('button', { type: 'button', onclick: () => go({ filter: '', pt: '', prev: '' }) }, 'Clear') : null),

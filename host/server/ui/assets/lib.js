@@ -130,29 +130,71 @@ function pad(min, max) {
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 export const color = (i) => PALETTE[i % PALETTE.length];
 
+/** The x values of several series merged, and each series' y values at them (null where a
+ * series has no point). Series sampled at the same steps, the usual case, share one x array. */
+function mergeSeries(series) {
+  const first = series[0]?.x || [];
+  const shared = series.every((s) => s.x === first || (s.x.length === first.length && s.x.every((x, i) => x === first[i])));
+  if (shared) return [first, ...series.map((s) => s.y)];
+  const xs = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  return [xs, ...series.map((s) => {
+    const ys = new Array(xs.length).fill(null);
+    s.x.forEach((x, i) => { ys[index.get(x)] = s.y[i]; });
+    return ys;
+  })];
+}
+
+/** A chart's width in its container: `fill` charts span it (less a card's padding), others
+ * stop at 1100 px. */
+function chartWidth(el, fill) {
+  const parent = el.parentElement?.clientWidth || 800;
+  return fill ? Math.max(240, parent - 16) : Math.max(320, Math.min(parent, 1100) - 10);
+}
+
+/** Keeps a chart as wide as its container when the window or the grid changes size. */
+function followWidth(el) {
+  if (el.resizeObserver || !el.parentElement) return;
+  let frame = 0;
+  el.resizeObserver = new ResizeObserver(() => {
+    cancelAnimationFrame(frame);
+    frame = requestAnimationFrame(() => {
+      if (!el.isConnected) {
+        el.resizeObserver.disconnect();
+        el.resizeObserver = null;
+        return;
+      }
+      const u = el.uplot;
+      const width = u && chartWidth(el, u.fill);
+      if (u && width !== u.width) u.setSize({ width, height: u.height });
+    });
+  });
+  el.resizeObserver.observe(el.parentElement);
+}
+
 /**
  * Draws series that each have their own x values on one uPlot chart: the x values are merged
  * and a series is null where it has no point. Returns the uPlot instance (also on el.uplot).
- * Drag selects a range to zoom; double-click resets.
+ * Drag selects a range to zoom; double-click resets. Drawn again with the same series and
+ * options, the chart keeps its canvas and only takes the new values; it follows its
+ * container's width (`fill`: all of it).
  */
-export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, log = false, scatter = false, height = 300, width: fixedWidth } = {}) {
+export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, log = false, scatter = false, height = 300, fill = false } = {}) {
+  const data = mergeSeries(series);
+  const dark = matchMedia('(prefers-color-scheme: dark)').matches;
+  const shape = JSON.stringify([xLabel, yLabel, time, log, scatter, height, fill, dark, series.map((s) => [s.label, s.x.length < 60])]);
+  el.dataset.points = series.map((s) => s.x.length).join(',');
+  if (el.uplot && el.uplot.shape === shape) {
+    el.uplot.setData(data);
+    return el.uplot;
+  }
   el.uplot?.destroy();
   el.replaceChildren();
-  const xs = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
-  const index = new Map(xs.map((x, i) => [x, i]));
-  const data = [xs];
-  for (const s of series) {
-    const ys = new Array(xs.length).fill(null);
-    s.x.forEach((x, i) => { ys[index.get(x)] = s.y[i]; });
-    data.push(ys);
-  }
-  const dark = matchMedia('(prefers-color-scheme: dark)').matches;
   const axisColor = dark ? '#c8d0d8' : '#333';
   const gridColor = dark ? '#2c333b' : '#e6e9ed';
   const axis = (label) => ({ label, stroke: axisColor, grid: { stroke: gridColor }, ticks: { stroke: gridColor } });
-  const width = fixedWidth ? Math.max(240, fixedWidth) : Math.max(320, Math.min(el.parentElement?.clientWidth || 800, 1100) - 10);
   const opts = {
-    width,
+    width: chartWidth(el, fill),
     height,
     // A legend of dozens of runs would dwarf the chart and slow every cursor move.
     legend: { show: series.length <= 20 },
@@ -175,7 +217,9 @@ export function lineChart(el, series, { xLabel = 'step', yLabel, time = false, l
     ],
   };
   const u = new uPlot(opts, data, el);
+  u.shape = shape;
+  u.fill = fill;
   el.uplot = u;
-  el.dataset.points = series.map((s) => s.x.length).join(',');
+  followWidth(el);
   return u;
 }

@@ -27,10 +27,12 @@ export async function modelsPage(root, _params, query, gen) {
       : emptyState('No registered models yet — register one with', 'mlflow.register_model("runs:/<run id>/model", "<name>")', { id: 'no-models' }));
     return;
   }
-  root.append(table(['Name', 'Latest versions', 'Aliases', 'Last updated'], models.map((m) => h('tr', { 'data-model': m.name },
+  // The registry search leaves prompts out (as MLflow's does): they have their own page.
+  root.append(table(['Name', 'Latest versions', 'Aliases', 'Tags', 'Last updated'], models.map((m) => h('tr', { 'data-model': m.name },
     h('td', {}, h('a', { href: `#/models/${encodeURIComponent(m.name)}` }, m.name)),
     h('td', {}, chips((m.latest_versions || []).map((v) => `v${v.version} ${v.current_stage || 'None'}`))),
     h('td', {}, chips((m.aliases || []).map((a) => `@${a.alias} → v${a.version}`))),
+    h('td', { 'data-col': 'tags' }, chips((m.tags || []).filter((t) => !t.key.startsWith('mlflow.')).map((t) => `${t.key}: ${t.value}`))),
     h('td', {}, fmtTime(m.last_updated_timestamp)))), { caption: 'Registered models' }));
 }
 

@@ -122,6 +122,11 @@ impl SqliteStore {
         .map_err(sql_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql_err)?;
+        // Readers map the file instead of copying each page into their own cache: a chart of
+        // 100 long runs reads 70 MB of metric rows, and pread's copies were a fifth of its time.
+        // The mapping shares the OS page cache, so it costs address space, not memory.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)
+            .map_err(sql_err)?;
         Ok(conn)
     }
 }
