@@ -13,6 +13,7 @@ mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod traces;
+mod tracking_rules;
 pub mod webhooks;
 
 pub use auth::AuthStore;

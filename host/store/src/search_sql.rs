@@ -1350,8 +1350,7 @@ mod tests {
             parse_run_order_by("metrics.acc DESC").unwrap(),
         ];
         let e = run_search_sql(Dialect::Sqlite, &[1], ACTIVE, &[], &order, 10, 0)
-            .err()
-            .expect("duplicate order_by");
+            .expect_err("duplicate order_by");
         assert_eq!(e.code, ErrorCode::InvalidParameterValue);
         assert!(e.message.contains("duplicate"), "{}", e.message);
         let order = [
@@ -1545,8 +1544,7 @@ mod tests {
             value: Value::Str("abc".into()),
         };
         let e = experiment_search_sql(Dialect::Sqlite, ACTIVE, &[bad_id], &[], 10, 0)
-            .err()
-            .expect("bad id");
+            .expect_err("bad id");
         assert_eq!(e.code, ErrorCode::InvalidParameterValue);
         assert!(
             e.message.contains("Invalid experiment ID 'abc'"),
@@ -1559,8 +1557,7 @@ mod tests {
             ascending: true,
         };
         let e = experiment_search_sql(Dialect::Sqlite, ACTIVE, &[], &[tag_order], 10, 0)
-            .err()
-            .expect("tag order");
+            .expect_err("tag order");
         assert!(
             e.message.contains("Invalid order_by entity: tag"),
             "{}",

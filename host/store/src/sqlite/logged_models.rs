@@ -2,20 +2,18 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use wasmflow_core::entities::{
-    LifecycleStage, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Param, Tag,
+    LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Param, Tag,
 };
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
 
 use super::search_sql::SqlQuery;
-use super::tracking::{append_to_uri, json_list, key_values, load_experiment, metric_from_row};
+use super::tracking::{json_list, key_values, load_experiment, metric_from_row};
 use super::{now_ms, sql_err};
 use crate::search_sql::Dialect;
 use crate::{LoggedModelSearch, NewLoggedModel};
 
-fn not_found(model_id: &str) -> Error {
-    Error::not_found(format!("Logged model with ID '{model_id}' not found."))
-}
+use crate::tracking_rules::logged_model_not_found as not_found;
 
 /// Fails unless an active logged model `model_id` exists.
 pub(super) fn require_model(conn: &Connection, model_id: &str) -> Result<()> {
@@ -33,29 +31,11 @@ pub(super) fn require_model(conn: &Connection, model_id: &str) -> Result<()> {
 
 pub(super) fn create(conn: &Connection, model: NewLoggedModel) -> Result<LoggedModel> {
     let experiment_id = wasmflow_core::validation::parse_experiment_id(&model.experiment_id)?;
-    let experiment = load_experiment(conn, experiment_id)?.ok_or_else(|| {
-        Error::not_found(format!(
-            "No Experiment with id={} exists",
-            model.experiment_id
-        ))
-    })?;
-    if experiment.lifecycle_stage != LifecycleStage::Active {
-        return Err(Error::invalid(format!(
-            "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
-        )));
-    }
-    let model_id = format!("m-{}", uuid::Uuid::new_v4().simple());
-    let artifact_location = append_to_uri(
-        &append_to_uri(
-            &append_to_uri(&experiment.artifact_location, "models"),
-            &model_id,
-        ),
-        "artifacts",
-    );
-    let name = model
-        .name
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("model-{}", &model_id[2..10]));
+    let experiment = load_experiment(conn, experiment_id)?
+        .ok_or_else(|| crate::tracking_rules::experiment_not_found(&model.experiment_id))?;
+    let experiment = crate::tracking_rules::require_active_experiment(experiment)?;
+    let (model_id, artifact_location, name) =
+        crate::tracking_rules::new_logged_model_identity(&experiment.artifact_location, model.name);
     let now = now_ms();
     conn.execute(
         "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
