@@ -8,10 +8,12 @@ mod postgres;
 pub mod registry;
 #[cfg(test)]
 mod schema_tests;
+mod search_sql;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod traces;
+mod tracking_rules;
 pub mod webhooks;
 
 pub use auth::AuthStore;

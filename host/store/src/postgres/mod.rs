@@ -8,6 +8,10 @@
 //! rather than borrowing the server's, lets the CLI commands that open the store without a server
 //! use it the same way, and keeps the connections alive however the caller's runtime is built.
 
+mod datasets;
+mod logged_models;
+mod tracking;
+
 use std::future::Future;
 use std::str::FromStr;
 
@@ -111,10 +115,6 @@ mod redact_tests {
 
 /// The PostgreSQL store: the same traits as [`crate::SqliteStore`], on a pool of connections.
 /// Each capability's impl lives in its own module, as SQLite's do.
-#[expect(
-    dead_code,
-    reason = "the capability modules that read these come in the next commits"
-)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
     pub(crate) config: StoreConfig,
@@ -126,7 +126,9 @@ impl PgStore {
     pub fn open(uri: &str, config: StoreConfig) -> Result<Self> {
         let pool = PgPool::connect(uri)?;
         upgrade(&pool)?;
-        Ok(Self { pool, config })
+        let store = Self { pool, config };
+        tracking::ensure_default_experiment(&store, &store.config)?;
+        Ok(store)
     }
 }
 

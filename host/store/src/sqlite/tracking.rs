@@ -11,13 +11,16 @@ use wasmflow_core::entities::{
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
 
-use super::{SqliteStore, logged_models, now_ms, search_sql, sql_err};
+use super::search_sql::SqlQuery;
+use super::{SqliteStore, logged_models, now_ms, sql_err};
+use crate::search_sql::{self, Dialect};
+use crate::tracking_rules::{
+    self as rules, RUN_NAME_TAG, experiment_name_taken, experiment_not_found, run_not_found,
+};
 use crate::{
     ExperimentSearch, LoggedModelSearch, NewLoggedModel, NewRun, RunSearch, RunUpdate, StoreConfig,
     TrackingStore,
 };
-
-pub(crate) const RUN_NAME_TAG: &str = "mlflow.runName";
 
 /// Joins a path segment to an artifact URI the way MLflow's `append_to_uri_path` does.
 pub(crate) fn append_to_uri(base: &str, segment: &str) -> String {
@@ -38,14 +41,6 @@ pub(super) fn ensure_default_experiment(conn: &Connection, config: &StoreConfig)
     )
     .map_err(sql_err)?;
     Ok(())
-}
-
-fn experiment_not_found(id: &str) -> Error {
-    Error::not_found(format!("No Experiment with id={id} exists"))
-}
-
-fn run_not_found(id: &str) -> Error {
-    Error::not_found(format!("Run with id={id} not found"))
 }
 
 fn parse_experiment_id(id: &str) -> Result<i64> {
@@ -109,17 +104,7 @@ fn require_experiment(conn: &Connection, id: &str) -> Result<Experiment> {
 }
 
 fn require_active_experiment(conn: &Connection, id: &str) -> Result<Experiment> {
-    let exp = require_experiment(conn, id)?;
-    if exp.lifecycle_stage != LifecycleStage::Active {
-        return Err(Error::invalid(format!(
-            "The experiment {id} must be in the 'active' state. Current state is deleted."
-        )));
-    }
-    Ok(exp)
-}
-
-fn experiment_name_taken(name: &str) -> Error {
-    Error::already_exists(format!("Experiment(name={name}) already exists."))
+    rules::require_active_experiment(require_experiment(conn, id)?)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -145,12 +130,7 @@ fn run_stage(conn: &Connection, run_id: &str) -> Result<(LifecycleStage, i64)> {
 /// MLflow refuses writes to deleted runs.
 fn require_active_run(conn: &Connection, run_id: &str) -> Result<i64> {
     let (stage, exp) = run_stage(conn, run_id)?;
-    if stage != LifecycleStage::Active {
-        return Err(Error::invalid(format!(
-            "The run {run_id} must be in the 'active' state. Current state is {}.",
-            stage.as_str()
-        )));
-    }
+    rules::require_active_run(run_id, stage)?;
     Ok(exp)
 }
 
@@ -191,12 +171,7 @@ fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
         .optional()
         .map_err(sql_err)?;
     match existing {
-        Some(old) if old == param.value => Ok(()),
-        Some(old) => Err(Error::invalid(format!(
-            "Changing param values is not allowed. Param with key='{}' was already logged with \
-             value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-            param.key, param.value
-        ))),
+        Some(old) => rules::check_param_unchanged(run_id, &param.key, &old, &param.value),
         None => {
             conn.prepare_cached("INSERT INTO params (run_uuid, key, value) VALUES (?1, ?2, ?3)")
                 .map_err(sql_err)?
@@ -209,12 +184,7 @@ fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
 
 pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<()> {
     // SQLite turns NaN into NULL, so NaN is stored as 0 with a flag, as MLflow's SQL store does.
-    let is_nan = m.value.is_nan();
-    let value = if is_nan {
-        0.0
-    } else {
-        Metric::stored_value(m.value)
-    };
+    let (value, is_nan) = rules::stored_metric_value(m.value);
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO metrics
@@ -279,7 +249,7 @@ pub(crate) fn metric_from_row(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite:
         key: r.get(offset)?,
         step: r.get(offset + 1)?,
         timestamp: r.get(offset + 2)?,
-        value: if is_nan { f64::NAN } else { value },
+        value: rules::loaded_metric_value(value, is_nan),
         model_id: None,
         dataset_name: None,
         dataset_digest: None,
@@ -434,28 +404,6 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<Run> {
         .ok_or_else(|| run_not_found(run_id))
 }
 
-/// A readable name for runs created without one, like MLflow's `_generate_random_name`.
-fn random_run_name() -> String {
-    const ADJECTIVES: &[&str] = &[
-        "amber", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "gentle", "keen",
-        "lively", "lucid", "merry", "nimble", "quiet", "rapid", "serene", "sleek", "steady",
-        "swift", "tidy", "vivid", "warm", "wise",
-    ];
-    const NOUNS: &[&str] = &[
-        "ant", "bat", "bear", "crane", "deer", "dove", "eel", "finch", "fox", "frog", "hare",
-        "hawk", "lark", "lynx", "mole", "newt", "otter", "owl", "seal", "snail", "swan", "toad",
-        "wolf", "wren",
-    ];
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let pick = |b: u8, list: &[&'static str]| list[b as usize % list.len()];
-    format!(
-        "{}-{}-{}",
-        pick(bytes[0], ADJECTIVES),
-        pick(bytes[1], NOUNS),
-        u16::from_le_bytes([bytes[2], bytes[3]]) % 1000
-    )
-}
-
 impl TrackingStore for SqliteStore {
     fn search_dataset_summaries(
         &self,
@@ -520,8 +468,7 @@ impl TrackingStore for SqliteStore {
                 .query_row([name], |r| r.get(0))
                 .optional()
                 .map_err(sql_err)?;
-            let not_found =
-                || Error::not_found(format!("Could not find experiment with name '{name}'"));
+            let not_found = || rules::experiment_name_not_found(name);
             let id = id.ok_or_else(not_found)?;
             load_experiment(conn, id)?.ok_or_else(not_found)
         })
@@ -530,13 +477,15 @@ impl TrackingStore for SqliteStore {
     fn search_experiments(&self, search: &ExperimentSearch) -> Result<Page<Experiment>> {
         let offset = decode_token(search.page_token.as_deref())?;
         self.read(|conn| {
-            let query = search_sql::experiment_search_sql(
+            let query: SqlQuery = search_sql::experiment_search_sql(
+                Dialect::Sqlite,
                 search.view.stages(),
                 &search.filter,
                 &search.order_by,
                 search.max_results + 1,
                 offset,
-            )?;
+            )?
+            .into();
             let ids: Vec<i64> = query.first_column(conn)?;
             let mut experiments = Vec::with_capacity(ids.len());
             for id in ids {
@@ -616,22 +565,7 @@ impl TrackingStore for SqliteStore {
     fn create_run(&self, run: NewRun) -> Result<Run> {
         self.write(move |conn| {
             let exp = require_active_experiment(conn, &run.experiment_id)?;
-            let tag_name = run
-                .tags
-                .iter()
-                .find(|t| t.key == RUN_NAME_TAG)
-                .map(|t| t.value.clone());
-            let name = match (run.run_name.filter(|n| !n.is_empty()), tag_name) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(Error::invalid(format!(
-                        "Both 'run_name' argument and 'mlflow.runName' tag are specified, but \
-                         with different values (run_name='{a}', mlflow.runName='{b}')."
-                    )));
-                }
-                (Some(a), _) => a,
-                (None, Some(b)) => b,
-                (None, None) => random_run_name(),
-            };
+            let name = rules::new_run_name(run.run_name, &run.tags)?;
             let run_id = uuid::Uuid::new_v4().simple().to_string();
             let artifact_uri =
                 append_to_uri(&append_to_uri(&exp.artifact_location, &run_id), "artifacts");
@@ -842,14 +776,16 @@ impl TrackingStore for SqliteStore {
             .map(|id| parse_experiment_id(id))
             .collect::<Result<Vec<_>>>()?;
         self.read(|conn| {
-            let query = search_sql::run_search_sql(
+            let query: SqlQuery = search_sql::run_search_sql(
+                Dialect::Sqlite,
                 &experiment_ids,
                 search.view.stages(),
                 &search.filter,
                 &search.order_by,
                 search.max_results + 1,
                 offset,
-            )?;
+            )?
+            .into();
             let ids: Vec<String> = query.first_column(conn)?;
             let runs = load_runs(conn, &ids)?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
@@ -947,45 +883,16 @@ impl TrackingStore for SqliteStore {
                 }
             };
             let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
-            // MLflow's order: step, timestamp, value (as SQL compares REALs), is_nan.
-            let order = |a: &(i64, i64, f64, bool), b: &(i64, i64, f64, bool)| {
-                (a.0, a.1)
-                    .cmp(&(b.0, b.1))
-                    .then(a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal))
-                    .then(a.3.cmp(&b.3))
-            };
-            let mut points: Vec<(i64, i64, f64, bool)> = Vec::new();
+            let point = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
             for run_id in run_ids {
-                points.clear();
-                let mut rows = match steps {
-                    None => stmt.query(params![run_id, key]),
-                    Some((start, end)) => stmt.query(params![run_id, key, start, end]),
+                let points: Vec<(i64, i64, f64, bool)> = match steps {
+                    None => stmt.query_map(params![run_id, key], point),
+                    Some((start, end)) => stmt.query_map(params![run_id, key, start, end], point),
                 }
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
                 .map_err(sql_err)?;
-                while let Some(r) = rows.next().map_err(sql_err)? {
-                    points.push((
-                        r.get(0).map_err(sql_err)?,
-                        r.get(1).map_err(sql_err)?,
-                        r.get(2).map_err(sql_err)?,
-                        r.get(3).map_err(sql_err)?,
-                    ));
-                }
-                if !points.is_sorted_by(|a, b| order(a, b).is_le()) {
-                    points.sort_by(order);
-                }
-                for i in sample_indices(points.len(), max_results) {
-                    let (step, timestamp, value, is_nan) = points[i];
-                    out.push(Metric {
-                        key: key.to_string(),
-                        step,
-                        timestamp,
-                        value: if is_nan { f64::NAN } else { value },
-                        model_id: None,
-                        dataset_name: None,
-                        dataset_digest: None,
-                        run_id: Some(run_id.clone()),
-                    });
-                }
+                out.extend(rules::sample_history(run_id, key, points, max_results));
             }
             Ok(out)
         })
@@ -1084,12 +991,7 @@ impl TrackingStore for SqliteStore {
         let id = experiment_id.to_string();
         self.write(move |conn| {
             let exp = require_experiment(conn, &id)?;
-            if exp.lifecycle_stage != LifecycleStage::Deleted {
-                return Err(Error::invalid(format!(
-                    "Experiment {id} is not in the deleted lifecycle stage. Only experiments in \
-                     the deleted lifecycle stage can be hard-deleted."
-                )));
-            }
+            rules::check_experiment_purgeable(&exp)?;
             let key = exp.experiment_id;
             let mut uris = Vec::new();
             for sql in [
@@ -1129,35 +1031,14 @@ fn deleted_run_artifact_uri(conn: &Connection, run_id: &str) -> Result<String> {
         )
         .optional()
         .map_err(sql_err)?;
-    match found {
-        None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
-        Some((stage, _)) if stage != "deleted" => Err(Error::invalid(format!(
-            "Run {run_id} is not in `deleted` lifecycle stage. Only runs in `deleted` \
-             lifecycle stage can be deleted."
-        ))),
-        Some((_, uri)) => Ok(uri),
-    }
+    rules::purgeable_run_uri(run_id, found)
 }
 
 fn set_experiment_stage(store: &SqliteStore, id: &str, stage: LifecycleStage) -> Result<()> {
     let id = id.to_string();
     store.write(move |conn| {
         let exp = require_experiment(conn, &id)?;
-        let wanted_from = match stage {
-            LifecycleStage::Deleted => LifecycleStage::Active,
-            LifecycleStage::Active => LifecycleStage::Deleted,
-        };
-        if exp.lifecycle_stage != wanted_from {
-            return Err(Error::invalid(format!(
-                "Cannot {} experiment '{id}': it is {}",
-                if stage == LifecycleStage::Deleted {
-                    "delete"
-                } else {
-                    "restore"
-                },
-                exp.lifecycle_stage.as_str()
-            )));
-        }
+        rules::check_experiment_stage_change(&exp, stage)?;
         let now = now_ms();
         conn.execute(
             "UPDATE experiments SET lifecycle_stage = ?2, last_update_time = ?3
@@ -1178,37 +1059,4 @@ fn set_experiment_stage(store: &SqliteStore, id: &str, stage: LifecycleStage) ->
         .map_err(sql_err)?;
         Ok(())
     })
-}
-
-/// The positions of the rows kept out of `n` when at most `max` are wanted, in order, as MLflow
-/// 3.17's SQL store samples a run's history for get-history-bulk-interval: the rows (ordered by
-/// step, timestamp, value) are cut into `max` NTILE buckets (the first `n % max` one row
-/// longer), the first row of each is kept, and the last row always ends the answer (replacing
-/// the last sample when there are already `max`).
-fn sample_indices(n: usize, max: usize) -> Vec<usize> {
-    if n <= max {
-        return (0..n).collect();
-    }
-    let (q, r) = (n / max, n % max);
-    let mut wanted: Vec<usize> = (0..max).map(|b| b * q + b.min(r)).collect();
-    if wanted.last() != Some(&(n - 1)) {
-        *wanted.last_mut().expect("max >= 1") = n - 1;
-    }
-    wanted
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sample_indices;
-
-    #[test]
-    fn sampling_keeps_ends() {
-        // NTILE(5) over 100 rows: buckets start at 0, 20, 40, 60, 80; the last row replaces 80.
-        assert_eq!(sample_indices(100, 5), vec![0, 20, 40, 60, 99]);
-        // NTILE(3) over 7 rows: buckets of 3, 2, 2 rows start at 0, 3, 5.
-        assert_eq!(sample_indices(7, 3), vec![0, 3, 6]);
-        assert_eq!(sample_indices(100, 1), vec![99]);
-        assert_eq!(sample_indices(2, 5), vec![0, 1]);
-        assert_eq!(sample_indices(0, 5), Vec::<usize>::new());
-    }
 }
