@@ -3,6 +3,7 @@
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
 pub mod auth;
+mod columns;
 pub mod eval_datasets;
 mod postgres;
 pub mod registry;

@@ -17,6 +17,10 @@ use wasmflow_core::{Error, Result};
 
 use crate::{SchemaUpgrade, StoreConfig};
 
+mod auth;
+mod tx;
+mod webhooks;
+
 /// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
 /// that ran.
 const MIGRATIONS: &[&str] = &[
