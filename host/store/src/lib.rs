@@ -9,6 +9,7 @@ mod postgres;
 pub mod registry;
 #[cfg(test)]
 mod schema_tests;
+mod search_sql;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;

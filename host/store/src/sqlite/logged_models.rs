@@ -1,18 +1,17 @@
 //! MLflow 3's logged models: what `mlflow.<flavor>.log_model` creates before uploading files.
 
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use wasmflow_core::entities::{
     LifecycleStage, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Param, Tag,
 };
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::search::{Comparison, Entity};
 use wasmflow_core::{Error, Result};
 
-use super::search_sql::{SqlQuery, compare};
+use super::search_sql::SqlQuery;
 use super::tracking::{append_to_uri, json_list, key_values, load_experiment, metric_from_row};
 use super::{now_ms, sql_err};
-use crate::{DatasetFilter, LoggedModelSearch, NewLoggedModel};
+use crate::search_sql::Dialect;
+use crate::{LoggedModelSearch, NewLoggedModel};
 
 fn not_found(model_id: &str) -> Error {
     Error::not_found(format!("Logged model with ID '{model_id}' not found."))
@@ -246,76 +245,6 @@ pub(super) fn log_params(conn: &Connection, model_id: &str, params: &[Param]) ->
     Ok(())
 }
 
-/// The `logged_models` column an attribute filter or order names.
-fn attribute_column(key: &str) -> Result<&'static str> {
-    Ok(match key {
-        "model_id" => "lm.model_id",
-        "name" => "lm.name",
-        "status" => "lm.status",
-        "model_type" => "lm.model_type",
-        "source_run_id" => "lm.source_run_id",
-        "creation_timestamp" | "creation_time" | "creation_timestamp_ms" => {
-            "lm.creation_timestamp_ms"
-        }
-        "last_updated_timestamp" | "last_updated_timestamp_ms" => "lm.last_updated_timestamp_ms",
-        other => {
-            return Err(Error::invalid(format!(
-                "Invalid attribute key '{other}' for logged models"
-            )));
-        }
-    })
-}
-
-/// `(x.dataset_name = ? AND x.dataset_digest IS ?) OR ...` for the metric rows `x` on one of
-/// `datasets`; `None` when there are none (every metric counts).
-fn dataset_condition(datasets: &[DatasetFilter], params: &mut Vec<SqlValue>) -> Option<String> {
-    if datasets.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = datasets
-        .iter()
-        .map(|d| {
-            params.push(SqlValue::Text(d.name.clone()));
-            params.push(d.digest.clone().map_or(SqlValue::Null, SqlValue::Text));
-            "(x.dataset_name = ? AND x.dataset_digest IS ?)".to_string()
-        })
-        .collect();
-    Some(format!("({})", parts.join(" OR ")))
-}
-
-fn compile_filter(
-    c: &Comparison,
-    datasets: &[DatasetFilter],
-    params: &mut Vec<SqlValue>,
-) -> Result<String> {
-    let exists = |table: &str, params: &mut Vec<SqlValue>| -> Result<String> {
-        params.push(SqlValue::Text(c.key.clone()));
-        let cond = compare("x.value", c.op, &c.value, params)?;
-        Ok(format!(
-            "EXISTS (SELECT 1 FROM {table} x WHERE x.model_id = lm.model_id AND x.key = ? AND {cond})"
-        ))
-    };
-    match c.entity {
-        Entity::Attribute => compare(attribute_column(&c.key)?, c.op, &c.value, params),
-        Entity::Param => exists("logged_model_params", params),
-        Entity::Tag => exists("logged_model_tags", params),
-        Entity::Metric => {
-            params.push(SqlValue::Text(c.key.clone()));
-            let cond = compare("x.value", c.op, &c.value, params)?;
-            let on_datasets = dataset_condition(datasets, params)
-                .map(|d| format!(" AND {d}"))
-                .unwrap_or_default();
-            Ok(format!(
-                "EXISTS (SELECT 1 FROM metrics x WHERE x.model_id = lm.model_id AND x.key = ? \
-                 AND x.is_nan = 0 AND {cond}{on_datasets})"
-            ))
-        }
-        Entity::Dataset => Err(Error::invalid(
-            "dataset filters are not supported for logged models; use `datasets`",
-        )),
-    }
-}
-
 pub(super) fn search(conn: &Connection, search: &LoggedModelSearch) -> Result<Page<LoggedModel>> {
     let offset = decode_token(search.page_token.as_deref())?;
     let experiment_ids = search
@@ -323,57 +252,15 @@ pub(super) fn search(conn: &Connection, search: &LoggedModelSearch) -> Result<Pa
         .iter()
         .map(|id| wasmflow_core::validation::parse_experiment_id(id))
         .collect::<Result<Vec<_>>>()?;
-    let mut params = vec![json_list(&experiment_ids)];
-    let mut sql = String::from(
-        "SELECT lm.model_id FROM logged_models lm
-         WHERE lm.lifecycle_stage = 'active'
-           AND lm.experiment_id IN (SELECT value FROM json_each(?))",
-    );
-    if search.datasets.iter().any(|d| d.name.is_empty()) {
-        return Err(Error::invalid(
-            "`dataset_name` in the `datasets` clause must be specified.",
-        ));
-    }
-    for c in &search.filter {
-        sql.push_str(" AND ");
-        sql.push_str(&compile_filter(c, &search.datasets, &mut params)?);
-    }
-    // Without a metric filter, the datasets alone select models with any metric on them.
-    if !search.filter.iter().any(|c| c.entity == Entity::Metric)
-        && let Some(on_datasets) = dataset_condition(&search.datasets, &mut params)
-    {
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM metrics x WHERE x.model_id = lm.model_id AND {on_datasets})"
-        ));
-    }
-    let mut order = Vec::new();
-    for o in &search.order_by {
-        let dir = if o.ascending { "ASC" } else { "DESC" };
-        match o.entity {
-            Entity::Attribute => order.push(format!("{} {dir}", attribute_column(&o.key)?)),
-            Entity::Metric => {
-                params.push(SqlValue::Text(o.key.clone()));
-                let sub = "(SELECT x.value FROM metrics x WHERE x.model_id = lm.model_id \
-                           AND x.key = ? AND x.is_nan = 0 ORDER BY x.step DESC, x.timestamp DESC \
-                           LIMIT 1)";
-                // Models without the metric sort last either way.
-                order.push(format!("{sub} IS NULL, {sub} {dir}"));
-                params.push(SqlValue::Text(o.key.clone()));
-            }
-            _ => {
-                return Err(Error::invalid(format!(
-                    "Invalid order_by entity for logged models: '{}'",
-                    o.key
-                )));
-            }
-        }
-    }
-    order.push("lm.creation_timestamp_ms DESC".into());
-    order.push("lm.model_id ASC".into());
-    sql.push_str(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
-    params.push(SqlValue::Integer(search.max_results as i64 + 1));
-    params.push(SqlValue::Integer(offset as i64));
-    let ids: Vec<String> = SqlQuery { sql, params }.first_column(conn)?;
+    let query: SqlQuery = crate::search_sql::logged_model_search_sql(
+        Dialect::Sqlite,
+        &experiment_ids,
+        search,
+        search.max_results + 1,
+        offset,
+    )?
+    .into();
+    let ids: Vec<String> = query.first_column(conn)?;
     let models = load_many(conn, &ids)?;
     Ok(Page::from_overfetched(models, offset, search.max_results))
 }

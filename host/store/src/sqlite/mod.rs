@@ -6,7 +6,7 @@ mod eval_datasets;
 mod import;
 mod logged_models;
 mod registry;
-mod search_sql;
+pub(crate) mod search_sql;
 mod traces;
 mod tracking;
 mod webhooks;

@@ -11,7 +11,9 @@ use wasmflow_core::entities::{
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
 
-use super::{SqliteStore, logged_models, now_ms, search_sql, sql_err};
+use super::search_sql::SqlQuery;
+use super::{SqliteStore, logged_models, now_ms, sql_err};
+use crate::search_sql::{self, Dialect};
 use crate::{
     ExperimentSearch, LoggedModelSearch, NewLoggedModel, NewRun, RunSearch, RunUpdate, StoreConfig,
     TrackingStore,
@@ -530,13 +532,15 @@ impl TrackingStore for SqliteStore {
     fn search_experiments(&self, search: &ExperimentSearch) -> Result<Page<Experiment>> {
         let offset = decode_token(search.page_token.as_deref())?;
         self.read(|conn| {
-            let query = search_sql::experiment_search_sql(
+            let query: SqlQuery = search_sql::experiment_search_sql(
+                Dialect::Sqlite,
                 search.view.stages(),
                 &search.filter,
                 &search.order_by,
                 search.max_results + 1,
                 offset,
-            )?;
+            )?
+            .into();
             let ids: Vec<i64> = query.first_column(conn)?;
             let mut experiments = Vec::with_capacity(ids.len());
             for id in ids {
@@ -842,14 +846,16 @@ impl TrackingStore for SqliteStore {
             .map(|id| parse_experiment_id(id))
             .collect::<Result<Vec<_>>>()?;
         self.read(|conn| {
-            let query = search_sql::run_search_sql(
+            let query: SqlQuery = search_sql::run_search_sql(
+                Dialect::Sqlite,
                 &experiment_ids,
                 search.view.stages(),
                 &search.filter,
                 &search.order_by,
                 search.max_results + 1,
                 offset,
-            )?;
+            )?
+            .into();
             let ids: Vec<String> = query.first_column(conn)?;
             let runs = load_runs(conn, &ids)?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
