@@ -13,6 +13,7 @@ mod search_sql;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+mod trace_rules;
 pub mod traces;
 pub mod webhooks;
 

@@ -18,6 +18,8 @@ use wasmflow_core::{Error, Result};
 use crate::{SchemaUpgrade, StoreConfig};
 
 mod auth;
+mod eval_datasets;
+mod traces;
 mod tx;
 mod webhooks;
 
@@ -28,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_registry.sql"),
     include_str!("../../migrations/postgres/0003_webhooks.sql"),
     include_str!("../../migrations/postgres/0004_auth.sql"),
+    include_str!("../../migrations/postgres/0005_traces.sql"),
+    include_str!("../../migrations/postgres/0006_eval_datasets.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):
@@ -74,12 +78,12 @@ pub fn redact_password(uri: &str) -> String {
 
 /// The PostgreSQL store: the same traits as [`crate::SqliteStore`], on a pool of connections.
 /// Each capability's impl lives in its own module, as SQLite's do.
-#[expect(
-    dead_code,
-    reason = "the capability modules that read these come in the next commits"
-)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    #[expect(
+        dead_code,
+        reason = "read by the tracking store's module, which comes in its own commits"
+    )]
     pub(crate) config: StoreConfig,
 }
 
