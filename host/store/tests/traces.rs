@@ -461,7 +461,11 @@ fn concurrent_span_ingestion_loses_nothing() {
         });
         for trace in 0..TRACES {
             let id = format!("tr-{trace}");
-            assert_eq!(store.get_spans(&[id.clone()]).unwrap().len(), SPANS, "{id}");
+            assert_eq!(
+                store.get_spans(std::slice::from_ref(&id)).unwrap().len(),
+                SPANS,
+                "{id}"
+            );
             let info = store.get_trace_info(&id).unwrap();
             assert_eq!(
                 (info.state.as_str(), info.request_time),

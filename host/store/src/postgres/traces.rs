@@ -32,8 +32,7 @@ type Tx<'a> = Transaction<'a>;
 
 async fn load_infos(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<TraceInfo>> {
     let ids_param: &(dyn ToSql + Sync) = &ids;
-    let mut rows = InfoRows::default();
-    rows.infos = tx
+    let infos = tx
         .query(
             &format!("SELECT {TRACE_INFO_COLUMNS} FROM trace_info WHERE trace_id = ANY($1)"),
             &[ids_param],
@@ -44,6 +43,10 @@ async fn load_infos(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<TraceInfo>> {
         .map(trace_info_from_row)
         .collect::<std::result::Result<_, _>>()
         .map_err(pg_err)?;
+    let mut rows = InfoRows {
+        infos,
+        ..InfoRows::default()
+    };
     for table in ["trace_tags", "trace_metadata"] {
         let found = tx
             .query(
