@@ -2,7 +2,9 @@
 //! The store keeps what it is given: hashing passwords and folding grants into a decision are
 //! the server's (`wasmflow-server`'s `auth` module).
 
-use wasmflow_core::Result;
+use wasmflow_core::{Error, ErrorCode, Result};
+
+use crate::columns::Columns;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -27,12 +29,8 @@ pub trait AuthStore: Send + Sync {
     fn find_user(&self, username: &str) -> Result<Option<User>>;
     /// Fails with RESOURCE_DOES_NOT_EXIST, in MLflow's words.
     fn get_user(&self, username: &str) -> Result<User> {
-        self.find_user(username)?.ok_or_else(|| {
-            wasmflow_core::Error::new(
-                wasmflow_core::ErrorCode::ResourceDoesNotExist,
-                format!("User with username={username} not found"),
-            )
-        })
+        self.find_user(username)?
+            .ok_or_else(|| user_not_found(username))
     }
     fn list_users(&self) -> Result<Vec<User>>;
     fn update_user(
@@ -58,4 +56,62 @@ pub trait AuthStore: Send + Sync {
     fn rename_grants(&self, resource_type: &str, old_id: &str, new_id: &str) -> Result<()>;
     /// Drops the grants on a deleted resource, so a later one of the same name inherits none.
     fn delete_grants(&self, resource_type: &str, resource_id: &str) -> Result<()>;
+}
+
+// ---- what both backends share: columns, rows and MLflow's messages ----
+
+pub(crate) const USER_COLUMNS: &str = "id, username, password_hash, is_admin";
+pub(crate) const GRANT_COLUMNS: &str = "resource_type, resource_id, permission";
+
+/// A user from the row of [`USER_COLUMNS`].
+pub(crate) fn user_from<R: Columns>(r: &R) -> std::result::Result<User, R::Error> {
+    Ok(User {
+        id: r.int(0)?,
+        username: r.text(1)?,
+        password_hash: r.text(2)?,
+        is_admin: r.flag(3)?,
+    })
+}
+
+/// A grant from the row of [`GRANT_COLUMNS`].
+pub(crate) fn grant_from<R: Columns>(r: &R) -> std::result::Result<Grant, R::Error> {
+    Ok(Grant {
+        resource_type: r.text(0)?,
+        resource_id: r.text(1)?,
+        permission: r.text(2)?,
+    })
+}
+
+pub(crate) fn user_not_found(username: &str) -> Error {
+    Error::new(
+        ErrorCode::ResourceDoesNotExist,
+        format!("User with username={username} not found"),
+    )
+}
+
+pub(crate) fn user_exists(username: &str) -> Error {
+    Error::new(
+        ErrorCode::ResourceAlreadyExists,
+        format!("User (username={username}) already exists."),
+    )
+}
+
+pub(crate) fn grant_exists(username: &str, grant: &Grant) -> Error {
+    Error::new(
+        ErrorCode::ResourceAlreadyExists,
+        format!(
+            "Permission for user={username} on resource_type={}, resource_id={} already exists.",
+            grant.resource_type, grant.resource_id
+        ),
+    )
+}
+
+pub(crate) fn grant_not_found(username: &str, resource_type: &str, resource_id: &str) -> Error {
+    Error::new(
+        ErrorCode::ResourceDoesNotExist,
+        format!(
+            "Permission for user={username} on resource_type={resource_type}, \
+             resource_id={resource_id} not found."
+        ),
+    )
 }

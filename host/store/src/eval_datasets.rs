@@ -7,8 +7,11 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use wasmflow_core::paging::Page;
 use wasmflow_core::pyjson::{self, Style};
-use wasmflow_core::search::{Comparison, OrderBy};
+use wasmflow_core::search::{Comparison, Entity, OrderBy};
 use wasmflow_core::{Error, Result};
+
+use crate::columns::Columns;
+use crate::search_sql::{Binder, Bound, Dialect, Query, compare};
 
 /// What MLflow answers for `max_results` of a dataset search, and its upper bound.
 pub const SEARCH_MAX_RESULTS_DEFAULT: usize = 1000;
@@ -208,6 +211,228 @@ pub fn parse_tags(text: &str) -> Result<Vec<(String, String)>> {
         .into_iter()
         .filter_map(|(k, v)| tag_value(&v).map(|v| (k, v)))
         .collect())
+}
+
+// ---- rows (both backends read the same columns) ----
+
+/// The `evaluation_datasets d` columns [`dataset_from_row`] reads, in its order.
+pub(crate) const DATASET_COLUMNS: &str = "d.dataset_id, d.name, d.schema_json, d.profile, \
+    d.digest, d.created_time, d.last_update_time, d.created_by, d.last_updated_by";
+
+/// A dataset from a row of [`DATASET_COLUMNS`], without tags and experiments.
+pub(crate) fn dataset_from_row<C: Columns>(r: &C) -> std::result::Result<EvalDataset, C::Error> {
+    Ok(EvalDataset {
+        dataset_id: r.text(0)?,
+        name: r.text(1)?,
+        tags: Vec::new(),
+        schema: r.opt_text(2)?,
+        profile: r.opt_text(3)?,
+        digest: r.text(4)?,
+        created_time: r.int(5)?,
+        last_update_time: r.int(6)?,
+        created_by: r.opt_text(7)?,
+        last_updated_by: r.opt_text(8)?,
+        experiment_ids: Vec::new(),
+    })
+}
+
+/// The `evaluation_dataset_records` columns [`record_from_row`] reads, in its order.
+pub(crate) const RECORD_COLUMNS: &str = "dataset_record_id, dataset_id, inputs, outputs, \
+    expectations, tags, source, source_id, source_type, created_time, last_update_time, \
+    created_by, last_updated_by";
+
+pub(crate) fn record_from_row<C: Columns>(r: &C) -> std::result::Result<StoredRecord, C::Error> {
+    Ok(StoredRecord {
+        dataset_record_id: r.text(0)?,
+        dataset_id: r.text(1)?,
+        inputs: r.text(2)?,
+        outputs: r.opt_text(3)?,
+        expectations: r.opt_text(4)?,
+        tags: r.opt_text(5)?,
+        source: r.opt_text(6)?,
+        source_id: r.opt_text(7)?,
+        source_type: r.opt_text(8)?,
+        created_time: r.int(9)?,
+        last_update_time: r.int(10)?,
+        created_by: r.opt_text(11)?,
+        last_updated_by: r.opt_text(12)?,
+    })
+}
+
+/// A new dataset needs a name.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid(
+            "Missing value for required parameter 'name'. See the API docs for more \
+             information about request parameters.",
+        ));
+    }
+    Ok(())
+}
+
+/// The acting user MLflow records for a new dataset: its `mlflow.user` tag.
+pub(crate) fn creator(tags: &[(String, String)]) -> Option<&str> {
+    tags.iter()
+        .find(|(k, _)| k == USER_TAG)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The column of `evaluation_datasets d` an attribute filter compares.
+fn filter_column(key: &str) -> Result<&'static str> {
+    Ok(match key {
+        "name" => "d.name",
+        "created_time" => "d.created_time",
+        "last_update_time" => "d.last_update_time",
+        "created_by" => "d.created_by",
+        "last_updated_by" => "d.last_updated_by",
+        other => {
+            return Err(Error::invalid(format!(
+                "Invalid attribute key '{other}' specified."
+            )));
+        }
+    })
+}
+
+/// The search's `ORDER BY` on `evaluation_datasets d`: the asked order (newest first by
+/// default), then the id.
+fn order_by_sql(order_by: &[OrderBy]) -> Result<String> {
+    let mut order = Vec::new();
+    for o in order_by {
+        let column = match o.key.as_str() {
+            "name" => "d.name",
+            "created_time" => "d.created_time",
+            "last_update_time" => "d.last_update_time",
+            other => {
+                return Err(Error::invalid(format!(
+                    "Invalid attribute key '{other}' specified. Valid keys are: \
+                     {{'name', 'created_time', 'last_update_time'}}"
+                )));
+            }
+        };
+        order.push(format!(
+            "{column} {}",
+            if o.ascending { "ASC" } else { "DESC" }
+        ));
+    }
+    if order.is_empty() {
+        order.push("d.created_time DESC".into());
+    }
+    order.push("d.dataset_id DESC".into());
+    Ok(order.join(", "))
+}
+
+/// The search compiled for `dialect`: rows of [`DATASET_COLUMNS`], one more than asked (to know
+/// whether a next page exists).
+pub(crate) fn search_query(
+    search: &EvalDatasetSearch,
+    offset: u64,
+    dialect: Dialect,
+) -> Result<Query> {
+    let mut b = Binder::new(dialect);
+    let mut conditions = vec!["1 = 1".to_string()];
+    if !search.experiment_ids.is_empty() {
+        let linked = b.in_list(
+            "CAST(e.experiment_id AS TEXT)",
+            false,
+            Bound::TextList(search.experiment_ids.clone()),
+        );
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM evaluation_dataset_experiments e
+                     WHERE e.dataset_id = d.dataset_id AND {linked})"
+        ));
+    }
+    for c in &search.filter {
+        match c.entity {
+            Entity::Attribute => {
+                conditions.push(compare(filter_column(&c.key)?, c.op, &c.value, &mut b)?);
+            }
+            Entity::Tag => {
+                let key = b.text(c.key.clone());
+                let cond = compare("t.value", c.op, &c.value, &mut b)?;
+                conditions.push(format!(
+                    "EXISTS (SELECT 1 FROM evaluation_dataset_tags t
+                             WHERE t.dataset_id = d.dataset_id AND t.key = {key} AND {cond})"
+                ));
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "Invalid entity type '{other:?}' for evaluation datasets"
+                )));
+            }
+        }
+    }
+    let sql = format!(
+        "SELECT {DATASET_COLUMNS} FROM evaluation_datasets d WHERE {} ORDER BY {} {}",
+        conditions.join(" AND "),
+        order_by_sql(&search.order_by)?,
+        b.page(search.max_results + 1, offset)
+    );
+    Ok(b.finish(sql))
+}
+
+/// The profile after deleting records: MLflow counts it down, and an emptied dataset's profile
+/// is JSON `null`.
+pub(crate) fn profile_after_delete(remaining: u64) -> String {
+    profile(remaining).unwrap_or_else(|| "null".into())
+}
+
+/// The page of records after overfetching one: the cursor of the next page when there is more.
+pub(crate) fn records_page(mut rows: Vec<StoredRecord>, max_results: usize) -> RecordsPage {
+    let next = if rows.len() > max_results {
+        rows.truncate(max_results);
+        rows.last()
+            .map(|r| (r.created_time, r.dataset_record_id.clone()))
+    } else {
+        None
+    };
+    RecordsPage {
+        records: rows.iter().map(StoredRecord::to_json).collect(),
+        next,
+    }
+}
+
+/// The record an upsert writes for `record`: the stored one (found by its inputs' hash) merged
+/// with it, or a new one. The flag says whether it is new.
+pub(crate) fn upserted(
+    dataset_id: &str,
+    stored: Option<StoredRecord>,
+    record: &NewRecord,
+    now: i64,
+) -> (StoredRecord, bool) {
+    match stored {
+        Some(mut stored) => {
+            stored.merge(record, now);
+            (stored, false)
+        }
+        None => (StoredRecord::new(dataset_id, record, now), true),
+    }
+}
+
+/// What an upsert sets on its dataset: the schema with the records' fields, the record count
+/// (`remaining`), a new digest, and the last updater (the last record naming a user, or nobody,
+/// as MLflow).
+pub(crate) struct DatasetUpdate {
+    pub last_updated_by: Option<String>,
+    pub digest: String,
+    pub schema: Option<String>,
+    pub profile: Option<String>,
+}
+
+impl DatasetUpdate {
+    pub(crate) fn after_upsert(
+        dataset: &EvalDataset,
+        records: &[NewRecord],
+        num_records: u64,
+        now: i64,
+    ) -> Self {
+        Self {
+            last_updated_by: records.iter().rev().find_map(NewRecord::user),
+            digest: dataset_digest(&dataset.name, now),
+            schema: updated_schema(dataset.schema.as_deref(), records)
+                .or_else(|| dataset.schema.clone()),
+            profile: profile(num_records).or_else(|| dataset.profile.clone()),
+        }
+    }
 }
 
 // ---- records ----

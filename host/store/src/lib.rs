@@ -3,6 +3,7 @@
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
 pub mod auth;
+mod columns;
 pub mod eval_datasets;
 mod postgres;
 pub mod registry;
@@ -12,6 +13,7 @@ mod search_sql;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+mod trace_rules;
 pub mod traces;
 mod tracking_rules;
 pub mod webhooks;

@@ -7,6 +7,8 @@ use serde::{Serialize, Serializer};
 use wasmflow_core::paging::Page;
 use wasmflow_core::{Error, Result};
 
+use crate::columns::Columns;
+
 /// What changed (`WebhookEntity`); the wire spells it in upper case, payloads in lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebhookEntity {
@@ -263,6 +265,87 @@ pub trait WebhookStore: Send + Sync + 'static {
     fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> Result<()>;
     /// A webhook's deliveries, newest first, at most `limit`.
     fn webhook_deliveries(&self, webhook_id: &str, limit: usize) -> Result<Vec<WebhookDelivery>>;
+}
+
+// ---- what both backends share: columns, rows and messages ----
+
+pub(crate) const WEBHOOK_COLUMNS: &str = "webhook_id, name, description, url, status, secret, \
+                                          creation_timestamp, last_updated_timestamp";
+pub(crate) const DELIVERY_COLUMNS: &str = "delivery_id, webhook_id, entity, action, timestamp, \
+                                           attempts, success, response_status, error, duration_ms";
+
+pub(crate) fn webhook_not_found(webhook_id: &str) -> Error {
+    Error::not_found(format!("Webhook with ID {webhook_id} not found."))
+}
+
+/// A webhook, without its events, from the row of [`WEBHOOK_COLUMNS`].
+pub(crate) fn webhook_from<R: Columns>(r: &R) -> std::result::Result<Webhook, R::Error> {
+    let created = r.int(6)?;
+    Ok(Webhook {
+        webhook_id: r.text(0)?,
+        name: r.text(1)?,
+        description: r.opt_text(2)?.filter(|d| !d.is_empty()),
+        url: r.text(3)?,
+        status: if r.text(4)? == "DISABLED" {
+            WebhookStatus::Disabled
+        } else {
+            WebhookStatus::Active
+        },
+        secret: r.opt_text(5)?,
+        creation_timestamp: created,
+        last_updated_timestamp: r.opt_int(7)?.unwrap_or(created),
+        events: Vec::new(),
+    })
+}
+
+/// A stored (entity, action) pair. Rows are written from parsed events only; an unknown one
+/// means a newer schema wrote it, and is skipped.
+pub(crate) fn stored_event(entity: &str, action: &str) -> Option<WebhookEvent> {
+    Some(WebhookEvent {
+        entity: WebhookEntity::parse(entity)?,
+        action: WebhookAction::parse(action)?,
+    })
+}
+
+/// A delivery from the row of [`DELIVERY_COLUMNS`].
+pub(crate) fn delivery_from<R: Columns>(r: &R) -> std::result::Result<WebhookDelivery, R::Error> {
+    Ok(WebhookDelivery {
+        delivery_id: r.text(0)?,
+        webhook_id: r.text(1)?,
+        event: format!("{}.{}", r.text(2)?, r.text(3)?),
+        timestamp: r.int(4)?,
+        attempts: u32::try_from(r.int(5)?).unwrap_or(u32::MAX),
+        success: r.flag(6)?,
+        response_status: r.opt_int(7)?.and_then(|s| u16::try_from(s).ok()),
+        error: r.opt_text(8)?,
+        duration_ms: r.int(9)?,
+    })
+}
+
+/// Checks a new webhook (MLflow's checks) and gives it its id.
+pub(crate) fn check_new_webhook(new: &NewWebhook) -> Result<String> {
+    validate_webhook_name(&new.name)?;
+    validate_webhook_events(&new.events)?;
+    Ok(uuid::Uuid::new_v4().to_string())
+}
+
+/// Checks the fields an update sets.
+pub(crate) fn check_webhook_update(update: &WebhookUpdate) -> Result<()> {
+    if let Some(name) = &update.name {
+        validate_webhook_name(name)?;
+    }
+    if let Some(events) = &update.events {
+        validate_webhook_events(events)?;
+    }
+    Ok(())
+}
+
+/// The (entity, action) columns a delivery's event is stored in.
+pub(crate) fn delivery_event(delivery: &WebhookDelivery) -> (&str, &str) {
+    delivery
+        .event
+        .split_once('.')
+        .unwrap_or((&delivery.event, ""))
 }
 
 /// `_validate_webhook_name`: 1 to 63 letters, digits, `.`, `_` and `-`, starting and ending

@@ -1,14 +1,18 @@
-//! Traces of the SQLite store, through its public trait.
+//! Traces and evaluation datasets of each backend, through their public traits.
+
+use std::sync::Arc;
 
 use serde_json::json;
 use wasmflow_core::ErrorCode;
+use wasmflow_core::search::{parse_evaluation_dataset_filter, parse_evaluation_dataset_order_by};
+use wasmflow_store::eval_datasets::{EvalDatasetSearch, NewRecord};
 use wasmflow_store::traces::{
-    NewSpan, TraceDeletion, TraceInfo, TraceSearch, parse_trace_filter, parse_trace_order_by,
+    AssessmentUpdate, NewSpan, TraceDeletion, TraceInfo, TraceSearch, parse_trace_filter,
+    parse_trace_order_by,
 };
-use wasmflow_store::{NewRun, SqliteStore, TraceStore, TrackingStore};
+use wasmflow_store::{EvalDatasetStore, TraceStore};
 
 mod common;
-use common::store;
 
 fn span(
     trace: &str,
@@ -29,189 +33,635 @@ fn span(
         end_time_ns: Some((start_ms + 10) * 1_000_000),
         inputs: Some(r#"{"q": 1}"#.into()),
         outputs: Some("2".into()),
-        content: json!({"name": name, "attributes": {"model": "tiny"}}).to_string(),
+        content: json!({"name": name, "attributes": {"model": "tiny", "temperature": 0.5}})
+            .to_string(),
         body: vec![1, 2, 3],
     }
 }
 
-fn search(store: &SqliteStore, filter: &str) -> Vec<String> {
+fn search_ordered(store: &impl TraceStore, filter: &str, order_by: &str) -> Vec<String> {
     store
         .search_traces(&TraceSearch {
             experiment_ids: vec!["0".into()],
             filter: parse_trace_filter(filter).unwrap(),
-            order_by: vec![parse_trace_order_by("timestamp_ms ASC").unwrap()],
+            order_by: vec![parse_trace_order_by(order_by).unwrap()],
             max_results: 100,
             page_token: None,
         })
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{filter}: {}", e.message))
         .items
         .into_iter()
         .map(|t| t.trace_id)
         .collect()
 }
 
+fn search(store: &impl TraceStore, filter: &str) -> Vec<String> {
+    search_ordered(store, filter, "timestamp_ms ASC")
+}
+
 #[test]
 fn spans_make_traces_that_start_trace_finalizes() {
-    let (_dir, store) = store();
-    // A child first: the trace exists, in progress.
-    store
-        .log_spans(
-            "0",
-            vec![span("tr-a", "02", Some("01"), "child", "OK", 1005)],
-            "mlflow-artifacts:/0".into(),
-        )
-        .unwrap();
-    let info = store.get_trace_info("tr-a").unwrap();
-    assert_eq!(info.state, "IN_PROGRESS");
-    assert_eq!(info.tags["mlflow.trace.spansLocation"], "TRACKING_STORE");
-    assert_eq!(
-        info.tags["mlflow.artifactLocation"],
-        "mlflow-artifacts:/0/traces/tr-a/artifacts"
-    );
-    // The root ends it.
-    store
-        .log_spans(
-            "0",
-            vec![span("tr-a", "01", None, "root", "ERROR", 1000)],
-            "mlflow-artifacts:/0".into(),
-        )
-        .unwrap();
-    let info = store.get_trace_info("tr-a").unwrap();
-    assert_eq!(
-        (
-            info.state.as_str(),
-            info.request_time,
-            info.execution_duration
-        ),
-        ("ERROR", 1000, Some(10))
-    );
-    assert_eq!(info.request_preview.as_deref(), Some(r#"{"q": 1}"#));
-    // The client's record wins.
-    let mut record = TraceInfo {
-        trace_id: "tr-a".into(),
-        experiment_id: "0".into(),
-        request_time: 999,
-        execution_duration: Some(12),
-        state: "OK".into(),
-        request_preview: Some("req".into()),
-        ..TraceInfo::default()
-    };
-    record.tags.insert("mlflow.traceName".into(), "root".into());
-    record
-        .trace_metadata
-        .insert("mlflow.sourceRun".into(), "r1".into());
-    let saved = store.start_trace(record, "ignored".into()).unwrap();
-    assert_eq!((saved.state.as_str(), saved.request_time), ("OK", 999));
-    assert_eq!(saved.request_preview.as_deref(), Some("req"));
-    assert_eq!(
-        saved.tags["mlflow.artifactLocation"],
-        "mlflow-artifacts:/0/traces/tr-a/artifacts"
-    );
-    assert_eq!(saved.trace_metadata["mlflow.trace.infoFinalized"], "true");
-    // Later spans no longer change the record.
-    store
-        .log_spans(
-            "0",
-            vec![span("tr-a", "01", None, "root", "ERROR", 1000)],
-            "x".into(),
-        )
-        .unwrap();
-    assert_eq!(store.get_trace_info("tr-a").unwrap().state, "OK");
-    assert_eq!(store.get_spans(&["tr-a".into()]).unwrap().len(), 2);
+    each_backend!(|store| {
+        // A child first: the trace exists, in progress.
+        store
+            .log_spans(
+                "0",
+                vec![span("tr-a", "02", Some("01"), "child", "OK", 1005)],
+                "mlflow-artifacts:/0".into(),
+            )
+            .unwrap();
+        let info = store.get_trace_info("tr-a").unwrap();
+        assert_eq!(info.state, "IN_PROGRESS");
+        assert_eq!(info.tags["mlflow.trace.spansLocation"], "TRACKING_STORE");
+        assert_eq!(
+            info.tags["mlflow.artifactLocation"],
+            "mlflow-artifacts:/0/traces/tr-a/artifacts"
+        );
+        // The root ends it.
+        store
+            .log_spans(
+                "0",
+                vec![span("tr-a", "01", None, "root", "ERROR", 1000)],
+                "mlflow-artifacts:/0".into(),
+            )
+            .unwrap();
+        let info = store.get_trace_info("tr-a").unwrap();
+        assert_eq!(
+            (
+                info.state.as_str(),
+                info.request_time,
+                info.execution_duration
+            ),
+            ("ERROR", 1000, Some(10))
+        );
+        assert_eq!(info.request_preview.as_deref(), Some(r#"{"q": 1}"#));
+        // The client's record wins.
+        let mut record = TraceInfo {
+            trace_id: "tr-a".into(),
+            experiment_id: "0".into(),
+            request_time: 999,
+            execution_duration: Some(12),
+            state: "OK".into(),
+            request_preview: Some("req".into()),
+            ..TraceInfo::default()
+        };
+        record.tags.insert("mlflow.traceName".into(), "root".into());
+        record
+            .trace_metadata
+            .insert("mlflow.sourceRun".into(), "r1".into());
+        let saved = store.start_trace(record, "ignored".into()).unwrap();
+        assert_eq!((saved.state.as_str(), saved.request_time), ("OK", 999));
+        assert_eq!(saved.request_preview.as_deref(), Some("req"));
+        assert_eq!(
+            saved.tags["mlflow.artifactLocation"],
+            "mlflow-artifacts:/0/traces/tr-a/artifacts"
+        );
+        assert_eq!(saved.trace_metadata["mlflow.trace.infoFinalized"], "true");
+        // Later spans no longer change the record.
+        store
+            .log_spans(
+                "0",
+                vec![span("tr-a", "01", None, "root", "ERROR", 1000)],
+                "x".into(),
+            )
+            .unwrap();
+        assert_eq!(store.get_trace_info("tr-a").unwrap().state, "OK");
+        assert_eq!(store.get_spans(&["tr-a".into()]).unwrap().len(), 2);
+        // A record first, then its spans: the record stays, the spans are kept.
+        let first = TraceInfo {
+            trace_id: "tr-b".into(),
+            experiment_id: "0".into(),
+            request_time: 50,
+            state: "OK".into(),
+            ..TraceInfo::default()
+        };
+        let saved = store
+            .start_trace(first, "mlflow-artifacts:/0/x".into())
+            .unwrap();
+        assert_eq!(
+            saved.tags["mlflow.artifactLocation"],
+            "mlflow-artifacts:/0/x"
+        );
+        store
+            .log_spans(
+                "0",
+                vec![span("tr-b", "01", None, "root", "ERROR", 40)],
+                "y".into(),
+            )
+            .unwrap();
+        let info = store.get_trace_info("tr-b").unwrap();
+        assert_eq!((info.state.as_str(), info.request_time), ("OK", 50));
+        // Spans of a trace of another experiment are refused.
+        let err = store
+            .log_spans(
+                "12345",
+                vec![span("tr-b", "09", None, "x", "OK", 1)],
+                "z".into(),
+            )
+            .unwrap_err();
+        assert!(
+            err.message.contains("belongs to experiment"),
+            "{}",
+            err.message
+        );
+        // Infos come in the order asked, unknown ids left out; spans likewise, each trace's in
+        // start order.
+        let infos = store
+            .get_trace_infos(&["tr-b".into(), "nope".into(), "tr-a".into()])
+            .unwrap();
+        let ids: Vec<&str> = infos.iter().map(|i| i.trace_id.as_str()).collect();
+        assert_eq!(ids, ["tr-b", "tr-a"]);
+        let spans = store.get_spans(&["tr-b".into(), "tr-a".into()]).unwrap();
+        let traces: Vec<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+        assert_eq!(traces, ["tr-b", "tr-a", "tr-a"]);
+    });
 }
 
 #[test]
 fn search_filters_delete_and_assessments() {
-    let (_dir, store) = store();
-    for (i, (id, status)) in [("tr-1", "OK"), ("tr-2", "ERROR"), ("tr-3", "OK")]
-        .iter()
-        .enumerate()
-    {
-        let start = 1000 * (i as i64 + 1);
+    each_backend!(|store| {
+        for (i, (id, status)) in [("tr-1", "OK"), ("tr-2", "ERROR"), ("tr-3", "OK")]
+            .iter()
+            .enumerate()
+        {
+            let start = 1000 * (i as i64 + 1);
+            store
+                .log_spans(
+                    "0",
+                    vec![
+                        span(id, "01", None, "root", status, start),
+                        span(id, "02", Some("01"), &format!("step-{i}"), "OK", start + 1),
+                    ],
+                    "a".into(),
+                )
+                .unwrap();
+        }
+        store.set_trace_tag("tr-1", "kind", "alpha").unwrap();
+        store.set_trace_tag("tr-2", "kind", "beta_1").unwrap();
+        store.link_traces_to_run(&["tr-3".into()], "run-7").unwrap();
+        let err = store
+            .link_traces_to_run(&["tr-1".into(), "tr-nope".into()], "run-7")
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
+        assert!(err.message.contains("tr-nope"), "{}", err.message);
+
+        assert_eq!(search(&store, ""), ["tr-1", "tr-2", "tr-3"]);
+        assert_eq!(search(&store, "status = 'ERROR'"), ["tr-2"]);
+        assert_eq!(search(&store, "trace.status IN ('OK')"), ["tr-1", "tr-3"]);
+        assert_eq!(search(&store, "trace.status NOT IN ('OK')"), ["tr-2"]);
+        assert_eq!(search(&store, "timestamp_ms >= 2000"), ["tr-2", "tr-3"]);
+        assert_eq!(search(&store, "timestamp_ms < 2000"), ["tr-1"]);
+        assert_eq!(
+            search(&store, "execution_time_ms = 10"),
+            ["tr-1", "tr-2", "tr-3"]
+        );
+        assert_eq!(search(&store, "end_time_ms > 2010"), ["tr-3"]);
+        assert_eq!(search(&store, "tags.kind = 'alpha'"), ["tr-1"]);
+        assert_eq!(search(&store, "tags.kind != 'alpha'"), ["tr-2"]);
+        assert_eq!(
+            search(&store, "tags.kind LIKE 'ALPHA'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(search(&store, "tags.kind ILIKE 'ALPHA'"), ["tr-1"]);
+        assert_eq!(search(&store, "tags.kind LIKE 'beta\\_%'"), ["tr-2"]);
+        assert_eq!(search(&store, "tags.kind LIKE '%\\'"), Vec::<String>::new());
+        assert_eq!(search(&store, "tags.kind IS NULL"), ["tr-3"]);
+        assert_eq!(search(&store, "tags.kind IS NOT NULL"), ["tr-1", "tr-2"]);
+        assert_eq!(search(&store, "run_id = 'run-7'"), ["tr-3"]);
+        assert_eq!(search(&store, "span.name = 'step-1'"), ["tr-2"]);
+        assert_eq!(
+            search(&store, "span.name LIKE 'step-%'"),
+            ["tr-1", "tr-2", "tr-3"]
+        );
+        assert_eq!(
+            search(&store, "span.type = 'LLM' AND status = 'OK'"),
+            ["tr-1", "tr-3"]
+        );
+        assert_eq!(search(&store, "span.status = 'ERROR'"), ["tr-2"]);
+        assert_eq!(
+            search(&store, "span.attributes.model = 'tiny'"),
+            ["tr-1", "tr-2", "tr-3"]
+        );
+        assert_eq!(
+            search(&store, "span.attributes.temperature = '0.5'"),
+            ["tr-1", "tr-2", "tr-3"]
+        );
+        assert_eq!(
+            search(&store, "span.attributes.model = 'huge'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            search(&store, "span.content LIKE '%tiny%'"),
+            ["tr-1", "tr-2", "tr-3"]
+        );
+        // User text is a bound value, never SQL.
+        assert_eq!(
+            search(&store, "tags.kind = \"x' OR '1'='1\""),
+            Vec::<String>::new()
+        );
+        // Orders, NULLs as SQLite places them, and pages.
+        assert_eq!(
+            search_ordered(&store, "", "timestamp_ms DESC"),
+            ["tr-3", "tr-2", "tr-1"]
+        );
         store
             .log_spans(
                 "0",
-                vec![
-                    span(id, "01", None, "root", status, start),
-                    span(id, "02", Some("01"), &format!("step-{i}"), "OK", start + 1),
-                ],
+                vec![span("tr-0", "02", Some("01"), "child", "OK", 500)],
                 "a".into(),
             )
             .unwrap();
-    }
-    store.set_trace_tag("tr-1", "kind", "alpha").unwrap();
-    let run = store
-        .create_run(NewRun {
+        assert_eq!(
+            search_ordered(&store, "", "execution_time ASC"),
+            ["tr-0", "tr-3", "tr-2", "tr-1"]
+        );
+        assert_eq!(
+            search_ordered(&store, "", "execution_time DESC"),
+            ["tr-3", "tr-2", "tr-1", "tr-0"]
+        );
+        let mut token = None;
+        let mut paged = Vec::new();
+        loop {
+            let page = store
+                .search_traces(&TraceSearch {
+                    experiment_ids: vec!["0".into(), "not-a-number".into()],
+                    filter: vec![],
+                    order_by: vec![],
+                    max_results: 3,
+                    page_token: token,
+                })
+                .unwrap();
+            paged.extend(page.items.into_iter().map(|t| t.trace_id));
+            token = page.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(paged, ["tr-3", "tr-2", "tr-1", "tr-0"]);
+        store
+            .delete_traces(&TraceDeletion {
+                experiment_id: "0".into(),
+                trace_ids: vec!["tr-0".into()],
+                ..Default::default()
+            })
+            .unwrap();
+
+        // Assessments, with an override chain: a-3 overrides a-2, which overrides a-1.
+        let fb = json!({"assessment_id": "a-1", "trace_id": "tr-1", "assessment_name": "good",
+                        "feedback": {"value": 0.9}, "valid": true});
+        store.create_assessment(fb).unwrap();
+        let over = json!({"assessment_id": "a-2", "trace_id": "tr-1", "assessment_name": "good",
+                          "feedback": {"value": 0.1}, "overrides": "a-1", "valid": true});
+        store.create_assessment(over).unwrap();
+        assert_eq!(store.get_assessment("tr-1", "a-1").unwrap()["valid"], false);
+        assert_eq!(search(&store, "feedback.good < 0.5"), ["tr-1"]);
+        assert_eq!(search(&store, "feedback.good > 0.5"), Vec::<String>::new());
+        assert_eq!(search(&store, "feedback.good = 0.1"), ["tr-1"]);
+        assert_eq!(search(&store, "feedback.good IS NULL"), ["tr-2", "tr-3"]);
+        let missing = json!({"assessment_id": "a-9", "trace_id": "tr-1",
+                             "assessment_name": "good", "feedback": {"value": 1},
+                             "overrides": "a-nope"});
+        assert_eq!(
+            store.create_assessment(missing).unwrap_err().code,
+            ErrorCode::ResourceDoesNotExist
+        );
+        let exp = json!({"assessment_id": "a-3", "trace_id": "tr-2", "assessment_name": "answer",
+                         "expectation": {"value": "paris"}, "valid": true});
+        store.create_assessment(exp).unwrap();
+        assert_eq!(search(&store, "expectation.answer = 'paris'"), ["tr-2"]);
+        assert_eq!(search(&store, "expectation.answer LIKE '%par%'"), ["tr-2"]);
+        // An assessment id of another trace is not replaced through this one.
+        let stolen = json!({"assessment_id": "a-3", "trace_id": "tr-1",
+                            "assessment_name": "answer", "expectation": {"value": "rome"}});
+        assert!(store.create_assessment(stolen).is_err());
+        // Updates replace fields and merge metadata.
+        let mut update = AssessmentUpdate::default();
+        update
+            .fields
+            .insert("feedback".into(), json!({"value": 0.7}));
+        update.metadata = Some([("why".to_string(), "rechecked".to_string())].into());
+        let updated = store.update_assessment("tr-2", "a-3", update).unwrap();
+        assert_eq!(updated["feedback"]["value"], 0.7);
+        assert!(updated.get("expectation").is_none());
+        assert_eq!(updated["metadata"]["why"], "rechecked");
+        assert_eq!(search(&store, "feedback.answer >= 0.7"), ["tr-2"]);
+        assert_eq!(
+            store
+                .update_assessment("tr-2", "a-nope", AssessmentUpdate::default())
+                .unwrap_err()
+                .code,
+            ErrorCode::ResourceDoesNotExist
+        );
+        store.delete_assessment("tr-1", "a-2").unwrap();
+        assert_eq!(store.get_assessment("tr-1", "a-1").unwrap()["valid"], true);
+        assert_eq!(store.get_trace_info("tr-1").unwrap().assessments.len(), 1);
+        // A missing assessment deletes as a success, a missing trace does not.
+        store.delete_assessment("tr-1", "a-2").unwrap();
+        assert_eq!(
+            store.delete_assessment("tr-nope", "a-1").unwrap_err().code,
+            ErrorCode::ResourceDoesNotExist
+        );
+
+        // Tags.
+        store.delete_trace_tag("tr-2", "kind").unwrap();
+        assert_eq!(
+            store.delete_trace_tag("tr-2", "kind").unwrap_err().code,
+            ErrorCode::ResourceDoesNotExist
+        );
+        assert_eq!(
+            store.set_trace_tag("tr-nope", "k", "v").unwrap_err().code,
+            ErrorCode::ResourceDoesNotExist
+        );
+
+        // Deleting: by ids, then the oldest by age with a count, then by retention.
+        let by_ids = TraceDeletion {
             experiment_id: "0".into(),
+            trace_ids: vec!["tr-2".into(), "tr-nope".into()],
             ..Default::default()
-        })
-        .unwrap()
-        .info
-        .run_id;
-    store.link_traces_to_run(&["tr-3".into()], &run).unwrap();
+        };
+        assert_eq!(store.delete_traces(&by_ids).unwrap(), 1);
+        let by_age = TraceDeletion {
+            experiment_id: "0".into(),
+            max_timestamp_millis: Some(i64::MAX),
+            max_traces: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(store.delete_traces(&by_age).unwrap(), 1);
+        assert_eq!(search(&store, ""), ["tr-3"]);
+        assert_eq!(store.delete_traces_before(3000, 10).unwrap(), 0);
+        assert_eq!(store.delete_traces_before(3001, 10).unwrap(), 1);
+        let err = store.get_trace_info("tr-3").unwrap_err();
+        assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
+        assert!(store.get_spans(&["tr-3".into()]).unwrap().is_empty());
+    });
+}
 
-    assert_eq!(search(&store, ""), ["tr-1", "tr-2", "tr-3"]);
-    assert_eq!(search(&store, "status = 'ERROR'"), ["tr-2"]);
-    assert_eq!(search(&store, "trace.status IN ('OK')"), ["tr-1", "tr-3"]);
-    assert_eq!(search(&store, "timestamp_ms >= 2000"), ["tr-2", "tr-3"]);
-    assert_eq!(
-        search(&store, "execution_time_ms = 10"),
-        ["tr-1", "tr-2", "tr-3"]
-    );
-    assert_eq!(search(&store, "tags.kind = 'alpha'"), ["tr-1"]);
-    assert_eq!(
-        search(&store, "tags.kind LIKE 'ALPHA'"),
-        Vec::<String>::new()
-    );
-    assert_eq!(search(&store, "tags.kind ILIKE 'ALPHA'"), ["tr-1"]);
-    assert_eq!(search(&store, "tags.kind IS NULL"), ["tr-2", "tr-3"]);
-    assert_eq!(search(&store, &format!("run_id = '{run}'")), ["tr-3"]);
-    assert_eq!(search(&store, "span.name = 'step-1'"), ["tr-2"]);
-    assert_eq!(
-        search(&store, "span.type = 'LLM' AND status = 'OK'"),
-        ["tr-1", "tr-3"]
-    );
-    assert_eq!(
-        search(&store, "span.attributes.model = 'tiny'"),
-        ["tr-1", "tr-2", "tr-3"]
-    );
-    assert_eq!(
-        search(&store, "span.content LIKE '%tiny%'"),
-        ["tr-1", "tr-2", "tr-3"]
-    );
+#[test]
+fn deletes_by_age_take_the_oldest_and_stop_at_the_count() {
+    each_backend!(|store| {
+        for i in 0..6 {
+            let id = format!("tr-{i}");
+            store
+                .log_spans(
+                    "0",
+                    vec![span(&id, "01", None, "r", "OK", 100 * i)],
+                    "a".into(),
+                )
+                .unwrap();
+        }
+        let by_age = |max_timestamp_millis, max_traces| TraceDeletion {
+            experiment_id: "0".into(),
+            max_timestamp_millis: Some(max_timestamp_millis),
+            max_traces,
+            ..Default::default()
+        };
+        assert_eq!(store.delete_traces(&by_age(250, Some(2))).unwrap(), 2);
+        assert_eq!(search(&store, ""), ["tr-2", "tr-3", "tr-4", "tr-5"]);
+        assert_eq!(store.delete_traces(&by_age(250, Some(5))).unwrap(), 1);
+        assert_eq!(store.delete_traces(&by_age(400, None)).unwrap(), 2);
+        assert_eq!(search(&store, ""), ["tr-5"]);
+    });
+}
 
-    // Assessments, with an override.
-    let fb = json!({"assessment_id": "a-1", "trace_id": "tr-1", "assessment_name": "good",
-                    "feedback": {"value": 0.9}, "valid": true});
-    store.create_assessment(fb).unwrap();
-    let over = json!({"assessment_id": "a-2", "trace_id": "tr-1", "assessment_name": "good",
-                      "feedback": {"value": 0.1}, "overrides": "a-1", "valid": true});
-    store.create_assessment(over).unwrap();
-    assert_eq!(store.get_assessment("tr-1", "a-1").unwrap()["valid"], false);
-    assert_eq!(search(&store, "feedback.good < 0.5"), ["tr-1"]);
-    assert_eq!(search(&store, "feedback.good > 0.5"), Vec::<String>::new());
-    store.delete_assessment("tr-1", "a-2").unwrap();
-    assert_eq!(store.get_assessment("tr-1", "a-1").unwrap()["valid"], true);
-    assert_eq!(store.get_trace_info("tr-1").unwrap().assessments.len(), 1);
+/// Spans of the same traces arriving from many requests at once (as OTLP exporters send them):
+/// every span is kept, and each trace's record ends as one writer alone would leave it.
+#[test]
+fn concurrent_span_ingestion_loses_nothing() {
+    each_backend!(|store| {
+        let store = Arc::new(store);
+        const THREADS: usize = 8;
+        const TRACES: usize = 4;
+        const SPANS: usize = 24;
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let store = store.clone();
+                s.spawn(move || {
+                    for n in (t..SPANS).step_by(THREADS) {
+                        let spans = (0..TRACES)
+                            .map(|trace| {
+                                let (parent, id) = if n == 0 {
+                                    (None, "00".to_string())
+                                } else {
+                                    (Some("00"), format!("{n:02}"))
+                                };
+                                span(
+                                    &format!("tr-{trace}"),
+                                    &id,
+                                    parent,
+                                    "s",
+                                    "OK",
+                                    1000 + n as i64,
+                                )
+                            })
+                            .collect();
+                        store.log_spans("0", spans, "a".into()).unwrap();
+                    }
+                });
+            }
+        });
+        for trace in 0..TRACES {
+            let id = format!("tr-{trace}");
+            assert_eq!(
+                store.get_spans(std::slice::from_ref(&id)).unwrap().len(),
+                SPANS,
+                "{id}"
+            );
+            let info = store.get_trace_info(&id).unwrap();
+            assert_eq!(
+                (info.state.as_str(), info.request_time),
+                ("OK", 1000),
+                "{id}"
+            );
+        }
+        assert_eq!(search(&*store, "").len(), TRACES);
+    });
+}
 
-    // Deleting: by ids, then the oldest by age with a count, then by retention.
-    let by_ids = TraceDeletion {
-        experiment_id: "0".into(),
-        trace_ids: vec!["tr-2".into(), "tr-nope".into()],
-        ..Default::default()
-    };
-    assert_eq!(store.delete_traces(&by_ids).unwrap(), 1);
-    let by_age = TraceDeletion {
-        experiment_id: "0".into(),
-        max_timestamp_millis: Some(i64::MAX),
-        max_traces: Some(1),
-        ..Default::default()
-    };
-    assert_eq!(store.delete_traces(&by_age).unwrap(), 1);
-    assert_eq!(search(&store, ""), ["tr-3"]);
-    assert_eq!(store.delete_traces_before(3000, 10).unwrap(), 0);
-    assert_eq!(store.delete_traces_before(3001, 10).unwrap(), 1);
-    let err = store.get_trace_info("tr-3").unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
-    assert!(store.get_spans(&["tr-3".into()]).unwrap().is_empty());
+#[test]
+fn eval_datasets_records_and_search() {
+    each_backend!(|store| {
+        let tags = vec![("team".to_string(), "nlp".to_string())];
+        let ds = store
+            .create_eval_dataset("qa", tags, vec!["0".into()])
+            .unwrap();
+        assert_eq!(ds.experiment_ids, ["0"]);
+        assert_eq!(ds.tags, [("team".to_string(), "nlp".to_string())]);
+        let other = store
+            .create_eval_dataset("zz-other", vec![], vec![])
+            .unwrap();
+        assert_eq!(
+            store
+                .create_eval_dataset("x", vec![], vec!["999".into()])
+                .unwrap_err()
+                .code,
+            ErrorCode::ResourceDoesNotExist
+        );
+        assert!(store.create_eval_dataset(" ", vec![], vec![]).is_err());
+
+        let record = |v| NewRecord::from_json(v).unwrap();
+        let counts = store
+            .upsert_eval_dataset_records(
+                &ds.dataset_id,
+                vec![
+                    record(json!({"inputs": {"q": "2+2"}, "expectations": {"a": "4"},
+                                  "tags": {"mlflow.user": "ann"}})),
+                    record(json!({"inputs": {"q": "3+3"}})),
+                    record(json!({"inputs": {"q": "4+4"}, "outputs": {"r": 8}})),
+                ],
+            )
+            .unwrap();
+        assert_eq!((counts.inserted, counts.updated), (3, 0));
+        // The same inputs (keys in another order) merge into the stored record.
+        let counts = store
+            .upsert_eval_dataset_records(
+                &ds.dataset_id,
+                vec![record(
+                    json!({"inputs": {"q": "2+2"}, "expectations": {"b": "four"},
+                                   "tags": {"mlflow.user": "bob"}}),
+                )],
+            )
+            .unwrap();
+        assert_eq!((counts.inserted, counts.updated), (0, 1));
+        let got = store.get_eval_dataset(&ds.dataset_id).unwrap();
+        assert_eq!(got.last_updated_by.as_deref(), Some("bob"));
+        assert_eq!(got.created_by, None);
+        assert!(
+            got.profile
+                .as_deref()
+                .unwrap()
+                .contains("\"num_records\": 3")
+        );
+        assert!(got.schema.as_deref().unwrap().contains("\"q\": \"string\""));
+
+        // Records page by (created_time, id).
+        let first = store.eval_dataset_records(&ds.dataset_id, 2, None).unwrap();
+        assert_eq!(first.records.len(), 2);
+        let rest = store
+            .eval_dataset_records(&ds.dataset_id, 2, first.next.clone())
+            .unwrap();
+        assert_eq!(rest.records.len(), 1);
+        assert!(rest.next.is_none());
+        let all: Vec<_> = first.records.iter().chain(&rest.records).collect();
+        let merged = all.iter().find(|r| r["inputs"]["q"] == "2+2").unwrap();
+        assert_eq!(merged["expectations"], json!({"a": "4", "b": "four"}));
+        assert_eq!(merged["created_by"], "ann");
+
+        // Deleting records counts the profile down.
+        let id = merged["dataset_record_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            store
+                .delete_eval_dataset_records(&ds.dataset_id, &[id.clone(), "dr-nope".into()])
+                .unwrap(),
+            1
+        );
+        let got = store.get_eval_dataset(&ds.dataset_id).unwrap();
+        assert!(
+            got.profile
+                .as_deref()
+                .unwrap()
+                .contains("\"num_records\": 2")
+        );
+
+        // Tags, experiments and search.
+        store
+            .set_eval_dataset_tags(&ds.dataset_id, vec![("stage".into(), "gold".into())])
+            .unwrap();
+        store
+            .delete_eval_dataset_tag(&ds.dataset_id, "team")
+            .unwrap();
+        assert_eq!(
+            store.get_eval_dataset(&ds.dataset_id).unwrap().tags,
+            [("stage".to_string(), "gold".to_string())]
+        );
+        let find = |filter: &str, experiments: Vec<String>| -> Vec<String> {
+            store
+                .search_eval_datasets(&EvalDatasetSearch {
+                    experiment_ids: experiments,
+                    filter: parse_evaluation_dataset_filter(filter).unwrap(),
+                    order_by: vec![parse_evaluation_dataset_order_by("name ASC").unwrap()],
+                    max_results: 10,
+                    page_token: None,
+                })
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|d| d.name)
+                .collect()
+        };
+        assert_eq!(find("", vec![]), ["qa", "zz-other"]);
+        assert_eq!(find("", vec!["0".into()]), ["qa"]);
+        assert_eq!(find("name LIKE 'q%'", vec![]), ["qa"]);
+        assert_eq!(find("tags.stage = 'gold'", vec![]), ["qa"]);
+        assert_eq!(
+            find("name = \"qa' OR '1'='1\"", vec![]),
+            Vec::<String>::new()
+        );
+        let linked = store
+            .add_eval_dataset_to_experiments(&other.dataset_id, &["0".into()])
+            .unwrap();
+        assert_eq!(linked.dataset_id, other.dataset_id);
+        assert_eq!(find("", vec!["0".into()]), ["qa", "zz-other"]);
+        store
+            .remove_eval_dataset_from_experiments(&other.dataset_id, &["0".into()])
+            .unwrap();
+        assert_eq!(
+            store.eval_dataset_experiment_ids(&ds.dataset_id).unwrap(),
+            ["0"]
+        );
+        assert!(
+            store
+                .eval_dataset_experiment_ids(&other.dataset_id)
+                .unwrap()
+                .is_empty()
+        );
+
+        // Deleting the dataset takes its records.
+        store.delete_eval_dataset(&ds.dataset_id).unwrap();
+        assert_eq!(
+            store.get_eval_dataset(&ds.dataset_id).unwrap_err().code,
+            ErrorCode::ResourceDoesNotExist
+        );
+        assert!(
+            store
+                .eval_dataset_records(&ds.dataset_id, 10, None)
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        store.delete_eval_dataset(&ds.dataset_id).unwrap();
+    });
+}
+
+/// Upserts of the same new inputs into one dataset from many threads: one record per inputs.
+#[test]
+fn concurrent_upserts_keep_one_record_per_inputs() {
+    each_backend!(|store| {
+        let ds = store.create_eval_dataset("qa", vec![], vec![]).unwrap();
+        let store = Arc::new(store);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (store, id) = (store.clone(), ds.dataset_id.clone());
+                s.spawn(move || {
+                    let records = (0..5)
+                        .map(|i| {
+                            NewRecord::from_json(json!({"inputs": {"q": i}, "tags": {"writer": t}}))
+                                .unwrap()
+                        })
+                        .collect();
+                    store.upsert_eval_dataset_records(&id, records).unwrap();
+                });
+            }
+        });
+        let page = store
+            .eval_dataset_records(&ds.dataset_id, 100, None)
+            .unwrap();
+        assert_eq!(page.records.len(), 5);
+        let got = store.get_eval_dataset(&ds.dataset_id).unwrap();
+        assert!(
+            got.profile
+                .as_deref()
+                .unwrap()
+                .contains("\"num_records\": 5")
+        );
+    });
 }

@@ -1,38 +1,20 @@
 //! Evaluation datasets in SQLite, and the [`EvalDatasetStore`] implementation.
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::search::Entity;
 use wasmflow_core::{Error, Result};
 
-use super::search_sql::{SqlQuery, compare};
+use super::search_sql::SqlQuery;
 use super::tracking::json_list;
 use super::{SqliteStore, now_ms, sql_err};
 use crate::eval_datasets::{
-    EvalDataset, EvalDatasetSearch, EvalDatasetStore, NewRecord, RecordCursor, RecordsPage,
-    StoredRecord, USER_TAG, UpsertCounts, dataset_digest, dataset_not_found,
-    dataset_not_found_short, experiment_not_found, new_dataset_id, profile, updated_schema,
+    DATASET_COLUMNS, DatasetUpdate, EvalDataset, EvalDatasetSearch, EvalDatasetStore, NewRecord,
+    RECORD_COLUMNS, RecordCursor, RecordsPage, UpsertCounts, check_name, creator, dataset_digest,
+    dataset_from_row, dataset_not_found, dataset_not_found_short, experiment_not_found,
+    new_dataset_id, profile_after_delete, record_from_row, records_page as page_of, search_query,
+    upserted,
 };
-
-const DATASET_COLUMNS: &str = "d.dataset_id, d.name, d.schema_json, d.profile, d.digest, \
-    d.created_time, d.last_update_time, d.created_by, d.last_updated_by";
-
-fn dataset_from_row(r: &Row<'_>) -> rusqlite::Result<EvalDataset> {
-    Ok(EvalDataset {
-        dataset_id: r.get(0)?,
-        name: r.get(1)?,
-        tags: Vec::new(),
-        schema: r.get(2)?,
-        profile: r.get(3)?,
-        digest: r.get(4)?,
-        created_time: r.get(5)?,
-        last_update_time: r.get(6)?,
-        created_by: r.get(7)?,
-        last_updated_by: r.get(8)?,
-        experiment_ids: Vec::new(),
-    })
-}
+use crate::search_sql::Dialect;
 
 fn find_dataset(conn: &Connection, dataset_id: &str) -> Result<Option<EvalDataset>> {
     let found = conn
@@ -40,7 +22,7 @@ fn find_dataset(conn: &Connection, dataset_id: &str) -> Result<Option<EvalDatase
             "SELECT {DATASET_COLUMNS} FROM evaluation_datasets d WHERE d.dataset_id = ?1"
         ))
         .map_err(sql_err)?
-        .query_row([dataset_id], dataset_from_row)
+        .query_row([dataset_id], |r| dataset_from_row(r))
         .optional()
         .map_err(sql_err)?;
     let Some(mut dataset) = found else {
@@ -130,16 +112,11 @@ fn create(
     tags: &[(String, String)],
     experiments: &[String],
 ) -> Result<EvalDataset> {
-    if name.trim().is_empty() {
-        return Err(Error::invalid(
-            "Missing value for required parameter 'name'. See the API docs for more \
-             information about request parameters.",
-        ));
-    }
+    check_name(name)?;
     let experiments = existing_experiments(conn, experiments)?;
     let dataset_id = new_dataset_id();
     let now = now_ms();
-    let user = tags.iter().find(|(k, _)| k == USER_TAG).map(|(_, v)| v);
+    let user = creator(tags);
     conn.prepare_cached(
         "INSERT INTO evaluation_datasets (dataset_id, name, digest, created_time,
              last_update_time, created_by, last_updated_by)
@@ -167,107 +144,13 @@ fn create(
 
 fn search(conn: &Connection, search: &EvalDatasetSearch) -> Result<Page<EvalDataset>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let mut params = Vec::new();
-    let mut conditions = vec!["1 = 1".to_string()];
-    if !search.experiment_ids.is_empty() {
-        params.push(json_list(&search.experiment_ids));
-        conditions.push(
-            "EXISTS (SELECT 1 FROM evaluation_dataset_experiments e
-                     WHERE e.dataset_id = d.dataset_id
-                       AND CAST(e.experiment_id AS TEXT) IN (SELECT value FROM json_each(?)))"
-                .into(),
-        );
-    }
-    for c in &search.filter {
-        match c.entity {
-            Entity::Attribute => {
-                let column = match c.key.as_str() {
-                    "name" => "d.name",
-                    "created_time" => "d.created_time",
-                    "last_update_time" => "d.last_update_time",
-                    "created_by" => "d.created_by",
-                    "last_updated_by" => "d.last_updated_by",
-                    other => {
-                        return Err(Error::invalid(format!(
-                            "Invalid attribute key '{other}' specified."
-                        )));
-                    }
-                };
-                conditions.push(compare(column, c.op, &c.value, &mut params)?);
-            }
-            Entity::Tag => {
-                params.push(SqlValue::Text(c.key.clone()));
-                let cond = compare("t.value", c.op, &c.value, &mut params)?;
-                conditions.push(format!(
-                    "EXISTS (SELECT 1 FROM evaluation_dataset_tags t
-                             WHERE t.dataset_id = d.dataset_id AND t.key = ? AND {cond})"
-                ));
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "Invalid entity type '{other:?}' for evaluation datasets"
-                )));
-            }
-        }
-    }
-    let mut order = Vec::new();
-    for o in &search.order_by {
-        let column = match o.key.as_str() {
-            "name" => "d.name",
-            "created_time" => "d.created_time",
-            "last_update_time" => "d.last_update_time",
-            other => {
-                return Err(Error::invalid(format!(
-                    "Invalid attribute key '{other}' specified. Valid keys are: \
-                     {{'name', 'created_time', 'last_update_time'}}"
-                )));
-            }
-        };
-        order.push(format!(
-            "{column} {}",
-            if o.ascending { "ASC" } else { "DESC" }
-        ));
-    }
-    if order.is_empty() {
-        order.push("d.created_time DESC".into());
-    }
-    order.push("d.dataset_id DESC".into());
-    params.push(SqlValue::Integer(search.max_results as i64 + 1));
-    params.push(SqlValue::Integer(offset as i64));
-    let sql = format!(
-        "SELECT {DATASET_COLUMNS} FROM evaluation_datasets d WHERE {} ORDER BY {}
-         LIMIT ? OFFSET ?",
-        conditions.join(" AND "),
-        order.join(", ")
-    );
-    let rows = SqlQuery { sql, params }.rows(conn, dataset_from_row)?;
+    let query = SqlQuery::from(search_query(search, offset, Dialect::Sqlite)?);
+    let rows = query.rows(conn, |r| dataset_from_row(r))?;
     let mut page = Page::from_overfetched(rows, offset, search.max_results);
     for dataset in &mut page.items {
         dataset.tags = dataset_tags(conn, &dataset.dataset_id)?;
     }
     Ok(page)
-}
-
-const RECORD_COLUMNS: &str = "dataset_record_id, dataset_id, inputs, outputs, expectations, \
-    tags, source, source_id, source_type, created_time, last_update_time, created_by, \
-    last_updated_by";
-
-fn record_from_row(r: &Row<'_>) -> rusqlite::Result<StoredRecord> {
-    Ok(StoredRecord {
-        dataset_record_id: r.get(0)?,
-        dataset_id: r.get(1)?,
-        inputs: r.get(2)?,
-        outputs: r.get(3)?,
-        expectations: r.get(4)?,
-        tags: r.get(5)?,
-        source: r.get(6)?,
-        source_id: r.get(7)?,
-        source_type: r.get(8)?,
-        created_time: r.get(9)?,
-        last_update_time: r.get(10)?,
-        created_by: r.get(11)?,
-        last_updated_by: r.get(12)?,
-    })
 }
 
 fn count_records(conn: &Connection, dataset_id: &str) -> Result<u64> {
@@ -285,12 +168,7 @@ fn upsert(conn: &Connection, dataset_id: &str, records: &[NewRecord]) -> Result<
         inserted: 0,
         updated: 0,
     };
-    // As MLflow: the last record naming a user is the dataset's last updater (or nobody).
-    let mut updated_by = None;
     for record in records {
-        if let Some(user) = record.user() {
-            updated_by = Some(user);
-        }
         let hash = record.input_hash();
         let existing = conn
             .prepare_cached(&format!(
@@ -298,11 +176,35 @@ fn upsert(conn: &Connection, dataset_id: &str, records: &[NewRecord]) -> Result<
                  WHERE dataset_id = ?1 AND input_hash = ?2"
             ))
             .map_err(sql_err)?
-            .query_row(params![dataset_id, hash], record_from_row)
+            .query_row(params![dataset_id, hash], |r| record_from_row(r))
             .optional()
             .map_err(sql_err)?;
-        if let Some(mut stored) = existing {
-            stored.merge(record, now);
+        let (stored, new) = upserted(dataset_id, existing, record, now);
+        if new {
+            conn.prepare_cached(&format!(
+                "INSERT INTO evaluation_dataset_records ({RECORD_COLUMNS}, input_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))
+            .map_err(sql_err)?
+            .execute(params![
+                stored.dataset_record_id,
+                stored.dataset_id,
+                stored.inputs,
+                stored.outputs,
+                stored.expectations,
+                stored.tags,
+                stored.source,
+                stored.source_id,
+                stored.source_type,
+                stored.created_time,
+                stored.last_update_time,
+                stored.created_by,
+                stored.last_updated_by,
+                hash
+            ])
+            .map_err(sql_err)?;
+            counts.inserted += 1;
+        } else {
             conn.prepare_cached(
                 "UPDATE evaluation_dataset_records SET outputs = ?2, expectations = ?3,
                      tags = ?4, last_update_time = ?5, last_updated_by = ?6
@@ -319,35 +221,10 @@ fn upsert(conn: &Connection, dataset_id: &str, records: &[NewRecord]) -> Result<
             ])
             .map_err(sql_err)?;
             counts.updated += 1;
-        } else {
-            let new = StoredRecord::new(dataset_id, record, now);
-            conn.prepare_cached(&format!(
-                "INSERT INTO evaluation_dataset_records ({RECORD_COLUMNS}, input_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ))
-            .map_err(sql_err)?
-            .execute(params![
-                new.dataset_record_id,
-                new.dataset_id,
-                new.inputs,
-                new.outputs,
-                new.expectations,
-                new.tags,
-                new.source,
-                new.source_id,
-                new.source_type,
-                new.created_time,
-                new.last_update_time,
-                new.created_by,
-                new.last_updated_by,
-                hash
-            ])
-            .map_err(sql_err)?;
-            counts.inserted += 1;
         }
     }
-    let schema = updated_schema(dataset.schema.as_deref(), records).or(dataset.schema);
-    let profile = profile(count_records(conn, dataset_id)?).or(dataset.profile);
+    let update =
+        DatasetUpdate::after_upsert(&dataset, records, count_records(conn, dataset_id)?, now);
     conn.prepare_cached(
         "UPDATE evaluation_datasets SET last_update_time = ?2, last_updated_by = ?3,
              digest = ?4, schema_json = ?5, profile = ?6
@@ -357,10 +234,10 @@ fn upsert(conn: &Connection, dataset_id: &str, records: &[NewRecord]) -> Result<
     .execute(params![
         dataset_id,
         now,
-        updated_by,
-        dataset_digest(&dataset.name, now),
-        schema,
-        profile
+        update.last_updated_by,
+        update.digest,
+        update.schema,
+        update.profile
     ])
     .map_err(sql_err)?;
     Ok(counts)
@@ -376,7 +253,7 @@ fn records_page(
         Some((t, id)) => (Some(*t), id.as_str()),
         None => (None, ""),
     };
-    let mut rows = conn
+    let rows = conn
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM evaluation_dataset_records
              WHERE dataset_id = ?1
@@ -387,22 +264,12 @@ fn records_page(
         .map_err(sql_err)?
         .query_map(
             params![dataset_id, after_time, after_id, max_results as i64 + 1],
-            record_from_row,
+            |r| record_from_row(r),
         )
         .map_err(sql_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql_err)?;
-    let next = if rows.len() > max_results {
-        rows.truncate(max_results);
-        rows.last()
-            .map(|r| (r.created_time, r.dataset_record_id.clone()))
-    } else {
-        None
-    };
-    Ok(RecordsPage {
-        records: rows.iter().map(StoredRecord::to_json).collect(),
-        next,
-    })
+    Ok(page_of(rows, max_results))
 }
 
 fn delete_records(conn: &Connection, dataset_id: &str, ids: &[String]) -> Result<u64> {
@@ -415,9 +282,7 @@ fn delete_records(conn: &Connection, dataset_id: &str, ids: &[String]) -> Result
         .execute(params![dataset_id, json_list(ids)])
         .map_err(sql_err)? as u64;
     if deleted > 0 {
-        // MLflow counts down its profile; an emptied dataset's profile is JSON `null`.
-        let remaining = count_records(conn, dataset_id)?;
-        let profile = profile(remaining).unwrap_or_else(|| "null".into());
+        let profile = profile_after_delete(count_records(conn, dataset_id)?);
         conn.prepare_cached("UPDATE evaluation_datasets SET profile = ?2 WHERE dataset_id = ?1")
             .map_err(sql_err)?
             .execute(params![dataset_id, profile])

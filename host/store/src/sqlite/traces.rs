@@ -1,102 +1,44 @@
 //! Traces in SQLite, and the [`TraceStore`] implementation.
 
-use std::collections::{BTreeMap, HashMap};
-
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
-use super::search_sql::compare;
+use super::search_sql::SqlQuery;
+use super::tracking::json_list;
 use super::{SqliteStore, now_ms, sql_err};
+use crate::search_sql::Dialect;
+use crate::trace_rules::{
+    AssessmentRow, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord, TRACE_INFO_COLUMNS,
+    apply_update, assessment_not_found, experiment_id_number, overridden, parse_assessment,
+    search_query, set_valid, span_artifact_location, span_batches, trace_info_from_row,
+};
 use crate::traces::{
-    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_IN_STORE,
-    SPANS_LOCATION_TAG, StoredSpan, TRACE_NAME_TAG, TraceClause, TraceDeletion, TraceInfo,
-    TraceKey, TraceOp, TraceSearch, TraceStore, TraceValue, trace_not_found,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SPANS_IN_STORE, SPANS_LOCATION_TAG,
+    StoredSpan, TraceDeletion, TraceInfo, TraceSearch, TraceStore, trace_not_found,
 };
 
-/// Set by `start_trace`: the trace's own fields are final, later spans no longer change them.
-const FINALIZED_METADATA: &str = "mlflow.trace.infoFinalized";
-
 fn load_info(conn: &Connection, trace_id: &str) -> Result<Option<TraceInfo>> {
-    let info = conn
-        .prepare_cached(
-            "SELECT trace_id, experiment_id, request_time, execution_duration, state,
-                    client_request_id, request_preview, response_preview
-             FROM trace_info WHERE trace_id = ?1",
-        )
-        .map_err(sql_err)?
-        .query_row([trace_id], |r| {
-            Ok(TraceInfo {
-                trace_id: r.get(0)?,
-                experiment_id: r.get::<_, i64>(1)?.to_string(),
-                request_time: r.get(2)?,
-                execution_duration: r.get(3)?,
-                state: r.get(4)?,
-                client_request_id: r.get(5)?,
-                request_preview: r.get(6)?,
-                response_preview: r.get(7)?,
-                ..TraceInfo::default()
-            })
-        })
-        .optional()
-        .map_err(sql_err)?;
-    let Some(mut info) = info else {
-        return Ok(None);
-    };
-    info.tags = key_values(conn, "trace_tags", trace_id)?;
-    info.trace_metadata = key_values(conn, "trace_metadata", trace_id)?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT body FROM assessments WHERE trace_id = ?1 ORDER BY created, assessment_id",
-        )
-        .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([trace_id], |r| r.get::<_, String>(0))
-        .map_err(sql_err)?;
-    for row in rows {
-        let body = row.map_err(sql_err)?;
-        info.assessments.push(
-            serde_json::from_str(&body)
-                .map_err(|e| Error::internal(format!("stored assessment is not JSON: {e}")))?,
-        );
-    }
-    Ok(Some(info))
+    Ok(load_infos(conn, &[trace_id.to_string()])?.pop())
 }
 
 /// The infos of `ids` (those that exist), in their order: one query per table for the whole
 /// page rather than four per trace.
 fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
-    let list = serde_json::to_string(ids).map_err(|e| Error::internal(e.to_string()))?;
-    let mut by_id: HashMap<String, TraceInfo> = HashMap::with_capacity(ids.len());
+    let list = json_list(ids);
+    let mut rows = InfoRows::default();
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT trace_id, experiment_id, request_time, execution_duration, state,
-                    client_request_id, request_preview, response_preview
-             FROM trace_info WHERE trace_id IN (SELECT value FROM json_each(?1))",
-        )
+        .prepare_cached(&format!(
+            "SELECT {TRACE_INFO_COLUMNS} FROM trace_info
+             WHERE trace_id IN (SELECT value FROM json_each(?1))"
+        ))
         .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([&list], |r| {
-            Ok(TraceInfo {
-                trace_id: r.get(0)?,
-                experiment_id: r.get::<_, i64>(1)?.to_string(),
-                request_time: r.get(2)?,
-                execution_duration: r.get(3)?,
-                state: r.get(4)?,
-                client_request_id: r.get(5)?,
-                request_preview: r.get(6)?,
-                response_preview: r.get(7)?,
-                ..TraceInfo::default()
-            })
-        })
+    rows.infos = stmt
+        .query_map([&list], |r| trace_info_from_row(r))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
-    for row in rows {
-        let info = row.map_err(sql_err)?;
-        by_id.insert(info.trace_id.clone(), info);
-    }
     for table in ["trace_tags", "trace_metadata"] {
         let mut stmt = conn
             .prepare_cached(&format!(
@@ -104,25 +46,15 @@ fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
                  WHERE trace_id IN (SELECT value FROM json_each(?1))"
             ))
             .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([&list], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })
+        let found = stmt
+            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
-        for row in rows {
-            let (id, k, v) = row.map_err(sql_err)?;
-            if let Some(info) = by_id.get_mut(&id) {
-                let map = if table == "trace_tags" {
-                    &mut info.tags
-                } else {
-                    &mut info.trace_metadata
-                };
-                map.insert(k, v.unwrap_or_default());
-            }
+        if table == "trace_tags" {
+            rows.tags = found;
+        } else {
+            rows.metadata = found;
         }
     }
     let mut stmt = conn
@@ -132,40 +64,12 @@ fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
              ORDER BY created, assessment_id",
         )
         .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([&list], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
+    rows.assessments = stmt
+        .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
-    for row in rows {
-        let (id, body) = row.map_err(sql_err)?;
-        if let Some(info) = by_id.get_mut(&id) {
-            info.assessments.push(
-                serde_json::from_str(&body)
-                    .map_err(|e| Error::internal(format!("stored assessment is not JSON: {e}")))?,
-            );
-        }
-    }
-    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
-}
-
-fn key_values(conn: &Connection, table: &str, trace_id: &str) -> Result<BTreeMap<String, String>> {
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT key, value FROM {table} WHERE trace_id = ?1"
-        ))
-        .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([trace_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-        })
-        .map_err(sql_err)?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let (k, v) = row.map_err(sql_err)?;
-        out.insert(k, v.unwrap_or_default());
-    }
-    Ok(out)
+    rows.assemble(ids)
 }
 
 fn put_key_value(
@@ -209,12 +113,6 @@ fn exists_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<bool>
         ))),
         stored => Ok(stored.is_some()),
     }
-}
-
-fn experiment_id_number(experiment_id: &str) -> Result<i64> {
-    experiment_id
-        .parse()
-        .map_err(|_| Error::invalid(format!("invalid experiment id '{experiment_id}'")))
 }
 
 fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> Result<TraceInfo> {
@@ -294,35 +192,12 @@ fn log_spans(
     artifact_root: &str,
 ) -> Result<()> {
     let experiment = experiment_id_number(experiment_id)?;
-    let mut by_trace: HashMap<&str, Vec<&NewSpan>> = HashMap::new();
-    for span in spans {
-        by_trace
-            .entry(span.trace_id.as_str())
-            .or_default()
-            .push(span);
-    }
-    for (trace_id, group) in &by_trace {
+    for batch in span_batches(spans) {
+        let trace_id = batch.trace_id;
         exists_in(conn, trace_id, experiment)?;
-        let start_ms = group.iter().map(|s| s.start_time_ns).min().unwrap_or(0) / 1_000_000;
-        let root = group.iter().find(|s| s.parent_span_id.is_none());
-        let end_ms = root.and_then(|r| r.end_time_ns).map(|e| e / 1_000_000);
-        let state = match root {
-            Some(r) if r.status == "ERROR" => "ERROR",
-            Some(_) => "OK",
-            None => "IN_PROGRESS",
-        };
-        let finalized: Option<Option<String>> = conn
-            .prepare_cached(
-                "SELECT m.value FROM trace_info t LEFT JOIN trace_metadata m
-                     ON m.trace_id = t.trace_id AND m.key = ?2
-                 WHERE t.trace_id = ?1",
-            )
-            .map_err(sql_err)?
-            .query_row(params![trace_id, FINALIZED_METADATA], |r| r.get(0))
-            .optional()
-            .map_err(sql_err)?;
-        match finalized {
+        match stored_span_record(conn, trace_id)? {
             None => {
+                let record = batch.new_record();
                 conn.prepare_cached(
                     "INSERT INTO trace_info (trace_id, experiment_id, request_time,
                          execution_duration, state, request_preview, response_preview)
@@ -332,46 +207,40 @@ fn log_spans(
                 .execute(params![
                     trace_id,
                     experiment,
-                    start_ms,
-                    end_ms.map(|e| e - start_ms),
-                    state,
-                    root.and_then(|r| r.inputs.as_deref()).map(preview),
-                    root.and_then(|r| r.outputs.as_deref()).map(preview),
+                    record.request_time,
+                    record.execution_duration,
+                    record.state,
+                    record.request_preview,
+                    record.response_preview,
                 ])
                 .map_err(sql_err)?;
-                let location = format!(
-                    "{}/traces/{trace_id}/artifacts",
-                    artifact_root.trim_end_matches('/')
-                );
                 put_key_value(
                     conn,
                     "trace_tags",
                     trace_id,
                     ARTIFACT_LOCATION_TAG,
-                    &location,
+                    &span_artifact_location(artifact_root, trace_id),
                 )?;
             }
-            Some(None) if root.is_some() => {
-                // Not finalized by the client: the root span says how the trace ended.
-                conn.prepare_cached(
-                    "UPDATE trace_info SET request_time = MIN(request_time, ?2),
-                         execution_duration = ?3 - MIN(request_time, ?2), state = ?4,
-                         request_preview = COALESCE(request_preview, ?5),
-                         response_preview = COALESCE(response_preview, ?6)
-                     WHERE trace_id = ?1",
-                )
-                .map_err(sql_err)?
-                .execute(params![
-                    trace_id,
-                    start_ms,
-                    end_ms.unwrap_or(start_ms),
-                    state,
-                    root.and_then(|r| r.inputs.as_deref()).map(preview),
-                    root.and_then(|r| r.outputs.as_deref()).map(preview),
-                ])
-                .map_err(sql_err)?;
+            Some((stored, finalized)) => {
+                if let Some(record) = batch.merged(&stored, finalized) {
+                    conn.prepare_cached(
+                        "UPDATE trace_info SET request_time = ?2, execution_duration = ?3,
+                             state = ?4, request_preview = ?5, response_preview = ?6
+                         WHERE trace_id = ?1",
+                    )
+                    .map_err(sql_err)?
+                    .execute(params![
+                        trace_id,
+                        record.request_time,
+                        record.execution_duration,
+                        record.state,
+                        record.request_preview,
+                        record.response_preview,
+                    ])
+                    .map_err(sql_err)?;
+                }
             }
-            Some(_) => {}
         }
         put_key_value(
             conn,
@@ -380,223 +249,73 @@ fn log_spans(
             SPANS_LOCATION_TAG,
             SPANS_IN_STORE,
         )?;
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status,
-                     start_time_ns, end_time_ns, content, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (trace_id, span_id) DO UPDATE SET
-                     parent_span_id = excluded.parent_span_id, name = excluded.name,
-                     span_type = excluded.span_type, status = excluded.status,
-                     start_time_ns = excluded.start_time_ns, end_time_ns = excluded.end_time_ns,
-                     content = excluded.content, body = excluded.body",
-            )
-            .map_err(sql_err)?;
-        for s in group {
-            insert
-                .execute(params![
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.name,
-                    s.span_type,
-                    s.status,
-                    s.start_time_ns,
-                    s.end_time_ns,
-                    s.content,
-                    s.body
-                ])
-                .map_err(sql_err)?;
-        }
+        insert_spans(conn, &batch)?;
     }
     Ok(())
 }
 
-/// MLflow's trace previews are the first 1,000 characters of the root's inputs/outputs.
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(1000) {
-        Some((i, _)) => text[..i].to_string(),
-        None => text.to_string(),
-    }
+/// The fields of a trace's record that spans set, and whether the client finalized it.
+fn stored_span_record(conn: &Connection, trace_id: &str) -> Result<Option<(SpanRecord, bool)>> {
+    conn.prepare_cached(
+        "SELECT t.request_time, t.execution_duration, t.state, t.request_preview,
+                t.response_preview, m.value IS NOT NULL
+         FROM trace_info t LEFT JOIN trace_metadata m
+             ON m.trace_id = t.trace_id AND m.key = ?2
+         WHERE t.trace_id = ?1",
+    )
+    .map_err(sql_err)?
+    .query_row(params![trace_id, FINALIZED_METADATA], |r| {
+        Ok((
+            SpanRecord {
+                request_time: r.get(0)?,
+                execution_duration: r.get(1)?,
+                state: r.get(2)?,
+                request_preview: r.get(3)?,
+                response_preview: r.get(4)?,
+            },
+            r.get(5)?,
+        ))
+    })
+    .optional()
+    .map_err(sql_err)
 }
 
-fn to_value(value: &TraceValue) -> SearchValue {
-    match value {
-        TraceValue::Number(n) => SearchValue::Number(*n as f64),
-        TraceValue::Str(s) => SearchValue::Str(s.clone()),
-        TraceValue::List(l) => SearchValue::List(l.clone()),
-        TraceValue::None => SearchValue::None,
+fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status,
+                 start_time_ns, end_time_ns, content, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (trace_id, span_id) DO UPDATE SET
+                 parent_span_id = excluded.parent_span_id, name = excluded.name,
+                 span_type = excluded.span_type, status = excluded.status,
+                 start_time_ns = excluded.start_time_ns, end_time_ns = excluded.end_time_ns,
+                 content = excluded.content, body = excluded.body",
+        )
+        .map_err(sql_err)?;
+    for s in &batch.spans {
+        insert
+            .execute(params![
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.span_type,
+                s.status,
+                s.start_time_ns,
+                s.end_time_ns,
+                s.content,
+                s.body
+            ])
+            .map_err(sql_err)?;
     }
-}
-
-/// The SQL condition of one clause on `trace_info t`.
-fn condition(clause: &TraceClause, params: &mut Vec<SqlValue>) -> Result<String> {
-    let op = clause.op;
-    let value = to_value(&clause.value);
-    let keyed = |table: &str, key: &str, params: &mut Vec<SqlValue>| -> Result<String> {
-        params.push(SqlValue::Text(key.to_string()));
-        Ok(match clause.op {
-            TraceOp::IsNull => format!(
-                "NOT EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = ?)"
-            ),
-            TraceOp::IsNotNull => format!(
-                "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = ?)"
-            ),
-            _ => format!(
-                "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = ? AND {})",
-                compare("k.value", op, &value, params)?
-            ),
-        })
-    };
-    match &clause.key {
-        TraceKey::Numeric("end_time") => compare(
-            "(t.request_time + t.execution_duration)",
-            op,
-            &value,
-            params,
-        ),
-        TraceKey::Numeric(column) | TraceKey::Column(column) => {
-            compare(&format!("t.{column}"), op, &value, params)
-        }
-        TraceKey::Tag(key) => keyed("trace_tags", key, params),
-        TraceKey::Metadata(key) => keyed("trace_metadata", key, params),
-        TraceKey::RunId => {
-            let mut inner = Vec::new();
-            let by_metadata = compare("k.value", op, &value, &mut inner)?;
-            let by_link = compare("l.run_id", op, &value, &mut inner.clone())?;
-            params.push(SqlValue::Text(SOURCE_RUN_METADATA.into()));
-            params.extend(inner.clone());
-            params.extend(inner);
-            Ok(format!(
-                "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_id = t.trace_id \
-                 AND k.key = ? AND {by_metadata}) OR EXISTS (SELECT 1 FROM trace_runs l \
-                 WHERE l.trace_id = t.trace_id AND {by_link}))"
-            ))
-        }
-        TraceKey::Span(column) => Ok(format!(
-            "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
-            compare(&format!("s.{column}"), op, &value, params)?
-        )),
-        TraceKey::SpanAttribute(key) if key.is_empty() => Ok(format!(
-            "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
-            compare("s.content", op, &value, params)?
-        )),
-        TraceKey::SpanAttribute(key) => {
-            params.push(SqlValue::Text(format!(
-                "$.attributes.\"{}\"",
-                key.replace('"', "\\\"")
-            )));
-            Ok(format!(
-                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
-                compare(
-                    "CAST(json_extract(s.content, ?) AS TEXT)",
-                    op,
-                    &value,
-                    params
-                )?
-            ))
-        }
-        TraceKey::Assessment { kind, name } => {
-            params.push(SqlValue::Text((*kind).into()));
-            params.push(SqlValue::Text(name.clone()));
-            let test = match clause.op {
-                TraceOp::IsNull | TraceOp::IsNotNull => String::new(),
-                TraceOp::Lt | TraceOp::Le | TraceOp::Gt | TraceOp::Ge => {
-                    let n: f64 = match &clause.value {
-                        TraceValue::Str(s) => s.parse().map_err(|_| {
-                            Error::invalid(format!(
-                                "expected a number to compare with, found '{s}'"
-                            ))
-                        })?,
-                        _ => 0.0,
-                    };
-                    format!(
-                        " AND {}",
-                        compare("CAST(a.value AS REAL)", op, &SearchValue::Number(n), params)?
-                    )
-                }
-                _ => {
-                    // The value is stored as JSON: a string in quotes, numbers and booleans bare.
-                    let v = match &clause.value {
-                        TraceValue::Str(s)
-                            if s.parse::<f64>().is_ok() || s == "true" || s == "false" =>
-                        {
-                            SearchValue::Str(s.clone())
-                        }
-                        TraceValue::Str(s) => {
-                            SearchValue::Str(serde_json::to_string(s).unwrap_or_default())
-                        }
-                        other => to_value(other),
-                    };
-                    format!(" AND {}", compare("a.value", op, &v, params)?)
-                }
-            };
-            let exists = if clause.op == TraceOp::IsNull {
-                "NOT EXISTS"
-            } else {
-                "EXISTS"
-            };
-            Ok(format!(
-                "{exists} (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-                 AND a.valid = 1 AND a.kind = ? AND a.name = ?{test})"
-            ))
-        }
-    }
+    Ok(())
 }
 
 fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let mut params: Vec<SqlValue> = Vec::new();
-    let mut ids = Vec::new();
-    for id in &search.experiment_ids {
-        // An id that is not a number names no experiment.
-        if let Ok(n) = id.parse::<i64>() {
-            ids.push(n.to_string());
-        }
-    }
-    let mut sql = format!(
-        "SELECT t.trace_id FROM trace_info t WHERE t.experiment_id IN ({})",
-        if ids.is_empty() {
-            "NULL".to_string()
-        } else {
-            ids.join(",")
-        }
-    );
-    for clause in &search.filter {
-        sql.push_str(" AND ");
-        sql.push_str(&condition(clause, &mut params)?);
-    }
-    let mut order = Vec::new();
-    for o in &search.order_by {
-        let expr = match o.column {
-            "end_time" => "(t.request_time + t.execution_duration)".to_string(),
-            "name" => format!(
-                "(SELECT value FROM trace_tags n WHERE n.trace_id = t.trace_id AND n.key = '{TRACE_NAME_TAG}')"
-            ),
-            "run_id" => format!(
-                "(SELECT value FROM trace_metadata n WHERE n.trace_id = t.trace_id AND n.key = '{SOURCE_RUN_METADATA}')"
-            ),
-            column => format!("t.{column}"),
-        };
-        order.push(format!(
-            "{expr} {}",
-            if o.ascending { "ASC" } else { "DESC" }
-        ));
-    }
-    // MLflow's default: newest first, then by id for a stable order across pages.
-    if !search.order_by.iter().any(|o| o.column == "request_time") {
-        order.push("t.request_time DESC".into());
-    }
-    order.push("t.trace_id ASC".into());
-    sql.push_str(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
-    params.push(SqlValue::Integer(search.max_results as i64 + 1));
-    params.push(SqlValue::Integer(offset as i64));
-    let mut stmt = conn.prepare(&sql).map_err(sql_err)?;
-    let found: Vec<String> = stmt
-        .query_map(params_from_iter(params.iter()), |r| r.get(0))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+    let query = SqlQuery::from(search_query(search, offset, Dialect::Sqlite)?);
+    let found: Vec<String> = query.rows(conn, |r| r.get(0))?;
     let infos = load_infos(conn, &found)?;
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
@@ -625,39 +344,8 @@ fn delete(conn: &Connection, d: &TraceDeletion) -> Result<usize> {
     .map_err(sql_err)
 }
 
-fn assessment_not_found(assessment_id: &str) -> Error {
-    Error::not_found(format!("Assessment with ID '{assessment_id}' not found"))
-}
-
-/// The JSON text of an assessment's value, for filters: a feedback's `value`, or an
-/// expectation's `value` (or its serialized value's text).
-fn assessment_value(a: &Value) -> (String, Option<String>) {
-    if let Some(f) = a.get("feedback") {
-        return (
-            "feedback".into(),
-            f.get("value")
-                .filter(|v| !v.is_null())
-                .map(Value::to_string),
-        );
-    }
-    let e = a.get("expectation");
-    let value = e
-        .and_then(|e| e.get("value"))
-        .map(Value::to_string)
-        .or_else(|| {
-            e.and_then(|e| e.pointer("/serialized_value/value"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
-    ("expectation".into(), value)
-}
-
 fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
-    let id = a["assessment_id"].as_str().unwrap_or_default();
-    let trace_id = a["trace_id"].as_str().unwrap_or_default();
-    let name = a["assessment_name"].as_str().unwrap_or_default();
-    let (kind, value) = assessment_value(a);
-    let valid = a.get("valid").and_then(Value::as_bool).unwrap_or(true);
+    let row = AssessmentRow::of(a);
     let changed = conn.prepare_cached(
         "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -667,21 +355,19 @@ fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
     )
     .map_err(sql_err)?
     .execute(params![
-        id,
-        trace_id,
-        name,
-        kind,
-        value,
-        valid,
+        row.assessment_id,
+        row.trace_id,
+        row.name,
+        row.kind,
+        row.value,
+        row.valid,
         now_ms(),
-        a.to_string()
+        row.body
     ])
     .map_err(sql_err)?;
     // No row written: the id is another trace's assessment, which this write must not replace.
     if changed == 0 {
-        return Err(Error::invalid(format!(
-            "assessment '{id}' belongs to another trace than '{trace_id}'"
-        )));
+        return Err(row.other_trace());
     }
     Ok(())
 }
@@ -694,13 +380,12 @@ fn load_assessment(conn: &Connection, trace_id: &str, assessment_id: &str) -> Re
         .optional()
         .map_err(sql_err)?
         .ok_or_else(|| assessment_not_found(assessment_id))?;
-    serde_json::from_str(&body)
-        .map_err(|e| Error::internal(format!("stored assessment is not JSON: {e}")))
+    parse_assessment(&body)
 }
 
-fn set_valid(conn: &Connection, trace_id: &str, assessment_id: &str, valid: bool) -> Result<()> {
+fn mark_valid(conn: &Connection, trace_id: &str, assessment_id: &str, valid: bool) -> Result<()> {
     if let Ok(mut a) = load_assessment(conn, trace_id, assessment_id) {
-        a["valid"] = Value::Bool(valid);
+        set_valid(&mut a, valid);
         insert_assessment(conn, &a)?;
     }
     Ok(())
@@ -831,9 +516,9 @@ impl TraceStore for SqliteStore {
             if !exists(conn, &trace_id)? {
                 return Err(trace_not_found(&trace_id));
             }
-            if let Some(old) = assessment.get("overrides").and_then(Value::as_str) {
+            if let Some(old) = overridden(&assessment) {
                 load_assessment(conn, &trace_id, old)?;
-                set_valid(conn, &trace_id, old, false)?;
+                mark_valid(conn, &trace_id, old, false)?;
             }
             insert_assessment(conn, &assessment)?;
             Ok(assessment)
@@ -853,27 +538,7 @@ impl TraceStore for SqliteStore {
         let (trace_id, assessment_id) = (trace_id.to_string(), assessment_id.to_string());
         self.write(move |conn| {
             let mut a = load_assessment(conn, &trace_id, &assessment_id)?;
-            let obj = a
-                .as_object_mut()
-                .ok_or_else(|| Error::internal("stored assessment is not an object"))?;
-            for (k, v) in update.fields {
-                if k == "feedback" {
-                    obj.remove("expectation");
-                } else if k == "expectation" {
-                    obj.remove("feedback");
-                }
-                obj.insert(k, v);
-            }
-            if let Some(meta) = update.metadata {
-                let entry = obj
-                    .entry("metadata")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Some(m) = entry.as_object_mut() {
-                    for (k, v) in meta {
-                        m.insert(k, Value::String(v));
-                    }
-                }
-            }
+            apply_update(&mut a, update)?;
             insert_assessment(conn, &a)?;
             Ok(a)
         })
@@ -889,8 +554,8 @@ impl TraceStore for SqliteStore {
                 // MLflow answers a delete of a missing assessment with success.
                 return Ok(());
             };
-            if let Some(old) = a.get("overrides").and_then(Value::as_str) {
-                set_valid(conn, &trace_id, old, true)?;
+            if let Some(old) = overridden(&a) {
+                mark_valid(conn, &trace_id, old, true)?;
             }
             conn.prepare_cached("DELETE FROM assessments WHERE assessment_id = ?1")
                 .map_err(sql_err)?

@@ -1,41 +1,15 @@
 //! Webhooks in SQLite, and the [`WebhookStore`] implementation.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use wasmflow_core::Result;
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::{Error, Result};
 
 use super::{SqliteStore, now_ms, sql_err};
 use crate::webhooks::{
-    NewWebhook, Webhook, WebhookAction, WebhookDelivery, WebhookEntity, WebhookEvent,
-    WebhookStatus, WebhookStore, WebhookUpdate, validate_webhook_events, validate_webhook_name,
+    DELIVERY_COLUMNS, NewWebhook, WEBHOOK_COLUMNS, Webhook, WebhookDelivery, WebhookEvent,
+    WebhookStatus, WebhookStore, WebhookUpdate, check_new_webhook, check_webhook_update,
+    delivery_event, delivery_from, stored_event, webhook_from, webhook_not_found,
 };
-
-const COLUMNS: &str = "webhook_id, name, description, url, status, secret, creation_timestamp, \
-                       last_updated_timestamp";
-
-fn not_found(webhook_id: &str) -> Error {
-    Error::not_found(format!("Webhook with ID {webhook_id} not found."))
-}
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Webhook> {
-    let status: String = r.get(4)?;
-    let created: i64 = r.get(6)?;
-    Ok(Webhook {
-        webhook_id: r.get(0)?,
-        name: r.get(1)?,
-        description: r.get::<_, Option<String>>(2)?.filter(|d| !d.is_empty()),
-        url: r.get(3)?,
-        status: if status == "DISABLED" {
-            WebhookStatus::Disabled
-        } else {
-            WebhookStatus::Active
-        },
-        secret: r.get(5)?,
-        creation_timestamp: created,
-        last_updated_timestamp: r.get::<_, Option<i64>>(7)?.unwrap_or(created),
-        events: Vec::new(),
-    })
-}
 
 fn load_events(conn: &Connection, hook: &mut Webhook) -> Result<()> {
     let mut stmt = conn
@@ -51,12 +25,7 @@ fn load_events(conn: &Connection, hook: &mut Webhook) -> Result<()> {
     hook.events.clear();
     for row in rows {
         let (entity, action) = row.map_err(sql_err)?;
-        // Rows are written from parsed events only; an unknown one means a newer schema wrote it.
-        if let (Some(entity), Some(action)) =
-            (WebhookEntity::parse(&entity), WebhookAction::parse(&action))
-        {
-            hook.events.push(WebhookEvent { entity, action });
-        }
+        hook.events.extend(stored_event(&entity, &action));
     }
     Ok(())
 }
@@ -64,13 +33,13 @@ fn load_events(conn: &Connection, hook: &mut Webhook) -> Result<()> {
 fn load(conn: &Connection, webhook_id: &str) -> Result<Webhook> {
     let mut hook = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM webhooks WHERE webhook_id = ?1 AND deleted_timestamp IS NULL"
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE webhook_id = ?1 AND deleted_timestamp IS NULL"
         ))
         .map_err(sql_err)?
-        .query_row([webhook_id], from_row)
+        .query_row([webhook_id], |r| webhook_from(r))
         .optional()
         .map_err(sql_err)?
-        .ok_or_else(|| not_found(webhook_id))?;
+        .ok_or_else(|| webhook_not_found(webhook_id))?;
     load_events(conn, &mut hook)?;
     Ok(hook)
 }
@@ -148,27 +117,9 @@ fn update(conn: &Connection, id: &str, u: &WebhookUpdate) -> Result<Webhook> {
     load(conn, id)
 }
 
-fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<WebhookDelivery> {
-    let entity: String = r.get(2)?;
-    let action: String = r.get(3)?;
-    Ok(WebhookDelivery {
-        delivery_id: r.get(0)?,
-        webhook_id: r.get(1)?,
-        event: format!("{entity}.{action}"),
-        timestamp: r.get(4)?,
-        attempts: r.get(5)?,
-        success: r.get(6)?,
-        response_status: r.get(7)?,
-        error: r.get(8)?,
-        duration_ms: r.get(9)?,
-    })
-}
-
 impl WebhookStore for SqliteStore {
     fn create_webhook(&self, new: NewWebhook) -> Result<Webhook> {
-        validate_webhook_name(&new.name)?;
-        validate_webhook_events(&new.events)?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = check_new_webhook(&new)?;
         self.write(move |c| create(c, &id, &new))
     }
 
@@ -181,12 +132,14 @@ impl WebhookStore for SqliteStore {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM webhooks WHERE deleted_timestamp IS NULL
+                    "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE deleted_timestamp IS NULL
                      ORDER BY creation_timestamp DESC, rowid DESC LIMIT ?1 OFFSET ?2"
                 ))
                 .map_err(sql_err)?;
             let mut hooks = stmt
-                .query_map(params![max_results as i64 + 1, offset as i64], from_row)
+                .query_map(params![max_results as i64 + 1, offset as i64], |r| {
+                    webhook_from(r)
+                })
                 .map_err(sql_err)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(sql_err)?;
@@ -209,10 +162,9 @@ impl WebhookStore for SqliteStore {
                 )
                 .map_err(sql_err)?;
             let mut hooks = stmt
-                .query_map(
-                    params![event.entity.as_str(), event.action.as_str()],
-                    from_row,
-                )
+                .query_map(params![event.entity.as_str(), event.action.as_str()], |r| {
+                    webhook_from(r)
+                })
                 .map_err(sql_err)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(sql_err)?;
@@ -224,12 +176,7 @@ impl WebhookStore for SqliteStore {
     }
 
     fn update_webhook(&self, webhook_id: &str, update: WebhookUpdate) -> Result<Webhook> {
-        if let Some(name) = &update.name {
-            validate_webhook_name(name)?;
-        }
-        if let Some(events) = &update.events {
-            validate_webhook_events(events)?;
-        }
+        check_webhook_update(&update)?;
         let id = webhook_id.to_string();
         self.write(move |c| self::update(c, &id, &update))
     }
@@ -252,7 +199,7 @@ impl WebhookStore for SqliteStore {
 
     fn record_webhook_delivery(&self, d: WebhookDelivery) -> Result<()> {
         self.write(move |c| {
-            let (entity, action) = d.event.split_once('.').unwrap_or((&d.event, ""));
+            let (entity, action) = delivery_event(&d);
             c.prepare_cached(
                 "INSERT OR REPLACE INTO webhook_deliveries (delivery_id, webhook_id, entity,
                      action, timestamp, attempts, success, response_status, error, duration_ms)
@@ -278,14 +225,12 @@ impl WebhookStore for SqliteStore {
 
     fn webhook_deliveries(&self, webhook_id: &str, limit: usize) -> Result<Vec<WebhookDelivery>> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT delivery_id, webhook_id, entity, action, timestamp, attempts, success,
-                        response_status, error, duration_ms
-                 FROM webhook_deliveries WHERE webhook_id = ?1
-                 ORDER BY timestamp DESC, rowid DESC LIMIT ?2",
-            )
+            c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?1
+                     ORDER BY timestamp DESC, rowid DESC LIMIT ?2"
+            ))
             .map_err(sql_err)?
-            .query_map(params![webhook_id, limit as i64], delivery_from_row)
+            .query_map(params![webhook_id, limit as i64], |r| delivery_from(r))
             .map_err(sql_err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql_err)

@@ -1,0 +1,543 @@
+//! What the SQLite and PostgreSQL trace stores share: how a trace's record is assembled from
+//! column values, how a batch of spans changes its trace's record, how assessments are kept,
+//! overridden and changed, and the search's order. Each backend only reads and writes the rows
+//! (and locks them where writers run side by side).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use wasmflow_core::search::Value as SearchValue;
+use wasmflow_core::{Error, Result};
+
+use crate::columns::Columns;
+use crate::search_sql::{Binder, Bound, Dialect, Query, compare};
+use crate::traces::{
+    AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, TRACE_NAME_TAG, TraceClause, TraceInfo,
+    TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
+};
+
+/// Set by `start_trace`: the trace's own fields are final, later spans no longer change them.
+pub(crate) const FINALIZED_METADATA: &str = "mlflow.trace.infoFinalized";
+
+pub(crate) fn experiment_id_number(experiment_id: &str) -> Result<i64> {
+    experiment_id
+        .parse()
+        .map_err(|_| Error::invalid(format!("invalid experiment id '{experiment_id}'")))
+}
+
+/// The `trace_info` columns [`trace_info_from_row`] reads, in its order.
+pub(crate) const TRACE_INFO_COLUMNS: &str = "trace_id, experiment_id, request_time, \
+    execution_duration, state, client_request_id, request_preview, response_preview";
+
+/// A trace's record from a row of [`TRACE_INFO_COLUMNS`], without tags, metadata and
+/// assessments.
+pub(crate) fn trace_info_from_row<C: Columns>(r: &C) -> std::result::Result<TraceInfo, C::Error> {
+    Ok(TraceInfo {
+        trace_id: r.text(0)?,
+        experiment_id: r.int(1)?.to_string(),
+        request_time: r.int(2)?,
+        execution_duration: r.opt_int(3)?,
+        state: r.text(4)?,
+        client_request_id: r.opt_text(5)?,
+        request_preview: r.opt_text(6)?,
+        response_preview: r.opt_text(7)?,
+        ..TraceInfo::default()
+    })
+}
+
+/// What a store read for a set of traces, table by table.
+#[derive(Default)]
+pub(crate) struct InfoRows {
+    pub infos: Vec<TraceInfo>,
+    /// (trace id, key, value) of `trace_tags`.
+    pub tags: Vec<(String, String, Option<String>)>,
+    /// (trace id, key, value) of `trace_metadata`.
+    pub metadata: Vec<(String, String, Option<String>)>,
+    /// (trace id, JSON body) of `assessments`, in (created, id) order.
+    pub assessments: Vec<(String, String)>,
+}
+
+impl InfoRows {
+    /// The records of those of `ids` that exist, in the order of `ids`, each with its tags,
+    /// metadata and assessments.
+    pub(crate) fn assemble(self, ids: &[String]) -> Result<Vec<TraceInfo>> {
+        let mut by_id: HashMap<String, TraceInfo> = self
+            .infos
+            .into_iter()
+            .map(|i| (i.trace_id.clone(), i))
+            .collect();
+        for (id, k, v) in self.tags {
+            if let Some(info) = by_id.get_mut(&id) {
+                info.tags.insert(k, v.unwrap_or_default());
+            }
+        }
+        for (id, k, v) in self.metadata {
+            if let Some(info) = by_id.get_mut(&id) {
+                info.trace_metadata.insert(k, v.unwrap_or_default());
+            }
+        }
+        for (id, body) in self.assessments {
+            if let Some(info) = by_id.get_mut(&id) {
+                info.assessments.push(parse_assessment(&body)?);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+}
+
+// ---- spans and their trace's record ----
+
+/// The fields of a trace's record that its spans set until the client finalizes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpanRecord {
+    pub request_time: i64,
+    pub execution_duration: Option<i64>,
+    pub state: String,
+    pub request_preview: Option<String>,
+    pub response_preview: Option<String>,
+}
+
+/// The spans of one trace in one `log_spans` call.
+pub(crate) struct SpanBatch<'a> {
+    pub trace_id: &'a str,
+    /// In the order received; a span sent twice keeps its last copy.
+    pub spans: Vec<&'a NewSpan>,
+}
+
+/// `spans` by trace, in trace id order: writers that lock several traces lock them in the same
+/// order, so two concurrent batches never wait on each other in a cycle.
+pub(crate) fn span_batches(spans: &[NewSpan]) -> Vec<SpanBatch<'_>> {
+    let mut by_trace: BTreeMap<&str, Vec<&NewSpan>> = BTreeMap::new();
+    for span in spans {
+        let group = by_trace.entry(span.trace_id.as_str()).or_default();
+        // The same span twice in one call: the last copy wins, as it would in two calls.
+        group.retain(|s| s.span_id != span.span_id);
+        group.push(span);
+    }
+    by_trace
+        .into_iter()
+        .map(|(trace_id, spans)| SpanBatch { trace_id, spans })
+        .collect()
+}
+
+impl SpanBatch<'_> {
+    fn root(&self) -> Option<&NewSpan> {
+        self.spans
+            .iter()
+            .copied()
+            .find(|s| s.parent_span_id.is_none())
+    }
+
+    fn start_ms(&self) -> i64 {
+        self.spans
+            .iter()
+            .map(|s| s.start_time_ns)
+            .min()
+            .unwrap_or(0)
+            / 1_000_000
+    }
+
+    fn state(&self) -> &'static str {
+        match self.root() {
+            Some(r) if r.status == "ERROR" => "ERROR",
+            Some(_) => "OK",
+            None => "IN_PROGRESS",
+        }
+    }
+
+    fn previews(&self) -> (Option<String>, Option<String>) {
+        let root = self.root();
+        (
+            root.and_then(|r| r.inputs.as_deref()).map(preview),
+            root.and_then(|r| r.outputs.as_deref()).map(preview),
+        )
+    }
+
+    /// The record of a trace these spans start: in progress until its root span comes.
+    pub(crate) fn new_record(&self) -> SpanRecord {
+        let start = self.start_ms();
+        let end = self
+            .root()
+            .and_then(|r| r.end_time_ns)
+            .map(|e| e / 1_000_000);
+        let (request_preview, response_preview) = self.previews();
+        SpanRecord {
+            request_time: start,
+            execution_duration: end.map(|e| e - start),
+            state: self.state().into(),
+            request_preview,
+            response_preview,
+        }
+    }
+
+    /// The stored record as these spans change it, `None` when they do not: once the client
+    /// finalized the record (`start_trace`), or while the root span has not come, spans leave it.
+    pub(crate) fn merged(&self, stored: &SpanRecord, finalized: bool) -> Option<SpanRecord> {
+        let root = self.root().filter(|_| !finalized)?;
+        let start = self.start_ms();
+        let request_time = stored.request_time.min(start);
+        let end = root.end_time_ns.map_or(start, |e| e / 1_000_000);
+        let (request_preview, response_preview) = self.previews();
+        Some(SpanRecord {
+            request_time,
+            execution_duration: Some(end - request_time),
+            state: self.state().into(),
+            request_preview: stored.request_preview.clone().or(request_preview),
+            response_preview: stored.response_preview.clone().or(response_preview),
+        })
+    }
+}
+
+/// The artifact folder of a trace whose spans came before its record.
+pub(crate) fn span_artifact_location(artifact_root: &str, trace_id: &str) -> String {
+    format!(
+        "{}/traces/{trace_id}/artifacts",
+        artifact_root.trim_end_matches('/')
+    )
+}
+
+/// MLflow's trace previews are the first 1,000 characters of the root's inputs/outputs.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(1000) {
+        Some((i, _)) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}
+
+// ---- assessments ----
+
+pub(crate) fn assessment_not_found(assessment_id: &str) -> Error {
+    Error::not_found(format!("Assessment with ID '{assessment_id}' not found"))
+}
+
+pub(crate) fn parse_assessment(body: &str) -> Result<Value> {
+    serde_json::from_str(body)
+        .map_err(|e| Error::internal(format!("stored assessment is not JSON: {e}")))
+}
+
+/// An assessment as its row keeps it: the columns filters use, and the whole message.
+pub(crate) struct AssessmentRow {
+    pub assessment_id: String,
+    pub trace_id: String,
+    pub name: String,
+    /// `feedback` or `expectation`.
+    pub kind: &'static str,
+    /// The value's JSON text: a feedback's `value`, or an expectation's `value` (or its
+    /// serialized value's text).
+    pub value: Option<String>,
+    pub valid: bool,
+    pub body: String,
+}
+
+impl AssessmentRow {
+    pub(crate) fn of(a: &Value) -> Self {
+        let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+        let (kind, value) = if let Some(f) = a.get("feedback") {
+            (
+                "feedback",
+                f.get("value")
+                    .filter(|v| !v.is_null())
+                    .map(Value::to_string),
+            )
+        } else {
+            let e = a.get("expectation");
+            let value = e
+                .and_then(|e| e.get("value"))
+                .map(Value::to_string)
+                .or_else(|| {
+                    e.and_then(|e| e.pointer("/serialized_value/value"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            ("expectation", value)
+        };
+        Self {
+            assessment_id: text("assessment_id"),
+            trace_id: text("trace_id"),
+            name: text("assessment_name"),
+            kind,
+            value,
+            valid: a.get("valid").and_then(Value::as_bool).unwrap_or(true),
+            body: a.to_string(),
+        }
+    }
+
+    pub(crate) fn other_trace(&self) -> Error {
+        Error::invalid(format!(
+            "assessment '{}' belongs to another trace than '{}'",
+            self.assessment_id, self.trace_id
+        ))
+    }
+}
+
+/// The id of the assessment `a` overrides, if any: it is invalid while `a` stands.
+pub(crate) fn overridden(a: &Value) -> Option<&str> {
+    a.get("overrides").and_then(Value::as_str)
+}
+
+pub(crate) fn set_valid(a: &mut Value, valid: bool) {
+    a["valid"] = Value::Bool(valid);
+}
+
+/// `UpdateAssessment` applied to the stored message: fields replaced (a feedback replaces an
+/// expectation and the other way round), metadata merged.
+pub(crate) fn apply_update(a: &mut Value, update: AssessmentUpdate) -> Result<()> {
+    let obj = a
+        .as_object_mut()
+        .ok_or_else(|| Error::internal("stored assessment is not an object"))?;
+    for (k, v) in update.fields {
+        if k == "feedback" {
+            obj.remove("expectation");
+        } else if k == "expectation" {
+            obj.remove("feedback");
+        }
+        obj.insert(k, v);
+    }
+    if let Some(meta) = update.metadata {
+        let entry = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = entry.as_object_mut() {
+            for (k, v) in meta {
+                m.insert(k, Value::String(v));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- search ----
+
+fn search_value(value: &TraceValue) -> SearchValue {
+    match value {
+        TraceValue::Number(n) => SearchValue::Number(*n as f64),
+        TraceValue::Str(s) => SearchValue::Str(s.clone()),
+        TraceValue::List(l) => SearchValue::List(l.clone()),
+        TraceValue::None => SearchValue::None,
+    }
+}
+
+/// A number's text as JSON writes it (PostgreSQL casts only such text to a number; SQLite's
+/// CAST reads any text, as 0 when it is no number).
+const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$";
+
+/// The SQL condition of one clause on `trace_info t`, every value and key bound.
+fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
+    let op = clause.op;
+    let value = search_value(&clause.value);
+    let keyed = |table: &str, key: &str, b: &mut Binder| -> Result<String> {
+        let key = b.text(key);
+        let exists = format!(
+            "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = {key}"
+        );
+        Ok(match clause.op {
+            TraceOp::IsNull => format!("NOT {exists})"),
+            TraceOp::IsNotNull => format!("{exists})"),
+            _ => format!("{exists} AND {})", compare("k.value", op, &value, b)?),
+        })
+    };
+    let in_spans = |test: String| {
+        format!("EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {test})")
+    };
+    match &clause.key {
+        TraceKey::Numeric("end_time") => {
+            compare("(t.request_time + t.execution_duration)", op, &value, b)
+        }
+        TraceKey::Numeric(column) | TraceKey::Column(column) => {
+            compare(&format!("t.{column}"), op, &value, b)
+        }
+        TraceKey::Tag(key) => keyed("trace_tags", key, b),
+        TraceKey::Metadata(key) => keyed("trace_metadata", key, b),
+        TraceKey::RunId => {
+            let key = b.text(SOURCE_RUN_METADATA);
+            let by_metadata = compare("k.value", op, &value, b)?;
+            let by_link = compare("l.run_id", op, &value, b)?;
+            Ok(format!(
+                "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_id = t.trace_id \
+                 AND k.key = {key} AND {by_metadata}) OR EXISTS (SELECT 1 FROM trace_runs l \
+                 WHERE l.trace_id = t.trace_id AND {by_link}))"
+            ))
+        }
+        TraceKey::Span(column) => Ok(in_spans(compare(&format!("s.{column}"), op, &value, b)?)),
+        TraceKey::SpanAttribute(key) if key.is_empty() => {
+            Ok(in_spans(compare("s.content", op, &value, b)?))
+        }
+        TraceKey::SpanAttribute(key) => {
+            // SQLite reads the attribute out of the span's JSON text; PostgreSQL keeps the
+            // attributes as JSONB beside it.
+            let attribute = match b.dialect {
+                Dialect::Sqlite => format!(
+                    "CAST(json_extract(s.content, {}) AS TEXT)",
+                    b.text(format!("$.attributes.\"{}\"", key.replace('"', "\\\"")))
+                ),
+                Dialect::Postgres => format!("(s.attributes ->> {})", b.text(key.clone())),
+            };
+            Ok(in_spans(compare(&attribute, op, &value, b)?))
+        }
+        TraceKey::Assessment { kind, name } => {
+            let kind = b.text(*kind);
+            let name = b.text(name.clone());
+            let test = match assessment_test(clause)? {
+                AssessmentTest::Exists => String::new(),
+                AssessmentTest::Number(n) => {
+                    let number = match b.dialect {
+                        Dialect::Sqlite => "CAST(a.value AS REAL)".to_string(),
+                        Dialect::Postgres => format!(
+                            "(CASE WHEN a.value ~ '{JSON_NUMBER}' THEN a.value::float8 END)"
+                        ),
+                    };
+                    format!(" AND {}", compare(&number, op, &SearchValue::Number(n), b)?)
+                }
+                AssessmentTest::Json(v) => format!(" AND {}", compare("a.value", op, &v, b)?),
+            };
+            let exists = if clause.op == TraceOp::IsNull {
+                "NOT EXISTS"
+            } else {
+                "EXISTS"
+            };
+            Ok(format!(
+                "{exists} (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
+                 AND a.valid = 1 AND a.kind = {kind} AND a.name = {name}{test})"
+            ))
+        }
+    }
+}
+
+/// The search compiled for `dialect`: the ids of the page's traces in order, one more than
+/// asked (to know whether a next page exists).
+pub(crate) fn search_query(search: &TraceSearch, offset: u64, dialect: Dialect) -> Result<Query> {
+    let mut b = Binder::new(dialect);
+    // An id that is not a number names no experiment.
+    let experiments: Vec<i64> = search
+        .experiment_ids
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let mut sql = format!(
+        "SELECT t.trace_id FROM trace_info t WHERE {}",
+        b.in_list("t.experiment_id", false, Bound::IntList(experiments))
+    );
+    for clause in &search.filter {
+        sql.push_str(" AND ");
+        sql.push_str(&condition(clause, &mut b)?);
+    }
+    sql.push_str(&format!(" ORDER BY {} ", order_by_sql(&search.order_by)));
+    sql.push_str(&b.page(search.max_results + 1, offset));
+    Ok(b.finish(sql))
+}
+
+/// What a `feedback.<name>` / `expectation.<name>` clause asks of a valid assessment's value.
+enum AssessmentTest {
+    /// Only that one exists (or, for `IS NULL`, that none does).
+    Exists,
+    /// `<`, `<=`, `>`, `>=`: the value as a number.
+    Number(f64),
+    /// The value's JSON text compared with this (a string in quotes, numbers and booleans bare).
+    Json(SearchValue),
+}
+
+fn assessment_test(clause: &TraceClause) -> Result<AssessmentTest> {
+    Ok(match clause.op {
+        TraceOp::IsNull | TraceOp::IsNotNull => AssessmentTest::Exists,
+        TraceOp::Lt | TraceOp::Le | TraceOp::Gt | TraceOp::Ge => {
+            AssessmentTest::Number(match &clause.value {
+                TraceValue::Str(s) => s.parse().map_err(|_| {
+                    Error::invalid(format!("expected a number to compare with, found '{s}'"))
+                })?,
+                _ => 0.0,
+            })
+        }
+        _ => AssessmentTest::Json(match &clause.value {
+            TraceValue::Str(s) if s.parse::<f64>().is_ok() || s == "true" || s == "false" => {
+                SearchValue::Str(s.clone())
+            }
+            TraceValue::Str(s) => SearchValue::Str(serde_json::to_string(s).unwrap_or_default()),
+            other => search_value(other),
+        }),
+    })
+}
+
+/// The search's `ORDER BY` on `trace_info t`, the same SQL on both backends: the asked order,
+/// then MLflow's default (newest first), then the id for a stable order across pages. NULLs
+/// (an in-progress trace's duration, a missing name) come first ascending and last descending,
+/// as SQLite orders them by default.
+fn order_by_sql(order_by: &[TraceOrder]) -> String {
+    let mut order = Vec::new();
+    for o in order_by {
+        let expr = match o.column {
+            "end_time" => "(t.request_time + t.execution_duration)".to_string(),
+            "name" => format!(
+                "(SELECT value FROM trace_tags n WHERE n.trace_id = t.trace_id \
+                 AND n.key = '{TRACE_NAME_TAG}')"
+            ),
+            "run_id" => format!(
+                "(SELECT value FROM trace_metadata n WHERE n.trace_id = t.trace_id \
+                 AND n.key = '{SOURCE_RUN_METADATA}')"
+            ),
+            column => format!("t.{column}"),
+        };
+        order.push(if o.ascending {
+            format!("{expr} ASC NULLS FIRST")
+        } else {
+            format!("{expr} DESC NULLS LAST")
+        });
+    }
+    if !order_by.iter().any(|o| o.column == "request_time") {
+        order.push("t.request_time DESC".into());
+    }
+    order.push("t.trace_id ASC".into());
+    order.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: &str, parent: Option<&str>, start_ms: i64, status: &str) -> NewSpan {
+        NewSpan {
+            trace_id: "tr".into(),
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_string),
+            status: status.into(),
+            start_time_ns: start_ms * 1_000_000,
+            end_time_ns: Some((start_ms + 10) * 1_000_000),
+            inputs: Some("in".into()),
+            ..NewSpan::default()
+        }
+    }
+
+    #[test]
+    fn spans_start_then_end_their_trace() {
+        let child = [span("2", Some("1"), 1005, "OK")];
+        let batches = span_batches(&child);
+        let first = batches[0].new_record();
+        assert_eq!(
+            (first.state.as_str(), first.request_time),
+            ("IN_PROGRESS", 1005)
+        );
+        assert_eq!(first.execution_duration, None);
+        // More children change nothing; the root ends the trace from the earliest start.
+        assert_eq!(batches[0].merged(&first, false), None);
+        let root = [span("1", None, 1000, "ERROR")];
+        let ended = span_batches(&root)[0].merged(&first, false).unwrap();
+        assert_eq!(
+            (
+                ended.state.as_str(),
+                ended.request_time,
+                ended.execution_duration
+            ),
+            ("ERROR", 1000, Some(10))
+        );
+        assert_eq!(ended.request_preview.as_deref(), Some("in"));
+        // Once finalized by the client, spans leave the record alone.
+        assert_eq!(span_batches(&root)[0].merged(&first, true), None);
+    }
+
+    #[test]
+    fn a_span_sent_twice_in_one_call_keeps_its_last_copy() {
+        let spans = [span("1", None, 1000, "OK"), span("1", None, 1000, "ERROR")];
+        let batches = span_batches(&spans);
+        assert_eq!(batches[0].spans.len(), 1);
+        assert_eq!(batches[0].spans[0].status, "ERROR");
+    }
+}
