@@ -18,6 +18,7 @@ use wasmflow_core::{Error, Result};
 use crate::{SchemaUpgrade, StoreConfig};
 
 mod auth;
+mod registry;
 mod tx;
 mod webhooks;
 
