@@ -7,7 +7,7 @@ use wasmflow_core::entities::Tag;
 use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value as FilterValue};
 use wasmflow_core::{Error, Result};
 
-use super::source::validate_new_version;
+use super::source::{VersionSource, validate_new_version};
 use super::{
     AliasRef, IS_PROMPT_TAG_KEY, ModelUri, ModelVersion, NewModelVersion, RegisteredModel,
     RegistryEvent, RegistrySearch, ResolvedModel, Stage,
@@ -151,9 +151,7 @@ const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"
 /// `_is_prompt_request`) carries its template in tags and a placeholder source; for one, its
 /// (source, storage location, run id, model id) are returned as given, since there are no files
 /// to find. `None`: a model version, whose source the store resolves.
-pub(crate) fn check_new_version(
-    new: &NewModelVersion,
-) -> Result<Option<(String, String, String, Option<String>)>> {
+pub(crate) fn check_new_version(new: &NewModelVersion) -> Result<Option<VersionSource>> {
     validate_new_version(new)?;
     if !has_prompt_tag(&new.tags) {
         return Ok(None);

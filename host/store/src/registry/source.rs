@@ -95,6 +95,9 @@ fn is_local(source: &str) -> bool {
     source.starts_with("file:") || !source.contains(':')
 }
 
+/// A new version's (source, storage location, run id, model id).
+pub(crate) type VersionSource = (String, String, String, Option<String>);
+
 /// Checks a new version's source against its run and logged model as MLflow's server does
 /// (`_validate_source_run`, `_validate_source_model`), and works out where its files are.
 /// Returns (source, storage location, run id, model id).
@@ -106,7 +109,7 @@ fn is_local(source: &str) -> bool {
 pub(crate) async fn resolve_source(
     lookup: &impl SourceLookup,
     new: &NewModelVersion,
-) -> Result<(String, String, String, Option<String>)> {
+) -> Result<VersionSource> {
     let source = new.source.clone();
     let mut run_id = new.run_id.clone().filter(|r| !r.is_empty());
     let mut model_id = new.model_id.clone().filter(|m| !m.is_empty());
