@@ -8,6 +8,7 @@ use wasmflow_core::paging::Page;
 use wasmflow_core::search::{Comparison, OrderBy};
 use wasmflow_core::{Error, Result};
 
+pub(crate) mod shared;
 pub(crate) mod source;
 
 pub const MAX_MODEL_REGISTRY_TAG_KEY_LENGTH: usize = 250;

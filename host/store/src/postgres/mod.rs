@@ -8,9 +8,6 @@
 //! rather than borrowing the server's, lets the CLI commands that open the store without a server
 //! use it the same way, and keeps the connections alive however the caller's runtime is built.
 
-mod datasets;
-mod logged_models;
-mod tracking;
 
 use std::future::Future;
 use std::str::FromStr;
@@ -22,8 +19,12 @@ use wasmflow_core::{Error, Result};
 use crate::{SchemaUpgrade, StoreConfig};
 
 mod auth;
+mod datasets;
 mod eval_datasets;
+mod logged_models;
+mod registry;
 mod traces;
+mod tracking;
 mod tx;
 mod webhooks;
 
@@ -125,10 +126,6 @@ mod redact_tests {
 /// Each capability's impl lives in its own module, as SQLite's do.
 pub struct PgStore {
     pub(crate) pool: PgPool,
-    #[expect(
-        dead_code,
-        reason = "read by the tracking store's module, which comes in its own commits"
-    )]
     pub(crate) config: StoreConfig,
 }
 

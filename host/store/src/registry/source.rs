@@ -10,14 +10,15 @@ use super::{
 };
 use crate::append_to_uri;
 
-/// What the source rules need to read from the store.
+/// What the source rules need to read from the store. Async, for the backends whose driver
+/// is; a synchronous backend's lookups are ready at once.
 pub(crate) trait SourceLookup {
     /// The artifact URI of a run of this store, if there is one.
-    fn run_artifact_uri(&self, run_id: &str) -> Result<Option<String>>;
+    async fn run_artifact_uri(&self, run_id: &str) -> Result<Option<String>>;
     /// A live logged model's artifact location and source run.
-    fn live_logged_model(&self, model_id: &str) -> Result<Option<(String, Option<String>)>>;
+    async fn live_logged_model(&self, model_id: &str) -> Result<Option<(String, Option<String>)>>;
     /// The registered version a `models:/NAME/...` source names (`text` is the uri as given).
-    fn registered_version(&self, uri: &ModelUri, text: &str) -> Result<ModelVersion>;
+    async fn registered_version(&self, uri: &ModelUri, text: &str) -> Result<ModelVersion>;
 }
 
 /// The checks on a new version that need no stored state: its model's name, a source, its tags.
@@ -94,6 +95,9 @@ fn is_local(source: &str) -> bool {
     source.starts_with("file:") || !source.contains(':')
 }
 
+/// A new version's (source, storage location, run id, model id).
+pub(crate) type VersionSource = (String, String, String, Option<String>);
+
 /// Checks a new version's source against its run and logged model as MLflow's server does
 /// (`_validate_source_run`, `_validate_source_model`), and works out where its files are.
 /// Returns (source, storage location, run id, model id).
@@ -102,10 +106,10 @@ fn is_local(source: &str) -> bool {
 /// store: `runs:/<id>/model` with `run_id=<id>` is accepted for a run of another server. Only
 /// sources that this server's own artifacts must contain (local paths and proxied artifact
 /// URIs) are checked against the run or model the request names.
-pub(crate) fn resolve_source(
+pub(crate) async fn resolve_source(
     lookup: &impl SourceLookup,
     new: &NewModelVersion,
-) -> Result<(String, String, String, Option<String>)> {
+) -> Result<VersionSource> {
     let source = new.source.clone();
     let mut run_id = new.run_id.clone().filter(|r| !r.is_empty());
     let mut model_id = new.model_id.clone().filter(|m| !m.is_empty());
@@ -127,7 +131,7 @@ pub(crate) fn resolve_source(
             return Err(invalid_source(&source, "run_id"));
         }
         // A run of this store: keep where its files are, so this server can serve the version.
-        if let Some(root) = lookup.run_artifact_uri(uri_run)? {
+        if let Some(root) = lookup.run_artifact_uri(uri_run).await? {
             storage = if path.is_empty() {
                 root
             } else {
@@ -141,7 +145,8 @@ pub(crate) fn resolve_source(
                     return Err(invalid_source(&source, "model_id"));
                 }
                 let (location, source_run) = lookup
-                    .live_logged_model(&id)?
+                    .live_logged_model(&id)
+                    .await?
                     .ok_or_else(|| invalid_source(&source, "model_id"))?;
                 storage = location;
                 run_id = run_id.or(source_run);
@@ -149,7 +154,7 @@ pub(crate) fn resolve_source(
             }
             other => {
                 // A version registered from another registered version.
-                let version = lookup.registered_version(&other, &source)?;
+                let version = lookup.registered_version(&other, &source).await?;
                 source_out = format!("models:/{}/{}", version.name, version.version);
                 storage = version.storage_location.clone();
                 if run_id.is_none() && !version.run_id.is_empty() {
@@ -161,8 +166,11 @@ pub(crate) fn resolve_source(
     } else if is_local(&source) {
         // A local path must lie inside the local artifact directory of the named model or run.
         let (root, id_name) = match (&model_id, &run_id) {
-            (Some(id), _) => (lookup.live_logged_model(id)?.map(|(l, _)| l), "model_id"),
-            (None, Some(r)) => (lookup.run_artifact_uri(r)?, "run_id"),
+            (Some(id), _) => (
+                lookup.live_logged_model(id).await?.map(|(l, _)| l),
+                "model_id",
+            ),
+            (None, Some(r)) => (lookup.run_artifact_uri(r).await?, "run_id"),
             (None, None) => return Err(local_source(&source, "run_id")),
         };
         let root = root.ok_or_else(|| invalid_source(&source, id_name))?;
@@ -176,14 +184,15 @@ pub(crate) fn resolve_source(
         if run_id.is_none()
             && let Some(id) = &model_id
         {
-            run_id = lookup.live_logged_model(id)?.and_then(|(_, r)| r);
+            run_id = lookup.live_logged_model(id).await?.and_then(|(_, r)| r);
         }
     } else if is_proxied_artifact(&source) {
         // A source on this server's artifact proxy must lie inside the named model's or run's
         // artifacts.
         if let Some(id) = &model_id {
             let (location, source_run) = lookup
-                .live_logged_model(id)?
+                .live_logged_model(id)
+                .await?
                 .ok_or_else(|| invalid_source(&source, "model_id"))?;
             if !uri_within(&source, &location) {
                 return Err(invalid_source(&source, "model_id"));
@@ -191,7 +200,7 @@ pub(crate) fn resolve_source(
             run_id = run_id.or(source_run);
         } else {
             let root = match &run_id {
-                Some(r) => lookup.run_artifact_uri(r)?,
+                Some(r) => lookup.run_artifact_uri(r).await?,
                 None => None,
             };
             if !root.is_some_and(|root| uri_within(&source, &root)) {
@@ -201,7 +210,8 @@ pub(crate) fn resolve_source(
     } else if let Some(id) = &model_id {
         // Another store's URI (`s3://...`): nothing here contains it; take the model's run.
         let (_, source_run) = lookup
-            .live_logged_model(id)?
+            .live_logged_model(id)
+            .await?
             .ok_or_else(|| invalid_source(&source, "model_id"))?;
         run_id = run_id.or(source_run);
     }

@@ -3,45 +3,34 @@
 
 use std::collections::HashMap;
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::{Value, json};
+use rusqlite::{Connection, OptionalExtension, params};
 use wasmflow_core::entities::Tag;
 use wasmflow_core::paging::{Page, decode_token};
-use wasmflow_core::search::{Comparison, Entity, Op, OrderBy, Value as FilterValue};
-use wasmflow_core::{Error, Result};
 
-use super::search_sql::{SqlQuery, compare};
+use wasmflow_core::Result;
+
+use super::search_sql::SqlQuery;
 use super::tracking::{json_list, key_values};
 use super::{SqliteStore, now_ms, sql_err};
-use crate::registry::source::{SourceLookup, resolve_source, validate_new_version};
+use crate::registry::shared::{
+    Change, DELETED, EVENT_COLUMNS, LINKED_VERSIONS_TAG, MV_COLUMNS, REDACTED_VERSION, RM_COLUMNS,
+    alias_from, alias_not_found, check_new_version, check_transition, download_uri, event_from,
+    has_prompt_tag, linked_versions, logged_model_not_found, model_from, model_name_taken,
+    model_not_found, model_search_sql, name_taken, no_latest_version, prompt_as_source,
+    registered_name, resolved, resolved_version, stage_not_found, version_from, version_not_found,
+    version_search_sql, wanted_stages,
+};
+use crate::registry::source::{SourceLookup, resolve_source};
 use crate::registry::{
-    AliasRef, IS_PROMPT_TAG_KEY, ModelUri, ModelVersion, NewModelVersion, RegisteredModel,
-    RegistryEvent, RegistrySearch, RegistryStore, ResolvedModel, Stage, parse_model_uri,
-    validate_alias, validate_alias_not_reserved, validate_model_name, validate_new_model_name,
+    IS_PROMPT_TAG_KEY, ModelUri, ModelVersion, NewModelVersion, RegisteredModel, RegistryEvent,
+    RegistrySearch, RegistryStore, ResolvedModel, Stage, parse_model_uri, validate_alias,
+    validate_alias_not_reserved, validate_model_name, validate_new_model_name,
     validate_registry_tag,
 };
+use crate::search_sql::Dialect;
 
-const DELETED: &str = Stage::DELETED_INTERNAL;
-
-fn model_not_found(name: &str) -> Error {
-    Error::not_found(format!("Registered Model with name={name} not found"))
-}
-
-fn version_not_found(name: &str, version: i64) -> Error {
-    Error::not_found(format!(
-        "Model Version (name={name}, version={version}) not found"
-    ))
-}
-
-fn record(
-    conn: &Connection,
-    user: &str,
-    name: &str,
-    version: Option<i64>,
-    kind: &str,
-    details: Value,
-) -> Result<()> {
+/// Writes `change` to the event log, in the caller's transaction.
+fn record(conn: &Connection, user: &str, name: &str, change: Change) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO registry_events (timestamp, user_id, name, version, kind, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -51,20 +40,12 @@ fn record(
         now_ms(),
         user,
         name,
-        version,
-        kind,
-        details.to_string()
+        change.version,
+        change.kind,
+        change.details.to_string()
     ])
     .map_err(sql_err)?;
     Ok(())
-}
-
-/// MLflow's `has_prompt_tag` on request tags: the last `mlflow.prompt.is_prompt` tag says "true".
-pub(crate) fn has_prompt_tag(tags: &[Tag]) -> bool {
-    tags.iter()
-        .rev()
-        .find(|t| t.key == IS_PROMPT_TAG_KEY)
-        .is_some_and(|t| t.value.eq_ignore_ascii_case("true"))
 }
 
 /// Whether the registered model `name` is a prompt (its `mlflow.prompt.is_prompt` tag).
@@ -76,27 +57,6 @@ fn is_prompt(conn: &Connection, name: &str) -> Result<bool> {
     .exists(params![name, IS_PROMPT_TAG_KEY])
     .map_err(sql_err)
 }
-
-/// MLflow's `handle_resource_already_exist_error`: a model and a prompt never share a name.
-fn name_taken(name: &str, existing_is_prompt: bool, new_is_prompt: bool) -> Error {
-    let entity = |prompt: bool| if prompt { "Prompt" } else { "Registered Model" };
-    if existing_is_prompt != new_is_prompt {
-        return Error::already_exists(format!(
-            "Tried to create a {} with name '{name}', but the name is already taken by a {}. \
-             MLflow does not allow creating a model and a prompt with the same name.",
-            entity(new_is_prompt).to_lowercase(),
-            entity(existing_is_prompt).to_lowercase(),
-        ));
-    }
-    Error::already_exists(format!(
-        "{} (name={name}) already exists.",
-        entity(new_is_prompt)
-    ))
-}
-
-/// The placeholder sources MLflow's senders use for prompt versions (`prompt/constants.py`);
-/// a prompt version has no files, and MLflow's server refuses any other source for one.
-const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];
 
 fn model_exists(conn: &Connection, name: &str) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM registered_models WHERE name = ?1")
@@ -120,31 +80,6 @@ fn touch_model(conn: &Connection, name: &str, now: i64) -> Result<()> {
         .execute(params![name, now])
         .map_err(sql_err)?;
     Ok(())
-}
-
-const MV_COLUMNS: &str = "mv.name, mv.version, mv.creation_time, mv.last_updated_time, \
-    mv.description, mv.user_id, mv.current_stage, mv.source, mv.storage_location, mv.run_id, \
-    mv.run_link, mv.model_id, mv.status, mv.status_message";
-
-fn version_from_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
-    Ok(ModelVersion {
-        name: r.get(0)?,
-        version: r.get(1)?,
-        creation_timestamp: r.get(2)?,
-        last_updated_timestamp: r.get(3)?,
-        description: r.get(4)?,
-        user_id: r.get(5)?,
-        current_stage: r.get(6)?,
-        source: r.get(7)?,
-        storage_location: r.get(8)?,
-        run_id: r.get(9)?,
-        run_link: r.get(10)?,
-        model_id: r.get(11)?,
-        status: r.get(12)?,
-        status_message: r.get(13)?,
-        tags: Vec::new(),
-        aliases: Vec::new(),
-    })
 }
 
 /// Loads the tags and aliases of `versions` in two queries.
@@ -206,7 +141,7 @@ fn find_version(conn: &Connection, name: &str, version: i64) -> Result<Option<Mo
              WHERE mv.name = ?1 AND mv.version = ?2 AND mv.current_stage != '{DELETED}'"
         ))
         .map_err(sql_err)?
-        .query_row(params![name, version], version_from_row)
+        .query_row(params![name, version], |r| version_from(r))
         .optional()
         .map_err(sql_err)?;
     let Some(mv) = found else { return Ok(None) };
@@ -232,7 +167,7 @@ fn latest_versions(conn: &Connection, name: &str) -> Result<Vec<ModelVersion>> {
              ORDER BY mv.version"
         ))
         .map_err(sql_err)?
-        .query_map([name], version_from_row)
+        .query_map([name], |r| version_from(r))
         .map_err(sql_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql_err)?;
@@ -252,22 +187,11 @@ fn newest_version(conn: &Connection, name: &str) -> Result<Option<i64>> {
 fn load_model(conn: &Connection, name: &str) -> Result<RegisteredModel> {
     validate_model_name(name)?;
     let row = conn
-        .prepare_cached(
-            "SELECT name, creation_time, last_updated_time, description
-             FROM registered_models WHERE name = ?1",
-        )
+        .prepare_cached(&format!(
+            "SELECT {RM_COLUMNS} FROM registered_models WHERE name = ?1"
+        ))
         .map_err(sql_err)?
-        .query_row([name], |r| {
-            Ok(RegisteredModel {
-                name: r.get(0)?,
-                creation_timestamp: r.get(1)?,
-                last_updated_timestamp: r.get(2)?,
-                description: r.get::<_, Option<String>>(3)?.filter(|d| !d.is_empty()),
-                latest_versions: Vec::new(),
-                tags: Vec::new(),
-                aliases: Vec::new(),
-            })
-        })
+        .query_row([name], |r| model_from(r))
         .optional()
         .map_err(sql_err)?;
     let mut model = row.ok_or_else(|| model_not_found(name))?;
@@ -284,12 +208,7 @@ fn load_model(conn: &Connection, name: &str) -> Result<RegisteredModel> {
             "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
         )
         .map_err(sql_err)?
-        .query_map([name], |r| {
-            Ok(AliasRef {
-                alias: r.get(0)?,
-                version: r.get(1)?,
-            })
-        })
+        .query_map([name], |r| alias_from(r))
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
@@ -349,14 +268,7 @@ fn create_model(
     for tag in tags {
         put_model_tag(conn, name, tag)?;
     }
-    record(
-        conn,
-        user,
-        name,
-        None,
-        "registered_model_created",
-        json!({ "description": description, "tags": tags }),
-    )?;
+    record(conn, user, name, Change::model_created(description, tags))?;
     load_model(conn, name)
 }
 
@@ -369,9 +281,7 @@ fn rename_model(
     validate_new_model_name(new_name)?;
     require_model(conn, name)?;
     if new_name != name && model_exists(conn, new_name)? {
-        return Err(Error::already_exists(format!(
-            "Registered Model (name={new_name}) already exists."
-        )));
+        return Err(model_name_taken(new_name));
     }
     let now = now_ms();
     // Versions, their tags and the aliases follow by ON UPDATE CASCADE.
@@ -391,14 +301,7 @@ fn rename_model(
         params![name, new_name],
     )
     .map_err(sql_err)?;
-    record(
-        conn,
-        user,
-        new_name,
-        None,
-        "registered_model_renamed",
-        json!({ "from": name, "to": new_name }),
-    )?;
+    record(conn, user, new_name, Change::model_renamed(name, new_name))?;
     load_model(conn, new_name)
 }
 
@@ -414,14 +317,7 @@ fn update_model(
         params![name, description, now_ms()],
     )
     .map_err(sql_err)?;
-    record(
-        conn,
-        user,
-        name,
-        None,
-        "registered_model_updated",
-        json!({ "description": description }),
-    )?;
+    record(conn, user, name, Change::model_updated(description))?;
     load_model(conn, name)
 }
 
@@ -439,28 +335,14 @@ fn delete_model(conn: &Connection, user: &str, name: &str) -> Result<()> {
     // Versions, tags and aliases go by ON DELETE CASCADE.
     conn.execute("DELETE FROM registered_models WHERE name = ?1", [name])
         .map_err(sql_err)?;
-    record(
-        conn,
-        user,
-        name,
-        None,
-        "registered_model_deleted",
-        json!({ "versions": versions }),
-    )
+    record(conn, user, name, Change::model_deleted(versions))
 }
 
 fn set_model_tag(conn: &Connection, user: &str, name: &str, tag: &Tag) -> Result<()> {
     validate_registry_tag(tag)?;
     require_model(conn, name)?;
     put_model_tag(conn, name, tag)?;
-    record(
-        conn,
-        user,
-        name,
-        None,
-        "registered_model_tag_set",
-        json!({ "key": tag.key, "value": tag.value }),
-    )
+    record(conn, user, name, Change::model_tag_set(tag))
 }
 
 fn delete_model_tag(conn: &Connection, user: &str, name: &str, key: &str) -> Result<()> {
@@ -474,135 +356,15 @@ fn delete_model_tag(conn: &Connection, user: &str, name: &str, key: &str) -> Res
         .map_err(sql_err)?;
     // As in MLflow, deleting a tag that is not there is not an error.
     if n > 0 {
-        record(
-            conn,
-            user,
-            name,
-            None,
-            "registered_model_tag_deleted",
-            json!({ "key": key }),
-        )?;
+        record(conn, user, name, Change::model_tag_deleted(key))?;
     }
     Ok(())
 }
 
-/// The SQL condition for one tag clause against `table` (correlated on `on`).
-fn tag_condition(
-    c: &Comparison,
-    table: &str,
-    on: &str,
-    params: &mut Vec<SqlValue>,
-) -> Result<String> {
-    params.push(SqlValue::Text(c.key.clone()));
-    let cond = compare("t.value", c.op, &c.value, params)?;
-    let matches = format!("EXISTS (SELECT 1 FROM {table} t WHERE {on} AND t.key = ? AND {cond})");
-    Ok(matches)
-}
-
-/// Whether a filter asks for prompts (MLflow's `_is_querying_prompt`); otherwise prompts are
-/// left out of registry searches and the prompt tag's clauses are dropped.
-fn querying_prompts(filter: &[Comparison]) -> bool {
-    filter
-        .iter()
-        .find(|c| c.entity == Entity::Tag && c.key == IS_PROMPT_TAG_KEY)
-        .is_some_and(|c| match (&c.op, &c.value) {
-            (Op::Eq, FilterValue::Str(v)) => v.eq_ignore_ascii_case("true"),
-            (Op::Ne, FilterValue::Str(v)) => v.eq_ignore_ascii_case("false"),
-            _ => false,
-        })
-}
-
-fn registry_conditions(
-    filter: &[Comparison],
-    tag_table: &str,
-    on: &str,
-    same_name: &str,
-    attribute: impl Fn(&Comparison, &mut Vec<SqlValue>) -> Result<String>,
-    params: &mut Vec<SqlValue>,
-) -> Result<Vec<String>> {
-    let prompts = querying_prompts(filter);
-    let mut conditions = Vec::new();
-    for c in filter {
-        match c.entity {
-            Entity::Attribute => conditions.push(attribute(c, params)?),
-            Entity::Tag if c.key == IS_PROMPT_TAG_KEY && !prompts => {}
-            Entity::Tag => conditions.push(tag_condition(c, tag_table, on, params)?),
-            other => {
-                return Err(Error::invalid(format!(
-                    "Invalid entity type '{other:?}' for the model registry"
-                )));
-            }
-        }
-    }
-    if !prompts {
-        // As MLflow's anti-join: a name with any prompt-tagged row is a prompt, all its rows go.
-        params.push(SqlValue::Text(IS_PROMPT_TAG_KEY.into()));
-        conditions.push(format!(
-            "NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE {same_name} AND t.key = ? AND t.value = 'true')"
-        ));
-    }
-    Ok(conditions)
-}
-
-fn order_clauses(
-    order_by: &[OrderBy],
-    column: impl Fn(&str) -> Result<&'static str>,
-) -> Result<(Vec<String>, Vec<&'static str>)> {
-    let mut seen = Vec::new();
-    let mut clauses = Vec::new();
-    for o in order_by {
-        let col = column(&o.key)?;
-        if seen.contains(&col) {
-            return Err(Error::invalid(format!(
-                "`order_by` contains duplicate fields: {:?}",
-                order_by.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()
-            )));
-        }
-        seen.push(col);
-        clauses.push(format!(
-            "{col} {}",
-            if o.ascending { "ASC" } else { "DESC" }
-        ));
-    }
-    Ok((clauses, seen))
-}
-
 fn search_models(conn: &Connection, search: &RegistrySearch) -> Result<Page<RegisteredModel>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let mut params = Vec::new();
-    let mut conditions = registry_conditions(
-        &search.filter,
-        "registered_model_tags",
-        "t.name = rm.name",
-        "t.name = rm.name",
-        |c, params| match c.key.as_str() {
-            "name" => compare("rm.name", c.op, &c.value, params),
-            other => Err(Error::invalid(format!("Invalid attribute name: {other}"))),
-        },
-        &mut params,
-    )?;
-    if conditions.is_empty() {
-        conditions.push("1".into());
-    }
-    let (mut order, seen) = order_clauses(&search.order_by, |key| match key {
-        "name" => Ok("rm.name"),
-        "creation_timestamp" => Ok("rm.creation_time"),
-        "last_updated_timestamp" | "timestamp" => Ok("rm.last_updated_time"),
-        other => Err(Error::invalid(format!(
-            "Invalid order by key '{other}' specified.Valid keys are '{{'name', 'timestamp'}}'"
-        ))),
-    })?;
-    if !seen.contains(&"rm.name") {
-        order.push("rm.name ASC".into());
-    }
-    params.push(SqlValue::Integer(search.max_results as i64 + 1));
-    params.push(SqlValue::Integer(offset as i64));
-    let sql = format!(
-        "SELECT rm.name FROM registered_models rm WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-        conditions.join(" AND "),
-        order.join(", ")
-    );
-    let names: Vec<String> = SqlQuery { sql, params }.first_column(conn)?;
+    let query = model_search_sql(Dialect::Sqlite, search, offset)?;
+    let names: Vec<String> = SqlQuery::from(query).first_column(conn)?;
     let page = Page::from_overfetched(names, offset, search.max_results);
     let models = page
         .items
@@ -617,11 +379,7 @@ fn search_models(conn: &Connection, search: &RegistrySearch) -> Result<Page<Regi
 
 fn get_latest(conn: &Connection, name: &str, stages: &[Stage]) -> Result<Vec<ModelVersion>> {
     require_model(conn, name)?;
-    let wanted: Vec<&str> = if stages.is_empty() {
-        Stage::ALL.iter().map(|s| s.as_str()).collect()
-    } else {
-        stages.iter().map(|s| s.as_str()).collect()
-    };
+    let wanted = wanted_stages(stages);
     Ok(latest_versions(conn, name)?
         .into_iter()
         .filter(|v| wanted.contains(&v.current_stage.as_str()))
@@ -650,68 +408,52 @@ fn logged_model(conn: &Connection, model_id: &str) -> Result<Option<(String, Opt
     .map_err(sql_err)
 }
 
+/// Runs a future that never waits to its end: the source rules are async for the backends whose
+/// driver is, and this database's lookups are ready at once.
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("SQLite lookups never wait"),
+    }
+}
+
 /// The source rules' lookups, in this database.
 struct Lookup<'a>(&'a Connection);
 
 impl SourceLookup for Lookup<'_> {
-    fn run_artifact_uri(&self, run_id: &str) -> Result<Option<String>> {
+    async fn run_artifact_uri(&self, run_id: &str) -> Result<Option<String>> {
         run_artifact_uri(self.0, run_id)
     }
 
-    fn live_logged_model(&self, model_id: &str) -> Result<Option<(String, Option<String>)>> {
+    async fn live_logged_model(&self, model_id: &str) -> Result<Option<(String, Option<String>)>> {
         logged_model(self.0, model_id)
     }
 
-    fn registered_version(&self, uri: &ModelUri, text: &str) -> Result<ModelVersion> {
+    async fn registered_version(&self, uri: &ModelUri, text: &str) -> Result<ModelVersion> {
         // A version registered from another registered version, never from a prompt's.
-        let source_model = match uri {
-            ModelUri::Version { name, .. }
-            | ModelUri::Stage { name, .. }
-            | ModelUri::Latest { name }
-            | ModelUri::Alias { name, .. } => Some(name),
-            ModelUri::LoggedModel { .. } => None,
-        };
-        if let Some(name) = source_model
+        if let Some(name) = registered_name(uri)
             && model_exists(self.0, name)?
             && is_prompt(self.0, name)?
         {
-            return Err(Error::invalid(format!(
-                "Invalid model version source: '{text}'. Prompt versions cannot be \
-                 used as model version sources."
-            )));
+            return Err(prompt_as_source(text));
         }
         find_version_of(self.0, &resolve(self.0, uri, text)?)
     }
 }
 
 fn find_version_of(conn: &Connection, resolved: &ResolvedModel) -> Result<ModelVersion> {
-    let name = resolved.name.as_deref().unwrap_or_default();
-    let version = resolved
-        .version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default();
+    let (name, version) = resolved_version(resolved);
     load_version(conn, name, version)
 }
 
 fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Result<ModelVersion> {
-    validate_new_version(new)?;
-    // A prompt version (MLflow's `_is_prompt_request`) carries its template in tags; its source
-    // is a placeholder, checked as MLflow's server does instead of as a model's files.
-    let prompt = has_prompt_tag(&new.tags);
-    if prompt && !PROMPT_SOURCE_PLACEHOLDERS.contains(&new.source.as_str()) {
-        return Err(Error::invalid(format!(
-            "Invalid prompt source: '{}'. Prompt sources must use an MLflow placeholder.",
-            new.source
-        )));
-    }
+    let prompt = check_new_version(new)?;
     require_model(conn, &new.name)?;
-    let (source, storage, run_id, model_id) = if prompt {
-        let run_id = new.run_id.clone().unwrap_or_default();
-        let model_id = new.model_id.clone().filter(|m| !m.is_empty());
-        (new.source.clone(), new.source.clone(), run_id, model_id)
-    } else {
-        resolve_source(&Lookup(conn), new)?
+    let (source, storage, run_id, model_id) = match prompt {
+        Some(given) => given,
+        None => ready(resolve_source(&Lookup(conn), new))?,
     };
     let version: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1")
@@ -748,41 +490,28 @@ fn create_version(conn: &Connection, user: &str, new: &NewModelVersion) -> Resul
         conn,
         user,
         &new.name,
-        Some(version),
-        "model_version_created",
-        json!({ "source": source, "run_id": run_id, "model_id": model_id,
-                "storage_location": storage }),
+        Change::version_created(version, &source, &run_id, model_id.as_deref(), &storage),
     )?;
     load_version(conn, &new.name, version)
 }
 
 /// Lists the version in its logged model's `mlflow.modelVersions` tag, as MLflow's server does.
 fn link_logged_model(conn: &Connection, model_id: &str, name: &str, version: i64) -> Result<()> {
-    const KEY: &str = "mlflow.modelVersions";
     let existing: Option<String> = conn
         .prepare_cached("SELECT value FROM logged_model_tags WHERE model_id = ?1 AND key = ?2")
         .map_err(sql_err)?
-        .query_row(params![model_id, KEY], |r| r.get(0))
+        .query_row(params![model_id, LINKED_VERSIONS_TAG], |r| r.get(0))
         .optional()
         .map_err(sql_err)?;
-    let mut list: Vec<Value> = existing
-        .and_then(|v| serde_json::from_str(&v).ok())
-        .unwrap_or_default();
-    let entry = json!({ "name": name, "version": version });
-    if !list.contains(&entry) {
-        list.push(entry);
-    }
     conn.prepare_cached(
         "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
     )
     .map_err(sql_err)?
-    // Byte for byte what MLflow writes (`json.dumps` with its default separators): clients
-    // and MLflow's UI read the tag as text.
     .execute(params![
         model_id,
-        KEY,
-        wasmflow_core::pyjson::dumps(&Value::Array(list), wasmflow_core::pyjson::Style::Default)
+        LINKED_VERSIONS_TAG,
+        linked_versions(existing, name, version)
     ])
     .map_err(sql_err)?;
     Ok(())
@@ -806,9 +535,7 @@ fn update_version(
         conn,
         user,
         name,
-        Some(version),
-        "model_version_updated",
-        json!({ "description": description }),
+        Change::version_updated(version, description),
     )?;
     load_version(conn, name, version)
 }
@@ -821,13 +548,7 @@ fn transition(
     stage: Stage,
     archive_existing: bool,
 ) -> Result<ModelVersion> {
-    if archive_existing && !stage.is_active() {
-        return Err(Error::invalid(format!(
-            "Model version transition cannot archive existing model versions because '{}' is \
-             not an Active stage. Valid stages are ['Staging', 'Production']",
-            stage.as_str()
-        )));
-    }
+    check_transition(stage, archive_existing)?;
     let current = load_version(conn, name, version)?;
     let now = now_ms();
     if archive_existing {
@@ -852,9 +573,7 @@ fn transition(
                 conn,
                 user,
                 name,
-                Some(other),
-                "model_version_stage_transitioned",
-                json!({ "from": stage.as_str(), "to": "Archived", "archived_by": version }),
+                Change::version_archived(other, stage, version),
             )?;
         }
     }
@@ -869,10 +588,7 @@ fn transition(
         conn,
         user,
         name,
-        Some(version),
-        "model_version_stage_transitioned",
-        json!({ "from": current.current_stage, "to": stage.as_str(),
-                "archive_existing_versions": archive_existing }),
+        Change::version_transitioned(version, &current.current_stage, stage, archive_existing),
     )?;
     load_version(conn, name, version)
 }
@@ -894,96 +610,20 @@ fn delete_version(conn: &Connection, user: &str, name: &str, version: i64) -> Re
     conn.execute(
         &format!(
             "UPDATE model_versions SET current_stage = '{DELETED}', last_updated_time = ?3,
-                 description = NULL, user_id = NULL, source = 'REDACTED-SOURCE-PATH',
-                 storage_location = '', run_id = 'REDACTED-RUN-ID',
-                 run_link = 'REDACTED-RUN-LINK', status_message = NULL
+                 {REDACTED_VERSION}
              WHERE name = ?1 AND version = ?2"
         ),
         params![name, version, now],
     )
     .map_err(sql_err)?;
     touch_model(conn, name, now)?;
-    record(
-        conn,
-        user,
-        name,
-        Some(version),
-        "model_version_deleted",
-        json!({ "stage": current.current_stage, "source": current.source,
-                "aliases_cleared": current.aliases }),
-    )
+    record(conn, user, name, Change::version_deleted(&current))
 }
 
 fn search_versions(conn: &Connection, search: &RegistrySearch) -> Result<Page<ModelVersion>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let mut params = Vec::new();
-    let mut conditions = registry_conditions(
-        &search.filter,
-        "model_version_tags",
-        "t.name = mv.name AND t.version = mv.version",
-        "t.name = mv.name",
-        |c, params| {
-            let column = match c.key.as_str() {
-                "name" => "mv.name",
-                "run_id" => "mv.run_id",
-                "source_path" => "mv.source",
-                "version_number" => {
-                    if let FilterValue::Number(n) = c.value
-                        && n.fract() != 0.0
-                    {
-                        return Err(Error::invalid(format!(
-                            "Invalid value for numeric attribute 'version_number': {n}"
-                        )));
-                    }
-                    "mv.version"
-                }
-                other => return Err(Error::invalid(format!("Invalid attribute name: {other}"))),
-            };
-            compare(column, c.op, &c.value, params)
-        },
-        &mut params,
-    )?;
-    conditions.push(format!("mv.current_stage != '{DELETED}'"));
-    let default_order;
-    let order_by = if search.order_by.is_empty() {
-        default_order = [
-            ("last_updated_timestamp", false),
-            ("name", true),
-            ("version_number", false),
-        ]
-        .map(|(key, ascending)| OrderBy {
-            entity: Entity::Attribute,
-            key: key.into(),
-            ascending,
-        });
-        &default_order[..]
-    } else {
-        &search.order_by[..]
-    };
-    let (mut order, seen) = order_clauses(order_by, |key| match key {
-        "name" => Ok("mv.name"),
-        "version_number" => Ok("mv.version"),
-        "creation_timestamp" => Ok("mv.creation_time"),
-        "last_updated_timestamp" | "timestamp" => Ok("mv.last_updated_time"),
-        other => Err(Error::invalid(format!(
-            "Invalid order by key '{other}' specified. Valid keys are {{'name', \
-             'version_number', 'creation_timestamp', 'last_updated_timestamp'}}"
-        ))),
-    })?;
-    if !seen.contains(&"mv.name") {
-        order.push("mv.name ASC".into());
-    }
-    if !seen.contains(&"mv.version") {
-        order.push("mv.version DESC".into());
-    }
-    params.push(SqlValue::Integer(search.max_results as i64 + 1));
-    params.push(SqlValue::Integer(offset as i64));
-    let sql = format!(
-        "SELECT {MV_COLUMNS} FROM model_versions mv WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-        conditions.join(" AND "),
-        order.join(", ")
-    );
-    let rows: Vec<ModelVersion> = SqlQuery { sql, params }.rows(conn, version_from_row)?;
+    let query = version_search_sql(Dialect::Sqlite, search, offset)?;
+    let rows = SqlQuery::from(query).rows(conn, |r| version_from(r))?;
     let mut page = Page::from_overfetched(rows, offset, search.max_results);
     fill_versions(conn, &mut page.items)?;
     Ok(page)
@@ -999,14 +639,7 @@ fn set_version_tag(
     validate_registry_tag(tag)?;
     load_version(conn, name, version)?;
     put_version_tag(conn, name, version, tag)?;
-    record(
-        conn,
-        user,
-        name,
-        Some(version),
-        "model_version_tag_set",
-        json!({ "key": tag.key, "value": tag.value }),
-    )
+    record(conn, user, name, Change::version_tag_set(version, tag))
 }
 
 fn delete_version_tag(
@@ -1025,14 +658,7 @@ fn delete_version_tag(
         )
         .map_err(sql_err)?;
     if n > 0 {
-        record(
-            conn,
-            user,
-            name,
-            Some(version),
-            "model_version_tag_deleted",
-            json!({ "key": key }),
-        )?;
+        record(conn, user, name, Change::version_tag_deleted(version, key))?;
     }
     Ok(())
 }
@@ -1063,9 +689,7 @@ fn set_alias(conn: &Connection, user: &str, name: &str, alias: &str, version: i6
         conn,
         user,
         name,
-        Some(version),
-        "alias_set",
-        json!({ "alias": alias, "previous_version": previous }),
+        Change::alias_set(version, alias, previous),
     )
 }
 
@@ -1086,14 +710,7 @@ fn delete_alias(conn: &Connection, user: &str, name: &str, alias: &str) -> Resul
             params![name, alias],
         )
         .map_err(sql_err)?;
-        record(
-            conn,
-            user,
-            name,
-            Some(version),
-            "alias_deleted",
-            json!({ "alias": alias }),
-        )?;
+        record(conn, user, name, Change::alias_deleted(version, alias))?;
     }
     Ok(())
 }
@@ -1103,9 +720,7 @@ fn version_by_alias(conn: &Connection, name: &str, alias: &str) -> Result<ModelV
     validate_alias(alias)?;
     if alias.eq_ignore_ascii_case("latest") {
         require_model(conn, name)?;
-        let newest = newest_version(conn, name)?.ok_or_else(|| {
-            Error::not_found(format!("Latest version not found for model {name}."))
-        })?;
+        let newest = newest_version(conn, name)?.ok_or_else(|| no_latest_version(name))?;
         return load_version(conn, name, newest);
     }
     require_model(conn, name)?;
@@ -1117,48 +732,22 @@ fn version_by_alias(conn: &Connection, name: &str, alias: &str) -> Result<ModelV
         .query_row(params![name, alias], |r| r.get(0))
         .optional()
         .map_err(sql_err)?;
-    let version = version
-        .ok_or_else(|| Error::invalid(format!("Registered model alias {alias} not found.")))?;
+    let version = version.ok_or_else(|| alias_not_found(alias))?;
     load_version(conn, name, version)
 }
 
 // ---- events and model URIs ----
 
 fn events(conn: &Connection, name: &str, version: Option<i64>) -> Result<Vec<RegistryEvent>> {
-    conn.prepare_cached(
-        "SELECT id, timestamp, user_id, name, version, kind, details FROM registry_events
-         WHERE name = ?1 AND (?2 IS NULL OR version = ?2) ORDER BY id",
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM registry_events
+         WHERE name = ?1 AND (?2 IS NULL OR version = ?2) ORDER BY id"
+    ))
     .map_err(sql_err)?
-    .query_map(params![name, version], |r| {
-        let details: String = r.get(6)?;
-        Ok(RegistryEvent {
-            id: r.get(0)?,
-            timestamp: r.get(1)?,
-            user_id: r.get(2)?,
-            name: r.get(3)?,
-            version: r.get(4)?,
-            kind: r.get(5)?,
-            details: serde_json::from_str(&details).unwrap_or(Value::Null),
-        })
-    })
+    .query_map(params![name, version], |r| event_from(r))
     .map_err(sql_err)?
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
-}
-
-fn resolved(version: ModelVersion) -> ResolvedModel {
-    ResolvedModel {
-        name: Some(version.name),
-        version: Some(version.version.to_string()),
-        artifact_uri: if version.storage_location.is_empty() {
-            version.source.clone()
-        } else {
-            version.storage_location
-        },
-        source: version.source,
-        model_id: version.model_id,
-    }
 }
 
 fn resolve(conn: &Connection, uri: &ModelUri, text: &str) -> Result<ResolvedModel> {
@@ -1168,18 +757,15 @@ fn resolve(conn: &Connection, uri: &ModelUri, text: &str) -> Result<ResolvedMode
         ModelUri::Latest { name } => Ok(resolved(version_by_alias(conn, name, "latest")?)),
         ModelUri::Stage { name, stage } => {
             let latest = get_latest(conn, name, &[*stage])?;
-            let version = latest.into_iter().next().ok_or_else(|| {
-                Error::not_found(format!(
-                    "No versions of model with name '{name}' and stage '{}' found",
-                    stage.as_str()
-                ))
-            })?;
+            let version = latest
+                .into_iter()
+                .next()
+                .ok_or_else(|| stage_not_found(name, *stage))?;
             Ok(resolved(version))
         }
         ModelUri::LoggedModel { model_id } => {
-            let (location, _) = logged_model(conn, model_id)?.ok_or_else(|| {
-                Error::not_found(format!("Logged model with ID '{model_id}' not found."))
-            })?;
+            let (location, _) =
+                logged_model(conn, model_id)?.ok_or_else(|| logged_model_not_found(model_id))?;
             Ok(ResolvedModel {
                 name: None,
                 version: None,
@@ -1288,14 +874,7 @@ impl RegistryStore for SqliteStore {
     }
 
     fn get_model_version_download_uri(&self, name: &str, version: i64) -> Result<String> {
-        self.read(|c| {
-            let v = load_version(c, name, version)?;
-            Ok(if v.storage_location.is_empty() {
-                v.source
-            } else {
-                v.storage_location
-            })
-        })
+        self.read(|c| Ok(download_uri(load_version(c, name, version)?)))
     }
 
     fn search_model_versions(&self, search: &RegistrySearch) -> Result<Page<ModelVersion>> {
