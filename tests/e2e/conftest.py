@@ -4,6 +4,9 @@ The binary is taken from `$WASMFLOW_BIN` (scripts/test.sh sets it to the release
 started here gets its own temporary SQLite store and artifact root, listens on a free loopback port,
 and writes its stdout/stderr to a log file whose tail is shown when it fails to come up.
 
+With `WASMFLOW_E2E_BACKEND=postgres`, every server gets a new database of its own on the PostgreSQL
+server `$WASMFLOW_TEST_POSTGRES_URI` names (scripts/test.sh starts a throwaway one) instead.
+
 Any executable with the same CLI (`<bin> server --host --port --backend-store-uri
 --artifacts-destination`, `GET /health` -> 200) can stand in, e.g. the reference `mlflow` server:
 `WASMFLOW_BIN=$(which mlflow) WASMFLOW_STARTUP_TIMEOUT=120 pytest tests/e2e`.
@@ -11,13 +14,16 @@ Any executable with the same CLI (`<bin> server --host --port --backend-store-ur
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -52,6 +58,25 @@ def _find_binary() -> str:
     return str(Path(target) / "release" / "wasmflow")
 
 
+POSTGRES = os.environ.get("WASMFLOW_E2E_BACKEND", "sqlite") == "postgres"
+# Replicas of a PostgreSQL store share webhook secrets' key through the environment.
+WEBHOOK_KEY = "d2FzbWZsb3ctZTJlLXdlYmhvb2sta2V5LTMyYnl0ZXM="
+
+
+def fresh_postgres_database() -> str:
+    """A new, empty database on the test PostgreSQL server, as a backend store URI."""
+    admin = os.environ.get("WASMFLOW_TEST_POSTGRES_URI")
+    if not admin:
+        pytest.fail("WASMFLOW_E2E_BACKEND=postgres needs WASMFLOW_TEST_POSTGRES_URI", pytrace=False)
+    psql = shutil.which("psql") or max(glob.glob("/usr/lib/postgresql/*/bin/psql"), default=None)
+    if psql is None:
+        pytest.fail("psql not found (scripts/test.sh installs PostgreSQL)", pytrace=False)
+    name = f"wasmflow_e2e_{uuid.uuid4().hex}"
+    subprocess.run([psql, admin, "-qXc", f"CREATE DATABASE {name}"], check=True, timeout=60)
+    parts = urllib.parse.urlsplit(admin)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -66,6 +91,7 @@ class ServerProcess:
         self.store_dir = Path(store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.store_dir / "db.sqlite"
+        self.backend_uri = fresh_postgres_database() if POSTGRES else f"sqlite:///{self.db_path}"
         self.artifacts_dir = self.store_dir / "artifacts"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -87,7 +113,7 @@ class ServerProcess:
             "--port",
             str(self.port),
             "--backend-store-uri",
-            f"sqlite:///{self.db_path}",
+            self.backend_uri,
             "--artifacts-destination",
             str(self.artifacts_dir),
             "--plugins-dir",
@@ -110,6 +136,8 @@ class ServerProcess:
         # Hostile-plugin tests wait for the deadline; keep it short.
         env.setdefault("WASMFLOW_PLUGIN_TIMEOUT", "3")
         env.setdefault("WASMFLOW_PLUGIN_MEMORY_MIB", "256")
+        if POSTGRES:
+            env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", WEBHOOK_KEY)
         # Its own session, so that a kill reaches any helper processes too.
         self.proc = subprocess.Popen(
             self.command(),

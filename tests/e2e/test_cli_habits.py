@@ -84,7 +84,7 @@ def test_runs_uri_names_the_model_the_run_logged(server, wasmflow_bin, logged, t
     np.testing.assert_allclose(json.loads(done.stdout)["predictions"], model.predict(X[:4]), rtol=1e-6)
     # The same through the local store, no server involved.
     local = cli(wasmflow_bin, "models", "predict", "-m", f"runs:/{run_id}/model", "-t", "json",
-                "--backend-store-uri", f"sqlite:///{server.db_path}", "--artifacts-destination", str(server.artifacts_dir),
+                "--backend-store-uri", server.backend_uri, "--artifacts-destination", str(server.artifacts_dir),
                 "--plugins-dir", str(tmp_path / "plugins"), env={"MLFLOW_TRACKING_URI": ""}, input=request)
     assert local.returncode == 0, local.stderr
     assert json.loads(local.stdout) == json.loads(done.stdout)
@@ -198,7 +198,7 @@ def test_gc_removes_deleted_runs_and_experiments_for_good(isolated_server, wasmf
     client.delete_run(purged.info.run_id)
     client.delete_experiment(gone_exp)
     # A running server uses the same SQLite file; gc works beside it.
-    store = ["--backend-store-uri", f"sqlite:///{server.db_path}", "--artifacts-destination", str(server.artifacts_dir)]
+    store = ["--backend-store-uri", server.backend_uri, "--artifacts-destination", str(server.artifacts_dir)]
 
     young = cli(wasmflow_bin, "gc", "--older-than", "1d", "--run-ids", purged.info.run_id, *store)
     assert young.returncode != 0 and "not older than the required age" in young.stderr, young.stderr

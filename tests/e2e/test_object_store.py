@@ -181,7 +181,7 @@ def test_a_model_in_s3_is_served_loaded_and_collected(s3_server, s3_env, wasmflo
     for uri, env, extra in [
         ("models:/s3-model/1", {"MLFLOW_TRACKING_URI": srv.url}, ()),
         (f"runs:/{run.info.run_id}/model", {"MLFLOW_TRACKING_URI": ""},
-         ("--backend-store-uri", f"sqlite:///{srv.db_path}", "--artifacts-destination", destination)),
+         ("--backend-store-uri", srv.backend_uri, "--artifacts-destination", destination)),
     ]:
         served = ModelServer(wasmflow_bin, uri, tmp_path, *extra, env=env)
         try:
@@ -199,7 +199,7 @@ def test_a_model_in_s3_is_served_loaded_and_collected(s3_server, s3_env, wasmflo
     assert s3_env.keys(bucket, doomed_prefix)
     client.delete_run(doomed.info.run_id)
     gc = subprocess.run(
-        [wasmflow_bin, "gc", "--backend-store-uri", f"sqlite:///{srv.db_path}",
+        [wasmflow_bin, "gc", "--backend-store-uri", srv.backend_uri,
          "--artifacts-destination", destination, "--run-ids", doomed.info.run_id],
         capture_output=True, text=True, timeout=120,
     )

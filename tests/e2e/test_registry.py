@@ -343,7 +343,7 @@ def test_models_cli_remote_and_local(client, unique_name, server, wasmflow_bin, 
     assert rc != 0 and "RESOURCE_DOES_NOT_EXIST" in err
 
     # Directly against the store file (the server keeps running: SQLite WAL readers).
-    store = f"sqlite:///{server.db_path}"
+    store = server.backend_uri
     rc, out, err = cli("versions", name, "--backend-store-uri", store)
     assert rc == 0, err
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["2", "1"], out

@@ -170,7 +170,7 @@ def test_models_predict_resolves_every_model_uri_form(server, wasmflow_bin, tmp_
     remote = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "WASMFLOW_PLUGIN_CACHE_DIR": str(PLUGIN_CACHE)}
     # The local store: the server's own database and artifact directory, with no server in between.
     local = {k: v for k, v in remote.items() if k != "MLFLOW_TRACKING_URI"}
-    local_args = ["--backend-store-uri", f"sqlite:///{server.db_path}", "--artifacts-destination", str(server.artifacts_dir)]
+    local_args = ["--backend-store-uri", server.backend_uri, "--artifacts-destination", str(server.artifacts_dir)]
     uris = [
         f"models:/{name}/{version}", f"models:/{name}@champion", f"models:/{name}/Staging",
         f"models:/{name}/latest", f"runs:/{run_id}/model",

@@ -502,7 +502,7 @@ def test_retention_and_gc_delete_old_traces(tmp_path, wasmflow_bin):
     send(srv.url, exp, "3" * 32, now_ns)
     srv.stop()
 
-    subprocess.run([wasmflow_bin, "gc", "--backend-store-uri", f"sqlite:///{srv.db_path}",
+    subprocess.run([wasmflow_bin, "gc", "--backend-store-uri", srv.backend_uri,
                     "--artifacts-destination", str(srv.artifacts_dir),
                     "--traces-older-than", "2d12h"], check=True, capture_output=True)
     srv = ServerProcess(wasmflow_bin, store, name="after-gc").start()

@@ -368,13 +368,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             wasmflow_store::redact_password(&args.backend_store_uri)
         )
     })?;
-    let store = Arc::new(store);
-    let webhook_key =
-        wasmflow_store::store_path(&args.backend_store_uri)?.with_extension("webhook-key");
+    // Webhook secrets' key lives beside a SQLite file; a PostgreSQL store's replicas share one
+    // from the environment.
+    let webhook_key = if wasmflow_store::is_postgres(&args.backend_store_uri) {
+        None
+    } else {
+        Some(wasmflow_store::store_path(&args.backend_store_uri)?.with_extension("webhook-key"))
+    };
     let webhooks = webhooks::Webhooks::new(
         store.clone(),
         webhooks::Settings::from_env()?,
-        webhooks::Fernet::from_env_or_file(&webhook_key)?,
+        webhooks::Fernet::from_env_or_file(webhook_key.as_deref())?,
     );
     let auth = if args.auth.enabled()? {
         Some(auth::Auth::start(&args.auth, store.clone())?)

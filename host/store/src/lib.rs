@@ -250,11 +250,23 @@ pub(crate) fn check_schema_not_newer(version: usize, known: usize) -> Result<()>
 }
 
 /// Opens the store a `--backend-store-uri` names: `sqlite:///rel/path` or `sqlite:////abs/path`
-/// (SQLAlchemy's forms, which MLflow users already write), or a plain file path.
-pub fn open(uri: &str, mut config: StoreConfig) -> Result<SqliteStore> {
+/// (SQLAlchemy's forms, which MLflow users already write), a plain file path, or a PostgreSQL
+/// database (`postgresql://USER:PASSWORD@HOST:PORT/DATABASE`, `postgresql+psycopg2://...`).
+pub fn open(uri: &str, mut config: StoreConfig) -> Result<std::sync::Arc<dyn Store>> {
     // MLflow's store resolves a relative default root once, against the server's directory.
     config.default_artifact_root = resolve_uri_if_local(&config.default_artifact_root);
-    SqliteStore::open(&store_path(uri)?, config)
+    if is_postgres(uri) {
+        return Ok(std::sync::Arc::new(PgStore::open(uri, config)?));
+    }
+    Ok(std::sync::Arc::new(SqliteStore::open(
+        &store_path(uri)?,
+        config,
+    )?))
+}
+
+/// Whether `uri` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres(uri: &str) -> bool {
+    postgres::parse_uri(uri).is_some()
 }
 
 /// Opens the database `uri` names (as [`open`] reads it) for `wasmflow import`.
@@ -265,18 +277,21 @@ pub fn open_import_target(uri: &str) -> Result<ImportTarget> {
 /// Refuses a `--backend-store-uri` that names an MLflow store (its SQL database or an `mlruns`
 /// directory), with a message pointing to `wasmflow import mlflow`.
 pub fn refuse_foreign_store(uri: &str) -> Result<()> {
+    if is_postgres(uri) {
+        // PostgreSQL's schema check refuses an MLflow database when the store opens.
+        return Ok(());
+    }
     sqlite::refuse_mlflow_database(&store_path(uri)?)
 }
 
-/// The database file a `--backend-store-uri` (a `sqlite:` URI or a plain path) names. A
-/// PostgreSQL uri is refused: its schema is kept by `wasmflow db upgrade`, but its tracking,
-/// registry, webhook and user tables are not served yet.
+/// The database file a `--backend-store-uri` (a `sqlite:` URI or a plain path) names; a
+/// PostgreSQL database has none, and is refused by what needs a file (`wasmflow import`'s
+/// target).
 pub fn store_path(uri: &str) -> Result<std::path::PathBuf> {
-    if postgres::parse_uri(uri).is_some() {
+    if is_postgres(uri) {
         return Err(Error::invalid(format!(
-            "the PostgreSQL backend store '{}' is not served yet: `wasmflow db upgrade URI` \
-             creates and upgrades its schema, but tracking and the registry still need a SQLite \
-             store (sqlite:///PATH or a file path)",
+            "'{}' is a PostgreSQL database: this command needs a SQLite store (sqlite:///PATH or \
+             a file path)",
             redact_password(uri)
         )));
     }

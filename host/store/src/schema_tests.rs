@@ -174,10 +174,10 @@ fn postgres_uris_in_mlflow_and_sqlalchemy_forms() {
 }
 
 #[test]
-fn the_server_refuses_a_postgres_store_it_cannot_serve_yet() {
+fn what_needs_a_sqlite_file_refuses_a_postgres_uri_without_its_password() {
     let err = crate::store_path("postgresql://u:secret@h/db").unwrap_err();
     assert!(
-        err.message.contains("`wasmflow db upgrade URI`"),
+        err.message.contains("is a PostgreSQL database"),
         "{}",
         err.message
     );

@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 use wasmflow_core::Result;
 use wasmflow_store::auth::{AuthStore, Grant, User};
-use wasmflow_store::{EvalDatasetStore, TrackingStore};
+use wasmflow_store::{EvalDatasetStore, Store, TrackingStore};
 
 pub use permission::Permission;
 use permission::effective;
@@ -74,10 +74,7 @@ pub struct Auth {
 impl Auth {
     /// Turns auth on over the store, creating the admin user on the first start. Refuses to
     /// start without an admin password when the admin does not exist yet: there is no default.
-    pub fn start<S>(args: &AuthArgs, store: Arc<S>) -> anyhow::Result<Arc<Auth>>
-    where
-        S: AuthStore + TrackingStore + EvalDatasetStore + wasmflow_store::TraceStore + 'static,
-    {
+    pub fn start(args: &AuthArgs, store: Arc<dyn Store>) -> anyhow::Result<Arc<Auth>> {
         let password = ["WASMFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"]
             .iter()
             .find_map(|var| std::env::var(var).ok().filter(|p| !p.is_empty()));
@@ -85,14 +82,11 @@ impl Auth {
     }
 
     /// `start` with the admin password given rather than read from the environment.
-    fn start_with<S>(
+    fn start_with(
         args: &AuthArgs,
-        store: Arc<S>,
+        store: Arc<dyn Store>,
         admin_password: Option<String>,
-    ) -> anyhow::Result<Arc<Auth>>
-    where
-        S: AuthStore + TrackingStore + EvalDatasetStore + wasmflow_store::TraceStore + 'static,
-    {
+    ) -> anyhow::Result<Arc<Auth>> {
         let default_permission = Permission::parse(&args.auth_default_permission)
             .map_err(|e| anyhow::anyhow!("invalid --auth-default-permission: {}", e.message))?;
         anyhow::ensure!(

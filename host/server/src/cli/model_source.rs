@@ -15,7 +15,7 @@ use super::remote::{Remote, query};
 /// Where the registry is.
 pub enum Backend {
     Remote(Remote),
-    Local(wasmflow_store::SqliteStore),
+    Local(std::sync::Arc<dyn wasmflow_store::Store>),
 }
 
 impl Backend {

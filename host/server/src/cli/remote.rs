@@ -171,7 +171,6 @@ impl LocalServer {
                     artifacts.display()
                 )
             })?;
-        let store = Arc::new(store);
         let app = crate::app::build(crate::state::AppState {
             store: store.clone(),
             eval_datasets: store.clone(),

@@ -48,13 +48,23 @@ impl Fernet {
 
     /// The key of `MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`, else the one in `key_file` (made on
     /// first use, readable by its owner only).
-    pub fn from_env_or_file(key_file: &Path) -> anyhow::Result<Self> {
+    ///
+    /// Without a file (`None`: a PostgreSQL store, whose replicas must all decrypt what any of
+    /// them stored) the variable is required.
+    pub fn from_env_or_file(key_file: Option<&Path>) -> anyhow::Result<Self> {
         if let Ok(key) = std::env::var("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY")
             && !key.is_empty()
         {
             return Self::from_key(&key)
                 .map_err(|e| anyhow::anyhow!("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY: {e}"));
         }
+        let Some(key_file) = key_file else {
+            anyhow::bail!(
+                "set MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY to a Fernet key (the same on every \
+                 replica; one is printed by `openssl rand -base64 32 | tr '+/' '-_'`): with a \
+                 PostgreSQL store there is no file to keep webhook secrets' key in"
+            );
+        };
         match std::fs::read_to_string(key_file) {
             Ok(key) => {
                 Self::from_key(&key).map_err(|e| anyhow::anyhow!("'{}': {e}", key_file.display()))
