@@ -61,6 +61,9 @@ def _find_binary() -> str:
 POSTGRES = os.environ.get("WASMFLOW_E2E_BACKEND", "sqlite") == "postgres"
 # Replicas of a PostgreSQL store share webhook secrets' key through the environment.
 WEBHOOK_KEY = "d2FzbWZsb3ctZTJlLXdlYmhvb2sta2V5LTMyYnl0ZXM="
+if POSTGRES:
+    # For every server the tests start, through ServerProcess or their own command lines.
+    os.environ.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", WEBHOOK_KEY)
 
 
 def fresh_postgres_database() -> str:
@@ -86,12 +89,23 @@ def free_port() -> int:
 class ServerProcess:
     """One `wasmflow server` process over a given store directory."""
 
-    def __init__(self, binary: str, store_dir: Path, port: int | None = None, name: str = "server"):
+    def __init__(
+        self,
+        binary: str,
+        store_dir: Path,
+        port: int | None = None,
+        name: str = "server",
+        backend_uri: str | None = None,
+    ):
         self.binary = binary
         self.store_dir = Path(store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.store_dir / "db.sqlite"
-        self.backend_uri = fresh_postgres_database() if POSTGRES else f"sqlite:///{self.db_path}"
+        # A server started again on a store dir reads the same database: on PostgreSQL, pass the
+        # first server's `backend_uri` (each new ServerProcess gets a database of its own).
+        self.backend_uri = backend_uri or (
+            fresh_postgres_database() if POSTGRES else f"sqlite:///{self.db_path}"
+        )
         self.artifacts_dir = self.store_dir / "artifacts"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -136,8 +150,6 @@ class ServerProcess:
         # Hostile-plugin tests wait for the deadline; keep it short.
         env.setdefault("WASMFLOW_PLUGIN_TIMEOUT", "3")
         env.setdefault("WASMFLOW_PLUGIN_MEMORY_MIB", "256")
-        if POSTGRES:
-            env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", WEBHOOK_KEY)
         # Its own session, so that a kill reaches any helper processes too.
         self.proc = subprocess.Popen(
             self.command(),

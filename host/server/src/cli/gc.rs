@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, bail};
 use wasmflow_artifacts::{ArtifactRepository as _, Location, ObjectLocation};
-use wasmflow_store::{StoreConfig, TrackingStore as _};
+use wasmflow_store::StoreConfig;
 
 #[derive(clap::Args)]
 pub struct GcArgs {
@@ -94,7 +94,7 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let n = crate::traces::retention::delete_before(&store, now - age)?;
+        let n = crate::traces::retention::delete_before(&*store, now - age)?;
         println!("{n} traces older than {text} have been permanently deleted.");
     }
     Ok(())
