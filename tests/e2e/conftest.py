@@ -37,6 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
 # Don't let a stray user configuration point the client elsewhere.
+# No usage telemetry from test runs; it also keeps the client from reading the session id it
+# keeps in the environment, which a run of many files in one process lost (every request of
+# test_onnx_flavor.py failed with KeyError '_MLFLOW_TELEMETRY_SESSION_ID').
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 os.environ.pop("MLFLOW_RUN_ID", None)
