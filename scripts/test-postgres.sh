@@ -1,7 +1,7 @@
 # Sourced by scripts/test.sh: a throwaway PostgreSQL cluster for the tests.
 #
 # `start_test_postgres DIR` installs PostgreSQL from Debian's packages when it is missing, creates a
-# cluster in DIR (removed and made anew each time), starts it on a free port of 127.0.0.1 and
+# cluster in DIR (removed and made anew, unless one is already running there), starts it on a free port of 127.0.0.1 and
 # exports WASMFLOW_TEST_POSTGRES_URI (a superuser's uri to its `postgres` database: the tests create
 # a fresh database of their own under it). `stop_test_postgres` stops it; test.sh calls it on exit.
 # An already set WASMFLOW_TEST_POSTGRES_URI is used as it is (nothing is started).
@@ -41,6 +41,15 @@ start_test_postgres() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null ||
             { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
         bin="$(_pg_bin)"
+    fi
+    if [[ -f "$dir/data/postmaster.pid" ]] && _pg_as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        # A cluster already running in DIR (another shell's, e.g. a developer's second terminal)
+        # is used as it is, not wiped from under its users; it is left running on exit.
+        port="$(sed -n 4p "$dir/data/postmaster.pid")"
+        if [[ "$(id -u)" == "0" ]]; then test_postgres_user=postgres; else test_postgres_user="$(id -un)"; fi
+        echo "==> PostgreSQL: using the cluster already running in $dir on port $port"
+        export WASMFLOW_TEST_POSTGRES_URI="postgresql://$test_postgres_user@127.0.0.1:$port/postgres"
+        return 0
     fi
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     rm -rf "$dir"
