@@ -29,8 +29,12 @@ fn span(
         end_time_ns: Some((start_ms + 10) * 1_000_000),
         inputs: Some(r#"{"q": 1}"#.into()),
         outputs: Some("2".into()),
-        content: json!({"name": name, "attributes": {"model": "tiny"}}).to_string(),
+        content: json!({"name": name, "attributes": {
+            "model": "tiny", "mlflow.spanInputs": {"q": 1}, "mlflow.spanOutputs": 2,
+        }})
+        .to_string(),
         body: vec![1, 2, 3],
+        resource_tags: Default::default(),
     }
 }
 
@@ -200,17 +204,19 @@ fn search_filters_delete_and_assessments() {
         trace_ids: vec!["tr-2".into(), "tr-nope".into()],
         ..Default::default()
     };
-    assert_eq!(store.delete_traces(&by_ids).unwrap(), 1);
+    assert_eq!(store.delete_traces(&by_ids).unwrap().len(), 1);
     let by_age = TraceDeletion {
         experiment_id: "0".into(),
         max_timestamp_millis: Some(i64::MAX),
         max_traces: Some(1),
         ..Default::default()
     };
-    assert_eq!(store.delete_traces(&by_age).unwrap(), 1);
+    assert_eq!(store.delete_traces(&by_age).unwrap().len(), 1);
     assert_eq!(search(&store, ""), ["tr-3"]);
-    assert_eq!(store.delete_traces_before(3000, 10).unwrap(), 0);
-    assert_eq!(store.delete_traces_before(3001, 10).unwrap(), 1);
+    assert_eq!(store.delete_traces_before(3000, 10).unwrap().len(), 0);
+    let deleted = store.delete_traces_before(3001, 10).unwrap();
+    assert_eq!(deleted[0].trace_id, "tr-3");
+    assert_eq!(deleted[0].experiment_id, "0");
     let err = store.get_trace_info("tr-3").unwrap_err();
     assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
     assert!(store.get_spans(&["tr-3".into()]).unwrap().is_empty());

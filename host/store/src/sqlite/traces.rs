@@ -12,9 +12,10 @@ use wasmflow_core::{Error, Result};
 use super::search_sql::compare;
 use super::{SqliteStore, now_ms, sql_err};
 use crate::traces::{
-    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_IN_STORE,
-    SPANS_LOCATION_TAG, StoredSpan, TRACE_NAME_TAG, TraceClause, TraceDeletion, TraceInfo,
-    TraceKey, TraceOp, TraceSearch, TraceStore, TraceValue, trace_not_found,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SOURCE_RUN_METADATA,
+    SPANS_IN_STORE, SPANS_LOCATION_TAG, StoredSpan, TRACE_NAME_TAG, TraceClause, TraceDeletion,
+    TraceEnd, TraceInfo, TraceKey, TraceOp, TraceSearch, TraceStore, TraceValue, derived,
+    trace_not_found,
 };
 
 /// Set by `start_trace`: the trace's own fields are final, later spans no longer change them.
@@ -217,7 +218,12 @@ fn experiment_id_number(experiment_id: &str) -> Result<i64> {
         .map_err(|_| Error::invalid(format!("invalid experiment id '{experiment_id}'")))
 }
 
-fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> Result<TraceInfo> {
+fn start_trace(
+    conn: &Connection,
+    info: &TraceInfo,
+    artifact_location: &str,
+    finalize: bool,
+) -> Result<TraceInfo> {
     let experiment = experiment_id_number(&info.experiment_id)?;
     if exists_in(conn, &info.trace_id, experiment)? {
         // Spans came first (`log_spans`): the client's record is the final word on its fields.
@@ -266,19 +272,26 @@ fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> 
             artifact_location,
         )?;
     }
-    for (k, v) in &info.tags {
+    // The artifact location is the server's alone: the server reads the trace's files there.
+    for (k, v) in info
+        .tags
+        .iter()
+        .filter(|(k, _)| *k != ARTIFACT_LOCATION_TAG)
+    {
         put_key_value(conn, "trace_tags", &info.trace_id, k, v)?;
     }
     for (k, v) in &info.trace_metadata {
         put_key_value(conn, "trace_metadata", &info.trace_id, k, v)?;
     }
-    put_key_value(
-        conn,
-        "trace_metadata",
-        &info.trace_id,
-        FINALIZED_METADATA,
-        "true",
-    )?;
+    if finalize {
+        put_key_value(
+            conn,
+            "trace_metadata",
+            &info.trace_id,
+            FINALIZED_METADATA,
+            "true",
+        )?;
+    }
     for assessment in &info.assessments {
         let mut assessment = assessment.clone();
         assessment["trace_id"] = Value::String(info.trace_id.clone());
@@ -294,7 +307,7 @@ fn log_spans(
     artifact_root: &str,
 ) -> Result<()> {
     let experiment = experiment_id_number(experiment_id)?;
-    let mut by_trace: HashMap<&str, Vec<&NewSpan>> = HashMap::new();
+    let mut by_trace: BTreeMap<&str, Vec<&NewSpan>> = BTreeMap::new();
     for span in spans {
         by_trace
             .entry(span.trace_id.as_str())
@@ -311,6 +324,15 @@ fn log_spans(
             Some(_) => "OK",
             None => "IN_PROGRESS",
         };
+        let root_attrs = root
+            .map(|r| derived::attributes(&r.content))
+            .unwrap_or_default();
+        let request_preview = root_attrs
+            .get(derived::SPAN_INPUTS)
+            .map(|v| derived::preview(v, "user"));
+        let response_preview = root_attrs
+            .get(derived::SPAN_OUTPUTS)
+            .map(|v| derived::preview(v, "assistant"));
         let finalized: Option<Option<String>> = conn
             .prepare_cached(
                 "SELECT m.value FROM trace_info t LEFT JOIN trace_metadata m
@@ -335,13 +357,14 @@ fn log_spans(
                     start_ms,
                     end_ms.map(|e| e - start_ms),
                     state,
-                    root.and_then(|r| r.inputs.as_deref()).map(preview),
-                    root.and_then(|r| r.outputs.as_deref()).map(preview),
+                    request_preview,
+                    response_preview,
                 ])
                 .map_err(sql_err)?;
                 let location = format!(
-                    "{}/traces/{trace_id}/artifacts",
-                    artifact_root.trim_end_matches('/')
+                    "{}/{}",
+                    artifact_root.trim_end_matches('/'),
+                    crate::traces::trace_artifact_folder(trace_id)
                 );
                 put_key_value(
                     conn,
@@ -366,9 +389,21 @@ fn log_spans(
                     start_ms,
                     end_ms.unwrap_or(start_ms),
                     state,
-                    root.and_then(|r| r.inputs.as_deref()).map(preview),
-                    root.and_then(|r| r.outputs.as_deref()).map(preview),
+                    request_preview,
+                    response_preview,
                 ])
+                .map_err(sql_err)?;
+            }
+            Some(_) if root.is_some() => {
+                // Finalized: only what the client left empty is filled in.
+                conn.prepare_cached(
+                    "UPDATE trace_info SET
+                         request_preview = COALESCE(request_preview, ?2),
+                         response_preview = COALESCE(response_preview, ?3)
+                     WHERE trace_id = ?1",
+                )
+                .map_err(sql_err)?
+                .execute(params![trace_id, request_preview, response_preview])
                 .map_err(sql_err)?;
             }
             Some(_) => {}
@@ -408,16 +443,100 @@ fn log_spans(
                 ])
                 .map_err(sql_err)?;
         }
+        derive_from_spans(conn, trace_id, group, &root_attrs)?;
     }
     Ok(())
 }
 
-/// MLflow's trace previews are the first 1,000 characters of the root's inputs/outputs.
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(1000) {
-        Some((i, _)) => text[..i].to_string(),
-        None => text.to_string(),
+fn metadata_value(conn: &Connection, trace_id: &str, key: &str) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT value FROM trace_metadata WHERE trace_id = ?1 AND key = ?2")
+        .map_err(sql_err)?
+        .query_row([trace_id, key], |r| r.get::<_, Option<String>>(0))
+        .optional()
+        .map_err(sql_err)
+        .map(Option::flatten)
+}
+
+/// The trace's tags and metadata MLflow derives from its spans (see [`derived`]): the OTLP
+/// resource's attributes and the root span's `mlflow.traceTag.*` as tags (the latter win),
+/// the session and user where none is set, and token usage and cost summed over every span
+/// stored for the trace unless the client's record (`StartTraceV3`) gave them.
+fn derive_from_spans(
+    conn: &Connection,
+    trace_id: &str,
+    group: &[&NewSpan],
+    root_attrs: &serde_json::Map<String, Value>,
+) -> Result<()> {
+    if let Some(first) = group.iter().find(|s| !s.resource_tags.is_empty()) {
+        for (k, v) in &first.resource_tags {
+            put_key_value(conn, "trace_tags", trace_id, k, v)?;
+        }
     }
+    for (k, v) in derived::root_trace_tags(root_attrs) {
+        if k != ARTIFACT_LOCATION_TAG && k != SPANS_LOCATION_TAG {
+            put_key_value(conn, "trace_tags", trace_id, &k, &v)?;
+        }
+    }
+    let attrs: Vec<serde_json::Map<String, Value>> = group
+        .iter()
+        .map(|s| derived::attributes(&s.content))
+        .collect();
+    for (key, find) in [
+        (
+            derived::SESSION_METADATA,
+            derived::session_id as fn(&serde_json::Map<String, Value>) -> Option<String>,
+        ),
+        (derived::USER_METADATA, derived::user_id),
+    ] {
+        if let Some(value) = attrs.iter().find_map(find)
+            && metadata_value(conn, trace_id, key)?.is_none()
+        {
+            put_key_value(conn, "trace_metadata", trace_id, key, &value)?;
+        }
+    }
+    let has = |k: &str| attrs.iter().any(|a| a.get(k).is_some_and(Value::is_object));
+    let (usage, cost) = (has(derived::CHAT_USAGE), has(derived::LLM_COST));
+    if !usage && !cost {
+        return Ok(());
+    }
+    let finalized = metadata_value(conn, trace_id, FINALIZED_METADATA)?.is_some();
+    // Every span of the trace, not only this batch's: a parent that rolls up its children's
+    // usage may arrive in another batch than they do.
+    let mut stmt = conn
+        .prepare_cached("SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = ?1")
+        .map_err(sql_err)?;
+    let nodes: Vec<derived::Node> = stmt
+        .query_map([trace_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(sql_err)?
+        .map(|row| {
+            row.map(|(id, parent, content)| {
+                derived::Node::new(&id, parent.as_deref(), &derived::attributes(&content))
+            })
+        })
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    for (wanted, key, total) in [
+        (
+            usage,
+            derived::TOKEN_USAGE_METADATA,
+            derived::token_usage as fn(&[derived::Node]) -> Option<String>,
+        ),
+        (cost, derived::COST_METADATA, derived::cost),
+    ] {
+        if !wanted || (finalized && metadata_value(conn, trace_id, key)?.is_some()) {
+            continue;
+        }
+        if let Some(value) = total(&nodes) {
+            put_key_value(conn, "trace_metadata", trace_id, key, &value)?;
+        }
+    }
+    Ok(())
 }
 
 fn to_value(value: &TraceValue) -> SearchValue {
@@ -496,6 +615,10 @@ fn condition(clause: &TraceClause, params: &mut Vec<SqlValue>) -> Result<String>
                 )?
             ))
         }
+        TraceKey::Prompt => Ok(format!(
+            "EXISTS (SELECT 1 FROM trace_prompts p WHERE p.trace_id = t.trace_id AND {})",
+            compare("p.prompt", op, &value, params)?
+        )),
         TraceKey::Assessment { kind, name } => {
             params.push(SqlValue::Text((*kind).into()));
             params.push(SqlValue::Text(name.clone()));
@@ -601,28 +724,69 @@ fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
 
-fn delete(conn: &Connection, d: &TraceDeletion) -> Result<usize> {
+fn deleted_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DeletedTrace>> {
+    stmt.query_map(params, |r| {
+        Ok(DeletedTrace {
+            trace_id: r.get(0)?,
+            experiment_id: r.get::<_, i64>(1)?.to_string(),
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}
+
+fn delete(conn: &Connection, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
     let experiment = experiment_id_number(&d.experiment_id)?;
-    let mut deleted = 0;
     if !d.trace_ids.is_empty() {
         let mut stmt = conn
-            .prepare_cached("DELETE FROM trace_info WHERE trace_id = ?1 AND experiment_id = ?2")
+            .prepare_cached(
+                "DELETE FROM trace_info WHERE trace_id = ?1 AND experiment_id = ?2
+                 RETURNING trace_id, experiment_id",
+            )
             .map_err(sql_err)?;
+        let mut deleted = Vec::new();
         for id in &d.trace_ids {
-            deleted += stmt.execute(params![id, experiment]).map_err(sql_err)?;
+            deleted.extend(deleted_rows(&mut stmt, params![id, experiment])?);
         }
         return Ok(deleted);
     }
     let cutoff = d.max_timestamp_millis.unwrap_or(i64::MAX);
     let limit = d.max_traces.map(|n| n as i64).unwrap_or(-1);
-    conn.prepare_cached(
-        "DELETE FROM trace_info WHERE trace_id IN (
-             SELECT trace_id FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
-             ORDER BY request_time ASC, trace_id ASC LIMIT ?3)",
-    )
-    .map_err(sql_err)?
-    .execute(params![experiment, cutoff, limit])
-    .map_err(sql_err)
+    let mut stmt = conn
+        .prepare_cached(
+            "DELETE FROM trace_info WHERE trace_id IN (
+                 SELECT trace_id FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
+                 ORDER BY request_time ASC, trace_id ASC LIMIT ?3)
+             RETURNING trace_id, experiment_id",
+        )
+        .map_err(sql_err)?;
+    deleted_rows(&mut stmt, params![experiment, cutoff, limit])
+}
+
+/// `EndTrace` (v2): the duration runs from the trace's start to `end`'s time.
+fn end_trace(conn: &Connection, trace_id: &str, end: &TraceEnd) -> Result<TraceInfo> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE trace_info SET execution_duration = ?2 - request_time, state = ?3
+             WHERE trace_id = ?1",
+        )
+        .map_err(sql_err)?
+        .execute(params![trace_id, end.timestamp_ms, end.state])
+        .map_err(sql_err)?;
+    if n == 0 {
+        return Err(trace_not_found(trace_id));
+    }
+    for (k, v) in &end.trace_metadata {
+        put_key_value(conn, "trace_metadata", trace_id, k, v)?;
+    }
+    for (k, v) in end.tags.iter().filter(|(k, _)| *k != ARTIFACT_LOCATION_TAG) {
+        put_key_value(conn, "trace_tags", trace_id, k, v)?;
+    }
+    load_info(conn, trace_id)?.ok_or_else(|| trace_not_found(trace_id))
 }
 
 fn assessment_not_found(assessment_id: &str) -> Error {
@@ -708,7 +872,11 @@ fn set_valid(conn: &Connection, trace_id: &str, assessment_id: &str, valid: bool
 
 impl TraceStore for SqliteStore {
     fn start_trace(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
-        self.write(move |conn| start_trace(conn, &info, &artifact_location))
+        self.write(move |conn| start_trace(conn, &info, &artifact_location, true))
+    }
+
+    fn start_trace_v2(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
+        self.write(move |conn| start_trace(conn, &info, &artifact_location, false))
     }
 
     fn log_spans(
@@ -756,20 +924,47 @@ impl TraceStore for SqliteStore {
         self.read(|conn| search(conn, s))
     }
 
-    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<usize> {
+    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
         let deletion = deletion.clone();
         self.write(move |conn| delete(conn, &deletion))
     }
 
-    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<usize> {
+    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<DeletedTrace>> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM trace_info WHERE trace_id IN (
-                     SELECT trace_id FROM trace_info WHERE request_time < ?1 LIMIT ?2)",
-            )
-            .map_err(sql_err)?
-            .execute(params![cutoff_ms, limit as i64])
-            .map_err(sql_err)
+            let mut stmt = conn
+                .prepare_cached(
+                    "DELETE FROM trace_info WHERE trace_id IN (
+                         SELECT trace_id FROM trace_info WHERE request_time < ?1 LIMIT ?2)
+                     RETURNING trace_id, experiment_id",
+                )
+                .map_err(sql_err)?;
+            deleted_rows(&mut stmt, params![cutoff_ms, limit as i64])
+        })
+    }
+
+    fn end_trace(&self, trace_id: &str, end: TraceEnd) -> Result<TraceInfo> {
+        let trace_id = trace_id.to_string();
+        self.write(move |conn| end_trace(conn, &trace_id, &end))
+    }
+
+    fn link_prompts_to_trace(&self, trace_id: &str, prompt_versions: &[String]) -> Result<()> {
+        let (trace_id, prompts) = (trace_id.to_string(), prompt_versions.to_vec());
+        self.write(move |conn| {
+            if !exists(conn, &trace_id)? {
+                return Err(Error::not_found(format!(
+                    "Trace with ID '{trace_id}' not found."
+                )));
+            }
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO trace_prompts (trace_id, prompt) VALUES (?1, ?2)
+                     ON CONFLICT (trace_id, prompt) DO NOTHING",
+                )
+                .map_err(sql_err)?;
+            for p in &prompts {
+                insert.execute([&trace_id, p]).map_err(sql_err)?;
+            }
+            Ok(())
         })
     }
 
