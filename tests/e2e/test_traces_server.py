@@ -323,6 +323,38 @@ def test_gc_deletes_old_traces_with_their_files(isolated_server, wasmflow_bin, t
     assert (srv.artifacts_dir / exp / "traces").is_dir()  # only the trace's own folder went
 
 
+def test_trace_retention_deletes_old_traces_with_their_files(wasmflow_bin, tmp_path):
+    from conftest import ServerProcess
+
+    class Retaining(ServerProcess):
+        def command(self):
+            return super().command() + ["--trace-retention", "1"]
+
+    srv = ServerProcess(wasmflow_bin, tmp_path / "store", name="first").start()
+    try:
+        exp = requests.post(f"{srv.url}/api/2.0/mlflow/experiments/create", json={"name": "retention"}, timeout=30).json()["experiment_id"]
+        trace_id = "tr-" + uuid.uuid4().hex
+        assert _start_v3(srv.url, exp, trace_id).status_code == 200  # started in 2026-01-01
+        put = requests.put(
+            f"{srv.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/traces/{trace_id}/artifacts/traces.json",
+            data=b'{"spans": []}', timeout=30)
+        assert put.status_code == 200, put.text
+    finally:
+        srv.stop()
+    folder = srv.artifacts_dir / exp / "traces" / trace_id
+    assert folder.is_dir()
+    again = Retaining(wasmflow_bin, tmp_path / "store", name="retaining").start()
+    try:
+        deadline = time.monotonic() + 30
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not folder.exists()
+        r = requests.get(f"{again.url}/api/3.0/mlflow/traces/{trace_id}", timeout=30)
+        assert r.status_code == 404
+    finally:
+        again.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. mlflow.search_traces()'s DataFrame, against wasmflow and against MLflow.
 
