@@ -8,7 +8,6 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context as _, bail};
 use wasmflow_artifacts::{Location, ObjectLocation};
 use wasmflow_store::StoreConfig;
-use wasmflow_store::{RegistryStore as _, TrackingStore as _};
 
 use super::remote::{Remote, query};
 

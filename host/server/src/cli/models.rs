@@ -19,7 +19,6 @@ use crate::scoring_server::ServeOptions;
 use wasmflow_core::mlmodel::{CarriedPlugin, MlModel, attach_carried_plugin};
 use wasmflow_core::search;
 use wasmflow_serving::ModelLabels;
-use wasmflow_store::RegistryStore;
 use wasmflow_store::registry::{RegistrySearch, parse_version};
 
 #[derive(clap::Args)]

@@ -1,13 +1,11 @@
 //! The SQLite side of the shared search compiler ([`crate::search_sql`]): running a compiled
-//! query on a connection, and [`compare`] for the SQLite modules that build their own searches
-//! with `?` placeholders and a list of SQLite values.
+//! query on a connection.
 
 use rusqlite::types::Value as SqlValue;
 use wasmflow_core::Result;
-use wasmflow_core::search::{Op, Value};
 
 use super::sql_err;
-use crate::search_sql::{Binder, Dialect, Query};
+use crate::search_sql::Query;
 
 pub(crate) struct SqlQuery {
     pub sql: String,
@@ -44,17 +42,4 @@ impl SqlQuery {
     ) -> Result<Vec<T>> {
         self.rows(conn, |r| r.get(0))
     }
-}
-
-/// [`crate::search_sql::compare`] in SQLite's spelling, its parameters appended to `params`.
-pub(crate) fn compare(
-    column: &str,
-    op: Op,
-    value: &Value,
-    params: &mut Vec<SqlValue>,
-) -> Result<String> {
-    let mut b = Binder::new(Dialect::Sqlite);
-    let sql = crate::search_sql::compare(column, op, value, &mut b)?;
-    params.extend(b.params.into_iter().map(|p| p.into_sqlite()));
-    Ok(sql)
 }
