@@ -203,8 +203,10 @@ impl PgPool {
     }
 
     /// Runs `f` with a pooled connection on the store's runtime, blocking this thread until it
-    /// finishes. Must not be called from an async task (the server calls the store inside
-    /// `spawn_blocking`).
+    /// finishes. Meant for blocking threads (the server calls the store inside `spawn_blocking`);
+    /// on a worker of a multi-threaded runtime (the server's start, which opens the store and
+    /// creates the admin user) it first hands the worker's tasks to another thread, as blocking
+    /// there on a second runtime is refused.
     pub(crate) fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnOnce(Conn) -> Fut,
@@ -219,7 +221,13 @@ impl PgPool {
             pool: self.pool.clone(),
             display_uri: self.display_uri.clone(),
         };
-        rt.block_on(f(conn))
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| rt.block_on(f(conn)))
+        } else {
+            rt.block_on(f(conn))
+        }
     }
 }
 
