@@ -86,12 +86,22 @@ def free_port() -> int:
 class ServerProcess:
     """One `wasmflow server` process over a given store directory."""
 
+    def _postgres_uri(self) -> str:
+        # One database per store directory, as one SQLite file: a server started again on the
+        # same store (restarts, `wasmflow gc` between runs) finds what the first one wrote.
+        saved = self.store_dir / "postgres-uri"
+        if saved.exists():
+            return saved.read_text()
+        uri = fresh_postgres_database()
+        saved.write_text(uri)
+        return uri
+
     def __init__(self, binary: str, store_dir: Path, port: int | None = None, name: str = "server"):
         self.binary = binary
         self.store_dir = Path(store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.store_dir / "db.sqlite"
-        self.backend_uri = fresh_postgres_database() if POSTGRES else f"sqlite:///{self.db_path}"
+        self.backend_uri = self._postgres_uri() if POSTGRES else f"sqlite:///{self.db_path}"
         self.artifacts_dir = self.store_dir / "artifacts"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -314,7 +314,7 @@ def test_gc_deletes_old_traces_with_their_files(isolated_server, wasmflow_bin, t
     srv.stop()
     time.sleep(1.1)
     out = subprocess.run(
-        [wasmflow_bin, "gc", "--backend-store-uri", f"sqlite:///{srv.db_path}",
+        [wasmflow_bin, "gc", "--backend-store-uri", srv.backend_uri,
          "--artifacts-destination", str(srv.artifacts_dir), "--traces-older-than", "1s"],
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
