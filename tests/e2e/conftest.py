@@ -37,6 +37,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
 # Don't let a stray user configuration point the client elsewhere.
+# No usage telemetry from test runs; it also keeps the client from reading the session id it
+# keeps in the environment, which a run of many files in one process lost (every request of
+# test_onnx_flavor.py failed with KeyError '_MLFLOW_TELEMETRY_SESSION_ID').
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
 os.environ.pop("MLFLOW_RUN_ID", None)
@@ -61,6 +65,9 @@ def _find_binary() -> str:
 POSTGRES = os.environ.get("WASMFLOW_E2E_BACKEND", "sqlite") == "postgres"
 # Replicas of a PostgreSQL store share webhook secrets' key through the environment.
 WEBHOOK_KEY = "d2FzbWZsb3ctZTJlLXdlYmhvb2sta2V5LTMyYnl0ZXM="
+if POSTGRES:
+    # For every server the tests start, through ServerProcess or their own command lines.
+    os.environ.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", WEBHOOK_KEY)
 
 
 def fresh_postgres_database() -> str:
@@ -86,22 +93,23 @@ def free_port() -> int:
 class ServerProcess:
     """One `wasmflow server` process over a given store directory."""
 
-    def _postgres_uri(self) -> str:
-        # One database per store directory, as one SQLite file: a server started again on the
-        # same store (restarts, `wasmflow gc` between runs) finds what the first one wrote.
-        saved = self.store_dir / "postgres-uri"
-        if saved.exists():
-            return saved.read_text()
-        uri = fresh_postgres_database()
-        saved.write_text(uri)
-        return uri
-
-    def __init__(self, binary: str, store_dir: Path, port: int | None = None, name: str = "server"):
+    def __init__(
+        self,
+        binary: str,
+        store_dir: Path,
+        port: int | None = None,
+        name: str = "server",
+        backend_uri: str | None = None,
+    ):
         self.binary = binary
         self.store_dir = Path(store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.store_dir / "db.sqlite"
-        self.backend_uri = self._postgres_uri() if POSTGRES else f"sqlite:///{self.db_path}"
+        # A server started again on a store dir reads the same database: on PostgreSQL, pass the
+        # first server's `backend_uri` (each new ServerProcess gets a database of its own).
+        self.backend_uri = backend_uri or (
+            fresh_postgres_database() if POSTGRES else f"sqlite:///{self.db_path}"
+        )
         self.artifacts_dir = self.store_dir / "artifacts"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -146,8 +154,6 @@ class ServerProcess:
         # Hostile-plugin tests wait for the deadline; keep it short.
         env.setdefault("WASMFLOW_PLUGIN_TIMEOUT", "3")
         env.setdefault("WASMFLOW_PLUGIN_MEMORY_MIB", "256")
-        if POSTGRES:
-            env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", WEBHOOK_KEY)
         # Its own session, so that a kill reaches any helper processes too.
         self.proc = subprocess.Popen(
             self.command(),

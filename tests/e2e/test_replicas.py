@@ -22,8 +22,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, wasmflow_bin):
     a = ServerProcess(wasmflow_bin, tmp_path_factory.mktemp("replica-a"), name="replica-a")
-    b = ServerProcess(wasmflow_bin, tmp_path_factory.mktemp("replica-b"), name="replica-b")
-    b.backend_uri = a.backend_uri
+    b = ServerProcess(wasmflow_bin, tmp_path_factory.mktemp("replica-b"), name="replica-b", backend_uri=a.backend_uri)
     b.artifacts_dir = a.artifacts_dir
     # Started together: the second waits on the first's migration lock, then finds nothing to do.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -505,12 +505,13 @@ def test_retention_and_gc_delete_old_traces(tmp_path, wasmflow_bin):
     subprocess.run([wasmflow_bin, "gc", "--backend-store-uri", srv.backend_uri,
                     "--artifacts-destination", str(srv.artifacts_dir),
                     "--traces-older-than", "2d12h"], check=True, capture_output=True)
-    srv = ServerProcess(wasmflow_bin, store, name="after-gc").start()
+    backend = srv.backend_uri
+    srv = ServerProcess(wasmflow_bin, store, name="after-gc", backend_uri=backend).start()
     try:
         assert stored(srv.url, exp) == ["tr-" + "2" * 32, "tr-" + "3" * 32]
     finally:
         srv.stop()
-    srv = Retaining(wasmflow_bin, store, name="retaining").start()
+    srv = Retaining(wasmflow_bin, store, name="retaining", backend_uri=backend).start()
     try:
         # The retention pass runs at start, in the background.
         deadline = time.monotonic() + 10

@@ -343,7 +343,7 @@ def test_trace_retention_deletes_old_traces_with_their_files(wasmflow_bin, tmp_p
         srv.stop()
     folder = srv.artifacts_dir / exp / "traces" / trace_id
     assert folder.is_dir()
-    again = Retaining(wasmflow_bin, tmp_path / "store", name="retaining").start()
+    again = Retaining(wasmflow_bin, tmp_path / "store", name="retaining", backend_uri=srv.backend_uri).start()
     try:
         deadline = time.monotonic() + 30
         while folder.exists() and time.monotonic() < deadline:

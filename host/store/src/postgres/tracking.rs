@@ -32,20 +32,6 @@ use crate::{
 pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 pub(super) type P<'a> = &'a (dyn ToSql + Sync);
 
-impl PgStore {
-    /// Runs `f` in one transaction on a pooled connection, committed when `f` succeeds (and
-    /// rolled back when it fails). Reads use one too, so they see one consistent state.
-    pub(super) fn tx<T>(&self, f: impl AsyncFnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.pool.run(|conn| async move {
-            let mut client = conn.client().await?;
-            let tx = client.transaction().await.map_err(pg_err)?;
-            let out = f(&tx).await?;
-            tx.commit().await.map_err(pg_err)?;
-            Ok(out)
-        })
-    }
-}
-
 pub(super) async fn query(tx: &Tx<'_>, sql: &str, params: &[P<'_>]) -> Result<Vec<Row>> {
     let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
     tx.query(&stmt, params).await.map_err(pg_err)
@@ -85,7 +71,7 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 /// The Default experiment (id 0), as MLflow's store creates it.
 pub(super) fn ensure_default_experiment(store: &PgStore, config: &StoreConfig) -> Result<()> {
     let location = append_to_uri(&config.default_artifact_root, "0");
-    store.tx(async |tx| {
+    store.write(async |tx| {
         let now = now_ms();
         execute(
             tx,
@@ -522,7 +508,7 @@ impl TrackingStore for PgStore {
             .filter(|l| !l.is_empty())
             .map(crate::resolve_uri_if_local);
         let root = &self.config.default_artifact_root;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let now = now_ms();
             let inserted = tx
                 .query_one(
@@ -559,11 +545,11 @@ impl TrackingStore for PgStore {
     }
 
     fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
-        self.tx(async |tx| require_experiment(tx, experiment_id).await)
+        self.write(async |tx| require_experiment(tx, experiment_id).await)
     }
 
     fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let not_found = || rules::experiment_name_not_found(name);
             let id: i64 = query_opt(
                 tx,
@@ -587,7 +573,7 @@ impl TrackingStore for PgStore {
             search.max_results + 1,
             offset,
         )?;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let ids: Vec<i64> = first_column(tx, &q).await?;
             let mut experiments = Vec::with_capacity(ids.len());
             for id in ids {
@@ -602,7 +588,7 @@ impl TrackingStore for PgStore {
     }
 
     fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let exp = require_experiment(tx, experiment_id).await?;
             if exp.lifecycle_stage != LifecycleStage::Active {
                 return Err(Error::invalid("Cannot rename a non-active experiment."));
@@ -621,15 +607,17 @@ impl TrackingStore for PgStore {
     }
 
     fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
-        self.tx(async |tx| set_experiment_stage(tx, experiment_id, LifecycleStage::Deleted).await)
+        self.write(async |tx| {
+            set_experiment_stage(tx, experiment_id, LifecycleStage::Deleted).await
+        })
     }
 
     fn restore_experiment(&self, experiment_id: &str) -> Result<()> {
-        self.tx(async |tx| set_experiment_stage(tx, experiment_id, LifecycleStage::Active).await)
+        self.write(async |tx| set_experiment_stage(tx, experiment_id, LifecycleStage::Active).await)
     }
 
     fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let exp = require_active_experiment(tx, experiment_id).await?;
             execute(
                 tx,
@@ -647,7 +635,7 @@ impl TrackingStore for PgStore {
     }
 
     fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let exp = require_active_experiment(tx, experiment_id).await?;
             let n = execute(
                 tx,
@@ -665,7 +653,7 @@ impl TrackingStore for PgStore {
     }
 
     fn create_run(&self, run: NewRun) -> Result<Run> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let exp = require_active_experiment(tx, &run.experiment_id).await?;
             let name = rules::new_run_name(run.run_name.clone(), &run.tags)?;
             let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -695,11 +683,11 @@ impl TrackingStore for PgStore {
     }
 
     fn get_run(&self, run_id: &str) -> Result<Run> {
-        self.tx(async |tx| load_run(tx, run_id).await)
+        self.write(async |tx| load_run(tx, run_id).await)
     }
 
     fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             require_active_run(tx, run_id).await?;
             if let Some(status) = update.status {
                 execute(
@@ -725,7 +713,7 @@ impl TrackingStore for PgStore {
     }
 
     fn delete_run(&self, run_id: &str) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             run_stage(tx, run_id).await?;
             execute(
                 tx,
@@ -738,7 +726,7 @@ impl TrackingStore for PgStore {
     }
 
     fn restore_run(&self, run_id: &str) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             run_stage(tx, run_id).await?;
             execute(
                 tx,
@@ -760,7 +748,7 @@ impl TrackingStore for PgStore {
         // Rows are claimed in key order (a stable sort keeps a batch's repeated keys in order).
         params.sort_by(|a, b| a.key.cmp(&b.key));
         tags.sort_by(|a, b| a.key.cmp(&b.key));
-        self.tx(async |tx| {
+        self.write(async |tx| {
             require_active_run(tx, run_id).await?;
             for param in &params {
                 log_param(tx, run_id, param).await?;
@@ -774,7 +762,7 @@ impl TrackingStore for PgStore {
     }
 
     fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             require_active_run(tx, run_id).await?;
             let n = execute(
                 tx,
@@ -797,7 +785,7 @@ impl TrackingStore for PgStore {
         datasets: Vec<DatasetInput>,
         models: Vec<ModelInput>,
     ) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let experiment_id = require_active_run(tx, run_id).await?;
             for input in &datasets {
                 let d = &input.dataset;
@@ -854,7 +842,7 @@ impl TrackingStore for PgStore {
     }
 
     fn log_outputs(&self, run_id: &str, models: Vec<ModelOutput>) -> Result<()> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             require_active_run(tx, run_id).await?;
             for model in &models {
                 logged_models::require_model(tx, &model.model_id).await?;
@@ -886,7 +874,7 @@ impl TrackingStore for PgStore {
             search.max_results + 1,
             offset,
         )?;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let ids: Vec<String> = first_column(tx, &q).await?;
             let runs = load_runs(tx, &ids).await?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
@@ -898,7 +886,7 @@ impl TrackingStore for PgStore {
             .iter()
             .map(|id| parse_experiment_id(id))
             .collect::<Result<Vec<_>>>()?;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let counts: HashMap<i64, i64> = query(
                 tx,
                 "SELECT experiment_id, COUNT(*) FROM runs
@@ -931,7 +919,7 @@ impl TrackingStore for PgStore {
         // NULL is PostgreSQL's "no limit".
         let limit = max_results.map(|m| m as i64 + 1);
         // Like MLflow's SQL store, an unknown run has an empty history rather than an error.
-        let rows: Vec<Metric> = self.tx(async |tx| {
+        let rows: Vec<Metric> = self.write(async |tx| {
             Ok(query(
                 tx,
                 "SELECT key, step, timestamp, value, is_nan, model_id, dataset_name,
@@ -968,7 +956,7 @@ impl TrackingStore for PgStore {
         max_results: usize,
     ) -> Result<Vec<Metric>> {
         let (start, end) = steps.unwrap_or((i64::MIN, i64::MAX));
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let mut out = Vec::new();
             for run_id in run_ids {
                 let points = query(
@@ -988,11 +976,11 @@ impl TrackingStore for PgStore {
     }
 
     fn create_logged_model(&self, model: NewLoggedModel) -> Result<LoggedModel> {
-        self.tx(async |tx| logged_models::create(tx, model).await)
+        self.write(async |tx| logged_models::create(tx, model).await)
     }
 
     fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
-        self.tx(async |tx| logged_models::load(tx, model_id).await)
+        self.write(async |tx| logged_models::load(tx, model_id).await)
     }
 
     fn set_logged_model_status(
@@ -1000,23 +988,23 @@ impl TrackingStore for PgStore {
         model_id: &str,
         status: LoggedModelStatus,
     ) -> Result<LoggedModel> {
-        self.tx(async |tx| logged_models::set_status(tx, model_id, status).await)
+        self.write(async |tx| logged_models::set_status(tx, model_id, status).await)
     }
 
     fn delete_logged_model(&self, model_id: &str) -> Result<()> {
-        self.tx(async |tx| logged_models::delete(tx, model_id).await)
+        self.write(async |tx| logged_models::delete(tx, model_id).await)
     }
 
     fn set_logged_model_tags(&self, model_id: &str, tags: Vec<Tag>) -> Result<()> {
-        self.tx(async |tx| logged_models::set_tags(tx, model_id, &tags).await)
+        self.write(async |tx| logged_models::set_tags(tx, model_id, &tags).await)
     }
 
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
-        self.tx(async |tx| logged_models::delete_tag(tx, model_id, key).await)
+        self.write(async |tx| logged_models::delete_tag(tx, model_id, key).await)
     }
 
     fn log_logged_model_params(&self, model_id: &str, params: Vec<Param>) -> Result<()> {
-        self.tx(async |tx| logged_models::log_params(tx, model_id, &params).await)
+        self.write(async |tx| logged_models::log_params(tx, model_id, &params).await)
     }
 
     fn search_logged_models(&self, search: &LoggedModelSearch) -> Result<Page<LoggedModel>> {
@@ -1033,7 +1021,7 @@ impl TrackingStore for PgStore {
             search.max_results + 1,
             offset,
         )?;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let ids: Vec<String> = first_column(tx, &q).await?;
             let models = logged_models::load_many(tx, &ids).await?;
             Ok(Page::from_overfetched(models, offset, search.max_results))
@@ -1042,7 +1030,7 @@ impl TrackingStore for PgStore {
 
     fn deleted_run_ids(&self, older_than_ms: i64) -> Result<Vec<String>> {
         let before = now_ms() - older_than_ms;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             Ok(query(
                 tx,
                 "SELECT run_uuid FROM runs WHERE lifecycle_stage = 'deleted'
@@ -1058,7 +1046,7 @@ impl TrackingStore for PgStore {
 
     fn deleted_experiment_ids(&self, older_than_ms: i64) -> Result<Vec<String>> {
         let before = now_ms() - older_than_ms;
-        self.tx(async |tx| {
+        self.write(async |tx| {
             Ok(query(
                 tx,
                 "SELECT experiment_id FROM experiments WHERE lifecycle_stage = 'deleted'
@@ -1073,7 +1061,7 @@ impl TrackingStore for PgStore {
     }
 
     fn purge_run(&self, run_id: &str) -> Result<String> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let found = query_opt(
                 tx,
                 "SELECT lifecycle_stage, artifact_uri FROM runs WHERE run_uuid = $1",
@@ -1089,7 +1077,7 @@ impl TrackingStore for PgStore {
     }
 
     fn purge_experiment(&self, experiment_id: &str) -> Result<Vec<String>> {
-        self.tx(async |tx| {
+        self.write(async |tx| {
             let exp = require_experiment(tx, experiment_id).await?;
             rules::check_experiment_purgeable(&exp)?;
             let key = parse_experiment_id(&exp.experiment_id)?;
@@ -1117,6 +1105,6 @@ impl TrackingStore for PgStore {
         &self,
         experiment_ids: &[String],
     ) -> Result<Vec<crate::DatasetSummary>> {
-        self.tx(async |tx| super::datasets::search_summaries(tx, experiment_ids).await)
+        self.write(async |tx| super::datasets::search_summaries(tx, experiment_ids).await)
     }
 }

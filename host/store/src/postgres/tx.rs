@@ -1,8 +1,10 @@
 //! One transaction per store call: [`PgStore::write`] commits what its body did, or nothing if
 //! the body fails; [`PgStore::read`] sees one consistent snapshot, as SQLite's read transactions.
+//! Bodies get deadpool's transaction, whose `prepare_cached` keeps statements per connection.
 
+use deadpool_postgres::Transaction;
+use tokio_postgres::IsolationLevel;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{IsolationLevel, Transaction};
 use wasmflow_core::Result;
 
 use super::{PgStore, pg_err};
