@@ -310,7 +310,12 @@ def test_gc_deletes_old_traces_with_their_files(isolated_server, wasmflow_bin, t
     old = mlflow.get_last_active_trace_id()
     _flush()
     folder = srv.artifacts_dir / exp / "traces" / old
-    assert (folder / "artifacts" / "traces.json").is_file()  # the client uploads it too
+    # The client uploads it too, from its export thread: on a loaded machine the upload can land
+    # after flush_trace_async_logging returns.
+    deadline = time.monotonic() + 20
+    while not (folder / "artifacts" / "traces.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (folder / "artifacts" / "traces.json").is_file()
     srv.stop()
     time.sleep(1.1)
     out = subprocess.run(
