@@ -224,6 +224,33 @@ class ServerProcess:
             self._log_file = None
 
 
+class MlflowServer(ServerProcess):
+    """A real `mlflow server` (the venv's MLflow 3.17.2, one worker) over its own SQLite store and
+    artifact root, for tests that compare what a client sees from it and from wasmflow."""
+
+    def __init__(self, store_dir: Path):
+        super().__init__(sys.executable, store_dir, name="mlflow")
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.db_path}",
+            "--artifacts-destination", str(self.artifacts_dir),
+            "--workers", "1",
+        ]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` for the session (started on first use: it takes seconds)."""
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def wasmflow_bin() -> str:
     return _find_binary()

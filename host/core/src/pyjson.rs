@@ -16,6 +16,9 @@ pub enum Style {
     Default,
     /// `json.dumps(v, sort_keys=True, separators=(",", ":"))`.
     CompactSorted,
+    /// `json.dumps(v, ensure_ascii=False)`: as `Default`, non-ASCII characters written as they
+    /// are (how MLflow dumps span attribute values).
+    Unicode,
 }
 
 /// `value` as `json.dumps` writes it in `style`.
@@ -27,14 +30,14 @@ pub fn dumps(value: &Value, style: Style) -> String {
 
 fn write_value(value: &Value, style: Style, out: &mut String) {
     let (item_sep, key_sep) = match style {
-        Style::Default => (", ", ": "),
+        Style::Default | Style::Unicode => (", ", ": "),
         Style::CompactSorted => (",", ":"),
     };
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_str(s, out),
+        Value::Number(n) => write_number(n, out),
+        Value::String(s) => write_str(s, out, style != Style::Unicode),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -55,7 +58,7 @@ fn write_value(value: &Value, style: Style, out: &mut String) {
                 if i > 0 {
                     out.push_str(item_sep);
                 }
-                write_str(k, out);
+                write_str(k, out, style != Style::Unicode);
                 out.push_str(key_sep);
                 write_value(v, style, out);
             }
@@ -64,7 +67,24 @@ fn write_value(value: &Value, style: Style, out: &mut String) {
     }
 }
 
-fn write_str(s: &str, out: &mut String) {
+/// Numbers closer to how Python writes them: a float's exponent is signed with at least two
+/// digits (`1e-07`, `1e+16`), where Rust writes `1e-7` and `1e16`. (Floats in [1e-5, 1e-4)
+/// still differ: Python writes `1.5e-05`, Rust `0.000015`.)
+fn write_number(n: &serde_json::Number, out: &mut String) {
+    let text = n.to_string();
+    match text.split_once('e') {
+        Some((mantissa, exp)) if n.is_f64() => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp.trim_start_matches('+')),
+            };
+            let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+        }
+        _ => out.push_str(&text),
+    }
+}
+
+fn write_str(s: &str, out: &mut String, ensure_ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -76,6 +96,7 @@ fn write_str(s: &str, out: &mut String) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c if !ensure_ascii && !c.is_control() => out.push(c),
             c => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -102,6 +123,10 @@ mod tests {
         assert_eq!(
             dumps(&v, Style::CompactSorted),
             r#"[{"name":"m\u00e9","version":1},{"a":"x\"y","b":[1.5,null]}]"#
+        );
+        assert_eq!(
+            dumps(&json!(["m\u{e9}", 1.5e-7, 2e16]), Style::Unicode),
+            "[\"m\u{e9}\", 1.5e-07, 2e+16]"
         );
         assert_eq!(
             dumps(&json!("\u{1F600}"), Style::Default),

@@ -204,7 +204,7 @@ async fn list_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Js
 }
 
 /// Sends the file `rel` under `root_uri`.
-async fn send_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Response> {
+pub(crate) async fn send_under(state: &AppState, root_uri: &str, rel: &str) -> ApiResult<Response> {
     let rel = wasmflow_artifacts::sanitize_relative_path(rel)?;
     let root = open_root(state, root_uri, false).await?;
     send(root.repo(&rel)?, &root.path(&rel)).await

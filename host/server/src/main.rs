@@ -400,7 +400,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             days.is_finite() && days > 0.0,
             "--trace-retention must be a positive number of days, not '{days}'"
         );
-        traces::retention::spawn(store.clone(), days);
+        // Where the files of traces under `mlflow-artifacts:` roots are (none: not proxied).
+        let destination = serve_artifacts
+            .then(|| wasmflow_artifacts::parse_location(&args.artifacts_destination).ok())
+            .flatten();
+        traces::retention::spawn(store.clone(), days, destination);
     }
     let authenticated = auth.is_some();
     let app = app::build_with_auth(

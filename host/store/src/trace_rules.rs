@@ -3,7 +3,7 @@
 //! overridden and changed, and the search's order. Each backend only reads and writes the rows
 //! (and locks them where writers run side by side).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use wasmflow_core::search::Value as SearchValue;
@@ -12,8 +12,9 @@ use wasmflow_core::{Error, Result};
 use crate::columns::Columns;
 use crate::search_sql::{Binder, Bound, Dialect, Query, compare};
 use crate::traces::{
-    AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, TRACE_NAME_TAG, TraceClause, TraceInfo,
-    TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_LOCATION_TAG,
+    TRACE_NAME_TAG, TraceClause, TraceInfo, TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
+    derived,
 };
 
 /// Set by `start_trace`: the trace's own fields are final, later spans no longer change them.
@@ -145,11 +146,23 @@ impl SpanBatch<'_> {
         }
     }
 
+    /// The root span's attributes (none while the root has not come).
+    fn root_attributes(&self) -> serde_json::Map<String, Value> {
+        self.root()
+            .map(|r| derived::attributes(&r.content))
+            .unwrap_or_default()
+    }
+
+    /// The request and response previews MLflow makes of the root span's inputs and outputs.
     fn previews(&self) -> (Option<String>, Option<String>) {
-        let root = self.root();
+        let attrs = self.root_attributes();
         (
-            root.and_then(|r| r.inputs.as_deref()).map(preview),
-            root.and_then(|r| r.outputs.as_deref()).map(preview),
+            attrs
+                .get(derived::SPAN_INPUTS)
+                .map(|v| derived::preview(v, "user")),
+            attrs
+                .get(derived::SPAN_OUTPUTS)
+                .map(|v| derived::preview(v, "assistant")),
         )
     }
 
@@ -170,38 +183,147 @@ impl SpanBatch<'_> {
         }
     }
 
-    /// The stored record as these spans change it, `None` when they do not: once the client
-    /// finalized the record (`start_trace`), or while the root span has not come, spans leave it.
+    /// The stored record as these spans change it, `None` when they do not (the root span has
+    /// not come). Once the client finalized the record (`start_trace`), the root span only
+    /// fills in the previews the client left empty.
     pub(crate) fn merged(&self, stored: &SpanRecord, finalized: bool) -> Option<SpanRecord> {
-        let root = self.root().filter(|_| !finalized)?;
-        let start = self.start_ms();
-        let request_time = stored.request_time.min(start);
-        let end = root.end_time_ns.map_or(start, |e| e / 1_000_000);
+        let root = self.root()?;
         let (request_preview, response_preview) = self.previews();
-        Some(SpanRecord {
-            request_time,
-            execution_duration: Some(end - request_time),
-            state: self.state().into(),
-            request_preview: stored.request_preview.clone().or(request_preview),
-            response_preview: stored.response_preview.clone().or(response_preview),
+        let previews = (
+            stored.request_preview.clone().or(request_preview),
+            stored.response_preview.clone().or(response_preview),
+        );
+        let record = if finalized {
+            SpanRecord {
+                request_preview: previews.0,
+                response_preview: previews.1,
+                ..stored.clone()
+            }
+        } else {
+            let start = self.start_ms();
+            let request_time = stored.request_time.min(start);
+            let end = root.end_time_ns.map_or(start, |e| e / 1_000_000);
+            SpanRecord {
+                request_time,
+                execution_duration: Some(end - request_time),
+                state: self.state().into(),
+                request_preview: previews.0,
+                response_preview: previews.1,
+            }
+        };
+        (record != *stored).then_some(record)
+    }
+
+    /// The trace tags these spans carry (see [`derived`]): the OTLP resource's attributes and
+    /// the root span's `mlflow.traceTag.*` (the latter win), each key once; never the tags
+    /// the server keeps for itself.
+    pub(crate) fn derived_tags(&self) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::new();
+        if let Some(first) = self.spans.iter().find(|s| !s.resource_tags.is_empty()) {
+            tags.extend(first.resource_tags.clone());
+        }
+        tags.extend(derived::root_trace_tags(&self.root_attributes()));
+        tags.remove(ARTIFACT_LOCATION_TAG);
+        tags.remove(SPANS_LOCATION_TAG);
+        tags
+    }
+
+    /// Whether [`Self::derived_metadata`] needs every stored span of the trace: some span of
+    /// the batch reports token usage or cost, which are summed over the whole tree (a parent
+    /// that rolls up its children's usage may arrive in another batch than they do).
+    pub(crate) fn needs_span_tree(&self) -> bool {
+        self.spans.iter().any(|s| {
+            let a = derived::attributes(&s.content);
+            a.get(derived::CHAT_USAGE).is_some_and(Value::is_object)
+                || a.get(derived::LLM_COST).is_some_and(Value::is_object)
         })
     }
+
+    /// The trace metadata these spans derive, as MLflow's `log_spans`: the session and user
+    /// where the trace has none, and token usage and cost summed over `tree` (every span
+    /// stored for the trace, this batch's included) unless the client's finalized record gave
+    /// them. `existing` holds which of [`DERIVED_METADATA_KEYS`] the trace has.
+    pub(crate) fn derived_metadata(
+        &self,
+        existing: &HashSet<String>,
+        finalized: bool,
+        tree: &[derived::Node],
+    ) -> Vec<(&'static str, String)> {
+        let attrs: Vec<serde_json::Map<String, Value>> = self
+            .spans
+            .iter()
+            .map(|s| derived::attributes(&s.content))
+            .collect();
+        let mut out = Vec::new();
+        type Find = fn(&serde_json::Map<String, Value>) -> Option<String>;
+        for (key, find) in [
+            (derived::SESSION_METADATA, derived::session_id as Find),
+            (derived::USER_METADATA, derived::user_id),
+        ] {
+            if !existing.contains(key)
+                && let Some(value) = attrs.iter().find_map(find)
+            {
+                out.push((key, value));
+            }
+        }
+        let has = |k: &str| attrs.iter().any(|a| a.get(k).is_some_and(Value::is_object));
+        type Total = fn(&[derived::Node]) -> Option<String>;
+        for (wanted, key, total) in [
+            (
+                has(derived::CHAT_USAGE),
+                derived::TOKEN_USAGE_METADATA,
+                derived::token_usage as Total,
+            ),
+            (
+                has(derived::LLM_COST),
+                derived::COST_METADATA,
+                derived::cost,
+            ),
+        ] {
+            if !wanted || (finalized && existing.contains(key)) {
+                continue;
+            }
+            if let Some(value) = total(tree) {
+                out.push((key, value));
+            }
+        }
+        out
+    }
+}
+
+/// The metadata keys [`SpanBatch::derived_metadata`] asks whether a trace has.
+pub(crate) const DERIVED_METADATA_KEYS: [&str; 4] = [
+    derived::SESSION_METADATA,
+    derived::USER_METADATA,
+    derived::TOKEN_USAGE_METADATA,
+    derived::COST_METADATA,
+];
+
+/// A stored span (its id, parent and `content` JSON) as a node of its trace's tree.
+pub(crate) fn span_node(span_id: &str, parent: Option<&str>, content: &str) -> derived::Node {
+    derived::Node::new(span_id, parent, &derived::attributes(content))
+}
+
+/// `LinkPromptsToTrace`'s answer for a missing trace, worded as MLflow's.
+pub(crate) fn link_prompts_trace_not_found(trace_id: &str) -> Error {
+    Error::not_found(format!("Trace with ID '{trace_id}' not found."))
+}
+
+/// The tags a client may set on its trace's record (`StartTrace`, `EndTrace`): the artifact
+/// location is the server's alone, the server reads the trace's files there.
+pub(crate) fn client_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter()
+        .filter(|(k, _)| *k != ARTIFACT_LOCATION_TAG)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// The artifact folder of a trace whose spans came before its record.
 pub(crate) fn span_artifact_location(artifact_root: &str, trace_id: &str) -> String {
     format!(
-        "{}/traces/{trace_id}/artifacts",
-        artifact_root.trim_end_matches('/')
+        "{}/{}",
+        artifact_root.trim_end_matches('/'),
+        crate::traces::trace_artifact_folder(trace_id)
     )
-}
-
-/// MLflow's trace previews are the first 1,000 characters of the root's inputs/outputs.
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(1000) {
-        Some((i, _)) => text[..i].to_string(),
-        None => text.to_string(),
-    }
 }
 
 // ---- assessments ----
@@ -374,6 +496,10 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
             };
             Ok(in_spans(compare(&attribute, op, &value, b)?))
         }
+        TraceKey::Prompt => Ok(format!(
+            "EXISTS (SELECT 1 FROM trace_prompts p WHERE p.trace_id = t.trace_id AND {})",
+            compare("p.prompt", op, &value, b)?
+        )),
         TraceKey::Assessment { kind, name } => {
             let kind = b.text(*kind);
             let name = b.text(name.clone());
@@ -501,7 +627,7 @@ mod tests {
             status: status.into(),
             start_time_ns: start_ms * 1_000_000,
             end_time_ns: Some((start_ms + 10) * 1_000_000),
-            inputs: Some("in".into()),
+            content: r#"{"attributes": {"mlflow.spanInputs": "in"}}"#.into(),
             ..NewSpan::default()
         }
     }
@@ -528,9 +654,17 @@ mod tests {
             ),
             ("ERROR", 1000, Some(10))
         );
-        assert_eq!(ended.request_preview.as_deref(), Some("in"));
-        // Once finalized by the client, spans leave the record alone.
-        assert_eq!(span_batches(&root)[0].merged(&first, true), None);
+        assert_eq!(ended.request_preview.as_deref(), Some(r#""in""#));
+        // Once finalized by the client, the root only fills in the previews it left empty.
+        let kept = span_batches(&root)[0].merged(&first, true).unwrap();
+        assert_eq!(
+            kept,
+            SpanRecord {
+                request_preview: Some(r#""in""#.into()),
+                ..first.clone()
+            }
+        );
+        assert_eq!(span_batches(&root)[0].merged(&kept, true), None);
     }
 
     #[test]

@@ -20,6 +20,40 @@ pub const ARTIFACT_LOCATION_TAG: &str = "mlflow.artifactLocation";
 pub const TRACE_NAME_TAG: &str = "mlflow.traceName";
 /// The metadata key of the run a trace was made under (`TraceMetadataKey.SOURCE_RUN`).
 pub const SOURCE_RUN_METADATA: &str = "mlflow.sourceRun";
+/// Tags only the server writes: MLflow's handlers refuse them (`_HANDLER_BLOCKED_TRACE_TAGS`),
+/// and the artifact location is refused too, because the server reads a trace's files from it.
+pub const SERVER_TAGS: [&str; 4] = [
+    SPANS_LOCATION_TAG,
+    "mlflow.trace.archiveLocation",
+    "mlflow.trace.archivalFailure",
+    ARTIFACT_LOCATION_TAG,
+];
+
+/// The folder of a trace's files (`traces.json`, attachments) under its experiment's artifact
+/// root, as MLflow lays it out (`<root>/traces/<trace id>/artifacts`).
+pub fn trace_artifact_folder(trace_id: &str) -> String {
+    format!("traces/{trace_id}/artifacts")
+}
+
+/// Whether `trace_id` can name a folder of its own: the server puts the trace's files under
+/// `traces/<trace id>`, so an id must stay one path component.
+pub fn validate_trace_id(trace_id: &str) -> Result<()> {
+    let bad = trace_id.is_empty()
+        || trace_id == "."
+        || trace_id == ".."
+        || trace_id.len() > 200
+        || trace_id
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c == '%' || c.is_control());
+    if bad {
+        return Err(Error::invalid(format!(
+            "invalid trace id '{}': a trace id must be one path component, without '/', '\\', \
+             '%' or control characters",
+            trace_id.escape_debug()
+        )));
+    }
+    Ok(())
+}
 
 /// A trace's record (`TraceInfoV3`), without its spans.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,6 +97,26 @@ pub struct NewSpan {
     pub content: String,
     /// The OTLP `Span` message, protobuf-encoded.
     pub body: Vec<u8>,
+    /// The attributes of the OTLP resource the span came with, as MLflow keeps them as trace
+    /// tags (strings as they are, other values as JSON; SDK and `mlflow.` keys left out).
+    pub resource_tags: BTreeMap<String, String>,
+}
+
+/// A trace that a delete removed: where its files were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedTrace {
+    pub trace_id: String,
+    pub experiment_id: String,
+}
+
+/// How a v2 trace ends (`EndTrace`): its end time, status and added metadata and tags.
+#[derive(Debug, Clone, Default)]
+pub struct TraceEnd {
+    pub timestamp_ms: i64,
+    /// A `TraceState` name (`OK`, `ERROR`, `IN_PROGRESS`, `STATE_UNSPECIFIED`).
+    pub state: String,
+    pub trace_metadata: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A stored span: its trace and its OTLP bytes.
@@ -110,6 +164,8 @@ pub enum TraceKey {
         kind: &'static str,
         name: String,
     },
+    /// `prompt = 'name/version'`: a prompt version linked with `LinkPromptsToTrace`.
+    Prompt,
 }
 
 /// The filter grammar's comparators, shared with runs' search.
@@ -153,6 +209,9 @@ pub struct AssessmentUpdate {
 pub trait TraceStore: Send + Sync {
     /// Records a finished trace (`StartTraceV3`), merging into spans already logged for it.
     fn start_trace(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo>;
+    /// Records a new in-progress trace of the v2 API (`StartTrace`): as `start_trace`, but its
+    /// fields are not final (its spans and `EndTrace` still change them).
+    fn start_trace_v2(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo>;
     /// Appends spans (replacing a span logged again), creating the traces they start.
     /// `artifact_location` gives each new trace's artifact folder from its id.
     fn log_spans(
@@ -167,10 +226,17 @@ pub trait TraceStore: Send + Sync {
     /// The spans of `trace_ids`, each trace's in start order.
     fn get_spans(&self, trace_ids: &[String]) -> Result<Vec<StoredSpan>>;
     fn search_traces(&self, search: &TraceSearch) -> Result<Page<TraceInfo>>;
-    /// Deletes traces with their spans and assessments; returns how many.
-    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<usize>;
-    /// Deletes every trace that started before `cutoff_ms` (retention), at most `limit` at once.
-    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<usize>;
+    /// Deletes traces with their spans and assessments; returns those deleted.
+    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<Vec<DeletedTrace>>;
+    /// Deletes every trace that started before `cutoff_ms` (retention), at most `limit` at
+    /// once; returns those deleted, so that their files can go too.
+    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<DeletedTrace>>;
+    /// Ends a trace started with the v2 API (`EndTrace`): its duration runs to `end`'s time,
+    /// its state is `end`'s, and metadata and tags are merged in.
+    fn end_trace(&self, trace_id: &str, end: TraceEnd) -> Result<TraceInfo>;
+    /// Links prompt versions (`name/version`) to a trace (`LinkPromptsToTrace`), for
+    /// `prompt = 'name/version'` filters; a link made before is kept once.
+    fn link_prompts_to_trace(&self, trace_id: &str, prompt_versions: &[String]) -> Result<()>;
     fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()>;
     fn delete_trace_tag(&self, trace_id: &str, key: &str) -> Result<()>;
     fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> Result<()>;
@@ -328,7 +394,7 @@ fn attribute_key(key: &str, text: &str) -> Result<TraceKey> {
         "name" => TraceKey::Tag(TRACE_NAME_TAG.into()),
         "run_id" => TraceKey::RunId,
         "text" => TraceKey::SpanAttribute(String::new()),
-        "prompt" => TraceKey::Tag("mlflow.linkedPrompts".into()),
+        "prompt" | "prompts" => TraceKey::Prompt,
         other => {
             return Err(invalid(format!(
                 "Invalid attribute key '{other}' specified in '{text}'. Valid keys are: \
@@ -394,7 +460,30 @@ fn allowed_ops(key: &TraceKey) -> &'static [TraceOp] {
         TraceKey::SpanAttribute(k) if k.is_empty() => &[Like, ILike],
         TraceKey::SpanAttribute(_) => &[Eq, Ne, Like, ILike],
         TraceKey::Assessment { .. } => &[Eq, Ne, Lt, Le, Gt, Ge, Like, ILike, IsNull, IsNotNull],
+        TraceKey::Prompt => &[Eq],
     }
+}
+
+/// The comparator just read (the tokens before `pos`), for error messages.
+fn op_text(tokens: &[Token], pos: usize) -> String {
+    let mut words = Vec::new();
+    for t in tokens[..pos].iter().rev() {
+        match t {
+            Token::Op(o) => {
+                words.push(o.clone());
+                break;
+            }
+            Token::Ident(w)
+                if ["NOT", "IN", "IS", "NULL", "LIKE", "ILIKE"]
+                    .contains(&w.to_ascii_uppercase().as_str()) =>
+            {
+                words.push(w.to_ascii_uppercase())
+            }
+            _ => break,
+        }
+    }
+    words.reverse();
+    words.join(" ")
 }
 
 /// Parses MLflow's trace filter: `AND`-ed clauses of `<entity>.<key> <op> <value>`.
@@ -446,6 +535,13 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
             }
             _ => return Err(bad("expected a comparator")),
         };
+        if key == TraceKey::Prompt && op != TraceOp::Eq {
+            return Err(invalid(format!(
+                "Invalid comparator '{}' for prompts filter. Only '=' is supported with format: \
+                 prompt = \"name/version\"",
+                op_text(&tokens, pos)
+            )));
+        }
         if !allowed_ops(&key).contains(&op) {
             return Err(bad(&format!(
                 "the comparator is not supported for '{ident}'"
@@ -505,6 +601,14 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
                 v
             }
         };
+        if key == TraceKey::Prompt
+            && let TraceValue::Str(v) = &value
+            && v.matches('/').count() != 1
+        {
+            return Err(invalid(format!(
+                "Invalid prompts filter value '{v}'. Expected format: prompt = \"name/version\""
+            )));
+        }
         clauses.push(TraceClause { key, op, value });
         match tokens.get(pos) {
             None => break,
@@ -605,5 +709,332 @@ mod tests {
         );
         assert!(parse_trace_order_by("tags.x").is_err());
         assert!(parse_trace_order_by("timestamp sideways").is_err());
+    }
+}
+
+/// What MLflow's SQL store derives from the spans it is sent over OTLP (`log_spans`), for traces
+/// whose producer never sends the trace's record (an OpenTelemetry SDK, MLflow's own client
+/// exporting to an OTLP endpoint): trace tags carried as the root span's `mlflow.traceTag.<key>`
+/// attributes, the OTLP resource's attributes, token usage and cost summed over the span tree,
+/// the session and user, and the request/response previews. Attribute values here are decoded
+/// (the JSON of OTLP `AnyValue`s), as MLflow's client sends them.
+pub mod derived {
+    use serde_json::{Map, Value};
+    use wasmflow_core::pyjson::{Style, dumps};
+
+    pub const TRACE_TAG_PREFIX: &str = "mlflow.traceTag.";
+    pub const TOKEN_USAGE_METADATA: &str = "mlflow.trace.tokenUsage";
+    pub const COST_METADATA: &str = "mlflow.trace.cost";
+    pub const SESSION_METADATA: &str = "mlflow.trace.session";
+    pub const USER_METADATA: &str = "mlflow.trace.user";
+    pub const CHAT_USAGE: &str = "mlflow.chat.tokenUsage";
+    pub const LLM_COST: &str = "mlflow.llm.cost";
+    pub const SPAN_INPUTS: &str = "mlflow.spanInputs";
+    pub const SPAN_OUTPUTS: &str = "mlflow.spanOutputs";
+    /// MLflow's `TRACE_REQUEST_RESPONSE_PREVIEW_MAX_LENGTH_OSS`.
+    const PREVIEW_MAX_CHARS: usize = 1000;
+
+    /// A span's attributes from its stored `content` JSON. A string holding a JSON string,
+    /// object or array stands for that value (MLflow's `sanitize_attributes`: producers such
+    /// as OpenTelemetry SDKs, whose attributes cannot be maps, send them JSON-encoded).
+    pub fn attributes(content: &str) -> Map<String, Value> {
+        let mut attrs = match serde_json::from_str::<Value>(content) {
+            Ok(Value::Object(mut o)) => match o.remove("attributes") {
+                Some(Value::Object(a)) => a,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        };
+        for v in attrs.values_mut() {
+            if let Value::String(s) = v
+                && let Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
+                    serde_json::from_str::<Value>(s)
+            {
+                *v = inner;
+            }
+        }
+        attrs
+    }
+
+    /// The text MLflow keeps for an attribute value as a tag or metadata value: a string as it
+    /// is, anything else as its JSON (`_try_parse_json_string` of the dumped value).
+    pub fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            other => dumps(other, Style::Unicode),
+        }
+    }
+
+    /// The trace tags a root span carries as `mlflow.traceTag.<key>` attributes.
+    pub fn root_trace_tags(attrs: &Map<String, Value>) -> Vec<(String, String)> {
+        attrs
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(TRACE_TAG_PREFIX)?;
+                (!key.is_empty() && key.len() <= 250).then(|| (key.to_string(), text(v)))
+            })
+            .collect()
+    }
+
+    /// The session of a span (`session.id`, or OpenTelemetry's `gen_ai.conversation.id`).
+    pub fn session_id(attrs: &Map<String, Value>) -> Option<String> {
+        ["session.id", "gen_ai.conversation.id"]
+            .iter()
+            .filter_map(|k| attrs.get(*k))
+            .find(|v| !v.is_null() && v.as_str() != Some(""))
+            .map(text)
+    }
+
+    /// The user of a span (`user.id`).
+    pub fn user_id(attrs: &Map<String, Value>) -> Option<String> {
+        attrs
+            .get("user.id")
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+            .map(text)
+    }
+
+    /// One span of a trace's tree with its usage and cost attributes, for [`token_usage`] and
+    /// [`cost`].
+    pub struct Node {
+        pub span_id: String,
+        pub parent_id: Option<String>,
+        pub usage: Option<Map<String, Value>>,
+        pub cost: Option<Map<String, Value>>,
+    }
+
+    impl Node {
+        pub fn new(span_id: &str, parent_id: Option<&str>, attrs: &Map<String, Value>) -> Node {
+            let object = |k: &str| attrs.get(k).and_then(Value::as_object).cloned();
+            Node {
+                span_id: span_id.to_string(),
+                parent_id: parent_id.map(str::to_string),
+                usage: object(CHAT_USAGE),
+                cost: object(LLM_COST),
+            }
+        }
+    }
+
+    /// Sums `pick`'s values over the tree, skipping a span whose ancestor has them (a parent
+    /// that rolls up its children's usage is counted once), as MLflow's
+    /// `_aggregate_from_nodes`: `keys` always, `optional` where some span has them.
+    fn aggregate(
+        nodes: &[Node],
+        pick: impl Fn(&Node) -> Option<&Map<String, Value>>,
+        keys: &[&str],
+        optional: &[&str],
+    ) -> Option<Vec<(String, f64)>> {
+        use std::collections::{HashMap, HashSet};
+        let ids: HashSet<&str> = nodes.iter().map(|n| n.span_id.as_str()).collect();
+        let mut children: HashMap<&str, Vec<&Node>> = HashMap::new();
+        let mut stack = Vec::new();
+        for n in nodes {
+            match n.parent_id.as_deref().filter(|p| ids.contains(p)) {
+                Some(p) => children.entry(p).or_default().push(n),
+                None => stack.push((n, false)),
+            }
+        }
+        let mut totals: Vec<(String, f64)> = keys.iter().map(|k| (k.to_string(), 0.0)).collect();
+        let mut found = false;
+        let number = |v: &Value| v.as_f64().unwrap_or(0.0);
+        while let Some((node, ancestor_has)) = stack.pop() {
+            let data = pick(node);
+            if let Some(data) = data
+                && !ancestor_has
+            {
+                for (k, total) in totals.iter_mut() {
+                    *total += data.get(k.as_str()).map(number).unwrap_or(0.0);
+                }
+                for k in optional {
+                    if let Some(v) = data.get(*k) {
+                        match totals.iter_mut().find(|(name, _)| name == k) {
+                            Some((_, total)) => *total += number(v),
+                            None => totals.push((k.to_string(), number(v))),
+                        }
+                    }
+                }
+                found = true;
+            }
+            let has = ancestor_has || data.is_some();
+            for child in children.get(node.span_id.as_str()).into_iter().flatten() {
+                stack.push((child, has));
+            }
+        }
+        found.then_some(totals)
+    }
+
+    /// The trace's `mlflow.trace.tokenUsage` metadata: `{"input_tokens": .., "output_tokens":
+    /// .., "total_tokens": ..}` (and cache counts where given), as `json.dumps` writes it.
+    pub fn token_usage(nodes: &[Node]) -> Option<String> {
+        // The order of MLflow's `TOKEN_COLUMN_BY_KEY`, in which it writes them back.
+        const ORDER: [&str; 6] = [
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation_input_tokens_above_1hr",
+        ];
+        let totals = aggregate(nodes, |n| n.usage.as_ref(), &ORDER[..3], &ORDER[3..])?;
+        let mut out = Map::new();
+        for key in ORDER {
+            if let Some((_, v)) = totals.iter().find(|(k, _)| k == key) {
+                out.insert(key.to_string(), Value::from(*v as i64));
+            }
+        }
+        Some(dumps(&Value::Object(out), Style::Default))
+    }
+
+    /// The trace's `mlflow.trace.cost` metadata (`input_cost`, `output_cost`, `total_cost`).
+    pub fn cost(nodes: &[Node]) -> Option<String> {
+        let totals = aggregate(
+            nodes,
+            |n| n.cost.as_ref(),
+            &["input_cost", "output_cost", "total_cost"],
+            &[],
+        )?;
+        let out: Map<String, Value> = totals
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+                )
+            })
+            .collect();
+        Some(dumps(&Value::Object(out), Style::Default))
+    }
+
+    fn is_message(v: &Value) -> bool {
+        v.get("role").is_some() && v.get("content").is_some()
+    }
+
+    /// The chat messages of a request or response (`_try_extract_messages`): OpenAI chat
+    /// `messages`, a completion's first choice, Responses API `input`/`output`, or a
+    /// ResponsesAgent's `request`.
+    fn messages(v: &Value) -> Option<Vec<&Value>> {
+        let o = v.as_object()?;
+        let list = |k: &str| -> Option<Vec<&Value>> {
+            let items = o.get(k)?.as_array().filter(|a| !a.is_empty())?;
+            Some(items.iter().filter(|i| is_message(i)).collect())
+        };
+        if let Some(m) = list("messages") {
+            return Some(m);
+        }
+        if let Some(msg) = o
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(|c| c.get("message"))
+            .filter(|m| is_message(m))
+        {
+            return Some(vec![msg]);
+        }
+        if let Some(m) = list("input").or_else(|| list("output")) {
+            return Some(m);
+        }
+        o.get("request").and_then(messages)
+    }
+
+    fn message_text(m: &Value) -> String {
+        match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    if let Value::String(s) = part {
+                        return s.clone();
+                    }
+                    if matches!(
+                        part.get("type").and_then(Value::as_str),
+                        Some("text" | "output_text")
+                    ) {
+                        return part
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                    }
+                }
+                String::new()
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// A request or response preview (`_get_truncated_preview`): the last message of `role`
+    /// when the value holds chat messages, else its JSON; at most 1,000 characters.
+    pub fn preview(value: &Value, role: &str) -> String {
+        let from_messages = messages(value).filter(|m| !m.is_empty()).map(|m| {
+            let last = m
+                .iter()
+                .rev()
+                .find(|x| x.get("role").and_then(Value::as_str) == Some(role))
+                .unwrap_or_else(|| m.last().expect("not empty"));
+            message_text(last)
+        });
+        let content = match from_messages {
+            Some(text) if !text.is_empty() => text,
+            _ => dumps(value, Style::Unicode),
+        };
+        if content.chars().count() <= PREVIEW_MAX_CHARS {
+            return content;
+        }
+        let mut cut: String = content.chars().take(PREVIEW_MAX_CHARS - 3).collect();
+        cut.push_str("...");
+        cut
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        fn node(id: &str, parent: Option<&str>, usage: Value) -> Node {
+            let mut attrs = Map::new();
+            attrs.insert(CHAT_USAGE.into(), usage);
+            Node::new(id, parent, &attrs)
+        }
+
+        #[test]
+        fn usage_of_a_rolled_up_parent_is_counted_once() {
+            let nodes = [
+                node("a", None, Value::Null),
+                node(
+                    "b",
+                    Some("a"),
+                    json!({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}),
+                ),
+                node(
+                    "c",
+                    Some("b"),
+                    json!({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}),
+                ),
+                node(
+                    "d",
+                    Some("a"),
+                    json!({"input_tokens": 1, "total_tokens": 1, "cache_read_input_tokens": 5}),
+                ),
+            ];
+            assert_eq!(
+                token_usage(&nodes).unwrap(),
+                r#"{"input_tokens": 4, "output_tokens": 4, "total_tokens": 8, "cache_read_input_tokens": 5}"#
+            );
+            assert_eq!(token_usage(&nodes[..1]), None);
+        }
+
+        #[test]
+        fn previews_pick_the_message_of_the_role() {
+            let req = json!({"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]});
+            assert_eq!(preview(&req, "user"), "hi");
+            let resp = json!({"choices": [{"message": {"role": "assistant", "content": [{"type": "text", "text": "yo"}]}}]});
+            assert_eq!(preview(&resp, "assistant"), "yo");
+            assert_eq!(
+                preview(&json!({"q": "h\u{e9}"}), "user"),
+                "{\"q\": \"h\u{e9}\"}"
+            );
+            let long = "x".repeat(1200);
+            let p = preview(&json!(long), "user");
+            assert_eq!(p.chars().count(), 1000);
+            assert!(p.ends_with("..."));
+        }
     }
 }

@@ -7,7 +7,7 @@ use wasmflow_core::ErrorCode;
 use wasmflow_core::search::{parse_evaluation_dataset_filter, parse_evaluation_dataset_order_by};
 use wasmflow_store::eval_datasets::{EvalDatasetSearch, NewRecord};
 use wasmflow_store::traces::{
-    AssessmentUpdate, NewSpan, TraceDeletion, TraceInfo, TraceSearch, parse_trace_filter,
+    AssessmentUpdate, NewSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, parse_trace_filter,
     parse_trace_order_by,
 };
 use wasmflow_store::{EvalDatasetStore, TraceStore};
@@ -33,9 +33,13 @@ fn span(
         end_time_ns: Some((start_ms + 10) * 1_000_000),
         inputs: Some(r#"{"q": 1}"#.into()),
         outputs: Some("2".into()),
-        content: json!({"name": name, "attributes": {"model": "tiny", "temperature": 0.5}})
-            .to_string(),
+        content: json!({"name": name, "attributes": {
+            "model": "tiny", "temperature": 0.5,
+            "mlflow.spanInputs": {"q": 1}, "mlflow.spanOutputs": 2,
+        }})
+        .to_string(),
         body: vec![1, 2, 3],
+        resource_tags: Default::default(),
     }
 }
 
@@ -57,6 +61,97 @@ fn search_ordered(store: &impl TraceStore, filter: &str, order_by: &str) -> Vec<
 
 fn search(store: &impl TraceStore, filter: &str) -> Vec<String> {
     search_ordered(store, filter, "timestamp_ms ASC")
+}
+
+#[test]
+fn v2_traces_prompt_links_and_what_spans_derive() {
+    each_backend!(|store| {
+        // A v2 trace starts open: its spans and `EndTrace` still change it.
+        let mut record = TraceInfo {
+            trace_id: "tr-v2".into(),
+            experiment_id: "0".into(),
+            request_time: 1000,
+            state: "IN_PROGRESS".into(),
+            ..TraceInfo::default()
+        };
+        record
+            .tags
+            .insert("mlflow.artifactLocation".into(), "s3://elsewhere".into());
+        let started = store
+            .start_trace_v2(record, "mlflow-artifacts:/0/traces/tr-v2/artifacts".into())
+            .unwrap();
+        assert_eq!(
+            started.tags["mlflow.artifactLocation"],
+            "mlflow-artifacts:/0/traces/tr-v2/artifacts"
+        );
+        assert!(
+            !started
+                .trace_metadata
+                .contains_key("mlflow.trace.infoFinalized")
+        );
+        let mut root = span("tr-v2", "01", None, "root", "OK", 1000);
+        root.content = json!({"name": "root", "attributes": {
+            "mlflow.spanInputs": {"messages": [{"role": "user", "content": "hi"}]},
+            "mlflow.traceTag.team": "search",
+            "session.id": "s-1",
+            "mlflow.chat.tokenUsage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+        }})
+        .to_string();
+        root.resource_tags
+            .insert("service.name".into(), "bot".into());
+        root.resource_tags.insert("team".into(), "resource".into());
+        store.log_spans("0", vec![root], "x".into()).unwrap();
+        let info = store.get_trace_info("tr-v2").unwrap();
+        assert_eq!(info.request_preview.as_deref(), Some("hi"));
+        assert_eq!(info.tags["team"], "search");
+        assert_eq!(info.tags["service.name"], "bot");
+        assert_eq!(info.trace_metadata["mlflow.trace.session"], "s-1");
+        assert_eq!(
+            info.trace_metadata["mlflow.trace.tokenUsage"],
+            r#"{"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}"#
+        );
+        let mut end = TraceEnd {
+            timestamp_ms: 1250,
+            state: "ERROR".into(),
+            ..TraceEnd::default()
+        };
+        end.trace_metadata.insert("k".into(), "v".into());
+        end.tags
+            .insert("mlflow.artifactLocation".into(), "s3://elsewhere".into());
+        let ended = store.end_trace("tr-v2", end.clone()).unwrap();
+        assert_eq!(
+            (ended.state.as_str(), ended.execution_duration),
+            ("ERROR", Some(250))
+        );
+        assert_eq!(ended.trace_metadata["k"], "v");
+        assert_eq!(
+            ended.tags["mlflow.artifactLocation"],
+            "mlflow-artifacts:/0/traces/tr-v2/artifacts"
+        );
+        let missing = store.end_trace("tr-nope", end).unwrap_err();
+        assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+
+        // Prompt links, kept once, found by `prompt = 'name/version'`.
+        let prompts = vec!["qa/1".to_string(), "qa/2".to_string(), "qa/1".to_string()];
+        store.link_prompts_to_trace("tr-v2", &prompts).unwrap();
+        store.link_prompts_to_trace("tr-v2", &prompts[..1]).unwrap();
+        assert_eq!(search(&store, "prompt = 'qa/2'"), ["tr-v2"]);
+        assert!(search(&store, "prompt = 'qa/3'").is_empty());
+        let missing = store
+            .link_prompts_to_trace("tr-nope", &prompts)
+            .unwrap_err();
+        assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+        // Deleting the trace removes its links and says which trace went.
+        let deleted = store
+            .delete_traces(&TraceDeletion {
+                experiment_id: "0".into(),
+                trace_ids: vec!["tr-v2".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(deleted[0].trace_id, "tr-v2");
+        assert!(search(&store, "prompt = 'qa/2'").is_empty());
+    });
 }
 
 #[test]
@@ -379,17 +474,19 @@ fn search_filters_delete_and_assessments() {
             trace_ids: vec!["tr-2".into(), "tr-nope".into()],
             ..Default::default()
         };
-        assert_eq!(store.delete_traces(&by_ids).unwrap(), 1);
+        assert_eq!(store.delete_traces(&by_ids).unwrap().len(), 1);
         let by_age = TraceDeletion {
             experiment_id: "0".into(),
             max_timestamp_millis: Some(i64::MAX),
             max_traces: Some(1),
             ..Default::default()
         };
-        assert_eq!(store.delete_traces(&by_age).unwrap(), 1);
+        assert_eq!(store.delete_traces(&by_age).unwrap().len(), 1);
         assert_eq!(search(&store, ""), ["tr-3"]);
-        assert_eq!(store.delete_traces_before(3000, 10).unwrap(), 0);
-        assert_eq!(store.delete_traces_before(3001, 10).unwrap(), 1);
+        assert_eq!(store.delete_traces_before(3000, 10).unwrap().len(), 0);
+        let deleted = store.delete_traces_before(3001, 10).unwrap();
+        assert_eq!(deleted[0].trace_id, "tr-3");
+        assert_eq!(deleted[0].experiment_id, "0");
         let err = store.get_trace_info("tr-3").unwrap_err();
         assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
         assert!(store.get_spans(&["tr-3".into()]).unwrap().is_empty());
@@ -415,10 +512,10 @@ fn deletes_by_age_take_the_oldest_and_stop_at_the_count() {
             max_traces,
             ..Default::default()
         };
-        assert_eq!(store.delete_traces(&by_age(250, Some(2))).unwrap(), 2);
+        assert_eq!(store.delete_traces(&by_age(250, Some(2))).unwrap().len(), 2);
         assert_eq!(search(&store, ""), ["tr-2", "tr-3", "tr-4", "tr-5"]);
-        assert_eq!(store.delete_traces(&by_age(250, Some(5))).unwrap(), 1);
-        assert_eq!(store.delete_traces(&by_age(400, None)).unwrap(), 2);
+        assert_eq!(store.delete_traces(&by_age(250, Some(5))).unwrap().len(), 1);
+        assert_eq!(store.delete_traces(&by_age(400, None)).unwrap().len(), 2);
         assert_eq!(search(&store, ""), ["tr-5"]);
     });
 }

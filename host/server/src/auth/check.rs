@@ -272,9 +272,7 @@ fn authorize(auth: &Auth, user: &User, need: Need, params: &Value, path: &str) -
     };
     Ok(match need {
         Need::Trace(access) => {
-            let from_path = rules::segment_after(path, "traces")
-                .filter(|s| !matches!(s.as_str(), "get" | "batchGet" | "batchGetInfos"));
-            match from_path {
+            match rules::trace_in_path(path) {
                 Some(id) => trace(&id, access)?,
                 // Handlers read one or the other (`get-trace-artifact` reads `request_id`):
                 // every one given must pass, so one trace cannot vouch for another.

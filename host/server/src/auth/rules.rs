@@ -190,6 +190,11 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/2.0/mlflow/traces/delete-traces", Experiment(Delete), Nothing),
     rule(POST, "/api/2.0/mlflow/traces/link-to-run", LinkTraces, Nothing),
     rule(GET, "/api/2.0/mlflow/traces", Experiments(Read), Nothing),
+    // v2 `StartTrace` names its experiment at the top (MLflow: update on the experiment);
+    // `EndTrace` and `LinkPromptsToTrace` change their trace (update on its experiment).
+    rule(POST, "/api/2.0/mlflow/traces", Experiment(Update), Nothing),
+    rule(PATCH, "/api/2.0/mlflow/traces/*", Trace(Update), Nothing),
+    rule(POST, "/api/2.0/mlflow/traces/link-prompts", Trace(Update), Nothing),
     rule(GET, "/api/3.0/mlflow/traces/*", Trace(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/traces/*/info", Trace(Read), Nothing),
     rule(PATCH, "/api/3.0/mlflow/traces/*/tags", Trace(Update), Nothing),
@@ -318,6 +323,18 @@ fn matches(pattern: &str, path: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The trace a path names (the segment after `traces`), for [`Need::Trace`]; `None` when that
+/// segment is an endpoint's own word (`/traces/get`, `/traces/link-prompts`): the trace is then
+/// named in the request's parameters.
+pub fn trace_in_path(path: &str) -> Option<String> {
+    segment_after(path, "traces").filter(|s| {
+        !matches!(
+            s.as_str(),
+            "get" | "batchGet" | "batchGetInfos" | "link-prompts"
+        )
+    })
 }
 
 /// The percent-decoded path segment that follows `marker` (`logged-models` → the model id).
@@ -473,6 +490,29 @@ mod tests {
             Some(AddEvalDatasetToExperiments)
         );
         assert_eq!(need(PUT, "/api/3.0/mlflow/datasets/d-1"), None);
+    }
+
+    #[test]
+    fn v2_trace_writes_go_by_the_trace_or_its_experiment() {
+        assert_eq!(
+            need(POST, "/api/2.0/mlflow/traces"),
+            Some(Experiment(Update))
+        );
+        assert_eq!(
+            need(PATCH, "/ajax-api/2.0/mlflow/traces/tr-1"),
+            Some(Trace(Update))
+        );
+        assert_eq!(
+            need(POST, "/api/2.0/mlflow/traces/link-prompts"),
+            Some(Trace(Update))
+        );
+        // The trace of link-prompts is the body's `trace_id`, not the path's word.
+        assert_eq!(trace_in_path("/api/2.0/mlflow/traces/link-prompts"), None);
+        assert_eq!(
+            trace_in_path("/api/2.0/mlflow/traces/tr%2D1").as_deref(),
+            Some("tr-1")
+        );
+        assert_eq!(trace_in_path("/api/3.0/mlflow/traces/get"), None);
     }
 
     #[test]

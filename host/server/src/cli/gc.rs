@@ -79,12 +79,12 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
     };
     for run_id in &runs {
         let uri = store.purge_run(run_id)?;
-        remove_artifacts(&uri, &destination);
+        remove_artifacts(&uri, Some(&destination));
         println!("Run with ID {run_id} has been permanently deleted.");
     }
     for experiment_id in &experiments {
         for uri in store.purge_experiment(experiment_id)? {
-            remove_artifacts(&uri, &destination);
+            remove_artifacts(&uri, Some(&destination));
         }
         println!("Experiment with ID {experiment_id} has been permanently deleted.");
     }
@@ -94,7 +94,12 @@ pub fn run(args: GcArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let n = crate::traces::retention::delete_before(&*store, now - age)?;
+        let n = crate::traces::retention::delete_before(
+            &*store,
+            &*store,
+            Some(&destination),
+            now - age,
+        )?;
         println!("{n} traces older than {text} have been permanently deleted.");
     }
     Ok(())
@@ -143,8 +148,9 @@ fn parse_age(text: &str) -> anyhow::Result<i64> {
 
 /// Removes the files behind an artifact URI (a directory of this machine or an object store's
 /// prefix); other schemes are left alone with a warning, as `mlflow gc` skips artifacts it cannot
-/// reach.
-fn remove_artifacts(uri: &str, destination: &Location) {
+/// reach. `destination` is where `mlflow-artifacts:` URIs point (none: the server proxies no
+/// artifacts, and such URIs are left alone too).
+pub(crate) fn remove_artifacts(uri: &str, destination: Option<&Location>) {
     let target = match target_of(uri, destination) {
         Ok(Some(target)) => target,
         Ok(None) => {
@@ -200,8 +206,11 @@ fn remove_prefix(location: &ObjectLocation) -> anyhow::Result<()> {
 }
 
 /// Where the artifacts of `uri` are; `None` for a scheme no repository here reads.
-fn target_of(uri: &str, destination: &Location) -> anyhow::Result<Option<Location>> {
+fn target_of(uri: &str, destination: Option<&Location>) -> anyhow::Result<Option<Location>> {
     if let Some(path) = wasmflow_artifacts::proxied_path_of(uri) {
+        let Some(destination) = destination else {
+            return Ok(None);
+        };
         let path = wasmflow_artifacts::sanitize_relative_path(&path)?;
         if path.is_empty() {
             bail!("it names the whole artifact root");

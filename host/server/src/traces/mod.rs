@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 use wasmflow_core::entities::LifecycleStage;
 use wasmflow_core::{Error, ErrorCode};
 use wasmflow_store::traces::{
-    AssessmentUpdate, TraceDeletion, TraceInfo, TraceSearch, parse_trace_filter,
-    parse_trace_order_by,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, SERVER_TAGS, SPANS_IN_STORE, SPANS_LOCATION_TAG,
+    TraceDeletion, TraceEnd, TraceInfo, TraceSearch, parse_trace_filter, parse_trace_order_by,
+    trace_artifact_folder, validate_trace_id,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -58,7 +59,9 @@ pub fn router_v3() -> Router<AppState> {
 
 pub fn router_v2() -> Router<AppState> {
     Router::new()
-        .route("/traces", get(search_v2))
+        .route("/traces", get(search_v2).post(start_trace_v2))
+        .route("/traces/{trace_id}", patch(end_trace_v2))
+        .route("/traces/link-prompts", post(link_prompts))
         .route("/traces/delete-traces", post(delete_traces))
         .route("/traces/link-to-run", post(link_to_run))
         .route("/traces/{trace_id}/info", get(get_trace_info_v2))
@@ -77,6 +80,15 @@ pub fn root_router() -> Router<AppState> {
             "/ajax-api/2.0/mlflow/get-trace-artifact",
             get(get_trace_artifact),
         )
+}
+
+/// A trace's artifact folder under its experiment's artifact root (`mlflow.artifactLocation`).
+fn artifact_location(experiment_root: &str, trace_id: &str) -> String {
+    format!(
+        "{}/{}",
+        experiment_root.trim_end_matches('/'),
+        trace_artifact_folder(trace_id)
+    )
 }
 
 /// The experiment a trace goes to: it must exist and be active, as MLflow checks.
@@ -108,15 +120,14 @@ async fn start_trace(
         .and_then(|t| t.get("trace_info"))
         .ok_or_else(|| missing_param("trace"))?;
     let mut info = wire::trace_info_from_json(info)?;
+    validate_trace_id(&info.trace_id)?;
     for key in info.tags.keys().chain(info.trace_metadata.keys()) {
         wasmflow_core::validation::validate_key("key", key)?;
     }
+    // The server alone says where a trace's files are (it reads them from there).
+    info.tags.remove(ARTIFACT_LOCATION_TAG);
     let root = active_experiment(&state, info.experiment_id.clone()).await?;
-    let location = format!(
-        "{}/traces/{}/artifacts",
-        root.trim_end_matches('/'),
-        info.trace_id
-    );
+    let location = artifact_location(&root, &info.trace_id);
     info.assessments.retain(Value::is_object);
     for a in &mut info.assessments {
         prepare_assessment(a, &info.trace_id);
@@ -386,10 +397,20 @@ async fn delete_traces(
         max_timestamp_millis,
         max_traces: req.max_traces.map(|n| n as usize),
     };
-    let n = state
+    let deleted = state
         .traces_call(move |traces| traces.delete_traces(&deletion))
         .await?;
-    Ok(Json(json!({"traces_deleted": n})))
+    Ok(Json(json!({"traces_deleted": deleted.len()})))
+}
+
+/// Tags only the server writes (MLflow's `_validate_trace_tag_handler_mutation`).
+fn refuse_server_tag(key: &str, operation: &str) -> ApiResult<()> {
+    if SERVER_TAGS.contains(&key) {
+        return Err(ApiError::invalid(format!(
+            "Tag '{key}' is immutable and cannot be {operation} on a trace."
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -405,6 +426,7 @@ async fn set_tag(
 ) -> ApiResult<Json<Value>> {
     let key = crate::request::required(req.key, "key")?;
     wasmflow_core::validation::validate_key("key", &key)?;
+    refuse_server_tag(&key, "set")?;
     let value = req.value.unwrap_or_default();
     state
         .traces_call(move |traces| traces.set_trace_tag(&trace_id, &key, &value))
@@ -432,6 +454,10 @@ async fn delete_tag(
     }
     let req: DeleteTag = crate::request::from_json(message)?;
     let key = crate::request::required(req.key, "key")?;
+    // MLflow lets a failed archival's marker be deleted, to retry; the others stay.
+    if key != "mlflow.trace.archivalFailure" {
+        refuse_server_tag(&key, "deleted")?;
+    }
     state
         .traces_call(move |traces| traces.delete_trace_tag(&trace_id, &key))
         .await?;
@@ -461,6 +487,168 @@ async fn link_to_run(
     state.store(move |s| s.get_run(&run)).await?;
     state
         .traces_call(move |traces| traces.link_traces_to_run(&req.trace_ids, &run_id))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The v2 API's `StartTrace` / `EndTrace` (MLflow still serves them, deprecated) and
+// `LinkPromptsToTrace`.
+
+/// A repeated `{key, value}` message field as a map.
+fn key_value_list(
+    v: Option<&Value>,
+    field: &str,
+) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                let key = item
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| missing_param(&format!("{field}.key")))?;
+                wasmflow_core::validation::validate_key("key", key)?;
+                let value = match item.get("value") {
+                    Some(Value::String(s)) => s.clone(),
+                    None | Some(Value::Null) => String::new(),
+                    Some(other) => return Err(crate::request::invalid_param_type(field, other)),
+                };
+                out.insert(key.to_string(), value);
+            }
+        }
+        Some(other) => return Err(crate::request::invalid_param_type(field, other)),
+    }
+    Ok(out)
+}
+
+/// An int64 message field (a number, or a string as protobuf's JSON mapping writes it).
+fn int_field(v: Option<&Value>, field: &str) -> ApiResult<Option<i64>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| crate::request::invalid_param_type(field, &json!(n))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| crate::request::invalid_param_type(field, &json!(s))),
+        Some(other) => Err(crate::request::invalid_param_type(field, other)),
+    }
+}
+
+/// `POST /api/2.0/mlflow/traces` (`StartTrace`): a new in-progress trace with a server-made id.
+async fn start_trace_v2(
+    State(state): State<AppState>,
+    Message(req): Message<Value>,
+) -> ApiResult<Json<Value>> {
+    let experiment_id = match req.get("experiment_id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(missing_param("experiment_id")),
+    };
+    let request_time = int_field(req.get("timestamp_ms"), "timestamp_ms")?.unwrap_or(0);
+    let mut tags = key_value_list(req.get("tags"), "tags")?;
+    let trace_metadata = key_value_list(req.get("request_metadata"), "request_metadata")?;
+    tags.remove(ARTIFACT_LOCATION_TAG);
+    let root = active_experiment(&state, experiment_id.clone()).await?;
+    // MLflow's v2 request ids are bare random UUIDs (`generate_request_id_v2`).
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let info = TraceInfo {
+        trace_id: trace_id.clone(),
+        experiment_id,
+        request_time,
+        execution_duration: None,
+        state: "IN_PROGRESS".into(),
+        trace_metadata,
+        tags,
+        ..TraceInfo::default()
+    };
+    let location = artifact_location(&root, &trace_id);
+    let saved = state
+        .traces_call(move |traces| traces.start_trace_v2(info, location))
+        .await?;
+    Ok(Json(
+        json!({"trace_info": wire::trace_info_v2_json(&saved)}),
+    ))
+}
+
+/// `PATCH /api/2.0/mlflow/traces/{request_id}` (`EndTrace`).
+async fn end_trace_v2(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    Message(req): Message<Value>,
+) -> ApiResult<Json<Value>> {
+    let timestamp_ms = int_field(req.get("timestamp_ms"), "timestamp_ms")?.unwrap_or(0);
+    let state_name = match req.get("status").and_then(Value::as_str) {
+        None | Some("TRACE_STATUS_UNSPECIFIED") => "STATE_UNSPECIFIED",
+        Some(s @ ("OK" | "ERROR" | "IN_PROGRESS")) => s,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid value '{other}' for parameter 'status': expected one of OK, ERROR, \
+                 IN_PROGRESS, TRACE_STATUS_UNSPECIFIED"
+            )));
+        }
+    };
+    let mut tags = key_value_list(req.get("tags"), "tags")?;
+    for key in SERVER_TAGS {
+        tags.remove(key);
+    }
+    let end = TraceEnd {
+        timestamp_ms,
+        state: state_name.to_string(),
+        trace_metadata: key_value_list(req.get("request_metadata"), "request_metadata")?,
+        tags,
+    };
+    let info = state
+        .traces_call(move |traces| traces.end_trace(&trace_id, end))
+        .await?;
+    Ok(Json(json!({"trace_info": wire::trace_info_v2_json(&info)})))
+}
+
+/// `POST /api/2.0/mlflow/traces/link-prompts` (`LinkPromptsToTrace`).
+async fn link_prompts(
+    State(state): State<AppState>,
+    Message(req): Message<Value>,
+) -> ApiResult<Json<Value>> {
+    let trace_id = req
+        .get("trace_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing_param("trace_id"))?
+        .to_string();
+    let versions = match req.get("prompt_versions") {
+        Some(Value::Array(items)) if !items.is_empty() => items.clone(),
+        Some(Value::Array(_)) | None | Some(Value::Null) => {
+            return Err(missing_param("prompt_versions"));
+        }
+        Some(other) => return Err(crate::request::invalid_param_type("prompt_versions", other)),
+    };
+    let mut ids = Vec::with_capacity(versions.len());
+    for pv in &versions {
+        let name = pv
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing_param("prompt_versions.name"))?;
+        let version = match pv.get("version") {
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(Value::Number(n)) => n.as_i64(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "invalid version {} of prompt '{name}': a version is an integer",
+                pv.get("version").unwrap_or(&Value::Null)
+            ))
+        })?;
+        ids.push(format!("{name}/{version}"));
+    }
+    state
+        .traces_call(move |traces| traces.link_prompts_to_trace(&trace_id, &ids))
         .await?;
     Ok(Json(json!({})))
 }
@@ -782,9 +970,14 @@ async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: By
     }
     let mut spans = Vec::new();
     for rs in &request.resource_spans {
+        let resource_tags = rs
+            .resource
+            .as_ref()
+            .map(|r| wire::resource_tags(&r.attributes))
+            .unwrap_or_default();
         for ss in &rs.scope_spans {
             for span in &ss.spans {
-                match wire::new_span(span) {
+                match wire::new_span(span, &resource_tags) {
                     Ok(s) => spans.push(s),
                     Err(e) => return otlp_error(StatusCode::BAD_REQUEST, e.message),
                 }
@@ -814,8 +1007,12 @@ async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: By
     }
 }
 
-/// The UI's `get-trace-artifact?request_id=`: the `traces.json` the client uploaded to the
-/// trace's artifact folder (traces whose spans are kept here are read with `/traces/get`).
+/// The UI's `get-trace-artifact?request_id=`: the trace's spans as `traces.json` (MLflow's
+/// `get_trace_artifact_handler`). Spans kept in the store are answered from it, as MLflow's SQL
+/// store does; otherwise the `traces.json` the client uploaded is read from the trace's folder
+/// under its experiment's artifact root. That folder is worked out from the experiment and the
+/// trace id, never read from the `mlflow.artifactLocation` tag, so no client-set value can make
+/// the server read files anywhere else.
 async fn get_trace_artifact(
     State(state): State<AppState>,
     uri: axum::http::Uri,
@@ -825,31 +1022,50 @@ async fn get_trace_artifact(
         .get("request_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing_param("request_id"))?
+        .ok_or_else(|| {
+            ApiError(Error::new(
+                ErrorCode::BadRequest,
+                "Request must include the \"request_id\" query parameter.",
+            ))
+        })?
         .to_string();
     let id = trace_id.clone();
     let info = state
         .traces_call(move |traces| traces.get_trace_info(&id))
         .await?;
-    let location = info
-        .tags
-        .get(wasmflow_store::traces::ARTIFACT_LOCATION_TAG)
-        .cloned()
-        .unwrap_or_default();
-    let repo = state.artifacts()?.clone();
-    let path = location
-        .strip_prefix("mlflow-artifacts:/")
-        .map(|p| format!("{}/traces.json", p.trim_start_matches('/')));
-    if let Some(path) = path
-        && let Ok((_, stream)) = repo.get(&path).await
-    {
-        return Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            axum::body::Body::from_stream(stream),
-        )
-            .into_response());
+    if info.tags.get(SPANS_LOCATION_TAG).map(String::as_str) == Some(SPANS_IN_STORE) {
+        let ids = vec![trace_id.clone()];
+        let spans = state
+            .traces_call(move |traces| traces.get_spans(&ids))
+            .await?;
+        if !spans.is_empty() {
+            let mut dicts = Vec::with_capacity(spans.len());
+            for s in &spans {
+                dicts.push(wire::span_dict(&s.body)?);
+            }
+            let body = serde_json::to_vec(&json!({"spans": dicts}))
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let size = body.len() as u64;
+            let mut response = axum::body::Body::from(body).into_response();
+            crate::mime::set_download_headers(response.headers_mut(), TRACE_DATA_FILE, size);
+            return Ok(response);
+        }
     }
-    Err(ApiError(Error::not_found(format!(
-        "Trace data for trace {trace_id} is not available as an artifact"
-    ))))
+    validate_trace_id(&trace_id)?;
+    let experiment_id = info.experiment_id.clone();
+    let experiment = state
+        .store(move |s| s.get_experiment(&experiment_id))
+        .await?;
+    let rel = format!("{}/{TRACE_DATA_FILE}", trace_artifact_folder(&trace_id));
+    crate::artifacts::send_under(&state, &experiment.artifact_location, &rel)
+        .await
+        .map_err(|e| match e.0.code {
+            ErrorCode::ResourceDoesNotExist => ApiError(Error::not_found(format!(
+                "Trace data for trace {trace_id} is not available"
+            ))),
+            _ => e,
+        })
 }
+
+/// MLflow's `TRACE_DATA_FILE_NAME`.
+const TRACE_DATA_FILE: &str = "traces.json";

@@ -209,7 +209,8 @@ pub fn trace_info_v2_json(info: &TraceInfo) -> Value {
         "request_id": info.trace_id,
         "experiment_id": info.experiment_id,
         "timestamp_ms": info.request_time,
-        "execution_time_ms": info.execution_duration,
+        // MLflow's `TraceInfoV2.to_proto` writes an unfinished trace's duration as 0.
+        "execution_time_ms": info.execution_duration.unwrap_or(0),
         "status": status,
         "request_metadata": pairs(&info.trace_metadata),
         "tags": pairs(&info.tags),
@@ -377,8 +378,111 @@ pub fn mlflow_trace_id(otel_trace_id: &[u8]) -> String {
     format!("tr-{}", hex(otel_trace_id))
 }
 
+/// The trace tags MLflow keeps from an OTLP resource's attributes: strings as they are, other
+/// values as `json.dumps` writes them; the SDK's own (`telemetry.sdk.*`) and MLflow's reserved
+/// `mlflow.*` keys are left out, so a producer cannot set the server's tags through them.
+pub fn resource_tags(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+    attributes
+        .iter()
+        .filter(|kv| !kv.key.starts_with("telemetry.sdk.") && !kv.key.starts_with("mlflow."))
+        .filter(|kv| !kv.key.is_empty() && kv.key.len() <= 250)
+        .map(|kv| {
+            let value = kv.value.as_ref().map(plain).unwrap_or(Value::Null);
+            let text = match value {
+                Value::String(s) => s,
+                other => {
+                    wasmflow_core::pyjson::dumps(&other, wasmflow_core::pyjson::Style::Default)
+                }
+            };
+            (kv.key.clone(), text)
+        })
+        .collect()
+}
+
+/// A stored span as MLflow's `Span.to_dict()` writes it in a trace's `traces.json` (what
+/// `get-trace-artifact` answers): ids in base64, times as numbers, the status code by name,
+/// and each attribute's value as its JSON text.
+pub fn span_dict(body: &[u8]) -> Result<Value> {
+    let s = Span::decode(body)
+        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    // A string holding a JSON string, object or array is that value, as MLflow's store keeps
+    // it (`sanitize_attributes`): producers that cannot send maps send them JSON-encoded.
+    let dumped = |kvs: &[KeyValue]| -> Map<String, Value> {
+        kvs.iter()
+            .map(|kv| {
+                let mut v = kv.value.as_ref().map(plain).unwrap_or(Value::Null);
+                if let Value::String(s) = &v
+                    && let Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
+                        serde_json::from_str::<Value>(s)
+                {
+                    v = inner;
+                }
+                (
+                    kv.key.clone(),
+                    json!(wasmflow_core::pyjson::dumps(
+                        &v,
+                        wasmflow_core::pyjson::Style::Unicode
+                    )),
+                )
+            })
+            .collect()
+    };
+    let plain_attrs = |kvs: &[KeyValue]| -> Map<String, Value> {
+        kvs.iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map(plain).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    };
+    let code = match s.status.as_ref().map(|st| st.code) {
+        Some(1) => "STATUS_CODE_OK",
+        Some(2) => "STATUS_CODE_ERROR",
+        _ => "STATUS_CODE_UNSET",
+    };
+    let events: Vec<Value> = s
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "time_unix_nano": e.time_unix_nano,
+                "attributes": plain_attrs(&e.attributes),
+            })
+        })
+        .collect();
+    let links: Vec<Value> = s
+        .links
+        .iter()
+        .map(|l| {
+            json!({
+                "trace_id": mlflow_trace_id(&l.trace_id),
+                "span_id": hex(&l.span_id),
+                "attributes": plain_attrs(&l.attributes),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "trace_id": b64(&s.trace_id),
+        "span_id": b64(&s.span_id),
+        "parent_span_id": (!s.parent_span_id.is_empty()).then(|| b64(&s.parent_span_id)),
+        "name": s.name,
+        "start_time_unix_nano": s.start_time_unix_nano,
+        "end_time_unix_nano": (s.end_time_unix_nano != 0).then_some(s.end_time_unix_nano),
+        "events": events,
+        "status": {
+            "code": code,
+            "message": s.status.as_ref().map(|st| st.message.clone()).unwrap_or_default(),
+        },
+        "attributes": dumped(&s.attributes),
+        "links": links,
+    }))
+}
+
 /// A received OTLP span as a stored one; a span without proper ids is refused.
-pub fn new_span(span: &Span) -> Result<NewSpan> {
+pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result<NewSpan> {
     if span.trace_id.len() != 16 {
         return Err(Error::invalid(format!(
             "invalid OpenTelemetry span '{}': its trace id must be 16 bytes, not {}",
@@ -420,7 +524,10 @@ pub fn new_span(span: &Span) -> Result<NewSpan> {
     let json_of = |key: &str| -> Option<String> {
         match content.get(key)? {
             Value::String(s) if serde_json::from_str::<Value>(s).is_ok() => Some(s.clone()),
-            other => Some(other.to_string()),
+            other => Some(wasmflow_core::pyjson::dumps(
+                other,
+                wasmflow_core::pyjson::Style::Unicode,
+            )),
         }
     };
     let status = match span.status.as_ref().map(|s| s.code) {
@@ -441,6 +548,7 @@ pub fn new_span(span: &Span) -> Result<NewSpan> {
         outputs: json_of("mlflow.spanOutputs"),
         content: span_content(span, content),
         body: span.encode_to_vec(),
+        resource_tags: resource_tags.clone(),
     })
 }
 

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_auth.sql"),
     include_str!("../../migrations/postgres/0005_traces.sql"),
     include_str!("../../migrations/postgres/0006_eval_datasets.sql"),
+    include_str!("../../migrations/postgres/0007_trace_prompts.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

@@ -19,13 +19,15 @@ use super::{PgStore, pg_err};
 use crate::search_sql::Dialect;
 use crate::sqlite::now_ms;
 use crate::trace_rules::{
-    AssessmentRow, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord, TRACE_INFO_COLUMNS,
-    apply_update, assessment_not_found, experiment_id_number, overridden, parse_assessment,
-    search_query, set_valid, span_artifact_location, span_batches, trace_info_from_row,
+    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
+    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, experiment_id_number,
+    link_prompts_trace_not_found, overridden, parse_assessment, search_query, set_valid,
+    span_artifact_location, span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
-    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SPANS_IN_STORE, SPANS_LOCATION_TAG,
-    StoredSpan, TraceDeletion, TraceInfo, TraceSearch, TraceStore, trace_not_found,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
+    SPANS_LOCATION_TAG, StoredSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, TraceStore,
+    trace_not_found,
 };
 
 type Tx<'a> = Transaction<'a>;
@@ -214,7 +216,14 @@ async fn claim(
     )))
 }
 
-async fn start_trace(tx: &Tx<'_>, info: &TraceInfo, artifact_location: &str) -> Result<TraceInfo> {
+/// `finalize`: the client's record is final (`StartTraceV3`), later spans no longer change its
+/// fields; a v2 trace (`StartTrace`) stays open to its spans and `EndTrace`.
+async fn start_trace(
+    tx: &Tx<'_>,
+    info: &TraceInfo,
+    artifact_location: &str,
+    finalize: bool,
+) -> Result<TraceInfo> {
     let experiment = experiment_id_number(&info.experiment_id)?;
     let record = SpanRecord {
         request_time: info.request_time,
@@ -265,13 +274,8 @@ async fn start_trace(tx: &Tx<'_>, info: &TraceInfo, artifact_location: &str) -> 
             .map_err(pg_err)?;
         }
     }
-    put_key_values(
-        tx,
-        "trace_tags",
-        trace_id,
-        info.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-    .await?;
+    put_key_values(tx, "trace_tags", trace_id, client_tags(&info.tags)).await?;
+    let finalized = finalize.then_some((FINALIZED_METADATA, "true"));
     put_key_values(
         tx,
         "trace_metadata",
@@ -279,7 +283,8 @@ async fn start_trace(tx: &Tx<'_>, info: &TraceInfo, artifact_location: &str) -> 
         info.trace_metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain([(FINALIZED_METADATA, "true")]),
+            .filter(|(k, _)| !(finalize && *k == FINALIZED_METADATA))
+            .chain(finalized),
     )
     .await?;
     for assessment in &info.assessments {
@@ -299,7 +304,9 @@ async fn log_spans(
     let experiment = experiment_id_number(experiment_id)?;
     for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
-        match claim(tx, trace_id, experiment, &batch.new_record(), None).await? {
+        let claimed = claim(tx, trace_id, experiment, &batch.new_record(), None).await?;
+        let finalized = matches!(claimed, Claim::Existing(_, true));
+        match claimed {
             Claim::Inserted => {
                 let location = span_artifact_location(artifact_root, trace_id);
                 put_key_values(
@@ -338,8 +345,56 @@ async fn log_spans(
         )
         .await?;
         upsert_spans(tx, &batch).await?;
+        derive_from_spans(tx, &batch, finalized).await?;
     }
     Ok(())
+}
+
+/// Writes the tags and metadata MLflow derives from a batch of spans (see
+/// [`SpanBatch::derived_tags`] and [`SpanBatch::derived_metadata`]), after the batch is stored
+/// and while the trace's row lock is held.
+async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) -> Result<()> {
+    let trace_id = batch.trace_id;
+    let tags = batch.derived_tags();
+    put_key_values(
+        tx,
+        "trace_tags",
+        trace_id,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .await?;
+    let keys: &[&str] = &DERIVED_METADATA_KEYS;
+    let existing: HashSet<String> = tx
+        .query(
+            "SELECT key FROM trace_metadata WHERE trace_id = $1 AND key = ANY($2)",
+            &[&trace_id, &keys],
+        )
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let tree: Vec<_> = if batch.needs_span_tree() {
+        tx.query(
+            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = $1",
+            &[&trace_id],
+        )
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| span_node(r.get(0), r.get(1), r.get(2)))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let metadata = batch.derived_metadata(&existing, finalized, &tree);
+    put_key_values(
+        tx,
+        "trace_metadata",
+        trace_id,
+        metadata.iter().map(|(k, v)| (*k, v.as_str())),
+    )
+    .await
 }
 
 /// A span's attributes as JSONB text, for `span.attributes.<key>` filters: JSONB cannot hold the
@@ -430,9 +485,13 @@ async fn search(tx: &Tx<'_>, search: &TraceSearch) -> Result<Page<TraceInfo>> {
 /// Deletes these traces, locking them in id order first (as span writers lock them), so a
 /// delete and a write of several traces never wait on each other in a cycle. With `skip_locked`
 /// a trace being written is left for a later delete rather than waited for.
-async fn delete_locked(tx: &Tx<'_>, ids: &[String], skip_locked: bool) -> Result<usize> {
+async fn delete_locked(
+    tx: &Tx<'_>,
+    ids: &[String],
+    skip_locked: bool,
+) -> Result<Vec<DeletedTrace>> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let skip = if skip_locked { " SKIP LOCKED" } else { "" };
     let locked: Vec<String> = tx
@@ -449,17 +508,22 @@ async fn delete_locked(tx: &Tx<'_>, ids: &[String], skip_locked: bool) -> Result
         .map(|r| r.get(0))
         .collect();
     // Spans, tags, metadata, assessments and run links go by ON DELETE CASCADE.
-    let n = tx
-        .execute(
-            "DELETE FROM trace_info WHERE trace_id = ANY($1)",
+    Ok(tx
+        .query(
+            "DELETE FROM trace_info WHERE trace_id = ANY($1) RETURNING trace_id, experiment_id",
             &[&locked],
         )
         .await
-        .map_err(pg_err)?;
-    Ok(n as usize)
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| DeletedTrace {
+            trace_id: r.get(0),
+            experiment_id: r.get::<_, i64>(1).to_string(),
+        })
+        .collect())
 }
 
-async fn delete(tx: &Tx<'_>, d: &TraceDeletion) -> Result<usize> {
+async fn delete(tx: &Tx<'_>, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
     let experiment = experiment_id_number(&d.experiment_id)?;
     let ids: Vec<String> = if d.trace_ids.is_empty() {
         let cutoff = d.max_timestamp_millis.unwrap_or(i64::MAX);
@@ -487,6 +551,32 @@ async fn delete(tx: &Tx<'_>, d: &TraceDeletion) -> Result<usize> {
         .collect()
     };
     delete_locked(tx, &ids, false).await
+}
+
+/// `EndTrace` (v2): the duration runs from the trace's start to `end`'s time.
+async fn end_trace(tx: &Tx<'_>, trace_id: &str, end: &TraceEnd) -> Result<TraceInfo> {
+    // The trace's lock: spans of the same trace merge into its record one at a time.
+    if !lock(tx, trace_id).await? {
+        return Err(trace_not_found(trace_id));
+    }
+    tx.execute(
+        "UPDATE trace_info SET execution_duration = $2 - request_time, state = $3
+         WHERE trace_id = $1",
+        &[&trace_id, &end.timestamp_ms, &end.state],
+    )
+    .await
+    .map_err(pg_err)?;
+    put_key_values(
+        tx,
+        "trace_metadata",
+        trace_id,
+        end.trace_metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .await?;
+    put_key_values(tx, "trace_tags", trace_id, client_tags(&end.tags)).await?;
+    load_info(tx, trace_id).await
 }
 
 async fn insert_assessment(tx: &Tx<'_>, a: &Value) -> Result<()> {
@@ -542,7 +632,11 @@ async fn mark_valid(tx: &Tx<'_>, trace_id: &str, assessment_id: &str, valid: boo
 
 impl TraceStore for PgStore {
     fn start_trace(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
-        self.write(async |tx| start_trace(tx, &info, &artifact_location).await)
+        self.write(async |tx| start_trace(tx, &info, &artifact_location, true).await)
+    }
+
+    fn start_trace_v2(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
+        self.write(async |tx| start_trace(tx, &info, &artifact_location, false).await)
     }
 
     fn log_spans(
@@ -587,11 +681,11 @@ impl TraceStore for PgStore {
         self.read(async |tx| search(tx, s).await)
     }
 
-    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<usize> {
+    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
         self.write(async |tx| delete(tx, deletion).await)
     }
 
-    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<usize> {
+    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<DeletedTrace>> {
         self.write(async |tx| {
             let ids: Vec<String> = tx
                 .query(
@@ -605,6 +699,27 @@ impl TraceStore for PgStore {
                 .collect();
             // Retention runs on every replica: each deletes what the others are not deleting.
             delete_locked(tx, &ids, true).await
+        })
+    }
+
+    fn end_trace(&self, trace_id: &str, end: TraceEnd) -> Result<TraceInfo> {
+        self.write(async |tx| end_trace(tx, trace_id, &end).await)
+    }
+
+    fn link_prompts_to_trace(&self, trace_id: &str, prompt_versions: &[String]) -> Result<()> {
+        self.write(async |tx| {
+            if !lock_shared(tx, trace_id).await? {
+                return Err(link_prompts_trace_not_found(trace_id));
+            }
+            tx.execute(
+                "INSERT INTO trace_prompts (trace_id, prompt)
+                 SELECT DISTINCT $1::text, p FROM UNNEST($2::text[]) AS u(p)
+                 ON CONFLICT (trace_id, prompt) DO NOTHING",
+                &[&trace_id, &prompt_versions],
+            )
+            .await
+            .map_err(pg_err)?;
+            Ok(())
         })
     }
 

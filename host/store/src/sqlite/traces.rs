@@ -1,6 +1,8 @@
 //! Traces in SQLite, and the [`TraceStore`] implementation.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
@@ -10,13 +12,15 @@ use super::tracking::json_list;
 use super::{SqliteStore, now_ms, sql_err};
 use crate::search_sql::Dialect;
 use crate::trace_rules::{
-    AssessmentRow, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord, TRACE_INFO_COLUMNS,
-    apply_update, assessment_not_found, experiment_id_number, overridden, parse_assessment,
-    search_query, set_valid, span_artifact_location, span_batches, trace_info_from_row,
+    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
+    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, experiment_id_number,
+    link_prompts_trace_not_found, overridden, parse_assessment, search_query, set_valid,
+    span_artifact_location, span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
-    ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SPANS_IN_STORE, SPANS_LOCATION_TAG,
-    StoredSpan, TraceDeletion, TraceInfo, TraceSearch, TraceStore, trace_not_found,
+    ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
+    SPANS_LOCATION_TAG, StoredSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, TraceStore,
+    trace_not_found,
 };
 
 fn load_info(conn: &Connection, trace_id: &str) -> Result<Option<TraceInfo>> {
@@ -115,7 +119,14 @@ fn exists_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<bool>
     }
 }
 
-fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> Result<TraceInfo> {
+/// `finalize`: the client's record is final (`StartTraceV3`), later spans no longer change its
+/// fields; a v2 trace (`StartTrace`) stays open to its spans and `EndTrace`.
+fn start_trace(
+    conn: &Connection,
+    info: &TraceInfo,
+    artifact_location: &str,
+    finalize: bool,
+) -> Result<TraceInfo> {
     let experiment = experiment_id_number(&info.experiment_id)?;
     if exists_in(conn, &info.trace_id, experiment)? {
         // Spans came first (`log_spans`): the client's record is the final word on its fields.
@@ -164,19 +175,21 @@ fn start_trace(conn: &Connection, info: &TraceInfo, artifact_location: &str) -> 
             artifact_location,
         )?;
     }
-    for (k, v) in &info.tags {
+    for (k, v) in client_tags(&info.tags) {
         put_key_value(conn, "trace_tags", &info.trace_id, k, v)?;
     }
     for (k, v) in &info.trace_metadata {
         put_key_value(conn, "trace_metadata", &info.trace_id, k, v)?;
     }
-    put_key_value(
-        conn,
-        "trace_metadata",
-        &info.trace_id,
-        FINALIZED_METADATA,
-        "true",
-    )?;
+    if finalize {
+        put_key_value(
+            conn,
+            "trace_metadata",
+            &info.trace_id,
+            FINALIZED_METADATA,
+            "true",
+        )?;
+    }
     for assessment in &info.assessments {
         let mut assessment = assessment.clone();
         assessment["trace_id"] = Value::String(info.trace_id.clone());
@@ -195,7 +208,9 @@ fn log_spans(
     for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
         exists_in(conn, trace_id, experiment)?;
-        match stored_span_record(conn, trace_id)? {
+        let stored = stored_span_record(conn, trace_id)?;
+        let finalized = stored.as_ref().is_some_and(|(_, f)| *f);
+        match stored {
             None => {
                 let record = batch.new_record();
                 conn.prepare_cached(
@@ -250,6 +265,50 @@ fn log_spans(
             SPANS_IN_STORE,
         )?;
         insert_spans(conn, &batch)?;
+        derive_from_spans(conn, &batch, finalized)?;
+    }
+    Ok(())
+}
+
+/// Writes the tags and metadata MLflow derives from a batch of spans (see
+/// [`SpanBatch::derived_tags`] and [`SpanBatch::derived_metadata`]), after the batch is stored.
+fn derive_from_spans(conn: &Connection, batch: &SpanBatch<'_>, finalized: bool) -> Result<()> {
+    let trace_id = batch.trace_id;
+    for (k, v) in batch.derived_tags() {
+        put_key_value(conn, "trace_tags", trace_id, &k, &v)?;
+    }
+    let existing: HashSet<String> = conn
+        .prepare_cached(
+            "SELECT key FROM trace_metadata WHERE trace_id = ?1 AND key IN (?2, ?3, ?4, ?5)",
+        )
+        .map_err(sql_err)?
+        .query_map(
+            params_from_iter(std::iter::once(trace_id).chain(DERIVED_METADATA_KEYS)),
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let tree = if batch.needs_span_tree() {
+        conn.prepare_cached(
+            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = ?1",
+        )
+        .map_err(sql_err)?
+        .query_map([trace_id], |r| {
+            Ok(span_node(
+                &r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?.as_deref(),
+                &r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?
+    } else {
+        Vec::new()
+    };
+    for (k, v) in batch.derived_metadata(&existing, finalized, &tree) {
+        put_key_value(conn, "trace_metadata", trace_id, k, &v)?;
     }
     Ok(())
 }
@@ -320,28 +379,69 @@ fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
 
-fn delete(conn: &Connection, d: &TraceDeletion) -> Result<usize> {
+fn deleted_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DeletedTrace>> {
+    stmt.query_map(params, |r| {
+        Ok(DeletedTrace {
+            trace_id: r.get(0)?,
+            experiment_id: r.get::<_, i64>(1)?.to_string(),
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}
+
+fn delete(conn: &Connection, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
     let experiment = experiment_id_number(&d.experiment_id)?;
-    let mut deleted = 0;
     if !d.trace_ids.is_empty() {
         let mut stmt = conn
-            .prepare_cached("DELETE FROM trace_info WHERE trace_id = ?1 AND experiment_id = ?2")
+            .prepare_cached(
+                "DELETE FROM trace_info WHERE trace_id = ?1 AND experiment_id = ?2
+                 RETURNING trace_id, experiment_id",
+            )
             .map_err(sql_err)?;
+        let mut deleted = Vec::new();
         for id in &d.trace_ids {
-            deleted += stmt.execute(params![id, experiment]).map_err(sql_err)?;
+            deleted.extend(deleted_rows(&mut stmt, params![id, experiment])?);
         }
         return Ok(deleted);
     }
     let cutoff = d.max_timestamp_millis.unwrap_or(i64::MAX);
     let limit = d.max_traces.map(|n| n as i64).unwrap_or(-1);
-    conn.prepare_cached(
-        "DELETE FROM trace_info WHERE trace_id IN (
-             SELECT trace_id FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
-             ORDER BY request_time ASC, trace_id ASC LIMIT ?3)",
-    )
-    .map_err(sql_err)?
-    .execute(params![experiment, cutoff, limit])
-    .map_err(sql_err)
+    let mut stmt = conn
+        .prepare_cached(
+            "DELETE FROM trace_info WHERE trace_id IN (
+                 SELECT trace_id FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
+                 ORDER BY request_time ASC, trace_id ASC LIMIT ?3)
+             RETURNING trace_id, experiment_id",
+        )
+        .map_err(sql_err)?;
+    deleted_rows(&mut stmt, params![experiment, cutoff, limit])
+}
+
+/// `EndTrace` (v2): the duration runs from the trace's start to `end`'s time.
+fn end_trace(conn: &Connection, trace_id: &str, end: &TraceEnd) -> Result<TraceInfo> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE trace_info SET execution_duration = ?2 - request_time, state = ?3
+             WHERE trace_id = ?1",
+        )
+        .map_err(sql_err)?
+        .execute(params![trace_id, end.timestamp_ms, end.state])
+        .map_err(sql_err)?;
+    if n == 0 {
+        return Err(trace_not_found(trace_id));
+    }
+    for (k, v) in &end.trace_metadata {
+        put_key_value(conn, "trace_metadata", trace_id, k, v)?;
+    }
+    for (k, v) in client_tags(&end.tags) {
+        put_key_value(conn, "trace_tags", trace_id, k, v)?;
+    }
+    load_info(conn, trace_id)?.ok_or_else(|| trace_not_found(trace_id))
 }
 
 fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
@@ -393,7 +493,11 @@ fn mark_valid(conn: &Connection, trace_id: &str, assessment_id: &str, valid: boo
 
 impl TraceStore for SqliteStore {
     fn start_trace(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
-        self.write(move |conn| start_trace(conn, &info, &artifact_location))
+        self.write(move |conn| start_trace(conn, &info, &artifact_location, true))
+    }
+
+    fn start_trace_v2(&self, info: TraceInfo, artifact_location: String) -> Result<TraceInfo> {
+        self.write(move |conn| start_trace(conn, &info, &artifact_location, false))
     }
 
     fn log_spans(
@@ -441,20 +545,45 @@ impl TraceStore for SqliteStore {
         self.read(|conn| search(conn, s))
     }
 
-    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<usize> {
+    fn delete_traces(&self, deletion: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
         let deletion = deletion.clone();
         self.write(move |conn| delete(conn, &deletion))
     }
 
-    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<usize> {
+    fn delete_traces_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<DeletedTrace>> {
         self.write(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM trace_info WHERE trace_id IN (
-                     SELECT trace_id FROM trace_info WHERE request_time < ?1 LIMIT ?2)",
-            )
-            .map_err(sql_err)?
-            .execute(params![cutoff_ms, limit as i64])
-            .map_err(sql_err)
+            let mut stmt = conn
+                .prepare_cached(
+                    "DELETE FROM trace_info WHERE trace_id IN (
+                         SELECT trace_id FROM trace_info WHERE request_time < ?1 LIMIT ?2)
+                     RETURNING trace_id, experiment_id",
+                )
+                .map_err(sql_err)?;
+            deleted_rows(&mut stmt, params![cutoff_ms, limit as i64])
+        })
+    }
+
+    fn end_trace(&self, trace_id: &str, end: TraceEnd) -> Result<TraceInfo> {
+        let trace_id = trace_id.to_string();
+        self.write(move |conn| end_trace(conn, &trace_id, &end))
+    }
+
+    fn link_prompts_to_trace(&self, trace_id: &str, prompt_versions: &[String]) -> Result<()> {
+        let (trace_id, prompts) = (trace_id.to_string(), prompt_versions.to_vec());
+        self.write(move |conn| {
+            if !exists(conn, &trace_id)? {
+                return Err(link_prompts_trace_not_found(&trace_id));
+            }
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO trace_prompts (trace_id, prompt) VALUES (?1, ?2)
+                     ON CONFLICT (trace_id, prompt) DO NOTHING",
+                )
+                .map_err(sql_err)?;
+            for p in &prompts {
+                insert.execute([&trace_id, p]).map_err(sql_err)?;
+            }
+            Ok(())
         })
     }
 
