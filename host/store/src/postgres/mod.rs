@@ -36,6 +36,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_auth.sql"),
     include_str!("../../migrations/postgres/0005_traces.sql"),
     include_str!("../../migrations/postgres/0006_eval_datasets.sql"),
+    // 0007 and 0008 are other branches' (traces, plugins); they go before this one.
+    include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_auth.sql"),
     include_str!("../../migrations/0005_traces.sql"),
     include_str!("../../migrations/0006_eval_datasets.sql"),
+    // 0007 and 0008 are other branches' (traces, plugins); they go before this one.
+    include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
