@@ -400,7 +400,13 @@ fn run_order(i: usize, o: &OrderBy, joins: &mut String, b: &mut Binder) -> Resul
     let table = match o.entity {
         Entity::Attribute => {
             let column = run_attribute_column(&o.key)?;
-            return Ok(format!("{column} IS NULL, {column} {dir}"));
+            // end_time is the only attribute that may be missing; a bare column keeps the order
+            // one an index can serve (runs_experiment_start for start_time).
+            return Ok(if column == "r.end_time" {
+                format!("{column} IS NULL, {column} {dir}")
+            } else {
+                format!("{column} {dir}")
+            });
         }
         Entity::Metric => "latest_metrics",
         Entity::Param => "params",
@@ -425,9 +431,49 @@ fn run_order(i: usize, o: &OrderBy, joins: &mut String, b: &mut Binder) -> Resul
     }
 }
 
-/// `SELECT r.run_uuid FROM runs r ...` for one page of a run search: runs of `experiment_ids`
-/// in `stages` matching every filter, in `order_by` order and then MLflow's tie-breakers
-/// (`start_time DESC`, `run_uuid ASC`), so that pages are stable.
+/// A run search compiled to one or more queries of run ids, each in the page's order: the page
+/// is their results one after the other, from `skip`, at most `take` ids.
+#[derive(Debug)]
+pub(crate) struct RunSearchPlan {
+    pub segments: Vec<Query>,
+    skip: u64,
+    take: usize,
+}
+
+impl RunSearchPlan {
+    /// Whether a store that has collected `have` ids so far must run the next segment.
+    pub(crate) fn wants_more(&self, have: usize) -> bool {
+        (have as u64) < self.skip.saturating_add(self.take as u64)
+    }
+
+    /// The page out of every id the segments returned.
+    pub(crate) fn page(&self, ids: Vec<String>) -> Vec<String> {
+        ids.into_iter()
+            .skip(usize::try_from(self.skip).unwrap_or(usize::MAX))
+            .take(self.take)
+            .collect()
+    }
+}
+
+/// `column` is one of `ids`: a plain equality for one id, so that an index leading with the
+/// column also serves the order of what follows it.
+fn experiment_match(column: &str, ids: &[i64], b: &mut Binder) -> String {
+    match ids {
+        [id] => format!("{column} = {}", b.bind(Bound::Int(*id))),
+        _ => b.in_list(column, false, Bound::IntList(ids.to_vec())),
+    }
+}
+
+/// One page of a run search: runs of `experiment_ids` in `stages` matching every filter, in
+/// `order_by` order and then MLflow's tie-breakers (`start_time DESC`, `run_uuid ASC`), so that
+/// pages are stable.
+///
+/// Ordered first by a metric, the search is three queries whose results follow each other, as
+/// MLflow orders them: runs with a number for the metric (read in order from
+/// latest_metrics_experiment_key_value, so a top-k reads about k index entries however big the
+/// experiment), then runs whose value is NaN, then runs without the metric. A later segment only
+/// runs when the earlier ones did not fill the page. Otherwise it is one query; with the default
+/// order on one experiment, runs_experiment_start serves the order and the page is a range read.
 pub(crate) fn run_search_sql(
     dialect: Dialect,
     experiment_ids: &[i64],
@@ -436,12 +482,9 @@ pub(crate) fn run_search_sql(
     order_by: &[OrderBy],
     limit: usize,
     offset: u64,
-) -> Result<Query> {
-    let mut b = Binder::new(dialect);
-    let mut joins = String::new();
-    let mut order = Vec::new();
+) -> Result<RunSearchPlan> {
     let mut seen: Vec<(Entity, &str)> = Vec::new();
-    for (i, o) in order_by.iter().enumerate() {
+    for o in order_by {
         if seen.contains(&(o.entity, o.key.as_str())) {
             return Err(Error::invalid(format!(
                 "`order_by` contains duplicate fields: {} '{}'",
@@ -450,31 +493,108 @@ pub(crate) fn run_search_sql(
             )));
         }
         seen.push((o.entity, o.key.as_str()));
-        order.push(run_order(i, o, &mut joins, &mut b)?);
     }
+    let mut tie_breakers = Vec::new();
     if !seen.contains(&(Entity::Attribute, "start_time")) {
-        order.push("r.start_time DESC".into());
+        tie_breakers.push("r.start_time DESC".to_string());
     }
-    order.push("r.run_uuid ASC".into());
+    tie_breakers.push("r.run_uuid ASC".to_string());
+    let query = |segment: Segment| -> Result<Query> {
+        let mut b = Binder::new(dialect);
+        // SQLite numbers `?` by their place in the text: the joins' keys are bound first, as
+        // they come before the WHERE conditions.
+        let mut joins = String::new();
+        let mut rest = Vec::new();
+        let first_joined = usize::from(segment != Segment::Whole);
+        for (i, o) in order_by.iter().enumerate().skip(first_joined) {
+            rest.push(run_order(i, o, &mut joins, &mut b)?);
+        }
+        let mut order = Vec::new();
+        let (from, mut conditions) = match (segment, order_by.first()) {
+            (Segment::Whole, _) | (_, None) => (
+                "runs r",
+                vec![experiment_match("r.experiment_id", experiment_ids, &mut b)],
+            ),
+            (Segment::Numbers | Segment::NaN, Some(first)) => {
+                let experiments = experiment_match("o0.experiment_id", experiment_ids, &mut b);
+                let key = b.text(first.key.clone());
+                let is_nan = i32::from(segment == Segment::NaN);
+                if segment == Segment::Numbers {
+                    order.push(format!("o0.value {}", direction(first.ascending)));
+                }
+                (
+                    "latest_metrics o0 JOIN runs r ON r.run_uuid = o0.run_uuid",
+                    vec![
+                        experiments,
+                        format!("o0.key = {key}"),
+                        format!("o0.is_nan = {is_nan}"),
+                    ],
+                )
+            }
+            (Segment::Missing, Some(first)) => {
+                let experiments = experiment_match("r.experiment_id", experiment_ids, &mut b);
+                let key = b.text(first.key.clone());
+                (
+                    "runs r",
+                    vec![
+                        experiments,
+                        format!(
+                            "NOT EXISTS (SELECT 1 FROM latest_metrics o0 \
+                             WHERE o0.run_uuid = r.run_uuid AND o0.key = {key})"
+                        ),
+                    ],
+                )
+            }
+        };
+        order.extend(rest);
+        order.extend(tie_breakers.iter().cloned());
+        conditions.push(b.in_list("r.lifecycle_stage", false, text_list(stages)));
+        for c in filters {
+            conditions.push(run_condition(c, &mut b)?);
+        }
+        let page = if segment == Segment::Whole {
+            b.page(limit, offset)
+        } else {
+            let n = offset.saturating_add(limit as u64);
+            format!("LIMIT {}", b.bind(Bound::Int(to_i64(n))))
+        };
+        let sql = format!(
+            "SELECT r.run_uuid FROM {from}{joins} WHERE {} ORDER BY {} {page}",
+            conditions.join(" AND "),
+            order.join(", ")
+        );
+        Ok(b.finish(sql))
+    };
+    if order_by.first().is_some_and(|o| o.entity == Entity::Metric) {
+        Ok(RunSearchPlan {
+            segments: vec![
+                query(Segment::Numbers)?,
+                query(Segment::NaN)?,
+                query(Segment::Missing)?,
+            ],
+            skip: offset,
+            take: limit,
+        })
+    } else {
+        Ok(RunSearchPlan {
+            segments: vec![query(Segment::Whole)?],
+            skip: 0,
+            take: limit,
+        })
+    }
+}
 
-    let mut conditions = vec![
-        b.in_list(
-            "r.experiment_id",
-            false,
-            Bound::IntList(experiment_ids.to_vec()),
-        ),
-        b.in_list("r.lifecycle_stage", false, text_list(stages)),
-    ];
-    for c in filters {
-        conditions.push(run_condition(c, &mut b)?);
-    }
-    let page = b.page(limit, offset);
-    let sql = format!(
-        "SELECT r.run_uuid FROM runs r{joins} WHERE {} ORDER BY {} {page}",
-        conditions.join(" AND "),
-        order.join(", ")
-    );
-    Ok(b.finish(sql))
+/// The part of a run search one query reads (see [`run_search_sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// Every matching run, in the whole order.
+    Whole,
+    /// Runs whose first order key, a metric, is a number.
+    Numbers,
+    /// Runs whose first order key, a metric, is NaN.
+    NaN,
+    /// Runs without the first order key, a metric.
+    Missing,
 }
 
 fn text_list(items: &[&str]) -> Bound {
@@ -764,6 +884,10 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(include_str!("../migrations/0001_tracking.sql"))
             .unwrap();
+        conn.execute_batch(include_str!(
+            "../migrations/0009_latest_metrics_experiment.sql"
+        ))
+        .unwrap();
         for (id, name, stage, created, updated) in [
             (1, "exp-one", "active", 100, 150),
             (2, "Exp-Two", "active", 200, 150),
@@ -863,7 +987,9 @@ mod tests {
             ("r2", "loss", 0.0, false),
         ] {
             conn.execute(
-                "INSERT INTO latest_metrics VALUES (?, ?, 0, 0, ?, ?)",
+                "INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, \
+                 value, is_nan) SELECT ?1, ?2, experiment_id, 0, 0, ?3, ?4 FROM runs \
+                 WHERE run_uuid = ?1",
                 params![run, key, value, is_nan],
             )
             .unwrap();
@@ -942,7 +1068,7 @@ mod tests {
             .iter()
             .map(|o| parse_run_order_by(o).unwrap())
             .collect();
-        let query = run_search_sql(
+        let plan = run_search_sql(
             Dialect::Sqlite,
             experiments,
             stages,
@@ -952,10 +1078,19 @@ mod tests {
             offset,
         )
         .unwrap();
-        let query = SqlQuery::from(query);
-        query
-            .first_column(conn)
-            .unwrap_or_else(|e| panic!("{filter}: {e}\n{}", query.sql))
+        let mut ids = Vec::new();
+        for query in &plan.segments {
+            if !plan.wants_more(ids.len()) {
+                break;
+            }
+            let query = SqlQuery::from(query);
+            ids.extend(
+                query
+                    .first_column::<String>(conn)
+                    .unwrap_or_else(|e| panic!("{filter}: {e}\n{}", query.sql)),
+            );
+        }
+        plan.page(ids)
     }
 
     /// Active runs of experiments 1 and 2 matching `filter`, in the default order.
@@ -1375,6 +1510,31 @@ mod tests {
             run_page(&conn, &[1, 2], ACTIVE, "", &["metrics.acc DESC"], 2, 2),
             ["r3", "r5"]
         );
+        // Ordered by a metric, the page is three queries (numbers, NaN, missing) one after the
+        // other: every page size and offset cuts the same whole order.
+        for order in [["metrics.acc DESC"], ["metrics.acc ASC"]] {
+            let all = run_page(&conn, &[1, 2], ACTIVE, "", &order, 100, 0);
+            assert_eq!(all.len(), 5);
+            for size in 1..=4 {
+                let mut paged = Vec::new();
+                for offset in (0..all.len() + size).step_by(size) {
+                    paged.extend(run_page(
+                        &conn,
+                        &[1, 2],
+                        ACTIVE,
+                        "",
+                        &order,
+                        size,
+                        offset as u64,
+                    ));
+                }
+                assert_eq!(paged, all, "{order:?} by pages of {size}");
+            }
+            // One experiment (its index serves the order) keeps the same order; r5 is in 2.
+            let mut in_one = all.clone();
+            in_one.retain(|r| r != "r5");
+            assert_eq!(run_page(&conn, &[1], ACTIVE, "", &order, 100, 0), in_one);
+        }
         assert!(run_page(&conn, &[1, 2], ACTIVE, "", &[], 2, 100).is_empty());
         assert!(run_page(&conn, &[1, 2], ACTIVE, "", &[], 0, 0).is_empty());
         assert_eq!(
@@ -1400,19 +1560,21 @@ mod tests {
 
         let filters = parse_run_filter("params.`k'; DROP TABLE runs; --` = 'v''; --'").unwrap();
         let order = [parse_run_order_by("tags.`o'; --`").unwrap()];
-        let q = run_search_sql(Dialect::Sqlite, &[1], ACTIVE, &filters, &order, 10, 0).unwrap();
-        assert!(
-            !q.sql.contains("DROP") && !q.sql.contains("--"),
-            "{}",
-            q.sql
-        );
-        assert_eq!(q.sql.matches('?').count(), q.params.len());
-        assert!(
-            SqlQuery::from(q)
-                .first_column::<String>(&conn)
-                .unwrap()
-                .is_empty()
-        );
+        let plan = run_search_sql(Dialect::Sqlite, &[1], ACTIVE, &filters, &order, 10, 0).unwrap();
+        for q in plan.segments {
+            assert!(
+                !q.sql.contains("DROP") && !q.sql.contains("--"),
+                "{}",
+                q.sql
+            );
+            assert_eq!(q.sql.matches('?').count(), q.params.len());
+            assert!(
+                SqlQuery::from(q)
+                    .first_column::<String>(&conn)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
         assert_eq!(runs(&conn, "").len(), 5, "the runs table is intact");
     }
 
@@ -1427,24 +1589,30 @@ mod tests {
             .iter()
             .map(|o| parse_run_order_by(o).unwrap())
             .collect();
-        let q = run_search_sql(Dialect::Sqlite, &[1, 2], ALL, &filters, &order, 5, 10).unwrap();
-        assert_eq!(q.sql.matches('?').count(), q.params.len(), "{}", q.sql);
         let conn = db();
-        let ids: Vec<String> = SqlQuery::from(q).first_column(&conn).unwrap();
-        assert!(ids.is_empty());
-        // PostgreSQL's placeholders carry their number and the type of their value.
-        let q = run_search_sql(Dialect::Postgres, &[1, 2], ALL, &filters, &order, 5, 10).unwrap();
-        assert!(!q.sql.contains('?'), "{}", q.sql);
-        for (i, p) in q.params.iter().enumerate() {
-            let placeholder = format!("${}::{}", i + 1, p.pg_type());
-            assert!(q.sql.contains(&placeholder), "{placeholder} in {}", q.sql);
+        let plan = run_search_sql(Dialect::Sqlite, &[1, 2], ALL, &filters, &order, 5, 10).unwrap();
+        assert_eq!(plan.segments.len(), 3, "ordered first by a metric");
+        for q in plan.segments {
+            assert_eq!(q.sql.matches('?').count(), q.params.len(), "{}", q.sql);
+            let ids: Vec<String> = SqlQuery::from(q).first_column(&conn).unwrap();
+            assert!(ids.is_empty());
         }
-        assert!(!q.sql.contains(&format!("${}", q.params.len() + 1)));
-        assert!(
-            q.sql.contains("= ANY($") && q.sql.contains(" ILIKE $"),
-            "{}",
-            q.sql
-        );
+        // PostgreSQL's placeholders carry their number and the type of their value.
+        let plan =
+            run_search_sql(Dialect::Postgres, &[1, 2], ALL, &filters, &order, 5, 10).unwrap();
+        for q in plan.segments {
+            assert!(!q.sql.contains('?'), "{}", q.sql);
+            for (i, p) in q.params.iter().enumerate() {
+                let placeholder = format!("${}::{}", i + 1, p.pg_type());
+                assert!(q.sql.contains(&placeholder), "{placeholder} in {}", q.sql);
+            }
+            assert!(!q.sql.contains(&format!("${}", q.params.len() + 1)));
+            assert!(
+                q.sql.contains("= ANY($") && q.sql.contains(" ILIKE $"),
+                "{}",
+                q.sql
+            );
+        }
     }
 
     #[test]

@@ -155,6 +155,30 @@ pub(crate) fn stored_metric_value(value: f64) -> (f64, bool) {
     }
 }
 
+/// The newest point of each key among `metrics`, as latest_metrics keeps it: the greatest
+/// (step, timestamp, stored value), the first of equal ones. A batch then updates latest_metrics
+/// once per key instead of once per point (whose upsert applies the same rule against the stored
+/// row).
+pub(crate) fn latest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
+    let mut latest: Vec<&Metric> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let rank = |m: &Metric| (m.step, m.timestamp, stored_metric_value(m.value).0);
+    for m in metrics {
+        match at.get(m.key.as_str()) {
+            Some(&i) => {
+                if rank(m).partial_cmp(&rank(latest[i])) == Some(std::cmp::Ordering::Greater) {
+                    latest[i] = m;
+                }
+            }
+            None => {
+                at.insert(&m.key, latest.len());
+                latest.push(m);
+            }
+        }
+    }
+    latest
+}
+
 /// The value a stored metric row stands for.
 pub(crate) fn loaded_metric_value(value: f64, is_nan: bool) -> f64 {
     if is_nan { f64::NAN } else { value }

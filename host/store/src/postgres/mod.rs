@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_traces.sql"),
     include_str!("../../migrations/postgres/0006_eval_datasets.sql"),
     include_str!("../../migrations/postgres/0007_trace_prompts.sql"),
+    include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

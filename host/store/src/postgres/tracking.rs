@@ -6,7 +6,7 @@
 //! value that won, and a metric's latest row only moves forward. A batch touches its rows in key
 //! order, so two batches of one run never wait on each other in a cycle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -210,7 +210,12 @@ async fn log_param(tx: &Tx<'_>, run_id: &str, param: &Param) -> Result<()> {
 /// Logs a run's points in three statements: every point (identical points are one), the model
 /// a point is logged again with, and each key's latest point, which only moves forward (the
 /// row lock of `ON CONFLICT DO UPDATE` orders concurrent writers).
-async fn log_metrics(tx: &Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()> {
+async fn log_metrics(
+    tx: &Tx<'_>,
+    run_id: &str,
+    experiment_id: i64,
+    metrics: &[Metric],
+) -> Result<()> {
     if metrics.is_empty() {
         return Ok(());
     }
@@ -220,25 +225,8 @@ async fn log_metrics(tx: &Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()
     let (mut steps, mut timestamps) = (Vec::new(), Vec::new());
     let (mut values, mut nans) = (Vec::new(), Vec::new());
     let (mut models, mut names, mut digests) = (Vec::new(), Vec::new(), Vec::new());
-    // Each key's newest point (step, timestamp, value), as SQLite's upsert compares them.
-    let mut latest: BTreeMap<&str, (i64, i64, f64, i64)> = BTreeMap::new();
     for m in &sorted {
         let (value, is_nan) = rules::stored_metric_value(m.value);
-        let point = (m.step, m.timestamp, value, i64::from(is_nan));
-        latest
-            .entry(m.key.as_str())
-            .and_modify(|p| {
-                if (point.0, point.1).cmp(&(p.0, p.1)).then(
-                    point
-                        .2
-                        .partial_cmp(&p.2)
-                        .unwrap_or(std::cmp::Ordering::Equal),
-                ) == std::cmp::Ordering::Greater
-                {
-                    *p = point;
-                }
-            })
-            .or_insert(point);
         keys.push(m.key.clone());
         steps.push(m.step);
         timestamps.push(m.timestamp);
@@ -291,27 +279,39 @@ async fn log_metrics(tx: &Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()
         )
         .await?;
     }
+    // Each key's newest point, in key order (the order rows are claimed in).
+    let mut latest = rules::latest_per_key(metrics);
+    latest.sort_by(|a, b| a.key.cmp(&b.key));
     let mut keys = Vec::with_capacity(latest.len());
     let (mut steps, mut timestamps, mut values, mut nans) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (key, (step, timestamp, value, is_nan)) in latest {
-        keys.push(key);
-        steps.push(step);
-        timestamps.push(timestamp);
+    for m in latest {
+        let (value, is_nan) = rules::stored_metric_value(m.value);
+        keys.push(m.key.as_str());
+        steps.push(m.step);
+        timestamps.push(m.timestamp);
         values.push(value);
-        nans.push(is_nan);
+        nans.push(i64::from(is_nan));
     }
     execute(
         tx,
-        "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan)
-         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[],
+        "INSERT INTO latest_metrics (run_uuid, experiment_id, key, step, timestamp, value, is_nan)
+         SELECT $1, $7, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[],
                                   $6::bigint[])
          ON CONFLICT (run_uuid, key) DO UPDATE SET
              step = excluded.step, timestamp = excluded.timestamp,
              value = excluded.value, is_nan = excluded.is_nan
          WHERE (excluded.step, excluded.timestamp, excluded.value)
              > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
-        &[&run_id, &keys, &steps, &timestamps, &values, &nans],
+        &[
+            &run_id,
+            &keys,
+            &steps,
+            &timestamps,
+            &values,
+            &nans,
+            &experiment_id,
+        ],
     )
     .await?;
     Ok(())
@@ -749,11 +749,11 @@ impl TrackingStore for PgStore {
         params.sort_by(|a, b| a.key.cmp(&b.key));
         tags.sort_by(|a, b| a.key.cmp(&b.key));
         self.write(async |tx| {
-            require_active_run(tx, run_id).await?;
+            let experiment_id = require_active_run(tx, run_id).await?;
             for param in &params {
                 log_param(tx, run_id, param).await?;
             }
-            log_metrics(tx, run_id, &metrics).await?;
+            log_metrics(tx, run_id, experiment_id, &metrics).await?;
             for tag in &tags {
                 set_run_tag(tx, run_id, tag).await?;
             }
@@ -875,8 +875,14 @@ impl TrackingStore for PgStore {
             offset,
         )?;
         self.write(async |tx| {
-            let ids: Vec<String> = first_column(tx, &q).await?;
-            let runs = load_runs(tx, &ids).await?;
+            let mut ids: Vec<String> = Vec::new();
+            for segment in &q.segments {
+                if !q.wants_more(ids.len()) {
+                    break;
+                }
+                ids.extend(first_column::<String>(tx, segment).await?);
+            }
+            let runs = load_runs(tx, &q.page(ids)).await?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
         })
     }

@@ -419,12 +419,15 @@ impl ImportTarget {
     pub fn finish_run(&mut self, run_id: &str) -> Result<()> {
         self.tx(|tx| {
             tx.execute(
-                "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan)
-                 SELECT run_uuid, key, step, timestamp, value, is_nan FROM (
+                "INSERT INTO latest_metrics
+                     (run_uuid, key, experiment_id, step, timestamp, value, is_nan)
+                 SELECT m.run_uuid, m.key, r.experiment_id, m.step, m.timestamp, m.value, m.is_nan
+                 FROM (
                      SELECT *, row_number() OVER (
                          PARTITION BY key ORDER BY step DESC, timestamp DESC, value DESC) AS rank
-                     FROM metrics WHERE run_uuid = ?1)
-                 WHERE rank = 1
+                     FROM metrics WHERE run_uuid = ?1) m
+                 JOIN runs r ON r.run_uuid = m.run_uuid
+                 WHERE m.rank = 1
                  ON CONFLICT (run_uuid, key) DO UPDATE SET
                      step = excluded.step, timestamp = excluded.timestamp,
                      value = excluded.value, is_nan = excluded.is_nan",

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_traces.sql"),
     include_str!("../../migrations/0006_eval_datasets.sql"),
     include_str!("../../migrations/0007_trace_prompts.sql"),
+    include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

@@ -21,6 +21,15 @@ impl From<Query> for SqlQuery {
     }
 }
 
+impl From<&Query> for SqlQuery {
+    fn from(q: &Query) -> Self {
+        Self {
+            sql: q.sql.clone(),
+            params: q.params.iter().cloned().map(|p| p.into_sqlite()).collect(),
+        }
+    }
+}
+
 impl SqlQuery {
     /// Runs the query and maps each row.
     pub fn rows<T>(

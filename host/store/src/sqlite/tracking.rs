@@ -182,6 +182,7 @@ fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
     }
 }
 
+/// Logs one point into a run's history (`metrics`); [`update_latest`] then keeps its newest.
 pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<()> {
     // SQLite turns NaN into NULL, so NaN is stored as 0 with a flag, as MLflow's SQL store does.
     let (value, is_nan) = rules::stored_metric_value(m.value);
@@ -227,9 +228,22 @@ pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<
         ])
         .map_err(sql_err)?;
     }
+    Ok(())
+}
+
+/// Makes `m` the run's latest point of its key if it is newer than the stored one (greatest
+/// step, then timestamp, then value). `experiment_id` is the run's: latest_metrics carries it
+/// for search's per-experiment index.
+pub(crate) fn update_latest(
+    conn: &Connection,
+    run_id: &str,
+    experiment_id: i64,
+    m: &Metric,
+) -> Result<()> {
+    let (value, is_nan) = rules::stored_metric_value(m.value);
     conn.prepare_cached(
-        "INSERT INTO latest_metrics (run_uuid, key, step, timestamp, value, is_nan)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, value, is_nan)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (run_uuid, key) DO UPDATE SET
              step = excluded.step, timestamp = excluded.timestamp,
              value = excluded.value, is_nan = excluded.is_nan
@@ -237,7 +251,15 @@ pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<
              > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
     )
     .map_err(sql_err)?
-    .execute(params![run_id, m.key, m.step, m.timestamp, value, is_nan])
+    .execute(params![
+        run_id,
+        m.key,
+        experiment_id,
+        m.step,
+        m.timestamp,
+        value,
+        is_nan
+    ])
     .map_err(sql_err)?;
     Ok(())
 }
@@ -655,12 +677,15 @@ impl TrackingStore for SqliteStore {
     ) -> Result<()> {
         let run_id = run_id.to_string();
         self.write(move |conn| {
-            require_active_run(conn, &run_id)?;
+            let experiment_id = require_active_run(conn, &run_id)?;
             for param in &params {
                 log_param(conn, &run_id, param)?;
             }
             for metric in &metrics {
                 log_metric(conn, &run_id, metric)?;
+            }
+            for metric in rules::latest_per_key(&metrics) {
+                update_latest(conn, &run_id, experiment_id, metric)?;
             }
             for tag in &tags {
                 set_run_tag(conn, &run_id, tag)?;
@@ -776,7 +801,7 @@ impl TrackingStore for SqliteStore {
             .map(|id| parse_experiment_id(id))
             .collect::<Result<Vec<_>>>()?;
         self.read(|conn| {
-            let query: SqlQuery = search_sql::run_search_sql(
+            let plan = search_sql::run_search_sql(
                 Dialect::Sqlite,
                 &experiment_ids,
                 search.view.stages(),
@@ -784,10 +809,15 @@ impl TrackingStore for SqliteStore {
                 &search.order_by,
                 search.max_results + 1,
                 offset,
-            )?
-            .into();
-            let ids: Vec<String> = query.first_column(conn)?;
-            let runs = load_runs(conn, &ids)?;
+            )?;
+            let mut ids: Vec<String> = Vec::new();
+            for query in &plan.segments {
+                if !plan.wants_more(ids.len()) {
+                    break;
+                }
+                ids.extend(SqlQuery::from(query).first_column::<String>(conn)?);
+            }
+            let runs = load_runs(conn, &plan.page(ids))?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
         })
     }

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Store scaling benchmark (issue 17, item 5); prints a markdown table per backend.
+
+    python scripts/bench_scale.py --wasmflow BIN [--sizes 10000,100000,1000000]
+                                  [--backends sqlite,postgres] [--pg-uri postgresql://...]
+
+Grows one experiment to each size in turn (every run: 3 metrics, 2 params, 1 tag, logged over
+REST by several client processes: `runs/create` with the tag, then one `runs/log-batch`) and
+prints the ingest rate of each step. At each size it times, client-observed over REST:
+
+- search top-100 with a metric filter and a metric order
+  (`metrics.m0 > 0.5`, `order_by metrics.m1 DESC`, `max_results 100`);
+- newest-100 by start time (no filter, MLflow's default order, `max_results 100`);
+- the next page of the newest-100 search (its page token);
+
+and once per backend, log-batch throughput: 1000-metric `runs/log-batch` calls into one run.
+
+PostgreSQL: `--pg-uri` (default $WASMFLOW_TEST_POSTGRES_URI) names a superuser's database; the
+bench creates a database of its own beside it (with `psql`) and drops it at the end.
+Latencies include the Python client (~0.3 ms) and the loading and JSON of 100 whole runs.
+Only 127.0.0.1 is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from multiprocessing import Pool
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+API = "/api/2.0/mlflow"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """A keep-alive JSON client on one connection (http.client: far less overhead than requests)."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def post(self, path: str, body: bytes | dict) -> dict:
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+        self.conn.request("POST", API + path, body=body, headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{path}: {r.status} {data[:300]!r}")
+        return json.loads(data) if data else {}
+
+
+def start_server(binary: str, backend_uri: str, work: Path, out: Path | None) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", backend_uri, "--artifacts-destination", str(work / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "ab"),
+        # A PostgreSQL store keeps no key file: the webhook secrets' key comes from the environment.
+        env={"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "YmVuY2gtc2NhbGUtd2ViaG9vay1rZXktMzItYnl0ZXM=",
+             **os.environ, "RUST_LOG": "warn"}, start_new_session=True,
+    )
+    if out is not None:
+        with open(out / "pgids", "a") as f:
+            f.write(f"{proc.pid}\n")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            break
+    stop(proc)
+    raise SystemExit(f"server did not come up; see {work / 'server.log'}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingest
+
+
+def _grow(task: tuple[int, str, int, int, int]) -> int:
+    """One client process: creates runs first..last (exclusive) with their data."""
+    port, exp_id, first, last, t0 = task
+    c = Client(port)
+    rnd = random.Random(first)
+    for i in range(first, last):
+        # Start times are distinct and increasing, as runs started one after another.
+        start = t0 + i
+        run = c.post("/runs/create", {
+            "experiment_id": exp_id, "start_time": start, "run_name": f"run-{i}",
+            "tags": [{"key": "t0", "value": f"tag-{i % 7}"}],
+        })["run"]["info"]["run_id"]
+        c.post("/runs/log-batch", {
+            "run_id": run,
+            "metrics": [{"key": f"m{k}", "value": rnd.random(), "timestamp": start, "step": 0}
+                        for k in range(3)],
+            "params": [{"key": "p0", "value": str(i % 10)}, {"key": "p1", "value": f"v{i % 3}"}],
+        })
+    return last - first
+
+
+def grow(port: int, exp_id: str, have: int, want: int, clients: int, t0: int) -> float:
+    """Grows the experiment from `have` to `want` runs; returns the seconds taken."""
+    chunk = 500
+    tasks = [(port, exp_id, a, min(a + chunk, want), t0) for a in range(have, want, chunk)]
+    started = time.perf_counter()
+    with Pool(clients) as pool:
+        for _ in pool.imap_unordered(_grow, tasks):
+            pass
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def timed(c: Client, path: str, body: dict, reps: int) -> tuple[float, float, dict]:
+    raw = json.dumps(body).encode()
+    answer = c.post(path, raw)  # warm-up
+    c.post(path, raw)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        answer = c.post(path, raw)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], answer
+
+
+def queries(port: int, exp_id: str, reps: int) -> list[tuple[str, float, float, str]]:
+    c = Client(port)
+    rows = []
+    top = {"experiment_ids": [exp_id], "filter": "metrics.m0 > 0.5",
+           "order_by": ["metrics.m1 DESC"], "max_results": 100}
+    med, p95, ans = timed(c, "/runs/search", top, reps)
+    runs = ans.get("runs", [])
+    values = [next(m["value"] for m in r["data"]["metrics"] if m["key"] == "m1") for r in runs]
+    assert len(runs) == 100 and values == sorted(values, reverse=True), "top-100 answer is wrong"
+    rows.append(("search: metrics.m0 > 0.5, order by metrics.m1 DESC, top 100", med, p95, ""))
+
+    newest = {"experiment_ids": [exp_id], "max_results": 100}
+    med, p95, ans = timed(c, "/runs/search", newest, reps)
+    starts = [r["info"]["start_time"] for r in ans["runs"]]
+    assert len(starts) == 100 and starts == sorted(starts, reverse=True), "newest-100 is wrong"
+    rows.append(("search: newest 100 by start time (default order)", med, p95, ""))
+
+    med, p95, ans2 = timed(c, "/runs/search", {**newest, "page_token": ans["next_page_token"]}, reps)
+    assert ans2["runs"][0]["info"]["start_time"] < starts[-1], "second page is wrong"
+    rows.append(("search: newest 100, second page (page token)", med, p95, ""))
+    return rows
+
+
+def log_batch_rate(port: int, exp_id: str, calls: int) -> tuple[float, float]:
+    """1000-metric log-batch calls, one client; returns (metrics/s, ms a call)."""
+    c = Client(port)
+    run = c.post("/runs/create", {"experiment_id": exp_id, "start_time": 0})["run"]["info"]["run_id"]
+    bodies = [json.dumps({"run_id": run, "metrics": [
+        {"key": f"lb{k % 10}", "value": (n * 1000 + k) * 0.001, "timestamp": 1_700_000_000_000 + n,
+         "step": n * 100 + k // 10} for k in range(1000)]}).encode() for n in range(calls + 2)]
+    c.post("/runs/log-batch", bodies[0])
+    c.post("/runs/log-batch", bodies[1])
+    t = time.perf_counter()
+    for body in bodies[2:]:
+        c.post("/runs/log-batch", body)
+    dt = time.perf_counter() - t
+    return calls * 1000 / dt, dt / calls * 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends
+
+
+def pg_database(base_uri: str) -> tuple[str, str]:
+    """Creates a fresh database beside `base_uri`'s; returns (its uri, its name)."""
+    if not shutil.which("psql"):
+        raise SystemExit("psql is needed to create the benchmark's PostgreSQL database")
+    name = f"wasmflow_bench_scale_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", base_uri, "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+    parts = urlsplit(base_uri)
+    return urlunsplit(parts._replace(path=f"/{name}")), name
+
+
+def run_backend(args, backend: str, sizes: list[int], out: Path | None) -> list[str]:
+    work = Path(tempfile.mkdtemp(prefix=f"wasmflow-bench-scale-{backend}-"))
+    dropdb = None
+    if backend == "sqlite":
+        uri = f"sqlite:///{work / 'db.sqlite'}"
+    else:
+        if not args.pg_uri:
+            raise SystemExit("--pg-uri or WASMFLOW_TEST_POSTGRES_URI is needed for postgres")
+        uri, dropdb = pg_database(args.pg_uri)
+    proc, port = start_server(args.wasmflow, uri, work, out)
+    lines = [f"\n### {backend}\n", "| runs | step | ingest | query | median ms | p95 ms |",
+             "|---:|---|---:|---|---:|---:|"]
+    try:
+        c = Client(port)
+        exp_id = c.post("/experiments/create", {"name": f"scale-{uuid.uuid4().hex[:6]}"})["experiment_id"]
+        t0 = 1_700_000_000_000
+        have = 0
+        for size in sizes:
+            secs = grow(port, exp_id, have, size, args.clients, t0)
+            n = size - have
+            ingest = f"{n / secs:,.0f} runs/s ({3 * n / secs:,.0f} metrics/s, {secs:.0f} s)"
+            print(f"{backend}: {size} runs; grew {n} in {secs:.1f} s: {ingest}", file=sys.stderr, flush=True)
+            lines.append(f"| {size:,} | grow by {n:,} ({args.clients} clients) | {ingest} | | | |")
+            have = size
+            for name, med, p95, _ in queries(port, exp_id, args.reps):
+                lines.append(f"| {size:,} | | | {name} | {med:.2f} | {p95:.2f} |")
+                print(f"  {name}: {med:.2f} ms median, {p95:.2f} ms p95", file=sys.stderr, flush=True)
+        rate, per_call = log_batch_rate(port, exp_id, args.batch_calls)
+        lines.append(f"| {have:,} | log-batch, 1000 metrics a call, 1 client | "
+                     f"{rate:,.0f} metrics/s ({per_call:.2f} ms a call) | | | |")
+        print(f"  log-batch: {rate:,.0f} metrics/s", file=sys.stderr, flush=True)
+    finally:
+        stop(proc)
+        if dropdb:
+            subprocess.run(["psql", args.pg_uri, "-q", "-c", f"DROP DATABASE IF EXISTS {dropdb}"], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wasmflow", default=os.environ.get("WASMFLOW_BIN") or str(REPO / "target/release/wasmflow"))
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--sizes", default="10000,100000,1000000",
+                    help="comma-separated run counts the experiment grows to, in turn")
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--pg-uri", default=os.environ.get("WASMFLOW_TEST_POSTGRES_URI"))
+    ap.add_argument("--clients", type=int, default=4, help="client processes that grow the experiment")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--batch-calls", type=int, default=100)
+    args = ap.parse_args()
+    sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip())
+    report = ["## Store scaling (bench_scale.py)",
+              f"\nsizes {', '.join(f'{s:,}' for s in sizes)}; each run 3 metrics, 2 params, 1 tag; "
+              f"{args.reps} timed calls per query"]
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if backend not in ("sqlite", "postgres"):
+            raise SystemExit(f"unknown backend '{backend}' (sqlite, postgres)")
+        report += run_backend(args, backend, sizes, args.out)
+    text = "\n".join(report) + "\n"
+    print(text)
+    if args.out:
+        (args.out / "report.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
