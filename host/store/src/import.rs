@@ -799,9 +799,10 @@ mod tests {
                 assert_eq!(r.params, tally(new, old), "{backend}");
                 assert_eq!(r.inputs, tally(2 * new, 2 * old), "{backend}");
                 assert_eq!(m, tally(1201 * new, 1201 * old), "{backend}");
-                // The model's point is the run's last one, marked again on the second round.
+                // The model's point is the run's last one: marked on the first round, found
+                // marked on the second.
                 assert_eq!(lm.entities, tally(new, old), "{backend}");
-                assert_eq!(lm.metrics, tally(1, 0), "{backend}");
+                assert_eq!(lm.metrics, tally(new, old), "{backend}");
                 assert_eq!(rm.versions, tally(new, old), "{backend}");
                 assert_eq!(rm.version_tags, tally(new, old), "{backend}");
                 assert_eq!(rm.aliases, tally(new, old), "{backend}");
