@@ -16,7 +16,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data --create-home wasmflow
 COPY --from=build /usr/local/bin/wasmflow /usr/local/bin/wasmflow
-USER wasmflow
+# By number, so that the host and orchestrators (runAsNonRoot) see a non-root id without the
+# image's /etc/passwd.
+USER 10001
 WORKDIR /data
 # The store, the artifacts, installed plugins and the compile cache all live in the volume.
 VOLUME ["/data"]
@@ -27,7 +29,8 @@ ENV XDG_CACHE_HOME=/data/cache \
     MLFLOW_ARTIFACTS_DESTINATION=/data/mlartifacts \
     WASMFLOW_PLUGINS_DIR=/data/plugins
 EXPOSE 5000
+# Exit status 1 for any failure (Docker reserves 2; curl's own codes are larger).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:5000/health || exit 1
+    CMD ["sh", "-c", "curl -fsS http://127.0.0.1:5000/health || exit 1"]
 ENTRYPOINT ["wasmflow"]
 CMD ["server"]

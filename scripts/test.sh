@@ -132,7 +132,10 @@ WASMFLOW_E2E_REQUIRE_S3=1 WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests
 # own on the throwaway cluster started above): the same answers from either backend.
 pg_files=(test_experiments.py test_runs.py test_registry.py test_prompts.py test_traces.py
     test_eval_datasets.py test_webhooks.py test_auth.py test_errors.py test_bulk_interval.py
-    test_replicas.py)
+    test_replicas.py
+    # The import into a PostgreSQL store, from MLflow's PostgreSQL store (the readers of MLflow's
+    # other stores are the same code, run on SQLite above).
+    test_import.py::test_import_mlflow_store)
 phase "pytest tests/e2e on PostgreSQL (${#pg_files[@]} files, $e2e_workers workers)"
 WASMFLOW_E2E_BACKEND=postgres WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest \
     "${pg_files[@]/#/tests/e2e/}" -q -p no:cacheprovider "${xdist[@]}"

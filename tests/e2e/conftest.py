@@ -333,8 +333,9 @@ def isolated_server(tmp_path, wasmflow_bin):
     """Factory for extra servers (own store unless a directory is given); all stopped afterwards."""
     started: list[ServerProcess] = []
 
-    def start(store_dir: Path | None = None, name: str = "extra") -> ServerProcess:
-        srv = ServerProcess(wasmflow_bin, store_dir or tmp_path / "store", name=name).start()
+    def start(store_dir: Path | None = None, name: str = "extra", backend_uri: str | None = None) -> ServerProcess:
+        srv = ServerProcess(wasmflow_bin, store_dir or tmp_path / "store", name=name,
+                            backend_uri=backend_uri).start()
         started.append(srv)
         return srv
 

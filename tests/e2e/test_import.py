@@ -1,11 +1,14 @@
-"""`wasmflow import mlflow`: MLflow stores written by the official client (its SQLite schema and its
-`mlruns` file store) are imported, a wasmflow server is started on the result, and everything the
+"""`wasmflow import mlflow`: MLflow stores written by the official client (its SQL schema in SQLite
+and in PostgreSQL, and its `mlruns` file store) are imported, a wasmflow server is started on the result, and everything the
 official client reads from the source is compared with what it reads from wasmflow: experiments,
 runs, params, tags, every metric point, datasets, logged models, registered models, versions,
 aliases and artifacts, with the same ids and URIs. Also: a second import changes nothing, an
 import killed halfway and started again ends complete, --copy-artifacts moves the files under the
 server's artifacts destination, and an MLflow store given to `wasmflow server` is refused in one
 line.
+
+The target is wasmflow's SQLite store, or with WASMFLOW_E2E_BACKEND=postgres (scripts/test.sh's
+PostgreSQL phase runs the tests named there) a PostgreSQL database of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+
+from conftest import POSTGRES, fresh_postgres_database
 
 # Written by the official client into the store MLFLOW_TRACKING_URI names; no server involved.
 MAKE_STORE = textwrap.dedent(
@@ -72,9 +77,24 @@ def make_store(tmp_path: Path, uri: str) -> None:
     assert made.returncode == 0, made.stderr[-2000:]
 
 
-def import_(wasmflow_bin: str, source: str, target: Path, *extra: str) -> dict[str, list[int | None]]:
+def mlflow_postgres_uri() -> str:
+    """A new database on the test PostgreSQL server for MLflow's own SQL store, in SQLAlchemy's
+    form with the driver MLflow users name (`postgresql+psycopg2://`)."""
+    if not os.environ.get("WASMFLOW_TEST_POSTGRES_URI"):
+        pytest.skip("MLflow's PostgreSQL store needs WASMFLOW_TEST_POSTGRES_URI (scripts/test.sh starts a server)")
+    pytest.importorskip("psycopg2", reason="MLflow's PostgreSQL store needs psycopg2 (tests/requirements.txt)")
+    return fresh_postgres_database().replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def target_store(store: Path) -> str:
+    """wasmflow's store an import writes into: a SQLite file in `store`, or a new PostgreSQL
+    database on the PostgreSQL run of the suite."""
+    return fresh_postgres_database() if POSTGRES else f"sqlite:///{store / 'db.sqlite'}"
+
+
+def import_(wasmflow_bin: str, source: str, target: str, *extra: str) -> dict[str, list[int | None]]:
     out = subprocess.run(
-        [wasmflow_bin, "import", "mlflow", "--from", source, "--to", f"sqlite:///{target}", *extra],
+        [wasmflow_bin, "import", "mlflow", "--from", source, "--to", target, *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -176,20 +196,27 @@ def compare_stores(src: MlflowClient, dst: MlflowClient) -> None:
                 src.get_model_version_download_uri(rm.name, v.version)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "mlruns"])
+# MLflow's three stores as sources; on the PostgreSQL run only MLflow's PostgreSQL store (the
+# readers are the same, the writer is what that run tests).
+@pytest.mark.parametrize("kind", ["postgres"] if POSTGRES else ["sqlite", "mlruns", "postgres"])
 def test_import_mlflow_store(kind, tmp_path, wasmflow_bin, isolated_server, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    source = f"sqlite:///{tmp_path}/mlflow.db" if kind == "sqlite" else f"file://{tmp_path}/mlruns"
+    source = {
+        "sqlite": lambda: f"sqlite:///{tmp_path}/mlflow.db",
+        "mlruns": lambda: f"file://{tmp_path}/mlruns",
+        "postgres": mlflow_postgres_uri,
+    }[kind]()
     make_store(tmp_path, source)
     store = tmp_path / "wasmflow"
     store.mkdir()
-    first = import_(wasmflow_bin, source, store / "db.sqlite")
+    target = target_store(store)
+    first = import_(wasmflow_bin, source, target)
     assert first["runs"][:2] == [2, 2] and first["metric points"][1] >= 12, first
     for kind_, (src_n, imported, there, present) in first.items():
         assert imported + there == src_n, kind_
         assert present is None or present == src_n, kind_
 
-    srv = isolated_server(store)
+    srv = isolated_server(store, backend_uri=target)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
     src = MlflowClient(tracking_uri=source, registry_uri=source)
     dst = MlflowClient(tracking_uri=srv.url, registry_uri=srv.url)
@@ -223,9 +250,17 @@ def test_import_mlflow_store(kind, tmp_path, wasmflow_bin, isolated_server, monk
     srv.stop()
 
     # A second import finds everything there.
-    again = import_(wasmflow_bin, source, store / "db.sqlite")
+    again = import_(wasmflow_bin, source, target)
     assert all(imported == 0 for _, imported, _, _ in again.values()), again
     assert again["runs"][2] == 2 and again["metric points"][2] == first["metric points"][0]
+    if kind == "postgres":
+        # MLflow's PostgreSQL database given to the server is refused in one line.
+        out = subprocess.run([wasmflow_bin, "server", "--backend-store-uri", source, "--port", "0"],
+                             capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"})
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode != 0 and len(lines) == 1, out.stderr
+        assert "wasmflow import mlflow --from" in lines[0], lines
 
 
 def test_import_copies_artifacts(tmp_path, wasmflow_bin, isolated_server, monkeypatch):
@@ -233,9 +268,10 @@ def test_import_copies_artifacts(tmp_path, wasmflow_bin, isolated_server, monkey
     make_store(tmp_path, source)
     store = tmp_path / "wasmflow"
     store.mkdir()
-    import_(wasmflow_bin, source, store / "db.sqlite", "--copy-artifacts",
+    target = target_store(store)
+    import_(wasmflow_bin, source, target, "--copy-artifacts",
             "--artifacts-destination", str(store / "artifacts"))
-    srv = isolated_server(store)
+    srv = isolated_server(store, backend_uri=target)
     dst = MlflowClient(tracking_uri=srv.url, registry_uri=srv.url)
     run = dst.search_runs([e.experiment_id for e in dst.search_experiments() if e.name == "imported"],
                           filter_string="attributes.run_name = 'train'")[0]
@@ -266,10 +302,10 @@ def test_killed_import_resumes(tmp_path, wasmflow_bin, isolated_server):
     con.close()
     store = tmp_path / "wasmflow"
     store.mkdir()
-    target = store / "db.sqlite"
+    target = target_store(store)
     proc = subprocess.Popen(
         [wasmflow_bin, "import", "mlflow", "--from", f"sqlite:///{source_db}", "--to",
-         f"sqlite:///{target}", "--batch-size", "2000"],
+         target, "--batch-size", "2000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     for line in proc.stderr:
@@ -283,7 +319,7 @@ def test_killed_import_resumes(tmp_path, wasmflow_bin, isolated_server):
     src_n, imported, there, present = second["metric points"]
     assert there > 0 and imported > 0, second
     assert present == src_n >= points
-    srv = isolated_server(store)
+    srv = isolated_server(store, backend_uri=target)
     dst = MlflowClient(tracking_uri=srv.url)
     history = dst.get_metric_history(run_id, "long1")
     assert len(history) == points // 3
@@ -360,9 +396,10 @@ def test_import_mlflow_2_schema(tmp_path, wasmflow_bin, isolated_server, monkeyp
     assert version == ("0584bdc529eb",)
     store = tmp_path / "wasmflow"
     store.mkdir()
-    first = import_(wasmflow_bin, source, store / "db.sqlite")
+    target = target_store(store)
+    first = import_(wasmflow_bin, source, target)
     assert first["runs"][1] == 1 and first["metric points"][1] == 4 and first["model versions"][1] == 1
-    srv = isolated_server(store)
+    srv = isolated_server(store, backend_uri=target)
     # The 3.x client reads both: the source directly, wasmflow over REST.
     compare_stores_2(MlflowClient(tracking_uri=source, registry_uri=source),
                      MlflowClient(tracking_uri=srv.url, registry_uri=srv.url))
@@ -371,7 +408,7 @@ def test_import_mlflow_2_schema(tmp_path, wasmflow_bin, isolated_server, monkeyp
     path = mlflow.artifacts.download_artifacts("models:/old-model@prod", dst_path=str(tmp_path / "dl"))
     assert (Path(path) / "x.txt").read_text() == "x"
     srv.stop()
-    again = import_(wasmflow_bin, source, store / "db.sqlite")
+    again = import_(wasmflow_bin, source, target)
     assert all(imported == 0 for _, imported, _, _ in again.values()), again
 
 

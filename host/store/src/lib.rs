@@ -5,11 +5,13 @@
 pub mod auth;
 mod columns;
 pub mod eval_datasets;
+mod import;
 mod postgres;
 pub mod registry;
 #[cfg(test)]
 mod schema_tests;
 mod search_sql;
+pub mod sql_conn;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
@@ -20,14 +22,14 @@ pub mod webhooks;
 
 pub use auth::AuthStore;
 pub use eval_datasets::EvalDatasetStore;
+pub use import::{
+    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
+    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
+};
 pub use postgres::{PgPool, PgStore, redact_password};
 pub use registry::RegistryStore;
+pub use sqlite::SqliteStore;
 pub(crate) use sqlite::append_to_uri;
-pub use sqlite::{
-    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
-    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, SqliteStore,
-    Tally,
-};
 pub use traces::TraceStore;
 use wasmflow_core::entities::{
     DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput, ModelOutput,
@@ -269,8 +271,12 @@ pub fn is_postgres(uri: &str) -> bool {
     postgres::parse_uri(uri).is_some()
 }
 
-/// Opens the database `uri` names (as [`open`] reads it) for `wasmflow import`.
+/// Opens the database `uri` names (as [`open`] reads it: SQLite or PostgreSQL) for
+/// `wasmflow import`.
 pub fn open_import_target(uri: &str) -> Result<ImportTarget> {
+    if is_postgres(uri) {
+        return ImportTarget::open_postgres(uri);
+    }
     ImportTarget::open(&store_path(uri)?)
 }
 

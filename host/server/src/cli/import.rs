@@ -1,10 +1,11 @@
-//! `wasmflow import mlflow`: copies an MLflow tracking store (its SQL schema in SQLite, or an
-//! `mlruns` file store) into a wasmflow database, keeping every id, name, timestamp, lifecycle
-//! stage and artifact URI, so that `runs:/` and `models:/` URIs keep working.
+//! `wasmflow import mlflow`: copies an MLflow tracking store (its SQL schema in SQLite or
+//! PostgreSQL, or an `mlruns` file store) into a wasmflow store (SQLite or PostgreSQL), keeping
+//! every id, name, timestamp, lifecycle stage and artifact URI, so that `runs:/` and `models:/`
+//! URIs keep working.
 //!
 //! The source is only read. The target is written one transaction per entity (and per batch of
-//! metric points), each row with `INSERT OR IGNORE` on its key: a second import adds nothing and
-//! an import killed halfway continues where it stopped when started again.
+//! metric points), each row with `ON CONFLICT DO NOTHING` on its key: a second import adds
+//! nothing and an import killed halfway continues where it stopped when started again.
 
 mod mlflow_files;
 mod mlflow_sql;
@@ -34,14 +35,16 @@ enum ImportSource {
 
 #[derive(clap::Args)]
 struct MlflowArgs {
-    /// The MLflow store: `sqlite:///path/mlflow.db`, `file:///path/mlruns` or a path to either.
+    /// The MLflow store: `sqlite:///path/mlflow.db`, `postgresql://user:pass@host/db` (also
+    /// `postgresql+psycopg2://`), `file:///path/mlruns` or a path to a file or mlruns directory.
     #[arg(long)]
     from: String,
     /// Where the source's `mlflow-artifacts:/` URIs point (the `--artifacts-destination` the
     /// MLflow server ran with); needed to copy such artifacts.
     #[arg(long)]
     artifacts_from: Option<String>,
-    /// wasmflow's store to write into (as `wasmflow server --backend-store-uri`).
+    /// wasmflow's store to write into (as `wasmflow server --backend-store-uri`: a SQLite file
+    /// or a PostgreSQL database).
     #[arg(long, default_value = "sqlite:///mlflow.db")]
     to: String,
     /// Copy every run's and logged model's artifacts into --artifacts-destination and point their
@@ -84,8 +87,15 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 fn open_source(from: &str) -> anyhow::Result<Box<dyn Source>> {
-    if from.starts_with("postgresql") || from.starts_with("mysql") || from.starts_with("mssql") {
-        bail!("cannot import from '{from}': only MLflow's SQLite databases and mlruns directories");
+    if wasmflow_store::is_postgres(from) {
+        return Ok(Box::new(mlflow_sql::SqlSource::open_postgres(from)?));
+    }
+    if from.starts_with("mysql") || from.starts_with("mssql") {
+        bail!(
+            "cannot import from '{}': MLflow's SQLite and PostgreSQL databases and mlruns \
+             directories are read",
+            wasmflow_store::redact_password(from)
+        );
     }
     let path = if let Some(rest) = from.strip_prefix("sqlite:///") {
         PathBuf::from(rest)
@@ -102,17 +112,25 @@ fn open_source(from: &str) -> anyhow::Result<Box<dyn Source>> {
     if !path.is_file() {
         bail!("no MLflow store at '{}'", path.display());
     }
-    Ok(Box::new(mlflow_sql::SqlSource::open(&path)?))
+    Ok(Box::new(mlflow_sql::SqlSource::open_sqlite(&path)?))
 }
 
 fn import_mlflow(args: MlflowArgs) -> anyhow::Result<()> {
     let mut source = open_source(&args.from)?;
-    let mut target = wasmflow_store::open_import_target(&args.to)
-        .with_context(|| format!("cannot open the target store '{}'", args.to))?;
+    let mut target = wasmflow_store::open_import_target(&args.to).with_context(|| {
+        format!(
+            "cannot open the target store '{}'",
+            wasmflow_store::redact_password(&args.to)
+        )
+    })?;
     let artifacts = Artifacts::new(&args)?;
     let mut report = Report::default();
     let mut progress = Progress::new(source.run_count()?);
-    eprintln!("importing {} into {}", source.describe(), args.to);
+    eprintln!(
+        "importing {} into {}",
+        source.describe(),
+        wasmflow_store::redact_password(&args.to)
+    );
 
     let experiments = source.experiments()?;
     let mut run_ids = Vec::new();

@@ -291,9 +291,10 @@ pub fn upgrade(pool: &PgPool) -> Result<SchemaUpgrade> {
             .get(0);
         if mlflow {
             return Err(Error::invalid(format!(
-                "'{}' is an MLflow database, not a wasmflow one; give wasmflow a database of its \
-                 own",
-                conn.display_uri
+                "'{uri}' is an MLflow database, not a wasmflow one; copy it into a database of \
+                 wasmflow's own with `wasmflow import mlflow --from {uri} --to \
+                 postgresql://.../NEW_DATABASE`",
+                uri = conn.display_uri
             )));
         }
         tx.batch_execute(

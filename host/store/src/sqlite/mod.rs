@@ -3,7 +3,6 @@
 mod auth;
 mod datasets;
 mod eval_datasets;
-mod import;
 mod logged_models;
 mod registry;
 pub(crate) mod search_sql;
@@ -21,10 +20,6 @@ use wasmflow_core::{Error, Result};
 
 use crate::StoreConfig;
 
-pub use import::{
-    ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
-    ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
-};
 pub(crate) use tracking::append_to_uri;
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.

@@ -1,13 +1,14 @@
-//! Reads MLflow's SQL schema from a SQLite file, read-only. Columns and tables that older alembic
-//! revisions lack are looked up first and read as their defaults, so MLflow 2.x databases read
-//! as well as 3.x ones.
+//! Reads MLflow's SQL schema, read-only, from SQLite or PostgreSQL (the same statements on both,
+//! through [`SqlConn`]). Columns and tables that older alembic revisions lack are looked up first
+//! and read as their defaults, so MLflow 2.x databases read as well as 3.x ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use wasmflow_core::entities::{LoggedModelStatus, RunStatus};
+use wasmflow_store::args;
+use wasmflow_store::sql_conn::{Arg, PgConn, Row, SqlConn, SqliteConn};
 use wasmflow_store::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun,
@@ -16,53 +17,65 @@ use wasmflow_store::{
 use super::Source;
 
 pub struct SqlSource {
-    conn: Connection,
-    path: String,
+    conn: Box<dyn SqlConn>,
+    /// The file or the uri without its password, for messages.
+    name: String,
     revision: String,
+    /// Column names per table, looked up once.
+    columns: HashMap<String, HashSet<String>>,
 }
 
 impl SqlSource {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("cannot open '{}'", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let revision: Option<String> = conn
-            .query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
-            .optional()
-            .ok()
-            .flatten();
-        let Some(revision) = revision else {
+    pub fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
+        let conn = SqliteConn::open_read_only(path)?;
+        Self::new(Box::new(conn), path.display().to_string())
+    }
+
+    /// `postgresql://...` (or SQLAlchemy's `postgresql+psycopg2://...`, as MLflow is configured).
+    pub fn open_postgres(uri: &str) -> anyhow::Result<Self> {
+        let name = wasmflow_store::redact_password(uri);
+        let conn = PgConn::connect(uri)
+            .and_then(PgConn::read_only)
+            .with_context(|| format!("cannot open '{name}'"))?;
+        Self::new(Box::new(conn), name)
+    }
+
+    fn new(conn: Box<dyn SqlConn>, name: String) -> anyhow::Result<Self> {
+        let mut source = Self {
+            conn,
+            name,
+            revision: String::new(),
+            columns: HashMap::new(),
+        };
+        if !source.has_table("alembic_version")? {
             bail!(
                 "'{}' is not an MLflow database (it has no alembic_version table)",
-                path.display()
+                source.name
             );
-        };
-        Ok(Self {
-            conn,
-            path: path.display().to_string(),
-            revision,
-        })
-    }
-
-    fn columns(&self, table: &str) -> anyhow::Result<HashSet<String>> {
-        let mut stmt = self
+        }
+        source.revision = source
             .conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+            .query_opt("SELECT version_num FROM alembic_version", &[])?
+            .map(|r| r.text(0))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(source)
     }
 
-    fn has_table(&self, table: &str) -> anyhow::Result<bool> {
+    fn columns(&mut self, table: &str) -> anyhow::Result<&HashSet<String>> {
+        if !self.columns.contains_key(table) {
+            let found = self.conn.columns(table)?;
+            self.columns.insert(table.to_string(), found);
+        }
+        Ok(&self.columns[table])
+    }
+
+    fn has_table(&mut self, table: &str) -> anyhow::Result<bool> {
         Ok(!self.columns(table)?.is_empty())
     }
 
     /// `column` when `table` has it, else `default` (an SQL expression).
-    fn col(&self, table: &str, column: &str, default: &str) -> anyhow::Result<String> {
+    fn col(&mut self, table: &str, column: &str, default: &str) -> anyhow::Result<String> {
         Ok(if self.columns(table)?.contains(column) {
             column.to_string()
         } else {
@@ -71,7 +84,7 @@ impl SqlSource {
     }
 
     /// MLflow 3.x's workspaces: wasmflow has one, MLflow's `default`.
-    fn workspace(&self, table: &str) -> anyhow::Result<&'static str> {
+    fn workspace(&mut self, table: &str) -> anyhow::Result<&'static str> {
         Ok(if self.columns(table)?.contains("workspace") {
             " AND workspace = 'default'"
         } else {
@@ -79,80 +92,63 @@ impl SqlSource {
         })
     }
 
-    fn pairs(
-        &self,
-        sql: &str,
-        key: impl rusqlite::Params,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt
-            .query_map(key, |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+    fn rows(&self, sql: &str, args: &[Arg<'_>]) -> anyhow::Result<Vec<Row>> {
+        Ok(self.conn.query(sql, args)?)
     }
 
-    fn run_inputs(&self, run: &mut ImportRun) -> anyhow::Result<()> {
+    fn pairs(&self, sql: &str, args: &[Arg<'_>]) -> anyhow::Result<Vec<(String, String)>> {
+        self.rows(sql, args)?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.opt_text(1)?.unwrap_or_default())))
+            .collect()
+    }
+
+    fn run_inputs(&mut self, run: &mut ImportRun) -> anyhow::Result<()> {
         if !self.has_table("inputs")? {
             return Ok(());
         }
         let step = self.col("inputs", "step", "0")?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT input_uuid, source_type, source_id, destination_type, destination_id, {step}
-             FROM inputs
-             WHERE (destination_type = 'RUN' AND destination_id = ?1)
-                OR (source_type IN ('RUN_INPUT', 'RUN_OUTPUT') AND source_id = ?1)"
-        ))?;
-        let rows: Vec<(String, String, String, String, String, i64)> = stmt
-            .query_map([&run.run_uuid], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        for (input_uuid, source_type, source_id, destination_type, destination_id, step) in rows {
-            match (source_type.as_str(), destination_type.as_str()) {
+        let rows = self.rows(
+            &format!(
+                "SELECT input_uuid, source_type, source_id, destination_type, destination_id,
+                     {step}
+                 FROM inputs
+                 WHERE (destination_type = 'RUN' AND destination_id = $1)
+                    OR (source_type IN ('RUN_INPUT', 'RUN_OUTPUT') AND source_id = $1)"
+            ),
+            args![&run.run_uuid],
+        )?;
+        for r in rows {
+            let input_uuid = r.text(0)?;
+            let destination_id = r.text(4)?;
+            match (r.text(1)?.as_str(), r.text(3)?.as_str()) {
                 ("DATASET", "RUN") => {
-                    let dataset = self
-                        .conn
-                        .query_row(
-                            "SELECT dataset_uuid, name, digest, dataset_source_type,
-                                 dataset_source, dataset_schema, dataset_profile
-                             FROM datasets WHERE dataset_uuid = ?1",
-                            [&source_id],
-                            |r| {
-                                Ok(ImportDataset {
-                                    dataset_uuid: r.get(0)?,
-                                    name: r.get(1)?,
-                                    digest: r.get(2)?,
-                                    source_type: r.get(3)?,
-                                    source: r.get(4)?,
-                                    schema: r.get(5)?,
-                                    profile: r.get(6)?,
-                                    tags: Vec::new(),
-                                })
-                            },
-                        )
-                        .optional()?;
-                    if let Some(mut d) = dataset {
-                        d.tags = self.pairs(
-                            "SELECT name, value FROM input_tags WHERE input_uuid = ?1",
-                            [&input_uuid],
-                        )?;
-                        run.datasets.push(d);
+                    let dataset = self.conn.query_opt(
+                        "SELECT dataset_uuid, name, digest, dataset_source_type,
+                             dataset_source, dataset_schema, dataset_profile
+                         FROM datasets WHERE dataset_uuid = $1",
+                        args![&r.text(2)?],
+                    )?;
+                    if let Some(d) = dataset {
+                        run.datasets.push(ImportDataset {
+                            dataset_uuid: d.text(0)?,
+                            name: d.text(1)?,
+                            digest: d.text(2)?,
+                            source_type: d.text(3)?,
+                            source: d.text(4)?,
+                            schema: d.opt_text(5)?,
+                            profile: d.opt_text(6)?,
+                            tags: self.pairs(
+                                "SELECT name, value FROM input_tags WHERE input_uuid = $1",
+                                args![&input_uuid],
+                            )?,
+                        });
                     }
                 }
                 ("RUN_INPUT", "MODEL_INPUT") => run.model_inputs.push(destination_id),
-                ("RUN_OUTPUT", "MODEL_OUTPUT") => run.model_outputs.push((destination_id, step)),
+                ("RUN_OUTPUT", "MODEL_OUTPUT") => run
+                    .model_outputs
+                    .push((destination_id, r.opt_int(5)?.unwrap_or(0))),
                 _ => {}
             }
         }
@@ -161,17 +157,18 @@ impl SqlSource {
 
     /// Where an old version's files are, for revisions before `storage_location`: what its
     /// source resolves to.
-    fn storage_of(&self, source: &str) -> anyhow::Result<String> {
+    fn storage_of(&mut self, source: &str) -> anyhow::Result<String> {
         if let Some(rest) = source.strip_prefix("runs:/") {
             let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let uri: Option<String> = self
+            let uri = self
                 .conn
-                .query_row(
-                    "SELECT artifact_uri FROM runs WHERE run_uuid = ?1",
-                    [run_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                .query_opt(
+                    "SELECT artifact_uri FROM runs WHERE run_uuid = $1",
+                    args![run_id],
+                )?
+                .map(|r| r.opt_text(0))
+                .transpose()?
+                .flatten();
             if let Some(uri) = uri {
                 return Ok(if path.is_empty() {
                     uri
@@ -183,14 +180,15 @@ impl SqlSource {
         if let Some(id) = model_id_of(source)
             && self.has_table("logged_models")?
         {
-            let location: Option<String> = self
+            let location = self
                 .conn
-                .query_row(
-                    "SELECT artifact_location FROM logged_models WHERE model_id = ?1",
-                    [&id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                .query_opt(
+                    "SELECT artifact_location FROM logged_models WHERE model_id = $1",
+                    args![&id],
+                )?
+                .map(|r| r.opt_text(0))
+                .transpose()?
+                .flatten();
             if let Some(location) = location {
                 return Ok(location);
             }
@@ -210,7 +208,7 @@ impl Source for SqlSource {
     fn describe(&self) -> String {
         format!(
             "the MLflow database '{}' (alembic revision {})",
-            self.path, self.revision
+            self.name, self.revision
         )
     }
 
@@ -218,93 +216,98 @@ impl Source for SqlSource {
         let created = self.col("experiments", "creation_time", "NULL")?;
         let updated = self.col("experiments", "last_update_time", "NULL")?;
         let ws = self.workspace("experiments")?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT experiment_id, name, COALESCE(artifact_location, ''),
-                 COALESCE(lifecycle_stage, 'active'), COALESCE({created}, 0),
-                 COALESCE({updated}, {created}, 0)
-             FROM experiments WHERE 1 = 1 {ws} ORDER BY experiment_id"
-        ))?;
-        let mut experiments: Vec<ImportExperiment> = stmt
-            .query_map([], |r| {
-                Ok(ImportExperiment {
-                    experiment_id: r.get(0)?,
-                    name: r.get(1)?,
-                    artifact_location: r.get(2)?,
-                    lifecycle_stage: r.get(3)?,
-                    creation_time: r.get(4)?,
-                    last_update_time: r.get(5)?,
-                    tags: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        for e in &mut experiments {
-            e.tags = self.pairs(
-                "SELECT key, value FROM experiment_tags WHERE experiment_id = ?1",
-                [e.experiment_id],
-            )?;
+        let rows = self.rows(
+            &format!(
+                "SELECT experiment_id, name, COALESCE(artifact_location, ''),
+                     COALESCE(lifecycle_stage, 'active'), COALESCE({created}, 0),
+                     COALESCE({updated}, {created}, 0)
+                 FROM experiments WHERE 1 = 1 {ws} ORDER BY experiment_id"
+            ),
+            &[],
+        )?;
+        let mut experiments = Vec::with_capacity(rows.len());
+        for r in rows {
+            let experiment_id = r.int(0)?;
+            experiments.push(ImportExperiment {
+                experiment_id,
+                name: r.text(1)?,
+                artifact_location: r.text(2)?,
+                lifecycle_stage: r.text(3)?,
+                creation_time: r.int(4)?,
+                last_update_time: r.int(5)?,
+                tags: self.pairs(
+                    "SELECT key, value FROM experiment_tags WHERE experiment_id = $1",
+                    args![experiment_id],
+                )?,
+            });
         }
         Ok(experiments)
     }
 
     fn run_count(&mut self) -> anyhow::Result<u64> {
-        Ok(self
+        let n = self
             .conn
-            .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_opt("SELECT count(*) FROM runs", &[])?
+            .map_or(Ok(0), |r| r.int(0))?;
+        Ok(n as u64)
     }
 
     fn runs(&mut self, experiment: &ImportExperiment) -> anyhow::Result<Vec<ImportRun>> {
         let deleted_time = self.col("runs", "deleted_time", "NULL")?;
         let name = self.col("runs", "name", "NULL")?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT run_uuid, COALESCE({name}, ''), COALESCE(user_id, ''),
-                 COALESCE(status, 'FINISHED'), COALESCE(start_time, 0), end_time, {deleted_time},
-                 COALESCE(artifact_uri, ''), COALESCE(lifecycle_stage, 'active')
-             FROM runs WHERE experiment_id = ?1 ORDER BY start_time, run_uuid"
-        ))?;
-        let mut runs: Vec<ImportRun> = stmt
-            .query_map([experiment.experiment_id], |r| {
-                Ok(ImportRun {
-                    run_uuid: r.get(0)?,
-                    experiment_id: experiment.experiment_id,
-                    name: r.get(1)?,
-                    user_id: r.get(2)?,
-                    status: r.get(3)?,
-                    start_time: r.get(4)?,
-                    end_time: r.get(5)?,
-                    deleted_time: r.get(6)?,
-                    artifact_uri: r.get(7)?,
-                    lifecycle_stage: r.get(8)?,
-                    params: Vec::new(),
-                    tags: Vec::new(),
-                    datasets: Vec::new(),
-                    model_inputs: Vec::new(),
-                    model_outputs: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        for run in &mut runs {
+        let rows = self.rows(
+            &format!(
+                "SELECT run_uuid, COALESCE({name}, ''), COALESCE(user_id, ''),
+                     COALESCE(status, 'FINISHED'), COALESCE(start_time, 0), end_time,
+                     {deleted_time}, COALESCE(artifact_uri, ''),
+                     COALESCE(lifecycle_stage, 'active')
+                 FROM runs WHERE experiment_id = $1 ORDER BY start_time, run_uuid"
+            ),
+            args![experiment.experiment_id],
+        )?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut run = ImportRun {
+                run_uuid: r.text(0)?,
+                experiment_id: experiment.experiment_id,
+                name: r.text(1)?,
+                user_id: r.text(2)?,
+                status: r.text(3)?,
+                start_time: r.int(4)?,
+                end_time: r.opt_int(5)?,
+                deleted_time: r.opt_int(6)?,
+                artifact_uri: r.text(7)?,
+                lifecycle_stage: r.text(8)?,
+                params: Vec::new(),
+                tags: Vec::new(),
+                datasets: Vec::new(),
+                model_inputs: Vec::new(),
+                model_outputs: Vec::new(),
+            };
             RunStatus::parse(&run.status)
                 .with_context(|| format!("run {} has status '{}'", run.run_uuid, run.status))?;
             run.params = self.pairs(
-                "SELECT key, value FROM params WHERE run_uuid = ?1",
-                [&run.run_uuid],
+                "SELECT key, value FROM params WHERE run_uuid = $1",
+                args![&run.run_uuid],
             )?;
             run.tags = self.pairs(
-                "SELECT key, value FROM tags WHERE run_uuid = ?1",
-                [&run.run_uuid],
+                "SELECT key, value FROM tags WHERE run_uuid = $1",
+                args![&run.run_uuid],
             )?;
             if run.name.is_empty()
                 && let Some((_, v)) = run.tags.iter().find(|(k, _)| k == "mlflow.runName")
             {
                 run.name = v.clone();
             }
-            self.run_inputs(run)?;
+            self.run_inputs(&mut run)?;
+            runs.push(run);
         }
         Ok(runs)
     }
 
+    /// Pages through the run's history in the order of MLflow's key (each page starts after the
+    /// last point of the one before), so neither database holds a cursor open across the
+    /// writes and a history of any length is read in pages of `batch`.
     fn metrics(
         &mut self,
         run: &ImportRun,
@@ -313,29 +316,61 @@ impl Source for SqlSource {
     ) -> anyhow::Result<()> {
         let step = self.col("metrics", "step", "0")?;
         let is_nan = self.col("metrics", "is_nan", "0")?;
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT key, value, timestamp, {step}, {is_nan} FROM metrics WHERE run_uuid = ?1"
-        ))?;
-        let mut rows = stmt.query([&run.run_uuid])?;
-        let mut buf = Vec::with_capacity(batch);
-        while let Some(r) = rows.next()? {
-            let is_nan: bool = r.get(4)?;
-            buf.push(ImportMetric {
-                key: r.get(0)?,
-                value: if is_nan { f64::NAN } else { r.get(1)? },
-                timestamp: r.get(2)?,
-                step: r.get(3)?,
-                is_nan,
-            });
-            if buf.len() >= batch {
-                sink(&buf)?;
-                buf.clear();
+        let order = format!("key, timestamp, {step}, value, {is_nan}");
+        let first = format!(
+            "SELECT key, value, timestamp, {step}, {is_nan} FROM metrics
+             WHERE run_uuid = $1 ORDER BY {order} LIMIT $2"
+        );
+        let next = format!(
+            "SELECT key, value, timestamp, {step}, {is_nan} FROM metrics
+             WHERE run_uuid = $1 AND ({order}) > ($3, $4, $5, $6, $7)
+             ORDER BY {order} LIMIT $2"
+        );
+        let limit = batch as i64;
+        let mut last: Option<ImportMetric> = None;
+        loop {
+            let rows = match &last {
+                None => self.rows(&first, args![&run.run_uuid, limit])?,
+                Some(m) => self.rows(
+                    &next,
+                    args![
+                        &run.run_uuid,
+                        limit,
+                        &m.key,
+                        m.timestamp,
+                        m.step,
+                        // The stored value: MLflow keeps a NaN as 0 with its flag.
+                        if m.is_nan { 0.0 } else { m.value },
+                        m.is_nan
+                    ],
+                )?,
+            };
+            let page = rows
+                .iter()
+                .map(|r| {
+                    let is_nan = r.bool(4)?;
+                    Ok(ImportMetric {
+                        key: r.text(0)?,
+                        value: if is_nan {
+                            f64::NAN
+                        } else {
+                            r.opt_real(1)?.unwrap_or(f64::NAN)
+                        },
+                        timestamp: r.int(2)?,
+                        step: r.int(3)?,
+                        is_nan,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if page.is_empty() {
+                return Ok(());
             }
+            sink(&page)?;
+            if page.len() < batch {
+                return Ok(());
+            }
+            last = page.into_iter().last();
         }
-        if !buf.is_empty() {
-            sink(&buf)?;
-        }
-        Ok(())
     }
 
     fn logged_models(
@@ -345,68 +380,66 @@ impl Source for SqlSource {
         if !self.has_table("logged_models")? {
             return Ok(Vec::new());
         }
-        let mut stmt = self.conn.prepare(
+        let rows = self.rows(
             "SELECT model_id, name, artifact_location, creation_timestamp_ms,
                  last_updated_timestamp_ms, status, COALESCE(lifecycle_stage, 'active'),
                  model_type, source_run_id, status_message
-             FROM logged_models WHERE experiment_id = ?1 ORDER BY creation_timestamp_ms",
+             FROM logged_models WHERE experiment_id = $1 ORDER BY creation_timestamp_ms",
+            args![experiment.experiment_id],
         )?;
-        let mut models: Vec<ImportLoggedModel> = stmt
-            .query_map([experiment.experiment_id], |r| {
-                Ok(ImportLoggedModel {
-                    model_id: r.get(0)?,
-                    experiment_id: experiment.experiment_id,
-                    name: r.get(1)?,
-                    artifact_location: r.get(2)?,
-                    creation_timestamp_ms: r.get(3)?,
-                    last_updated_timestamp_ms: r.get(4)?,
-                    status: r.get::<_, i64>(5)?.to_string(),
-                    lifecycle_stage: r.get(6)?,
-                    model_type: r.get(7)?,
-                    source_run_id: r.get(8)?,
-                    status_message: r.get(9)?,
-                    params: Vec::new(),
-                    tags: Vec::new(),
-                    metrics: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        for m in &mut models {
-            m.status = LoggedModelStatus::parse(&m.status)
-                .with_context(|| format!("logged model {}", m.model_id))?
+        let mut models = Vec::with_capacity(rows.len());
+        for r in rows {
+            let model_id = r.text(0)?;
+            let status = LoggedModelStatus::parse(&r.int(5)?.to_string())
+                .with_context(|| format!("logged model {model_id}"))?
                 .as_str()
                 .to_string();
-            m.params = self.pairs(
-                "SELECT param_key, param_value FROM logged_model_params WHERE model_id = ?1",
-                [&m.model_id],
-            )?;
-            m.tags = self.pairs(
-                "SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = ?1",
-                [&m.model_id],
-            )?;
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT metric_name, metric_timestamp_ms, metric_step, metric_value, run_id,
-                     dataset_name, dataset_digest
-                 FROM logged_model_metrics WHERE model_id = ?1",
-            )?;
-            m.metrics = stmt
-                .query_map([&m.model_id], |r| {
-                    let value: Option<f64> = r.get(3)?;
+            let metrics = self
+                .rows(
+                    "SELECT metric_name, metric_timestamp_ms, metric_step, metric_value, run_id,
+                         dataset_name, dataset_digest
+                     FROM logged_model_metrics WHERE model_id = $1",
+                    args![&model_id],
+                )?
+                .iter()
+                .map(|m| {
+                    let value = m.opt_real(3)?;
                     Ok(ImportModelMetric {
                         metric: ImportMetric {
-                            key: r.get(0)?,
-                            timestamp: r.get(1)?,
-                            step: r.get(2)?,
+                            key: m.text(0)?,
+                            timestamp: m.int(1)?,
+                            step: m.int(2)?,
                             value: value.unwrap_or(f64::NAN),
                             is_nan: value.is_none(),
                         },
-                        run_id: r.get(4)?,
-                        dataset_name: r.get(5)?,
-                        dataset_digest: r.get(6)?,
+                        run_id: m.text(4)?,
+                        dataset_name: m.opt_text(5)?,
+                        dataset_digest: m.opt_text(6)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                })
+                .collect::<anyhow::Result<_>>()?;
+            models.push(ImportLoggedModel {
+                experiment_id: experiment.experiment_id,
+                name: r.text(1)?,
+                artifact_location: r.text(2)?,
+                creation_timestamp_ms: r.int(3)?,
+                last_updated_timestamp_ms: r.int(4)?,
+                status,
+                lifecycle_stage: r.text(6)?,
+                model_type: r.opt_text(7)?,
+                source_run_id: r.opt_text(8)?,
+                status_message: r.opt_text(9)?,
+                params: self.pairs(
+                    "SELECT param_key, param_value FROM logged_model_params WHERE model_id = $1",
+                    args![&model_id],
+                )?,
+                tags: self.pairs(
+                    "SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = $1",
+                    args![&model_id],
+                )?,
+                metrics,
+                model_id,
+            });
         }
         Ok(models)
     }
@@ -416,25 +449,6 @@ impl Source for SqlSource {
             return Ok(Vec::new());
         }
         let ws = self.workspace("registered_models")?;
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT name, COALESCE(creation_time, 0),
-                 COALESCE(last_updated_time, creation_time, 0), description
-             FROM registered_models WHERE 1 = 1 {ws} ORDER BY name"
-        ))?;
-        let mut models: Vec<ImportRegisteredModel> = stmt
-            .query_map([], |r| {
-                Ok(ImportRegisteredModel {
-                    name: r.get(0)?,
-                    creation_time: r.get(1)?,
-                    last_updated_time: r.get(2)?,
-                    description: r.get(3)?,
-                    tags: Vec::new(),
-                    versions: Vec::new(),
-                    aliases: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
         let tag_ws = self.workspace("registered_model_tags")?;
         let version_ws = self.workspace("model_versions")?;
         let version_tag_ws = self.workspace("model_version_tags")?;
@@ -445,66 +459,84 @@ impl Source for SqlSource {
         };
         let storage = self.col("model_versions", "storage_location", "NULL")?;
         let run_link = self.col("model_versions", "run_link", "NULL")?;
-        for m in &mut models {
+        let rows = self.rows(
+            &format!(
+                "SELECT name, COALESCE(creation_time, 0),
+                     COALESCE(last_updated_time, creation_time, 0), description
+                 FROM registered_models WHERE 1 = 1 {ws} ORDER BY name"
+            ),
+            &[],
+        )?;
+        let mut models = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut m = ImportRegisteredModel {
+                name: r.text(0)?,
+                creation_time: r.int(1)?,
+                last_updated_time: r.int(2)?,
+                description: r.opt_text(3)?,
+                tags: Vec::new(),
+                versions: Vec::new(),
+                aliases: Vec::new(),
+            };
             m.tags = self.pairs(
-                &format!("SELECT key, value FROM registered_model_tags WHERE name = ?1 {tag_ws}"),
-                [&m.name],
+                &format!("SELECT key, value FROM registered_model_tags WHERE name = $1 {tag_ws}"),
+                args![&m.name],
             )?;
-            let mut stmt = self.conn.prepare(&format!(
-                "SELECT version, COALESCE(creation_time, 0),
-                     COALESCE(last_updated_time, creation_time, 0), description, user_id,
-                     COALESCE(current_stage, 'None'), COALESCE(source, ''), {storage},
-                     COALESCE(run_id, ''), COALESCE({run_link}, ''), COALESCE(status, 'READY'),
-                     status_message
-                 FROM model_versions WHERE name = ?1 {version_ws} ORDER BY version"
-            ))?;
-            let versions: Vec<(ImportModelVersion, Option<String>)> = stmt
-                .query_map([&m.name], |r| {
-                    Ok((
-                        ImportModelVersion {
-                            version: r.get(0)?,
-                            creation_time: r.get(1)?,
-                            last_updated_time: r.get(2)?,
-                            description: r.get(3)?,
-                            user_id: r.get(4)?,
-                            current_stage: r.get(5)?,
-                            source: r.get(6)?,
-                            storage_location: String::new(),
-                            run_id: r.get(8)?,
-                            run_link: r.get(9)?,
-                            model_id: None,
-                            status: r.get(10)?,
-                            status_message: r.get(11)?,
-                            tags: Vec::new(),
-                        },
-                        r.get(7)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            drop(stmt);
-            for (mut v, storage) in versions {
-                v.model_id = model_id_of(&v.source);
-                v.storage_location = match storage.filter(|s| !s.is_empty()) {
+            let versions = self.rows(
+                &format!(
+                    "SELECT version, COALESCE(creation_time, 0),
+                         COALESCE(last_updated_time, creation_time, 0), description, user_id,
+                         COALESCE(current_stage, 'None'), COALESCE(source, ''), {storage},
+                         COALESCE(run_id, ''), COALESCE({run_link}, ''),
+                         COALESCE(status, 'READY'), status_message
+                     FROM model_versions WHERE name = $1 {version_ws} ORDER BY version"
+                ),
+                args![&m.name],
+            )?;
+            for v in versions {
+                let version = v.int(0)?;
+                let source = v.text(6)?;
+                let storage_location = match v.opt_text(7)?.filter(|s| !s.is_empty()) {
                     Some(s) => s,
-                    None => self.storage_of(&v.source)?,
+                    None => self.storage_of(&source)?,
                 };
-                v.tags = self.pairs(
-                    &format!(
-                        "SELECT key, value FROM model_version_tags
-                         WHERE name = ?1 AND version = ?2 {version_tag_ws}"
-                    ),
-                    params![m.name, v.version],
-                )?;
-                m.versions.push(v);
+                m.versions.push(ImportModelVersion {
+                    version,
+                    creation_time: v.int(1)?,
+                    last_updated_time: v.int(2)?,
+                    description: v.opt_text(3)?,
+                    user_id: v.opt_text(4)?,
+                    current_stage: v.text(5)?,
+                    model_id: model_id_of(&source),
+                    storage_location,
+                    source,
+                    run_id: v.text(8)?,
+                    run_link: v.text(9)?,
+                    status: v.text(10)?,
+                    status_message: v.opt_text(11)?,
+                    tags: self.pairs(
+                        &format!(
+                            "SELECT key, value FROM model_version_tags
+                             WHERE name = $1 AND version = $2 {version_tag_ws}"
+                        ),
+                        args![&m.name, version],
+                    )?,
+                });
             }
             if let Some(ws) = alias_ws {
-                let mut stmt = self.conn.prepare_cached(&format!(
-                    "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 {ws}"
-                ))?;
-                m.aliases = stmt
-                    .query_map([&m.name], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
+                m.aliases = self
+                    .rows(
+                        &format!(
+                            "SELECT alias, version FROM registered_model_aliases
+                             WHERE name = $1 {ws}"
+                        ),
+                        args![&m.name],
+                    )?
+                    .iter()
+                    .map(|a| Ok((a.text(0)?, a.int(1)?)))
+                    .collect::<anyhow::Result<_>>()?;
             }
+            models.push(m);
         }
         Ok(models)
     }
