@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use wasmflow_builtin_plugins::BUILTIN;
 use wasmflow_flavor_onnx::engine::{self, Batch, NamedTensor, OnnxModel};
-use wasmflow_runtime::{Data, ModelPool, ModelSource, Runtime, RuntimeConfig, Tensor, Values};
+use wasmflow_runtime::{
+    Data, ModelPool, ModelSource, Runtime, RuntimeConfig, Tensor, Values, Wasm,
+};
 
 /// The model's input width.
 const FEATURES: usize = 64;
@@ -129,7 +131,7 @@ fn bench_predict(options: &Options) -> Result<Vec<PredictRow>> {
     })?;
     let wasm_bytes = builtin("onnx")?;
     let started = Instant::now();
-    let plugin = runtime.compile(wasm_bytes)?;
+    let plugin = runtime.compile(&wasm_bytes)?;
     eprintln!(
         "wasm: compiled the onnx plugin ({} KiB) in {}",
         wasm_bytes.len() >> 10,
@@ -246,16 +248,20 @@ fn bench_compile(runs: usize) -> Result<Vec<CompileRow>> {
         ..RuntimeConfig::default()
     })?;
     let mut out = Vec::new();
-    for &wasmflow_builtin_plugins::Component { name, wasm, .. } in BUILTIN {
+    for component in BUILTIN {
+        let name = component.name;
+        // As the server compiles them: inflated only when not found in the cache.
+        let wasm = Wasm::Builtin(component);
+        let compile = |runtime: &Runtime| runtime.compile_hashed(wasm, component.sha256, name);
         let mut row = CompileRow {
             name,
-            size: wasm.len(),
+            size: component.size,
             cold: Vec::new(),
             cached: Vec::new(),
         };
         for _ in 0..runs {
             let t = Instant::now();
-            let plugin = uncached.compile(wasm)?;
+            let plugin = compile(&uncached)?;
             row.cold.push(t.elapsed());
             ensure!(
                 !plugin.cached,
@@ -263,14 +269,14 @@ fn bench_compile(runs: usize) -> Result<Vec<CompileRow>> {
             );
         }
         // Fills the cache, then loads from it.
-        let first = cached_rt.compile(wasm)?;
+        let first = compile(&cached_rt)?;
         ensure!(
             !first.cached,
             "{name}: the fresh cache already held the plugin"
         );
         for _ in 0..runs {
             let t = Instant::now();
-            let plugin = cached_rt.compile(wasm)?;
+            let plugin = compile(&cached_rt)?;
             row.cached.push(t.elapsed());
             ensure!(
                 plugin.cached,
@@ -289,11 +295,11 @@ fn bench_compile(runs: usize) -> Result<Vec<CompileRow>> {
     Ok(out)
 }
 
-fn builtin(name: &str) -> Result<&'static [u8]> {
+fn builtin(name: &str) -> Result<Vec<u8>> {
     BUILTIN
         .iter()
         .find(|c| c.name == name)
-        .map(|c| c.wasm)
+        .map(|c| c.wasm())
         .with_context(|| format!("no builtin plugin named {name}"))
 }
 

@@ -86,15 +86,15 @@ impl CompileCache {
         }
     }
 
-    /// The cached compilation of `wasm`, compiling and storing it first when there is none.
-    /// `compiler` gives the engine that compiles (one of `engine`'s settings); it is called
-    /// only when this call is the one that compiles.
+    /// The cached compilation of the component whose sha256 is `sha256`, compiling and storing
+    /// it first when there is none. `compile` gives the compiled code (`precompile_component`
+    /// by an engine of `engine`'s settings); it is called only when this call is the one that
+    /// compiles, so a built-in component is inflated only then.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         sha256: &str,
-        wasm: &[u8],
-        compiler: impl FnOnce() -> Result<Engine>,
+        compile: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(Component, Outcome)> {
         if let Some(component) = self.get(engine, sha256) {
             return Ok((component, Outcome::Cached));
@@ -104,10 +104,7 @@ impl CompileCache {
         if let Some(component) = self.get(engine, sha256) {
             return Ok((component, Outcome::Cached));
         }
-        let compiled = compiler()?
-            .precompile_component(wasm)
-            .map_err(anyhow::Error::from)
-            .context("cannot compile the component")?;
+        let compiled = compile()?;
         let path = self.path(sha256);
         self.store(&path, &compiled)
             .with_context(|| format!("cannot write '{}'", path.display()))?;
@@ -328,12 +325,16 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Barrier};
 
-    fn small_component() -> &'static [u8] {
+    fn small_component() -> Vec<u8> {
         wasmflow_builtin_plugins::EXECUTORS
             .iter()
-            .min_by_key(|c| c.wasm.len())
+            .min_by_key(|c| c.size)
             .expect("the executors are built in")
-            .wasm
+            .wasm()
+    }
+
+    fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
+        Ok(engine.precompile_component(wasm)?)
     }
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -356,13 +357,17 @@ mod tests {
         let writers: Vec<_> = (0..2)
             .map(|_| {
                 // Each thread opens the cache itself, as a second process would.
-                let (dir, engine, start) =
-                    (dir.path().to_path_buf(), engine.clone(), start.clone());
+                let (dir, engine, start, wasm) = (
+                    dir.path().to_path_buf(),
+                    engine.clone(),
+                    start.clone(),
+                    wasm.clone(),
+                );
                 std::thread::spawn(move || {
                     let cache = CompileCache::new(dir, &engine).unwrap();
                     start.wait();
                     let (component, outcome) = cache
-                        .load_or_compile(&engine, SHA, wasm, || Ok(engine.clone()))
+                        .load_or_compile(&engine, SHA, || precompile(&engine, &wasm))
                         .unwrap();
                     assert!(component.component_type().exports(&engine).count() > 0);
                     outcome
@@ -389,15 +394,15 @@ mod tests {
         std::fs::write(cache.path(SHA), b"not compiled code").unwrap();
         let mut compiled = false;
         let (_, outcome) = cache
-            .load_or_compile(&engine, SHA, small_component(), || {
+            .load_or_compile(&engine, SHA, || {
                 compiled = true;
-                Ok(Engine::default())
+                precompile(&Engine::default(), &small_component())
             })
             .unwrap();
         assert_eq!(outcome, Outcome::Compiled);
         assert!(compiled);
         let (_, again) = cache
-            .load_or_compile(&engine, SHA, small_component(), || panic!("compiled twice"))
+            .load_or_compile(&engine, SHA, || panic!("compiled twice"))
             .unwrap();
         assert_eq!(again, Outcome::Cached);
     }

@@ -167,20 +167,30 @@ impl ExecutorHost {
         wasmflow_builtin_plugins::EXECUTORS
             .iter()
             .map(|builtin| {
-                self.compile_hashed(builtin.wasm, builtin.sha256, builtin.name, true)
-                    .with_context(|| format!("built-in executor '{}'", builtin.name))
+                self.compile_hashed(
+                    crate::runtime::Wasm::Builtin(builtin),
+                    builtin.sha256,
+                    builtin.name,
+                    true,
+                )
+                .with_context(|| format!("built-in executor '{}'", builtin.name))
             })
             .collect()
     }
 
     /// Compiles an executor component and reads its `info`.
     pub fn compile(&self, wasm: &[u8], builtin: bool) -> Result<CompiledExecutor> {
-        self.compile_hashed(wasm, &crate::runtime::sha256_hex(wasm), "executor", builtin)
+        self.compile_hashed(
+            wasm.into(),
+            &crate::runtime::sha256_hex(wasm),
+            "executor",
+            builtin,
+        )
     }
 
     fn compile_hashed(
         &self,
-        wasm: &[u8],
+        wasm: crate::runtime::Wasm<'_>,
         sha256: &str,
         name: &str,
         builtin: bool,

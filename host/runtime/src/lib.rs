@@ -26,5 +26,5 @@ pub use instance::{ModelPool, ModelSource};
 pub use manager::{
     CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord, choose,
 };
-pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, is_core_module};
+pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
 pub use trim::release_free_memory;

@@ -7,7 +7,6 @@
 //! installed ones — and a plugin is compiled (or loaded from the compile cache) the first time
 //! a model needs it, once however many requests need it at that moment.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -17,7 +16,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::lazy::Lazy;
-use crate::runtime::{CompiledPlugin, Runtime};
+use crate::runtime::{CompiledPlugin, Runtime, Wasm};
 
 const INDEX: &str = "plugins.json";
 
@@ -36,7 +35,7 @@ pub struct CheckedPlugin {
 
 /// Where a plugin's component is read from when it is compiled.
 enum Source {
-    Builtin(&'static [u8]),
+    Builtin(&'static wasmflow_builtin_plugins::Component),
     File(PathBuf),
 }
 
@@ -107,7 +106,7 @@ impl PluginManager {
                         description: component.description.to_string(),
                         builtin: true,
                     },
-                    source: Source::Builtin(component.wasm),
+                    source: Source::Builtin(component),
                     compiled: Lazy::new(),
                 })
             })
@@ -131,26 +130,26 @@ impl PluginManager {
         plugin
             .compiled
             .get_or_make(|| {
+                let file;
                 let wasm = match &plugin.source {
-                    Source::Builtin(wasm) => Cow::Borrowed(*wasm),
-                    Source::File(path) => Cow::Owned(
-                        std::fs::read(path)
-                            .map_err(|e| format!("cannot read '{}': {e}", in_dir(path)))?,
-                    ),
-                };
-                if let Source::File(path) = &plugin.source {
-                    let actual = crate::runtime::sha256_hex(&wasm);
-                    if actual != record.sha256 {
-                        return Err(format!(
-                            "'{}' has sha256 {actual}, not the {} its index records",
-                            in_dir(path),
-                            record.sha256
-                        ));
+                    Source::Builtin(component) => Wasm::Builtin(component),
+                    Source::File(path) => {
+                        file = std::fs::read(path)
+                            .map_err(|e| format!("cannot read '{}': {e}", in_dir(path)))?;
+                        let actual = crate::runtime::sha256_hex(&file);
+                        if actual != record.sha256 {
+                            return Err(format!(
+                                "'{}' has sha256 {actual}, not the {} its index records",
+                                in_dir(path),
+                                record.sha256
+                            ));
+                        }
+                        Wasm::Bytes(&file)
                     }
-                }
+                };
                 let compiled = self
                     .runtime
-                    .compile_hashed(&wasm, &record.sha256, &record.name)
+                    .compile_hashed(wasm, &record.sha256, &record.name)
                     .map_err(|e| format!("{e:#}"))?;
                 if record.builtin && !compiled.cached {
                     // Once per machine: the record the build took from Cargo metadata must be
@@ -162,9 +161,6 @@ impl PluginManager {
                              {actual:?}"
                         ));
                     }
-                }
-                if let Source::Builtin(wasm) = &plugin.source {
-                    crate::trim::release_embedded(wasm);
                 }
                 Ok(compiled)
             })
@@ -201,7 +197,7 @@ impl PluginManager {
             .iter()
             .find(|c| c.sha256.eq_ignore_ascii_case(sha256))
         {
-            return Ok(Some(builtin.wasm.to_vec()));
+            return Ok(Some(builtin.wasm()));
         }
         let installed = self.list()?;
         let Some(plugin) = installed.iter().find(|p| p.record.sha256 == sha256) else {
@@ -617,6 +613,28 @@ mod tests {
     }
 
     #[test]
+    fn each_builtin_inflates_to_the_wasm_its_cache_key_names() {
+        let builtins = wasmflow_builtin_plugins::BUILTIN.iter();
+        for component in builtins.chain(wasmflow_builtin_plugins::EXECUTORS) {
+            let wasm = component.wasm();
+            assert_eq!(wasm.len(), component.size, "{}", component.name);
+            assert_eq!(
+                crate::runtime::sha256_hex(&wasm),
+                component.sha256,
+                "{}",
+                component.name
+            );
+            assert!(
+                component.deflated.len() < wasm.len(),
+                "{}: {} deflated bytes of {}",
+                component.name,
+                component.deflated.len(),
+                wasm.len()
+            );
+        }
+    }
+
+    #[test]
     fn concurrent_requests_for_one_plugin_compile_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let manager = Arc::new(open_in(dir.path()));
@@ -654,11 +672,11 @@ mod tests {
             .iter()
             .find(|c| c.name == "linear")
             .unwrap()
-            .wasm;
+            .wasm();
         let record = PluginRecord {
             name: "mine".into(),
             version: "1.0.0".into(),
-            sha256: crate::runtime::sha256_hex(wasm),
+            sha256: crate::runtime::sha256_hex(&wasm),
             loads: vec!["mine".into()],
             description: "linear under another name".into(),
             builtin: false,

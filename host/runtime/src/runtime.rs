@@ -24,6 +24,52 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const FLAVOR_EXPORT: &str = "wasmflow:plugin/flavor@0.1.0";
 const HOST_IMPORTS: &[&str] = &["wasmflow:plugin/host@0.1.0", "wasmflow:plugin/types@0.1.0"];
 
+/// A component's wasm as a compile takes it.
+#[derive(Clone, Copy)]
+pub enum Wasm<'a> {
+    Bytes(&'a [u8]),
+    /// A built-in component, inflated only when the compile cache does not have it: a start
+    /// that finds it cached reads none of it.
+    Builtin(&'static wasmflow_builtin_plugins::Component),
+}
+
+impl<'a> From<&'a [u8]> for Wasm<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Wasm::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Wasm<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Wasm::Bytes(bytes)
+    }
+}
+
+impl<'a> Wasm<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Wasm::Bytes(bytes) => bytes.len(),
+            Wasm::Builtin(component) => component.size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The wasm itself.
+    pub fn bytes(&self) -> std::borrow::Cow<'a, [u8]> {
+        match *self {
+            Wasm::Bytes(bytes) => bytes.into(),
+            Wasm::Builtin(component) => {
+                let wasm = component.wasm();
+                crate::trim::release_embedded(component.deflated);
+                wasm.into()
+            }
+        }
+    }
+}
+
 /// Limits for every plugin call.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -130,7 +176,12 @@ impl Runtime {
 
     /// `compile` of a component whose sha256 is already known (the built-in ones); `name`
     /// names it in the log.
-    pub fn compile_hashed(&self, wasm: &[u8], sha256: &str, name: &str) -> Result<CompiledPlugin> {
+    pub fn compile_hashed<'w>(
+        &self,
+        wasm: impl Into<Wasm<'w>>,
+        sha256: &str,
+        name: &str,
+    ) -> Result<CompiledPlugin> {
         let started = Instant::now();
         let (component, sha256, was_cached) = self.compile_component(wasm, sha256, name)?;
         self.check_world(&component)?;
@@ -152,14 +203,18 @@ impl Runtime {
 
     /// Compiles any component whose sha256 is `sha256` (or loads it from the cache):
     /// (component, sha256, cached). `name` names it in the log.
-    pub(crate) fn compile_component(
+    pub(crate) fn compile_component<'w>(
         &self,
-        wasm: &[u8],
+        wasm: impl Into<Wasm<'w>>,
         sha256: &str,
         name: &str,
     ) -> Result<(Component, String, bool)> {
         let started = Instant::now();
-        check_component_header(wasm)?;
+        let wasm = wasm.into();
+        if let Wasm::Bytes(bytes) = wasm {
+            // A built-in one is a component: host/runtime's tests compile each of them.
+            check_component_header(bytes)?;
+        }
         let sha256 = sha256.to_string();
         // Set only when this call compiles: it announces the compile and says every few
         // seconds how long it has taken, until it is dropped.
@@ -171,13 +226,16 @@ impl Runtime {
             progress = Some(Progress::start(name, wasm.len()));
         };
         let (component, outcome) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &sha256, wasm, || {
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, || {
                 announce();
-                self.compiler()
+                self.compiler()?
+                    .precompile_component(&wasm.bytes())
+                    .map_err(anyhow::Error::from)
+                    .context("cannot compile the component")
             })?,
             None => {
                 announce();
-                let component = Component::new(&self.engine, wasm)
+                let component = Component::new(&self.engine, &*wasm.bytes())
                     .map_err(anyhow::Error::from)
                     .context("cannot compile the component")?;
                 (component, Outcome::Compiled)

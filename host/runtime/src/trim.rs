@@ -4,7 +4,8 @@
 //! malloc keeps what they free in its per-thread arenas, so an idle server that compiled the
 //! ONNX plugin held ~370 MiB of anonymous memory it no longer used. `malloc_trim(0)` hands the
 //! free pages of every arena back (measured: 375 MiB → 59 MiB anonymous after a first start).
-//! A built-in plugin's wasm is read from the binary's own pages; `release_embedded` drops them.
+//! A built-in plugin's deflated wasm is read from the binary's own pages; `release_embedded`
+//! drops them.
 
 /// Returns the allocator's free pages to the kernel; called after each compile.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -21,10 +22,10 @@ pub fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
 
-/// Unmaps the resident pages of a built-in plugin's wasm once it is compiled. The bytes are
-/// part of the binary's read-only image, so compiling them brought 17 MiB (the ONNX plugin) of
-/// the file into the process's resident set, where they would stay for nothing: the compiled
-/// code is what runs, and a recompile reads them back from the file.
+/// Unmaps the resident pages of a built-in plugin's deflated wasm once it is inflated. The
+/// bytes are part of the binary's read-only image, so inflating them brought 4 MiB (the ONNX
+/// plugin) of the file into the process's resident set, where they would stay for nothing: the
+/// compiled code is what runs, and a recompile reads them back from the file.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub fn release_embedded(wasm: &'static [u8]) {
