@@ -13,6 +13,7 @@ mod search_sql;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace_metrics;
 mod trace_rules;
 pub mod traces;
 mod tracking_rules;
