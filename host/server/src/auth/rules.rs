@@ -386,6 +386,12 @@ mod tests {
 
     #[test]
     fn every_kind_of_endpoint_has_its_rule() {
+        for analytics in ["metrics", "calculate-filter-correlation"] {
+            assert_eq!(
+                need(POST, &format!("/ajax-api/3.0/mlflow/traces/{analytics}")),
+                Some(ScopedExperiments(Read))
+            );
+        }
         assert_eq!(
             need(GET, "/api/2.0/mlflow/experiments/get"),
             Some(Experiment(Read))
