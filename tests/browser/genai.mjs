@@ -164,6 +164,83 @@ export async function genaiChecks({ page, step, go, navigate, rest, shot, seed, 
     assert.equal(await page.locator('#span-tree [role=treeitem]').count(), g.trace.spans);
   });
 
+  await step('trace page: an assessment added, changed and deleted through its form', async () => {
+    const e = g.editing;
+    const assessments = async () => (await rest(`/api/3.0/mlflow/traces/${e.run_trace}`)).trace.trace_info.assessments || [];
+    await go(`#/experiments/${e.experiment_id}/traces/${e.run_trace}`);
+    await page.locator('#no-assessments').waitFor();
+    await page.locator('#new-assessment-name').fill('helpful');
+    await page.locator('#new-assessment-value').fill('true');
+    await page.locator('#new-assessment-rationale').fill('clear answer');
+    await page.locator('#new-assessment button[type=submit]').click();
+    const row = page.locator('#assessments tr[data-assessment="helpful"]');
+    await row.waitFor();
+    assert.equal(await row.locator('td[data-col=value]').innerText(), 'true');
+    let saved = await assessments();
+    assert.equal(saved.length, 1);
+    assert.equal(saved[0].feedback.value, true, 'the value is sent as JSON, not as the text "true"');
+    assert.equal(saved[0].rationale, 'clear answer');
+    assert.equal(saved[0].source.source_type, 'HUMAN');
+    // An expectation with a JSON value.
+    await page.locator('#new-assessment-name').fill('expected_facts');
+    await page.locator('#new-assessment-kind').selectOption('expectation');
+    await page.locator('#new-assessment-value').fill('["spans", "traces"]');
+    await page.locator('#new-assessment button[type=submit]').click();
+    await page.locator('#assessments tr[data-assessment="expected_facts"]').waitFor();
+    saved = await assessments();
+    assert.deepEqual(saved.find((a) => a.assessment_name === 'expected_facts').expectation.value, ['spans', 'traces']);
+    // Change the feedback's value and rationale.
+    await row.locator('button[data-action=edit]').click();
+    const id = saved.find((a) => a.assessment_name === 'helpful').assessment_id;
+    await page.locator(`#edit-${id}-value`).fill('false');
+    await page.locator(`#edit-${id}-rationale`).fill('on second reading');
+    await page.locator(`#edit-${id} button[type=submit]`).click();
+    await page.locator('#assessments tr[data-assessment="helpful"] td[data-col=rationale]', { hasText: 'on second reading' }).waitFor();
+    const changed = (await assessments()).find((a) => a.assessment_id === id);
+    assert.equal(changed.feedback.value, false);
+    assert.equal(changed.rationale, 'on second reading');
+    await shot('trace-assessments-edit');
+    // Delete it (after the confirm).
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#assessments tr[data-assessment="helpful"] button[data-action=delete]').click();
+    await page.locator('#assessments tr[data-assessment="helpful"]').waitFor({ state: 'detached' });
+    assert.deepEqual((await assessments()).map((a) => a.assessment_name), ['expected_facts']);
+  });
+
+  await step('run page: the traces of the run link to their trace page', async () => {
+    const e = g.editing;
+    await go(`#/runs/${e.run_id}`);
+    const linked = page.locator('#run-traces tr[data-trace]');
+    await linked.first().waitFor();
+    assert.deepEqual(await linked.evaluateAll((els) => els.map((el) => el.dataset.trace)), [e.run_trace]);
+    await navigate(() => linked.first().locator('a').click());
+    assert.equal(await page.locator('#span-tree [role=treeitem]').count(), 3);
+  });
+
+  await step('traces: selected traces are deleted after a confirm', async () => {
+    const e = g.editing;
+    await go(`#/experiments/${e.experiment_id}/traces`);
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), e.traces);
+    assert.equal(await page.locator('#delete-traces').isDisabled(), true, 'nothing selected, nothing to delete');
+    const victims = await rows.evaluateAll((els) => els.slice(0, 2).map((el) => el.dataset.trace));
+    for (const id of victims) await page.locator(`input[data-select-trace="${id}"]`).check();
+    assert.equal(await page.locator('#delete-traces').innerText(), 'Delete selected (2)');
+    // Dismissing the confirm deletes nothing.
+    page.once('dialog', (d) => d.dismiss());
+    await page.locator('#delete-traces').click();
+    assert.equal(await rows.count(), e.traces);
+    page.once('dialog', (d) => d.accept());
+    await page.locator('#delete-traces').click();
+    await page.waitForFunction((n) => document.querySelectorAll('tr[data-trace]').length === n, e.traces - 2);
+    const left = await (await fetch(`${base}/api/3.0/mlflow/traces/search`, {
+      method: 'POST',
+      body: JSON.stringify({ locations: [{ type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: e.experiment_id } }], max_results: 500 }),
+    })).json();
+    assert.equal(left.traces.length, e.traces - 2);
+    assert.ok(!left.traces.some((t) => victims.includes(t.trace_id)), 'the selected traces are gone');
+  });
+
   await step('prompts: the list shows the prompt registered with mlflow.genai.register_prompt', async () => {
     const p = g.prompt;
     await go('#/');

@@ -71,6 +71,24 @@ def seed(uri: str) -> dict:
     )
     out["feedback"] = {"name": "relevance", "value": "0.75", "rationale": "The answer names the tool.", "source": "ana@example.com"}
 
+    # A run with a trace of its own (the run page lists it), in an experiment whose traces the
+    # editing checks may delete.
+    edit_exp = mlflow.create_experiment("ui-traces-editing")
+    mlflow.set_experiment(experiment_id=edit_exp)
+    with mlflow.start_run(run_name="traced-run") as run:
+        answer(QUESTIONS[1])
+    for q in QUESTIONS:
+        answer(q)
+    mlflow.flush_trace_async_logging()
+    editing = mlflow.search_traces(locations=[edit_exp], return_type="list", order_by=["timestamp_ms ASC"])
+    out["editing"] = {
+        "experiment_id": edit_exp,
+        "run_id": run.info.run_id,
+        "run_trace": editing[0].info.trace_id,
+        "traces": len(editing),
+    }
+    mlflow.set_experiment(experiment_id=exp_id)
+
     mlflow.genai.register_prompt(
         name="ui-greeting",
         template="Hello {{name}}, welcome to {{place}}!",

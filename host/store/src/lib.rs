@@ -15,6 +15,7 @@ pub mod sql_conn;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace_metrics;
 mod trace_rules;
 pub mod traces;
 mod tracking_rules;

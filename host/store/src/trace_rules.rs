@@ -529,24 +529,47 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
     }
 }
 
+/// `WHERE` of a search on `trace_info t`: the experiments, then every clause.
+fn traces_where(
+    experiment_ids: &[String],
+    filter: &[TraceClause],
+    b: &mut Binder,
+) -> Result<String> {
+    // An id that is not a number names no experiment.
+    let experiments: Vec<i64> = experiment_ids
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let mut sql = b.in_list("t.experiment_id", false, Bound::IntList(experiments));
+    for clause in filter {
+        sql.push_str(" AND ");
+        sql.push_str(&condition(clause, b)?);
+    }
+    Ok(sql)
+}
+
+/// The number of traces of `experiment_ids` matching `filter`, compiled for `dialect`.
+pub(crate) fn count_query(
+    experiment_ids: &[String],
+    filter: &[TraceClause],
+    dialect: Dialect,
+) -> Result<Query> {
+    let mut b = Binder::new(dialect);
+    let sql = format!(
+        "SELECT COUNT(*) FROM trace_info t WHERE {}",
+        traces_where(experiment_ids, filter, &mut b)?
+    );
+    Ok(b.finish(sql))
+}
+
 /// The search compiled for `dialect`: the ids of the page's traces in order, one more than
 /// asked (to know whether a next page exists).
 pub(crate) fn search_query(search: &TraceSearch, offset: u64, dialect: Dialect) -> Result<Query> {
     let mut b = Binder::new(dialect);
-    // An id that is not a number names no experiment.
-    let experiments: Vec<i64> = search
-        .experiment_ids
-        .iter()
-        .filter_map(|id| id.parse().ok())
-        .collect();
     let mut sql = format!(
         "SELECT t.trace_id FROM trace_info t WHERE {}",
-        b.in_list("t.experiment_id", false, Bound::IntList(experiments))
+        traces_where(&search.experiment_ids, &search.filter, &mut b)?
     );
-    for clause in &search.filter {
-        sql.push_str(" AND ");
-        sql.push_str(&condition(clause, &mut b)?);
-    }
     sql.push_str(&format!(" ORDER BY {} ", order_by_sql(&search.order_by)));
     sql.push_str(&b.page(search.max_results + 1, offset));
     Ok(b.finish(sql))

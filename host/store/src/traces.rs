@@ -252,6 +252,13 @@ pub trait TraceStore: Send + Sync {
     ) -> Result<serde_json::Value>;
     /// Deletes an assessment; the one it overrode becomes valid again.
     fn delete_assessment(&self, trace_id: &str, assessment_id: &str) -> Result<()>;
+    /// How many traces of `experiment_ids` match every clause of `filter`.
+    fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64>;
+    /// The rows a trace metric aggregates (see [`crate::trace_metrics`]).
+    fn trace_metric_rows(
+        &self,
+        query: &crate::trace_metrics::MetricQuery,
+    ) -> Result<Vec<crate::trace_metrics::MetricRow>>;
 }
 
 pub fn trace_not_found(trace_id: &str) -> Error {

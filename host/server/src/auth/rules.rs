@@ -189,6 +189,10 @@ pub static RULES: &[Rule] = &[
     rule(POST, "/api/3.0/mlflow/traces/delete-traces", Experiment(Delete), Nothing),
     rule(POST, "/api/2.0/mlflow/traces/delete-traces", Experiment(Delete), Nothing),
     rule(POST, "/api/2.0/mlflow/traces/link-to-run", LinkTraces, Nothing),
+    // Analytics over whole experiments: read on each (MLflow's validate_can_query_trace_metrics
+    // and validate_can_read_traces_by_experiment_ids).
+    rule(POST, "/api/3.0/mlflow/traces/metrics", ScopedExperiments(Read), Nothing),
+    rule(POST, "/api/3.0/mlflow/traces/calculate-filter-correlation", ScopedExperiments(Read), Nothing),
     rule(GET, "/api/2.0/mlflow/traces", Experiments(Read), Nothing),
     // v2 `StartTrace` names its experiment at the top (MLflow: update on the experiment);
     // `EndTrace` and `LinkPromptsToTrace` change their trace (update on its experiment).
@@ -206,6 +210,7 @@ pub static RULES: &[Rule] = &[
     rule(PATCH, "/api/3.0/mlflow/traces/*/assessments/*", Trace(Update), Nothing),
     rule(DELETE, "/api/3.0/mlflow/traces/*/assessments/*", Trace(Delete), Nothing),
     rule(GET, "/api/2.0/mlflow/get-trace-artifact", Trace(Read), Nothing),
+    rule(GET, "/api/3.0/mlflow/get-trace-artifact", Trace(Read), Nothing),
     // OTLP: the experiment of the `x-mlflow-experiment-id` header (read into `experiment_id`)
     rule(POST, "/v1/traces", Experiment(Update), Nothing),
     // -- registered models
@@ -381,6 +386,12 @@ mod tests {
 
     #[test]
     fn every_kind_of_endpoint_has_its_rule() {
+        for analytics in ["metrics", "calculate-filter-correlation"] {
+            assert_eq!(
+                need(POST, &format!("/ajax-api/3.0/mlflow/traces/{analytics}")),
+                Some(ScopedExperiments(Read))
+            );
+        }
         assert_eq!(
             need(GET, "/api/2.0/mlflow/experiments/get"),
             Some(Experiment(Read))

@@ -46,6 +46,11 @@ pub fn router_v3() -> Router<AppState> {
         .route("/traces/batchGetInfos", post(batch_get_infos))
         .route("/traces/search", post(search_v3))
         .route("/traces/delete-traces", post(delete_traces))
+        .route("/traces/metrics", post(query_metrics))
+        .route(
+            "/traces/calculate-filter-correlation",
+            post(filter_correlation),
+        )
         .route("/traces/{trace_id}", get(get_trace_info))
         .route("/traces/{trace_id}/tags", patch(set_tag).delete(delete_tag))
         .route("/traces/{trace_id}/assessments", post(create_assessment))
@@ -78,6 +83,10 @@ pub fn root_router() -> Router<AppState> {
         )
         .route(
             "/ajax-api/2.0/mlflow/get-trace-artifact",
+            get(get_trace_artifact),
+        )
+        .route(
+            "/ajax-api/3.0/mlflow/get-trace-artifact",
             get(get_trace_artifact),
         )
 }
@@ -1069,3 +1078,179 @@ async fn get_trace_artifact(
 
 /// MLflow's `TRACE_DATA_FILE_NAME`.
 const TRACE_DATA_FILE: &str = "traces.json";
+
+// ---- analytics: `QueryTraceMetrics` and `CalculateTraceFilterCorrelation` ----
+
+/// A proto int64 as the client may send it (a JSON number, or a string).
+fn int_param(v: Option<&Value>, name: &str) -> ApiResult<Option<i64>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+        Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().parse().ok()),
+        Some(other) => Err(crate::request::invalid_param_type(name, other)),
+    }
+}
+
+/// A proto enum as JSON carries it: its name, or its number (`names[n - 1]`).
+fn enum_param<'a>(v: Option<&'a Value>, names: &[&'a str], name: &str) -> ApiResult<&'a str> {
+    match v {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|i| names.get((i as usize).wrapping_sub(1)))
+            .copied()
+            .ok_or_else(|| ApiError::invalid(format!("invalid value {n} for parameter '{name}'"))),
+        _ => Err(missing_param(name)),
+    }
+}
+
+fn string_list(req: &Value, name: &str) -> ApiResult<Vec<String>> {
+    match req.get(name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| crate::request::invalid_param_type(name, i))
+            })
+            .collect(),
+        Some(other) => Err(crate::request::invalid_param_type(name, other)),
+    }
+}
+
+async fn query_metrics(
+    State(state): State<AppState>,
+    Message(req): Message<Value>,
+) -> ApiResult<Json<Value>> {
+    use wasmflow_store::trace_metrics::{
+        Aggregation, MAX_METRIC_RESULTS, MetricQuery, MetricView, parse_metric_filter,
+        query_trace_metrics,
+    };
+    let experiment_ids = string_list(&req, "experiment_ids")?;
+    if experiment_ids.is_empty() {
+        return Err(missing_param("experiment_ids"));
+    }
+    let view = MetricView::parse(enum_param(
+        req.get("view_type"),
+        &["TRACES", "SPANS", "ASSESSMENTS"],
+        "view_type",
+    )?)?;
+    let metric_name = req
+        .get("metric_name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing_param("metric_name"))?
+        .to_string();
+    let aggregations = match req.get("aggregations") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|a| {
+                let kind = enum_param(
+                    a.get("aggregation_type"),
+                    &["COUNT", "SUM", "AVG", "PERCENTILE", "MIN", "MAX"],
+                    "aggregation_type",
+                )?;
+                Ok(Aggregation::parse(
+                    kind,
+                    a.get("percentile_value").and_then(Value::as_f64),
+                )?)
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+        _ => return Err(missing_param("aggregations")),
+    };
+    let filters = string_list(&req, "filters")?
+        .iter()
+        .map(|f| parse_metric_filter(f))
+        .collect::<wasmflow_core::Result<Vec<_>>>()?;
+    let max_results = match int_param(req.get("max_results"), "max_results")? {
+        None | Some(0) => MAX_METRIC_RESULTS,
+        Some(n) if n > 0 => (n as usize).min(MAX_METRIC_RESULTS),
+        Some(n) => {
+            return Err(ApiError::invalid(format!(
+                "invalid max_results {n}: it must be positive"
+            )));
+        }
+    };
+    let query = MetricQuery {
+        experiment_ids,
+        view,
+        metric_name,
+        aggregations,
+        dimensions: string_list(&req, "dimensions")?,
+        filters,
+        time_interval_seconds: int_param(
+            req.get("time_interval_seconds"),
+            "time_interval_seconds",
+        )?,
+        start_time_ms: int_param(req.get("start_time_ms"), "start_time_ms")?,
+        end_time_ms: int_param(req.get("end_time_ms"), "end_time_ms")?,
+        max_results,
+    };
+    let points = state
+        .traces_call(move |traces| query_trace_metrics(traces, &query))
+        .await?;
+    let points: Vec<Value> = points
+        .into_iter()
+        .map(|p| {
+            let mut point = json!({"metric_name": p.metric_name});
+            if !p.dimensions.is_empty() {
+                point["dimensions"] = Value::Object(
+                    p.dimensions
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                );
+            }
+            point["values"] =
+                Value::Object(p.values.into_iter().map(|(k, v)| (k, json!(v))).collect());
+            point
+        })
+        .collect();
+    Ok(Json(json!({"data_points": points})))
+}
+
+async fn filter_correlation(
+    State(state): State<AppState>,
+    Message(req): Message<Value>,
+) -> ApiResult<Json<Value>> {
+    let experiment_ids = string_list(&req, "experiment_ids")?;
+    if experiment_ids.is_empty() {
+        return Err(missing_param("experiment_ids"));
+    }
+    let filter = |name: &str| -> ApiResult<Option<Vec<wasmflow_store::traces::TraceClause>>> {
+        match req.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(parse_trace_filter(s)?)),
+            Some(other) => Err(crate::request::invalid_param_type(name, other)),
+        }
+    };
+    let filter1 = filter("filter_string1")?.ok_or_else(|| missing_param("filter_string1"))?;
+    let filter2 = filter("filter_string2")?.ok_or_else(|| missing_param("filter_string2"))?;
+    let base = filter("base_filter")?.unwrap_or_default();
+    let r = state
+        .traces_call(move |traces| {
+            wasmflow_store::trace_metrics::filter_correlation(
+                traces,
+                &experiment_ids,
+                &filter1,
+                &filter2,
+                &base,
+            )
+        })
+        .await?;
+    let mut body = json!({
+        "filter1_count": r.filter1_count,
+        "filter2_count": r.filter2_count,
+        "joint_count": r.joint_count,
+        "total_count": r.total_count,
+    });
+    // An undefined NPMI is left out, as MLflow leaves the proto field unset.
+    if !r.npmi.is_nan() {
+        body["npmi"] = json!(r.npmi);
+    }
+    if !r.npmi_smoothed.is_nan() {
+        body["npmi_smoothed"] = json!(r.npmi_smoothed);
+    }
+    Ok(Json(body))
+}

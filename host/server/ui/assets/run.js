@@ -8,6 +8,7 @@ import { current } from './nav.js';
 import { editableMarkdown } from './markdown.js';
 import { tagEditor, renameableHeading } from './edit.js';
 import { datasetsSection, runModelVersions, loggedModelHref } from './lineage.js';
+import { traceHref, traceStatus, fmtMs } from './traces.js';
 
 export async function runPage(root, [runId], query, gen) {
   const run = (await api('runs/get', { query: { run_id: runId } })).run;
@@ -58,6 +59,25 @@ export async function runPage(root, [runId], query, gen) {
   if (!current(gen)) return;
   if (children.runs?.length) {
     root.append(h('h2', {}, 'Child runs'), h('ul', {}, children.runs.map((c) => h('li', {}, h('a', { href: `#/runs/${c.info.run_id}` }, runName(c)), ' ', h('span', { class: `status ${c.info.status}` }, c.info.status)))));
+  }
+
+  // The traces of this run: logged inside it (mlflow.sourceRun) or linked to it afterwards.
+  const linked = await api('/ajax-api/3.0/mlflow/traces/search', {
+    method: 'POST',
+    body: {
+      locations: [{ type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: info.experiment_id } }],
+      filter: `run_id = ${sqlString(runId)}`, max_results: 100,
+    },
+  }).catch(() => ({ traces: [] }));
+  if (!current(gen)) return;
+  if (linked.traces?.length) {
+    root.append(h('section', { id: 'run-traces' }, h('h2', {}, `Traces (${linked.traces.length}${linked.next_page_token ? '+' : ''})`),
+      table(['Trace', 'Status', 'Request time', 'Latency'], linked.traces.map((t) => h('tr', { 'data-trace': t.trace_id },
+        h('th', { scope: 'row' }, h('a', { href: traceHref(info.experiment_id, t.trace_id), title: t.trace_id }, t.tags?.['mlflow.traceName'] || t.trace_id)),
+        h('td', {}, traceStatus(t.state)),
+        h('td', {}, fmtTime(Date.parse(t.request_time))),
+        h('td', { class: 'num' }, fmtMs(Number.parseFloat(t.execution_duration) * 1000)))), { caption: 'Traces of this run' }),
+      linked.next_page_token ? h('p', { class: 'muted' }, h('a', { href: `#/experiments/${info.experiment_id}/traces?filter=${encodeURIComponent(`run_id = ${sqlString(runId)}`)}` }, 'All traces of this run')) : null));
   }
 
   const params = [...(data.params || [])].sort((a, b) => a.key.localeCompare(b.key));

@@ -142,13 +142,41 @@ export async function tracesPage(root, [expId], query, gen) {
         onclick: () => go({ order: `${key} ${active && dir === 'DESC' ? 'ASC' : 'DESC'}`, pt: '', prev: '' }),
       }, label, dir ? (dir === 'DESC' ? ' ▼' : ' ▲') : ''));
   };
-  const headers = ['Request', 'Response', sortHeader('Name', 'name'), sortHeader('Status', 'status'),
+  // Selection for deleting traces (MLflow's DeleteTraces by ids); a deletion cannot be undone.
+  const picked = new Set();
+  const boxes = [];
+  const deleteStatus = h('span', { role: 'status', id: 'delete-traces-status' });
+  const deleteButton = h('button', {
+    type: 'button', id: 'delete-traces', disabled: true,
+    onclick: async () => {
+      const ids = [...picked];
+      if (!confirm(`Delete ${ids.length} trace${ids.length === 1 ? '' : 's'} with their spans and assessments? This cannot be undone.`)) return;
+      try {
+        await api(`${TRACES}/delete-traces`, { method: 'POST', body: { experiment_id: expId, request_ids: ids } });
+        window.dispatchEvent(new HashChangeEvent('hashchange'));
+      } catch (err) { deleteStatus.replaceChildren(errorBox(err)); }
+    },
+  }, 'Delete selected');
+  const allBox = h('input', {
+    type: 'checkbox', id: 'select-all-traces', 'aria-label': 'Select all traces on this page',
+    onchange: (e) => { for (const b of boxes) { b.checked = e.target.checked; b.onchange(); } },
+  });
+  const syncSelection = () => {
+    deleteButton.disabled = picked.size === 0;
+    deleteButton.textContent = picked.size ? `Delete selected (${picked.size})` : 'Delete selected';
+    allBox.checked = boxes.length > 0 && picked.size === boxes.length;
+  };
+  const headers = [h('th', { scope: 'col', class: 'select' }, allBox), 'Request', 'Response', sortHeader('Name', 'name'), sortHeader('Status', 'status'),
     sortHeader('Request time', 'timestamp_ms'), sortHeader('Latency', 'execution_time_ms', 'num'),
     h('th', { scope: 'col', class: 'num' }, 'Tokens'), 'Tags', 'Assessments'];
   const rows = traces.map((t) => {
     const usage = tokenUsage(t);
     const href = traceHref(expId, t.trace_id);
+    const box = h('input', { type: 'checkbox', 'data-select-trace': t.trace_id, 'aria-label': `Select trace ${t.trace_id}` });
+    box.onchange = () => { if (box.checked) picked.add(t.trace_id); else picked.delete(t.trace_id); syncSelection(); };
+    boxes.push(box);
     return h('tr', { 'data-trace': t.trace_id },
+      h('td', { class: 'select' }, box),
       h('td', { class: 'preview-cell' },
         h('a', { href, title: t.request_preview || t.trace_id }, clip(t.request_preview) || t.trace_id),
         h('div', {}, h('code', { class: 'muted trace-id' }, t.trace_id))),
@@ -175,7 +203,7 @@ export async function tracesPage(root, [expId], query, gen) {
         : emptyState(`No traces yet — trace a function with @mlflow.trace after mlflow.set_experiment(${JSON.stringify(exp.name)}), or send OpenTelemetry spans to`, '/v1/traces', { id: 'no-traces' }));
     return;
   }
-  root.append(pager, table(headers, rows, { caption: 'Traces' }));
+  root.append(pager, h('div', { class: 'bar' }, deleteButton, deleteStatus), table(headers, rows, { caption: 'Traces' }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,25 +457,99 @@ export async function tracePage(root, [expIdParam, traceId], _query, gen) {
       : h('p', { class: 'muted' }, 'No metadata.')));
 }
 
-/** Feedback and expectations on the trace (overridden ones marked), as MLflow 3 logs them. */
+/** A value typed in a form: JSON when it parses (true, 0.8, {"a": 1}), else the text itself. */
+function parseValue(text) {
+  const t = text.trim();
+  try { return JSON.parse(t); } catch { return t; }
+}
+
+/** The form that adds an assessment, or (with `a`) changes one's value and rationale. */
+function assessmentForm(traceId, a, done) {
+  const editing = Boolean(a);
+  const id = editing ? `edit-${a.assessment_id}` : 'new-assessment';
+  const v = editing ? assessmentValue(a) : undefined;
+  const name = h('input', { id: `${id}-name`, required: true, value: editing ? a.assessment_name : '', disabled: editing, placeholder: 'quality' });
+  const kind = h('select', { id: `${id}-kind`, disabled: editing },
+    h('option', { value: 'feedback', selected: !editing || Boolean(a.feedback) }, 'Feedback'),
+    h('option', { value: 'expectation', selected: editing && Boolean(a.expectation) }, 'Expectation'));
+  const value = h('input', { id: `${id}-value`, required: true, value: v === undefined ? '' : valueText(v), placeholder: 'true, 0.8, "text" or JSON' });
+  const rationale = h('input', { id: `${id}-rationale`, value: editing ? a.rationale || '' : '', placeholder: 'why (optional)' });
+  const status = h('span', { role: 'status' });
+  const field = (label, input) => h('label', {}, label, ' ', input);
+  return h('form', {
+    class: 'bar assessment-form', id,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const isFeedback = kind.value === 'feedback';
+      const body = isFeedback ? { feedback: { value: parseValue(value.value) } } : { expectation: { value: parseValue(value.value) } };
+      if (rationale.value.trim()) body.rationale = rationale.value.trim();
+      try {
+        if (editing) {
+          const mask = [isFeedback ? 'feedback' : 'expectation', ...(isFeedback ? ['rationale'] : [])].join(',');
+          await api(`${TRACES}/${encodeURIComponent(traceId)}/assessments/${encodeURIComponent(a.assessment_id)}`,
+            { method: 'PATCH', body: { assessment: { trace_id: traceId, assessment_id: a.assessment_id, ...body }, update_mask: mask } });
+        } else {
+          await api(`${TRACES}/${encodeURIComponent(traceId)}/assessments`, {
+            method: 'POST',
+            body: { assessment: { trace_id: traceId, assessment_name: name.value.trim(), source: { source_type: 'HUMAN', source_id: 'wasmflow-ui' }, ...body } },
+          });
+        }
+        done();
+      } catch (err) { status.replaceChildren(errorBox(err)); }
+    },
+  },
+  field('Name', name), field('Kind', kind), field('Value', value), field('Rationale', rationale),
+  h('button', { type: 'submit' }, editing ? 'Save' : 'Add assessment'),
+  editing ? h('button', { type: 'button', onclick: () => done() }, 'Cancel') : null,
+  status);
+}
+
+/** Feedback and expectations on the trace (overridden ones marked), as MLflow 3 logs them; each
+ * can be changed or deleted, and new ones added (MLflow's assessments API). */
 function assessmentsSection(info) {
-  const list = info.assessments || [];
-  const section = h('section', { id: 'assessments' }, h('h2', {}, `Assessments (${list.length})`));
-  if (!list.length) {
-    section.append(emptyState('No assessments yet — log one with', `mlflow.log_feedback(trace_id=${JSON.stringify(info.trace_id)}, name="quality", value=True)`, { id: 'no-assessments' }));
-    return section;
-  }
-  section.append(table(['Name', 'Kind', 'Value', 'Source', 'Rationale', 'Span', 'Updated'], list.map((a) => {
-    const v = assessmentValue(a);
-    const src = a.source || {};
-    return h('tr', { 'data-assessment': a.assessment_name, class: a.valid === false ? 'muted' : null },
-      h('th', { scope: 'row' }, a.assessment_name, a.valid === false ? h('span', { class: 'muted' }, ' (overridden)') : null),
-      h('td', {}, a.feedback ? 'Feedback' : a.expectation ? 'Expectation' : ''),
-      h('td', { 'data-col': 'value' }, typeof v === 'object' && v !== null ? jsonBlock(v) : valueText(v)),
-      h('td', { 'data-col': 'source' }, [src.source_type, src.source_id].filter(Boolean).join(': ')),
-      h('td', { 'data-col': 'rationale' }, a.rationale || ''),
-      h('td', {}, a.span_id ? h('code', {}, a.span_id) : ''),
-      h('td', {}, fmtTime(Date.parse(a.last_update_time || a.create_time))));
-  }), { caption: 'Assessments' }));
+  const traceId = info.trace_id;
+  const section = h('section', { id: 'assessments' });
+  let editingId = null;
+  const reload = async () => {
+    editingId = null;
+    try {
+      const fresh = (await api(`${TRACES}/${encodeURIComponent(traceId)}`)).trace.trace_info;
+      draw(fresh.assessments || []);
+    } catch (err) { section.append(errorBox(err)); }
+  };
+  const remove = async (a) => {
+    if (!confirm(`Delete assessment "${a.assessment_name}"?`)) return;
+    try {
+      await api(`${TRACES}/${encodeURIComponent(traceId)}/assessments/${encodeURIComponent(a.assessment_id)}`, { method: 'DELETE' });
+      await reload();
+    } catch (err) { section.append(errorBox(err)); }
+  };
+  const draw = (list) => {
+    section.replaceChildren(h('h2', {}, `Assessments (${list.length})`));
+    if (!list.length) {
+      section.append(emptyState('No assessments yet — add one below, or log one with', `mlflow.log_feedback(trace_id=${JSON.stringify(traceId)}, name="quality", value=True)`, { id: 'no-assessments' }));
+    } else {
+      section.append(table(['Name', 'Kind', 'Value', 'Source', 'Rationale', 'Span', 'Updated', ''], list.map((a) => {
+        const v = assessmentValue(a);
+        const src = a.source || {};
+        const row = h('tr', { 'data-assessment': a.assessment_name, 'data-assessment-id': a.assessment_id, class: a.valid === false ? 'muted' : null },
+          h('th', { scope: 'row' }, a.assessment_name, a.valid === false ? h('span', { class: 'muted' }, ' (overridden)') : null),
+          h('td', {}, a.feedback ? 'Feedback' : a.expectation ? 'Expectation' : ''),
+          h('td', { 'data-col': 'value' }, typeof v === 'object' && v !== null ? jsonBlock(v) : valueText(v)),
+          h('td', { 'data-col': 'source' }, [src.source_type, src.source_id].filter(Boolean).join(': ')),
+          h('td', { 'data-col': 'rationale' }, a.rationale || ''),
+          h('td', {}, a.span_id ? h('code', {}, a.span_id) : ''),
+          h('td', {}, fmtTime(Date.parse(a.last_update_time || a.create_time))),
+          h('td', { class: 'actions' },
+            h('button', { type: 'button', 'data-action': 'edit', 'aria-label': `Edit assessment ${a.assessment_name}`, onclick: () => { editingId = a.assessment_id; draw(list); } }, 'Edit'),
+            ' ',
+            h('button', { type: 'button', 'data-action': 'delete', 'aria-label': `Delete assessment ${a.assessment_name}`, onclick: () => remove(a) }, 'Delete')));
+        if (a.assessment_id !== editingId) return row;
+        return [row, h('tr', { class: 'edit-row' }, h('td', { colspan: 8 }, assessmentForm(traceId, a, reload)))];
+      }).flat(), { caption: 'Assessments' }));
+    }
+    section.append(h('h3', {}, 'Add an assessment'), assessmentForm(traceId, null, reload));
+  };
+  draw(info.assessments || []);
   return section;
 }

@@ -18,16 +18,17 @@ use wasmflow_core::{Error, Result};
 use super::{PgStore, pg_err};
 use crate::search_sql::Dialect;
 use crate::sqlite::now_ms;
+use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query};
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
-    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, experiment_id_number,
-    link_prompts_trace_not_found, overridden, parse_assessment, search_query, set_valid,
-    span_artifact_location, span_batches, span_node, trace_info_from_row,
+    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
+    experiment_id_number, link_prompts_trace_not_found, overridden, parse_assessment, search_query,
+    set_valid, span_artifact_location, span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
-    SPANS_LOCATION_TAG, StoredSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, TraceStore,
-    trace_not_found,
+    SPANS_LOCATION_TAG, StoredSpan, TraceClause, TraceDeletion, TraceEnd, TraceInfo, TraceSearch,
+    TraceStore, trace_not_found,
 };
 
 type Tx<'a> = Transaction<'a>;
@@ -835,6 +836,30 @@ impl TraceStore for PgStore {
             .await
             .map_err(pg_err)?;
             Ok(())
+        })
+    }
+
+    fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
+        let query = count_query(experiment_ids, filter, Dialect::Postgres)?;
+        self.read(async |tx| {
+            let row = tx
+                .query_one(&query.sql, &query.pg_params())
+                .await
+                .map_err(pg_err)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn trace_metric_rows(&self, q: &MetricQuery) -> Result<Vec<MetricRow>> {
+        let query = metric_rows_query(q, Dialect::Postgres)?;
+        let dims = q.dimensions.len();
+        self.read(async |tx| {
+            tx.query(&query.sql, &query.pg_params())
+                .await
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| metric_row(r, dims).map_err(pg_err))
+                .collect()
         })
     }
 }

@@ -11,16 +11,17 @@ use super::search_sql::SqlQuery;
 use super::tracking::json_list;
 use super::{SqliteStore, now_ms, sql_err};
 use crate::search_sql::Dialect;
+use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query};
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
-    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, experiment_id_number,
-    link_prompts_trace_not_found, overridden, parse_assessment, search_query, set_valid,
-    span_artifact_location, span_batches, span_node, trace_info_from_row,
+    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
+    experiment_id_number, link_prompts_trace_not_found, overridden, parse_assessment, search_query,
+    set_valid, span_artifact_location, span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
-    SPANS_LOCATION_TAG, StoredSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, TraceStore,
-    trace_not_found,
+    SPANS_LOCATION_TAG, StoredSpan, TraceClause, TraceDeletion, TraceEnd, TraceInfo, TraceSearch,
+    TraceStore, trace_not_found,
 };
 
 fn load_info(conn: &Connection, trace_id: &str) -> Result<Option<TraceInfo>> {
@@ -692,5 +693,19 @@ impl TraceStore for SqliteStore {
                 .map_err(sql_err)?;
             Ok(())
         })
+    }
+
+    fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
+        let query = SqlQuery::from(count_query(experiment_ids, filter, Dialect::Sqlite)?);
+        self.read(|conn| {
+            let counts: Vec<i64> = query.first_column(conn)?;
+            Ok(counts.first().copied().unwrap_or(0) as u64)
+        })
+    }
+
+    fn trace_metric_rows(&self, q: &MetricQuery) -> Result<Vec<MetricRow>> {
+        let query = SqlQuery::from(metric_rows_query(q, Dialect::Sqlite)?);
+        let dims = q.dimensions.len();
+        self.read(|conn| query.rows(conn, |r| metric_row(r, dims)))
     }
 }
