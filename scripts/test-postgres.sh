@@ -1,9 +1,10 @@
 # Sourced by scripts/test.sh: a throwaway PostgreSQL cluster for the tests.
 #
 # `start_test_postgres DIR` installs PostgreSQL from Debian's packages when it is missing, creates a
-# cluster in DIR (removed and made anew each time), starts it on a free port of 127.0.0.1 and
+# cluster in DIR (removed and made anew, unless one is already running there), starts it on a free port of 127.0.0.1 and
 # exports WASMFLOW_TEST_POSTGRES_URI (a superuser's uri to its `postgres` database: the tests create
-# a fresh database of their own under it). `stop_test_postgres` stops it; test.sh calls it on exit.
+# a fresh database of their own under it) and, when openssl made it a certificate, the
+# WASMFLOW_TEST_POSTGRES_CA that verifies its TLS. `stop_test_postgres` stops it; test.sh calls it on exit.
 # An already set WASMFLOW_TEST_POSTGRES_URI is used as it is (nothing is started).
 
 test_postgres_dir=""
@@ -42,6 +43,15 @@ start_test_postgres() {
             { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
         bin="$(_pg_bin)"
     fi
+    if [[ -f "$dir/data/postmaster.pid" ]] && _pg_as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        # A cluster already running in DIR (another shell's, e.g. a developer's second terminal)
+        # is used as it is, not wiped from under its users; it is left running on exit.
+        port="$(sed -n 4p "$dir/data/postmaster.pid")"
+        if [[ "$(id -u)" == "0" ]]; then test_postgres_user=postgres; else test_postgres_user="$(id -un)"; fi
+        echo "==> PostgreSQL: using the cluster already running in $dir on port $port"
+        export WASMFLOW_TEST_POSTGRES_URI="postgresql://$test_postgres_user@127.0.0.1:$port/postgres"
+        return 0
+    fi
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -62,9 +72,21 @@ start_test_postgres() {
     _pg_as_owner "$bin/initdb" -D "$dir/data" -U "$test_postgres_user" --auth=trust \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; return 1; }
+    # TLS with a self-signed certificate for 127.0.0.1 (it is its own root), so that the tests can
+    # connect with sslmode=verify-full; without openssl the cluster has no TLS and those tests skip.
+    local ssl=""
+    if command -v openssl >/dev/null &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+            -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+            -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1; then
+        chmod 600 "$dir/server.key"
+        [[ "$(id -u)" == "0" ]] && chown postgres: "$dir/server.key" "$dir/server.crt"
+        ssl="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+        export WASMFLOW_TEST_POSTGRES_CA="$dir/server.crt"
+    fi
     # fsync off: the cluster is thrown away, and durability is not what these tests check.
     _pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $dir -F -c max_connections=300" start >/dev/null ||
+        -o "-h 127.0.0.1 -p $port -k $dir -F -c max_connections=300 $ssl" start >/dev/null ||
         { cat "$dir/server.log" >&2; return 1; }
     test_postgres_dir="$dir"
     export WASMFLOW_TEST_POSTGRES_URI="postgresql://$test_postgres_user@127.0.0.1:$port/postgres"

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_auth.sql"),
     include_str!("../../migrations/0005_traces.sql"),
     include_str!("../../migrations/0006_eval_datasets.sql"),
+    include_str!("../../migrations/0008_plugins.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
