@@ -72,17 +72,21 @@ start_test_postgres() {
     _pg_as_owner "$bin/initdb" -D "$dir/data" -U "$test_postgres_user" --auth=trust \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; return 1; }
-    # TLS with a self-signed certificate for 127.0.0.1 (it is its own root), so that the tests can
-    # connect with sslmode=verify-full; without openssl the cluster has no TLS and those tests skip.
+    # TLS with a certificate for 127.0.0.1 from a throwaway CA, so that the tests can connect with
+    # sslmode=verify-full; without openssl the cluster has no TLS and those tests skip.
     local ssl=""
     if command -v openssl >/dev/null &&
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
-            -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-            -keyout "$dir/server.key" -out "$dir/server.crt" >/dev/null 2>&1; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=wasmflow test CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1 &&
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1 &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/server.ext" &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1; then
         chmod 600 "$dir/server.key"
-        [[ "$(id -u)" == "0" ]] && chown postgres: "$dir/server.key" "$dir/server.crt"
+        if [[ "$(id -u)" == "0" ]]; then chown postgres: "$dir/server.key" "$dir/server.crt"; fi
         ssl="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
-        export WASMFLOW_TEST_POSTGRES_CA="$dir/server.crt"
+        export WASMFLOW_TEST_POSTGRES_CA="$dir/ca.crt"
     fi
     # fsync off: the cluster is thrown away, and durability is not what these tests check.
     _pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
