@@ -421,10 +421,10 @@ impl PluginManager {
             return Ok(None);
         };
         let cached = self.dir.join(format!("{sha256}.wasm"));
-        if let Ok(wasm) = std::fs::read(&cached) {
-            if crate::runtime::sha256_hex(&wasm) == sha256 {
-                return Ok(Some(wasm));
-            }
+        if let Ok(wasm) = std::fs::read(&cached)
+            && crate::runtime::sha256_hex(&wasm) == sha256
+        {
+            return Ok(Some(wasm));
         }
         let wasm = shared.component(sha256)?;
         if let Some(wasm) = &wasm {
@@ -540,10 +540,10 @@ impl PluginManager {
             .index_modified;
         let (records, modified) = match &self.shared {
             Some(shared) => {
-                if let (false, Some(IndexStamp::Shared(read_at))) = (force, last) {
-                    if read_at.elapsed() < SHARED_RECHECK {
-                        return Ok(());
-                    }
+                if let (false, Some(IndexStamp::Shared(read_at))) = (force, last)
+                    && read_at.elapsed() < SHARED_RECHECK
+                {
+                    return Ok(());
                 }
                 let now = Instant::now();
                 let mut records = shared.records()?;
