@@ -3,7 +3,8 @@
 # `start_test_postgres DIR` installs PostgreSQL from Debian's packages when it is missing, creates a
 # cluster in DIR (removed and made anew, unless one is already running there), starts it on a free port of 127.0.0.1 and
 # exports WASMFLOW_TEST_POSTGRES_URI (a superuser's uri to its `postgres` database: the tests create
-# a fresh database of their own under it). `stop_test_postgres` stops it; test.sh calls it on exit.
+# a fresh database of their own under it) and, when openssl made it a certificate, the
+# WASMFLOW_TEST_POSTGRES_CA that verifies its TLS. `stop_test_postgres` stops it; test.sh calls it on exit.
 # An already set WASMFLOW_TEST_POSTGRES_URI is used as it is (nothing is started).
 
 test_postgres_dir=""
@@ -71,9 +72,25 @@ start_test_postgres() {
     _pg_as_owner "$bin/initdb" -D "$dir/data" -U "$test_postgres_user" --auth=trust \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; return 1; }
+    # TLS with a certificate for 127.0.0.1 from a throwaway CA, so that the tests can connect with
+    # sslmode=verify-full; without openssl the cluster has no TLS and those tests skip.
+    local ssl=""
+    if command -v openssl >/dev/null &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=wasmflow test CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1 &&
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1 &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/server.ext" &&
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1; then
+        chmod 600 "$dir/server.key"
+        if [[ "$(id -u)" == "0" ]]; then chown postgres: "$dir/server.key" "$dir/server.crt"; fi
+        ssl="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+        export WASMFLOW_TEST_POSTGRES_CA="$dir/ca.crt"
+    fi
     # fsync off: the cluster is thrown away, and durability is not what these tests check.
     _pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $dir -F -c max_connections=300" start >/dev/null ||
+        -o "-h 127.0.0.1 -p $port -k $dir -F -c max_connections=300 $ssl" start >/dev/null ||
         { cat "$dir/server.log" >&2; return 1; }
     test_postgres_dir="$dir"
     export WASMFLOW_TEST_POSTGRES_URI="postgresql://$test_postgres_user@127.0.0.1:$port/postgres"

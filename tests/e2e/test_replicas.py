@@ -1,17 +1,26 @@
 """Two `wasmflow server` replicas on one PostgreSQL database and one artifact root behave as one
-server: what is written through one is read through the other at once, and writes racing through
-both lose nothing and never collide (issue 17, part 4)."""
+server: what is written through one is read through the other at once, writes racing through both
+lose nothing and never collide, a plugin installed through one serves on the other, a replica that
+loses its database answers 503 and recovers by itself, and a replica killed with SIGKILL under load
+loses no write it acknowledged (issue 17, parts 4 and 6)."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import socket
+import subprocess
+import threading
 import time
+import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
+import requests
 from mlflow import MlflowClient
 
-from conftest import POSTGRES, ServerProcess
+from conftest import POSTGRES, REPO_ROOT, ServerProcess
 
 pytestmark = pytest.mark.skipif(
     not POSTGRES,
@@ -20,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory, wasmflow_bin):
+def servers(tmp_path_factory, wasmflow_bin):
     a = ServerProcess(wasmflow_bin, tmp_path_factory.mktemp("replica-a"), name="replica-a")
     b = ServerProcess(wasmflow_bin, tmp_path_factory.mktemp("replica-b"), name="replica-b", backend_uri=a.backend_uri)
     b.artifacts_dir = a.artifacts_dir
@@ -28,10 +37,16 @@ def replicas(tmp_path_factory, wasmflow_bin):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda s: s.start(), (a, b)))
     try:
-        yield MlflowClient(tracking_uri=a.url), MlflowClient(tracking_uri=b.url)
+        yield a, b
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(servers):
+    a, b = servers
+    return MlflowClient(tracking_uri=a.url), MlflowClient(tracking_uri=b.url)
 
 
 def test_a_run_written_through_one_replica_reads_the_same_through_the_other(replicas, tmp_path):
@@ -90,3 +105,296 @@ def test_writes_racing_through_both_replicas_lose_nothing(replicas):
             pool.map(lambda i: (a, b)[i % 2].create_model_version(name, f"s3://bucket/{i}").version, range(16))
         )
     assert sorted(int(v) for v in versions) == list(range(1, 17))
+
+
+PLUGINS_API = "/api/2.0/wasmflow/plugins"
+TEST_PLUGINS = Path(
+    os.environ.get("WASMFLOW_TEST_PLUGINS")
+    or Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target") / "wasm-plugins/wasm32-wasip2/release"
+)
+
+
+def replica_of(first: ServerProcess, tmp_path_factory, wasmflow_bin, name: str, backend_uri: str | None = None):
+    """Another replica on `first`'s database (or on `backend_uri`, the same database another way)
+    and artifact root, with a plugin directory of its own."""
+    other = ServerProcess(
+        wasmflow_bin, tmp_path_factory.mktemp(name), name=name, backend_uri=backend_uri or first.backend_uri
+    )
+    other.artifacts_dir = first.artifacts_dir
+    return other
+
+
+def test_a_plugin_installed_through_one_replica_serves_on_the_other(servers, replicas, tmp_path):
+    a, _ = replicas
+    hostile = TEST_PLUGINS / "wasmflow_testing_hostile.wasm"
+    if not hostile.exists():
+        pytest.fail(f"{hostile} is missing; `cargo build` builds the test plugins", pytrace=False)
+    a_url, b_url = (server.url for server in servers)
+
+    # A model whose only flavor is the test plugin's: before the install, neither replica serves it.
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors:\n  hostile: {behavior: echo}\n")
+    exp = a.create_experiment(f"replica-plugins-{uuid.uuid4().hex[:8]}")
+    run = a.create_run(exp)
+    a.log_artifacts(run.info.run_id, str(model_dir), "model")
+    name = f"replica-plugin-{uuid.uuid4().hex[:8]}"
+    a.create_registered_model(name)
+    a.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    payload = {"dataframe_split": {"columns": ["x"], "data": [[1.5], [2.5]]}}
+
+    def invoke(url):
+        return requests.post(f"{url}/serving/models/{name}/1/invocations", json=payload, timeout=60)
+
+    assert invoke(b_url).status_code != 200
+
+    r = requests.post(a_url + PLUGINS_API, data=hostile.read_bytes(), timeout=120)
+    assert r.status_code == 200, r.text
+    installed = r.json()["plugin"]
+    # B serves the model with it on its next request (no plugin it knew loads the model's flavor,
+    # so it looks again at once): no restart, no copy of files.
+    served = invoke(b_url)
+    assert served.status_code == 200, served.text
+    assert served.json() == invoke(a_url).json()
+    # And lists it within the 0.5 s its view of the plugins may lag.
+    deadline = time.monotonic() + 1.0
+    while installed not in requests.get(b_url + PLUGINS_API, timeout=30).json()["plugins"]:
+        assert time.monotonic() < deadline, "the plugin installed through A was not listed on B within 1 s"
+        time.sleep(0.05)
+    component = requests.get(f"{b_url}{PLUGINS_API}/{installed['sha256']}", timeout=30)
+    assert component.status_code == 200 and component.content == hostile.read_bytes()
+    # Installed again through B: the same bytes are not an error, on any replica.
+    assert requests.post(b_url + PLUGINS_API, data=hostile.read_bytes(), timeout=120).status_code == 200
+
+    # Removed through B: A, which has the model loaded with it, stops serving it within 1 s.
+    r = requests.delete(b_url + PLUGINS_API, params={"name": "hostile"}, timeout=30)
+    assert r.status_code == 200 and [p["name"] for p in r.json()["removed"]] == ["hostile"], r.text
+    deadline = time.monotonic() + 1.0
+    while (answer := invoke(a_url)).status_code == 200:
+        assert time.monotonic() < deadline, "the plugin removed through B still served on A after 1 s"
+        time.sleep(0.05)
+    assert "hostile" in answer.json()["message"], answer.text
+    assert "hostile" not in [p["name"] for p in requests.get(a_url + PLUGINS_API, timeout=30).json()["plugins"]]
+
+
+class CuttableProxy:
+    """A TCP proxy to PostgreSQL that the test cuts (every connection closed, new ones closed at
+    once, as when the database goes away) and restores, without touching the shared cluster."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if not self.up:
+                    client.close()
+                    continue
+                try:
+                    server = socket.create_connection(self.target)
+                except OSError:
+                    client.close()
+                    continue
+                self.open += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.up = False
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.open = []
+
+    def restore(self):
+        with self.lock:
+            self.up = True
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+def test_a_replica_that_loses_its_database_answers_503_and_recovers(servers, replicas, tmp_path_factory, wasmflow_bin):
+    a, _ = replicas
+    parts = urllib.parse.urlsplit(os.environ["WASMFLOW_TEST_POSTGRES_URI"])
+    proxy = CuttableProxy((parts.hostname, parts.port or 5432))
+    # The same database as the replicas, reached through the proxy.
+    database = urllib.parse.urlsplit(servers[0].backend_uri)
+    through_proxy = urllib.parse.urlunsplit(database._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    c = replica_of(servers[0], tmp_path_factory, wasmflow_bin, "replica-c", backend_uri=through_proxy)
+    c.start()
+    try:
+        exp = requests.post(
+            c.url + "/api/2.0/mlflow/experiments/create", json={"name": f"db-loss-{uuid.uuid4().hex[:8]}"}, timeout=30
+        )
+        assert exp.status_code == 200, exp.text
+        exp_id = exp.json()["experiment_id"]
+        get = f"{c.url}/api/2.0/mlflow/experiments/get?experiment_id={exp_id}"
+
+        proxy.cut()
+        for _ in range(3):
+            started = time.monotonic()
+            r = requests.get(get, timeout=60)
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["error_code"] == "TEMPORARILY_UNAVAILABLE", body
+            assert "database is unavailable" in body["message"], body
+            assert "PostgreSQL" in body["message"] or "connection" in body["message"], body
+            assert time.monotonic() - started < 15, "a request waited too long for the lost database"
+        # A write is refused the same way, and nothing of it is kept.
+        lost_name = f"db-loss-refused-{uuid.uuid4().hex[:8]}"
+        r = requests.post(c.url + "/api/2.0/mlflow/experiments/create", json={"name": lost_name}, timeout=60)
+        assert r.status_code == 503 and r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", r.text
+        assert requests.get(c.url + "/health", timeout=10).status_code == 200
+
+        proxy.restore()
+        deadline = time.monotonic() + 10
+        while (r := requests.get(get, timeout=60)).status_code != 200:
+            assert r.status_code == 503, r.text
+            assert time.monotonic() < deadline, "the replica did not recover within 10 s of the database's return"
+            time.sleep(0.1)
+        assert r.json()["experiment"]["experiment_id"] == exp_id
+        assert a.get_experiment(exp_id).experiment_id == exp_id
+        assert a.get_experiment_by_name(lost_name) is None
+        r = requests.post(c.url + "/api/2.0/mlflow/experiments/create", json={"name": lost_name}, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        c.stop()
+        proxy.close()
+
+
+def test_a_replica_killed_under_load_loses_no_acknowledged_write(servers, replicas, tmp_path_factory, wasmflow_bin):
+    a, b = replicas
+    d = replica_of(servers[0], tmp_path_factory, wasmflow_bin, "replica-d").start()
+    exp = a.create_experiment(f"kill-9-{uuid.uuid4().hex[:8]}")
+    run_id = a.create_run(exp).info.run_id
+    acknowledged: list[tuple[str, object]] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def client(worker: int):
+        session = requests.Session()
+        for i in range(10_000):
+            try:
+                if worker % 2:
+                    r = session.post(
+                        d.url + "/api/2.0/mlflow/runs/log-batch",
+                        json={
+                            "run_id": run_id,
+                            "metrics": [{"key": f"w{worker}", "value": float(i), "timestamp": 1, "step": i}],
+                            "params": [{"key": f"p{worker}-{i}", "value": str(i)}],
+                        },
+                        timeout=30,
+                    )
+                    ack = ("metric", (f"w{worker}", i))
+                else:
+                    name = f"kill-9-{worker}-{i}-{uuid.uuid4().hex[:6]}"
+                    r = session.post(d.url + "/api/2.0/mlflow/experiments/create", json={"name": name}, timeout=30)
+                    ack = ("experiment", (name, r.json().get("experiment_id") if r.status_code == 200 else None))
+            except (requests.RequestException, ValueError):
+                return  # the replica is gone: what it had not answered is not acknowledged
+            if r.status_code == 200:
+                with lock:
+                    acknowledged.append(ack)
+                    if len(acknowledged) >= 200:
+                        enough.set()
+
+    workers = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for w in workers:
+        w.start()
+    try:
+        assert enough.wait(60), "the replica acknowledged too few writes"
+        d.kill()  # SIGKILL, with writes in flight
+    finally:
+        d.kill()
+        for w in workers:
+            w.join(60)
+        d.stop()
+    with lock:
+        acked = list(acknowledged)
+    assert len(acked) >= 200
+    run = b.get_run(run_id)
+    for kind, what in acked:
+        if kind == "metric":
+            key, step = what
+            assert run.data.params[f"p{key[1:]}-{step}"] == str(step)
+    history = {}
+    for kind, (key, step) in (x for x in acked if x[0] == "metric"):
+        if key not in history:
+            history[key] = {m.step for m in b.get_metric_history(run_id, key)}
+        assert step in history[key], f"metric {key} step {step} was acknowledged but is lost"
+    for kind, (name, exp_id) in (x for x in acked if x[0] == "experiment"):
+        found = b.get_experiment_by_name(name)
+        assert found is not None and found.experiment_id == exp_id, f"experiment {name} was acknowledged but is lost"
+
+
+def test_tls_to_postgresql_is_verified_as_libpq_does(servers, tmp_path_factory, wasmflow_bin):
+    ca = os.environ.get("WASMFLOW_TEST_POSTGRES_CA")
+    if not ca:
+        pytest.skip("the test PostgreSQL has no TLS certificate (scripts/test-postgres.sh makes one with openssl)")
+    uri = servers[0].backend_uri
+    verified = f"{uri}?sslmode=verify-full&sslrootcert={urllib.parse.quote(ca, safe='')}"
+    e = replica_of(servers[0], tmp_path_factory, wasmflow_bin, "replica-tls", backend_uri=verified).start()
+    try:
+        r = requests.post(e.url + "/api/2.0/mlflow/experiments/create", json={"name": f"tls-{uuid.uuid4().hex[:8]}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        database = urllib.parse.urlsplit(uri).path.lstrip("/")
+        psql = subprocess.run(
+            [
+                "psql",
+                os.environ["WASMFLOW_TEST_POSTGRES_URI"],
+                "-XAtc",
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s "
+                f"JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{database}' AND a.application_name = ''"
+                f" AND a.client_port IS NOT NULL",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert psql.returncode == 0, psql.stderr
+        encrypted = int(psql.stdout.split("|")[0])
+        assert encrypted >= 1, f"no TLS connection from the replica: {psql.stdout!r}"
+    finally:
+        e.stop()
+    # A server whose certificate does not chain to the roots given is refused, in one line.
+    refused = subprocess.run(
+        [wasmflow_bin, "db", "upgrade", f"{uri}?sslmode=verify-full&sslrootcert=system"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "certificate" in refused.stderr.lower(), refused.stderr
+    bad = subprocess.run(
+        [wasmflow_bin, "db", "upgrade", f"{uri}?sslmode=verify"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0 and "invalid sslmode 'verify'" in bad.stderr, bad.stderr

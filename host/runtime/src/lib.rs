@@ -24,7 +24,8 @@ pub use executor::{
 };
 pub use instance::{ModelPool, ModelSource};
 pub use manager::{
-    CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord, choose,
+    CheckedPlugin, InstalledPlugin, ManagerError, PluginManager, PluginRecord, SHARED_RECHECK,
+    SharedPlugins, choose,
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
 pub use trim::release_free_memory;

@@ -2,6 +2,11 @@
 //! (kept in a directory as `<sha256>.wasm` with a `plugins.json` index). A server notices
 //! plugins that the CLI installs or removes in the same directory without a restart.
 //!
+//! Replicas on one shared database keep their installed plugins in it instead
+//! ([`SharedPlugins`]): the directory then only caches the components this process has read,
+//! and each replica re-reads the records at most every [`SHARED_RECHECK`], and at once when no
+//! plugin it knows loads a model's flavors.
+//!
 //! Opening the manager compiles nothing: every plugin's record (name, version, the flavors it
 //! loads) is known beforehand — recorded at build time for the built-in ones, in the index for
 //! installed ones — and a plugin is compiled (or loaded from the compile cache) the first time
@@ -10,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -19,6 +24,24 @@ use crate::lazy::Lazy;
 use crate::runtime::{CompiledPlugin, Runtime, Wasm};
 
 const INDEX: &str = "plugins.json";
+
+/// How stale a replica's view of the shared plugins may be: a plugin installed or removed
+/// through another replica counts here within this long.
+pub const SHARED_RECHECK: Duration = Duration::from_millis(500);
+
+/// Installed plugins kept where every replica of a server reads them (the backend store);
+/// checking a component stays the manager's work.
+pub trait SharedPlugins: Send + Sync {
+    /// Every installed plugin's record.
+    fn records(&self) -> anyhow::Result<Vec<PluginRecord>>;
+    /// The component whose sha256 is `sha256`, if an installed plugin has it.
+    fn component(&self, sha256: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Stores a checked plugin; `Some(sha256)` when its name and version are installed with
+    /// another component (that one's sha256), and nothing was stored.
+    fn insert(&self, record: &PluginRecord, wasm: &[u8]) -> anyhow::Result<Option<String>>;
+    /// Removes every version of `name`, or only `version`; returns the removed records.
+    fn remove(&self, name: &str, version: Option<&str>) -> anyhow::Result<Vec<PluginRecord>>;
+}
 
 /// A plugin the host can use; compiled by `PluginManager::compile` when first needed.
 pub struct InstalledPlugin {
@@ -37,6 +60,8 @@ pub struct CheckedPlugin {
 enum Source {
     Builtin(&'static wasmflow_builtin_plugins::Component),
     File(PathBuf),
+    /// In the shared store, cached in the plugin directory once read.
+    Shared,
 }
 
 impl InstalledPlugin {
@@ -76,6 +101,8 @@ pub struct PluginManager {
     dir: PathBuf,
     builtin: Vec<Arc<InstalledPlugin>>,
     installed: RwLock<Installed>,
+    /// Where installed plugins live when replicas share them; else the directory's index.
+    shared: Option<Arc<dyn SharedPlugins>>,
     /// Counts changes to the installed plugins, so that users of a plugin can tell cheaply
     /// whether it may have been removed or replaced since they last looked.
     generation: AtomicU64,
@@ -84,7 +111,7 @@ pub struct PluginManager {
 #[derive(Default)]
 struct Installed {
     plugins: Vec<Arc<InstalledPlugin>>,
-    /// The index file as last read; every write renames a new file into place.
+    /// The index as last read.
     index_modified: Option<IndexStamp>,
 }
 
@@ -92,6 +119,24 @@ impl PluginManager {
     /// Reads the built-in plugins' records and the directory of installed ones; compiles
     /// nothing.
     pub fn open(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with(runtime, dir, None)
+    }
+
+    /// [`open`](Self::open) for a replica: installed plugins live in `shared`, and `dir`
+    /// caches the components read from it.
+    pub fn open_shared(
+        runtime: Arc<Runtime>,
+        dir: &Path,
+        shared: Arc<dyn SharedPlugins>,
+    ) -> anyhow::Result<Self> {
+        Self::open_with(runtime, dir, Some(shared))
+    }
+
+    fn open_with(
+        runtime: Arc<Runtime>,
+        dir: &Path,
+        shared: Option<Arc<dyn SharedPlugins>>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the plugin directory '{}'", dir.display()))?;
         let builtin = wasmflow_builtin_plugins::BUILTIN
@@ -116,6 +161,7 @@ impl PluginManager {
             dir: dir.to_path_buf(),
             builtin,
             installed: RwLock::default(),
+            shared,
             generation: AtomicU64::new(0),
         };
         manager.refresh()?;
@@ -144,6 +190,13 @@ impl PluginManager {
                                 record.sha256
                             ));
                         }
+                        Wasm::Bytes(&file)
+                    }
+                    Source::Shared => {
+                        file = self
+                            .shared_component(&record.sha256)
+                            .map_err(|e| format!("{e:#}"))?
+                            .ok_or("it was removed from the shared store")?;
                         Wasm::Bytes(&file)
                     }
                 };
@@ -183,7 +236,8 @@ impl PluginManager {
     }
 
     /// A number that changes whenever the installed plugins change (here or, seen through
-    /// the index's modification time, by another process). One `stat` when nothing changed.
+    /// the index's modification time or the shared store, by another process). One `stat` (or,
+    /// shared, at most one query per [`SHARED_RECHECK`]) when nothing changed.
     pub fn generation(&self) -> u64 {
         if let Err(e) = self.refresh() {
             tracing::warn!("cannot re-read the installed plugins: {e:#}");
@@ -203,6 +257,9 @@ impl PluginManager {
         let Some(plugin) = installed.iter().find(|p| p.record.sha256 == sha256) else {
             return Ok(None);
         };
+        if self.shared.is_some() {
+            return self.shared_component(sha256);
+        }
         let path = self.dir.join(format!("{}.wasm", plugin.record.sha256));
         match std::fs::read(&path) {
             Ok(wasm) => Ok(Some(wasm)),
@@ -230,6 +287,23 @@ impl PluginManager {
         &self,
         flavors: impl IntoIterator<Item = &'f str>,
     ) -> anyhow::Result<Option<(String, Arc<InstalledPlugin>)>> {
+        let flavors: Vec<&str> = flavors.into_iter().collect();
+        let plugins = self.list()?;
+        let records: Vec<&PluginRecord> = plugins.iter().map(|p| &p.record).collect();
+        let chosen = choose(&records, flavors.iter().copied());
+        if chosen.is_none() && self.shared.is_some() {
+            // Installed through another replica since the last look: seen at once, not after
+            // the recheck interval.
+            self.refresh_now()?;
+            return self.for_flavors_known(flavors);
+        }
+        Ok(chosen.map(|(flavor, i)| (flavor, plugins[i].clone())))
+    }
+
+    fn for_flavors_known(
+        &self,
+        flavors: Vec<&str>,
+    ) -> anyhow::Result<Option<(String, Arc<InstalledPlugin>)>> {
         let plugins = self.list()?;
         let records: Vec<&PluginRecord> = plugins.iter().map(|p| &p.record).collect();
         Ok(choose(&records, flavors).map(|(flavor, i)| (flavor, plugins[i].clone())))
@@ -252,10 +326,17 @@ impl PluginManager {
         let path = self.dir.join(format!("{}.wasm", record.sha256));
         let plugin = InstalledPlugin {
             record,
-            source: Source::File(path.clone()),
+            source: if self.shared.is_some() {
+                Source::Shared
+            } else {
+                Source::File(path.clone())
+            },
             compiled: Lazy::ready(compiled),
         };
         let record = &plugin.record;
+        if let Some(shared) = &self.shared {
+            return self.install_shared(shared.as_ref(), plugin, wasm);
+        }
         let _ = self.refresh();
         let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
         let same_name = |p: &&Arc<InstalledPlugin>| {
@@ -294,6 +375,73 @@ impl PluginManager {
         Ok(plugin)
     }
 
+    /// `install` into the shared store; the component is cached in the directory.
+    fn install_shared(
+        &self,
+        shared: &dyn SharedPlugins,
+        plugin: InstalledPlugin,
+        wasm: &[u8],
+    ) -> Result<Arc<InstalledPlugin>, ManagerError> {
+        let record = &plugin.record;
+        if let Some(existing) = self
+            .builtin
+            .iter()
+            .find(|p| p.record.name == record.name && p.record.version == record.version)
+        {
+            return Err(ManagerError::AlreadyExists(format!(
+                "plugin '{}@{}' is built in; give yours another name or version",
+                existing.record.name, existing.record.version
+            )));
+        }
+        if let Some(other) = shared.insert(record, wasm)? {
+            return Err(ManagerError::AlreadyExists(format!(
+                "plugin '{}@{}' is already installed with sha256 {other}; remove it first",
+                record.name, record.version
+            )));
+        }
+        self.cache_component(&record.sha256, wasm);
+        tracing::info!(
+            "installed plugin '{}@{}' ({})",
+            record.name,
+            record.version,
+            &record.sha256[..12]
+        );
+        self.refresh_now()?;
+        let installed = self.installed.read().unwrap_or_else(|e| e.into_inner());
+        let found = installed.plugins.iter().find(|p| p.record == *record);
+        // Removed again through another replica in between: still report what was installed.
+        Ok(found.cloned().unwrap_or_else(|| Arc::new(plugin)))
+    }
+
+    /// An installed component read from the shared store, through the directory's cache.
+    fn shared_component(&self, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let cached = self.dir.join(format!("{sha256}.wasm"));
+        if let Ok(wasm) = std::fs::read(&cached)
+            && crate::runtime::sha256_hex(&wasm) == sha256
+        {
+            return Ok(Some(wasm));
+        }
+        let wasm = shared.component(sha256)?;
+        if let Some(wasm) = &wasm {
+            self.cache_component(sha256, wasm);
+        }
+        Ok(wasm)
+    }
+
+    /// Keeps a shared component in the directory; only a cache, so a failure is only logged.
+    fn cache_component(&self, sha256: &str, wasm: &[u8]) {
+        let path = self.dir.join(format!("{sha256}.wasm"));
+        if let Err(e) = write_atomically(&path, wasm) {
+            tracing::warn!(
+                "cannot cache plugin {}: {e:#}",
+                &sha256[..12.min(sha256.len())]
+            );
+        }
+    }
+
     /// Removes every installed version of `name`, or only `version`.
     pub fn remove(
         &self,
@@ -306,6 +454,17 @@ impl PluginManager {
             return Err(ManagerError::Invalid(format!(
                 "plugin '{name}' is built in and cannot be removed"
             )));
+        }
+        if let Some(shared) = &self.shared {
+            let removed = shared.remove(name, version)?;
+            if removed.is_empty() {
+                let what = version.map_or(name.to_string(), |v| format!("{name}@{v}"));
+                return Err(ManagerError::NotFound(format!(
+                    "no installed plugin '{what}'"
+                )));
+            }
+            self.refresh_now()?;
+            return Ok(removed);
         }
         let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
         let (removed, kept): (Vec<_>, Vec<_>) = installed
@@ -361,26 +520,56 @@ impl PluginManager {
         Ok(CheckedPlugin { record, compiled })
     }
 
-    /// Re-reads the index when another process (the CLI) changed it.
+    /// Re-reads the index when another process (the CLI, another replica) changed it.
     fn refresh(&self) -> anyhow::Result<()> {
-        let index = self.dir.join(INDEX);
-        let modified = stamp(&index);
-        if self
+        self.refresh_if(false)
+    }
+
+    /// Re-reads the shared store now, however recently it was read.
+    fn refresh_now(&self) -> anyhow::Result<()> {
+        self.refresh_if(true)
+    }
+
+    fn refresh_if(&self, force: bool) -> anyhow::Result<()> {
+        let last = self
             .installed
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .index_modified
-            == modified
-        {
-            return Ok(());
-        }
-        let records: Vec<PluginRecord> = match std::fs::read(&index) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("cannot read '{}'", index.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", index.display())),
+            .index_modified;
+        let (records, modified) = match &self.shared {
+            Some(shared) => {
+                if let (false, Some(IndexStamp::Shared(read_at))) = (force, last)
+                    && read_at.elapsed() < SHARED_RECHECK
+                {
+                    return Ok(());
+                }
+                let now = Instant::now();
+                let mut records = shared.records()?;
+                records.sort_by(|a, b| {
+                    (&a.name, version_key(&a.version)).cmp(&(&b.name, version_key(&b.version)))
+                });
+                (records, Some(IndexStamp::Shared(now)))
+            }
+            None => {
+                let index = self.dir.join(INDEX);
+                let modified = stamp(&index);
+                if last == modified {
+                    return Ok(());
+                }
+                (read_index(&index)?, modified)
+            }
         };
         let mut installed = self.installed.write().unwrap_or_else(|e| e.into_inner());
+        let unchanged = installed.plugins.len() == records.len()
+            && installed
+                .plugins
+                .iter()
+                .zip(&records)
+                .all(|(p, r)| p.record == *r);
+        installed.index_modified = modified;
+        if unchanged {
+            return Ok(());
+        }
         let mut plugins = Vec::with_capacity(records.len());
         for record in records {
             if let Some(known) = installed.plugins.iter().find(|p| p.record == record) {
@@ -388,15 +577,18 @@ impl PluginManager {
                 continue;
             }
             // Compiled when a model needs it, not here: reading the index stays cheap.
-            let path = self.dir.join(format!("{}.wasm", record.sha256));
+            let source = if self.shared.is_some() {
+                Source::Shared
+            } else {
+                Source::File(self.dir.join(format!("{}.wasm", record.sha256)))
+            };
             plugins.push(Arc::new(InstalledPlugin {
                 record,
-                source: Source::File(path),
+                source,
                 compiled: Lazy::new(),
             }));
         }
         installed.plugins = plugins;
-        installed.index_modified = modified;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -410,15 +602,34 @@ impl PluginManager {
     }
 }
 
-/// What tells one version of the index file from another: its modification time alone can
+/// The directory's index of installed plugins; none when absent.
+fn read_index(index: &Path) -> anyhow::Result<Vec<PluginRecord>> {
+    Ok(match std::fs::read(index) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("cannot read '{}'", index.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", index.display())),
+    })
+}
+
+/// What tells one version of the index from another. A file's modification time alone can
 /// repeat for two writes within one tick of the kernel's coarse clock, its inode cannot (each
-/// write renames a new file into place while the server holds no handle on the old one).
-type IndexStamp = (SystemTime, u64, u64);
+/// write renames a new file into place while the server holds no handle on the old one). The
+/// shared store's is when it was last read.
+#[derive(Clone, Copy, PartialEq)]
+enum IndexStamp {
+    File(SystemTime, u64, u64),
+    Shared(Instant),
+}
 
 fn stamp(index: &Path) -> Option<IndexStamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(index).ok()?;
-    Some((meta.modified().ok()?, meta.ino(), meta.len()))
+    Some(IndexStamp::File(
+        meta.modified().ok()?,
+        meta.ino(),
+        meta.len(),
+    ))
 }
 
 /// Compiles a component, checks it and reads its `info`.

@@ -132,6 +132,19 @@ impl PluginArgs {
         self.open_announcing(None)
     }
 
+    /// The runtime and the plugins installed in a store shared by replicas; the directory
+    /// caches their components.
+    pub fn open_shared(
+        &self,
+        shared: Arc<dyn wasmflow_runtime::SharedPlugins>,
+    ) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
+        Ok(Arc::new(wasmflow_runtime::PluginManager::open_shared(
+            self.runtime()?,
+            &self.plugins_dir,
+            shared,
+        )?))
+    }
+
     /// `open`, calling `on_compile` before each compile that the cache cannot spare.
     pub fn open_announcing(
         &self,
@@ -387,10 +400,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     // Compiles nothing: a plugin is compiled (or loaded from the cache) when a model first
     // needs it, so the server listens at once even on a machine that has compiled nothing.
-    let plugins = args
-        .plugins
-        .open()
-        .context("cannot start the plugin runtime")?;
+    // Replicas on one PostgreSQL database share their installed plugins through it; a SQLite
+    // store's one server keeps them in --plugins-dir.
+    let plugins = match store.plugins() {
+        Some(_) => args
+            .plugins
+            .open_shared(Arc::new(plugins::StorePlugins(store.clone()))),
+        None => args.plugins.open(),
+    }
+    .context("cannot start the plugin runtime")?;
     tracing::info!(
         "{} plugins available; each is compiled when a model first needs it",
         plugins.list()?.len()

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::error::{ApiError, ApiResult};
 use crate::request::Message;
 use crate::state::AppState;
-use wasmflow_serving::model::manager_error;
+use wasmflow_serving::model::{io_error, manager_error};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,7 +46,7 @@ async fn component(
         .blocking(move || {
             manager
                 .component(&sha256)
-                .map_err(|e| wasmflow_core::Error::internal(format!("{e:#}")))?
+                .map_err(io_error)?
                 .ok_or_else(|| {
                     wasmflow_core::Error::not_found(format!("no plugin with sha256 '{sha256}'"))
                 })
@@ -58,11 +58,7 @@ async fn component(
 async fn list(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let manager = state.plugins()?.clone();
     let plugins = state
-        .blocking(move || {
-            manager
-                .list()
-                .map_err(|e| wasmflow_core::Error::internal(format!("{e:#}")))
-        })
+        .blocking(move || manager.list().map_err(io_error))
         .await?;
     let records: Vec<_> = plugins.iter().map(|p| &p.record).collect();
     Ok(axum::Json(json!({ "plugins": records })))
@@ -186,4 +182,78 @@ async fn remove(
         })
         .await?;
     Ok(axum::Json(json!({ "removed": removed })))
+}
+
+/// The backend store's installed plugins as the plugin manager reads them: replicas on one
+/// PostgreSQL database share their plugins through it.
+pub struct StorePlugins(pub std::sync::Arc<dyn wasmflow_store::Store>);
+
+impl StorePlugins {
+    fn store(&self) -> anyhow::Result<&dyn wasmflow_store::PluginStore> {
+        self.0
+            .plugins()
+            .ok_or_else(|| anyhow::anyhow!("this backend store keeps no plugins"))
+    }
+}
+
+fn to_record(p: wasmflow_store::StoredPlugin) -> wasmflow_runtime::PluginRecord {
+    wasmflow_runtime::PluginRecord {
+        name: p.name,
+        version: p.version,
+        sha256: p.sha256,
+        loads: p.loads,
+        description: p.description,
+        builtin: false,
+    }
+}
+
+/// The store's errors stay themselves, so that `io_error` gives the client their code (503
+/// when the database is unreachable).
+fn store_error(e: wasmflow_core::Error) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+impl wasmflow_runtime::SharedPlugins for StorePlugins {
+    fn records(&self) -> anyhow::Result<Vec<wasmflow_runtime::PluginRecord>> {
+        let plugins = self.store()?.list_plugins().map_err(store_error)?;
+        Ok(plugins.into_iter().map(to_record).collect())
+    }
+
+    fn component(&self, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.store()?.plugin_component(sha256).map_err(store_error)
+    }
+
+    fn insert(
+        &self,
+        record: &wasmflow_runtime::PluginRecord,
+        wasm: &[u8],
+    ) -> anyhow::Result<Option<String>> {
+        let stored = wasmflow_store::StoredPlugin {
+            name: record.name.clone(),
+            version: record.version.clone(),
+            sha256: record.sha256.clone(),
+            loads: record.loads.clone(),
+            description: record.description.clone(),
+        };
+        match self
+            .store()?
+            .insert_plugin(&stored, wasm)
+            .map_err(store_error)?
+        {
+            wasmflow_store::Inserted::Stored => Ok(None),
+            wasmflow_store::Inserted::Conflict(sha256) => Ok(Some(sha256)),
+        }
+    }
+
+    fn remove(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<Vec<wasmflow_runtime::PluginRecord>> {
+        let removed = self
+            .store()?
+            .remove_plugins(name, version)
+            .map_err(store_error)?;
+        Ok(removed.into_iter().map(to_record).collect())
+    }
 }

@@ -217,7 +217,7 @@ fn load_from(
         (None, PluginChoice::Installed(manager, other)) => {
             let found = manager
                 .for_flavors(flavors.iter().map(String::as_str))
-                .map_err(|e| Error::internal(format!("{e:#}")))?;
+                .map_err(io_error)?;
             if let Some((flavor, plugin)) = found {
                 let origin = if plugin.record.builtin {
                     PluginOrigin::BuiltIn
@@ -446,8 +446,18 @@ pub fn manager_error(e: ManagerError) -> Error {
         ManagerError::Invalid(m) => Error::invalid(m),
         ManagerError::AlreadyExists(m) => Error::new(ErrorCode::ResourceAlreadyExists, m),
         ManagerError::NotFound(m) => Error::new(ErrorCode::ResourceDoesNotExist, m),
-        ManagerError::Io(e) => Error::internal(format!("{e:#}")),
+        // A store error (the shared plugins' database unreachable: 503) keeps its code and
+        // message; any other failure to read the plugins is internal.
+        ManagerError::Io(e) => match e.downcast_ref::<Error>() {
+            Some(store) => store.clone(),
+            None => Error::internal(format!("{e:#}")),
+        },
     }
+}
+
+/// A plugin manager's failure to read its plugins, as the client sees it.
+pub fn io_error(e: impl Into<ManagerError>) -> Error {
+    manager_error(e.into())
 }
 
 /// How many instances a model's pool may hold: one per core.

@@ -6,6 +6,7 @@ pub mod auth;
 mod columns;
 pub mod eval_datasets;
 mod import;
+pub mod plugins;
 mod postgres;
 pub mod registry;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use import::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun, ImportTallies, ImportTarget, Tally,
 };
+pub use plugins::{Inserted, PluginStore, StoredPlugin};
 pub use postgres::{PgPool, PgStore, redact_password};
 pub use registry::RegistryStore;
 pub use sqlite::SqliteStore;
@@ -45,11 +47,21 @@ pub use webhooks::WebhookStore;
 pub trait Store:
     TrackingStore + RegistryStore + WebhookStore + AuthStore + TraceStore + EvalDatasetStore
 {
+    /// The installed plugins, when the store is shared by replicas (PostgreSQL); `None` for a
+    /// SQLite store, whose one server keeps its plugins in its plugin directory.
+    fn plugins(&self) -> Option<&dyn PluginStore>;
 }
 
-impl<T> Store for T where
-    T: TrackingStore + RegistryStore + WebhookStore + AuthStore + TraceStore + EvalDatasetStore
-{
+impl Store for SqliteStore {
+    fn plugins(&self) -> Option<&dyn PluginStore> {
+        None
+    }
+}
+
+impl Store for PgStore {
+    fn plugins(&self) -> Option<&dyn PluginStore> {
+        Some(self)
+    }
 }
 
 /// Where new experiments put their artifacts unless they name a location themselves.

@@ -10,10 +10,11 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
-use wasmflow_core::{Error, Result};
+use wasmflow_core::{Error, ErrorCode, Result};
 
 use crate::{SchemaUpgrade, StoreConfig};
 
@@ -21,7 +22,9 @@ mod auth;
 mod datasets;
 mod eval_datasets;
 mod logged_models;
+mod plugins;
 mod registry;
+mod tls;
 mod traces;
 mod tracking;
 mod tx;
@@ -37,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_traces.sql"),
     include_str!("../../migrations/postgres/0006_eval_datasets.sql"),
     include_str!("../../migrations/postgres/0007_trace_prompts.sql"),
+    include_str!("../../migrations/postgres/0008_plugins.sql"),
     include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
 ];
 
@@ -47,22 +51,39 @@ const MIGRATION_LOCK: i64 = 0x7761_736d_666c_6f77;
 /// How many connections one process keeps open at most.
 const POOL_SIZE: usize = 16;
 
+/// How long a request waits for a connection (a free one from the pool, or a new one) before it
+/// is answered 503: a replica whose database is gone answers at once rather than hanging.
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
 /// `postgresql://`, `postgres://` and SQLAlchemy's `postgresql+DRIVER://` (as MLflow users write
 /// `postgresql+psycopg2://...` in their configs) name a PostgreSQL database; anything else is not
 /// one (`None`).
 pub fn parse_uri(uri: &str) -> Option<Result<tokio_postgres::Config>> {
+    parse_uri_tls(uri).map(|parsed| parsed.map(|(config, _)| config))
+}
+
+/// [`parse_uri`], and what the uri's `sslmode` and `sslrootcert` ask of TLS.
+fn parse_uri_tls(uri: &str) -> Option<Result<(tokio_postgres::Config, tls::Tls)>> {
     let (scheme, rest) = uri.split_once("://")?;
     let dialect = scheme.split('+').next().unwrap_or_default();
     if !dialect.eq_ignore_ascii_case("postgresql") && !dialect.eq_ignore_ascii_case("postgres") {
         return None;
     }
+    let invalid = |e: &dyn std::fmt::Display| {
+        Error::invalid(format!(
+            "invalid PostgreSQL uri '{}': {e}",
+            redact_password(uri)
+        ))
+    };
     Some(
-        tokio_postgres::Config::from_str(&format!("postgresql://{rest}")).map_err(|e| {
-            Error::invalid(format!(
-                "invalid PostgreSQL uri '{}': {e}",
-                redact_password(uri)
-            ))
-        }),
+        tls::split(&format!("postgresql://{rest}"))
+            .map_err(|e| invalid(&e.message))
+            .and_then(|(rest, tls)| {
+                let mut config =
+                    tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(&e))?;
+                config.ssl_mode(tls.ssl_mode());
+                Ok((config, tls))
+            }),
     )
 }
 
@@ -166,31 +187,40 @@ impl PgPool {
     /// Connects to the database `uri` names (a PostgreSQL uri, see [`parse_uri`]) and checks
     /// that a connection can be made, so that a wrong address or password fails at start.
     pub fn connect(uri: &str) -> Result<Self> {
-        let config = parse_uri(uri).ok_or_else(|| {
+        let (config, tls) = parse_uri_tls(uri).ok_or_else(|| {
             Error::invalid(format!(
                 "'{}' is not a PostgreSQL uri",
                 redact_password(uri)
             ))
         })??;
+        let mut config = config;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECTION_WAIT);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("postgres")
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("cannot start the PostgreSQL runtime: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(&tls)
+            .map_err(|e| Error::invalid(format!("{}: {}", redact_password(uri), e.message)))?
+        {
+            Some(connector) => Manager::from_config(config, connector, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = {
             // The pool's timers need the runtime that drives the connections.
             let _guard = runtime.enter();
             Pool::builder(manager)
                 .max_size(POOL_SIZE)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECTION_WAIT))
+                .create_timeout(Some(CONNECTION_WAIT))
+                .recycle_timeout(Some(CONNECTION_WAIT))
                 .build()
                 .map_err(|e| Error::internal(format!("cannot build the PostgreSQL pool: {e}")))?
         };
@@ -239,17 +269,31 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A pooled connection; when none can be had within [`CONNECTION_WAIT`] (the database is
+    /// down or unreachable), a 503 the client may retry. The pool drops connections the
+    /// database closed and opens new ones, so a replica recovers by itself once it is back.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
-        self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => Error::internal(format!(
-                "cannot connect to PostgreSQL at '{}': {}",
-                self.display_uri,
-                describe(&e)
-            )),
-            other => Error::internal(format!(
-                "cannot connect to PostgreSQL at '{}': {other}",
-                self.display_uri
-            )),
+        use deadpool_postgres::PoolError;
+        self.pool.get().await.map_err(|e| {
+            let why = match e {
+                PoolError::Backend(e) => describe(&e),
+                PoolError::Timeout(_) => {
+                    format!("no connection within {} seconds", CONNECTION_WAIT.as_secs())
+                }
+                other => {
+                    return Error::internal(format!(
+                        "cannot connect to PostgreSQL at '{}': {other}",
+                        self.display_uri
+                    ));
+                }
+            };
+            Error::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!(
+                    "the database is unavailable: cannot connect to PostgreSQL at '{}': {why}",
+                    self.display_uri
+                ),
+            )
         })
     }
 }
@@ -267,7 +311,26 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
+    if lost_connection(&e) {
+        return Error::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("the database is unavailable: {}", describe(&e)),
+        );
+    }
     Error::internal(format!("database error: {}", describe(&e)))
+}
+
+/// Whether the statement failed because the connection did (closed, reset, the server shutting
+/// down), not because of what it asked: the same call can succeed once the database is back.
+fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(state) = e.code() {
+        // Class 08: connection exception; 57P: operator intervention (shutdown, crash).
+        return state.code().starts_with("08") || state.code().starts_with("57P");
+    }
+    std::error::Error::source(e).is_some_and(|cause| cause.is::<std::io::Error>())
 }
 
 /// Runs the migrations the database lacks, all in one transaction under the migration lock: a
