@@ -49,6 +49,7 @@ start_test_postgres() {
         port="$(sed -n 4p "$dir/data/postmaster.pid")"
         if [[ "$(id -u)" == "0" ]]; then test_postgres_user=postgres; else test_postgres_user="$(id -un)"; fi
         echo "==> PostgreSQL: using the cluster already running in $dir on port $port"
+        if [[ -f "$dir/ca.crt" ]]; then export WASMFLOW_TEST_POSTGRES_CA="$dir/ca.crt"; fi
         export WASMFLOW_TEST_POSTGRES_URI="postgresql://$test_postgres_user@127.0.0.1:$port/postgres"
         return 0
     fi
