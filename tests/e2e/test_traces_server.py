@@ -437,7 +437,7 @@ def _whole(trace, tid, n_spans):
 
 def _normalize_frame(df):
     rows = []
-    for row in df.sort_values("request_time").to_dict("records"):
+    for row in df.to_dict("records"):
         tid = row["trace_id"]
         spans = sorted((_stable(s, tid) for s in row["spans"]), key=lambda s: json.dumps(s, sort_keys=True, default=str))
         assessments = [a if isinstance(a, dict) else a.to_dictionary() for a in list(row["assessments"])]
@@ -452,7 +452,13 @@ def _normalize_frame(df):
             "spans": spans,
             "assessments": sorted((_stable(a, tid) for a in assessments), key=lambda a: json.dumps(a, sort_keys=True, default=str)),
             "trace_is_whole": _whole(row["trace"], tid, len(row["spans"])),
+            "request_time": row["request_time"],
         })
+    # In the order the traces were made; two made in the same millisecond are told apart by what
+    # they hold, the same on both servers.
+    rows.sort(key=lambda r: (r["request_time"], json.dumps(r, sort_keys=True, default=str)))
+    for r in rows:
+        del r["request_time"]
     return rows
 
 
