@@ -178,6 +178,22 @@ pub struct ImportTarget {
     conn: Box<dyn SqlConn>,
 }
 
+/// Inserts the `(owner, key, value)` rows of one key-value table (tags, params), keeping rows
+/// already there; `into` names the table and its columns. Each row counts in `tally`.
+fn insert_pairs(
+    c: &dyn SqlConn,
+    into: &str,
+    owner: Arg<'_>,
+    pairs: &[(String, String)],
+    tally: &mut Tally,
+) -> Result<()> {
+    let sql = format!("INSERT INTO {into} VALUES ($1, $2, $3) ON CONFLICT DO NOTHING");
+    for (k, v) in pairs {
+        tally.count(c.execute(&sql, &[owner, Arg::from(k), Arg::from(v)])?);
+    }
+    Ok(())
+}
+
 impl ImportTarget {
     /// A SQLite file, created and migrated if needed; an MLflow database is refused.
     pub fn open(path: &Path) -> Result<Self> {
@@ -281,14 +297,13 @@ impl ImportTarget {
                     t.entities.inserted += 1;
                 }
             }
-            for (k, v) in &e.tags {
-                let n = c.execute(
-                    "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![e.experiment_id, k, v],
-                )?;
-                t.tags.count(n);
-            }
+            insert_pairs(
+                c,
+                "experiment_tags (experiment_id, key, value)",
+                Arg::from(e.experiment_id),
+                &e.tags,
+                &mut t.tags,
+            )?;
             Ok(t)
         })
     }
@@ -316,22 +331,20 @@ impl ImportTarget {
                 ],
             )?;
             t.entities.count(n);
-            for (k, v) in &r.params {
-                let n = c.execute(
-                    "INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![&r.run_uuid, k, v],
-                )?;
-                t.params.count(n);
-            }
-            for (k, v) in &r.tags {
-                let n = c.execute(
-                    "INSERT INTO tags (run_uuid, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![&r.run_uuid, k, v],
-                )?;
-                t.tags.count(n);
-            }
+            insert_pairs(
+                c,
+                "params (run_uuid, key, value)",
+                Arg::from(&r.run_uuid),
+                &r.params,
+                &mut t.params,
+            )?;
+            insert_pairs(
+                c,
+                "tags (run_uuid, key, value)",
+                Arg::from(&r.run_uuid),
+                &r.tags,
+                &mut t.tags,
+            )?;
             for d in &r.datasets {
                 // wasmflow keeps one row per (experiment, name, digest), as MLflow does; a
                 // dataset already there under another uuid is the same dataset.
@@ -485,22 +498,20 @@ impl ImportTarget {
                 ],
             )?;
             t.entities.count(n);
-            for (k, v) in &m.params {
-                let n = c.execute(
-                    "INSERT INTO logged_model_params (model_id, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![&m.model_id, k, v],
-                )?;
-                t.params.count(n);
-            }
-            for (k, v) in &m.tags {
-                let n = c.execute(
-                    "INSERT INTO logged_model_tags (model_id, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![&m.model_id, k, v],
-                )?;
-                t.tags.count(n);
-            }
+            insert_pairs(
+                c,
+                "logged_model_params (model_id, key, value)",
+                Arg::from(&m.model_id),
+                &m.params,
+                &mut t.params,
+            )?;
+            insert_pairs(
+                c,
+                "logged_model_tags (model_id, key, value)",
+                Arg::from(&m.model_id),
+                &m.tags,
+                &mut t.tags,
+            )?;
             for mm in &m.metrics {
                 let p = &mm.metric;
                 let (value, is_nan) = stored(p);
@@ -568,14 +579,13 @@ impl ImportTarget {
                 args![&m.name, m.creation_time, m.last_updated_time, &m.description],
             )?;
             t.entities.count(n);
-            for (k, v) in &m.tags {
-                let n = c.execute(
-                    "INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    args![&m.name, k, v],
-                )?;
-                t.tags.count(n);
-            }
+            insert_pairs(
+                c,
+                "registered_model_tags (name, key, value)",
+                Arg::from(&m.name),
+                &m.tags,
+                &mut t.tags,
+            )?;
             for v in &m.versions {
                 let n = c.execute(
                     "INSERT INTO model_versions (name, version, creation_time,
