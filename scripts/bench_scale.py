@@ -29,8 +29,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,14 +39,10 @@ from multiprocessing import Pool
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bench_proc import free_port, stop
+
 REPO = Path(__file__).resolve().parents[1]
 API = "/api/2.0/mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Client:
@@ -94,17 +88,6 @@ def start_server(binary: str, backend_uri: str, work: Path, out: Path | None) ->
             break
     stop(proc)
     raise SystemExit(f"server did not come up; see {work / 'server.log'}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # ---------------------------------------------------------------------------------------------
