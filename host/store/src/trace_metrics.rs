@@ -156,6 +156,29 @@ fn python_list(items: &[&str]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
+/// MLflow's refusal of asked-for names a metric does not support (its aggregations or its
+/// dimensions): each bad name once, both lists sorted, in Python's list syntax.
+fn refuse_unsupported<'a>(
+    asked: impl Iterator<Item = &'a str>,
+    supported: &[&str],
+    found: &str,
+    supported_name: &str,
+) -> Result<()> {
+    let mut invalid: Vec<&str> = asked.filter(|a| !supported.contains(a)).collect();
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    invalid.sort();
+    invalid.dedup();
+    let mut supported = supported.to_vec();
+    supported.sort();
+    Err(Error::invalid(format!(
+        "Found invalid {found}: {}. Supported {supported_name}: {}",
+        python_list(&invalid),
+        python_list(&supported)
+    )))
+}
+
 fn strip_backticks(s: &str) -> &str {
     s.strip_prefix('`')
         .and_then(|s| s.strip_suffix('`'))
@@ -403,40 +426,18 @@ impl MetricQuery {
                 self.metric_name
             )));
         };
-        let mut invalid: Vec<&str> = self
-            .aggregations
-            .iter()
-            .map(|a| a.kind())
-            .filter(|k| !spec.aggregations.contains(k))
-            .collect();
-        invalid.sort();
-        invalid.dedup();
-        if !invalid.is_empty() {
-            let mut supported = spec.aggregations.to_vec();
-            supported.sort();
-            return Err(Error::invalid(format!(
-                "Found invalid aggregation_type(s): {}. Supported aggregation types: {}",
-                python_list(&invalid),
-                python_list(&supported)
-            )));
-        }
-        let mut invalid: Vec<&str> = self
-            .dimensions
-            .iter()
-            .map(String::as_str)
-            .filter(|d| !spec.dimensions.contains(d))
-            .collect();
-        invalid.sort();
-        invalid.dedup();
-        if !invalid.is_empty() {
-            let mut supported = spec.dimensions.to_vec();
-            supported.sort();
-            return Err(Error::invalid(format!(
-                "Found invalid dimension(s): {}. Supported dimensions: {}",
-                python_list(&invalid),
-                python_list(&supported)
-            )));
-        }
+        refuse_unsupported(
+            self.aggregations.iter().map(|a| a.kind()),
+            spec.aggregations,
+            "aggregation_type(s)",
+            "aggregation types",
+        )?;
+        refuse_unsupported(
+            self.dimensions.iter().map(String::as_str),
+            spec.dimensions,
+            "dimension(s)",
+            "dimensions",
+        )?;
         if self.time_interval_seconds.is_some_and(|s| s != 0)
             && (self.start_time_ms.is_none() || self.end_time_ms.is_none())
         {
