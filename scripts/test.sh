@@ -34,8 +34,10 @@ report_timings() {
     phase ""
     printf '\n==> time per phase (exit %s, %ds in all)\n%s' "$status" "$SECONDS" "$timings"
 }
+prep_pid=""
 on_exit() {
     report_timings
+    if [[ -n "$prep_pid" ]]; then kill "$prep_pid" 2>/dev/null || true; fi
     if declare -F stop_test_postgres >/dev/null; then stop_test_postgres; fi
 }
 trap on_exit EXIT
@@ -48,6 +50,28 @@ target_dir="$(cargo metadata --format-version 1 --no-deps |
 source "$repo/scripts/test-postgres.sh"
 phase "PostgreSQL for the store tests"
 start_test_postgres "$target_dir/test-postgres"
+
+# Downloads that need nothing compiled — the e2e venv (pip) and the browser suite's chromium and
+# npm packages — run in the background while cargo keeps both cores busy; they are waited for
+# before the next apt-get (the example plugins' C toolchain: apt takes one lock) and before any use.
+prep_log="$target_dir/test-prepare.log"
+mkdir -p "$target_dir"
+(
+    "$repo/scripts/e2e-venv.sh" >"$target_dir/test-prepare.venv"
+    bash "$repo/tests/browser/run.sh" --prepare
+) >"$prep_log" 2>&1 &
+prep_pid=$!
+wait_for_prepare() {
+    [[ -n "$prep_pid" ]] || return 0
+    if ! wait "$prep_pid"; then
+        prep_pid=""
+        echo "error: preparing the venv / browser packages failed; $prep_log:" >&2
+        tail -40 "$prep_log" >&2
+        exit 1
+    fi
+    prep_pid=""
+    cat "$prep_log"
+}
 
 # The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
 # release binary below needs, so a clean machine compiles them once instead of twice.
@@ -65,6 +89,9 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 
+phase "waiting for the venv and browser packages (started with cargo)"
+wait_for_prepare
+
 phase "example plugins in Python, JavaScript and C (examples/plugins/build.sh)"
 example_plugins="$target_dir/example-plugins/out"
 bash "$repo/examples/plugins/build.sh" "$example_plugins"
@@ -77,8 +104,7 @@ bash "$repo/examples/wasm-train/build.sh" "$target_dir/wasm-train"
 # Virtual environments the projects suite's `virtualenv` runs create, kept between runs.
 export WASMFLOW_PROJECTS_CACHE="$target_dir/projects-cache"
 
-phase "python venv"
-venv="$("$repo/scripts/e2e-venv.sh")"
+venv="$(cat "$target_dir/test-prepare.venv")"
 
 # The flavor plugins' native tests read fixtures (models saved by the real scikit-learn, skops,
 # XGBoost and LightGBM, with their outputs) that their `tests/fixtures/make_*.py` scripts write

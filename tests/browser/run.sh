@@ -19,22 +19,32 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 bin="${WASMFLOW_BIN:-$target_dir/release/wasmflow}"
 venv="${WASMFLOW_VENV:-$repo/target/e2e-venv}"
 out="$target_dir/browser"
-update_screenshots=0
+update_screenshots=0 prepare_only=0
 [[ "${1:-}" == "--update-screenshots" ]] && update_screenshots=1
+# --prepare installs chromium and the npm packages and exits: scripts/test.sh runs it in the
+# background while cargo compiles, so the downloads cost no wall time later.
+[[ "${1:-}" == "--prepare" ]] && prepare_only=1
+
+prepare() {
+    if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+        echo "==> apt-get install chromium"
+        local sudo=""
+        [[ "$(id -u)" == 0 ]] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    fi
+    # npm ci deletes and rewrites node_modules: skipped when the lock file is what was installed.
+    if ! cmp -s "$here/package-lock.json" "$here/node_modules/.package-lock.json.installed"; then
+        echo "==> npm ci (tests/browser)"
+        (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+        cp "$here/package-lock.json" "$here/node_modules/.package-lock.json.installed"
+    fi
+}
+prepare
+[[ "$prepare_only" == 1 ]] && exit 0
 
 [[ -x "$bin" ]] || { echo "error: wasmflow binary not found at $bin (set WASMFLOW_BIN)" >&2; exit 1; }
 [[ -x "$venv/bin/python" ]] || { echo "error: no venv at $venv (run scripts/e2e-venv.sh or set WASMFLOW_VENV)" >&2; exit 1; }
-
-if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
-    echo "==> apt-get install chromium"
-    sudo=""
-    [[ "$(id -u)" == 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-fi
-
-echo "==> npm ci (tests/browser)"
-(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 
 rm -rf "$out/store" "$out/screenshots"
 mkdir -p "$out/store"
