@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use wasmflow_core::entities::Tag;
+use wasmflow_core::paging::Page;
 use wasmflow_core::search;
 use wasmflow_store::RegistryStore;
 use wasmflow_store::registry::{
@@ -295,6 +296,42 @@ struct Search {
     page_token: Option<String>,
 }
 
+impl Search {
+    /// The store's query: registered models and versions take the same request fields, each
+    /// with its own filter grammar, order-by keys and result limits.
+    fn into_query(
+        self,
+        parse_filter: fn(&str) -> wasmflow_core::Result<Vec<search::Comparison>>,
+        parse_order_by: fn(&str) -> wasmflow_core::Result<search::OrderBy>,
+        default_max_results: usize,
+        max_results_limit: usize,
+    ) -> ApiResult<RegistrySearch> {
+        Ok(RegistrySearch {
+            filter: parse_filter(self.filter.as_deref().unwrap_or(""))?,
+            order_by: self
+                .order_by
+                .into_vec()
+                .iter()
+                .map(|o| parse_order_by(o))
+                .collect::<Result<_, _>>()?,
+            max_results: max_results(self.max_results, default_max_results, max_results_limit)?,
+            page_token: self.page_token,
+        })
+    }
+}
+
+/// A search answer as MLflow writes it: the items' key is left out when there are none.
+fn page_json<T: serde::Serialize>(items_key: &str, page: Page<T>) -> Json<Value> {
+    let mut body = json!({});
+    if !page.items.is_empty() {
+        body[items_key] = json!(page.items);
+    }
+    if let Some(token) = page.next_page_token {
+        body["next_page_token"] = json!(token);
+    }
+    Json(body)
+}
+
 fn max_results(value: Option<String>, default: usize, limit: usize) -> ApiResult<usize> {
     let Some(text) = value.filter(|s| !s.is_empty()) else {
         return Ok(default);
@@ -319,31 +356,14 @@ fn max_results(value: Option<String>, default: usize, limit: usize) -> ApiResult
 }
 
 async fn search_models(State(state): State<AppState>, req: Req<Search>) -> ApiResult<Json<Value>> {
-    let m = req.msg;
-    let search = RegistrySearch {
-        filter: search::parse_registered_model_filter(m.filter.as_deref().unwrap_or(""))?,
-        order_by: m
-            .order_by
-            .into_vec()
-            .iter()
-            .map(|o| search::parse_registered_model_order_by(o))
-            .collect::<Result<_, _>>()?,
-        max_results: max_results(
-            m.max_results,
-            SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
-            SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD,
-        )?,
-        page_token: m.page_token,
-    };
+    let search = req.msg.into_query(
+        search::parse_registered_model_filter,
+        search::parse_registered_model_order_by,
+        SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+        SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD,
+    )?;
     let page = registry(&state, move |r| r.search_registered_models(&search)).await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["registered_models"] = json!(page.items);
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(page_json("registered_models", page))
 }
 
 #[derive(Deserialize)]
@@ -610,31 +630,14 @@ async fn search_versions(
     State(state): State<AppState>,
     req: Req<Search>,
 ) -> ApiResult<Json<Value>> {
-    let m = req.msg;
-    let search = RegistrySearch {
-        filter: search::parse_model_version_filter(m.filter.as_deref().unwrap_or(""))?,
-        order_by: m
-            .order_by
-            .into_vec()
-            .iter()
-            .map(|o| search::parse_model_version_order_by(o))
-            .collect::<Result<_, _>>()?,
-        max_results: max_results(
-            m.max_results,
-            SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
-            SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD,
-        )?,
-        page_token: m.page_token,
-    };
+    let search = req.msg.into_query(
+        search::parse_model_version_filter,
+        search::parse_model_version_order_by,
+        SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+        SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD,
+    )?;
     let page = registry(&state, move |r| r.search_model_versions(&search)).await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["model_versions"] = json!(page.items);
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(page_json("model_versions", page))
 }
 
 async fn set_version_tag(
