@@ -145,8 +145,10 @@ WRK_SECONDS = 5
 
 
 def wrk(url: str, path: str, *, connections: int = 1, lua: str | None = None,
-        seconds: int = WRK_SECONDS) -> tuple[float, float]:
-    """Runs wrk against url+path; returns (requests/s, mean latency in ms). Fails on non-2xx."""
+        seconds: int | None = None) -> tuple[float, float]:
+    """Runs wrk against url+path for `seconds` (default WRK_SECONDS, read when called); returns
+    (requests/s, mean latency in ms). Fails on non-2xx."""
+    seconds = seconds or WRK_SECONDS
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua or "")
         script = f.name
