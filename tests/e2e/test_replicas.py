@@ -306,6 +306,7 @@ def test_a_replica_that_loses_its_database_answers_503_and_recovers(servers, rep
     c = replica_of(servers[0], tmp_path_factory, wasmflow_bin, "replica-c", backend_uri=through_proxy)
     c.start()
     try:
+        wait_listening([c])
         exp = requests.post(
             c.url + "/api/2.0/mlflow/experiments/create", json={"name": f"db-loss-{uuid.uuid4().hex[:8]}"}, timeout=30
         )
@@ -340,6 +341,25 @@ def test_a_replica_that_loses_its_database_answers_503_and_recovers(servers, rep
         assert a.get_experiment_by_name(lost_name) is None
         r = requests.post(c.url + "/api/2.0/mlflow/experiments/create", json={"name": lost_name}, timeout=30)
         assert r.status_code == 200, r.text
+
+        # Its plugin listener lost its connection too, said so, and listens again: a plugin
+        # installed through another replica is listed on it within 1 s, notified.
+        log = lambda: c.log_path.read_text(errors="replace")  # noqa: E731
+        assert "not listening for wasmflow_plugins notifications" in log()
+        deadline = time.monotonic() + 10
+        while log().count(LISTENING) < 2:
+            assert time.monotonic() < deadline, "the plugin listener did not reconnect within 10 s"
+            time.sleep(0.05)
+        hostile = (TEST_PLUGINS / "wasmflow_testing_hostile.wasm").read_bytes()
+        r = requests.post(servers[0].url + PLUGINS_API, data=hostile, timeout=120)
+        assert r.status_code == 200, r.text
+        try:
+            deadline = time.monotonic() + 1.0
+            while "hostile@0.1.0" not in listed(c.url):
+                assert time.monotonic() < deadline, "a plugin installed after the reconnection was not listed within 1 s"
+                time.sleep(0.05)
+        finally:
+            requests.delete(servers[0].url + PLUGINS_API, params={"name": "hostile"}, timeout=30)
     finally:
         c.stop()
         proxy.close()
