@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,17 +28,13 @@ from pathlib import Path
 
 import requests
 
+from bench_proc import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------------------
 # Server management
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_binary() -> str:
@@ -150,13 +145,16 @@ WRK_SECONDS = 5
 
 
 def wrk(url: str, path: str, *, connections: int = 1, lua: str | None = None,
-        seconds: int = WRK_SECONDS) -> tuple[float, float]:
-    """Runs wrk against url+path; returns (requests/s, mean latency in ms). Fails on non-2xx."""
+        seconds: int | None = None) -> tuple[float, float]:
+    """Runs wrk against url+path for `seconds` (default WRK_SECONDS, read when called); returns
+    (requests/s, mean latency in ms). Fails on non-2xx."""
+    seconds = seconds or WRK_SECONDS
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua or "")
         script = f.name
     try:
-        cmd = [WRK, f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
+        # A 30 s timeout: wrk's 2 s default would drop a slow server's answers from its count.
+        cmd = [WRK, f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s",
                "-s", script, url.rstrip("/") + path]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
@@ -186,14 +184,25 @@ end
 """
 
 
+def log_metric_lua(run: str) -> str:
+    """POSTs of one metric to `run`, every point distinct: each wrk thread counts from 0, and its
+    own number (set by `setup`, as each thread has a Lua state of its own) keeps steps apart."""
+    return post_lua(
+        f"'{{\"run_id\":\"{run}\",\"key\":\"m\",\"value\":' .. n .. "
+        "',\"timestamp\":1700000000000,\"step\":' .. (n * 16 + (id or 0)) .. '}'"
+    ) + """
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+"""
+
+
 def wrk_log_metric(url: str, clients: int) -> tuple:
     api = Api(url)
     run = api.run(api.experiment())
-    # Each wrk thread counts from 0; the thread id keeps steps distinct.
-    lua = post_lua(
-        f"'{{\"run_id\":\"{run}\",\"key\":\"m\",\"value\":' .. n .. "
-        "',\"timestamp\":1700000000000,\"step\":' .. (n * 16 + (id or 0)) .. '}'"
-    ).replace("n = 0", "n = 0\nid = math.random(0, 15)")
+    lua = log_metric_lua(run)
     rate, lat = wrk(url, "/api/2.0/mlflow/runs/log-metric", connections=clients, lua=lua)
     return rate, "req/s", f"wrk, {clients} connection(s), {WRK_SECONDS} s; mean latency {lat:.3f} ms"
 

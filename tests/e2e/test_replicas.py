@@ -20,7 +20,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from conftest import POSTGRES, REPO_ROOT, ServerProcess
+from conftest import PLUGIN_CACHE, POSTGRES, REPO_ROOT, ServerProcess
 
 pytestmark = pytest.mark.skipif(
     not POSTGRES,
@@ -124,12 +124,31 @@ def replica_of(first: ServerProcess, tmp_path_factory, wasmflow_bin, name: str, 
     return other
 
 
+LISTENING = "listening for wasmflow_plugins notifications"
+
+
+def wait_listening(servers, timeout: float = 10.0):
+    """Waits until every replica's listener for plugin changes is connected: while it is, a
+    replica re-reads the plugins only when notified (or every 10 s), so a change seen within 1 s
+    was seen through PostgreSQL's NOTIFY, not by polling."""
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        while LISTENING not in server.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"{server.log_path.name} never logged '{LISTENING}'"
+            time.sleep(0.05)
+
+
+def listed(url: str) -> list[str]:
+    return [f"{p['name']}@{p['version']}" for p in requests.get(url + PLUGINS_API, timeout=30).json()["plugins"]]
+
+
 def test_a_plugin_installed_through_one_replica_serves_on_the_other(servers, replicas, tmp_path):
     a, _ = replicas
     hostile = TEST_PLUGINS / "wasmflow_testing_hostile.wasm"
     if not hostile.exists():
         pytest.fail(f"{hostile} is missing; `cargo build` builds the test plugins", pytrace=False)
     a_url, b_url = (server.url for server in servers)
+    wait_listening(servers)
 
     # A model whose only flavor is the test plugin's: before the install, neither replica serves it.
     model_dir = tmp_path / "model"
@@ -151,16 +170,16 @@ def test_a_plugin_installed_through_one_replica_serves_on_the_other(servers, rep
     r = requests.post(a_url + PLUGINS_API, data=hostile.read_bytes(), timeout=120)
     assert r.status_code == 200, r.text
     installed = r.json()["plugin"]
-    # B serves the model with it on its next request (no plugin it knew loads the model's flavor,
-    # so it looks again at once): no restart, no copy of files.
-    served = invoke(b_url)
-    assert served.status_code == 200, served.text
-    assert served.json() == invoke(a_url).json()
-    # And lists it within the 0.5 s its view of the plugins may lag.
+    # B lists it within 1 s, notified by A's install (B read the plugins just before, when it
+    # refused the model, and would not poll again for 10 s).
     deadline = time.monotonic() + 1.0
     while installed not in requests.get(b_url + PLUGINS_API, timeout=30).json()["plugins"]:
         assert time.monotonic() < deadline, "the plugin installed through A was not listed on B within 1 s"
         time.sleep(0.05)
+    # And serves the model with it: no restart, no copy of files.
+    served = invoke(b_url)
+    assert served.status_code == 200, served.text
+    assert served.json() == invoke(a_url).json()
     component = requests.get(f"{b_url}{PLUGINS_API}/{installed['sha256']}", timeout=30)
     assert component.status_code == 200 and component.content == hostile.read_bytes()
     # Installed again through B: the same bytes are not an error, on any replica.
@@ -175,6 +194,41 @@ def test_a_plugin_installed_through_one_replica_serves_on_the_other(servers, rep
         time.sleep(0.05)
     assert "hostile" in answer.json()["message"], answer.text
     assert "hostile" not in [p["name"] for p in requests.get(a_url + PLUGINS_API, timeout=30).json()["plugins"]]
+
+
+def test_the_cli_installs_into_the_shared_store_that_every_replica_serves(servers, wasmflow_bin, tmp_path):
+    """`wasmflow plugins install` on a PostgreSQL store (no server between) writes where a
+    replica's install does, not into a local directory: every replica lists it within 1 s."""
+    hostile = TEST_PLUGINS / "wasmflow_testing_hostile.wasm"
+    a, b = servers
+    wait_listening(servers)
+    local_dir = tmp_path / "cli-plugins"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.setdefault("WASMFLOW_PLUGIN_CACHE_DIR", str(PLUGIN_CACHE))
+    cli = [wasmflow_bin, "plugins", "--plugins-dir", str(local_dir)]
+
+    def run(*args, extra_env=None):
+        done = subprocess.run([*cli, *args], env={**env, **(extra_env or {})}, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = run("install", str(hostile), "--backend-store-uri", a.backend_uri)
+    assert "installed hostile@0.1.0" in out
+    assert not (local_dir / "plugins.json").exists(), "the CLI kept the plugin in its own directory"
+    deadline = time.monotonic() + 1.0
+    while not all("hostile@0.1.0" in listed(s.url) for s in servers):
+        assert time.monotonic() < deadline, "the plugin installed by the CLI was not listed on both replicas within 1 s"
+        time.sleep(0.05)
+    # A PostgreSQL tracking uri names the store too, as the MLflow client takes one.
+    assert "hostile@0.1.0" in run("list", extra_env={"MLFLOW_TRACKING_URI": a.backend_uri})
+
+    out = run("remove", "hostile", "--backend-store-uri", b.backend_uri)
+    assert "removed hostile@0.1.0" in out
+    deadline = time.monotonic() + 1.0
+    while any("hostile@0.1.0" in listed(s.url) for s in servers):
+        assert time.monotonic() < deadline, "the plugin removed by the CLI was still listed after 1 s"
+        time.sleep(0.05)
 
 
 class CuttableProxy:
@@ -252,6 +306,7 @@ def test_a_replica_that_loses_its_database_answers_503_and_recovers(servers, rep
     c = replica_of(servers[0], tmp_path_factory, wasmflow_bin, "replica-c", backend_uri=through_proxy)
     c.start()
     try:
+        wait_listening([c])
         exp = requests.post(
             c.url + "/api/2.0/mlflow/experiments/create", json={"name": f"db-loss-{uuid.uuid4().hex[:8]}"}, timeout=30
         )
@@ -286,6 +341,25 @@ def test_a_replica_that_loses_its_database_answers_503_and_recovers(servers, rep
         assert a.get_experiment_by_name(lost_name) is None
         r = requests.post(c.url + "/api/2.0/mlflow/experiments/create", json={"name": lost_name}, timeout=30)
         assert r.status_code == 200, r.text
+
+        # Its plugin listener lost its connection too, said so, and listens again: a plugin
+        # installed through another replica is listed on it within 1 s, notified.
+        log = lambda: c.log_path.read_text(errors="replace")  # noqa: E731
+        assert "not listening for wasmflow_plugins notifications" in log()
+        deadline = time.monotonic() + 10
+        while log().count(LISTENING) < 2:
+            assert time.monotonic() < deadline, "the plugin listener did not reconnect within 10 s"
+            time.sleep(0.05)
+        hostile = (TEST_PLUGINS / "wasmflow_testing_hostile.wasm").read_bytes()
+        r = requests.post(servers[0].url + PLUGINS_API, data=hostile, timeout=120)
+        assert r.status_code == 200, r.text
+        try:
+            deadline = time.monotonic() + 1.0
+            while "hostile@0.1.0" not in listed(c.url):
+                assert time.monotonic() < deadline, "a plugin installed after the reconnection was not listed within 1 s"
+                time.sleep(0.05)
+        finally:
+            requests.delete(servers[0].url + PLUGINS_API, params={"name": "hostile"}, timeout=30)
     finally:
         c.stop()
         proxy.close()

@@ -4,7 +4,8 @@
 //!
 //! Replicas on one shared database keep their installed plugins in it instead
 //! ([`SharedPlugins`]): the directory then only caches the components this process has read,
-//! and each replica re-reads the records at most every [`SHARED_RECHECK`], and at once when no
+//! and each replica re-reads the records when the store announces a change (PostgreSQL's
+//! `LISTEN`/`NOTIFY`; at most every [`SHARED_RECHECK`] while it cannot), and at once when no
 //! plugin it knows loads a model's flavors.
 //!
 //! Opening the manager compiles nothing: every plugin's record (name, version, the flavors it
@@ -25,9 +26,14 @@ use crate::runtime::{CompiledPlugin, Runtime, Wasm};
 
 const INDEX: &str = "plugins.json";
 
-/// How stale a replica's view of the shared plugins may be: a plugin installed or removed
-/// through another replica counts here within this long.
+/// How stale a replica's view of the shared plugins may be when the store cannot announce
+/// changes (its listening connection is down): a plugin installed or removed through another
+/// replica counts here within this long.
 pub const SHARED_RECHECK: Duration = Duration::from_millis(500);
+
+/// How often the shared plugins are re-read while the store announces changes
+/// ([`SharedPlugins::changes`]): only a fallback, as announced changes are re-read at once.
+pub const SHARED_RECHECK_ANNOUNCED: Duration = Duration::from_secs(10);
 
 /// Installed plugins kept where every replica of a server reads them (the backend store);
 /// checking a component stays the manager's work.
@@ -41,6 +47,12 @@ pub trait SharedPlugins: Send + Sync {
     fn insert(&self, record: &PluginRecord, wasm: &[u8]) -> anyhow::Result<Option<String>>;
     /// Removes every version of `name`, or only `version`; returns the removed records.
     fn remove(&self, name: &str, version: Option<&str>) -> anyhow::Result<Vec<PluginRecord>>;
+    /// A count that moves whenever the installed plugins change, by any process (PostgreSQL:
+    /// `LISTEN`/`NOTIFY`); `None` when the store cannot tell at the moment, and the records are
+    /// re-read every [`SHARED_RECHECK`].
+    fn changes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A plugin the host can use; compiled by `PluginManager::compile` when first needed.
@@ -538,17 +550,26 @@ impl PluginManager {
             .index_modified;
         let (records, modified) = match &self.shared {
             Some(shared) => {
-                if let (false, Some(IndexStamp::Shared(read_at))) = (force, last)
-                    && read_at.elapsed() < SHARED_RECHECK
-                {
-                    return Ok(());
+                // Taken before the records are read: a change announced meanwhile is read again.
+                let changes = shared.changes();
+                if let (false, Some(IndexStamp::Shared(read_at, seen))) = (force, last) {
+                    let fresh = match (changes, seen) {
+                        (Some(now), Some(then)) if now == then => {
+                            read_at.elapsed() < SHARED_RECHECK_ANNOUNCED
+                        }
+                        (Some(_), _) => false,
+                        (None, _) => read_at.elapsed() < SHARED_RECHECK,
+                    };
+                    if fresh {
+                        return Ok(());
+                    }
                 }
                 let now = Instant::now();
                 let mut records = shared.records()?;
                 records.sort_by(|a, b| {
                     (&a.name, version_key(&a.version)).cmp(&(&b.name, version_key(&b.version)))
                 });
-                (records, Some(IndexStamp::Shared(now)))
+                (records, Some(IndexStamp::Shared(now, changes)))
             }
             None => {
                 let index = self.dir.join(INDEX);
@@ -615,11 +636,12 @@ fn read_index(index: &Path) -> anyhow::Result<Vec<PluginRecord>> {
 /// What tells one version of the index from another. A file's modification time alone can
 /// repeat for two writes within one tick of the kernel's coarse clock, its inode cannot (each
 /// write renames a new file into place while the server holds no handle on the old one). The
-/// shared store's is when it was last read.
+/// shared store's is when it was last read, with the change count it announced then.
 #[derive(Clone, Copy, PartialEq)]
 enum IndexStamp {
     File(SystemTime, u64, u64),
-    Shared(Instant),
+    /// When the shared store was read, and the store's change count then (if it had one).
+    Shared(Instant, Option<u64>),
 }
 
 fn stamp(index: &Path) -> Option<IndexStamp> {

@@ -256,4 +256,8 @@ impl wasmflow_runtime::SharedPlugins for StorePlugins {
             .map_err(store_error)?;
         Ok(removed.into_iter().map(to_record).collect())
     }
+
+    fn changes(&self) -> Option<u64> {
+        self.0.plugins()?.plugin_changes()
+    }
 }

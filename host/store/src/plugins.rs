@@ -36,4 +36,11 @@ pub trait PluginStore: Send + Sync + 'static {
     /// Removes every version of `name`, or only `version`; returns what it removed. A component
     /// no remaining plugin names goes with it.
     fn remove_plugins(&self, name: &str, version: Option<&str>) -> Result<Vec<StoredPlugin>>;
+    /// A count that moves whenever plugins are installed or removed (by any process on the
+    /// store), so that a reader re-reads only when it moved; `None` when the store cannot tell
+    /// at the moment (PostgreSQL: its listening connection is down), and the reader must
+    /// re-read on its own schedule. The first call starts the listening.
+    fn plugin_changes(&self) -> Option<u64> {
+        None
+    }
 }

@@ -1,10 +1,13 @@
 //! `wasmflow plugins`: install, list and remove flavor plugins. Against a running server when
-//! `MLFLOW_TRACKING_URI` is an `http://` URL (which uses a new plugin at once), else directly in
-//! the plugin directory (a server using the same directory picks the change up). `check` (in
-//! check.rs) tests a component on this machine without installing it.
+//! `MLFLOW_TRACKING_URI` is an `http://` URL (which uses a new plugin at once); directly in a
+//! PostgreSQL backend store that replicas share (`--backend-store-uri postgresql://...`, or such
+//! a `MLFLOW_TRACKING_URI`), where every replica sees the change at once; else in the plugin
+//! directory (a server using the same directory picks the change up). `check` (in check.rs)
+//! tests a component on this machine without installing it.
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -19,6 +22,11 @@ pub struct PluginsArgs {
     command: PluginsCommand,
     #[command(flatten)]
     plugins: PluginArgs,
+    /// The backend store whose plugins `install`, `list` and `remove` manage, as a server on it
+    /// would: a PostgreSQL store keeps them for every replica on it (a SQLite store's server
+    /// keeps them in --plugins-dir). Given, it wins over MLFLOW_TRACKING_URI.
+    #[arg(long, global = true)]
+    backend_store_uri: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -67,20 +75,32 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        PluginsCommand::Manage(command) => manage(command, &args.plugins),
+        PluginsCommand::Manage(command) => {
+            manage(command, &args.plugins, args.backend_store_uri.as_deref())
+        }
     }
 }
 
-/// Installs, lists or removes plugins, against a server or in the plugin directory.
-fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
+/// Installs, lists or removes plugins, against a server, in a shared store or in the plugin
+/// directory.
+fn manage(
+    command: ManageCommand,
+    plugins: &PluginArgs,
+    backend_store_uri: Option<&str>,
+) -> anyhow::Result<()> {
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
-    if tracking_uri.starts_with("https://") {
+    // As the MLflow client accepts a database uri as its tracking uri, a PostgreSQL one names the
+    // store itself.
+    let store_uri = backend_store_uri
+        .map(str::to_string)
+        .or_else(|| wasmflow_store::is_postgres(&tracking_uri).then(|| tracking_uri.clone()));
+    if store_uri.is_none() && tracking_uri.starts_with("https://") {
         bail!("https tracking URIs are not supported by `wasmflow plugins` yet: {tracking_uri}");
     }
-    let remote = tracking_uri
-        .starts_with("http://")
+    let remote = (store_uri.is_none() && tracking_uri.starts_with("http://"))
         .then(|| Remote::new(&tracking_uri))
         .transpose()?;
+    let open = || open_local(plugins, store_uri.as_deref());
     let mut out = std::io::stdout().lock();
     match command {
         ManageCommand::Install { file } => {
@@ -95,7 +115,7 @@ fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
                 )?["plugin"]
                     .clone(),
                 None => {
-                    let manager = plugins.open()?;
+                    let manager = open()?;
                     let plugin = manager.install(&wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
                     serde_json::to_value(&plugin.record)?
                 }
@@ -114,8 +134,7 @@ fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
                         .as_array()
                         .cloned()
                         .unwrap_or_default(),
-                    None => plugins
-                        .open()?
+                    None => open()?
                         .list()?
                         .iter()
                         .map(|p| serde_json::to_value(&p.record))
@@ -148,8 +167,7 @@ fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
                         .cloned()
                         .unwrap_or_default()
                 }
-                None => plugins
-                    .open()?
+                None => open()?
                     .remove(&name, version.as_deref())
                     .map_err(|e| anyhow::anyhow!("{e}"))?
                     .iter()
@@ -162,6 +180,30 @@ fn manage(command: ManageCommand, plugins: &PluginArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The plugins as a server on `store_uri` keeps them: a PostgreSQL store's in the store, shared
+/// by its replicas (the plugin directory caching their components); otherwise in the directory.
+fn open_local(
+    plugins: &PluginArgs,
+    store_uri: Option<&str>,
+) -> anyhow::Result<Arc<wasmflow_runtime::PluginManager>> {
+    let Some(uri) = store_uri.filter(|uri| wasmflow_store::is_postgres(uri)) else {
+        return plugins.open();
+    };
+    let store = wasmflow_store::open(
+        uri,
+        wasmflow_store::StoreConfig {
+            default_artifact_root: "./mlruns".into(),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the backend store '{}'",
+            wasmflow_store::redact_password(uri)
+        )
+    })?;
+    plugins.open_shared(Arc::new(crate::plugins::StorePlugins(store)))
 }
 
 const PATH: &str = "/api/2.0/wasmflow/plugins";

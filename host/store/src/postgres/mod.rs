@@ -21,6 +21,7 @@ use crate::{SchemaUpgrade, StoreConfig};
 mod auth;
 mod datasets;
 mod eval_datasets;
+mod listen;
 mod logged_models;
 mod plugins;
 mod registry;
@@ -149,6 +150,8 @@ mod redact_tests {
 pub struct PgStore {
     pub(crate) pool: PgPool,
     pub(crate) config: StoreConfig,
+    /// The connection listening for plugin changes, started when first asked for.
+    pub(crate) plugin_listener: std::sync::OnceLock<std::sync::Arc<listen::Listener>>,
 }
 
 impl PgStore {
@@ -157,7 +160,11 @@ impl PgStore {
     pub fn open(uri: &str, config: StoreConfig) -> Result<Self> {
         let pool = PgPool::connect(uri)?;
         upgrade(&pool)?;
-        let store = Self { pool, config };
+        let store = Self {
+            pool,
+            config,
+            plugin_listener: std::sync::OnceLock::new(),
+        };
         tracking::ensure_default_experiment(&store, &store.config)?;
         Ok(store)
     }
@@ -167,6 +174,9 @@ impl PgStore {
 pub struct PgPool {
     pool: Pool,
     runtime: Runtime,
+    /// What the pool connects with, for connections of their own (the listener's).
+    connect_config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The uri without its password, for messages.
     display_uri: std::sync::Arc<str>,
 }
@@ -206,9 +216,10 @@ impl PgPool {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match tls::connector(&tls)
-            .map_err(|e| Error::invalid(format!("{}: {}", redact_password(uri), e.message)))?
-        {
+        let connector = tls::connector(&tls)
+            .map_err(|e| Error::invalid(format!("{}: {}", redact_password(uri), e.message)))?;
+        let connect_config = config.clone();
+        let manager = match connector.clone() {
             Some(connector) => Manager::from_config(config, connector, manager_config),
             None => Manager::from_config(config, NoTls, manager_config),
         };
@@ -227,6 +238,8 @@ impl PgPool {
         let pool = Self {
             pool,
             runtime: Runtime(Some(runtime)),
+            connect_config,
+            tls: connector,
             display_uri: redact_password(uri).into(),
         };
         pool.run(|pool| async move { pool.client().await.map(drop) })?;
@@ -258,6 +271,24 @@ impl PgPool {
             tokio::task::block_in_place(|| rt.block_on(f(conn)))
         } else {
             rt.block_on(f(conn))
+        }
+    }
+}
+
+impl PgPool {
+    /// A connection of its own that listens on `channel` and counts its notifications,
+    /// reconnecting whenever it is lost, for as long as the pool lives.
+    pub(crate) fn listen(&self, channel: &'static str) -> std::sync::Arc<listen::Listener> {
+        let rt = self
+            .runtime
+            .0
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .handle();
+        let config = self.connect_config.clone();
+        match &self.tls {
+            Some(tls) => listen::spawn(rt, config, tls.clone(), channel, self.display_uri.clone()),
+            None => listen::spawn(rt, config, NoTls, channel, self.display_uri.clone()),
         }
     }
 }

@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 use wasmflow_core::{Error, Result};
 
-use super::{PgStore, pg_err};
+use super::{PgStore, listen, pg_err};
 use crate::plugins::{Inserted, PluginStore, StoredPlugin};
 
 /// Taken around installs and removals ("plugins" in ASCII): a component is never removed while
@@ -23,7 +23,21 @@ fn plugin(row: &Row) -> Result<StoredPlugin> {
     })
 }
 
+/// Tells the other replicas' listeners, when the transaction commits, that the plugins changed.
+async fn notify_change(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    tx.execute("SELECT pg_notify($1, '')", &[&listen::PLUGINS_CHANNEL])
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
 impl PluginStore for PgStore {
+    fn plugin_changes(&self) -> Option<u64> {
+        self.plugin_listener
+            .get_or_init(|| self.pool.listen(listen::PLUGINS_CHANNEL))
+            .changes()
+    }
+
     fn list_plugins(&self) -> Result<Vec<StoredPlugin>> {
         self.read(async |tx| {
             let rows = tx
@@ -95,6 +109,7 @@ impl PluginStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
+            notify_change(tx).await?;
             Ok(Inserted::Stored)
         })
     }
@@ -120,6 +135,9 @@ impl PluginStore for PgStore {
             )
             .await
             .map_err(pg_err)?;
+            if !rows.is_empty() {
+                notify_change(tx).await?;
+            }
             rows.iter().map(plugin).collect()
         })
     }

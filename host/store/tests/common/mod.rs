@@ -33,6 +33,13 @@ pub fn pg_store() -> Option<(PgDatabase, PgStore)> {
 /// a tuple's fields drop in order, and the drop closes the store's connections.
 pub struct PgDatabase(String);
 
+impl PgDatabase {
+    /// The database's uri, for a second store on it (another replica).
+    pub fn uri(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         testing::drop_database(&self.0);
