@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
 """Trace ingestion and search, wasmflow vs `mlflow server`, in one run; prints a markdown table.
 
-    python scripts/bench_traces.py [--traces 2000] [--otlp-spans 100000] [--search-traces 100000]
+    python scripts/bench_traces.py [--traces 200] [--client-procs 4] [--otlp-traces 100000]
+        [--mlflow-otlp-traces 5000] [--otlp-procs 4] [--reps 30]
 
 For each server (a fresh SQLite store each, on this machine):
-  * client ingest: `--traces` traces of 10 spans each made with `@mlflow.trace` / `start_span` in
-    a child process pointed at the server (the client exports each trace's spans over OTLP, then
-    its record), timed until `flush_trace_async_logging` returns: traces per second.
-  * OTLP ingest: OTLP/HTTP protobuf requests of 100 spans (10 traces of 10 spans), 8 concurrent
-    clients, `--otlp-spans` spans in all: spans per second.
-  * search: `search_traces` (`POST /api/3.0/mlflow/traces/search`, 100 per page) over the
-    experiment holding the OTLP traces, without a filter and with a status and a span-name
-    filter: median and p95 of `--reps` calls, client-observed.
+  * client ingest: `--client-procs` processes, each making `--traces` traces of 10 spans with
+    `@mlflow.trace` / `start_span` (the official client exports each trace's spans over OTLP, then
+    its record), timed until `flush_trace_async_logging` returns in the last of them: traces per
+    second over all processes.
+  * OTLP ingest: `--otlp-procs` load-generator processes post OTLP/HTTP protobuf requests of 100
+    spans (10 traces of 10 spans; bodies built before the clock starts) to `/v1/traces`:
+    spans stored per second from the first request to the last answer (a refused request,
+    such as mlflow's 503 "database is locked" under concurrent writers, counts for nothing). These traces (`--otlp-traces`
+    for wasmflow, `--mlflow-otlp-traces` for mlflow, which ingests far slower) fill the
+    experiment that is searched.
+  * search: `search_traces` (`POST /api/3.0/mlflow/traces/search`, 100 per page) over that
+    experiment, with the filter forms MLflow users write (none = the newest 100, status, tag,
+    timestamp range, span name, span attribute): median and p95 of `--reps` calls,
+    client-observed, and how many traces the page held.
 Servers are started with their defaults (mlflow: `mlflow server`, its uvicorn workers); only
-127.0.0.1 is touched. `--skip-mlflow` measures wasmflow alone.
+127.0.0.1 is touched. `--skip-mlflow` measures wasmflow alone, `--skip-wasmflow` mlflow alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -26,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -61,15 +68,15 @@ def agent(x):
 
 agent(-1)  # warm-up: experiment lookup, server version probe
 mlflow.flush_trace_async_logging()
-t = time.perf_counter()
+t = time.time()
 for k in range(n):
     agent(k)
 mlflow.flush_trace_async_logging()
-print(time.perf_counter() - t)
+print(t, time.time())
 """
 
 
-def wait_up(proc: subprocess.Popen, url: str, timeout: float = 120) -> None:
+def wait_up(proc: subprocess.Popen, url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -106,21 +113,34 @@ def create_experiment(url: str, name: str) -> str:
     return r.json()["experiment_id"]
 
 
-def client_ingest(url: str, traces: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", CLIENT_SCRIPT, url, f"client-{random.getrandbits(32):x}", str(traces)],
-        check=True, capture_output=True, text=True,
-        env={**os.environ, "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "true"},
-    )
-    return traces / float(out.stdout.strip().splitlines()[-1])
+def client_ingest(url: str, traces: int, procs: int) -> float:
+    """Traces per second of `procs` client processes making `traces` traces each, at once."""
+    exp_name = f"client-{random.getrandbits(32):x}"
+    create_experiment(url, exp_name)  # so the processes do not race to create it
+    env = {**os.environ, "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "true"}
+    running = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, url, exp_name, str(traces)],
+                                stdout=subprocess.PIPE, text=True, env=env) for _ in range(procs)]
+    spans = []
+    for p in running:
+        out, _ = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"client process failed with {p.returncode}")
+        spans.append(tuple(float(x) for x in out.strip().splitlines()[-1].split()))
+    return traces * procs / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
-def otlp_body(rng: random.Random, start_ns: int) -> bytes:
+MODELS = 10
+
+
+def otlp_body(rng: random.Random, start_ns: int, first_trace: int) -> bytes:
+    """10 traces of 10 spans: a CHAIN root (tagged `group` = trace number mod 10, ERROR for one
+    trace in 10) and 9 LLM children (`step-1`..`step-9`, attribute `tier` = m<trace mod 10>)."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="bench")))
     ss = rs.scope_spans.add()
     for t in range(10):
+        n = first_trace + t
         trace_id = rng.getrandbits(128).to_bytes(16, "big")
         root_id = rng.getrandbits(64).to_bytes(8, "big")
         for s in range(10):
@@ -135,25 +155,47 @@ def otlp_body(rng: random.Random, start_ns: int) -> bytes:
             span.status.code = 2 if (t == 0 and s == 0) else 1
             span.attributes.append(KeyValue(key="mlflow.spanType", value=AnyValue(string_value="LLM" if s else "CHAIN")))
             span.attributes.append(KeyValue(key="mlflow.spanInputs", value=AnyValue(string_value='{"q": "hello"}')))
+            if s == 0:
+                span.attributes.append(KeyValue(key="mlflow.traceTag.group", value=AnyValue(string_value=str(n % 10))))
+            else:
+                span.attributes.append(KeyValue(key="tier", value=AnyValue(string_value=f"m{n % MODELS}")))
     return req.SerializeToString()
 
 
-def otlp_ingest(url: str, experiment_id: str, spans: int) -> float:
-    rng = random.Random(7)
-    now = time.time_ns()
-    bodies = [otlp_body(rng, now - i * 10_000_000) for i in range(spans // 100)]
+def _otlp_worker(url, experiment_id, requests_idx, t0_ns, barrier, out):
+    rng = random.Random(requests_idx[0] if requests_idx else 0)
+    # Request i holds traces 10i..10i+9, started 10 ms before request i-1's.
+    bodies = [otlp_body(rng, t0_ns - i * 10_000_000, i * 10) for i in requests_idx]
     headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id}
+    s = requests.Session()
+    barrier.wait()
+    start = time.time()
+    refused = 0
+    for body in bodies:
+        # mlflow server on SQLite answers 503 ("database is locked") to some concurrent
+        # writers: such a request is counted as refused, not retried.
+        refused += not s.post(f"{url}/v1/traces", data=body, headers=headers, timeout=300).ok
+    out.put((start, time.time(), refused))
 
-    def send(chunk):
-        s = requests.Session()
-        for body in chunk:
-            s.post(f"{url}/v1/traces", data=body, headers=headers, timeout=120).raise_for_status()
 
-    chunks = [bodies[i::8] for i in range(8)]
-    t = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(send, chunks))
-    return len(bodies) * 100 / (time.perf_counter() - t)
+def otlp_ingest(url: str, experiment_id: str, traces: int, procs: int, t0_ns: int) -> float:
+    """Spans per second of `procs` processes posting `traces` traces in requests of 100 spans."""
+    n = traces // 10
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(procs), ctx.Queue()
+    workers = [ctx.Process(target=_otlp_worker, args=(url, experiment_id, list(range(k, n, procs)),
+                                                      t0_ns, barrier, out)) for k in range(procs)]
+    for w in workers:
+        w.start()
+    spans = [out.get() for _ in workers]
+    for w in workers:
+        w.join()
+        if w.exitcode:
+            raise SystemExit(f"load generator failed with {w.exitcode}")
+    refused = sum(r for _, _, r in spans)
+    if refused:
+        print(f"{url}: {refused} of {n} OTLP requests refused", file=sys.stderr)
+    return (n - refused) * 100 / (max(e for _, e, _ in spans) - min(s for s, _, _ in spans))
 
 
 def search_latency(url: str, experiment_id: str, filter_string: str | None, reps: int):
@@ -166,7 +208,7 @@ def search_latency(url: str, experiment_id: str, filter_string: str | None, reps
     count = 0
     for _ in range(reps):
         t = time.perf_counter()
-        r = s.post(f"{url}/api/3.0/mlflow/traces/search", json=body, timeout=120)
+        r = s.post(f"{url}/api/3.0/mlflow/traces/search", json=body, timeout=300)
         times.append((time.perf_counter() - t) * 1000)
         r.raise_for_status()
         count = len(r.json().get("traces", []))
@@ -174,33 +216,55 @@ def search_latency(url: str, experiment_id: str, filter_string: str | None, reps
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], count
 
 
+def searches(t0_ms: int, traces: int) -> list[tuple[str, str | None]]:
+    """(label, filter) of the searched forms; the time range holds about 1% of the traces."""
+    mid = t0_ms - traces // 2  # the middle of the traces' times (10 traces each 10 ms)
+    return [
+        ("none (newest 100)", None),
+        ("`trace.status = 'ERROR'`", "trace.status = 'ERROR'"),
+        ("`tags.group = '7'`", "tags.group = '7'"),
+        ("`timestamp_ms` range, ~1% of traces",
+         f"timestamp_ms >= {mid} AND timestamp_ms < {mid + traces // 100}"),
+        ("`span.name = 'step-3'`", "span.name = 'step-3'"),
+        ("`span.attributes.tier = 'm3'`", "span.attributes.tier = 'm3'"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wasmflow", default=os.environ.get("WASMFLOW_BIN") or str(REPO / "target/release/wasmflow"))
-    ap.add_argument("--traces", type=int, default=500)
-    ap.add_argument("--otlp-spans", type=int, default=100_000)
-    ap.add_argument("--mlflow-otlp-spans", type=int, default=10_000,
-                    help="spans sent to mlflow server (it is slower; the rate is what matters)")
+    ap.add_argument("--traces", type=int, default=200, help="client traces per client process")
+    ap.add_argument("--client-procs", type=int, default=4)
+    ap.add_argument("--otlp-traces", type=int, default=100_000)
+    ap.add_argument("--mlflow-otlp-traces", type=int, default=5_000,
+                    help="traces sent to mlflow server over OTLP (it ingests far slower)")
+    ap.add_argument("--otlp-procs", type=int, default=4)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--skip-mlflow", action="store_true")
+    ap.add_argument("--skip-wasmflow", action="store_true")
     args = ap.parse_args()
 
+    kinds = [k for k in ["wasmflow", "mlflow"] if not getattr(args, f"skip_{k}")]
     results = {}
-    for kind in ["wasmflow"] + ([] if args.skip_mlflow else ["mlflow"]):
+    forms = []
+    for kind in kinds:
         store = Path(tempfile.mkdtemp(prefix=f"bench-traces-{kind}-"))
         proc, url = start(kind, args, store)
         try:
             r = {}
-            r["client"] = client_ingest(url, args.traces)
+            traces = args.otlp_traces if kind == "wasmflow" else args.mlflow_otlp_traces
             exp = create_experiment(url, "otlp")
-            spans = args.otlp_spans if kind == "wasmflow" else args.mlflow_otlp_spans
-            r["otlp"] = otlp_ingest(url, exp, spans)
-            r["stored"] = spans // 10
-            r["search"] = search_latency(url, exp, None, args.reps)
-            r["search_status"] = search_latency(url, exp, "trace.status = 'ERROR'", args.reps)
-            r["search_span"] = search_latency(url, exp, "span.name = 'step-3'", args.reps)
+            t0_ns = time.time_ns()
+            r["otlp"] = otlp_ingest(url, exp, traces, args.otlp_procs, t0_ns)
+            print(f"{kind}: OTLP {r['otlp']:,.0f} spans/s", file=sys.stderr)
+            r["client"] = client_ingest(url, args.traces, args.client_procs)
+            print(f"{kind}: client {r['client']:,.1f} traces/s", file=sys.stderr)
+            r["stored"] = traces
+            forms = searches(t0_ns // 1_000_000, traces)
+            for label, f in forms:
+                r[label] = search_latency(url, exp, f, args.reps)
+                print(f"{kind}: {label}: {r[label]}", file=sys.stderr)
             results[kind] = r
-            print(f"{kind}: {r}", file=sys.stderr)
         finally:
             stop(proc)
 
@@ -208,14 +272,11 @@ def main() -> int:
         return fmt(results[kind][key]) if kind in results else "—"
 
     rate = lambda v: f"{v:,.0f}/s"
-    lat = lambda v: f"{v[0]:.1f} ms (p95 {v[1]:.1f})"
+    lat = lambda v: f"{v[0]:.1f} ms (p95 {v[1]:.1f}, {v[2]} found)"
     rows = [
-        ("client ingest, traces of 10 spans", "client", rate),
-        ("OTLP/HTTP protobuf ingest, spans (8 clients, 100 per request)", "otlp", rate),
-        ("search_traces, 100 per page, no filter", "search", lat),
-        ("search_traces, `trace.status = 'ERROR'`", "search_status", lat),
-        ("search_traces, `span.name = 'step-3'`", "search_span", lat),
-    ]
+        (f"client ingest, traces of 10 spans ({args.client_procs} processes)", "client", rate),
+        (f"OTLP/HTTP protobuf ingest, spans ({args.otlp_procs} processes, 100 a request)", "otlp", rate),
+    ] + [(f"search_traces, 100 a page, {label}", label, lat) for label, _ in forms]
     stored = " / ".join(f"{k}: {v['stored']:,} traces" for k, v in results.items())
     print(f"\n| ({stored} searched) | wasmflow | mlflow server |\n|---|---|---|")
     for label, key, fmt in rows:

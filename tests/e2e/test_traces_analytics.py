@@ -39,6 +39,10 @@ TRACES = [
     ("rag", 2, None, 500, [100]),
     ("chat", 1, "s2", 260, [1]),
 ]
+# LLM span j's model (as the MLflow client sets it, JSON-encoded, or plain as another SDK may)
+# and provider (none for some); each has a cost, so MLflow computes none itself from a price list.
+MODELS = ['"gpt-4o"', "mini", '"mini"']
+PROVIDERS = ['"openai"', None, "local"]
 # (trace index, feedback name, value)
 FEEDBACK = [
     (0, "quality", True), (1, "quality", False), (2, "quality", True), (3, "quality", True),
@@ -65,9 +69,15 @@ def _payload():
             llm.set_attribute("mlflow.spanType", "LLM")
             llm.set_attribute("mlflow.chat.tokenUsage", json.dumps(
                 {"input_tokens": n, "output_tokens": 1, "total_tokens": n + 1}))
+            llm.set_attribute("mlflow.llm.model", MODELS[j])
+            if PROVIDERS[j]:
+                llm.set_attribute("mlflow.llm.provider", PROVIDERS[j])
+            llm.set_attribute("mlflow.llm.cost", json.dumps(
+                {"input_cost": n / 1000, "output_cost": 0.002, "total_cost": n / 1000 + 0.002}))
             llm.end(end_time=start + (j + 1) * MS + 10 * (j + 1) * MS)
         tool = tracer.start_span("lookup", context=ctx, start_time=start + MS)
         tool.set_attribute("mlflow.spanType", "TOOL")
+        tool.set_attribute("mlflow.llm.model", "mini")  # a model without a cost
         tool.end(end_time=start + 3 * MS)
         root.set_status(otel_trace.Status(otel_trace.StatusCode(code)))
         root.end(end_time=start + latency * MS)
@@ -130,6 +140,13 @@ QUERIES = [
     (MetricViewType.SPANS, "span_count", [_agg("COUNT")], {"dimensions": ["span_name", "span_status"]}),
     (MetricViewType.SPANS, "span_count", [_agg("COUNT")], {"filters": ["span.type = 'LLM'", "trace.status = 'OK'"]}),
     (MetricViewType.SPANS, "latency", [_agg("AVG"), _agg("MAX"), _agg("PERCENTILE", 50.0)], {"dimensions": ["span_name"]}),
+    (MetricViewType.SPANS, "span_count", [_agg("COUNT")], {"dimensions": ["span_model_name", "span_type"]}),
+    (MetricViewType.SPANS, "span_count", [_agg("COUNT")], {"dimensions": ["span_model_provider"]}),
+    (MetricViewType.SPANS, "input_cost", [_agg("SUM"), _agg("AVG"), _agg("MAX")], {"dimensions": ["span_model_name"]}),
+    (MetricViewType.SPANS, "total_cost", [_agg("SUM"), _agg("PERCENTILE", 50.0)],
+     {"dimensions": ["span_model_provider"], "filters": ["trace.status = 'OK'"]}),
+    (MetricViewType.SPANS, "output_cost", [_agg("SUM"), _agg("MIN")],
+     {"time_interval_seconds": 120, "start_time_ms": T0 // MS + 60_000, "end_time_ms": END}),
     (MetricViewType.ASSESSMENTS, "assessment_count", [_agg("COUNT")], {"dimensions": ["assessment_name"]}),
     (MetricViewType.ASSESSMENTS, "assessment_count", [_agg("COUNT")],
      {"dimensions": ["assessment_name", "assessment_value"], "filters": ["assessment.name = 'quality'"]}),
@@ -161,6 +178,8 @@ BAD_QUERIES = [
     (MetricViewType.TRACES, "nope", [_agg("COUNT")], {}),
     (MetricViewType.TRACES, "trace_count", [_agg("AVG")], {}),
     (MetricViewType.TRACES, "latency", [_agg("AVG")], {"dimensions": ["span_name"]}),
+    (MetricViewType.SPANS, "input_cost", [_agg("COUNT")], {}),
+    (MetricViewType.SPANS, "total_cost", [_agg("SUM")], {"dimensions": ["span_name"]}),
     (MetricViewType.TRACES, "trace_count", [_agg("COUNT")], {"filters": ["span.name = 'x'"]}),
     (MetricViewType.TRACES, "trace_count", [_agg("COUNT")], {"filters": ["trace.status != 'OK'"]}),
     (MetricViewType.TRACES, "trace_count", [_agg("COUNT")], {"filters": ["trace.tag = 'x'"]}),

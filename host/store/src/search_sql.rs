@@ -456,8 +456,9 @@ impl RunSearchPlan {
 }
 
 /// `column` is one of `ids`: a plain equality for one id, so that an index leading with the
-/// column also serves the order of what follows it.
-fn experiment_match(column: &str, ids: &[i64], b: &mut Binder) -> String {
+/// column also serves the order of what follows it (with an `IN` list the planner sorts every
+/// match before taking a page).
+pub(crate) fn experiment_match(column: &str, ids: &[i64], b: &mut Binder) -> String {
     match ids {
         [id] => format!("{column} = {}", b.bind(Bound::Int(*id))),
         _ => b.in_list(column, false, Bound::IntList(ids.to_vec())),

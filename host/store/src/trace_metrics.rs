@@ -11,7 +11,7 @@ use serde_json::Value;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
-use crate::search_sql::{Binder, Bound, Dialect, Query};
+use crate::search_sql::{Binder, Bound, Dialect, Query, experiment_match};
 use crate::traces::{SOURCE_RUN_METADATA, TRACE_NAME_TAG, TraceClause, TraceStore};
 
 /// MLflow's `MAX_RESULTS_QUERY_TRACE_METRICS`: the default and largest number of data points.
@@ -19,6 +19,14 @@ pub const MAX_METRIC_RESULTS: usize = 1000;
 
 const SESSION_METADATA: &str = "mlflow.trace.session";
 const TOKEN_USAGE_METADATA: &str = "mlflow.trace.tokenUsage";
+/// The span attributes MLflow's SQL store copies into its span cost and model columns
+/// (`SpanAttributeKey.LLM_COST`, `MODEL`, `MODEL_PROVIDER`).
+const LLM_COST: &str = crate::traces::derived::LLM_COST;
+const LLM_MODEL: &str = "mlflow.llm.model";
+const LLM_PROVIDER: &str = "mlflow.llm.provider";
+/// MLflow's `MODEL_DIMENSION_MAX_LENGTH`: model names and providers are cut to this many
+/// characters.
+const MODEL_DIMENSION_MAX_CHARS: usize = 500;
 
 /// What a metric aggregates (`MetricViewType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +317,9 @@ enum Measure {
     Number,
     /// An assessment's JSON value, as a number where MLflow aggregates one.
     AssessmentValue,
+    /// A span's `mlflow.llm.cost` attribute (a JSON object), whose field of this name is the
+    /// number.
+    SpanCost(&'static str),
 }
 
 /// A metric MLflow's `VIEW_TYPE_CONFIGS` lists: its aggregations and dimensions.
@@ -373,14 +384,19 @@ const TRACE_METRICS: &[MetricSpec] = &[
     },
 ];
 
-/// Span costs (`input_cost`, ...) and the model dimensions are not here: wasmflow keeps no
-/// per-span cost or model columns yet, so asking for them is refused rather than answered
-/// wrong.
+const MODEL_DIMENSIONS: &[&str] = &["span_model_name", "span_model_provider"];
+
 const SPAN_METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: "span_count",
         aggregations: &["COUNT"],
-        dimensions: &["span_name", "span_type", "span_status"],
+        dimensions: &[
+            "span_name",
+            "span_type",
+            "span_status",
+            "span_model_name",
+            "span_model_provider",
+        ],
         measure: Measure::Id,
     },
     MetricSpec {
@@ -388,6 +404,24 @@ const SPAN_METRICS: &[MetricSpec] = &[
         aggregations: SPREAD,
         dimensions: &["span_name", "span_status"],
         measure: Measure::Number,
+    },
+    MetricSpec {
+        name: "input_cost",
+        aggregations: NUMERIC,
+        dimensions: MODEL_DIMENSIONS,
+        measure: Measure::SpanCost("input_cost"),
+    },
+    MetricSpec {
+        name: "output_cost",
+        aggregations: NUMERIC,
+        dimensions: MODEL_DIMENSIONS,
+        measure: Measure::SpanCost("output_cost"),
+    },
+    MetricSpec {
+        name: "total_cost",
+        aggregations: NUMERIC,
+        dimensions: MODEL_DIMENSIONS,
+        measure: Measure::SpanCost("total_cost"),
     },
 ];
 
@@ -507,7 +541,7 @@ pub struct MetricDataPoint {
 /// The SQL a backend runs for [`TraceStore::trace_metric_rows`]: columns (time in ms, value as
 /// text, dimensions as text), rows already narrowed to the experiments, window and filters.
 pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Query> {
-    q.spec()?;
+    let spec = q.spec()?;
     let mut b = Binder::new(dialect);
     let experiments: Vec<i64> = q
         .experiment_ids
@@ -519,6 +553,16 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
             "(SELECT k.value FROM trace_metadata k WHERE k.trace_id = t.trace_id AND k.key = {})",
             b.text(key)
         )
+    };
+    // A span attribute's value as text (a string as it is, anything else as JSON): MLflow
+    // copies the cost and model attributes into columns when it stores a span; wasmflow reads
+    // them out of the stored span when asked, and [`query_trace_metrics`] decodes them.
+    let span_attribute = |key: &str, b: &mut Binder| match dialect {
+        Dialect::Sqlite => format!(
+            "CAST(json_extract(s.content, {}) AS TEXT)",
+            b.text(format!("$.attributes.\"{key}\""))
+        ),
+        Dialect::Postgres => format!("(s.attributes ->> {})", b.text(key)),
     };
     let trace_name = |b: &mut Binder| {
         format!(
@@ -562,6 +606,10 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
             )
         }
         (MetricView::Spans, "span_count") => ("(s.start_time_ns / 1000000)", "s.span_id".into()),
+        (MetricView::Spans, _) if matches!(spec.measure, Measure::SpanCost(_)) => (
+            "(s.start_time_ns / 1000000)",
+            span_attribute(LLM_COST, &mut b),
+        ),
         (MetricView::Spans, _) => (
             "(s.start_time_ns / 1000000)",
             "CAST((s.end_time_ns - s.start_time_ns) / 1000000 AS TEXT)".into(),
@@ -579,6 +627,8 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
             "span_name" => "s.name".into(),
             "span_type" => "s.span_type".into(),
             "span_status" => "s.status".into(),
+            "span_model_name" => span_attribute(LLM_MODEL, &mut b),
+            "span_model_provider" => span_attribute(LLM_PROVIDER, &mut b),
             "assessment_name" => "a.name".into(),
             _ => "a.value".into(),
         };
@@ -594,21 +644,35 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
     let mut sql = format!(
         "SELECT * FROM (SELECT {} FROM {from} WHERE {}",
         columns.join(", "),
-        b.in_list("t.experiment_id", false, Bound::IntList(experiments))
+        experiment_match("t.experiment_id", &experiments, &mut b)
     );
     if q.view == MetricView::Assessments {
         // An overridden assessment is not counted twice.
         sql.push_str(" AND a.valid = 1");
     }
-    // The window is on the trace's time, except that span costs (not served here) would use
-    // the span's: MLflow buckets span rows by span start but bounds them by trace time.
-    if let Some(start) = q.start_time_ms {
+    // The window is on the trace's time, except for span costs, which MLflow bounds by the
+    // span's start (every nanosecond of the end millisecond included); it buckets all span
+    // rows by span start.
+    if let Measure::SpanCost(_) = spec.measure {
+        if let Some(start) = q.start_time_ms {
+            sql.push_str(&format!(
+                " AND s.start_time_ns >= {}",
+                b.bind(Bound::Int(start.saturating_mul(1_000_000)))
+            ));
+        }
+        if let Some(end) = q.end_time_ms {
+            sql.push_str(&format!(
+                " AND s.start_time_ns < {}",
+                b.bind(Bound::Int(end.saturating_add(1).saturating_mul(1_000_000)))
+            ));
+        }
+    } else if let Some(start) = q.start_time_ms {
         sql.push_str(&format!(
             " AND t.request_time >= {}",
             b.bind(Bound::Int(start))
         ));
     }
-    if let Some(end) = q.end_time_ms {
+    if let (Some(end), false) = (q.end_time_ms, matches!(spec.measure, Measure::SpanCost(_))) {
         sql.push_str(&format!(
             " AND t.request_time <= {}",
             b.bind(Bound::Int(end))
@@ -673,6 +737,39 @@ fn assessment_number(json: &str) -> Option<f64> {
     }
 }
 
+/// An attribute's text that may be a JSON-encoded string (`"\"gpt-4o\""`, as the MLflow
+/// client sends attributes) as that string; other text as it is.
+fn unwrap_json_string(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::String(inner)) => inner,
+        _ => text.to_string(),
+    }
+}
+
+/// A span's model name or provider as MLflow keeps it (`bounded_model_dimension`).
+fn model_dimension(attribute: &str) -> String {
+    unwrap_json_string(attribute)
+        .chars()
+        .take(MODEL_DIMENSION_MAX_CHARS)
+        .collect()
+}
+
+/// One field of a span's `mlflow.llm.cost` (`{"input_cost": .., "output_cost": ..,
+/// "total_cost": ..}` in USD) as MLflow's `finite_float_or_none` reads it: a finite number, or
+/// a string Python's `float` reads as one; anything else (booleans included) is no cost.
+fn span_cost(attribute: &str, field: &str) -> Option<f64> {
+    let cost = match serde_json::from_str::<Value>(attribute).ok()? {
+        Value::String(inner) => serde_json::from_str::<Value>(&inner).ok()?,
+        other => other,
+    };
+    let n = match cost.get(field)? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
 /// `percentile` (0–100) of sorted values, interpolated linearly between neighbours.
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -725,16 +822,22 @@ pub fn query_trace_metrics(
     let bucket_ms = q.time_interval_seconds.filter(|s| *s > 0).map(|s| s * 1000);
     let mut groups: BTreeMap<(Option<i64>, Vec<String>), Group> = BTreeMap::new();
     for row in rows {
-        let Some(dims) = row.dimensions.into_iter().collect::<Option<Vec<String>>>() else {
+        let Some(mut dims) = row.dimensions.into_iter().collect::<Option<Vec<String>>>() else {
             continue;
         };
+        for (dim, name) in dims.iter_mut().zip(&q.dimensions) {
+            if MODEL_DIMENSIONS.contains(&name.as_str()) {
+                *dim = model_dimension(dim);
+            }
+        }
         let Some(value) = row.value else { continue };
         let number = match spec.measure {
             Measure::Number => value.trim().parse::<f64>().ok(),
             Measure::AssessmentValue => assessment_number(&value),
+            Measure::SpanCost(field) => span_cost(&value, field),
             Measure::Id | Measure::Distinct => None,
         };
-        if matches!(spec.measure, Measure::Number | Measure::AssessmentValue) && number.is_none() {
+        if !matches!(spec.measure, Measure::Id | Measure::Distinct) && number.is_none() {
             continue;
         }
         let bucket = bucket_ms.map(|b| row.time_ms.div_euclid(b) * b);

@@ -10,7 +10,7 @@ use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
-use crate::search_sql::{Binder, Bound, Dialect, Query, compare};
+use crate::search_sql::{Binder, Dialect, Query, compare, experiment_match};
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_LOCATION_TAG,
     TRACE_NAME_TAG, TraceClause, TraceInfo, TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
@@ -540,7 +540,7 @@ fn traces_where(
         .iter()
         .filter_map(|id| id.parse().ok())
         .collect();
-    let mut sql = b.in_list("t.experiment_id", false, Bound::IntList(experiments));
+    let mut sql = experiment_match("t.experiment_id", &experiments, b);
     for clause in filter {
         sql.push_str(" AND ");
         sql.push_str(&condition(clause, b)?);
@@ -625,10 +625,14 @@ fn order_by_sql(order_by: &[TraceOrder]) -> String {
             ),
             column => format!("t.{column}"),
         };
-        order.push(if o.ascending {
-            format!("{expr} ASC NULLS FIRST")
-        } else {
-            format!("{expr} DESC NULLS LAST")
+        // A column that is never NULL is ordered without a NULLS clause, so PostgreSQL can
+        // still read `request_time` in (backward) index order.
+        let not_null = ["request_time", "state", "trace_id", "experiment_id"].contains(&o.column);
+        order.push(match (o.ascending, not_null) {
+            (true, true) => format!("{expr} ASC"),
+            (false, true) => format!("{expr} DESC"),
+            (true, false) => format!("{expr} ASC NULLS FIRST"),
+            (false, false) => format!("{expr} DESC NULLS LAST"),
         });
     }
     if !order_by.iter().any(|o| o.column == "request_time") {

@@ -522,6 +522,155 @@ fn deletes_by_age_take_the_oldest_and_stop_at_the_count() {
 
 /// Spans of the same traces arriving from many requests at once (as OTLP exporters send them):
 /// every span is kept, and each trace's record ends as one writer alone would leave it.
+/// A span that carries MLflow's cost and model attributes, as the client sends them
+/// (JSON-encoded strings) or as an OpenTelemetry SDK may (plain strings).
+fn costed_span(
+    trace: &str,
+    id: &str,
+    start_ms: i64,
+    model: &str,
+    cost: serde_json::Value,
+) -> NewSpan {
+    let mut s = span(trace, id, Some("00"), "llm", "OK", start_ms);
+    s.content = json!({"name": "llm", "attributes": {
+        "mlflow.llm.model": model,
+        "mlflow.llm.provider": "\"openai\"",
+        "mlflow.llm.cost": cost.to_string(),
+    }})
+    .to_string();
+    s
+}
+
+#[test]
+fn span_cost_metrics_and_model_dimensions() {
+    use wasmflow_store::trace_metrics::{
+        Aggregation, MetricQuery, MetricView, query_trace_metrics,
+    };
+    each_backend!(|store| {
+        let spans = vec![
+            span("tr-c1", "00", None, "root", "OK", 1000),
+            costed_span(
+                "tr-c1",
+                "01",
+                1001,
+                "\"gpt-4o\"",
+                json!({"input_cost": 0.5, "output_cost": 1.0, "total_cost": 1.5}),
+            ),
+            costed_span(
+                "tr-c1",
+                "02",
+                1002,
+                "mini",
+                json!({"input_cost": "0.25", "total_cost": 0.25}),
+            ),
+            span("tr-c2", "00", None, "root", "OK", 5000),
+            costed_span(
+                "tr-c2",
+                "01",
+                5001,
+                "mini",
+                json!({"input_cost": true, "total_cost": 2}),
+            ),
+        ];
+        store.log_spans("0", spans, "a".into()).unwrap();
+        let query =
+            |metric: &str, aggs: Vec<Aggregation>, dims: &[&str], window: Option<(i64, i64)>| {
+                let q = MetricQuery {
+                    experiment_ids: vec!["0".into()],
+                    view: MetricView::Spans,
+                    metric_name: metric.into(),
+                    aggregations: aggs,
+                    dimensions: dims.iter().map(|d| d.to_string()).collect(),
+                    filters: vec![],
+                    time_interval_seconds: None,
+                    start_time_ms: window.map(|w| w.0),
+                    end_time_ms: window.map(|w| w.1),
+                    max_results: 1000,
+                };
+                query_trace_metrics(&store, &q)
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| (p.dimensions, p.values))
+                    .collect::<Vec<_>>()
+            };
+        let dim = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        // A boolean is no cost; a numeric string is one; a JSON-encoded model name is unwrapped.
+        assert_eq!(
+            query(
+                "input_cost",
+                vec![Aggregation::Sum],
+                &["span_model_name"],
+                None
+            ),
+            vec![
+                (
+                    dim("span_model_name", "gpt-4o"),
+                    vec![("SUM".to_string(), 0.5)]
+                ),
+                (
+                    dim("span_model_name", "mini"),
+                    vec![("SUM".to_string(), 0.25)]
+                ),
+            ]
+        );
+        assert_eq!(
+            query(
+                "total_cost",
+                vec![Aggregation::Sum, Aggregation::Max],
+                &["span_model_provider"],
+                None
+            ),
+            vec![(
+                dim("span_model_provider", "openai"),
+                vec![("SUM".to_string(), 3.75), ("MAX".to_string(), 2.0)]
+            )]
+        );
+        // Spans without a model have no model dimension; root spans are left out.
+        assert_eq!(
+            query(
+                "span_count",
+                vec![Aggregation::Count],
+                &["span_model_name"],
+                None
+            ),
+            vec![
+                (
+                    dim("span_model_name", "gpt-4o"),
+                    vec![("COUNT".to_string(), 1.0)]
+                ),
+                (
+                    dim("span_model_name", "mini"),
+                    vec![("COUNT".to_string(), 2.0)]
+                ),
+            ]
+        );
+        // Costs are windowed by the span's start, its end millisecond included.
+        assert_eq!(
+            query(
+                "total_cost",
+                vec![Aggregation::Sum],
+                &[],
+                Some((1002, 1002))
+            ),
+            vec![(vec![], vec![("SUM".to_string(), 0.25)])]
+        );
+        // A spec of MLflow's: costs have no span-name dimension.
+        let e = MetricQuery {
+            experiment_ids: vec!["0".into()],
+            view: MetricView::Spans,
+            metric_name: "input_cost".into(),
+            aggregations: vec![Aggregation::Count],
+            dimensions: vec![],
+            filters: vec![],
+            time_interval_seconds: None,
+            start_time_ms: None,
+            end_time_ms: None,
+            max_results: 10,
+        };
+        assert!(query_trace_metrics(&store, &e).is_err());
+    });
+}
+
 #[test]
 fn concurrent_span_ingestion_loses_nothing() {
     each_backend!(|store| {
