@@ -8,6 +8,7 @@
 #       --sizes 10000,100000   the sizes to grow to (default 10000,100000,1000000)
 #       --backends sqlite      sqlite, postgres or both (default)
 #       --clients 4            client processes that grow the experiment
+#       --rest-max 100000      larger steps are seeded with SQL (server stopped) instead of REST
 #   PostgreSQL: WASMFLOW_TEST_POSTGRES_URI (or --pg-uri) names a superuser's database; without it
 #   a throwaway cluster is started as scripts/test.sh does (scripts/test-postgres.sh).
 #   WASMFLOW_BIN=path  benchmark that binary instead of building target/release/wasmflow

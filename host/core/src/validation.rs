@@ -170,8 +170,15 @@ pub fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Res
         MAX_ENTITIES_PER_BATCH,
         metrics.len() + params.len() + tags.len(),
     )?;
+    // A batch repeats a few keys over many points: each key is checked once (and no error path
+    // is formatted for a valid point).
+    let mut valid_keys = std::collections::HashSet::new();
     for (i, m) in metrics.iter().enumerate() {
+        if m.timestamp >= 0 && valid_keys.contains(m.key.as_str()) {
+            continue;
+        }
         validate_metric(m, &format!("metrics[{i}]"))?;
+        valid_keys.insert(m.key.as_str());
     }
     for (i, p) in params.iter().enumerate() {
         validate_param(p, &format!("params[{i}]"))?;
