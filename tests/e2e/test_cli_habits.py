@@ -52,6 +52,39 @@ def test_server_takes_h_as_its_host_and_keeps_help(wasmflow_bin, tmp_path):
         proc.wait(10)
 
 
+@pytest.mark.parametrize(
+    ("value", "flags", "proxied"),
+    [("false", [], False), ("true", [], True), ("false", ["--serve-artifacts"], True),
+     ("true", ["--no-serve-artifacts"], False)],
+)
+def test_mlflow_serve_artifacts_variable_and_the_flags_that_win_over_it(
+    wasmflow_bin, tmp_path, monkeypatch, value, flags, proxied
+):
+    from conftest import ServerProcess
+
+    class Server(ServerProcess):
+        def command(self):
+            return super().command() + flags
+
+    monkeypatch.setenv("MLFLOW_SERVE_ARTIFACTS", value)
+    srv = Server(wasmflow_bin, tmp_path / "store").start()
+    try:
+        client = mlflow.MlflowClient(srv.url)
+        location = client.get_experiment(client.create_experiment("e")).artifact_location
+        assert location.startswith("mlflow-artifacts:") == proxied, location
+        listed = requests.get(f"{srv.url}/api/2.0/mlflow-artifacts/artifacts", timeout=30)
+        assert (listed.status_code == 200) == proxied, listed.text
+    finally:
+        srv.stop()
+
+
+def test_a_bad_mlflow_serve_artifacts_is_refused(wasmflow_bin, tmp_path):
+    done = cli(wasmflow_bin, "server", "-p", "0", "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
+               env={"MLFLOW_SERVE_ARTIFACTS": "maybe"})
+    assert done.returncode != 0
+    assert "invalid MLFLOW_SERVE_ARTIFACTS 'maybe': expected true or false" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("flag", ["--gunicorn-opts", "--uvicorn-opts", "--waitress-opts"])
 def test_python_web_server_options_are_refused_with_a_reason(wasmflow_bin, flag):
     done = cli(wasmflow_bin, "server", flag, "--timeout 60", "-p", str(free_port()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,7 +31,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from conftest import POSTGRES, fresh_postgres_database
+from conftest import POSTGRES, ServerProcess, fresh_postgres_database
 
 # Written by the official client into the store MLFLOW_TRACKING_URI names; no server involved.
 MAKE_STORE = textwrap.dedent(
@@ -71,9 +72,9 @@ MAKE_STORE = textwrap.dedent(
 )
 
 
-def make_store(tmp_path: Path, uri: str) -> None:
+def make_store(tmp_path: Path, uri: str, script: str = MAKE_STORE) -> None:
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, MLFLOW_ALLOW_FILE_STORE="true")
-    made = subprocess.run([sys.executable, "-c", MAKE_STORE], cwd=tmp_path, env=env, capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
 
 
@@ -284,6 +285,81 @@ def test_import_copies_artifacts(tmp_path, wasmflow_bin, isolated_server, monkey
     assert model.predict(np.array([[1.0]]))[0] == pytest.approx(2.0)
     location = dst.get_model_version_download_uri("imported-model", "1")
     assert location.startswith("mlflow-artifacts:/"), location
+
+
+class WasmflowS3Server(ServerProcess):
+    """A wasmflow server whose artifact proxy keeps its files under an S3 URI."""
+
+    destination = ""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("--artifacts-destination") + 1] = self.destination
+        return cmd
+
+
+def test_import_copies_artifacts_from_and_to_s3(tmp_path, wasmflow_bin, moto_s3, monkeypatch):
+    for key, value in moto_s3.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = moto_s3.new_bucket()
+    # The experiment's files in the bucket: the official client (boto3) writes them there itself.
+    source_db = tmp_path / "mlflow.db"
+    script = f"import mlflow; mlflow.create_experiment('imported', artifact_location='s3://{bucket}/src/runs')\n"
+    make_store(tmp_path, f"sqlite:///{source_db}", script + MAKE_STORE)
+    in_source = {k.removeprefix("src/"): v["Size"] for k, v in moto_s3.keys(bucket, "src/").items()}
+    assert any(k.endswith("/notes/hello.txt") for k in in_source), in_source
+    # The same store as an MLflow server with `--artifacts-destination s3://BUCKET/src` records it:
+    # its runs' and models' URIs name the proxy (`mlflow-artifacts:/runs/...`).
+    proxied_db = tmp_path / "mlflow-proxied.db"
+    shutil.copy(source_db, proxied_db)
+    con = sqlite3.connect(proxied_db)
+    old = f"s3://{bucket}/src/"
+    for table, column in [("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                          ("logged_models", "artifact_location"), ("model_versions", "source"),
+                          ("model_versions", "storage_location")]:
+        con.execute(f"UPDATE {table} SET {column} = replace({column}, ?, 'mlflow-artifacts:/')", (old,))
+    con.commit()
+    con.close()
+
+    def copied(prefix: str) -> dict[str, int]:
+        return {k.removeprefix(prefix): v["Size"] for k, v in moto_s3.keys(bucket, prefix).items()}
+
+    stores = {}
+    for name, source, extra in [("direct", source_db, []),
+                                ("proxied", proxied_db, ["--artifacts-from", f"s3://{bucket}/src"])]:
+        store = tmp_path / name
+        store.mkdir()
+        target = target_store(store)
+        copy = [*extra, "--copy-artifacts", "--artifacts-destination", f"s3://{bucket}/{name}"]
+        import_(wasmflow_bin, f"sqlite:///{source}", target, *copy)
+        # Every file of the source, under the destination as <experiment>/<run>/artifacts/...
+        # and <experiment>/models/<model>/artifacts/...
+        dst = copied(f"{name}/")
+        assert sorted(dst.values()) == sorted(in_source.values()) and len(dst) == len(in_source), (dst, in_source)
+        again = import_(wasmflow_bin, f"sqlite:///{source}", target, *copy)
+        assert all(imported == 0 for _, imported, _, _ in again.values()), again
+        assert copied(f"{name}/") == dst
+        stores[name] = (store, target)
+
+    # A wasmflow server on the bucket serves what was imported, files and models.
+    store, target = stores["proxied"]
+    srv = WasmflowS3Server(wasmflow_bin, store, backend_uri=target)
+    srv.destination = f"s3://{bucket}/proxied"
+    srv.start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+        mlflow.set_tracking_uri(srv.url)
+        client = MlflowClient(tracking_uri=srv.url)
+        run = client.search_runs([client.get_experiment_by_name("imported").experiment_id],
+                                 filter_string="attributes.run_name = 'train'")[0]
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+        got = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/notes/hello.txt",
+                                                  dst_path=str(tmp_path / "dl"))
+        assert Path(got).read_text() == "hello"
+        model = mlflow.pyfunc.load_model("models:/imported-model@champion")
+        assert model.predict(np.array([[3.0]]))[0] == pytest.approx(6.0)
+    finally:
+        srv.stop()
 
 
 def test_killed_import_resumes(tmp_path, wasmflow_bin, isolated_server):

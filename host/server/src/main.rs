@@ -209,7 +209,8 @@ struct ServerArgs {
     )]
     artifacts_destination: String,
     /// Proxy artifact uploads and downloads through this server (the default), so clients need
-    /// no access to the artifact storage.
+    /// no access to the artifact storage. Without either flag, MLflow's MLFLOW_SERVE_ARTIFACTS
+    /// (`true`/`false`) decides.
     #[arg(long, overrides_with = "no_serve_artifacts")]
     serve_artifacts: bool,
     /// Do not serve artifacts: clients read and write the artifact root themselves.
@@ -332,6 +333,23 @@ fn open_artifacts_destination(
     wasmflow_artifacts::open_repository(uri).map_err(anyhow::Error::msg)
 }
 
+/// `--serve-artifacts` / `--no-serve-artifacts` (the last given wins), else MLflow's
+/// `MLFLOW_SERVE_ARTIFACTS` read as click reads a boolean, else serve. Two flags and a variable
+/// are three states, which one clap argument with `env` cannot tell apart.
+fn serve_artifacts(args: &ServerArgs) -> anyhow::Result<bool> {
+    if args.no_serve_artifacts || args.serve_artifacts {
+        return Ok(!args.no_serve_artifacts);
+    }
+    let Ok(value) = std::env::var("MLFLOW_SERVE_ARTIFACTS") else {
+        return Ok(true);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "off" => Ok(false),
+        _ => anyhow::bail!("invalid MLFLOW_SERVE_ARTIFACTS '{value}': expected true or false"),
+    }
+}
+
 /// New experiments' artifact root must be one the server and clients can read: the proxy
 /// (`mlflow-artifacts:`, an http(s) URL) or a store of a supported scheme.
 fn check_default_artifact_root(uri: &str) -> anyhow::Result<()> {
@@ -351,7 +369,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let limits = args.limits.limits()?;
     let guard = guard::Guard::new(&args.guard, &args.host)?;
-    let serve_artifacts = !args.no_serve_artifacts;
+    let serve_artifacts = serve_artifacts(&args)?;
     let default_artifact_root = args.default_artifact_root.unwrap_or_else(|| {
         if serve_artifacts {
             "mlflow-artifacts:/".into()

@@ -194,10 +194,7 @@ fn remove_prefix(location: &ObjectLocation) -> anyhow::Result<()> {
         ..location.clone()
     })
     .map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    match runtime.block_on(repo.delete(name)) {
+    match super::block_on(repo.delete(name))? {
         Ok(()) => Ok(()),
         // Nothing was logged there.
         Err(e) if e.code == wasmflow_core::ErrorCode::ResourceDoesNotExist => Ok(()),

@@ -12,10 +12,12 @@ mod mlflow_sql;
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use wasmflow_artifacts::{ArtifactRepository, Location, ObjectLocation};
 use wasmflow_store::{
     ImportExperiment, ImportLoggedModel, ImportMetric, ImportRegisteredModel, ImportRun,
     ImportTallies, Tally,
@@ -40,7 +42,8 @@ struct MlflowArgs {
     #[arg(long)]
     from: String,
     /// Where the source's `mlflow-artifacts:/` URIs point (the `--artifacts-destination` the
-    /// MLflow server ran with); needed to copy such artifacts.
+    /// MLflow server ran with: a directory or an object store's URI); needed to copy such
+    /// artifacts.
     #[arg(long)]
     artifacts_from: Option<String>,
     /// wasmflow's store to write into (as `wasmflow server --backend-store-uri`: a SQLite file
@@ -51,9 +54,10 @@ struct MlflowArgs {
     /// URIs there (`mlflow-artifacts:/...`), instead of referring to the files where they are.
     #[arg(long)]
     copy_artifacts: bool,
-    /// Where --copy-artifacts puts the files: the `--artifacts-destination` of `wasmflow server`.
+    /// Where --copy-artifacts puts the files: the `--artifacts-destination` of `wasmflow server`
+    /// (a directory or an object store's URI, e.g. `s3://bucket/prefix`).
     #[arg(long, default_value = "./mlartifacts")]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
     /// Metric points per transaction.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
@@ -274,62 +278,116 @@ fn relocate(moved: &[(String, String)], uri: &str) -> String {
         .unwrap_or_else(|| uri.to_string())
 }
 
-/// Where artifacts are read from and, with --copy-artifacts, copied to.
+/// Where artifacts are read from and, with --copy-artifacts, copied to: directories or object
+/// stores, through the repositories the server reads them with.
 struct Artifacts {
     copy: bool,
     /// The root of the source's `mlflow-artifacts:/` URIs.
-    proxied_root: Option<PathBuf>,
-    destination: PathBuf,
+    proxied_root: Option<(String, Location)>,
+    /// `--artifacts-destination`, opened when --copy-artifacts is given.
+    destination: Option<Arc<dyn ArtifactRepository>>,
 }
 
 impl Artifacts {
     fn new(args: &MlflowArgs) -> anyhow::Result<Self> {
-        let proxied_root = args
-            .artifacts_from
-            .as_deref()
-            .map(|a| PathBuf::from(a.strip_prefix("file://").unwrap_or(a)));
-        if let Some(root) = &proxied_root
-            && !root.is_dir()
-        {
-            bail!("--artifacts-from '{}' is not a directory", root.display());
-        }
+        let proxied_root = match &args.artifacts_from {
+            Some(uri) => {
+                let location = wasmflow_artifacts::parse_location(uri)
+                    .map_err(|e| anyhow::anyhow!("invalid --artifacts-from: {e}"))?;
+                if let Location::Local(dir) = &location
+                    && !dir.is_dir()
+                {
+                    bail!("--artifacts-from '{uri}' is not a directory");
+                }
+                Some((uri.clone(), location))
+            }
+            None => None,
+        };
+        let destination = if args.copy_artifacts {
+            Some(
+                wasmflow_artifacts::open_repository(&args.artifacts_destination)
+                    .map_err(|e| anyhow::anyhow!("invalid --artifacts-destination: {e}"))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             copy: args.copy_artifacts,
             proxied_root,
-            destination: args.artifacts_destination.clone(),
+            destination,
         })
     }
 
-    /// The local directory an artifact URI of the source names.
-    fn local(&self, uri: &str) -> anyhow::Result<PathBuf> {
-        if let Some(rel) = wasmflow_artifacts::proxied_path_of(uri) {
-            let Some(root) = &self.proxied_root else {
+    /// Where the files of an artifact URI of the source are; `None` for a directory that does
+    /// not exist (nothing was logged there).
+    fn source(&self, uri: &str) -> anyhow::Result<Option<Arc<dyn ArtifactRepository>>> {
+        let location = if let Some(rel) = wasmflow_artifacts::proxied_path_of(uri) {
+            let Some((_, root)) = &self.proxied_root else {
                 bail!(
-                    "'{uri}' is on an MLflow server's artifact store: name its directory with \
-                     --artifacts-from"
+                    "'{uri}' is on an MLflow server's artifact store: name it (a directory or an \
+                     object store's URI) with --artifacts-from"
                 );
             };
             let rel = wasmflow_artifacts::sanitize_relative_path(&rel)
                 .with_context(|| format!("cannot copy artifacts from '{uri}'"))?;
-            return Ok(root.join(rel));
-        }
-        if let Some(path) = uri.strip_prefix("file://") {
-            return Ok(PathBuf::from(path));
-        }
-        if uri.contains("://") {
-            bail!("cannot copy artifacts from '{uri}': only local files");
-        }
-        Ok(PathBuf::from(uri))
+            match root {
+                Location::Local(dir) => Location::Local(dir.join(rel)),
+                Location::Object(o) => Location::Object(ObjectLocation {
+                    prefix: [o.prefix.as_str(), rel.as_str()]
+                        .into_iter()
+                        .filter(|p| !p.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    ..o.clone()
+                }),
+            }
+        } else {
+            wasmflow_artifacts::parse_location(uri)
+                .map_err(|e| anyhow::anyhow!("cannot copy artifacts from '{uri}': {e}"))?
+        };
+        Ok(match location {
+            // Opening a local repository creates its directory: the source is only read.
+            Location::Local(dir) if !dir.is_dir() => None,
+            Location::Local(dir) => Some(Arc::new(
+                wasmflow_artifacts::LocalArtifactRepository::new(&dir)
+                    .with_context(|| format!("cannot read '{}'", dir.display()))?,
+            )),
+            Location::Object(o) => Some(Arc::new(
+                wasmflow_artifacts::open_object(&o).map_err(anyhow::Error::msg)?,
+            )),
+        })
     }
 
     /// Copies the files under `from` to `<destination>/<to>`, skipping files already there with
-    /// the same size (a rerun), and answers the new URI.
+    /// the same size (a rerun), and answers the new URI. Each file is streamed and appears
+    /// whole or not at all (the repositories' `put`), so a killed copy never leaves a short
+    /// file that a rerun would take as done.
     fn copy_tree(&self, from: &str, to: &str) -> anyhow::Result<String> {
-        let src = self.local(from)?;
-        let dst = self.destination.join(to);
-        if src.is_dir() {
-            copy_dir(&src, &dst).with_context(|| {
-                format!("cannot copy '{}' to '{}'", src.display(), dst.display())
+        let destination = self
+            .destination
+            .as_ref()
+            .context("--copy-artifacts opens the destination")?;
+        if let Some(source) = self.source(from)? {
+            super::block_on(async {
+                let present: HashMap<String, u64> = destination
+                    .tree(to)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.path, f.size))
+                    .collect();
+                for file in source.tree("").await? {
+                    if present.get(&file.path) == Some(&file.size) {
+                        continue;
+                    }
+                    let (_, body) = source.get(&file.path).await?;
+                    destination
+                        .put(&format!("{to}/{}", file.path), body)
+                        .await?;
+                }
+                wasmflow_core::Result::Ok(())
+            })?
+            .map_err(|e: wasmflow_core::Error| {
+                anyhow::anyhow!("cannot copy '{from}' to '{to}': {}", e.message)
             })?;
         }
         Ok(format!("mlflow-artifacts:/{to}"))
@@ -342,47 +400,19 @@ impl Artifacts {
             .any(|e| e.artifact_location.starts_with("mlflow-artifacts:"));
         if proxied {
             match &self.proxied_root {
-                Some(root) => eprintln!(
+                Some((root, _)) => eprintln!(
                     "artifacts stay where they are: start the server with \
-                     --artifacts-destination {}",
-                    root.display()
+                     --artifacts-destination {root}"
                 ),
                 None => eprintln!(
                     "some artifacts are on an MLflow server's artifact store \
                      (mlflow-artifacts:/): start the server with --artifacts-destination \
-                     pointing at that store's directory, or import again with --artifacts-from \
-                     DIR --copy-artifacts"
+                     pointing at that store, or import again with --artifacts-from DIR|URI \
+                     --copy-artifacts"
                 ),
             }
         }
     }
-}
-
-fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let to = dst.join(entry.file_name());
-        if kind.is_dir() {
-            copy_dir(&entry.path(), &to)?;
-        } else if kind.is_file() {
-            let size = entry.metadata()?.len();
-            if std::fs::metadata(&to).is_ok_and(|m| m.len() == size) {
-                continue;
-            }
-            // Through a temporary name, so that a killed copy never leaves a short file that a
-            // rerun would take as done.
-            let tmp = dst.join(format!(
-                "{}{}",
-                wasmflow_artifacts::TEMP_PREFIX,
-                entry.file_name().to_string_lossy()
-            ));
-            std::fs::copy(entry.path(), &tmp)?;
-            std::fs::rename(&tmp, &to)?;
-        }
-    }
-    Ok(())
 }
 
 /// Counts per kind of entity: in the source, written now, there already, and (for the kinds with

@@ -1,9 +1,6 @@
 //! A minimal HTTP/1.1 client for a running server's REST API (hyper, already in the tree for
 //! axum), shared by the CLI subcommands.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -156,7 +153,12 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    pub fn start(store_uri: &str, artifacts: &Path) -> anyhow::Result<Self> {
+    /// `artifacts` is the proxy's store, as `wasmflow server --artifacts-destination` takes it:
+    /// a directory or an object store's URI.
+    pub fn start(store_uri: &str, artifacts: &str) -> anyhow::Result<Self> {
+        // Checked first: a refused destination leaves no store behind.
+        let repo = wasmflow_artifacts::open_repository(artifacts)
+            .map_err(|e| anyhow::anyhow!("invalid --artifacts-destination: {e}"))?;
         let store = wasmflow_store::open(
             store_uri,
             StoreConfig {
@@ -164,20 +166,13 @@ impl LocalServer {
             },
         )
         .with_context(|| format!("cannot open the backend store '{store_uri}'"))?;
-        let repo =
-            wasmflow_artifacts::LocalArtifactRepository::new(artifacts).with_context(|| {
-                format!(
-                    "cannot use the artifacts destination '{}'",
-                    artifacts.display()
-                )
-            })?;
         let app = crate::app::build(crate::state::AppState {
             store: store.clone(),
             eval_datasets: store.clone(),
             registry: store.clone(),
             traces: store.clone(),
             webhooks: crate::webhooks::Webhooks::ephemeral(store),
-            artifacts: Some(Arc::new(repo)),
+            artifacts: Some(repo),
             served: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -205,7 +200,7 @@ impl LocalServer {
 /// `sqlite:///mlflow.db`), kept alive by the returned guard.
 pub fn connect(
     backend_store_uri: Option<&str>,
-    artifacts_destination: &Path,
+    artifacts_destination: &str,
 ) -> anyhow::Result<(Remote, Option<LocalServer>)> {
     let tracking_uri = std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default();
     if backend_store_uri.is_none() {

@@ -70,9 +70,10 @@ pub struct RunArgs {
     /// The local store when MLFLOW_TRACKING_URI is not an http:// URL.
     #[arg(long)]
     backend_store_uri: Option<String>,
-    /// Where the local store's artifacts go when MLFLOW_TRACKING_URI is not an http:// URL.
+    /// Where the local store's artifacts go when MLFLOW_TRACKING_URI is not an http:// URL (as
+    /// `wasmflow server --artifacts-destination`: a directory or an object store's URI).
     #[arg(long, default_value = "./mlartifacts")]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
     /// Where `path` parameters given as URIs (`https://...`, `runs:/...`, `mlflow-artifacts:/...`)
     /// are downloaded before the run, into `param_<N>` of a fresh directory made inside it (as
     /// `mlflow run --storage-dir`); kept after the run. By default a temporary directory,
@@ -705,25 +706,26 @@ impl Tracking for RunTracking {
             )?;
             return Ok(());
         }
-        // An artifact root on this machine's file system (a server without the proxy).
-        let root = self
-            .artifact_uri
-            .strip_prefix("file://")
-            .unwrap_or(&self.artifact_uri);
-        if root.contains("://") {
-            bail!(
-                "cannot upload to the artifact location '{}': only mlflow-artifacts: and local \
-                 paths are supported",
-                self.artifact_uri
-            );
-        }
-        let target = Path::new(root).join(artifact_path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::copy(file, &target).with_context(|| {
-            format!("cannot copy '{}' to '{}'", file.display(), target.display())
-        })?;
+        // The run's own artifact root (a server without the proxy, or an experiment created with
+        // its own location): a directory or an object store, written as the server reads it.
+        let repo = wasmflow_artifacts::open_repository(&self.artifact_uri)
+            .map_err(|e| anyhow::anyhow!("cannot upload to the run's artifact location: {e}"))?;
+        let upload = async {
+            let opened = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("cannot read '{}'", file.display()))?;
+            let body: wasmflow_artifacts::ByteStream =
+                Box::pin(tokio_util::io::ReaderStream::new(opened));
+            repo.put(artifact_path, body).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot upload '{}' to '{}': {}",
+                    file.display(),
+                    self.artifact_uri,
+                    e.message
+                )
+            })
+        };
+        super::block_on(upload)??;
         Ok(())
     }
 }

@@ -17,9 +17,10 @@ pub struct StoreArgs {
     /// The local store (used when MLFLOW_TRACKING_URI is not an http:// URL, or always when given).
     #[arg(long, global = true)]
     backend_store_uri: Option<String>,
-    /// Where the local store's proxied artifacts live.
+    /// Where the local store's proxied artifacts live (as `wasmflow server
+    /// --artifacts-destination`: a directory or an object store's URI, e.g. `s3://bucket/prefix`).
     #[arg(long, global = true, default_value = "./mlartifacts")]
-    artifacts_destination: PathBuf,
+    artifacts_destination: String,
 }
 
 #[derive(clap::Args)]
