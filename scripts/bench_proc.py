@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 
 def free_port() -> int:
@@ -16,7 +17,8 @@ def free_port() -> int:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL if it is still there after 20 s."""
+    """SIGTERM to the server's process group, SIGKILL if it is still there after 20 s; returns
+    when the group is empty (a server's worker processes, uvicorn's, may outlive it a moment)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
@@ -25,3 +27,14 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        proc.wait()
+    for _ in range(100):
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -32,7 +32,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from bench_proc import free_port, stop
 
 N_FEATURES = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -98,12 +99,6 @@ def flat_predictions(answer: dict) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------
 # Servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 120):
@@ -203,22 +198,8 @@ class Server:
         return json.loads(text)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        # uvicorn workers may outlive their parent for a moment; the group must be empty.
-        for _ in range(100):
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc is not None and self.proc.poll() is None:
+            stop(self.proc)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,8 +391,7 @@ def server_cold_health(binary: str, out: Path, pgids: Path, env: dict[str, str])
     try:
         return poll(port, "GET", "/health", t0, lambda status: status == 200, timeout=60)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 def measure(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]], seconds: int, starts: int,

@@ -28,4 +28,4 @@ pub use manager::{
     SharedPlugins, choose,
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
-pub use trim::release_free_memory;
+pub use trim::{limit_malloc_arenas, release_free_memory};

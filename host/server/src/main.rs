@@ -235,6 +235,8 @@ struct ServerArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread (tokio's, the compiler's) makes an arena of its own.
+    wasmflow_runtime::limit_malloc_arenas();
     // One line per error, its causes joined by ': ', as ripgrep prints them; returning the
     // error from main would print a multi-line report, and a backtrace under RUST_BACKTRACE=1.
     match run() {

@@ -30,6 +30,15 @@ impl Cells {
         Self::Json(Vec::with_capacity(capacity))
     }
 
+    /// Room for `additional` more values in whichever buffer holds them.
+    pub fn reserve(&mut self, additional: usize) {
+        match self {
+            Self::Float { values, .. } => values.reserve(additional),
+            Self::Int(values) => values.reserve(additional),
+            Self::Json(values) => values.reserve(additional),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Self::Float { values, .. } => values.len(),
