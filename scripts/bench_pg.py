@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 import bench
-from bench_proc import free_port, stop
+from bench_proc import free_port, stop, wait_up
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -129,17 +129,7 @@ def start(kind: str, binary: str, db_uri: str, artifacts: str, env: dict, work: 
     url = f"http://127.0.0.1:{port}"
     log = work / f"{kind}-{port}.log"
     deadline = time.monotonic() + 300  # mlflow migrates an empty database first
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{kind} exited with {proc.returncode}; see {log}")
-        try:
-            if requests.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    else:
-        raise SystemExit(f"{kind} did not come up; see {log}")
+    wait_up(proc, url, timeout=300, what=f"{kind} (log: {log})")
     if kind == "mlflow":
         # uvicorn's parent answers before its worker processes have started (a minute on a busy
         # machine): wait until as many workers are ready as were started, and none for 3 s more.
@@ -185,21 +175,7 @@ def artifact_round_trip(url: str, reps: int) -> tuple:
 def history(url: str, points: int, reps: int) -> float:
     """Median ms of `MlflowClient.get_metric_history` over `points` points, as a user sees it
     (the client pages through MLflow's answers; wasmflow's is one page)."""
-    from mlflow.tracking import MlflowClient
-
-    api = bench.Api(url)
-    run = api.run(api.experiment())
-    for start in range(0, points, 1000):
-        api.post("runs/log-batch", {"run_id": run, "metrics": [
-            bench.metric("h", float(i), i) for i in range(start, min(points, start + 1000))]})
-    client = MlflowClient(tracking_uri=url)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        got = client.get_metric_history(run, "h")
-        times.append(time.perf_counter() - t0)
-        assert len(got) == points, f"got {len(got)} of {points} points"
-    return statistics.median(times) * 1e3
+    return bench.client_history(url, points, reps) * 1e3
 
 
 def cpu_ticks(pids: list[int]) -> int:

@@ -1,5 +1,6 @@
-"""Process helpers the Python bench scripts share: a free local port, and stopping a server
-started in a session of its own (`start_new_session=True`) with everything it spawned."""
+"""Process helpers the Python bench scripts share: a free local port, waiting for a server's
+`/health`, and stopping a server started in a session of its own (`start_new_session=True`)
+with everything it spawned."""
 
 from __future__ import annotations
 
@@ -9,11 +10,30 @@ import socket
 import subprocess
 import time
 
+import requests
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_up(proc: subprocess.Popen, url: str, timeout: float = 600, what: str | None = None) -> None:
+    """Returns once `url`/health answers 200; exits the bench if the server exits first or does
+    not answer within `timeout` s (`what` names it, with its log, in that message)."""
+    what = what or f"server at {url}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not come up")
 
 
 def stop(proc: subprocess.Popen) -> None:

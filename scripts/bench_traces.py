@@ -40,7 +40,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from bench_proc import free_port, stop
+from bench_proc import free_port, stop, wait_up
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,20 +74,6 @@ for k in range(n):
 mlflow.flush_trace_async_logging()
 print(t, time.time())
 """
-
-
-def wait_up(proc: subprocess.Popen, url: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server at {url} exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server at {url} did not come up")
 
 
 def start(kind: str, args, store: Path) -> tuple[subprocess.Popen, str]:
