@@ -175,6 +175,33 @@ def test_run_takes_a_config_file_and_an_existing_run(server, client, wasmflow_bi
     assert unknown.returncode != 0 and f"cannot use the run '{'0' * 32}'" in unknown.stderr, unknown.stderr
 
 
+def test_run_takes_its_experiment_from_mlflow_variables(server, client, wasmflow_bin, tmp_path, unique_name):
+    # As `mlflow run`: MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID when no flag names one,
+    # and a flag wins over them.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "MLproject").write_text(PROJECT)
+    by_name = unique_name("habits-env-name")
+    env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_EXPERIMENT_NAME": by_name}
+    done = cli(wasmflow_bin, "run", str(project), "-P", "n=1", "--env-manager", "local", env=env)
+    assert done.returncode == 0, done.stderr
+    named = client.get_experiment_by_name(by_name)
+    assert named is not None, "MLFLOW_EXPERIMENT_NAME named no experiment"
+    assert [r.data.params for r in client.search_runs([named.experiment_id])] == [{"n": "1"}]
+
+    by_id = client.create_experiment(unique_name("habits-env-id"))
+    flagged = client.create_experiment(unique_name("habits-env-flag"))
+    env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_EXPERIMENT_ID": by_id}
+    done = cli(wasmflow_bin, "run", str(project), "-P", "n=2", "--env-manager", "local", env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r.data.params for r in client.search_runs([by_id])] == [{"n": "2"}]
+    done = cli(wasmflow_bin, "run", str(project), "-P", "n=3", "--env-manager", "local",
+               "--experiment-id", flagged, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r.data.params for r in client.search_runs([flagged])] == [{"n": "3"}]
+    assert len(client.search_runs([by_id])) == 1, "the flag did not win over MLFLOW_EXPERIMENT_ID"
+
+
 def test_experiments_and_runs_commands(server, client, wasmflow_bin, unique_name, tmp_path):
     env = {"MLFLOW_TRACKING_URI": server.url}
     name = unique_name("cli-exp")
