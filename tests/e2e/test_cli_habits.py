@@ -175,9 +175,13 @@ def test_run_takes_a_config_file_and_an_existing_run(server, client, wasmflow_bi
     assert unknown.returncode != 0 and f"cannot use the run '{'0' * 32}'" in unknown.stderr, unknown.stderr
 
 
-def test_run_takes_its_experiment_from_mlflow_variables(server, client, wasmflow_bin, tmp_path, unique_name):
+def test_run_takes_its_experiment_from_mlflow_variables(server, client, wasmflow_bin, tmp_path, unique_name,
+                                                        monkeypatch):
     # As `mlflow run`: MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID when no flag names one,
-    # and a flag wins over them.
+    # and a flag wins over them. The client's fluent calls of earlier tests in this process may
+    # have exported one (mlflow.set_experiment does), which `cli` would pass on.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     project = tmp_path / "project"
     project.mkdir()
     (project / "MLproject").write_text(PROJECT)
