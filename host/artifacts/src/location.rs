@@ -37,6 +37,24 @@ pub enum Location {
     Object(ObjectLocation),
 }
 
+impl Location {
+    /// The location of `rel` (a sanitised relative path: `sanitize_relative_path`) under this
+    /// one: where an `mlflow-artifacts:/` URI's files are under the proxy's destination.
+    pub fn join(&self, rel: &str) -> Location {
+        match self {
+            Location::Local(dir) => Location::Local(dir.join(rel)),
+            Location::Object(location) => Location::Object(ObjectLocation {
+                prefix: match (location.prefix.is_empty(), rel.is_empty()) {
+                    (true, _) => rel.to_string(),
+                    (false, true) => location.prefix.clone(),
+                    (false, false) => format!("{}/{rel}", location.prefix),
+                },
+                ..location.clone()
+            }),
+        }
+    }
+}
+
 /// A bucket of an object store and a prefix inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectLocation {
@@ -290,6 +308,21 @@ mod tests {
             Ok(Location::Object(location)) => location,
             other => panic!("{uri}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_relative_path_joins_under_a_location() {
+        let under = |uri: &str, rel: &str| match parse_location(uri).unwrap().join(rel) {
+            Location::Object(o) => o.uri(),
+            Location::Local(dir) => dir.display().to_string(),
+        };
+        assert_eq!(
+            under("s3://b/root", "1/abc/artifacts"),
+            "s3://b/root/1/abc/artifacts"
+        );
+        assert_eq!(under("s3://b", "1/abc"), "s3://b/1/abc");
+        assert_eq!(under("s3://b/root", ""), "s3://b/root");
+        assert_eq!(under("/data/art", "1/abc"), "/data/art/1/abc");
     }
 
     #[test]

@@ -212,17 +212,7 @@ fn target_of(uri: &str, destination: Option<&Location>) -> anyhow::Result<Option
         if path.is_empty() {
             bail!("it names the whole artifact root");
         }
-        return Ok(Some(match destination {
-            Location::Local(dir) => Location::Local(dir.join(path)),
-            Location::Object(location) => Location::Object(ObjectLocation {
-                prefix: if location.prefix.is_empty() {
-                    path
-                } else {
-                    format!("{}/{path}", location.prefix)
-                },
-                ..location.clone()
-            }),
-        }));
+        return Ok(Some(destination.join(&path)));
     }
     Ok(wasmflow_artifacts::parse_location(uri).ok())
 }

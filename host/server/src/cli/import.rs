@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use wasmflow_artifacts::{ArtifactRepository, Location, ObjectLocation};
+use wasmflow_artifacts::{ArtifactRepository, Location};
 use wasmflow_store::{
     ImportExperiment, ImportLoggedModel, ImportMetric, ImportRegisteredModel, ImportRun,
     ImportTallies, Tally,
@@ -330,17 +330,7 @@ impl Artifacts {
             };
             let rel = wasmflow_artifacts::sanitize_relative_path(&rel)
                 .with_context(|| format!("cannot copy artifacts from '{uri}'"))?;
-            match root {
-                Location::Local(dir) => Location::Local(dir.join(rel)),
-                Location::Object(o) => Location::Object(ObjectLocation {
-                    prefix: [o.prefix.as_str(), rel.as_str()]
-                        .into_iter()
-                        .filter(|p| !p.is_empty())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    ..o.clone()
-                }),
-            }
+            root.join(&rel)
         } else {
             wasmflow_artifacts::parse_location(uri)
                 .map_err(|e| anyhow::anyhow!("cannot copy artifacts from '{uri}': {e}"))?
