@@ -28,15 +28,7 @@ fn test_app() -> TestApp {
     .unwrap();
     let artifacts = LocalArtifactRepository::new(dir.path().join("artifacts")).unwrap();
     let store = Arc::new(store);
-    let router = app::build(AppState {
-        store: store.clone(),
-        eval_datasets: store.clone(),
-        registry: store.clone(),
-        traces: store.clone(),
-        webhooks: crate::webhooks::Webhooks::ephemeral(store),
-        artifacts: Some(Arc::new(artifacts)),
-        served: Default::default(),
-    });
+    let router = app::build(AppState::ephemeral(store, Some(Arc::new(artifacts))));
     TestApp { router, dir }
 }
 

@@ -446,18 +446,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     let authenticated = auth.is_some();
     let app = app::build_with_auth(
-        state::AppState {
-            store: store.clone(),
-            eval_datasets: store.clone(),
-            registry: store.clone(),
-            traces: store,
+        state::AppState::new(
+            store,
             webhooks,
             artifacts,
-            served: Arc::new(wasmflow_serving::ServedModels::new(
+            Arc::new(wasmflow_serving::ServedModels::new(
                 Some(plugins),
                 args.serving_memory_mib << 20,
             )),
-        },
+        ),
         auth,
     )
     .layer(axum::middleware::from_fn_with_state(guard, guard::check));

@@ -28,15 +28,7 @@ fn test_app() -> TestApp {
         )
         .unwrap(),
     );
-    let router = app::build(AppState {
-        store: store.clone(),
-        eval_datasets: store.clone(),
-        registry: store.clone(),
-        traces: store.clone(),
-        webhooks: crate::webhooks::Webhooks::ephemeral(store),
-        artifacts: None,
-        served: Default::default(),
-    });
+    let router = app::build(AppState::ephemeral(store, None));
     TestApp { router, _dir: dir }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use wasmflow_artifacts::ArtifactRepository;
 use wasmflow_runtime::PluginManager;
 use wasmflow_serving::ServedModels;
-use wasmflow_store::{EvalDatasetStore, RegistryStore, TraceStore, TrackingStore};
+use wasmflow_store::{EvalDatasetStore, RegistryStore, Store, TraceStore, TrackingStore};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -28,6 +28,35 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state over one backend store, which keeps tracking, the registry, traces, evaluation
+    /// datasets and webhooks alike (every backend does: `wasmflow_store::Store`).
+    pub fn new(
+        store: Arc<dyn Store>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
+        artifacts: Option<Arc<dyn ArtifactRepository>>,
+        served: Arc<ServedModels>,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            registry: store.clone(),
+            eval_datasets: store.clone(),
+            traces: store,
+            webhooks,
+            artifacts,
+            served,
+        }
+    }
+
+    /// A state that serves no models and keeps webhook secrets under a key of this process's own:
+    /// tests, and the CLI's in-process server (`cli/remote.rs`), which keep nothing across runs.
+    pub fn ephemeral(
+        store: Arc<dyn Store>,
+        artifacts: Option<Arc<dyn ArtifactRepository>>,
+    ) -> Self {
+        let webhooks = crate::webhooks::Webhooks::ephemeral(store.clone());
+        Self::new(store, webhooks, artifacts, Default::default())
+    }
+
     /// Runs a store call off the async runtime: the store is synchronous (SQLite).
     pub async fn store<T: Send + 'static>(
         &self,

@@ -55,15 +55,7 @@ fn test_app(default_permission: &str) -> TestApp {
     .unwrap();
     let artifacts = LocalArtifactRepository::new(dir.path().join("artifacts")).unwrap();
     let router = app::build_with_auth(
-        AppState {
-            store: store.clone(),
-            eval_datasets: store.clone(),
-            registry: store.clone(),
-            traces: store.clone(),
-            webhooks: crate::webhooks::Webhooks::ephemeral(store),
-            artifacts: Some(Arc::new(artifacts)),
-            served: Default::default(),
-        },
+        AppState::ephemeral(store, Some(Arc::new(artifacts))),
         Some(auth),
     );
     TestApp { router, _dir: dir }

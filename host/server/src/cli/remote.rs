@@ -166,15 +166,7 @@ impl LocalServer {
             },
         )
         .with_context(|| format!("cannot open the backend store '{store_uri}'"))?;
-        let app = crate::app::build(crate::state::AppState {
-            store: store.clone(),
-            eval_datasets: store.clone(),
-            registry: store.clone(),
-            traces: store.clone(),
-            webhooks: crate::webhooks::Webhooks::ephemeral(store),
-            artifacts: Some(repo),
-            served: Default::default(),
-        });
+        let app = crate::app::build(crate::state::AppState::ephemeral(store, Some(repo)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
