@@ -34,10 +34,11 @@ report_timings() {
     phase ""
     printf '\n==> time per phase (exit %s, %ds in all)\n%s' "$status" "$SECONDS" "$timings"
 }
-prep_pid=""
+prep_pid="" native_pid=""
 on_exit() {
     report_timings
     if [[ -n "$prep_pid" ]]; then kill "$prep_pid" 2>/dev/null || true; fi
+    if [[ -n "$native_pid" ]]; then pkill -P "$native_pid" 2>/dev/null || true; kill "$native_pid" 2>/dev/null || true; fi
     if declare -F stop_test_postgres >/dev/null; then stop_test_postgres; fi
 }
 trap on_exit EXIT
@@ -89,6 +90,41 @@ if [[ ! -x "$bin" ]]; then
     exit 1
 fi
 
+# The flavor plugins' native tests read fixtures (models saved by the real scikit-learn, skops,
+# XGBoost and LightGBM, with their outputs) that their `tests/fixtures/make_*.py` scripts write
+# into $WASMFLOW_FLAVOR_FIXTURES; nothing is committed, so they are made here with the venv.
+# A script that does not read WASMFLOW_FLAVOR_FIXTURES regenerates fixtures committed in the source
+# tree (lightgbm's make_fixtures.py): it is listed, not run.
+flavor_fixtures="$target_dir/flavor-fixtures"
+flavor_crates=(wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost
+    wasmflow-flavor-lightgbm)
+crate_dir() {
+    case "$1" in
+        wasmflow-plugin-sdk) echo "$repo/plugins/sdk" ;;
+        wasmflow-skops) echo "$repo/plugins/skops" ;;
+        wasmflow-flavor-*) echo "$repo/plugins/flavors/${1#wasmflow-flavor-}" ;;
+    esac
+}
+for crate in "${flavor_crates[@]}"; do
+    if [[ ! -f "$(crate_dir "$crate")/Cargo.toml" ]]; then
+        echo "error: crate $crate not found at $(crate_dir "$crate")" >&2
+        exit 1
+    fi
+done
+# Their native test binaries build in the background, beside the waits and the examples' builds
+# below, which leave a core idle much of the time. The plugins workspace's release profile is the
+# shipped plugins' (fat LTO, one codegen unit: a minute's link per test binary here); the tests
+# need only optimised code, so LTO is off for this target directory alone.
+native_log="$target_dir/plugins-native-build.log"
+native_cargo=(env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+    cargo test --release --manifest-path "$repo/plugins/Cargo.toml"
+    --target x86_64-unknown-linux-gnu --target-dir "$target_dir/plugins-native")
+# One crate a call, as they run below: cargo unifies features across the packages of one call, so
+# a build of all five at once would leave some test binaries to rebuild for their own run.
+(for crate in "${flavor_crates[@]}"; do "${native_cargo[@]}" --no-run -p "$crate" || exit; done) \
+    >"$native_log" 2>&1 &
+native_pid=$!
+
 phase "waiting for the venv and browser packages (started with cargo)"
 wait_for_prepare
 
@@ -106,22 +142,8 @@ export WASMFLOW_PROJECTS_CACHE="$target_dir/projects-cache"
 
 venv="$(cat "$target_dir/test-prepare.venv")"
 
-# The flavor plugins' native tests read fixtures (models saved by the real scikit-learn, skops,
-# XGBoost and LightGBM, with their outputs) that their `tests/fixtures/make_*.py` scripts write
-# into $WASMFLOW_FLAVOR_FIXTURES; nothing is committed, so they are made here with the venv.
-# A script that does not read WASMFLOW_FLAVOR_FIXTURES regenerates fixtures committed in the source
-# tree (lightgbm's make_fixtures.py): it is listed, not run.
-flavor_fixtures="$target_dir/flavor-fixtures"
-for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost wasmflow-flavor-lightgbm; do
-    case "$crate" in
-        wasmflow-plugin-sdk) dir="$repo/plugins/sdk" ;;
-        wasmflow-skops) dir="$repo/plugins/skops" ;;
-        wasmflow-flavor-*) dir="$repo/plugins/flavors/${crate#wasmflow-flavor-}" ;;
-    esac
-    if [[ ! -f "$dir/Cargo.toml" ]]; then
-        echo "error: crate $crate not found at $dir" >&2
-        exit 1
-    fi
+for crate in "${flavor_crates[@]}"; do
+    dir="$(crate_dir "$crate")"
     out="$flavor_fixtures/$crate"
     rm -rf "$out"
     mkdir -p "$out"
@@ -137,9 +159,19 @@ for crate in wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow
         fi
     done < <(find "$dir/tests" -path '*/fixtures/make_*.py' -type f 2>/dev/null | sort)
     [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate: its tests need no generated fixtures)"
-    phase "$crate: cargo test (native, release)"
-    WASMFLOW_FLAVOR_FIXTURES="$out" cargo test --release --manifest-path "$repo/plugins/Cargo.toml" \
-        --target x86_64-unknown-linux-gnu --target-dir "$target_dir/plugins-native" -p "$crate"
+done
+phase "flavor plugins: waiting for their native test build (started after the server's)"
+native_status=0
+wait "$native_pid" || native_status=$?
+native_pid=""
+if [[ "$native_status" != 0 ]]; then
+    echo "error: building the flavor plugins' native tests failed; $native_log:" >&2
+    tail -40 "$native_log" >&2
+    exit 1
+fi
+for crate in "${flavor_crates[@]}"; do
+    phase "$crate: cargo test (native, release without LTO)"
+    WASMFLOW_FLAVOR_FIXTURES="$flavor_fixtures/$crate" "${native_cargo[@]}" -p "$crate"
 done
 
 # The suite runs in several processes (pytest-xdist): most of a test's time is spent waiting on a
