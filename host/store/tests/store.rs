@@ -178,7 +178,24 @@ fn deleted_runs_refuse_writes() {
             .log_batch(&run_id, vec![metric("m", 1.0, 0, 0)], vec![], vec![])
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+        // A refused batch of points alone (PostgreSQL: one statement) wrote none of them.
+        let err = store
+            .log_batch(&run_id, vec![metric("gone", 1.0, 0, 0)], vec![], vec![])
+            .unwrap_err();
+        assert!(
+            err.message.contains("must be in the 'active' state"),
+            "{}",
+            err.message
+        );
+        let missing = "0".repeat(32);
+        let err = store
+            .log_batch(&missing, vec![metric("m", 1.0, 0, 0)], vec![], vec![])
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
         store.restore_run(&run_id).unwrap();
+        assert!(store.get_run(&run_id).unwrap().data.metrics.is_empty());
+        let history = store.metric_history(&run_id, "gone", None, None).unwrap();
+        assert!(history.items.is_empty());
         store
             .log_batch(&run_id, vec![metric("m", 1.0, 0, 0)], vec![], vec![])
             .unwrap();

@@ -118,33 +118,6 @@ pub fn redact_password(uri: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
-#[cfg(test)]
-mod redact_tests {
-    use super::redact_password;
-
-    #[test]
-    fn passwords_are_hidden_wherever_they_are_written() {
-        for (uri, want) in [
-            (
-                "postgresql://u:secret@h:5432/db",
-                "postgresql://u:***@h:5432/db",
-            ),
-            ("postgresql://u:se/cr?et@h/db", "postgresql://u:***@h/db"),
-            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
-            (
-                "postgresql://h/db?user=u&password=secret&sslmode=require",
-                "postgresql://h/db?user=u&password=***&sslmode=require",
-            ),
-            ("postgresql://u@h/db", "postgresql://u@h/db"),
-            ("postgresql://h/db", "postgresql://h/db"),
-            ("not a uri", "not a uri"),
-        ] {
-            assert_eq!(redact_password(uri), want, "{uri}");
-            assert!(!redact_password(uri).contains("secret"));
-        }
-    }
-}
-
 /// The PostgreSQL store: the same traits as [`crate::SqliteStore`], on a pool of connections.
 /// Each capability's impl lives in its own module, as SQLite's do.
 pub struct PgStore {
@@ -427,4 +400,31 @@ pub fn upgrade(pool: &PgPool) -> Result<SchemaUpgrade> {
             to: MIGRATIONS.len().max(from),
         })
     })
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_are_hidden_wherever_they_are_written() {
+        for (uri, want) in [
+            (
+                "postgresql://u:secret@h:5432/db",
+                "postgresql://u:***@h:5432/db",
+            ),
+            ("postgresql://u:se/cr?et@h/db", "postgresql://u:***@h/db"),
+            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+            (
+                "postgresql://h/db?user=u&password=secret&sslmode=require",
+                "postgresql://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("postgresql://h/db", "postgresql://h/db"),
+            ("not a uri", "not a uri"),
+        ] {
+            assert_eq!(redact_password(uri), want, "{uri}");
+            assert!(!redact_password(uri).contains("secret"));
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -207,18 +208,18 @@ async fn log_param(tx: &Tx<'_>, run_id: &str, param: &Param) -> Result<()> {
     rules::check_param_unchanged(run_id, &param.key, &old, &param.value)
 }
 
-/// Logs a run's points in three statements: every point (identical points are one), the model
-/// a point is logged again with, and each key's latest point, which only moves forward (the
-/// row lock of `ON CONFLICT DO UPDATE` orders concurrent writers).
-async fn log_metrics(
-    tx: &Tx<'_>,
+/// Logs a run's points in one statement that also checks the run: the run's row is read, and
+/// both inserts take their rows from it only when it is active — every point (identical points
+/// are one) and each key's latest point, which only moves forward (the row lock of
+/// `ON CONFLICT DO UPDATE` orders concurrent writers). A missing run returns no row and an
+/// inactive one its stage; either way nothing was written. One statement is atomic on its own,
+/// so a batch of points alone is one round trip in autocommit instead of five (BEGIN, the run,
+/// the points, the latest values, COMMIT); inside a batch's transaction it is one of them.
+async fn insert_metrics<C: GenericClient + Sync>(
+    client: &C,
     run_id: &str,
-    experiment_id: i64,
     metrics: &[Metric],
 ) -> Result<()> {
-    if metrics.is_empty() {
-        return Ok(());
-    }
     let mut sorted: Vec<&Metric> = metrics.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut keys = Vec::with_capacity(sorted.len());
@@ -227,38 +228,95 @@ async fn log_metrics(
     let (mut models, mut names, mut digests) = (Vec::new(), Vec::new(), Vec::new());
     for m in &sorted {
         let (value, is_nan) = rules::stored_metric_value(m.value);
-        keys.push(m.key.clone());
+        keys.push(m.key.as_str());
         steps.push(m.step);
         timestamps.push(m.timestamp);
         values.push(value);
         nans.push(i64::from(is_nan));
-        models.push(m.model_id.clone());
-        names.push(m.dataset_name.clone());
-        digests.push(m.dataset_digest.clone());
+        models.push(m.model_id.as_deref());
+        names.push(m.dataset_name.as_deref());
+        digests.push(m.dataset_digest.as_deref());
     }
-    execute(
-        tx,
-        "INSERT INTO metrics
-             (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest)
-         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[],
-                                  $6::bigint[], $7::text[], $8::text[], $9::text[])
-         ON CONFLICT DO NOTHING",
-        &[
-            &run_id,
-            &keys,
-            &steps,
-            &timestamps,
-            &values,
-            &nans,
-            &models,
-            &names,
-            &digests,
-        ],
-    )
-    .await?;
-    // MLflow's client links a run's metrics to a model it logs by logging them again with the
-    // model's id: the point the run already has is marked with the model.
-    for m in sorted.iter().filter(|m| m.model_id.is_some()) {
+    // Each key's newest point, in key order (the order rows are claimed in).
+    let mut latest = rules::latest_per_key(metrics);
+    latest.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut latest_keys = Vec::with_capacity(latest.len());
+    let (mut latest_steps, mut latest_timestamps, mut latest_values, mut latest_nans) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for m in latest {
+        let (value, is_nan) = rules::stored_metric_value(m.value);
+        latest_keys.push(m.key.as_str());
+        latest_steps.push(m.step);
+        latest_timestamps.push(m.timestamp);
+        latest_values.push(value);
+        latest_nans.push(i64::from(is_nan));
+    }
+    let stmt = client
+        .prepare_cached(
+            "WITH run AS (
+                 SELECT experiment_id, lifecycle_stage FROM runs WHERE run_uuid = $1
+             ), points AS (
+                 INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id,
+                                      dataset_name, dataset_digest)
+                 SELECT $1, p.* FROM run,
+                     UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::bigint[],
+                            $7::text[], $8::text[], $9::text[]) AS p
+                 WHERE run.lifecycle_stage = 'active'
+                 ON CONFLICT DO NOTHING
+             ), latest AS (
+                 INSERT INTO latest_metrics
+                     (run_uuid, experiment_id, key, step, timestamp, value, is_nan)
+                 SELECT $1, run.experiment_id, l.* FROM run,
+                     UNNEST($10::text[], $11::bigint[], $12::bigint[], $13::float8[],
+                            $14::bigint[]) AS l
+                 WHERE run.lifecycle_stage = 'active'
+                 ON CONFLICT (run_uuid, key) DO UPDATE SET
+                     step = excluded.step, timestamp = excluded.timestamp,
+                     value = excluded.value, is_nan = excluded.is_nan
+                 WHERE (excluded.step, excluded.timestamp, excluded.value)
+                     > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)
+             )
+             SELECT lifecycle_stage FROM run",
+        )
+        .await
+        .map_err(pg_err)?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &run_id,
+                &keys,
+                &steps,
+                &timestamps,
+                &values,
+                &nans,
+                &models,
+                &names,
+                &digests,
+                &latest_keys,
+                &latest_steps,
+                &latest_timestamps,
+                &latest_values,
+                &latest_nans,
+            ],
+        )
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| run_not_found(run_id))?;
+    rules::require_active_run(run_id, LifecycleStage::parse(row.get(0))?)
+}
+
+/// Logs a run's points inside a batch's transaction, and marks with their model the points a
+/// run already has: MLflow's client links a run's metrics to a model it logs by logging them
+/// again with the model's id.
+async fn log_metrics(tx: &Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    insert_metrics(tx, run_id, metrics).await?;
+    let mut linked: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+    linked.sort_by(|a, b| a.key.cmp(&b.key));
+    for m in linked {
         let (value, is_nan) = rules::stored_metric_value(m.value);
         execute(
             tx,
@@ -279,41 +337,6 @@ async fn log_metrics(
         )
         .await?;
     }
-    // Each key's newest point, in key order (the order rows are claimed in).
-    let mut latest = rules::latest_per_key(metrics);
-    latest.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut keys = Vec::with_capacity(latest.len());
-    let (mut steps, mut timestamps, mut values, mut nans) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for m in latest {
-        let (value, is_nan) = rules::stored_metric_value(m.value);
-        keys.push(m.key.as_str());
-        steps.push(m.step);
-        timestamps.push(m.timestamp);
-        values.push(value);
-        nans.push(i64::from(is_nan));
-    }
-    execute(
-        tx,
-        "INSERT INTO latest_metrics (run_uuid, experiment_id, key, step, timestamp, value, is_nan)
-         SELECT $1, $7, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[],
-                                  $6::bigint[])
-         ON CONFLICT (run_uuid, key) DO UPDATE SET
-             step = excluded.step, timestamp = excluded.timestamp,
-             value = excluded.value, is_nan = excluded.is_nan
-         WHERE (excluded.step, excluded.timestamp, excluded.value)
-             > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
-        &[
-            &run_id,
-            &keys,
-            &steps,
-            &timestamps,
-            &values,
-            &nans,
-            &experiment_id,
-        ],
-    )
-    .await?;
     Ok(())
 }
 
@@ -339,21 +362,57 @@ pub(super) fn model_metric_from_row(r: &Row, model_id: &str) -> Metric {
     m
 }
 
-/// Loads whole runs, in the order of `ids`; ids that do not exist are skipped.
+/// Loads whole runs, in the order of `ids`; ids that do not exist are skipped. One query per
+/// table for the whole page, all sent at once: tokio-postgres pipelines queries polled together
+/// on one connection, so a page costs one round trip to the database instead of six.
 async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let by_ids: &[P<'_>] = &[&ids];
+    let (run_rows, metric_rows, param_rows, tag_rows, dataset_rows, model_rows) = tokio::try_join!(
+        query(
+            tx,
+            "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
+                    artifact_uri, lifecycle_stage
+             FROM runs WHERE run_uuid = ANY($1)",
+            by_ids,
+        ),
+        query(
+            tx,
+            "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics
+             WHERE run_uuid = ANY($1) ORDER BY key",
+            by_ids,
+        ),
+        query(
+            tx,
+            "SELECT run_uuid, key, value FROM params WHERE run_uuid = ANY($1) ORDER BY key",
+            by_ids,
+        ),
+        query(
+            tx,
+            "SELECT run_uuid, key, value FROM tags WHERE run_uuid = ANY($1) ORDER BY key",
+            by_ids,
+        ),
+        query(
+            tx,
+            "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
+                    d.profile
+             FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
+             WHERE i.run_uuid = ANY($1) ORDER BY d.name",
+            by_ids,
+        ),
+        query(
+            tx,
+            "SELECT run_uuid, model_id, NULL::bigint FROM run_model_inputs
+                 WHERE run_uuid = ANY($1)
+             UNION ALL
+             SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid = ANY($1)",
+            by_ids,
+        ),
+    )?;
     let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
-    for r in query(
-        tx,
-        "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
-                artifact_uri, lifecycle_stage
-         FROM runs WHERE run_uuid = ANY($1)",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in run_rows {
         let run_id: String = r.get(0);
         let info = RunInfo {
             run_uuid: run_id.clone(),
@@ -375,25 +434,12 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
         };
         runs.insert(run_id, run);
     }
-    for r in query(
-        tx,
-        "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics
-         WHERE run_uuid = ANY($1) ORDER BY key",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in metric_rows {
         if let Some(run) = runs.get_mut(r.get::<_, &str>(0)) {
             run.data.metrics.push(metric_from_row(&r, 1));
         }
     }
-    for r in query(
-        tx,
-        "SELECT run_uuid, key, value FROM params WHERE run_uuid = ANY($1) ORDER BY key",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in param_rows {
         if let Some(run) = runs.get_mut(r.get::<_, &str>(0)) {
             run.data.params.push(Param {
                 key: r.get(1),
@@ -401,13 +447,7 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
             });
         }
     }
-    for r in query(
-        tx,
-        "SELECT run_uuid, key, value FROM tags WHERE run_uuid = ANY($1) ORDER BY key",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in tag_rows {
         if let Some(run) = runs.get_mut(r.get::<_, &str>(0)) {
             run.data.tags.push(Tag {
                 key: r.get(1),
@@ -415,16 +455,7 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
             });
         }
     }
-    for r in query(
-        tx,
-        "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
-                d.profile
-         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
-         WHERE i.run_uuid = ANY($1) ORDER BY d.name",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in dataset_rows {
         let input = DatasetInput {
             tags: serde_json::from_str(r.get(1)).unwrap_or_default(),
             dataset: Dataset {
@@ -440,15 +471,7 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
             run.inputs.dataset_inputs.push(input);
         }
     }
-    for r in query(
-        tx,
-        "SELECT run_uuid, model_id, NULL::bigint FROM run_model_inputs WHERE run_uuid = ANY($1)
-         UNION ALL
-         SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid = ANY($1)",
-        &[&ids],
-    )
-    .await?
-    {
+    for r in model_rows {
         let model_id: String = r.get(1);
         if let Some(run) = runs.get_mut(r.get::<_, &str>(0)) {
             match r.get::<_, Option<i64>>(2) {
@@ -748,12 +771,19 @@ impl TrackingStore for PgStore {
         // Rows are claimed in key order (a stable sort keeps a batch's repeated keys in order).
         params.sort_by(|a, b| a.key.cmp(&b.key));
         tags.sort_by(|a, b| a.key.cmp(&b.key));
+        if params.is_empty() && tags.is_empty() && metrics.iter().all(|m| m.model_id.is_none()) {
+            // Points alone: one statement, in autocommit (see insert_metrics).
+            return self.pool.run(|conn| async move {
+                let client = conn.client().await?;
+                insert_metrics(&client, run_id, &metrics).await
+            });
+        }
         self.write(async |tx| {
-            let experiment_id = require_active_run(tx, run_id).await?;
+            require_active_run(tx, run_id).await?;
             for param in &params {
                 log_param(tx, run_id, param).await?;
             }
-            log_metrics(tx, run_id, experiment_id, &metrics).await?;
+            log_metrics(tx, run_id, &metrics).await?;
             for tag in &tags {
                 set_run_tag(tx, run_id, tag).await?;
             }
