@@ -165,7 +165,13 @@ def test_search_with_each_filter_form(experiment_id, client):
 
 
 def test_tags_delete_and_link_to_run(experiment_id, client):
-    a, b, c = _make(1), _make(2), _make(3)
+    # Apart by more than a millisecond: the delete by age below takes the oldest, and traces
+    # started in the same millisecond would tie.
+    a = _make(1)
+    time.sleep(0.005)
+    b = _make(2)
+    time.sleep(0.005)
+    c = _make(3)
     _flush()
     mlflow.set_trace_tag(a, "reviewed", "yes")
     assert mlflow.get_trace(a).info.tags["reviewed"] == "yes"
