@@ -34,11 +34,14 @@ report_timings() {
     phase ""
     printf '\n==> time per phase (exit %s, %ds in all)\n%s' "$status" "$SECONDS" "$timings"
 }
-prep_pid="" native_pid=""
+# Background jobs (their pids), stopped with their children if the script ends first.
+prep_pid="" native_pid="" fixtures_pid="" browser_pid=""
 on_exit() {
     report_timings
-    if [[ -n "$prep_pid" ]]; then kill "$prep_pid" 2>/dev/null || true; fi
-    if [[ -n "$native_pid" ]]; then pkill -P "$native_pid" 2>/dev/null || true; kill "$native_pid" 2>/dev/null || true; fi
+    for pid in $prep_pid $native_pid $fixtures_pid $browser_pid; do
+        pkill -P "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+    done
     if declare -F stop_test_postgres >/dev/null; then stop_test_postgres; fi
 }
 trap on_exit EXIT
@@ -52,6 +55,18 @@ source "$repo/scripts/test-postgres.sh"
 phase "PostgreSQL for the store tests"
 start_test_postgres "$target_dir/test-postgres"
 
+# Waits for a background job; on failure prints the tail of its log and stops the script.
+wait_background() {
+    local pid="$1" log="$2" what="$3" status=0
+    wait "$pid" || status=$?
+    if [[ "$status" != 0 ]]; then
+        echo "error: $what failed (exit $status); $log:" >&2
+        tail -40 "$log" >&2
+        exit 1
+    fi
+    cat "$log"
+}
+
 # Downloads that need nothing compiled — the e2e venv (pip) and the browser suite's chromium and
 # npm packages — run in the background while cargo keeps both cores busy; they are waited for
 # before the next apt-get (the example plugins' C toolchain: apt takes one lock) and before any use.
@@ -62,17 +77,6 @@ mkdir -p "$target_dir"
     bash "$repo/tests/browser/run.sh" --prepare
 ) >"$prep_log" 2>&1 &
 prep_pid=$!
-wait_for_prepare() {
-    [[ -n "$prep_pid" ]] || return 0
-    if ! wait "$prep_pid"; then
-        prep_pid=""
-        echo "error: preparing the venv / browser packages failed; $prep_log:" >&2
-        tail -40 "$prep_log" >&2
-        exit 1
-    fi
-    prep_pid=""
-    cat "$prep_log"
-}
 
 # The release profile for the tests too: its dependencies (wasmtime above all) are the ones the
 # release binary below needs, so a clean machine compiles them once instead of twice.
@@ -126,7 +130,36 @@ native_cargo=(env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_
 native_pid=$!
 
 phase "waiting for the venv and browser packages (started with cargo)"
-wait_for_prepare
+wait_background "$prep_pid" "$prep_log" "preparing the venv / browser packages"
+prep_pid=""
+venv="$(cat "$target_dir/test-prepare.venv")"
+
+# The fixtures (Python training models, one core) are made in the background too, beside the
+# examples' builds.
+make_fixtures() {
+    local crate dir out ran script
+    for crate in "${flavor_crates[@]}"; do
+        dir="$(crate_dir "$crate")"
+        out="$flavor_fixtures/$crate"
+        rm -rf "$out"
+        mkdir -p "$out"
+        echo "==> $crate: fixtures into $out"
+        ran=0
+        while IFS= read -r script; do
+            if grep -q WASMFLOW_FLAVOR_FIXTURES "$script"; then
+                echo "    ${script#"$repo"/}"
+                WASMFLOW_FLAVOR_FIXTURES="$out" "$venv/bin/python" "$script"
+                ran=$((ran + 1))
+            else
+                echo "    ${script#"$repo"/}: not run (it rewrites the crate's committed fixtures)"
+            fi
+        done < <(find "$dir/tests" -path '*/fixtures/make_*.py' -type f 2>/dev/null | sort)
+        [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate: its tests need no generated fixtures)"
+    done
+}
+fixtures_log="$target_dir/flavor-fixtures.log"
+(set -e; make_fixtures) >"$fixtures_log" 2>&1 &
+fixtures_pid=$!
 
 phase "example plugins in Python, JavaScript and C (examples/plugins/build.sh)"
 example_plugins="$target_dir/example-plugins/out"
@@ -140,35 +173,11 @@ bash "$repo/examples/wasm-train/build.sh" "$target_dir/wasm-train"
 # Virtual environments the projects suite's `virtualenv` runs create, kept between runs.
 export WASMFLOW_PROJECTS_CACHE="$target_dir/projects-cache"
 
-venv="$(cat "$target_dir/test-prepare.venv")"
-
-for crate in "${flavor_crates[@]}"; do
-    dir="$(crate_dir "$crate")"
-    out="$flavor_fixtures/$crate"
-    rm -rf "$out"
-    mkdir -p "$out"
-    phase "$crate: fixtures into $out"
-    ran=0
-    while IFS= read -r script; do
-        if grep -q WASMFLOW_FLAVOR_FIXTURES "$script"; then
-            echo "    ${script#"$repo"/}"
-            WASMFLOW_FLAVOR_FIXTURES="$out" "$venv/bin/python" "$script"
-            ran=$((ran + 1))
-        else
-            echo "    ${script#"$repo"/}: not run (it rewrites the crate's committed fixtures)"
-        fi
-    done < <(find "$dir/tests" -path '*/fixtures/make_*.py' -type f 2>/dev/null | sort)
-    [[ "$ran" -gt 0 ]] || echo "    (no fixture script for $crate: its tests need no generated fixtures)"
-done
-phase "flavor plugins: waiting for their native test build (started after the server's)"
-native_status=0
-wait "$native_pid" || native_status=$?
+phase "flavor plugins: waiting for their fixtures and native test build (in the background)"
+wait_background "$fixtures_pid" "$fixtures_log" "making the flavor plugins' fixtures"
+fixtures_pid=""
+wait_background "$native_pid" "$native_log" "building the flavor plugins' native tests"
 native_pid=""
-if [[ "$native_status" != 0 ]]; then
-    echo "error: building the flavor plugins' native tests failed; $native_log:" >&2
-    tail -40 "$native_log" >&2
-    exit 1
-fi
 for crate in "${flavor_crates[@]}"; do
     phase "$crate: cargo test (native, release without LTO)"
     WASMFLOW_FLAVOR_FIXTURES="$flavor_fixtures/$crate" "${native_cargo[@]}" -p "$crate"
@@ -195,9 +204,16 @@ pg_files=(test_experiments.py test_runs.py test_registry.py test_prompts.py test
     # The import into a PostgreSQL store, from MLflow's PostgreSQL store (the readers of MLflow's
     # other stores are the same code, run on SQLite above).
     test_import.py::test_import_mlflow_store)
-phase "pytest tests/e2e on PostgreSQL (${#pg_files[@]} files, $e2e_workers workers)"
+# The browser suite (a server and chromium of its own) runs beside the PostgreSQL phase: both
+# mostly wait on their servers, and each alone leaves a core idle.
+phase "pytest tests/e2e on PostgreSQL (${#pg_files[@]} files, $e2e_workers workers), the browser suite beside it"
+browser_log="$target_dir/browser-suite.log"
+WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" \
+    bash "$repo/tests/browser/run.sh" >"$browser_log" 2>&1 &
+browser_pid=$!
 WASMFLOW_E2E_BACKEND=postgres WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest \
     "${pg_files[@]/#/tests/e2e/}" -q -p no:cacheprovider "${xdist[@]}"
 
-phase "browser suite (tests/browser/run.sh)"
-WASMFLOW_BIN="$bin" WASMFLOW_VENV="$venv" CARGO_TARGET_DIR="$target_dir" bash "$repo/tests/browser/run.sh"
+phase "browser suite (tests/browser/run.sh, started with the PostgreSQL phase)"
+wait_background "$browser_pid" "$browser_log" "the browser suite"
+browser_pid=""
