@@ -262,7 +262,7 @@ fn resident_kib() -> u64 {
 #[test]
 fn wasi_calls_answer_alike_on_an_async_worker_thread() {
     let rt = runtime(None);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
+    let workers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -281,10 +281,10 @@ fn wasi_calls_answer_alike_on_an_async_worker_thread() {
         let plain = format!("{:?}", pool.predict(&input(), None));
         for _ in 0..2 {
             let pool = pool.clone();
-            let on_worker = tokio
-                .block_on(tokio::spawn(async move {
-                    format!("{:?}", pool.predict(&input(), None))
-                }))
+            let on_worker = workers
+                .block_on(
+                    workers.spawn(async move { format!("{:?}", pool.predict(&input(), None)) }),
+                )
                 .unwrap_or_else(|e| panic!("{behavior}: the worker panicked: {e}"));
             assert_eq!(on_worker, plain, "{behavior}");
         }
