@@ -444,6 +444,45 @@ def idle_rss(variant: Variant, out: Path, pgids: Path) -> tuple[int, int]:
     return kib[0], kib[1]
 
 
+def rss_breakdown_kib(pid: int) -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile (KiB) of one process."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def idle_release(variant: Variant, out: Path, pgids: Path, bodies: dict[str, tuple[Path, Path]]) -> dict | None:
+    """wasmflow with `--idle-release 2` on the warm compile cache: its RSS once it has given its code
+    pages back (5 s after /ping 200, and again after a 1-row and a 1,000-row request), and the latency of
+    the first request after a release against the next one. None when the binary has no such flag."""
+    help_text = subprocess.run([variant.command[0], "models", "serve", "--help"], capture_output=True, text=True).stdout
+    if "--idle-release" not in help_text:
+        return None
+    v = Variant(variant.label, [*variant.command, "--idle-release", "2"], variant.env, variant.workers_note, True)
+    s = Server(v, out, pgids)
+    found: dict = {}
+    try:
+        s.start()
+        time.sleep(3)
+        for kind in ("1 row", "1,000 rows"):
+            time.sleep(5)  # > 2 s with no request: released
+            found.setdefault("released", []).append(rss_breakdown_kib(s.proc.pid))
+            body = bodies[kind][0].read_bytes()
+            times = []
+            for _ in range(3):  # the first after the release, then two more
+                t0 = time.perf_counter()
+                s.invoke(body)
+                times.append(time.perf_counter() - t0)
+            found[kind] = times
+            found.setdefault("after", []).append(rss_breakdown_kib(s.proc.pid))
+    finally:
+        s.stop()
+    return found
+
+
 def fmt_rate(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
@@ -608,6 +647,17 @@ def main() -> None:
     results = [measure(v, out, pgids, bodies, args.seconds, args.starts, args.profile_seconds) for v in variants]
     compiled_kib, warm_kib = idle_rss(variants[0], out, pgids)
     log(f"wasmflow idle RSS: {compiled_kib / 1024:.1f} MiB after compiling, {warm_kib / 1024:.1f} MiB from a warm cache")
+    released = idle_release(variants[0], out, pgids, bodies)
+    release_notes = []
+    if released:
+        mib = lambda d: f"{d['VmRSS'] / 1024:.1f} MiB (anonymous {d['RssAnon'] / 1024:.1f}, file {d['RssFile'] / 1024:.1f})"
+        for i, kind in enumerate(("1 row", "1,000 rows")):
+            t = released[kind]
+            note = (f"- wasmflow `--idle-release 2`, warm cache: idle after the release {mib(released['released'][i])}; "
+                    f"a {kind} request right after it {t[0] * 1e3:.2f} ms, the next two {t[1] * 1e3:.2f} / {t[2] * 1e3:.2f} ms "
+                    f"(client-side, one connection each); then {mib(released['after'][i])}")
+            log(note[2:])
+            release_notes.append(note)
     for r in results:
         r.cold = colds[r.variant.label]
 
@@ -629,6 +679,7 @@ def main() -> None:
         "- predictions: each server within 1e-5 of onnxruntime (and of each other) on both payloads before the load",
         f"- wasmflow idle RSS (VmRSS 3 s after /ping 200, model loaded, no load yet): {compiled_kib / 1024:.1f} MiB after "
         f"a start on an empty compile cache (it compiled), {warm_kib / 1024:.1f} MiB after a start on the warm cache",
+        *release_notes,
         *shape_notes,
     ]
     text = report(results, meta)

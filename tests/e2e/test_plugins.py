@@ -256,3 +256,25 @@ def test_hostile_models_fail_alone_while_others_keep_answering(server, tmp_path)
         assert "backtrace" not in body["message"]
         assert time.monotonic() - started < 60
     assert requests.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def test_a_plugin_writing_to_stdout_and_stderr_is_answered_on_the_inline_path(server, tmp_path):
+    """Short requests are scored as a plain call on the async thread that received them; a plugin's
+    writes to stdout and stderr there go to the server log and the request is answered (such a write
+    once panicked the worker: wasmtime-wasi waited for it on the runtime that thread drives)."""
+    hostile = plugin_file("wasmflow_testing_hostile.wasm").read_bytes()
+    assert requests.post(server.url + PLUGINS_API, data=hostile, timeout=120).status_code == 200
+    name = "plugins-hostile-stdout"
+    version = register(tmp_path, name, write_hostile_model(tmp_path / "stdout", "stdout"))
+    payload = {"dataframe_split": {"columns": ["x1", "x2"], "data": X}}
+    # The first request loads the model on a blocking thread; the next ones are short (a body of
+    # a few bytes, a call of microseconds), so they run inline, several at once too.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: invoke(server, name, version, payload), range(40)))
+    for r in answers:
+        assert r.status_code == 200, r.text
+        assert len(r.json()["predictions"]) == len(X), r.text
+    log = Path(server.log_path).read_text(errors="replace")
+    assert log.count("a line from the plugin's stderr") >= 40, server.log_tail()
+    assert log.count("a line from the plugin's stdout") >= 40, server.log_tail()
+    assert requests.get(server.url + "/health", timeout=5).status_code == 200

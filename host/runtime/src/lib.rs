@@ -14,6 +14,7 @@ mod manager;
 mod runtime;
 mod sandbox;
 mod trim;
+mod wasi_calls;
 
 pub use bindings::executor::{ExecutorInfo, Job, Outcome};
 pub use bindings::{Column, Data, PluginInfo, Tensor, Values};
@@ -28,4 +29,4 @@ pub use manager::{
     SharedPlugins, choose,
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
-pub use trim::{limit_malloc_arenas, release_free_memory};
+pub use trim::{limit_malloc_arenas, release_file_pages, release_free_memory, resident_bytes};

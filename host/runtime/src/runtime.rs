@@ -134,7 +134,9 @@ impl Runtime {
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&wasm).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        // WASI with the calls that may wait made safe on an async thread (a short predict runs
+        // on the tokio worker that received it).
+        crate::wasi_calls::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         FlavorPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         let cache = match &config.cache_dir {

@@ -253,3 +253,40 @@ fn resident_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// The servers call a short predict straight on the tokio worker that received the request:
+/// every WASI call a plugin makes there (stdout and stderr, the message of its own panic, the
+/// file system, a socket) must answer what it answers on a plain thread, never panic the
+/// worker (wasmtime-wasi's synchronous calls `block_on` the current runtime, which panics on a
+/// worker thread, and a write to stderr once took the request down that way).
+#[test]
+fn wasi_calls_answer_alike_on_an_async_worker_thread() {
+    let rt = runtime(None);
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for behavior in [
+        "stdout",
+        "panic",
+        "escape-model-dir",
+        "write-model-dir",
+        "read-passwd",
+        "socket",
+        "echo",
+    ] {
+        let (_dir, pool) = hostile(&rt, behavior, false);
+        let pool = Arc::new(pool.unwrap());
+        let plain = format!("{:?}", pool.predict(&input(), None));
+        for _ in 0..2 {
+            let pool = pool.clone();
+            let on_worker = workers
+                .block_on(
+                    workers.spawn(async move { format!("{:?}", pool.predict(&input(), None)) }),
+                )
+                .unwrap_or_else(|e| panic!("{behavior}: the worker panicked: {e}"));
+            assert_eq!(on_worker, plain, "{behavior}");
+        }
+    }
+}

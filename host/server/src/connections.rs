@@ -4,13 +4,17 @@
 //! connections and slowloris clients are both closed), at most `max_connections` are open at
 //! once (past it a new connection gets a 503 in MLflow's error shape and is closed), and
 //! accepted sockets have TCP_NODELAY (without it a small answer on a kept-alive connection
-//! waits ~40 ms for the client's delayed ACK).
+//! waits ~40 ms for the client's delayed ACK). A server that has answered no request for a
+//! while gives its code pages back (`--idle-release`).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -33,6 +37,11 @@ pub struct LimitArgs {
     /// larger requests are answered 400 before they are parsed into memory.
     #[arg(long, env = "WASMFLOW_MAX_SCORING_ROWS", default_value_t = wasmflow_serving::DEFAULT_MAX_ROWS)]
     pub max_scoring_rows: usize,
+    /// Seconds without a request (health checks aside) after which the server asks the kernel
+    /// to reclaim the pages of its code and of its plugins' compiled code: they are read back
+    /// when the next request needs them, which makes that request slower. 0: never.
+    #[arg(long, env = "WASMFLOW_IDLE_RELEASE", default_value_t = 60.0)]
+    pub idle_release: f64,
 }
 
 /// The validated bounds.
@@ -40,6 +49,7 @@ pub struct LimitArgs {
 pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub idle_release: Option<Duration>,
 }
 
 impl LimitArgs {
@@ -62,9 +72,16 @@ impl LimitArgs {
             Some(n) => n,
             None => default_max_connections(),
         };
+        anyhow::ensure!(
+            self.idle_release >= 0.0 && self.idle_release.is_finite(),
+            "invalid --idle-release '{}': it must be 0 (never) or a positive number of seconds",
+            self.idle_release
+        );
         Ok(Limits {
             idle_timeout: Duration::from_secs_f64(self.idle_timeout),
             max_connections,
+            idle_release: (self.idle_release > 0.0)
+                .then(|| Duration::from_secs_f64(self.idle_release)),
         })
     }
 }
@@ -89,6 +106,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let requests = Arc::new(AtomicU64::new(0));
+    let releaser = limits
+        .idle_release
+        .map(|after| tokio::spawn(release_when_idle(requests.clone(), after)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -117,9 +138,16 @@ pub async fn serve(
         };
         let app = app.clone();
         let mut stop = stop_rx.clone();
+        let requests = requests.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = TowerToHyperService::new(app);
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                if !matches!(request.uri().path(), "/ping" | "/health") {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                }
+                hyper::service::Service::call(&service, request)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -141,6 +169,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if let Some(releaser) = releaser {
+        releaser.abort();
+    }
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it ends: having them all back means all ended.
     let _all = permits
@@ -148,6 +179,41 @@ pub async fn serve(
         .await
         .map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// Gives the process's code pages back (`wasmflow_runtime::release_file_pages`) each time no
+/// request but health checks has come for `after`: an idle server's resident set is nearly all
+/// such pages. Health checks do not count, so that an orchestrator probing every few seconds
+/// does not keep them resident; a probe touches little code, and only that comes back.
+async fn release_when_idle(requests: Arc<AtomicU64>, after: Duration) {
+    let mut seen = requests.load(Ordering::Relaxed);
+    let mut released = false;
+    loop {
+        tokio::time::sleep(after).await;
+        let now = requests.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, released) = (now, false);
+            continue;
+        }
+        if released {
+            continue;
+        }
+        released = true;
+        let rss = tokio::task::spawn_blocking(|| {
+            let before = wasmflow_runtime::resident_bytes();
+            wasmflow_runtime::release_free_memory();
+            wasmflow_runtime::release_file_pages();
+            (before, wasmflow_runtime::resident_bytes())
+        })
+        .await;
+        if let Ok((Some(before), Some(after_release))) = rss {
+            tracing::debug!(
+                "idle: gave back code pages, resident {:.1} -> {:.1} MiB",
+                before as f64 / 1048576.0,
+                after_release as f64 / 1048576.0
+            );
+        }
+    }
 }
 
 fn log_end(result: Result<(), hyper::Error>, peer: std::net::SocketAddr) {
@@ -214,6 +280,7 @@ mod tests {
             idle_timeout,
             max_connections,
             max_scoring_rows: wasmflow_serving::DEFAULT_MAX_ROWS,
+            idle_release: 60.0,
         };
         assert!(args(0.0, None).limits().is_err());
         assert!(args(f64::NAN, None).limits().is_err());
@@ -222,5 +289,13 @@ mod tests {
         assert_eq!(limits.idle_timeout, Duration::from_millis(500));
         assert_eq!(limits.max_connections, 3);
         assert!((16..=1024).contains(&args(1.0, None).limits().unwrap().max_connections));
+        assert_eq!(limits.idle_release, Some(Duration::from_secs(60)));
+        let release = |idle_release| LimitArgs {
+            idle_release,
+            ..args(1.0, None)
+        };
+        assert_eq!(release(0.0).limits().unwrap().idle_release, None);
+        assert!(release(-1.0).limits().is_err());
+        assert!(release(f64::INFINITY).limits().is_err());
     }
 }

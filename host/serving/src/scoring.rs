@@ -105,6 +105,16 @@ fn parse_json(
     schema: Option<&Schema>,
     params_schema: Option<&[ParamSpec]>,
 ) -> Result<ScoringRequest> {
+    parse_json_within(body, schema, params_schema, rows::max_rows())
+}
+
+/// [`parse_json`] with a row limit of `limit`.
+fn parse_json_within(
+    body: &[u8],
+    schema: Option<&Schema>,
+    params_schema: Option<&[ParamSpec]>,
+    limit: usize,
+) -> Result<ScoringRequest> {
     // NaN, Infinity and -Infinity (as Python writes them) become marked strings, read back as
     // numbers while the marker is set; bodies without them are parsed as they are.
     let rewritten = pyjson::rewrite_nonfinite(body);
@@ -112,19 +122,23 @@ fn parse_json(
         Some((body, width)) => (body.as_slice(), *width),
         None => (body, 0),
     };
-    // A row takes at least two bytes (`1,`): shorter bodies cannot be past the limit.
-    let limit = rows::max_rows();
-    if body.len() / 2 > limit {
+    let _marker = pyjson::MarkerGuard::set(width);
+    // The typed readers count rows as they read and stop past the limit, holding 8 bytes a
+    // value at most; the JSON value parse holds many times the body (a 1,000,000-row, 8 MB
+    // body took 575 MB), so a body it would read is counted first, in a pass that allocates
+    // nothing. A row takes at least two bytes (`1,`): shorter bodies cannot be past the limit.
+    let counted = match parse_typed(body, schema, params_schema, limit) {
+        Typed::Request(request) => return Ok(request),
+        Typed::TooManyRows => true,
+        Typed::Other => body.len() / 2 > limit,
+    };
+    if counted {
         let rows = rows::count_json(body);
         if rows > limit {
             return Err(bad(rows::too_many(Some(rows), limit)));
         }
     }
-    let _marker = pyjson::MarkerGuard::set(width);
-    match parse_typed(body, schema, params_schema) {
-        Some(request) => Ok(request),
-        None => parse_value(body, schema, params_schema),
-    }
+    parse_value(body, schema, params_schema)
 }
 
 /// The body read as one JSON value (with the non-finite marker set), then cast: every shape
@@ -173,22 +187,49 @@ fn parse_value(
     Ok(ScoringRequest { input, params })
 }
 
+/// What the typed readers made of a body.
+enum Typed {
+    Request(ScoringRequest),
+    /// A payload past the row limit (reading stopped there).
+    TooManyRows,
+    /// Not a shape they take, or a request that would be refused: the JSON value parse words it.
+    Other,
+}
+
 /// The body read straight into typed columns ([`stream`]), when it is in a shape that parse
-/// takes and scores without an error; `None` otherwise, and the body is read as a JSON value,
-/// whose code words every error. Both give the same request for the bodies this one takes.
+/// takes and scores without an error; otherwise the body is read as a JSON value, whose code
+/// words every error. Both give the same request for the bodies this one takes.
 fn parse_typed(
     body: &[u8],
     schema: Option<&Schema>,
     params_schema: Option<&[ParamSpec]>,
-) -> Option<ScoringRequest> {
-    use stream::Payload;
+    limit: usize,
+) -> Typed {
     let columns_schema = match schema {
         Some(Schema::Columns(specs)) => Some(specs.as_slice()),
         _ => None,
     };
     let rows_by_position = columns_schema.is_some();
-    let parsed =
-        numeric::parse(body, rows_by_position).or_else(|| stream::parse(body, rows_by_position))?;
+    let parsed = match numeric::parse(body, rows_by_position, limit) {
+        Err(stream::Unread::Other) => stream::parse(body, rows_by_position, limit),
+        read => read,
+    };
+    match parsed {
+        Ok(parsed) => typed_request(parsed, schema, columns_schema, params_schema)
+            .map_or(Typed::Other, Typed::Request),
+        Err(stream::Unread::TooManyRows) => Typed::TooManyRows,
+        Err(stream::Unread::Other) => Typed::Other,
+    }
+}
+
+/// A body the typed readers read, cast to the signature; `None` when that is an error.
+fn typed_request(
+    parsed: stream::Parsed,
+    schema: Option<&Schema>,
+    columns_schema: Option<&[ColumnSpec]>,
+    params_schema: Option<&[ParamSpec]>,
+) -> Option<ScoringRequest> {
+    use stream::Payload;
     let given = match parsed.params {
         None | Some(Json::Null) => None,
         Some(Json::Object(p)) => Some(p),
@@ -1520,10 +1561,82 @@ mod tests {
             None => (body.as_bytes(), 0),
         };
         let _marker = pyjson::MarkerGuard::set(width);
-        (
-            parse_typed(body, schema, params),
-            parse_value(body, schema, params),
-        )
+        let typed = match parse_typed(body, schema, params, usize::MAX) {
+            Typed::Request(request) => Some(request),
+            Typed::TooManyRows | Typed::Other => None,
+        };
+        (typed, parse_value(body, schema, params))
+    }
+
+    #[test]
+    fn a_body_past_the_row_limit_is_refused_alike_whichever_parse_reads_it() {
+        let schema = columns(r#"[{"name": "a", "type": "double"}, {"name": "b", "type": "long"}]"#);
+        // Four rows in each input form; the first of each pair is read by a typed reader (the
+        // number reader or the serde one), the second only by the JSON value parse.
+        let bodies = [
+            (
+                r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [2.5, 3], [3.5, 4], [4.5, 5]]}}"#,
+                r#"{"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [2.5, 3], [3.5, 4], [4.5, [5]]]}}"#,
+            ),
+            (
+                r#"{"dataframe_split": {"columns": ["a", "b"], "data": [["x", 2], ["y", 3], ["z", 4], ["w", 5]]}}"#,
+                r#"{"dataframe_split": {"columns": ["a", "b"], "data": [["x", 2], ["y", 3], ["z", 4], ["w"]]}}"#,
+            ),
+            (
+                r#"{"dataframe_records": [{"a": 1, "b": 2}, {"a": 1, "b": 2}, {"a": 1, "b": 2}, {"a": 1, "b": 2}]}"#,
+                r#"{"dataframe_records": [{"a": 1, "b": 2}, {"a": 1, "b": 2}, {"a": 1, "b": 2}, {"a": 1}]}"#,
+            ),
+            (
+                r#"{"instances": [[1.5, 2], [2.5, 3], [3.5, 4], [4.5, 5]]}"#,
+                r#"{"instances": [[1.5, 2], [2.5, 3], [3.5, 4], 5]}"#,
+            ),
+            (
+                r#"{"inputs": {"a": [1.5, 2.5, 3.5, 4.5], "b": [2, 3, 4, 5]}}"#,
+                r#"{"inputs": {"a": [1.5, 2.5, 3.5, [4.5]], "b": [2, 3, 4, 5]}}"#,
+            ),
+        ];
+        let refusal = Err(bad(rows::too_many(Some(4), 3)));
+        for (typed, value_only) in bodies {
+            for schema in [None, Some(&schema)] {
+                let mut read = (
+                    parse_typed(typed.as_bytes(), schema, None, 3),
+                    parse_typed(value_only.as_bytes(), schema, None, 3),
+                );
+                assert!(matches!(read.0, Typed::TooManyRows), "{typed}");
+                assert!(matches!(read.1, Typed::Other), "{value_only}");
+                for body in [typed, value_only] {
+                    let refused = parse_json_within(body.as_bytes(), schema, None, 3);
+                    assert_eq!(refused.map(|r| r.input), refusal, "{body}");
+                }
+                // At the limit both are read (an error, if any, is the body's, not the limit's).
+                read.0 = parse_typed(typed.as_bytes(), schema, None, 4);
+                assert!(!matches!(read.0, Typed::TooManyRows), "{typed}");
+                for body in [typed, value_only] {
+                    let read = parse_json_within(body.as_bytes(), schema, None, 4);
+                    assert_ne!(read.map(|r| r.input), refusal, "{body}");
+                }
+            }
+        }
+        // The typed readers stop at the first row past the limit: what follows it is not read.
+        for cut in [
+            r#"{"dataframe_split": {"columns": ["a"], "data": [[1.5], [2.5], [3.5], [4.5], [x"#,
+            r#"{"dataframe_split": {"columns": ["a"], "data": [["s"], ["t"], ["u"], ["v"], [x"#,
+            r#"{"dataframe_records": [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}, {x"#,
+            r#"{"instances": [1, 2, 3, 4, x"#,
+            r#"{"instances": [{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}, {x"#,
+            r#"{"inputs": {"a": ["s", "t", "u", "v", x"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_typed(cut.as_bytes(), None, None, 3),
+                    Typed::TooManyRows
+                ),
+                "{cut}"
+            );
+            // Not JSON, so not counted: the value parse words the error, as before.
+            let err = parse_json_within(cut.as_bytes(), None, None, 3).unwrap_err();
+            assert!(err.to_string().contains("valid JSON"), "{err}");
+        }
     }
 
     #[test]

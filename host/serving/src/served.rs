@@ -280,9 +280,9 @@ fn labels((model, version): &VersionKey) -> ModelLabels {
     }
 }
 
-/// Bodies up to this size are parsed and scored on the async thread that received them (inside
-/// `block_in_place`), when an instance is idle and the model's last call was short: such a call
-/// takes tens of microseconds, about what handing it to tokio's blocking pool and back costs. Larger bodies (a
+/// Bodies up to this size are parsed and scored on the async thread that received them, when an
+/// instance is idle and the model's last call was short: such a call takes tens of microseconds,
+/// about what handing it to tokio's blocking pool and back costs. Larger bodies (a
 /// 1,000-row frame is 200 KiB and a millisecond or more) and slow models go to the blocking pool,
 /// so that they never hold up the other connections this thread serves.
 const INLINE_BODY_LIMIT: usize = 16 << 10;
@@ -298,20 +298,19 @@ pub async fn score(
     body: Bytes,
 ) -> Result<Vec<u8>, Refused> {
     let started = Instant::now();
-    // Inline means `block_in_place`, not a plain call: a plugin's WASI calls (a write to
-    // stderr) block on wasmtime-wasi's tokio runtime, which panics on a thread that is driving
-    // async tasks. `block_in_place` needs the multi-threaded runtime (both servers use it).
+    // A plain call on the async thread: the plugin runtime's WASI calls that may wait (a file
+    // read, a sleep) hand this thread's other tasks to another worker themselves
+    // (`block_in_place`, which needs the multi-threaded runtime both servers use), and the
+    // commonest, a write to stdout or stderr, never waits (wasmflow_runtime's `wasi_calls`).
     let inline = body.len() <= INLINE_BODY_LIMIT
         && model.pool.last_call() <= INLINE_CALL_LIMIT
         && tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
     let answer = if inline {
         // Parsed here once: when no instance is idle the parsed request, not the body, goes on.
-        let attempt = tokio::task::block_in_place(|| {
-            model
-                .parse(content_type, &body)
-                .map(|r| model.score_if_idle(r))
-        });
+        let attempt = model
+            .parse(content_type, &body)
+            .map(|r| model.score_if_idle(r));
         match attempt {
             Err(refused) => Err(refused),
             Ok(Ok(answer)) => answer,

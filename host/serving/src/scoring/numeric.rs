@@ -5,36 +5,41 @@
 //! at most 19 digits and a power of ten up to 22 is one exact `f64` multiplication or division,
 //! correctly rounded, so the same value.
 //!
-//! It gives up (`None`) on anything else — params, strings or booleans among the values,
-//! escapes in a name, other keys, a number it cannot read exactly, any syntax it does not
-//! expect — and the caller reads the body with the serde parse ([`super::stream`]).
+//! It gives up ([`Unread::Other`]) on anything else — params, strings or booleans among the
+//! values, escapes in a name, other keys, a number it cannot read exactly, any syntax it does
+//! not expect — and the caller reads the body with the serde parse ([`super::stream`]). It
+//! counts rows as it reads them and stops at the first past `limit` ([`Unread::TooManyRows`]).
 
 use super::Frame;
 use super::cells::Cells;
-use super::stream::{Nested, Parsed, Payload};
+use super::stream::{Nested, Parsed, Payload, Unread};
 
-/// The body read, or `None` to read it otherwise. `rows_by_position`: as in
-/// [`super::stream::parse`].
-pub(crate) fn parse(body: &[u8], rows_by_position: bool) -> Option<Parsed> {
-    let mut r = Reader { body, at: 0 };
-    r.expect(b'{')?;
-    let key = r.key()?;
-    let payload = match key {
-        b"dataframe_split" => Payload::Frame(r.split()?),
-        b"instances" | b"inputs" => r.instances(rows_by_position)?,
-        _ => return None,
+/// The body read, or why not. `rows_by_position` and `limit`: as in [`super::stream::parse`].
+pub(crate) fn parse(body: &[u8], rows_by_position: bool, limit: usize) -> Result<Parsed, Unread> {
+    let mut r = Reader {
+        body,
+        at: 0,
+        limit,
+        too_many: false,
     };
-    r.expect(b'}')?;
-    r.ws();
-    (r.at == body.len()).then_some(Parsed {
-        params: None,
-        payload,
-    })
+    let payload = r.body_payload(rows_by_position);
+    match payload {
+        _ if r.too_many => Err(Unread::TooManyRows),
+        Some(payload) => Ok(Parsed {
+            params: None,
+            payload,
+        }),
+        None => Err(Unread::Other),
+    }
 }
 
 struct Reader<'a> {
     body: &'a [u8],
     at: usize,
+    /// The most rows a payload may have (`--max-scoring-rows`).
+    limit: usize,
+    /// Set when a payload had more rows than `limit`: reading stopped there.
+    too_many: bool,
 }
 
 /// Exact powers of ten as `f64`.
@@ -90,6 +95,30 @@ enum Number {
 }
 
 impl<'a> Reader<'a> {
+    /// The whole body: one payload key, nothing after the object.
+    fn body_payload(&mut self, rows_by_position: bool) -> Option<Payload> {
+        self.expect(b'{')?;
+        let payload = match self.key()? {
+            b"dataframe_split" => Payload::Frame(self.split()?),
+            b"instances" | b"inputs" => self.instances(rows_by_position)?,
+            _ => return None,
+        };
+        self.expect(b'}')?;
+        self.ws();
+        (self.at == self.body.len()).then_some(payload)
+    }
+
+    /// Counts a row just read: `None` (and `too_many` set) when it is past the limit, so that
+    /// reading stops there.
+    fn row(&mut self, rows: &mut usize) -> Option<()> {
+        *rows += 1;
+        if *rows > self.limit {
+            self.too_many = true;
+            return None;
+        }
+        Some(())
+    }
+
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.body.get(self.at) {
             self.at += 1;
@@ -275,7 +304,8 @@ impl<'a> Reader<'a> {
                 b"index" if !index => {
                     index = true;
                     let mut ignored = Cells::default();
-                    self.flat(&mut ignored)?;
+                    // An index is not rows: the rows are `data`'s.
+                    self.flat(&mut ignored, usize::MAX)?;
                 }
                 _ => return None,
             }
@@ -304,13 +334,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A non-empty list of numbers into `cells`; its length.
-    fn flat(&mut self, cells: &mut Cells) -> Option<usize> {
+    /// A non-empty list of numbers into `cells`; its length, `None` (`too_many` set) past
+    /// `limit` values.
+    fn flat(&mut self, cells: &mut Cells, limit: usize) -> Option<usize> {
         self.expect(b'[')?;
         let mut length = 0;
         loop {
             self.cell(cells)?;
             length += 1;
+            if length > limit {
+                self.too_many = true;
+                return None;
+            }
             if !self.more(b']')? {
                 return Some(length);
             }
@@ -335,10 +370,11 @@ impl<'a> Reader<'a> {
         // doublings (ten copies of each at 1,000 rows). A row takes at least two bytes a value,
         // so this never reserves more than four times the rest of the body.
         let row_bytes = self.at - first_row + 2;
-        let rows = ((self.body.len() - self.at) / row_bytes).min(super::rows::max_rows());
+        let room = ((self.body.len() - self.at) / row_bytes).min(self.limit);
         for column in &mut columns {
-            column.reserve(rows);
+            column.reserve(room);
         }
+        let mut rows = 1;
         while self.more(b']')? {
             self.expect(b'[')?;
             for (i, column) in columns.iter_mut().enumerate() {
@@ -348,6 +384,7 @@ impl<'a> Reader<'a> {
                 self.cell(column)?;
             }
             self.expect(b']')?;
+            self.row(&mut rows)?;
         }
         Some(columns)
     }
@@ -365,17 +402,18 @@ impl<'a> Reader<'a> {
         let mut flat = Cells::default();
         let shape = if nested {
             self.expect(b'[')?;
-            let width = self.flat(&mut flat)?;
+            let width = self.flat(&mut flat, usize::MAX)?;
             let mut rows = 1;
             while self.more(b']')? {
-                if self.flat(&mut flat)? != width {
+                if self.flat(&mut flat, usize::MAX)? != width {
                     return None;
                 }
-                rows += 1;
+                self.row(&mut rows)?;
             }
-            vec![rows, width as i64]
+            vec![rows as i64, width as i64]
         } else {
-            vec![self.flat(&mut flat)? as i64]
+            // A list of values: each is a row.
+            vec![self.flat(&mut flat, self.limit)? as i64]
         };
         Some(Payload::Tensor(Nested { shape, flat }))
     }
@@ -389,6 +427,8 @@ mod tests {
         Reader {
             body: text.as_bytes(),
             at: 0,
+            limit: usize::MAX,
+            too_many: false,
         }
         .number()
     }
@@ -412,11 +452,12 @@ mod tests {
         ];
         for (i, body) in bodies.iter().enumerate() {
             for rows in [false, true] {
-                let here = parse(body.as_bytes(), rows);
-                let serde = super::super::stream::parse(body.as_bytes(), rows);
+                let here = parse(body.as_bytes(), rows, usize::MAX);
+                let serde = super::super::stream::parse(body.as_bytes(), rows, usize::MAX);
                 if i == 3 && rows {
                     // Scalars are not rows: left to the serde parse (which gives up too).
-                    assert!(here.is_none() && serde.is_none());
+                    assert!(matches!(here, Err(Unread::Other)));
+                    assert!(matches!(serde, Err(Unread::Other)));
                     continue;
                 }
                 let (here, serde) = (here.expect(body), serde.expect(body));
@@ -437,7 +478,8 @@ mod tests {
             r#"{"inputs": [[1, 2], [3]]}"#,
             r#"{"inputs": [[[1]]]}"#,
         ] {
-            assert!(parse(refused.as_bytes(), false).is_none(), "{refused}");
+            let read = parse(refused.as_bytes(), false, usize::MAX);
+            assert!(matches!(read, Err(Unread::Other)), "{refused}");
         }
     }
 

@@ -7,6 +7,10 @@
 //! another length, a scalar where a list is usual, an empty list, a duplicate key, a nested list
 //! in a column, invalid JSON. The caller then parses the body as a whole JSON value, whose code
 //! words every error; what this parse returns is what that one would give.
+//!
+//! It counts a payload's rows as it reads them (as [`super::rows::count_json`] counts them) and
+//! stops at the first past the limit: the columns never hold more than the limit's rows, so a
+//! huge body costs no more memory here than one at the limit.
 
 use std::fmt;
 
@@ -46,16 +50,35 @@ pub(crate) struct Nested {
     pub flat: Cells,
 }
 
-/// The body read into columns, or `None` when it is not in a shape this parse takes (the
-/// caller then reads it as a JSON value). `rows_by_position`: the model has a column schema,
-/// so a list of lists for `instances` / `inputs` is rows of its columns.
-pub(crate) fn parse(body: &[u8], rows_by_position: bool) -> Option<Parsed> {
+/// Why a typed reader did not read a body.
+#[derive(Debug)]
+pub(crate) enum Unread {
+    /// Not a shape it takes: the caller reads the body as a JSON value.
+    Other,
+    /// A payload with more rows than the limit; reading stopped at the first row past it.
+    TooManyRows,
+}
+
+/// The body read into columns, or why not. `rows_by_position`: the model has a column schema,
+/// so a list of lists for `instances` / `inputs` is rows of its columns. `limit`: the most rows
+/// a payload may have.
+pub(crate) fn parse(body: &[u8], rows_by_position: bool, limit: usize) -> Result<Parsed, Unread> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = Body { rows_by_position }
-        .deserialize(&mut deserializer)
-        .ok()?;
-    deserializer.end().ok()?;
-    Some(parsed)
+    let parsed = Body {
+        rows_by_position,
+        limit,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|e| {
+        // A visitor's own error comes back as its message and the position.
+        if e.to_string().starts_with(TOO_MANY_ROWS) {
+            Unread::TooManyRows
+        } else {
+            Unread::Other
+        }
+    })?;
+    deserializer.end().map_err(|_| Unread::Other)?;
+    Ok(parsed)
 }
 
 /// The error that makes the caller read the body as a JSON value; never shown.
@@ -63,8 +86,21 @@ fn give_up<E: de::Error>() -> E {
     E::custom("not a shape the typed parse takes")
 }
 
+const TOO_MANY_ROWS: &str = "more rows than the limit";
+
+/// Counts one more row of a payload, or stops the parse past `limit` (never shown: the caller
+/// counts the whole body for the refusal's message).
+fn count_row<E: de::Error>(rows: &mut usize, limit: usize) -> Result<(), E> {
+    *rows += 1;
+    if *rows > limit {
+        return Err(E::custom(TOO_MANY_ROWS));
+    }
+    Ok(())
+}
+
 struct Body {
     rows_by_position: bool,
+    limit: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Body {
@@ -97,15 +133,20 @@ impl<'de> Visitor<'de> for Body {
                     if payload.is_some() {
                         return Err(give_up());
                     }
+                    let limit = self.limit;
                     payload = Some(match key.as_str() {
-                        "dataframe_split" => Payload::Frame(map.next_value_seed(Split)?),
+                        "dataframe_split" => Payload::Frame(map.next_value_seed(Split { limit })?),
                         "dataframe_records" => {
                             let mut records = Records::default();
-                            map.next_value_seed(RecordList(&mut records))?;
+                            map.next_value_seed(RecordList {
+                                records: &mut records,
+                                limit,
+                            })?;
                             Payload::Frame(records.into_frame()?)
                         }
                         _ => map.next_value_seed(Instances {
                             rows_by_position: self.rows_by_position,
+                            limit,
                         })?,
                     });
                 }
@@ -237,6 +278,7 @@ impl<'de> Visitor<'de> for Row<'_> {
 struct RowList<'a> {
     columns: &'a mut Vec<Cells>,
     rows: &'a mut usize,
+    limit: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for RowList<'_> {
@@ -263,7 +305,7 @@ impl<'de> Visitor<'de> for RowList<'_> {
             if seq.next_element_seed(row)?.is_none() {
                 break;
             }
-            *self.rows += 1;
+            count_row(self.rows, self.limit)?;
         }
         if *self.rows == 0 {
             return Err(give_up());
@@ -273,7 +315,9 @@ impl<'de> Visitor<'de> for RowList<'_> {
 }
 
 /// `dataframe_split`: `columns` (names, or null), `data` (rows); other keys are ignored.
-struct Split;
+struct Split {
+    limit: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for Split {
     type Value = Frame;
@@ -301,6 +345,7 @@ impl<'de> Visitor<'de> for Split {
                     map.next_value_seed(RowList {
                         columns: &mut columns,
                         rows: &mut rows,
+                        limit: self.limit,
                     })?;
                     values = Some(columns);
                 }
@@ -345,7 +390,10 @@ impl Records {
     }
 }
 
-struct RecordList<'a>(&'a mut Records);
+struct RecordList<'a> {
+    records: &'a mut Records,
+    limit: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for RecordList<'_> {
     type Value = ();
@@ -363,7 +411,10 @@ impl<'de> Visitor<'de> for RecordList<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Record(self.0))?.is_some() {}
+        let mut rows = 0;
+        while seq.next_element_seed(Record(self.records))?.is_some() {
+            count_row(&mut rows, self.limit)?;
+        }
         Ok(())
     }
 }
@@ -511,6 +562,8 @@ impl NestedBuilder {
 struct Level<'a> {
     builder: &'a mut NestedBuilder,
     depth: usize,
+    /// The most elements the list may have at depth 0 (a named input's rows).
+    limit: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Level<'_> {
@@ -533,15 +586,21 @@ impl<'de> Visitor<'de> for Level<'_> {
             return Err(give_up());
         }
         let mut length = 0;
+        let limit = if self.depth == 0 {
+            self.limit
+        } else {
+            usize::MAX
+        };
         loop {
             let item = Level {
                 builder: self.builder,
                 depth: self.depth + 1,
+                limit: usize::MAX,
             };
             if seq.next_element_seed(item)?.is_none() {
                 break;
             }
-            length += 1;
+            count_row(&mut length, limit)?;
         }
         self.builder.list_at(self.depth, length)
     }
@@ -575,8 +634,10 @@ impl<'de> Visitor<'de> for Level<'_> {
     }
 }
 
-/// A whole nested list (a scalar alone is given up on).
-struct NestedList;
+/// A whole nested list (a scalar alone is given up on), of at most `limit` rows.
+struct NestedList {
+    limit: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for NestedList {
     type Value = Nested;
@@ -586,6 +647,7 @@ impl<'de> DeserializeSeed<'de> for NestedList {
         Level {
             builder: &mut builder,
             depth: 0,
+            limit: self.limit,
         }
         .deserialize(d)?;
         builder.finish()
@@ -596,6 +658,7 @@ impl<'de> DeserializeSeed<'de> for NestedList {
 /// column schema) or of a tensor's values.
 struct Instances {
     rows_by_position: bool,
+    limit: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Instances {
@@ -627,7 +690,7 @@ impl<'de> Visitor<'de> for Instances {
             if named.iter().any(|(name, _)| *name == key) {
                 return Err(give_up());
             }
-            let value = map.next_value_seed(NestedList)?;
+            let value = map.next_value_seed(NestedList { limit: self.limit })?;
             named.push((key, value));
         }
         if named.is_empty() {
@@ -647,7 +710,7 @@ impl<'de> Visitor<'de> for Instances {
             if seq.next_element_seed(element)?.is_none() {
                 break;
             }
-            length += 1;
+            count_row(&mut length, self.limit)?;
         }
         match list {
             List::Start => Err(give_up()),
@@ -683,7 +746,7 @@ macro_rules! element_scalar {
                 *self.list = List::Nested(NestedBuilder::default());
             }
             match self.list {
-                List::Nested(builder) => Level { builder, depth: 1 }.$method($($v)?),
+                List::Nested(builder) => Level { builder, depth: 1, limit: usize::MAX }.$method($($v)?),
                 _ => Err(give_up()),
             }
         }
@@ -725,7 +788,12 @@ impl<'de> Visitor<'de> for Element<'_> {
                 *rows += 1;
                 Ok(())
             }
-            List::Nested(builder) => Level { builder, depth: 1 }.visit_seq(seq),
+            List::Nested(builder) => Level {
+                builder,
+                depth: 1,
+                limit: usize::MAX,
+            }
+            .visit_seq(seq),
             _ => Err(give_up()),
         }
     }
