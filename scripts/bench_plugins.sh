@@ -3,7 +3,8 @@
 # versus the same tract code run natively, and cold versus cached compiles of each builtin
 # plugin.  Builds host/bench (its own workspace) in release mode, generates the MLP model with
 # the e2e venv's onnx into a temp dir, and prints markdown tables.
-# Arguments go to plugin-bench: --iters-1 N (default 200), --iters-1000 N (50), --compile-runs N (3).
+# Arguments go to plugin-bench: --iters-1 N (default 200), --iters-1000 N (50), --compile-runs N (3; 0 skips
+# the compile table).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

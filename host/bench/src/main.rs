@@ -4,7 +4,8 @@
 //!
 //! `<model dir>` holds `MLmodel` and `model.onnx` with one float32 input `[N, 64]` (see
 //! `make_mlp.py`). Options: `--iters-1 N` (calls with 1 row, default 200), `--iters-1000 N`
-//! (calls with 1,000 rows, default 50), `--compile-runs N` (per plugin and mode, default 3).
+//! (calls with 1,000 rows, default 50), `--compile-runs N` (per plugin and mode, default 3; 0
+//! skips the compile table).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,20 +39,23 @@ fn parse_args() -> Result<Options> {
     };
     let mut model_dir = None;
     while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> Result<usize> {
+        // `least`: 1 for the prediction counts (a median of nothing is no figure); 0 for
+        // `--compile-runs`, which skips the compile table (a cold compile of every plugin takes
+        // minutes on a small machine).
+        let mut number = |name: &str, least: usize| -> Result<usize> {
             let value = args
                 .next()
                 .with_context(|| format!("{name} needs a value"))?;
             let n: usize = value
                 .parse()
                 .with_context(|| format!("{name}: '{value}' is not a count"))?;
-            ensure!(n > 0, "{name} must be at least 1");
+            ensure!(n >= least, "{name} must be at least {least}, not {n}");
             Ok(n)
         };
         match arg.as_str() {
-            "--iters-1" => options.iters_1 = number("--iters-1")?,
-            "--iters-1000" => options.iters_1000 = number("--iters-1000")?,
-            "--compile-runs" => options.compile_runs = number("--compile-runs")?,
+            "--iters-1" => options.iters_1 = number("--iters-1", 1)?,
+            "--iters-1000" => options.iters_1000 = number("--iters-1000", 1)?,
+            "--compile-runs" => options.compile_runs = number("--compile-runs", 0)?,
             _ if arg.starts_with("--") => bail!("unknown option {arg}"),
             _ => model_dir = Some(PathBuf::from(arg)),
         }
@@ -65,7 +69,11 @@ fn parse_args() -> Result<Options> {
 fn main() -> Result<()> {
     let options = parse_args()?;
     let predictions = bench_predict(&options)?;
-    let compiles = bench_compile(options.compile_runs)?;
+    let compiles = if options.compile_runs > 0 {
+        bench_compile(options.compile_runs)?
+    } else {
+        Vec::new()
+    };
 
     println!(
         "| ONNX MLP 64→256→256→10 (float32) | wasm median | wasm p90 | native median | native p90 | wasm / native (median) |"
@@ -83,6 +91,9 @@ fn main() -> Result<()> {
             fmt(p90(&row.native)),
             ratio(median(&row.wasm), median(&row.native)),
         );
+    }
+    if compiles.is_empty() {
+        return Ok(());
     }
     println!();
     println!(

@@ -4,6 +4,10 @@ wasmtime::component::bindgen!({
     path: "../../plugins/sdk/wit",
     world: "flavor-plugin",
     additional_derives: [PartialEq],
+    // `apply` traps (rather than returns) when the call's deadline passes mid-product, so that
+    // the call ends as a timeout and the instance is replaced, as for a guest's own loop.
+    imports: { "wasmflow:plugin/tensor": trappable },
+    with: { "wasmflow:plugin/tensor.dense": crate::tensor::DenseLayer },
 });
 
 pub use exports::wasmflow::plugin::flavor::PluginInfo;

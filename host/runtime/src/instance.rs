@@ -76,9 +76,10 @@ impl ModelInstance {
         Ok(output)
     }
 
-    /// Linear memory the instance holds.
+    /// Linear memory the instance holds, and what the host holds for it.
     fn memory(&self) -> usize {
-        self.store.data().memory.used
+        let memory = &self.store.data().memory;
+        memory.used + memory.host_held
     }
 
     fn signature(&mut self, runtime: &Runtime, name: &str) -> Result<Option<String>, PluginError> {

@@ -9,10 +9,12 @@ mod data;
 mod error;
 mod executor;
 mod instance;
+mod kernel;
 mod lazy;
 mod manager;
 mod runtime;
 mod sandbox;
+mod tensor;
 mod trim;
 mod wasi_calls;
 

@@ -22,7 +22,11 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The interface a flavor plugin must export and the imports the host provides.
 const FLAVOR_EXPORT: &str = "wasmflow:plugin/flavor@0.1.0";
-const HOST_IMPORTS: &[&str] = &["wasmflow:plugin/host@0.1.0", "wasmflow:plugin/types@0.1.0"];
+const HOST_IMPORTS: &[&str] = &[
+    "wasmflow:plugin/host@0.1.0",
+    "wasmflow:plugin/types@0.1.0",
+    "wasmflow:plugin/tensor@0.1.0",
+];
 
 /// A component's wasm as a compile takes it.
 #[derive(Clone, Copy)]
@@ -317,6 +321,9 @@ impl Runtime {
         let ticks = self.config.call_timeout.as_millis() / EPOCH_TICK.as_millis();
         store.set_epoch_deadline(ticks.max(1) as u64);
         store.epoch_deadline_trap();
+        // Host functions that do work on the guest's behalf (the tensor kernels) run outside
+        // the epoch's reach: they stop themselves at this instant.
+        store.data_mut().deadline = Instant::now() + self.config.call_timeout;
     }
 
     /// Reads a compiled plugin's `info` in a fresh instance that sees no files.

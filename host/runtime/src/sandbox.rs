@@ -6,6 +6,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -24,8 +25,10 @@ pub const MODEL_MOUNT: &str = "/model";
 pub struct PluginState {
     pub plugin: Arc<str>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub memory: MemoryCap,
+    /// When the current call must end (set with the epoch deadline by `Runtime::arm_deadline`).
+    pub(crate) deadline: Instant,
 }
 
 impl PluginState {
@@ -50,6 +53,7 @@ impl PluginState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             memory: MemoryCap::new(memory_limit),
+            deadline: Instant::now(),
         })
     }
 }
@@ -82,14 +86,17 @@ pub(crate) fn log(plugin: &str, level: Level, message: &str) {
     }
 }
 
-/// Caps an instance's linear memory and remembers whether the cap was hit, so that the error
-/// can say so rather than show a bare trap.
+/// Caps an instance's memory (its linear memory plus what the host holds for it, such as the
+/// tensor interface's layers) and remembers whether the cap was hit, so that the error can say
+/// so rather than show a bare trap.
 pub struct MemoryCap {
     limit: usize,
     pub exceeded: Option<usize>,
     /// Bytes of linear memory the instance holds, over all its memories: what a model costs
     /// a server that keeps it warm.
     pub used: usize,
+    /// Bytes the host holds on the instance's behalf (freed with the instance).
+    pub host_held: usize,
 }
 
 impl MemoryCap {
@@ -98,11 +105,19 @@ impl MemoryCap {
             limit,
             exceeded: None,
             used: 0,
+            host_held: 0,
         }
     }
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Bytes still free under the limit.
+    pub(crate) fn available(&self) -> usize {
+        self.limit
+            .saturating_sub(self.used)
+            .saturating_sub(self.host_held)
     }
 }
 
@@ -113,8 +128,8 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = Some(desired);
+        if desired.saturating_add(self.host_held) > self.limit {
+            self.exceeded = Some(desired.saturating_add(self.host_held));
             // An error (not `Ok(false)`) traps at once: a plugin that checks for failed growth
             // would otherwise go on with a broken allocator.
             wasmtime::bail!(

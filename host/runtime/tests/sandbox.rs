@@ -141,6 +141,78 @@ fn malformed_output_is_refused() {
 }
 
 #[test]
+fn a_host_product_past_the_deadline_is_stopped_there() {
+    // Room for the product's operands (~150 MiB), so that only time can stop it: ~34 G
+    // multiply-adds in one `tensor` call, seconds of one core, with a 200 ms budget.
+    let rt = Runtime::new(RuntimeConfig {
+        memory_limit: 512 << 20,
+        call_timeout: Duration::from_millis(200),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let (_dir, pool) = hostile(&rt, "tensor-long-product", false);
+    let pool = pool.unwrap();
+    let started = std::time::Instant::now();
+    let error = pool.predict(&input(), None).unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind, PluginErrorKind::Timeout, "{error}");
+    assert!(error.to_string().contains("deadline"), "{error}");
+    // The host checks the deadline every ~16 M multiply-adds: it returns a few ms after it, not
+    // when the product would end.
+    assert!(took < Duration::from_millis(900), "the call took {took:?}");
+    assert_eq!(pool.instances(), 0, "the timed-out instance is dropped");
+    assert_eq!(pool.memory(), 0, "with what the host held for it");
+}
+
+#[test]
+fn host_tensor_calls_with_lying_sizes_get_errors_not_crashes() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "tensor-bad-shapes", false);
+    let pool = pool.unwrap();
+    let output = pool.predict(&input(), None).unwrap();
+    let Data::Table(columns) = output else {
+        panic!("expected a table, got {output:?}")
+    };
+    let Values::Text(text) = &columns[0].values else {
+        panic!("expected text, got {columns:?}")
+    };
+    let errors: Vec<&str> = text[0].split('\n').collect();
+    assert_eq!(
+        errors,
+        [
+            "a layer of 3 inputs by 4 outputs needs 12 weights, not 11",
+            "a layer of 4 outputs needs 4 bias values, not 5",
+            "a layer of 4294967295 inputs by 4294967295 outputs needs 18446744065119617025 \
+             weights, not 0",
+            "2 rows of 3 values need 6 values, not 5",
+            "4294967295 rows of 4 outputs would not fit the instance's memory limit of 64 MiB",
+            "4294967295 rows of 4294967295 outputs would not fit the instance's memory limit of \
+             64 MiB",
+        ]
+    );
+    // The instance carries on.
+    assert_eq!(pool.instances(), 1);
+    pool.predict(&input(), None).unwrap();
+}
+
+#[test]
+fn what_the_host_holds_for_a_plugin_counts_against_its_memory_limit() {
+    let rt = runtime(None);
+    let (_dir, pool) = hostile(&rt, "tensor-hoard", false);
+    let pool = pool.unwrap();
+    let error = pool.predict(&input(), None).unwrap_err();
+    assert_eq!(error.kind, PluginErrorKind::InvalidInput, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("a layer of 1024 by 1024 (4 MiB) would take the instance past its memory limit of 64 MiB"),
+        "{error}"
+    );
+    // The plugin's error dropped its layers: the host freed them.
+    assert!(pool.memory() < 32 << 20, "{} bytes held", pool.memory());
+}
+
+#[test]
 fn a_failing_load_is_reported() {
     let rt = runtime(None);
     let (_dir, pool) = hostile(&rt, "panic", true);

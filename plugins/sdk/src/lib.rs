@@ -42,6 +42,9 @@ wit_bindgen::generate!({
 
 pub use exports::wasmflow::plugin::flavor::{Guest, GuestModel, Model, PluginInfo};
 pub use wasmflow::plugin::host::{Level, log};
+/// The host's native tensor kernels (`wasmflow:plugin/tensor`): dense layers whose products run
+/// outside the sandbox's slower SIMD. A plugin that never calls them does not import them.
+pub use wasmflow::plugin::tensor;
 pub use wasmflow::plugin::types::{Column, Data, Error, ErrorKind, Tensor, Values};
 
 impl Error {

@@ -6,7 +6,12 @@ use wasmflow_plugin_sdk::{
     Column, Data, Error, ErrorKind, Guest, GuestModel, PluginInfo, Tensor, Values,
 };
 
+use std::sync::Arc;
+
+use wasmflow_plugin_sdk::tensor;
+
 use crate::LoadConfig;
+use crate::dense::{DenseBackend, DenseLayer};
 use crate::engine::{self, Batch, EngineError, OnnxModel};
 
 struct Plugin;
@@ -42,7 +47,7 @@ impl GuestModel for Model {
         // The host mounts the model directory read-only at /model; external-data files
         // beside the ONNX file are read from there too.
         let path = std::path::PathBuf::from("/model").join(&data);
-        let model = OnnxModel::load(&path).map_err(error)?;
+        let model = OnnxModel::load_with(&path, Some(&HostKernels)).map_err(error)?;
         wasmflow_plugin_sdk::info(&format!("loaded {data}: {}", model.describe()));
         Ok(wasmflow_plugin_sdk::Model::new(Model { model }))
     }
@@ -110,6 +115,33 @@ impl GuestModel for Model {
                     .collect(),
             ),
         })
+    }
+}
+
+/// The host's native kernels (`wasmflow:plugin/tensor`) as the engine's dense backend.
+struct HostKernels;
+
+impl DenseBackend for HostKernels {
+    fn create(
+        &self,
+        k: usize,
+        n: usize,
+        weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        relu: bool,
+    ) -> Result<Arc<dyn DenseLayer>, String> {
+        let size = |v: usize| u32::try_from(v).map_err(|_| format!("{v} is too large a size"));
+        let layer = tensor::Dense::create(size(k)?, size(n)?, &weights, bias.as_deref(), relu)?;
+        Ok(Arc::new(HostLayer(layer)))
+    }
+}
+
+struct HostLayer(tensor::Dense);
+
+impl DenseLayer for HostLayer {
+    fn apply(&self, rows: usize, input: &[f32]) -> Result<Vec<f32>, String> {
+        let rows = u32::try_from(rows).map_err(|_| format!("{rows} rows are too many"))?;
+        self.0.apply(rows, input)
     }
 }
 

@@ -17,6 +17,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{SimplePlan, SimpleState};
 use tract_onnx::tract_hir::internal::{DimFact, DimLike, Factoid, ShapeFactoid};
 
+use crate::dense::{DenseBackend, offload};
+
 /// The class of an [`EngineError`], the same four as the WIT interface's `error-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -197,6 +199,8 @@ pub struct OnnxModel {
     plan: Arc<Plan>,
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
+    /// Dense layers run by a [`DenseBackend`].
+    host_layers: usize,
     /// Run states kept between calls (their buffers are reused).
     states: Mutex<Vec<State>>,
 }
@@ -223,6 +227,15 @@ pub fn predict(model: &OnnxModel, input: Batch) -> Result<Batch, EngineError> {
 impl OnnxModel {
     /// Loads an ONNX file; external-data files are read relative to its directory.
     pub fn load(path: &Path) -> Result<OnnxModel, EngineError> {
+        Self::load_with(path, None)
+    }
+
+    /// [`load`](Self::load), with the dense layers run by `backend` when one is given (see
+    /// [`crate::dense`]).
+    pub fn load_with(
+        path: &Path,
+        backend: Option<&dyn DenseBackend>,
+    ) -> Result<OnnxModel, EngineError> {
         let onnx = tract_onnx::onnx();
         let mut proto = onnx.proto_model_for_path(path).map_err(|e| {
             EngineError::invalid_model(format!(
@@ -237,7 +250,7 @@ impl OnnxModel {
         if let Some(graph) = proto.graph.as_mut() {
             inline_external_data(graph, dir)?;
         }
-        Self::from_proto(&onnx, &proto, None)
+        Self::from_proto(&onnx, &proto, None, backend)
     }
 
     /// Loads an ONNX model from its bytes; it cannot have external data.
@@ -246,13 +259,14 @@ impl OnnxModel {
         let proto = onnx
             .proto_model_for_read(&mut &*bytes)
             .map_err(|e| EngineError::invalid_model(format!("not an onnx model: {}", chain(&e))))?;
-        Self::from_proto(&onnx, &proto, None)
+        Self::from_proto(&onnx, &proto, None, None)
     }
 
     fn from_proto(
         onnx: &tract_onnx::Onnx,
         proto: &pb::ModelProto,
         dir: Option<&str>,
+        backend: Option<&dyn DenseBackend>,
     ) -> Result<OnnxModel, EngineError> {
         let graph = proto
             .graph
@@ -321,6 +335,16 @@ impl OnnxModel {
             typed.output_outlets().map_err(internal)?,
             output_names,
         )?;
+        let mut typed = typed;
+        let mut host_layers = 0;
+        if let Some(backend) = backend {
+            // Decluttered first, so that Gemm's scaling and the Relu's clip are plain ops the
+            // rewrite recognizes; tract optimizes the rest as usual.
+            typed.declutter().map_err(|e| {
+                EngineError::unsupported(format!("cannot simplify the onnx graph: {}", chain(&e)))
+            })?;
+            host_layers = offload(&mut typed, backend).map_err(internal)?;
+        }
         let optimized = typed.into_optimized().map_err(|e| {
             EngineError::unsupported(format!("cannot optimize the onnx graph: {}", chain(&e)))
         })?;
@@ -329,6 +353,7 @@ impl OnnxModel {
             plan,
             inputs,
             outputs,
+            host_layers,
             states: Mutex::new(Vec::new()),
         })
     }
@@ -343,6 +368,11 @@ impl OnnxModel {
         &self.outputs
     }
 
+    /// How many dense layers a [`DenseBackend`] runs.
+    pub fn host_layers(&self) -> usize {
+        self.host_layers
+    }
+
     /// One line describing the inputs and outputs, for logs.
     pub fn describe(&self) -> String {
         let list = |specs: &[IoSpec]| {
@@ -352,8 +382,12 @@ impl OnnxModel {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let host = match self.host_layers {
+            0 => String::new(),
+            n => format!("; {n} dense layer(s) on the host's kernels"),
+        };
         format!(
-            "inputs ({}) -> outputs ({})",
+            "inputs ({}) -> outputs ({}){host}",
             list(&self.inputs),
             list(&self.outputs)
         )

@@ -19,6 +19,7 @@
 //! [`engine`] is the inference core in plain Rust (native tests and benchmarks use it);
 //! the component glue that adapts it to the WIT world is compiled for wasm32 only.
 
+pub mod dense;
 pub mod engine;
 
 #[cfg(target_arch = "wasm32")]

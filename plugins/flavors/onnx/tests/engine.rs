@@ -3,8 +3,10 @@
 //! `cargo test --target x86_64-unknown-linux-gnu -p wasmflow-flavor-onnx` in plugins/.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use wasmflow_flavor_onnx::LoadConfig;
+use wasmflow_flavor_onnx::dense::{DenseBackend, DenseLayer};
 use wasmflow_flavor_onnx::engine::{
     Batch, Column, ErrorKind, NamedTensor, OnnxModel, Values, load, predict,
 };
@@ -318,5 +320,136 @@ fn the_load_config_names_the_file() {
             ErrorKind::InvalidModel,
             "{bad}"
         );
+    }
+}
+
+/// A dense backend in plain Rust (f64 sums): what the host's kernels compute, so that the graph
+/// rewrite (`dense::offload`) is checked natively, layer by layer, against tract's own answers.
+#[derive(Default)]
+struct NaiveBackend {
+    refuse: bool,
+    /// (k, n, bias, relu) of each layer made.
+    made: Mutex<Vec<(usize, usize, bool, bool)>>,
+}
+
+struct NaiveLayer {
+    k: usize,
+    n: usize,
+    weights: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    relu: bool,
+}
+
+impl DenseBackend for NaiveBackend {
+    fn create(
+        &self,
+        k: usize,
+        n: usize,
+        weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        relu: bool,
+    ) -> Result<Arc<dyn DenseLayer>, String> {
+        if self.refuse {
+            return Err("no room".into());
+        }
+        assert_eq!(weights.len(), k * n);
+        self.made.lock().unwrap().push((k, n, bias.is_some(), relu));
+        Ok(Arc::new(NaiveLayer {
+            k,
+            n,
+            weights,
+            bias,
+            relu,
+        }))
+    }
+}
+
+impl DenseLayer for NaiveLayer {
+    fn apply(&self, rows: usize, input: &[f32]) -> Result<Vec<f32>, String> {
+        assert_eq!(input.len(), rows * self.k);
+        let mut out = Vec::with_capacity(rows * self.n);
+        for x in input.chunks_exact(self.k) {
+            for j in 0..self.n {
+                let mut y = self.bias.as_ref().map_or(0.0, |b| f64::from(b[j]));
+                for (i, xi) in x.iter().enumerate() {
+                    y += f64::from(*xi) * f64::from(self.weights[i * self.n + j]);
+                }
+                out.push(if self.relu && y < 0.0 { 0.0 } else { y as f32 });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn dense_layers_run_on_the_backend_with_the_same_answers() {
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("iris_expected.json")).unwrap()).unwrap();
+    let rows: Vec<Vec<f64>> = serde_json::from_value(expected["inputs"].clone()).unwrap();
+    let iris = || {
+        Batch::Tensors(vec![NamedTensor {
+            name: String::new(),
+            shape: vec![rows.len(), 4],
+            values: Values::Float64(rows.iter().flatten().copied().collect()),
+        }])
+    };
+    let gemm_input = || {
+        Batch::Tensors(vec![NamedTensor {
+            name: "X".into(),
+            shape: vec![5, 4],
+            values: Values::Float32((0..20).map(|i| (i as f32 - 9.5) / 3.0).collect()),
+        }])
+    };
+    // The layers each model should hand over: (k, n, bias folded, relu folded).
+    // linear.onnx: MatMul + Add; iris_mlp.onnx: skl2onnx's MLP (MatMul, Add, Relu, then the output
+    // layer); gemm_relu.onnx: Gemm with transB and its bias, Relu, Gemm.
+    let cases: [(&str, Vec<(usize, usize, bool, bool)>); 3] = [
+        ("linear.onnx", vec![(3, 2, true, false)]),
+        (
+            "iris_mlp.onnx",
+            vec![(4, 8, true, true), (8, 3, true, false)],
+        ),
+        (
+            "gemm_relu.onnx",
+            vec![(4, 8, true, true), (8, 3, true, false)],
+        ),
+    ];
+    for (name, layers) in cases {
+        let plain = model(name);
+        let backend = NaiveBackend::default();
+        let offloaded = OnnxModel::load_with(&fixture(name), Some(&backend)).unwrap();
+        assert_eq!(plain.host_layers(), 0);
+        assert_eq!(*backend.made.lock().unwrap(), layers, "{name}");
+        assert_eq!(offloaded.host_layers(), layers.len(), "{name}");
+        assert!(
+            offloaded.describe().contains("on the host's kernels"),
+            "{}",
+            offloaded.describe()
+        );
+        let batch = match name {
+            "linear.onnx" => x_table(),
+            "iris_mlp.onnx" => iris(),
+            _ => gemm_input(),
+        };
+        let want = tensors(plain.predict(batch.clone()).unwrap());
+        let got = tensors(offloaded.predict(batch).unwrap());
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.name, &g.shape), (&w.name, &w.shape), "{name}");
+            match (&g.values, &w.values) {
+                (Values::Float32(g), Values::Float32(w)) => {
+                    let wide: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+                    close(g, &wide, 1e-5);
+                }
+                (g, w) => assert_eq!(g, w, "{name}"),
+            }
+        }
+        // A backend that refuses a layer leaves it to tract.
+        let refusing = NaiveBackend {
+            refuse: true,
+            ..NaiveBackend::default()
+        };
+        let refused = OnnxModel::load_with(&fixture(name), Some(&refusing)).unwrap();
+        assert_eq!(refused.host_layers(), 0);
     }
 }

@@ -2,6 +2,7 @@
 //! can check that each misbehaviour fails alone and leaves the host serving.
 
 use serde::Deserialize;
+use wasmflow_plugin_sdk::tensor::Dense;
 use wasmflow_plugin_sdk::{
     Column, Data, Error, Guest, GuestModel, Model, PluginInfo, Tensor, Values,
 };
@@ -125,6 +126,51 @@ impl Hostile {
                 println!("a line from the plugin's stdout");
                 eprintln!("a line from the plugin's stderr");
                 Ok(input)
+            }
+            "tensor-long-product" => {
+                // 8192 × 2048 by 2048 × 2048: ~34 G multiply-adds, seconds of one core, in one
+                // host call; the host must stop it at the call's deadline.
+                let (rows, k, n) = (8192u32, 2048u32, 2048u32);
+                let layer = {
+                    let weights = vec![0.5f32; (k * n) as usize];
+                    Dense::create(k, n, &weights, None, true).map_err(Error::invalid_input)?
+                };
+                let input = vec![1.0f32; (rows * k) as usize];
+                let out = layer.apply(rows, &input).map_err(Error::invalid_input)?;
+                Ok(Data::Tensors(vec![Tensor {
+                    name: "y".into(),
+                    shape: vec![rows.into(), n.into()],
+                    values: Values::Float32(out),
+                }]))
+            }
+            "tensor-bad-shapes" => {
+                // Each call lies about its sizes; every one must come back as an error.
+                let mut errors = Vec::new();
+                let mut note = |r: Result<(), String>| match r {
+                    Ok(()) => errors.push("accepted".to_string()),
+                    Err(e) => errors.push(e),
+                };
+                note(Dense::create(3, 4, &[1.0; 11], None, false).map(drop));
+                note(Dense::create(3, 4, &[1.0; 12], Some(&[0.0; 5]), false).map(drop));
+                note(Dense::create(u32::MAX, u32::MAX, &[], None, false).map(drop));
+                let layer =
+                    Dense::create(3, 4, &[1.0; 12], None, false).map_err(Error::internal)?;
+                note(layer.apply(2, &[1.0; 5]).map(drop));
+                note(layer.apply(u32::MAX, &[1.0; 3]).map(drop));
+                let wide = Dense::create(0, u32::MAX, &[], None, false).map_err(Error::internal)?;
+                note(wide.apply(u32::MAX, &[]).map(drop));
+                Ok(text_column("errors", errors.join("\n")))
+            }
+            "tensor-hoard" => {
+                // Layers of 4 MiB the host keeps, until it refuses one.
+                let weights = vec![1.0f32; 1 << 20];
+                let mut hoard = Vec::new();
+                loop {
+                    hoard.push(
+                        Dense::create(1024, 1024, &weights, None, false)
+                            .map_err(Error::invalid_input)?,
+                    );
+                }
             }
             other => Err(Error::unsupported(format!("unknown behavior '{other}'"))),
         }
