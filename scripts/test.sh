@@ -101,7 +101,7 @@ fi
 # tree (lightgbm's make_fixtures.py): it is listed, not run.
 flavor_fixtures="$target_dir/flavor-fixtures"
 flavor_crates=(wasmflow-plugin-sdk wasmflow-skops wasmflow-flavor-sklearn wasmflow-flavor-xgboost
-    wasmflow-flavor-lightgbm)
+    wasmflow-flavor-lightgbm wasmflow-flavor-onnx)
 crate_dir() {
     case "$1" in
         wasmflow-plugin-sdk) echo "$repo/plugins/sdk" ;;
