@@ -604,6 +604,7 @@ mod tests {
                 value: Some(AnyValue {
                     value: Some(attribute),
                 }),
+                ..KeyValue::default()
             }],
             ..Span::default()
         }
