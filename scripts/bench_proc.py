@@ -1,9 +1,10 @@
 """Process helpers the Python bench scripts share: a free local port, waiting for a server's
-`/health`, and stopping a server started in a session of its own (`start_new_session=True`)
-with everything it spawned."""
+`/health`, stopping a server started in a session of its own (`start_new_session=True`)
+with everything it spawned, and a light keep-alive HTTP client for load generators."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -34,6 +35,21 @@ def wait_up(proc: subprocess.Popen, url: str, timeout: float = 600, what: str | 
             pass
         time.sleep(0.1)
     raise SystemExit(f"{what} did not come up")
+
+
+class KeepAlive:
+    """POSTs on one keep-alive connection with `http.client`: a fraction of `requests`' cost a
+    call, so that a load generator sharing the machine's cores leaves them to the server."""
+
+    def __init__(self, url: str, timeout: float = 300):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The answer's status and bytes, read to the last one."""
+        self.conn.request("POST", path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -21,6 +21,8 @@ from mlflow.entities import SpanType
 from mlflow.exceptions import MlflowException
 from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -488,3 +490,90 @@ def test_search_traces_dataframe_matches_mlflow_server(server, mlflow_server, un
     assert {a["assessment_name"] for a in first["assessments"]} == {"good", "expected"}
     assert [r["state"] for r in frames["wasmflow"]] == ["OK", "OK", "ERROR", "OK"]
     assert [r["has_source_run"] for r in frames["wasmflow"]] == [False, False, False, True]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. `span.attributes.<key>` filters as MLflow's SQL store answers them.
+
+_ATTRIBUTE_VALUES = [
+    # (label, value set with the client's `span.set_attribute`, or an OTLP AnyValue)
+    ("client-str", "m3"), ("client-upper", "M3"), ("client-int", 5), ("client-float", 1.5),
+    ("client-bool", True), ("client-dict", {"a": 1}),
+]
+_OTLP_VALUES = [
+    ("otlp-str", {"string_value": "m3"}), ("otlp-quoted", {"string_value": '"m3"'}),
+    ("otlp-int", {"int_value": 5}), ("otlp-double", {"double_value": 1.5}),
+    ("otlp-bool", {"bool_value": True}), ("otlp-json", {"string_value": '{"a": 1}'}),
+]
+_ATTRIBUTE_FILTERS = [
+    "span.attributes.tier = 'm3'", "span.attributes.tier = '\"m3\"'", "span.attributes.tier = '5'",
+    "span.attributes.tier != 'm3'", "span.attributes.nope != 'x'",
+    "span.attributes.tier LIKE '%m3%'", "span.attributes.tier LIKE 'm3'", "span.attributes.tier LIKE '%M3%'",
+    "span.attributes.tier ILIKE '%M3%'", "span.attributes.tier LIKE '%5%'", "span.attributes.tier LIKE ': \"5\"%'",
+    "span.attributes.tier LIKE '%\"m3\"%'", "span.attributes.tier LIKE '%true%'", "span.attributes.tier LIKE '%1.5%'",
+    "span.attributes.tier LIKE '%a%'", "span.attributes.`tier` LIKE '%m3%'", "span.attributes.ti_r LIKE '%m3%'",
+    "span.attributes.tier LIKE '%'", "span.content LIKE '%\"tier\": \"%'", "span.content LIKE '%\"tier\": \"5\"%'",
+    "trace.text ILIKE '%M3%'",
+]
+
+
+def _attribute_otlp_payload():
+    """One OTLP request with a span for each of `_OTLP_VALUES` (as an OpenTelemetry SDK sends
+    them), made once so that both servers get the same ids (they are in the span's text that
+    LIKE patterns scan): (body, trace id -> label)."""
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    labels = {}
+    for i, (label, value) in enumerate(_OTLP_VALUES):
+        span = spans.add()
+        span.trace_id = uuid.uuid4().bytes
+        span.span_id = uuid.uuid4().bytes[:8]
+        span.name = "s"
+        span.start_time_unix_nano = time.time_ns() + i
+        span.end_time_unix_nano = span.start_time_unix_nano + 1000
+        span.status.code = 1
+        span.attributes.append(KeyValue(key="tier", value=AnyValue(**value)))
+        labels["tr-" + span.trace_id.hex()] = label
+    return req.SerializeToString(), labels
+
+
+def _attribute_traces(url, experiment_id, otlp):
+    """The traces of `_ATTRIBUTE_VALUES` (made by the client, each a span with the attribute
+    `tier`) and of the `otlp` payload: trace id -> label."""
+    labels = {}
+    for label, value in _ATTRIBUTE_VALUES:
+        with mlflow.start_span("s") as span:
+            span.set_attribute("tier", value)
+        labels[mlflow.get_last_active_trace_id()] = label
+    _flush()
+    body, otlp_labels = otlp
+    _send(url, experiment_id, body)
+    return {**labels, **otlp_labels}
+
+
+def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    seen = {}
+    otlp = _attribute_otlp_payload()
+    for name, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
+        exp = _new_experiment(srv.url, unique_name("attr"))
+        labels = _attribute_traces(srv.url, exp, otlp)
+        answers = {}
+        for f in _ATTRIBUTE_FILTERS:
+            found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f, max_results=100)
+            answers[f] = sorted(labels[t.info.trace_id] for t in found)
+        for f in ["span.attributes.tier IN ('m3')", "span.attributes.tier NOT IN ('m3')"]:
+            with pytest.raises(MlflowException):
+                mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f)
+        seen[name] = answers
+    differ = {f: (seen["wasmflow"][f], seen["mlflow"][f]) for f in _ATTRIBUTE_FILTERS
+              if seen["wasmflow"][f] != seen["mlflow"][f]}
+    assert differ == {}
+    # What the comparison covers, spelled out: `=` matches nothing (MLflow compares the span's
+    # text with the pattern itself), `!=` everything, LIKE the value's JSON text after the key.
+    got = seen["wasmflow"]
+    everything = sorted(label for label, _ in _ATTRIBUTE_VALUES + _OTLP_VALUES)
+    assert got["span.attributes.tier = 'm3'"] == []
+    assert got["span.attributes.tier != 'm3'"] == everything
+    assert got["span.attributes.tier LIKE '%m3%'"] == ["client-str", "otlp-quoted", "otlp-str"]
+    assert got["span.attributes.tier ILIKE '%M3%'"] == ["client-str", "client-upper", "otlp-quoted", "otlp-str"]
+    assert got["span.attributes.tier LIKE ': \"5\"%'"] == ["client-int", "otlp-int"]

@@ -26,6 +26,14 @@ pub(crate) fn experiment_id_number(experiment_id: &str) -> Result<i64> {
         .map_err(|_| Error::invalid(format!("invalid experiment id '{experiment_id}'")))
 }
 
+/// A write naming `experiment` for a trace stored in another: refused, so that it neither moves
+/// nor adds to a trace of an experiment the caller was not checked against.
+pub(crate) fn other_experiment(trace_id: &str, stored: i64, experiment: i64) -> Error {
+    Error::invalid(format!(
+        "trace '{trace_id}' belongs to experiment '{stored}', not '{experiment}'"
+    ))
+}
+
 /// The `trace_info` columns [`trace_info_from_row`] reads, in its order.
 pub(crate) const TRACE_INFO_COLUMNS: &str = "trace_id, experiment_id, request_time, \
     execution_duration, state, client_request_id, request_preview, response_preview";
@@ -103,6 +111,8 @@ pub(crate) struct SpanBatch<'a> {
     pub trace_id: &'a str,
     /// In the order received; a span sent twice keeps its last copy.
     pub spans: Vec<&'a NewSpan>,
+    /// Each span's decoded attributes (read from its `content` once, for every rule below).
+    attributes: Vec<serde_json::Map<String, Value>>,
 }
 
 /// `spans` by trace, in trace id order: writers that lock several traces lock them in the same
@@ -117,16 +127,62 @@ pub(crate) fn span_batches(spans: &[NewSpan]) -> Vec<SpanBatch<'_>> {
     }
     by_trace
         .into_iter()
-        .map(|(trace_id, spans)| SpanBatch { trace_id, spans })
+        .map(|(trace_id, spans)| SpanBatch {
+            trace_id,
+            attributes: spans.iter().map(|s| batch_attributes(s)).collect(),
+            spans,
+        })
         .collect()
 }
 
-impl SpanBatch<'_> {
-    fn root(&self) -> Option<&NewSpan> {
-        self.spans
+/// The attributes of `span` that the rules of [`SpanBatch`] read. Only a root span's are
+/// read whole (previews, trace tags); of the others only [`DERIVING_KEYS`], so a span whose
+/// text names none of them is not parsed (most spans of a trace: the parse was a large part of
+/// ingesting them).
+fn batch_attributes(span: &NewSpan) -> serde_json::Map<String, Value> {
+    let wanted = span.parent_span_id.is_none()
+        || DERIVING_KEYS
             .iter()
-            .copied()
-            .find(|s| s.parent_span_id.is_none())
+            .any(|k| span.content.contains(&format!("\"{k}\"")));
+    if wanted {
+        derived::attributes(&span.content)
+    } else {
+        serde_json::Map::new()
+    }
+}
+
+/// The attributes of a span that is not its trace's root from which MLflow derives a trace's
+/// metadata ([`SpanBatch::derived_metadata`], [`SpanBatch::needs_span_tree`]).
+const DERIVING_KEYS: [&str; 5] = [
+    "session.id",
+    "gen_ai.conversation.id",
+    "user.id",
+    derived::CHAT_USAGE,
+    derived::LLM_COST,
+];
+
+#[cfg(test)]
+#[test]
+fn deriving_keys_are_the_ones_read() {
+    // `derived::session_id` and `derived::user_id` read exactly these keys.
+    let mut attrs = serde_json::Map::new();
+    for (k, v) in [("session.id", "s"), ("user.id", "u")] {
+        attrs.insert(k.into(), Value::String(v.into()));
+    }
+    assert_eq!(derived::session_id(&attrs).as_deref(), Some("s"));
+    assert_eq!(derived::user_id(&attrs).as_deref(), Some("u"));
+    attrs.clear();
+    attrs.insert("gen_ai.conversation.id".into(), Value::String("c".into()));
+    assert_eq!(derived::session_id(&attrs).as_deref(), Some("c"));
+}
+
+impl SpanBatch<'_> {
+    fn root_index(&self) -> Option<usize> {
+        self.spans.iter().position(|s| s.parent_span_id.is_none())
+    }
+
+    fn root(&self) -> Option<&NewSpan> {
+        self.root_index().map(|i| self.spans[i])
     }
 
     fn start_ms(&self) -> i64 {
@@ -147,15 +203,15 @@ impl SpanBatch<'_> {
     }
 
     /// The root span's attributes (none while the root has not come).
-    fn root_attributes(&self) -> serde_json::Map<String, Value> {
-        self.root()
-            .map(|r| derived::attributes(&r.content))
-            .unwrap_or_default()
+    fn root_attributes(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.root_index().map(|i| &self.attributes[i])
     }
 
     /// The request and response previews MLflow makes of the root span's inputs and outputs.
     fn previews(&self) -> (Option<String>, Option<String>) {
-        let attrs = self.root_attributes();
+        let Some(attrs) = self.root_attributes() else {
+            return (None, None);
+        };
         (
             attrs
                 .get(derived::SPAN_INPUTS)
@@ -222,7 +278,9 @@ impl SpanBatch<'_> {
         if let Some(first) = self.spans.iter().find(|s| !s.resource_tags.is_empty()) {
             tags.extend(first.resource_tags.clone());
         }
-        tags.extend(derived::root_trace_tags(&self.root_attributes()));
+        if let Some(attrs) = self.root_attributes() {
+            tags.extend(derived::root_trace_tags(attrs));
+        }
         tags.remove(ARTIFACT_LOCATION_TAG);
         tags.remove(SPANS_LOCATION_TAG);
         tags
@@ -232,8 +290,7 @@ impl SpanBatch<'_> {
     /// the batch reports token usage or cost, which are summed over the whole tree (a parent
     /// that rolls up its children's usage may arrive in another batch than they do).
     pub(crate) fn needs_span_tree(&self) -> bool {
-        self.spans.iter().any(|s| {
-            let a = derived::attributes(&s.content);
+        self.attributes.iter().any(|a| {
             a.get(derived::CHAT_USAGE).is_some_and(Value::is_object)
                 || a.get(derived::LLM_COST).is_some_and(Value::is_object)
         })
@@ -249,11 +306,7 @@ impl SpanBatch<'_> {
         finalized: bool,
         tree: &[derived::Node],
     ) -> Vec<(&'static str, String)> {
-        let attrs: Vec<serde_json::Map<String, Value>> = self
-            .spans
-            .iter()
-            .map(|s| derived::attributes(&s.content))
-            .collect();
+        let attrs = &self.attributes;
         let mut out = Vec::new();
         type Find = fn(&serde_json::Map<String, Value>) -> Option<String>;
         for (key, find) in [
@@ -484,18 +537,7 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
         TraceKey::SpanAttribute(key) if key.is_empty() => {
             Ok(in_spans(compare("s.content", op, &value, b)?))
         }
-        TraceKey::SpanAttribute(key) => {
-            // SQLite reads the attribute out of the span's JSON text; PostgreSQL keeps the
-            // attributes as JSONB beside it.
-            let attribute = match b.dialect {
-                Dialect::Sqlite => format!(
-                    "CAST(json_extract(s.content, {}) AS TEXT)",
-                    b.text(format!("$.attributes.\"{}\"", key.replace('"', "\\\"")))
-                ),
-                Dialect::Postgres => format!("(s.attributes ->> {})", b.text(key.clone())),
-            };
-            Ok(in_spans(compare(&attribute, op, &value, b)?))
-        }
+        TraceKey::SpanAttribute(key) => span_attribute_condition(key, op, &value, b),
         TraceKey::Prompt => Ok(format!(
             "EXISTS (SELECT 1 FROM trace_prompts p WHERE p.trace_id = t.trace_id AND {})",
             compare("p.prompt", op, &value, b)?
@@ -526,6 +568,39 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
                  AND a.valid = 1 AND a.kind = {kind} AND a.name = {name}{test})"
             ))
         }
+    }
+}
+
+/// `span.attributes.<key> <op> <value>` as MLflow 3.17's SQL store compiles it
+/// (`_get_filter_clauses_for_search_traces`): not the attribute's value but the span's whole
+/// JSON text is compared, with the pattern `%"<key>"<value>%`. So `LIKE '%m3%'` matches a span
+/// whose text has `"<key>"` followed, anywhere later, by `m3` (the value is written there as
+/// its JSON text, `"tier": "\"m3\""`), and MLflow compares `=` and `!=` with the pattern as
+/// plain text: as the span's text is a JSON object (it starts with `{`) and the pattern starts
+/// with `%`, `=` matches no span and `!=` every span, which is what is asked here without
+/// reading the spans' text. Checked against a real `mlflow server` in
+/// tests/e2e/test_traces_server.py.
+fn span_attribute_condition(
+    key: &str,
+    op: TraceOp,
+    value: &SearchValue,
+    b: &mut Binder,
+) -> Result<String> {
+    let any_span = "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id";
+    match (op, value) {
+        (TraceOp::Eq, _) => Ok("1 = 0".into()),
+        (TraceOp::Ne, _) => Ok(format!("{any_span})")),
+        (TraceOp::Like | TraceOp::ILike, SearchValue::Str(v)) => {
+            let pattern = SearchValue::Str(format!("%\"{key}\"{v}%"));
+            Ok(format!(
+                "{any_span} AND {})",
+                compare("s.content", op, &pattern, b)?
+            ))
+        }
+        _ => Err(Error::invalid(format!(
+            "the comparator '{}' is not supported for 'span.attributes.{key}'",
+            op.as_str()
+        ))),
     }
 }
 

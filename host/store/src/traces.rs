@@ -92,8 +92,9 @@ pub struct NewSpan {
     /// The span's `mlflow.spanInputs` / `mlflow.spanOutputs` as JSON text (previews of roots).
     pub inputs: Option<String>,
     pub outputs: Option<String>,
-    /// The span as a JSON object (`name`, `status`, `attributes`, `events`), for
-    /// `span.attributes.<key>` and `span.content` filters.
+    /// The span's JSON text as MLflow's SQL store keeps it (`json.dumps` of MLflow's
+    /// `Span.to_dict()`: each attribute's value is its JSON text), which `span.content` and
+    /// `span.attributes.<key>` filters match LIKE patterns against, as MLflow does.
     pub content: String,
     /// The OTLP `Span` message, protobuf-encoded.
     pub body: Vec<u8>,
@@ -157,7 +158,8 @@ pub enum TraceKey {
     RunId,
     /// `span.name`, `span.type`, `span.status`.
     Span(&'static str),
-    /// `span.attributes.<key>` (the attribute's JSON text), or `span.content` (all of it).
+    /// `span.attributes.<key>`, or `span.content` / `text` (empty key): LIKE patterns over the
+    /// span's JSON text, as MLflow's SQL store matches them.
     SpanAttribute(String),
     /// `feedback.<name>` / `expectation.<name>`: an assessment's value (JSON text).
     Assessment {
@@ -741,9 +743,9 @@ pub mod derived {
     /// MLflow's `TRACE_REQUEST_RESPONSE_PREVIEW_MAX_LENGTH_OSS`.
     const PREVIEW_MAX_CHARS: usize = 1000;
 
-    /// A span's attributes from its stored `content` JSON. A string holding a JSON string,
-    /// object or array stands for that value (MLflow's `sanitize_attributes`: producers such
-    /// as OpenTelemetry SDKs, whose attributes cannot be maps, send them JSON-encoded).
+    /// A span's attributes from its stored `content` JSON (MLflow's `Span.to_dict()`, where
+    /// each attribute's value is its JSON text), decoded as MLflow's `Span.attributes` reads
+    /// them; a value that is no JSON text is kept as the string it is.
     pub fn attributes(content: &str) -> Map<String, Value> {
         let mut attrs = match serde_json::from_str::<Value>(content) {
             Ok(Value::Object(mut o)) => match o.remove("attributes") {
@@ -754,8 +756,7 @@ pub mod derived {
         };
         for v in attrs.values_mut() {
             if let Value::String(s) = v
-                && let Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
-                    serde_json::from_str::<Value>(s)
+                && let Ok(inner) = serde_json::from_str::<Value>(s)
             {
                 *v = inner;
             }

@@ -33,11 +33,14 @@ fn span(
         end_time_ns: Some((start_ms + 10) * 1_000_000),
         inputs: Some(r#"{"q": 1}"#.into()),
         outputs: Some("2".into()),
-        content: json!({"name": name, "attributes": {
-            "model": "tiny", "temperature": 0.5,
-            "mlflow.spanInputs": {"q": 1}, "mlflow.spanOutputs": 2,
-        }})
-        .to_string(),
+        // As MLflow's `json.dumps(span.to_dict())`: each attribute's value is its JSON text.
+        content: wasmflow_core::pyjson::dumps(
+            &json!({"name": name, "attributes": {
+                "model": "\"tiny\"", "temperature": "0.5",
+                "mlflow.spanInputs": "{\"q\": 1}", "mlflow.spanOutputs": "2",
+            }}),
+            wasmflow_core::pyjson::Style::Unicode,
+        ),
         body: vec![1, 2, 3],
         resource_tags: Default::default(),
     }
@@ -333,18 +336,29 @@ fn search_filters_delete_and_assessments() {
             ["tr-1", "tr-3"]
         );
         assert_eq!(search(&store, "span.status = 'ERROR'"), ["tr-2"]);
+        // As MLflow's SQL store: LIKE patterns over the span's text after `"<key>"`, and `=` /
+        // `!=` comparing that text with the pattern itself (never equal, always unequal).
+        let all = ["tr-1", "tr-2", "tr-3"];
+        let none = Vec::<String>::new();
+        assert_eq!(search(&store, "span.attributes.model = 'tiny'"), none);
+        assert_eq!(search(&store, "span.attributes.model != 'tiny'"), all);
+        assert_eq!(search(&store, "span.attributes.nope != 'x'"), all);
+        assert_eq!(search(&store, "span.attributes.model LIKE '%tiny%'"), all);
+        assert_eq!(search(&store, "span.attributes.model LIKE '%TINY%'"), none);
+        assert_eq!(search(&store, "span.attributes.model ILIKE '%TINY%'"), all);
+        assert_eq!(search(&store, "span.attributes.model LIKE '%huge%'"), none);
+        assert_eq!(search(&store, "span.attributes.model LIKE 'tiny'"), none);
         assert_eq!(
-            search(&store, "span.attributes.model = 'tiny'"),
-            ["tr-1", "tr-2", "tr-3"]
+            search(&store, "span.attributes.temperature LIKE '%0.5%'"),
+            all
         );
+        // The name comes before the attributes in the span's text.
         assert_eq!(
-            search(&store, "span.attributes.temperature = '0.5'"),
-            ["tr-1", "tr-2", "tr-3"]
+            search(&store, "span.attributes.model LIKE '%step-1%'"),
+            none
         );
-        assert_eq!(
-            search(&store, "span.attributes.model = 'huge'"),
-            Vec::<String>::new()
-        );
+        assert_eq!(search(&store, "span.content LIKE '%step-1%'"), ["tr-2"]);
+        assert_eq!(search(&store, "trace.text LIKE '%step-1%'"), ["tr-2"]);
         assert_eq!(
             search(&store, "span.content LIKE '%tiny%'"),
             ["tr-1", "tr-2", "tr-3"]

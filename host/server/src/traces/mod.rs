@@ -299,7 +299,7 @@ async fn run_search(
 async fn search_v3(
     State(state): State<AppState>,
     Message(req): Message<SearchV3>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let mut ids = Vec::new();
     for loc in &req.locations {
         match loc
@@ -322,11 +322,17 @@ async fn search_v3(
         req.page_token,
     )?;
     let (infos, token) = run_search(&state, search).await?;
-    let mut body = json!({"traces": infos.iter().map(wire::trace_info_json).collect::<Vec<_>>()});
-    if let Some(t) = token {
-        body["next_page_token"] = json!(t);
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        traces: Vec<wire::TraceInfoJson<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    Ok(Json(body))
+    Ok(Json(Page {
+        traces: infos.iter().map(wire::TraceInfoJson).collect(),
+        next_page_token: token,
+    })
+    .into_response())
 }
 
 async fn search_v2(State(state): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {

@@ -165,33 +165,59 @@ pub fn trace_info_from_json(v: &Value) -> Result<TraceInfo> {
 
 /// `TraceInfoV3` as protobuf's JSON mapping writes it.
 pub fn trace_info_json(info: &TraceInfo) -> Value {
-    let mut m = Map::new();
-    m.insert("trace_id".into(), json!(info.trace_id));
-    m.insert(
-        "trace_location".into(),
-        json!({"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": info.experiment_id}}),
-    );
-    m.insert(
-        "request_time".into(),
-        json!(format_timestamp(info.request_time)),
-    );
-    if let Some(d) = info.execution_duration {
-        m.insert("execution_duration".into(), json!(format_duration(d)));
-    }
-    m.insert("state".into(), json!(info.state));
-    for (k, v) in [
-        ("client_request_id", &info.client_request_id),
-        ("request_preview", &info.request_preview),
-        ("response_preview", &info.response_preview),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), json!(v));
+    serde_json::to_value(TraceInfoJson(info)).unwrap_or(Value::Null)
+}
+
+/// A `TraceInfoV3` written straight into an answer (a search page writes 100 of them), without
+/// first copying it into a [`Value`]: protobuf's JSON mapping, fields in MLflow's order.
+pub struct TraceInfoJson<'a>(pub &'a TraceInfo);
+
+impl serde::Serialize for TraceInfoJson<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(serde::Serialize)]
+        struct Experiment<'a> {
+            experiment_id: &'a str,
         }
+        #[derive(serde::Serialize)]
+        struct Location<'a> {
+            r#type: &'static str,
+            mlflow_experiment: Experiment<'a>,
+        }
+        let info = self.0;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("trace_id", &info.trace_id)?;
+        m.serialize_entry(
+            "trace_location",
+            &Location {
+                r#type: "MLFLOW_EXPERIMENT",
+                mlflow_experiment: Experiment {
+                    experiment_id: &info.experiment_id,
+                },
+            },
+        )?;
+        m.serialize_entry("request_time", &format_timestamp(info.request_time))?;
+        if let Some(d) = info.execution_duration {
+            m.serialize_entry("execution_duration", &format_duration(d))?;
+        }
+        m.serialize_entry("state", &info.state)?;
+        for (k, v) in [
+            ("client_request_id", &info.client_request_id),
+            ("request_preview", &info.request_preview),
+            ("response_preview", &info.response_preview),
+        ] {
+            if let Some(v) = v {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.serialize_entry("trace_metadata", &info.trace_metadata)?;
+        m.serialize_entry("tags", &info.tags)?;
+        m.serialize_entry("assessments", &info.assessments)?;
+        m.end()
     }
-    m.insert("trace_metadata".into(), json!(info.trace_metadata));
-    m.insert("tags".into(), json!(info.tags));
-    m.insert("assessments".into(), json!(info.assessments));
-    Value::Object(m)
 }
 
 /// The v2 `TraceInfo` (`request_id`, `timestamp_ms`, lists of key/value pairs).
@@ -225,7 +251,13 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// An OTLP `AnyValue` in protobuf's JSON mapping.
@@ -344,35 +376,6 @@ fn plain(v: &AnyValue) -> Value {
     }
 }
 
-/// What `span.content` filters look at (MLflow's span as JSON): the name, status, attributes
-/// and events with their attributes.
-fn span_content(span: &Span, attributes: Map<String, Value>) -> String {
-    let events: Vec<Value> = span
-        .events
-        .iter()
-        .map(|e| {
-            let attrs: Map<String, Value> = e
-                .attributes
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value.as_ref().map(plain).unwrap_or(Value::Null),
-                    )
-                })
-                .collect();
-            json!({"name": e.name, "attributes": attrs})
-        })
-        .collect();
-    json!({
-        "name": span.name,
-        "status": span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
-        "attributes": attributes,
-        "events": events,
-    })
-    .to_string()
-}
-
 /// The MLflow trace id of an OTLP trace id (`tr-` and its hex).
 pub fn mlflow_trace_id(otel_trace_id: &[u8]) -> String {
     format!("tr-{}", hex(otel_trace_id))
@@ -405,6 +408,13 @@ pub fn resource_tags(attributes: &[KeyValue]) -> BTreeMap<String, String> {
 pub fn span_dict(body: &[u8]) -> Result<Value> {
     let s = Span::decode(body)
         .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    Ok(span_dict_of(&s))
+}
+
+/// [`span_dict`] of a decoded span. As MLflow's `Span.from_otel_proto`, the span's
+/// `mlflow.traceRequestId` attribute is the trace's MLflow id (the server's, whatever a client
+/// sent), in its place if the client sent one, else last.
+fn span_dict_of(s: &Span) -> Value {
     // A string holding a JSON string, object or array is that value, as MLflow's store keeps
     // it (`sanitize_attributes`): producers that cannot send maps send them JSON-encoded.
     let dumped = |kvs: &[KeyValue]| -> Map<String, Value> {
@@ -437,6 +447,14 @@ pub fn span_dict(body: &[u8]) -> Result<Value> {
             })
             .collect()
     };
+    let mut attributes = dumped(&s.attributes);
+    attributes.insert(
+        REQUEST_ID_ATTRIBUTE.into(),
+        json!(wasmflow_core::pyjson::dumps(
+            &json!(mlflow_trace_id(&s.trace_id)),
+            wasmflow_core::pyjson::Style::Unicode
+        )),
+    );
     let code = match s.status.as_ref().map(|st| st.code) {
         Some(1) => "STATUS_CODE_OK",
         Some(2) => "STATUS_CODE_ERROR",
@@ -464,7 +482,7 @@ pub fn span_dict(body: &[u8]) -> Result<Value> {
             })
         })
         .collect();
-    Ok(json!({
+    json!({
         "trace_id": b64(&s.trace_id),
         "span_id": b64(&s.span_id),
         "parent_span_id": (!s.parent_span_id.is_empty()).then(|| b64(&s.parent_span_id)),
@@ -476,10 +494,13 @@ pub fn span_dict(body: &[u8]) -> Result<Value> {
             "code": code,
             "message": s.status.as_ref().map(|st| st.message.clone()).unwrap_or_default(),
         },
-        "attributes": dumped(&s.attributes),
+        "attributes": attributes,
         "links": links,
-    }))
+    })
 }
+
+/// MLflow's `SpanAttributeKey.REQUEST_ID`.
+const REQUEST_ID_ATTRIBUTE: &str = "mlflow.traceRequestId";
 
 /// A received OTLP span as a stored one; a span without proper ids is refused.
 pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result<NewSpan> {
@@ -503,29 +524,27 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
             span.name
         )));
     }
-    let mut content = Map::new();
-    for kv in &span.attributes {
-        content.insert(
-            kv.key.clone(),
-            kv.value.as_ref().map(plain).unwrap_or(Value::Null),
-        );
-    }
+    // An attribute's value (the last one of a key sent twice, as a dict keeps it).
+    let attribute = |key: &str| -> Option<Value> {
+        let kv = span.attributes.iter().rev().find(|kv| kv.key == key)?;
+        Some(kv.value.as_ref().map(plain).unwrap_or(Value::Null))
+    };
     // The MLflow client sends its attributes decoded; a producer that sends them JSON-encoded
     // (`"\"LLM\""`) means the same.
     let text_of = |key: &str| -> Option<String> {
-        match content.get(key)? {
-            Value::String(s) => Some(match serde_json::from_str::<Value>(s) {
+        match attribute(key)? {
+            Value::String(s) => Some(match serde_json::from_str::<Value>(&s) {
                 Ok(Value::String(inner)) => inner,
-                _ => s.clone(),
+                _ => s,
             }),
             other => Some(other.to_string()),
         }
     };
     let json_of = |key: &str| -> Option<String> {
-        match content.get(key)? {
-            Value::String(s) if serde_json::from_str::<Value>(s).is_ok() => Some(s.clone()),
+        match attribute(key)? {
+            Value::String(s) if serde_json::from_str::<Value>(&s).is_ok() => Some(s),
             other => Some(wasmflow_core::pyjson::dumps(
-                other,
+                &other,
                 wasmflow_core::pyjson::Style::Unicode,
             )),
         }
@@ -546,7 +565,13 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
         end_time_ns: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano as i64),
         inputs: json_of("mlflow.spanInputs"),
         outputs: json_of("mlflow.spanOutputs"),
-        content: span_content(span, content),
+        // The span's JSON text exactly as MLflow's SQL store keeps it (`json.dumps` of
+        // `Span.to_dict()`): `span.content` and `span.attributes.<key>` filters are LIKE
+        // patterns over this text, so the same text matches the same patterns as in MLflow.
+        content: wasmflow_core::pyjson::dumps(
+            &span_dict_of(span),
+            wasmflow_core::pyjson::Style::Unicode,
+        ),
         body: span.encode_to_vec(),
         resource_tags: resource_tags.clone(),
     })
@@ -555,6 +580,61 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Status;
+
+    fn otlp_span(trace: &str, span: &str, start: u64, attribute: any_value::Value) -> Span {
+        let bytes = |h: &str| {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        Span {
+            trace_id: bytes(trace),
+            span_id: bytes(span),
+            name: "root".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1000,
+            status: Some(Status {
+                code: 1,
+                ..Status::default()
+            }),
+            attributes: vec![KeyValue {
+                key: "tier".into(),
+                value: Some(AnyValue {
+                    value: Some(attribute),
+                }),
+                ..KeyValue::default()
+            }],
+            ..Span::default()
+        }
+    }
+
+    /// The text `spans.content` holds is MLflow 3.17.2's, byte for byte: these are the rows its
+    /// SQL store wrote for the same OTLP spans (a string and an integer attribute).
+    #[test]
+    fn span_content_is_mlflows_text() {
+        let string = otlp_span(
+            "9bf99b757686048b88aa947d21db14e8",
+            "a2dcc7bf849c32b9",
+            1796397851268538538,
+            any_value::Value::StringValue("m3".into()),
+        );
+        assert_eq!(
+            new_span(&string, &BTreeMap::new()).unwrap().content,
+            r#"{"trace_id": "m/mbdXaGBIuIqpR9IdsU6A==", "span_id": "otzHv4ScMrk=", "parent_span_id": null, "name": "root", "start_time_unix_nano": 1796397851268538538, "end_time_unix_nano": 1796397851268539538, "events": [], "status": {"code": "STATUS_CODE_OK", "message": ""}, "attributes": {"tier": "\"m3\"", "mlflow.traceRequestId": "\"tr-9bf99b757686048b88aa947d21db14e8\""}, "links": []}"#
+        );
+        let int = otlp_span(
+            "4cf35e9eeda8bee8a4e7ce9fb187539c",
+            "2019cc2dbf8057cf",
+            1796397851400079145,
+            any_value::Value::IntValue(5),
+        );
+        assert_eq!(
+            new_span(&int, &BTreeMap::new()).unwrap().content,
+            r#"{"trace_id": "TPNenu2ovuik586fsYdTnA==", "span_id": "IBnMLb+AV88=", "parent_span_id": null, "name": "root", "start_time_unix_nano": 1796397851400079145, "end_time_unix_nano": 1796397851400080145, "events": [], "status": {"code": "STATUS_CODE_OK", "message": ""}, "attributes": {"tier": "5", "mlflow.traceRequestId": "\"tr-4cf35e9eeda8bee8a4e7ce9fb187539c\""}, "links": []}"#
+        );
+    }
 
     #[test]
     fn timestamps_round_trip() {

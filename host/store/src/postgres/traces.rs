@@ -22,8 +22,9 @@ use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
     TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
-    experiment_id_number, link_prompts_trace_not_found, overridden, parse_assessment, search_query,
-    set_valid, span_artifact_location, span_batches, span_node, trace_info_from_row,
+    experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
+    parse_assessment, search_query, set_valid, span_artifact_location, span_batches, span_node,
+    trace_info_from_row,
 };
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
@@ -197,9 +198,7 @@ async fn claim(
         };
         let stored: i64 = row.get(0);
         if stored != experiment {
-            return Err(Error::invalid(format!(
-                "trace '{trace_id}' belongs to experiment '{stored}', not '{experiment}'"
-            )));
+            return Err(other_experiment(trace_id, stored, experiment));
         }
         return Ok(Claim::Existing(
             SpanRecord {
@@ -398,8 +397,9 @@ async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) 
     .await
 }
 
-/// A span's attributes as JSONB text, for `span.attributes.<key>` filters: JSONB cannot hold the
-/// NUL character, so one in a key or string becomes U+FFFD there (the span itself is unchanged).
+/// A span's attributes as JSONB text (each value the attribute's JSON text, as in `content`),
+/// which the span cost and model metrics read (`span.attributes.<key>` filters match `content`
+/// with LIKE patterns, as MLflow does): JSONB cannot hold the NUL character, so one in a key or string becomes U+FFFD there (the span itself is unchanged).
 fn attributes_json(content: &str) -> String {
     fn clean(v: Value) -> Value {
         match v {

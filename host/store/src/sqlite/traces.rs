@@ -15,8 +15,9 @@ use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
     TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
-    experiment_id_number, link_prompts_trace_not_found, overridden, parse_assessment, search_query,
-    set_valid, span_artifact_location, span_batches, span_node, trace_info_from_row,
+    experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
+    parse_assessment, search_query, set_valid, span_artifact_location, span_batches, span_node,
+    trace_info_from_row,
 };
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
@@ -113,9 +114,7 @@ fn exists_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<bool>
         .optional()
         .map_err(sql_err)?;
     match stored {
-        Some(stored) if stored != experiment => Err(Error::invalid(format!(
-            "trace '{trace_id}' belongs to experiment '{stored}', not '{experiment}'"
-        ))),
+        Some(stored) if stored != experiment => Err(other_experiment(trace_id, stored, experiment)),
         stored => Ok(stored.is_some()),
     }
 }
@@ -208,9 +207,9 @@ fn log_spans(
     let experiment = experiment_id_number(experiment_id)?;
     for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
-        exists_in(conn, trace_id, experiment)?;
-        let stored = stored_span_record(conn, trace_id)?;
+        let stored = stored_span_record(conn, trace_id, experiment)?;
         let finalized = stored.as_ref().is_some_and(|(_, f)| *f);
+        let new = stored.is_none();
         match stored {
             None => {
                 let record = batch.new_record();
@@ -266,20 +265,28 @@ fn log_spans(
             SPANS_IN_STORE,
         )?;
         insert_spans(conn, &batch)?;
-        derive_from_spans(conn, &batch, finalized)?;
+        derive_from_spans(conn, &batch, finalized, new)?;
     }
     Ok(())
 }
 
 /// Writes the tags and metadata MLflow derives from a batch of spans (see
 /// [`SpanBatch::derived_tags`] and [`SpanBatch::derived_metadata`]), after the batch is stored.
-fn derive_from_spans(conn: &Connection, batch: &SpanBatch<'_>, finalized: bool) -> Result<()> {
+/// `new`: the batch made the trace, which so has no metadata yet.
+fn derive_from_spans(
+    conn: &Connection,
+    batch: &SpanBatch<'_>,
+    finalized: bool,
+    new: bool,
+) -> Result<()> {
     let trace_id = batch.trace_id;
     for (k, v) in batch.derived_tags() {
         put_key_value(conn, "trace_tags", trace_id, &k, &v)?;
     }
-    let existing: HashSet<String> = conn
-        .prepare_cached(
+    let existing: HashSet<String> = if new {
+        HashSet::new()
+    } else {
+        conn.prepare_cached(
             "SELECT key FROM trace_metadata WHERE trace_id = ?1 AND key IN (?2, ?3, ?4, ?5)",
         )
         .map_err(sql_err)?
@@ -289,7 +296,8 @@ fn derive_from_spans(conn: &Connection, batch: &SpanBatch<'_>, finalized: bool) 
         )
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
+        .map_err(sql_err)?
+    };
     let tree = if batch.needs_span_tree() {
         conn.prepare_cached(
             "SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = ?1",
@@ -314,30 +322,44 @@ fn derive_from_spans(conn: &Connection, batch: &SpanBatch<'_>, finalized: bool) 
     Ok(())
 }
 
-/// The fields of a trace's record that spans set, and whether the client finalized it.
-fn stored_span_record(conn: &Connection, trace_id: &str) -> Result<Option<(SpanRecord, bool)>> {
-    conn.prepare_cached(
-        "SELECT t.request_time, t.execution_duration, t.state, t.request_preview,
-                t.response_preview, m.value IS NOT NULL
-         FROM trace_info t LEFT JOIN trace_metadata m
-             ON m.trace_id = t.trace_id AND m.key = ?2
-         WHERE t.trace_id = ?1",
-    )
-    .map_err(sql_err)?
-    .query_row(params![trace_id, FINALIZED_METADATA], |r| {
-        Ok((
-            SpanRecord {
-                request_time: r.get(0)?,
-                execution_duration: r.get(1)?,
-                state: r.get(2)?,
-                request_preview: r.get(3)?,
-                response_preview: r.get(4)?,
-            },
-            r.get(5)?,
-        ))
-    })
-    .optional()
-    .map_err(sql_err)
+/// The fields of a trace's record that spans set, and whether the client finalized it; none
+/// for a trace not stored yet. A trace of another experiment than `experiment` is refused, as
+/// in [`exists_in`].
+fn stored_span_record(
+    conn: &Connection,
+    trace_id: &str,
+    experiment: i64,
+) -> Result<Option<(SpanRecord, bool)>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT t.request_time, t.execution_duration, t.state, t.request_preview,
+                    t.response_preview, m.value IS NOT NULL, t.experiment_id
+             FROM trace_info t LEFT JOIN trace_metadata m
+                 ON m.trace_id = t.trace_id AND m.key = ?2
+             WHERE t.trace_id = ?1",
+        )
+        .map_err(sql_err)?
+        .query_row(params![trace_id, FINALIZED_METADATA], |r| {
+            Ok((
+                SpanRecord {
+                    request_time: r.get(0)?,
+                    execution_duration: r.get(1)?,
+                    state: r.get(2)?,
+                    request_preview: r.get(3)?,
+                    response_preview: r.get(4)?,
+                },
+                r.get(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    match found {
+        Some((_, _, stored)) if stored != experiment => {
+            Err(other_experiment(trace_id, stored, experiment))
+        }
+        found => Ok(found.map(|(record, finalized, _)| (record, finalized))),
+    }
 }
 
 fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
