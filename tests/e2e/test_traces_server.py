@@ -392,13 +392,19 @@ def _failing():
 
 
 def _make_traces():
+    # Each trace starts milliseconds after the one before: the frames are compared in the order
+    # of their start times, and two traces started in the same millisecond (as a fast machine
+    # makes them) would be ordered by content, differently on the two servers' runs.
     _assistant("hi")
     first = mlflow.get_last_active_trace_id()
+    time.sleep(0.005)
     with mlflow.start_span("plain", span_type=SpanType.TOOL) as s:
         s.set_inputs({"messages": [{"role": "user", "content": "what?"}]})
         s.set_outputs("ok")
+    time.sleep(0.005)
     with pytest.raises(RuntimeError):
         _failing()
+    time.sleep(0.005)
     with mlflow.start_run():
         _assistant("in a run")
     _flush()
@@ -463,8 +469,7 @@ def _normalize_frame(df):
             "trace_is_whole": _whole(row["trace"], tid, len(row["spans"])),
             "request_time": row["request_time"],
         })
-    # In the order the traces were made; two made in the same millisecond are told apart by what
-    # they hold, the same on both servers.
+    # In the order the traces were made (`_make_traces` starts them milliseconds apart).
     rows.sort(key=lambda r: (r["request_time"], json.dumps(r, sort_keys=True, default=str)))
     for r in rows:
         del r["request_time"]
