@@ -121,6 +121,13 @@ impl GuestModel for Model {
 /// The host's native kernels (`wasmflow:plugin/tensor`) as the engine's dense backend.
 struct HostKernels;
 
+/// Layers with fewer weights stay in tract's wasm kernels. Measured on 2026-12-04 (README,
+/// "Plugins"): the serving benchmark's MLP (20 → 64 → 32 → 1, at most 2,048 weights a layer)
+/// took 0.89 ms of server CPU per 1,000-row request with every layer on the host against
+/// 0.71 ms with none, while the plugin benchmark's (64 → 256 → 256 → 10, 16,384 and 65,536
+/// weights) ran 3.6× native tract in wasm and 2.65× with its layers on the host.
+const MIN_HOST_WEIGHTS: usize = 4096;
+
 impl DenseBackend for HostKernels {
     fn create(
         &self,
@@ -130,6 +137,9 @@ impl DenseBackend for HostKernels {
         bias: Option<Vec<f32>>,
         relu: bool,
     ) -> Result<Arc<dyn DenseLayer>, String> {
+        if k.saturating_mul(n) < MIN_HOST_WEIGHTS {
+            return Err(format!("a {k}×{n} layer is faster in the plugin"));
+        }
         let size = |v: usize| u32::try_from(v).map_err(|_| format!("{v} is too large a size"));
         let layer = tensor::Dense::create(size(k)?, size(n)?, &weights, bias.as_deref(), relu)?;
         Ok(Arc::new(HostLayer(layer)))
