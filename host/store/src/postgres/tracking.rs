@@ -208,6 +208,36 @@ async fn log_param(tx: &Tx<'_>, run_id: &str, param: &Param) -> Result<()> {
     rules::check_param_unchanged(run_id, &param.key, &old, &param.value)
 }
 
+/// The columns both metric tables take of a list of points, as `UNNEST` arrays.
+struct PointColumns<'a> {
+    keys: Vec<&'a str>,
+    steps: Vec<i64>,
+    timestamps: Vec<i64>,
+    values: Vec<f64>,
+    nans: Vec<i64>,
+}
+
+impl<'a> PointColumns<'a> {
+    fn of(points: &[&'a Metric]) -> Self {
+        let mut c = Self {
+            keys: Vec::with_capacity(points.len()),
+            steps: Vec::with_capacity(points.len()),
+            timestamps: Vec::with_capacity(points.len()),
+            values: Vec::with_capacity(points.len()),
+            nans: Vec::with_capacity(points.len()),
+        };
+        for m in points {
+            let (value, is_nan) = rules::stored_metric_value(m.value);
+            c.keys.push(m.key.as_str());
+            c.steps.push(m.step);
+            c.timestamps.push(m.timestamp);
+            c.values.push(value);
+            c.nans.push(i64::from(is_nan));
+        }
+        c
+    }
+}
+
 /// Logs a run's points in one statement that also checks the run: the run's row is read, and
 /// both inserts take their rows from it only when it is active — every point (identical points
 /// are one) and each key's latest point, which only moves forward (the row lock of
@@ -222,35 +252,14 @@ async fn insert_metrics<C: GenericClient + Sync>(
 ) -> Result<()> {
     let mut sorted: Vec<&Metric> = metrics.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut keys = Vec::with_capacity(sorted.len());
-    let (mut steps, mut timestamps) = (Vec::new(), Vec::new());
-    let (mut values, mut nans) = (Vec::new(), Vec::new());
-    let (mut models, mut names, mut digests) = (Vec::new(), Vec::new(), Vec::new());
-    for m in &sorted {
-        let (value, is_nan) = rules::stored_metric_value(m.value);
-        keys.push(m.key.as_str());
-        steps.push(m.step);
-        timestamps.push(m.timestamp);
-        values.push(value);
-        nans.push(i64::from(is_nan));
-        models.push(m.model_id.as_deref());
-        names.push(m.dataset_name.as_deref());
-        digests.push(m.dataset_digest.as_deref());
-    }
+    let points = PointColumns::of(&sorted);
+    let models: Vec<Option<&str>> = sorted.iter().map(|m| m.model_id.as_deref()).collect();
+    let names: Vec<Option<&str>> = sorted.iter().map(|m| m.dataset_name.as_deref()).collect();
+    let digests: Vec<Option<&str>> = sorted.iter().map(|m| m.dataset_digest.as_deref()).collect();
     // Each key's newest point, in key order (the order rows are claimed in).
     let mut latest = rules::latest_per_key(metrics);
     latest.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut latest_keys = Vec::with_capacity(latest.len());
-    let (mut latest_steps, mut latest_timestamps, mut latest_values, mut latest_nans) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for m in latest {
-        let (value, is_nan) = rules::stored_metric_value(m.value);
-        latest_keys.push(m.key.as_str());
-        latest_steps.push(m.step);
-        latest_timestamps.push(m.timestamp);
-        latest_values.push(value);
-        latest_nans.push(i64::from(is_nan));
-    }
+    let latest = PointColumns::of(&latest);
     let stmt = client
         .prepare_cached(
             "WITH run AS (
@@ -285,19 +294,19 @@ async fn insert_metrics<C: GenericClient + Sync>(
             &stmt,
             &[
                 &run_id,
-                &keys,
-                &steps,
-                &timestamps,
-                &values,
-                &nans,
+                &points.keys,
+                &points.steps,
+                &points.timestamps,
+                &points.values,
+                &points.nans,
                 &models,
                 &names,
                 &digests,
-                &latest_keys,
-                &latest_steps,
-                &latest_timestamps,
-                &latest_values,
-                &latest_nans,
+                &latest.keys,
+                &latest.steps,
+                &latest.timestamps,
+                &latest.values,
+                &latest.nans,
             ],
         )
         .await
