@@ -124,7 +124,7 @@ native_cargo=(env CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_
     cargo test --release --manifest-path "$repo/plugins/Cargo.toml"
     --target x86_64-unknown-linux-gnu --target-dir "$target_dir/plugins-native")
 # One crate a call, as they run below: cargo unifies features across the packages of one call, so
-# a build of all five at once would leave some test binaries to rebuild for their own run.
+# a build of them all at once would leave some test binaries to rebuild for their own run.
 (for crate in "${flavor_crates[@]}"; do "${native_cargo[@]}" --no-run -p "$crate" || exit; done) \
     >"$native_log" 2>&1 &
 native_pid=$!
