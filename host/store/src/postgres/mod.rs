@@ -18,6 +18,7 @@ use wasmflow_core::{Error, ErrorCode, Result};
 
 use crate::{SchemaUpgrade, StoreConfig};
 
+mod analyze;
 mod auth;
 mod datasets;
 mod eval_datasets;
@@ -133,6 +134,7 @@ impl PgStore {
     pub fn open(uri: &str, config: StoreConfig) -> Result<Self> {
         let pool = PgPool::connect(uri)?;
         upgrade(&pool)?;
+        pool.keep_statistics_fresh();
         let store = Self {
             pool,
             config,
@@ -249,6 +251,18 @@ impl PgPool {
 }
 
 impl PgPool {
+    /// Refreshes the planner's statistics of tables that grew fast, in the background (see
+    /// [`analyze`]).
+    fn keep_statistics_fresh(&self) {
+        let rt = self
+            .runtime
+            .0
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .handle();
+        analyze::spawn(rt, self.pool.clone());
+    }
+
     /// A connection of its own that listens on `channel` and counts its notifications,
     /// reconnecting whenever it is lost, for as long as the pool lives.
     pub(crate) fn listen(&self, channel: &'static str) -> std::sync::Arc<listen::Listener> {
