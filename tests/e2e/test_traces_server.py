@@ -556,26 +556,38 @@ def _attribute_traces(url, experiment_id, otlp):
     return {**labels, **otlp_labels}
 
 
-def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+def _same_answers(servers, experiment_name, make_traces, filters, refused):
+    """Makes traces with `make_traces(url, experiment_id)` (trace id -> label) in a new
+    experiment on each of `servers` (name -> server), searches each of `filters` there, checks
+    that each of `refused` is refused, requires the same labels from every server, and returns
+    what each found: server name -> filter -> sorted labels."""
     seen = {}
-    otlp = _attribute_otlp_payload()
-    for name, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
-        exp = _new_experiment(srv.url, unique_name("attr"))
-        labels = _attribute_traces(srv.url, exp, otlp)
+    for name, srv in servers.items():
+        exp = _new_experiment(srv.url, experiment_name)
+        labels = make_traces(srv.url, exp)
         answers = {}
-        for f in _ATTRIBUTE_FILTERS:
+        for f in filters:
             found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f, max_results=100)
             answers[f] = sorted(labels[t.info.trace_id] for t in found)
-        for f in ["span.attributes.tier IN ('m3')", "span.attributes.tier NOT IN ('m3')"]:
+        for f in refused:
             with pytest.raises(MlflowException):
                 mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f)
         seen[name] = answers
-    differ = {f: (seen["wasmflow"][f], seen["mlflow"][f]) for f in _ATTRIBUTE_FILTERS
-              if seen["wasmflow"][f] != seen["mlflow"][f]}
-    assert differ == {}
+    first, *others = seen.values()
+    for other in others:
+        assert {f: (first[f], other[f]) for f in filters if first[f] != other[f]} == {}
+    return seen
+
+
+def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    otlp = _attribute_otlp_payload()
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("attr"),
+        lambda url, exp: _attribute_traces(url, exp, otlp), _ATTRIBUTE_FILTERS,
+        ["span.attributes.tier IN ('m3')", "span.attributes.tier NOT IN ('m3')"],
+    )["wasmflow"]
     # What the comparison covers, spelled out: `=` matches nothing (MLflow compares the span's
     # text with the pattern itself), `!=` everything, LIKE the value's JSON text after the key.
-    got = seen["wasmflow"]
     everything = sorted(label for label, _ in _ATTRIBUTE_VALUES + _OTLP_VALUES)
     assert got["span.attributes.tier = 'm3'"] == []
     assert got["span.attributes.tier != 'm3'"] == everything
@@ -625,26 +637,14 @@ def _pattern_traces(url, experiment_id):
 
 
 def test_rlike_and_backslash_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
-    seen = {}
-    for name, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
-        exp = _new_experiment(srv.url, unique_name("pattern"))
-        labels = _pattern_traces(srv.url, exp)
-        answers = {}
-        for f in _PATTERN_FILTERS:
-            found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f, max_results=100)
-            answers[f] = sorted(labels[t.info.trace_id] for t in found)
-        # Where MLflow takes no RLIKE: numbers and span content.
-        for f in ["timestamp_ms RLIKE '1'", "span.content RLIKE 'm3'", "text RLIKE 'm3'"]:
-            with pytest.raises(MlflowException):
-                mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f)
-        seen[name] = answers
-    differ = {f: (seen["wasmflow"][f], seen["mlflow"][f]) for f in _PATTERN_FILTERS
-              if seen["wasmflow"][f] != seen["mlflow"][f]}
-    assert differ == {}
+    # Refused by both: RLIKE where MLflow takes none (numbers, span content).
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("pattern"), _pattern_traces,
+        _PATTERN_FILTERS, ["timestamp_ms RLIKE '1'", "span.content RLIKE 'm3'", "text RLIKE 'm3'"],
+    )["wasmflow"]
     # What the comparison covers, spelled out: RLIKE is a case-sensitive search anywhere in the
     # text, a pattern that does not compile matches nothing, and on SQLite `\` in a LIKE pattern
     # is a plain character.
-    got = seen["wasmflow"]
     assert got["tags.kind RLIKE '^alpha'"] == ["a"]
     assert got["tags.kind RLIKE 'A'"] == []
     assert got["tags.kind RLIKE '('"] == []

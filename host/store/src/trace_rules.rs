@@ -631,7 +631,7 @@ fn span_attribute_condition(
 /// `span.attributes.<key> RLIKE '<value>'`: the attribute's value is written there as its own
 /// JSON text in a JSON string (`"tier": "\"m3\""`), so the expression is `"<key>": "\\"`
 /// followed by `.*<value>`, or by `<value>` right after the opening quote when it starts with
-/// `^`; a final `$` becomes the closing `\"`. The key and value go in as they are (a `.` in
+/// `^`; a final `$` becomes `\\"`, the closing `\"`. The key and value go in as they are (a `.` in
 /// the key is any character), as in MLflow.
 fn span_attribute_regex(key: &str, value: &str) -> String {
     let (value, prefix) = match value.strip_prefix('^') {
