@@ -59,8 +59,8 @@ impl SqliteStore {
         // Each queued write runs under a savepoint, and SQLite copies every page a savepoint
         // changes to a statement journal first, spilling it to a temporary file past 64 KiB:
         // under OTLP ingest that was a third of the writer's bytes through the kernel (strace:
-        // 0.6 pages a span). In memory, the copies cost a memcpy and at most one group's pages.
-        // Set after the migrations, so their sorts and temporary indexes may still spill.
+        // 0.6 pages a span). In memory, the copies cost a memcpy and hold one write's pages at
+        // most. Set after the migrations, so their sorts and temporary indexes may still spill.
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_err)?;
 
