@@ -556,29 +556,99 @@ def _attribute_traces(url, experiment_id, otlp):
     return {**labels, **otlp_labels}
 
 
-def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+def _same_answers(servers, experiment_name, make_traces, filters, refused):
+    """Makes traces with `make_traces(url, experiment_id)` (trace id -> label) in a new
+    experiment on each of `servers` (name -> server), searches each of `filters` there, checks
+    that each of `refused` is refused, requires the same labels from every server, and returns
+    what each found: server name -> filter -> sorted labels."""
     seen = {}
-    otlp = _attribute_otlp_payload()
-    for name, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
-        exp = _new_experiment(srv.url, unique_name("attr"))
-        labels = _attribute_traces(srv.url, exp, otlp)
+    for name, srv in servers.items():
+        exp = _new_experiment(srv.url, experiment_name)
+        labels = make_traces(srv.url, exp)
         answers = {}
-        for f in _ATTRIBUTE_FILTERS:
+        for f in filters:
             found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f, max_results=100)
             answers[f] = sorted(labels[t.info.trace_id] for t in found)
-        for f in ["span.attributes.tier IN ('m3')", "span.attributes.tier NOT IN ('m3')"]:
+        for f in refused:
             with pytest.raises(MlflowException):
                 mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f)
         seen[name] = answers
-    differ = {f: (seen["wasmflow"][f], seen["mlflow"][f]) for f in _ATTRIBUTE_FILTERS
-              if seen["wasmflow"][f] != seen["mlflow"][f]}
-    assert differ == {}
+    first, *others = seen.values()
+    for other in others:
+        assert {f: (first[f], other[f]) for f in filters if first[f] != other[f]} == {}
+    return seen
+
+
+def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    otlp = _attribute_otlp_payload()
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("attr"),
+        lambda url, exp: _attribute_traces(url, exp, otlp), _ATTRIBUTE_FILTERS,
+        ["span.attributes.tier IN ('m3')", "span.attributes.tier NOT IN ('m3')"],
+    )["wasmflow"]
     # What the comparison covers, spelled out: `=` matches nothing (MLflow compares the span's
     # text with the pattern itself), `!=` everything, LIKE the value's JSON text after the key.
-    got = seen["wasmflow"]
     everything = sorted(label for label, _ in _ATTRIBUTE_VALUES + _OTLP_VALUES)
     assert got["span.attributes.tier = 'm3'"] == []
     assert got["span.attributes.tier != 'm3'"] == everything
     assert got["span.attributes.tier LIKE '%m3%'"] == ["client-str", "otlp-quoted", "otlp-str"]
     assert got["span.attributes.tier ILIKE '%M3%'"] == ["client-str", "client-upper", "otlp-quoted", "otlp-str"]
     assert got["span.attributes.tier LIKE ': \"5\"%'"] == ["client-int", "otlp-int"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. `RLIKE` and `\` in LIKE patterns, as MLflow's SQL store (on SQLite, the `mlflow_server`
+# fixture's store) answers them.
+
+_PATTERN_TRACES = [
+    # label, span name, span type, tags, the span attribute `tier`, an assessment's value
+    ("a", "agent", "LLM", {"kind": "alpha-1", "path": "C:\\dir\\file"}, "m3", "yes"),
+    ("b", "retriever", "RETRIEVER", {"kind": "Beta_2", "path": "a%b"}, "m30", "no"),
+    ("c", "agent", "TOOL", {"kind": "gamma", "path": "x\\%y"}, "km3", "Yes"),
+]
+_PATTERN_FILTERS = [
+    "tags.kind RLIKE '^alpha'", "tags.kind RLIKE '[0-9]$'", "tags.kind RLIKE 'A'", "tags.kind RLIKE 'a.*a'",
+    "tags.kind RLIKE '('", "tags.path RLIKE '\\\\'", "tags.path RLIKE '^C:'", "tag.kind RLIKE 'mm'",
+    "metadata.`mlflow.trace_schema.version` RLIKE '^[0-9]+$'", "name RLIKE '^ag.nt$'", "trace.status RLIKE '^OK'",
+    "request_id RLIKE '^tr-[0-9a-f]+$'", "span.name RLIKE 'retr'", "span.type RLIKE '^(LLM|TOOL)$'",
+    "span.status RLIKE 'OK'", "span.attributes.tier RLIKE 'm3'", "span.attributes.tier RLIKE '^m3$'",
+    "span.attributes.tier RLIKE '^m3'", "span.attributes.tier RLIKE '3$'", "span.attributes.tier RLIKE 'm3.$'",
+    "feedback.rating RLIKE 'es'", "feedback.rating RLIKE '^\"Y'",
+    "tags.path LIKE '%\\%'", "tags.path LIKE '%\\%%'", "tags.path LIKE 'C:\\dir%'", "tags.path LIKE 'a\\%b'",
+    "tags.path ILIKE 'c:\\DIR%'", "tags.path LIKE '%\\_%'", "tags.path = 'C:\\dir\\file'",
+    "span.attributes.tier LIKE '%\\\"m3%'", "span.content LIKE '%\\\\\"m3\\\\\"%'", "trace.text ILIKE '%\\\"KM3%'",
+]
+
+
+def _pattern_traces(url, experiment_id):
+    """The traces of `_PATTERN_TRACES`, made by the client: trace id -> label."""
+    mlflow.set_tracking_uri(url)
+    labels = {}
+    for label, name, span_type, tags, tier, rating in _PATTERN_TRACES:
+        with mlflow.start_span(name, span_type=span_type) as span:
+            span.set_attribute("tier", tier)
+            mlflow.update_current_trace(tags=tags)
+        trace_id = mlflow.get_last_active_trace_id()
+        labels[trace_id] = label
+    _flush()
+    for trace_id, (label, *_, rating) in zip(labels, _PATTERN_TRACES):
+        mlflow.log_feedback(trace_id=trace_id, name="rating", value=rating)
+    return labels
+
+
+def test_rlike_and_backslash_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    # Refused by both: RLIKE where MLflow takes none (numbers, span content).
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("pattern"), _pattern_traces,
+        _PATTERN_FILTERS, ["timestamp_ms RLIKE '1'", "span.content RLIKE 'm3'", "text RLIKE 'm3'"],
+    )["wasmflow"]
+    # What the comparison covers, spelled out: RLIKE is a case-sensitive search anywhere in the
+    # text, a pattern that does not compile matches nothing, and on SQLite `\` in a LIKE pattern
+    # is a plain character.
+    assert got["tags.kind RLIKE '^alpha'"] == ["a"]
+    assert got["tags.kind RLIKE 'A'"] == []
+    assert got["tags.kind RLIKE '('"] == []
+    assert got["span.attributes.tier RLIKE '^m3$'"] == ["a"]
+    assert got["span.attributes.tier RLIKE 'm3'"] == ["a", "b", "c"]
+    assert got["tags.path LIKE '%\\%'"] == ["a", "c"]
+    assert got["tags.path LIKE 'a\\%b'"] == []

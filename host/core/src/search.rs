@@ -55,6 +55,8 @@ pub enum Op {
     Ge,
     Like,
     ILike,
+    /// A regular expression (`RLIKE`), which MLflow takes in trace filters only.
+    RLike,
     In,
     NotIn,
     IsNull,
@@ -72,6 +74,7 @@ impl Op {
             Self::Ge => ">=",
             Self::Like => "LIKE",
             Self::ILike => "ILIKE",
+            Self::RLike => "RLIKE",
             Self::In => "IN",
             Self::NotIn => "NOT IN",
             Self::IsNull => "IS NULL",

@@ -226,7 +226,16 @@ pub(crate) fn compare(column: &str, op: Op, value: &Value, b: &mut Binder) -> Re
                 Dialect::Postgres => format!("{column} ILIKE {p}"),
             });
         }
-        (Op::In | Op::NotIn | Op::Like | Op::ILike, _) => return wrong_value(),
+        // MLflow's SQL store: SQLAlchemy's `op("REGEXP")` on SQLite (a function the store
+        // registers, see `sqlite::register_regexp`) and `~` on PostgreSQL.
+        (Op::RLike, Value::Str(s)) => {
+            let p = b.text(s.clone());
+            return Ok(match b.dialect {
+                Dialect::Sqlite => format!("{column} REGEXP {p}"),
+                Dialect::Postgres => format!("{column} ~ {p}"),
+            });
+        }
+        (Op::In | Op::NotIn | Op::Like | Op::ILike | Op::RLike, _) => return wrong_value(),
         (_, Value::Str(s)) => Bound::Text(s.clone()),
         (_, Value::Number(n)) => Bound::Real(*n),
         (_, Value::List(_) | Value::None) => return wrong_value(),

@@ -10,7 +10,7 @@ use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
-use crate::search_sql::{Binder, Dialect, Query, compare, experiment_match};
+use crate::search_sql::{Binder, Dialect, Query, compare as compare_sql, experiment_match};
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_LOCATION_TAG,
     TRACE_NAME_TAG, TraceClause, TraceInfo, TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
@@ -496,6 +496,22 @@ fn search_value(value: &TraceValue) -> SearchValue {
 /// CAST reads any text, as 0 when it is no number).
 const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$";
 
+/// SQL comparing `column` with a bound value, as MLflow's SQL store does in trace filters. On
+/// SQLite it writes `LIKE` without `ESCAPE` (SQLAlchemy's `like`, and `lower(..) LIKE lower(..)`
+/// for `ILIKE`), so a `\` in the pattern is a plain character there, while wasmflow's patterns
+/// take `\` as an escape ([`compare_sql`]): each is doubled to stand for itself. On PostgreSQL
+/// `\` is `LIKE`'s default escape for MLflow as for wasmflow, so nothing changes.
+fn compare(column: &str, op: TraceOp, value: &SearchValue, b: &mut Binder) -> Result<String> {
+    match (op, value) {
+        (TraceOp::Like | TraceOp::ILike, SearchValue::Str(s))
+            if b.dialect == Dialect::Sqlite && s.contains('\\') =>
+        {
+            compare_sql(column, op, &SearchValue::Str(s.replace('\\', "\\\\")), b)
+        }
+        _ => compare_sql(column, op, value, b),
+    }
+}
+
 /// The SQL condition of one clause on `trace_info t`, every value and key bound.
 fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
     let op = clause.op;
@@ -597,11 +613,36 @@ fn span_attribute_condition(
                 compare("s.content", op, &pattern, b)?
             ))
         }
+        (TraceOp::RLike, SearchValue::Str(v)) => {
+            let pattern = SearchValue::Str(span_attribute_regex(key, v));
+            Ok(format!(
+                "{any_span} AND {})",
+                compare("s.content", op, &pattern, b)?
+            ))
+        }
         _ => Err(Error::invalid(format!(
             "the comparator '{}' is not supported for 'span.attributes.{key}'",
             op.as_str()
         ))),
     }
+}
+
+/// The regular expression MLflow 3.17 matches a span's JSON text with for
+/// `span.attributes.<key> RLIKE '<value>'`: the attribute's value is written there as its own
+/// JSON text in a JSON string (`"tier": "\"m3\""`), so the expression is `"<key>": "\\"`
+/// followed by `.*<value>`, or by `<value>` right after the opening quote when it starts with
+/// `^`; a final `$` becomes `\\"`, the closing `\"`. The key and value go in as they are (a `.` in
+/// the key is any character), as in MLflow.
+fn span_attribute_regex(key: &str, value: &str) -> String {
+    let (value, prefix) = match value.strip_prefix('^') {
+        Some(rest) => (rest, r#""\\""#),
+        None => (value, r#""\\".*"#),
+    };
+    let (value, suffix) = match value.strip_suffix('$') {
+        Some(rest) => (rest, r#"\\""#),
+        None => (value, ""),
+    };
+    format!("\"{key}\": {prefix}{value}{suffix}")
 }
 
 /// `WHERE` of a search on `trace_info t`: the experiments, then every clause.
@@ -671,6 +712,8 @@ fn assessment_test(clause: &TraceClause) -> Result<AssessmentTest> {
                 _ => 0.0,
             })
         }
+        // MLflow matches the expression with the value's JSON text as stored.
+        TraceOp::RLike => AssessmentTest::Json(search_value(&clause.value)),
         _ => AssessmentTest::Json(match &clause.value {
             TraceValue::Str(s) if s.parse::<f64>().is_ok() || s == "true" || s == "false" => {
                 SearchValue::Str(s.clone())

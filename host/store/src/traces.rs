@@ -463,12 +463,18 @@ fn allowed_ops(key: &TraceKey) -> &'static [TraceOp] {
     use TraceOp::*;
     match key {
         TraceKey::Numeric(_) => &[Eq, Ne, Lt, Le, Gt, Ge],
-        TraceKey::Column(_) | TraceKey::RunId => &[Eq, Ne, In, NotIn, Like, ILike],
-        TraceKey::Tag(_) | TraceKey::Metadata(_) => &[Eq, Ne, Like, ILike, IsNull, IsNotNull],
-        TraceKey::Span(_) => &[Eq, Ne, In, NotIn, Like, ILike],
+        // `RLIKE` where MLflow 3.17's `SearchTraceUtils` takes it: not on numbers, span content
+        // (`text`, `span.content`) or prompts.
+        TraceKey::Column(_) | TraceKey::RunId => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
+        TraceKey::Tag(_) | TraceKey::Metadata(_) => {
+            &[Eq, Ne, Like, ILike, RLike, IsNull, IsNotNull]
+        }
+        TraceKey::Span(_) => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
         TraceKey::SpanAttribute(k) if k.is_empty() => &[Like, ILike],
-        TraceKey::SpanAttribute(_) => &[Eq, Ne, Like, ILike],
-        TraceKey::Assessment { .. } => &[Eq, Ne, Lt, Le, Gt, Ge, Like, ILike, IsNull, IsNotNull],
+        TraceKey::SpanAttribute(_) => &[Eq, Ne, Like, ILike, RLike],
+        TraceKey::Assessment { .. } => &[
+            Eq, Ne, Lt, Le, Gt, Ge, Like, ILike, RLike, IsNull, IsNotNull,
+        ],
         TraceKey::Prompt => &[Eq],
     }
 }
@@ -483,7 +489,7 @@ fn op_text(tokens: &[Token], pos: usize) -> String {
                 break;
             }
             Token::Ident(w)
-                if ["NOT", "IN", "IS", "NULL", "LIKE", "ILIKE"]
+                if ["NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "RLIKE"]
                     .contains(&w.to_ascii_uppercase().as_str()) =>
             {
                 words.push(w.to_ascii_uppercase())
@@ -526,6 +532,7 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
                 match word.to_ascii_uppercase().as_str() {
                     "LIKE" => TraceOp::Like,
                     "ILIKE" => TraceOp::ILike,
+                    "RLIKE" => TraceOp::RLike,
                     "IN" => TraceOp::In,
                     "NOT" if next_is(pos, "IN") => {
                         pos += 1;

@@ -321,8 +321,15 @@ fn search_filters_delete_and_assessments() {
             Vec::<String>::new()
         );
         assert_eq!(search(&store, "tags.kind ILIKE 'ALPHA'"), ["tr-1"]);
-        assert_eq!(search(&store, "tags.kind LIKE 'beta\\_%'"), ["tr-2"]);
         assert_eq!(search(&store, "tags.kind LIKE '%\\'"), Vec::<String>::new());
+        // RLIKE: a case-sensitive regular expression found anywhere in the text; one that
+        // does not compile matches nothing on SQLite (MLflow's `re.search` function there).
+        assert_eq!(search(&store, "tags.kind RLIKE '^b.*[0-9]$'"), ["tr-2"]);
+        assert_eq!(search(&store, "tags.kind RLIKE 'ph'"), ["tr-1"]);
+        assert_eq!(search(&store, "tags.kind RLIKE 'PH'"), Vec::<String>::new());
+        assert_eq!(search(&store, "status RLIKE '^E'"), ["tr-2"]);
+        assert_eq!(search(&store, "span.name RLIKE '-[12]$'"), ["tr-2", "tr-3"]);
+        assert_eq!(search(&store, "run_id RLIKE 'run-[0-9]'"), ["tr-3"]);
         assert_eq!(search(&store, "tags.kind IS NULL"), ["tr-3"]);
         assert_eq!(search(&store, "tags.kind IS NOT NULL"), ["tr-1", "tr-2"]);
         assert_eq!(search(&store, "run_id = 'run-7'"), ["tr-3"]);
@@ -358,6 +365,12 @@ fn search_filters_delete_and_assessments() {
             none
         );
         assert_eq!(search(&store, "span.content LIKE '%step-1%'"), ["tr-2"]);
+        // MLflow's RLIKE on an attribute: `"<key>": "\\"` then the expression, `^` and `$`
+        // anchoring it to the attribute's JSON string.
+        assert_eq!(search(&store, "span.attributes.model RLIKE 'in'"), all);
+        assert_eq!(search(&store, "span.attributes.model RLIKE '^tiny$'"), all);
+        assert_eq!(search(&store, "span.attributes.model RLIKE '^iny'"), none);
+        assert_eq!(search(&store, "span.attributes.model RLIKE 'tin$'"), none);
         assert_eq!(search(&store, "trace.text LIKE '%step-1%'"), ["tr-2"]);
         assert_eq!(
             search(&store, "span.content LIKE '%tiny%'"),
@@ -505,6 +518,43 @@ fn search_filters_delete_and_assessments() {
         assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
         assert!(store.get_spans(&["tr-3".into()]).unwrap().is_empty());
     });
+}
+
+/// `\\` in LIKE patterns of trace filters, per backend as MLflow's SQL store has it: SQLite's
+/// `LIKE` without `ESCAPE` takes it as itself, PostgreSQL's as the escape of the next character.
+#[test]
+fn backslashes_in_like_patterns_as_mlflow_per_backend() {
+    fn check(store: &impl TraceStore, sqlite: bool) {
+        for (id, kind) in [("tr-1", "C:\\dir"), ("tr-2", "beta_1"), ("tr-3", "a%b")] {
+            store
+                .log_spans(
+                    "0",
+                    vec![span(id, "01", None, "root", "OK", 1000)],
+                    "a".into(),
+                )
+                .unwrap();
+            store.set_trace_tag(id, "kind", kind).unwrap();
+        }
+        let found = |f: &str| search(store, f);
+        let none = Vec::<String>::new();
+        if sqlite {
+            assert_eq!(found("tags.kind LIKE 'C:\\dir'"), ["tr-1"]);
+            assert_eq!(found("tags.kind LIKE '%\\%'"), ["tr-1"]);
+            assert_eq!(found("tags.kind ILIKE 'c:\\DIR'"), ["tr-1"]);
+            assert_eq!(found("tags.kind LIKE 'beta\\_%'"), none);
+            assert_eq!(found("tags.kind LIKE 'a\\%b'"), none);
+        } else {
+            assert_eq!(found("tags.kind LIKE 'C:\\dir'"), none);
+            assert_eq!(found("tags.kind LIKE 'C:\\\\dir'"), ["tr-1"]);
+            assert_eq!(found("tags.kind LIKE 'beta\\_%'"), ["tr-2"]);
+            assert_eq!(found("tags.kind LIKE 'a\\%b'"), ["tr-3"]);
+        }
+    }
+    let (_dir, store) = common::store();
+    check(&store, true);
+    if let Some((_db, store)) = common::pg_store() {
+        check(&store, false);
+    }
 }
 
 #[test]

@@ -421,7 +421,11 @@ fn span_dict_of(s: &Span) -> Value {
         kvs.iter()
             .map(|kv| {
                 let mut v = kv.value.as_ref().map(plain).unwrap_or(Value::Null);
+                // Only text that starts (after JSON's blanks) like one of those can be one, so
+                // the others (most values) are not parsed at all.
                 if let Value::String(s) = &v
+                    && s.trim_start_matches([' ', '\t', '\n', '\r'])
+                        .starts_with(['"', '{', '['])
                     && let Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
                         serde_json::from_str::<Value>(s)
                 {
