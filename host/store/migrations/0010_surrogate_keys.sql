@@ -21,7 +21,8 @@ BEGIN
 END;
 
 -- Metric key texts, each once. Rows are never deleted, so an id, once read, names its key for
--- good.
+-- good. The metric tables' metric_key_id has no foreign key (as on PostgreSQL, where the check
+-- costs each point a locking read): every id written was read from here, and none goes away.
 CREATE TABLE metric_keys (
     metric_key_id INTEGER PRIMARY KEY,
     key           TEXT    NOT NULL UNIQUE
@@ -32,7 +33,7 @@ INSERT INTO metric_keys (key)
 -- Every logged point, as in 0001 (the whole row is the key, in MLflow's history order).
 CREATE TABLE metrics_new (
     run_key        INTEGER NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
-    metric_key_id  INTEGER NOT NULL REFERENCES metric_keys (metric_key_id),
+    metric_key_id  INTEGER NOT NULL,
     step           INTEGER NOT NULL,
     timestamp      INTEGER NOT NULL,
     value          REAL    NOT NULL,
@@ -55,7 +56,7 @@ CREATE INDEX metrics_model ON metrics (model_id) WHERE model_id IS NOT NULL;
 -- The newest point of each metric of a run, with its run's experiment, as in 0009.
 CREATE TABLE latest_metrics_new (
     run_key       INTEGER NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
-    metric_key_id INTEGER NOT NULL REFERENCES metric_keys (metric_key_id),
+    metric_key_id INTEGER NOT NULL,
     experiment_id INTEGER NOT NULL,
     step          INTEGER NOT NULL,
     timestamp     INTEGER NOT NULL,
