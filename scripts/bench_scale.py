@@ -145,14 +145,21 @@ SEED_ROWS = [
        SELECT id, k, v FROM (SELECT id, 'p0' AS k, CAST(i % 10 AS TEXT) AS v FROM seed
                              UNION ALL SELECT id, 'p1', 'v' || (i % 3) FROM seed) x
        ORDER BY id, k""",
-    """INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan)
-       SELECT id, k, 0, {t0} + i, v, 0 FROM (SELECT id, i, 'm0' AS k, v0 AS v FROM seed
-           UNION ALL SELECT id, i, 'm1', v1 FROM seed UNION ALL SELECT id, i, 'm2', v2 FROM seed) x
-       ORDER BY id, k""",
-    """INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, value, is_nan)
-       SELECT id, k, {exp_id}, 0, {t0} + i, v, 0 FROM (SELECT id, i, 'm0' AS k, v0 AS v FROM seed
-           UNION ALL SELECT id, i, 'm1', v1 FROM seed UNION ALL SELECT id, i, 'm2', v2 FROM seed) x
-       ORDER BY id, k""",
+    # The metric tables name runs by run_key and keys by their id in metric_keys (migration
+    # 0010); m0..m2 are there already from the REST-created runs.
+    """INSERT INTO metrics (run_key, metric_key_id, step, timestamp, value, is_nan)
+       SELECT r.run_key, mk.metric_key_id, 0, {t0} + i, v, 0
+       FROM (SELECT id, i, 'm0' AS k, v0 AS v FROM seed UNION ALL SELECT id, i, 'm1', v1 FROM seed
+             UNION ALL SELECT id, i, 'm2', v2 FROM seed) x
+       JOIN runs r ON r.run_uuid = x.id JOIN metric_keys mk ON mk.key = x.k
+       ORDER BY r.run_key, mk.metric_key_id""",
+    """INSERT INTO latest_metrics (run_key, metric_key_id, experiment_id, step, timestamp, value,
+                                   is_nan)
+       SELECT r.run_key, mk.metric_key_id, {exp_id}, 0, {t0} + i, v, 0
+       FROM (SELECT id, i, 'm0' AS k, v0 AS v FROM seed UNION ALL SELECT id, i, 'm1', v1 FROM seed
+             UNION ALL SELECT id, i, 'm2', v2 FROM seed) x
+       JOIN runs r ON r.run_uuid = x.id JOIN metric_keys mk ON mk.key = x.k
+       ORDER BY r.run_key, mk.metric_key_id""",
 ]
 SEED_TABLE = {
     "sqlite": """CREATE TEMP TABLE seed AS
@@ -273,6 +280,24 @@ def pg_database(base_uri: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(path=f"/{name}")), name
 
 
+def database_bytes(backend: str, uri: str) -> int:
+    """The database's size: SQLite's pages in use (page_count less the free list, as a reader
+    sees them, write-ahead log included; the files' sizes would count the log's stale pages), or
+    PostgreSQL's `pg_database_size`."""
+    if backend == "sqlite":
+        import sqlite3
+        db = sqlite3.connect(f"file:{uri.removeprefix('sqlite:///')}?mode=ro", uri=True)
+        try:
+            pages, free, size = (db.execute(f"PRAGMA {p}").fetchone()[0]
+                                 for p in ("page_count", "freelist_count", "page_size"))
+        finally:
+            db.close()
+        return (pages - free) * size
+    out = subprocess.run(["psql", uri, "-qtA", "-c", "SELECT pg_database_size(current_database())"],
+                         check=True, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
 def run_backend(args, backend: str, sizes: list[int], out: Path | None) -> list[str]:
     work = Path(tempfile.mkdtemp(prefix=f"wasmflow-bench-scale-{backend}-"))
     dropdb = None
@@ -312,6 +337,10 @@ def run_backend(args, backend: str, sizes: list[int], out: Path | None) -> list[
             for name, med, p95, _ in queries(port, exp_id, args.reps):
                 lines.append(f"| {size:,} | | | {name} | {med:.2f} | {p95:.2f} |")
                 print(f"  {name}: {med:.2f} ms median, {p95:.2f} ms p95", file=sys.stderr, flush=True)
+            size_bytes = database_bytes(backend, uri)
+            lines.append(f"| {size:,} | database size | {size_bytes / 2**20:,.1f} MiB "
+                         f"({size_bytes / size:,.0f} bytes a run) | | | |")
+            print(f"  database: {size_bytes / size:,.0f} bytes a run", file=sys.stderr, flush=True)
         rate, per_call = log_batch_rate(port, exp_id, args.batch_calls)
         lines.append(f"| {have:,} | log-batch, 1000 metrics a call, 1 client | "
                      f"{rate:,.0f} metrics/s ({per_call:.2f} ms a call) | | | |")

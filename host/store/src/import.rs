@@ -413,6 +413,7 @@ impl ImportTarget {
     pub fn metrics(&mut self, run_id: &str, points: &[ImportMetric]) -> Result<Tally> {
         self.tx(|c| {
             let mut t = Tally::default();
+            add_metric_keys(c, points.iter().map(|m| m.key.as_str()))?;
             for chunk in points.chunks(POINTS_PER_STATEMENT) {
                 let values: Vec<(f64, i64)> = chunk.iter().map(stored).collect();
                 let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 6);
@@ -420,7 +421,9 @@ impl ImportTarget {
                 for (i, (m, (value, is_nan))) in chunk.iter().zip(&values).enumerate() {
                     let p = i * 6;
                     rows.push(format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        "((SELECT run_key FROM runs WHERE run_uuid = ${}), \
+                         (SELECT metric_key_id FROM metric_keys WHERE key = ${}), \
+                         ${}, ${}, ${}, ${})",
                         p + 1,
                         p + 2,
                         p + 3,
@@ -439,7 +442,8 @@ impl ImportTarget {
                 }
                 let n = c.execute(
                     &format!(
-                        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan)
+                        "INSERT INTO metrics (run_key, metric_key_id, step, timestamp, value,
+                                              is_nan)
                          VALUES {} ON CONFLICT DO NOTHING",
                         rows.join(", ")
                     ),
@@ -457,15 +461,17 @@ impl ImportTarget {
         self.tx(|c| {
             c.execute(
                 "INSERT INTO latest_metrics
-                     (run_uuid, key, experiment_id, step, timestamp, value, is_nan)
-                 SELECT ranked.run_uuid, ranked.key, r.experiment_id, ranked.step,
+                     (run_key, metric_key_id, experiment_id, step, timestamp, value, is_nan)
+                 SELECT ranked.run_key, ranked.metric_key_id, r.experiment_id, ranked.step,
                      ranked.timestamp, ranked.value, ranked.is_nan FROM (
-                     SELECT run_uuid, key, step, timestamp, value, is_nan, row_number() OVER (
-                         PARTITION BY key ORDER BY step DESC, timestamp DESC, value DESC) AS rank
-                     FROM metrics WHERE run_uuid = $1) AS ranked
-                 JOIN runs r ON r.run_uuid = ranked.run_uuid
+                     SELECT run_key, metric_key_id, step, timestamp, value, is_nan,
+                         row_number() OVER (PARTITION BY metric_key_id
+                             ORDER BY step DESC, timestamp DESC, value DESC) AS rank
+                     FROM metrics
+                     WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $1)) AS ranked
+                 JOIN runs r ON r.run_key = ranked.run_key
                  WHERE ranked.rank = 1
-                 ON CONFLICT (run_uuid, key) DO UPDATE SET
+                 ON CONFLICT (run_key, metric_key_id) DO UPDATE SET
                      step = excluded.step, timestamp = excluded.timestamp,
                      value = excluded.value, is_nan = excluded.is_nan",
                 args![run_id],
@@ -512,6 +518,7 @@ impl ImportTarget {
                 &m.tags,
                 &mut t.tags,
             )?;
+            add_metric_keys(c, m.metrics.iter().map(|mm| mm.metric.key.as_str()))?;
             for mm in &m.metrics {
                 let p = &mm.metric;
                 let (value, is_nan) = stored(p);
@@ -519,8 +526,9 @@ impl ImportTarget {
                 // model; a point only the model has is added to the run.
                 let marked = c.execute(
                     "UPDATE metrics SET model_id = $1, dataset_name = $2, dataset_digest = $3
-                     WHERE run_uuid = $4 AND key = $5 AND step = $6 AND timestamp = $7
-                       AND model_id IS NULL",
+                     WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $4)
+                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = $5)
+                       AND step = $6 AND timestamp = $7 AND model_id IS NULL",
                     args![
                         &m.model_id,
                         &mm.dataset_name,
@@ -536,18 +544,22 @@ impl ImportTarget {
                 } else {
                     let missing = c
                         .query_opt(
-                            "SELECT 1 FROM runs WHERE run_uuid = $1
-                               AND NOT EXISTS (SELECT 1 FROM metrics WHERE run_uuid = $1
-                                   AND key = $2 AND step = $3 AND timestamp = $4
-                                   AND model_id = $5)",
+                            "SELECT 1 FROM runs r WHERE r.run_uuid = $1
+                               AND NOT EXISTS (SELECT 1 FROM metrics m
+                                   WHERE m.run_key = r.run_key
+                                   AND m.metric_key_id =
+                                       (SELECT metric_key_id FROM metric_keys WHERE key = $2)
+                                   AND m.step = $3 AND m.timestamp = $4 AND m.model_id = $5)",
                             args![&mm.run_id, &p.key, p.step, p.timestamp, &m.model_id],
                         )?
                         .is_some();
                     if missing {
                         c.execute(
-                            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan,
-                                 model_id, dataset_name, dataset_digest)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                            "INSERT INTO metrics (run_key, metric_key_id, step, timestamp, value,
+                                 is_nan, model_id, dataset_name, dataset_digest)
+                             VALUES ((SELECT run_key FROM runs WHERE run_uuid = $1),
+                                 (SELECT metric_key_id FROM metric_keys WHERE key = $2),
+                                 $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                             args![
                                 &mm.run_id,
                                 &p.key,
@@ -648,8 +660,15 @@ impl ImportTarget {
         if !known.contains(&(table, column)) {
             return Err(Error::internal(format!("cannot count '{table}.{column}'")));
         }
-        // Experiment ids are numbers in the schema; the others text.
-        let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+        // Experiment ids are numbers in the schema; the others text. The metric tables name a
+        // run by its run_key.
+        let sql = if table == "metrics" {
+            "SELECT count(*) FROM metrics
+             WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $1)"
+                .to_string()
+        } else {
+            format!("SELECT count(*) FROM {table} WHERE {column} = $1")
+        };
         let mut total = 0u64;
         for k in keys {
             let arg = match (table, k.parse::<i64>()) {
@@ -661,6 +680,31 @@ impl ImportTarget {
         }
         Ok(total)
     }
+}
+
+/// Adds to metric_keys the keys it lacks (the metric tables name keys by their id there), one
+/// statement for a whole batch; the inserts that follow resolve the ids in their own statements.
+fn add_metric_keys<'a>(c: &dyn SqlConn, keys: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut keys: Vec<&str> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(POINTS_PER_STATEMENT) {
+        let rows: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
+        let args: Vec<Arg<'_>> = chunk.iter().map(|k| Arg::from(*k)).collect();
+        // Only the missing keys are inserted, so PostgreSQL's sequence is not spent on keys
+        // already there.
+        c.execute(
+            &format!(
+                "INSERT INTO metric_keys (key)
+                 SELECT v.column1 FROM (VALUES {}) AS v
+                 WHERE NOT EXISTS (SELECT 1 FROM metric_keys k WHERE k.key = v.column1)
+                 ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
+    Ok(())
 }
 
 fn is_empty_experiment(c: &dyn SqlConn, id: i64) -> Result<bool> {
@@ -823,7 +867,10 @@ mod tests {
             let latest = target
                 .conn
                 .query_opt(
-                    "SELECT step, value FROM latest_metrics WHERE run_uuid = 'abc' AND key = 'loss'",
+                    "SELECT l.step, l.value FROM latest_metrics l
+                     JOIN runs r ON r.run_key = l.run_key
+                     JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
+                     WHERE r.run_uuid = 'abc' AND k.key = 'loss'",
                     &[],
                 )
                 .unwrap()

@@ -197,3 +197,237 @@ fn a_postgres_store_opens_on_an_empty_database_and_again_on_its_own_schema() {
     drop(crate::PgStore::open(&uri, config()).unwrap());
     test_postgres::drop_database(&uri);
 }
+
+/// A database at schema `n` (its first `n` migrations), as an older wasmflow left it.
+fn at_version(uri: &str, n: usize) {
+    if uri.starts_with("sqlite:") {
+        let conn = rusqlite::Connection::open(crate::store_path(uri).unwrap()).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &crate::sqlite::MIGRATIONS[..n] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", n).unwrap();
+    } else {
+        let mut sql = String::from(
+            "CREATE TABLE wasmflow_schema_version (
+                 version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);\n",
+        );
+        for (i, m) in crate::postgres::MIGRATIONS[..n].iter().enumerate() {
+            sql.push_str(m);
+            sql.push_str(&format!(
+                ";\nINSERT INTO wasmflow_schema_version VALUES ({}, 0);\n",
+                i + 1
+            ));
+        }
+        execute(uri, &sql);
+    }
+}
+
+/// One number the database at `uri` answers `sql` with.
+fn count(uri: &str, sql: &str) -> i64 {
+    if uri.starts_with("sqlite:") {
+        let conn = rusqlite::Connection::open(crate::store_path(uri).unwrap()).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    } else {
+        test_postgres::query_i64(uri, sql)
+    }
+}
+
+/// Runs, points and latest values as schema 0009 kept them (run ids and key text in the metric
+/// tables), in SQL both backends take. Experiment 1: r1 and r2 active, r3 deleted; r1's last
+/// loss is NaN (stored as 0 with the flag), and its acc point is linked to logged model m-1.
+const SCHEMA_9_DATA: &str = "
+INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,
+                         last_update_time) VALUES (1, 'old', '/a/1', 'active', 1, 1);
+INSERT INTO runs (run_uuid, experiment_id, name, status, start_time, artifact_uri,
+                  lifecycle_stage, deleted_time) VALUES
+    ('r1', 1, 'one', 'FINISHED', 1000, '/a/1/r1/artifacts', 'active', NULL),
+    ('r2', 1, 'two', 'FINISHED', 2000, '/a/1/r2/artifacts', 'active', NULL),
+    ('r3', 1, 'three', 'FINISHED', 3000, '/a/1/r3/artifacts', 'deleted', 5);
+INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id) VALUES
+    ('r1', 'loss', 0, 10, 0.5, 0, NULL),
+    ('r1', 'loss', 1, 20, 0.4, 0, NULL),
+    ('r1', 'loss', 2, 30, 0, 1, NULL),
+    ('r1', 'acc', 0, 10, 0.9, 0, 'm-1'),
+    ('r2', 'loss', 0, 10, 0.3, 0, NULL),
+    ('r2', 'acc', 0, 10, 0.7, 0, NULL),
+    ('r3', 'loss', 0, 10, 0.1, 0, NULL);
+INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, value, is_nan) VALUES
+    ('r1', 'loss', 1, 2, 30, 0, 1),
+    ('r1', 'acc', 1, 0, 10, 0.9, 0),
+    ('r2', 'loss', 1, 0, 10, 0.3, 0),
+    ('r2', 'acc', 1, 0, 10, 0.7, 0),
+    ('r3', 'loss', 1, 0, 10, 0.1, 0);
+INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
+                           creation_timestamp_ms, last_updated_timestamp_ms, status)
+    VALUES ('m-1', 1, 'model', '/a/1/models/m-1', 1, 1, 'LOGGED_MODEL_READY');
+";
+
+#[test]
+fn migration_10_moves_every_metric_to_integer_keys() {
+    use wasmflow_core::entities::{Metric, ViewType};
+    use wasmflow_core::search::{parse_run_filter, parse_run_order_by};
+
+    use crate::{NewRun, RunSearch, StoreConfig};
+
+    let point = |key: &str, step: i64, timestamp: i64, value: f64| Metric {
+        key: key.into(),
+        step,
+        timestamp,
+        value,
+        model_id: None,
+        dataset_name: None,
+        dataset_digest: None,
+        run_id: None,
+    };
+    // (key, step, value) of each point; NaN as a string so that the comparison is exact.
+    let shown = |points: &[Metric]| -> Vec<(String, i64, String)> {
+        points
+            .iter()
+            .map(|m| (m.key.clone(), m.step, m.value.to_string()))
+            .collect()
+    };
+    let owned = |v: &[(&str, i64, &str)]| -> Vec<(String, i64, String)> {
+        v.iter()
+            .map(|(k, s, v)| (k.to_string(), *s, v.to_string()))
+            .collect()
+    };
+    for db in backends() {
+        let uri = db.uri.as_str();
+        at_version(uri, 9);
+        execute(uri, SCHEMA_9_DATA);
+        let store = crate::open(
+            uri,
+            StoreConfig {
+                default_artifact_root: "mlflow-artifacts:/".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(upgrade(uri).unwrap().from, 10, "{uri}");
+        assert_eq!(count(uri, "SELECT count(*) FROM metrics"), 7, "{uri}");
+        assert_eq!(
+            count(uri, "SELECT count(*) FROM latest_metrics"),
+            5,
+            "{uri}"
+        );
+        assert_eq!(count(uri, "SELECT count(*) FROM metric_keys"), 2, "{uri}");
+        assert_eq!(
+            count(
+                uri,
+                "SELECT count(DISTINCT run_key) FROM runs WHERE run_key IS NOT NULL"
+            ),
+            3,
+            "{uri}"
+        );
+
+        // Latest values in run reads, and every point of the history in MLflow's order.
+        let r1 = store.get_run("r1").unwrap();
+        assert_eq!(
+            shown(&r1.data.metrics),
+            owned(&[("acc", 0, "0.9"), ("loss", 2, "NaN")]),
+            "{uri}"
+        );
+        let history = store.metric_history("r1", "loss", None, None).unwrap();
+        assert_eq!(
+            shown(&history.items),
+            owned(&[("loss", 0, "0.5"), ("loss", 1, "0.4"), ("loss", 2, "NaN")]),
+            "{uri}"
+        );
+        let acc = store.metric_history("r1", "acc", None, None).unwrap().items;
+        assert_eq!(acc[0].model_id.as_deref(), Some("m-1"), "{uri}");
+        let bulk = store
+            .metric_history_bulk_interval(&["r1".into(), "r2".into()], "loss", None, 10)
+            .unwrap();
+        assert_eq!(bulk.len(), 4, "{uri}");
+        let model = store.get_logged_model("m-1").unwrap();
+        assert_eq!(shown(&model.data.metrics), owned(&[("acc", 0, "0.9")]));
+        assert_eq!(model.data.metrics[0].run_id.as_deref(), Some("r1"));
+
+        // Search: filter and order by metrics, numbers before NaN, deleted runs on request.
+        let search = |filter: &str, order: &str, view: ViewType| -> Vec<String> {
+            store
+                .search_runs(&RunSearch {
+                    experiment_ids: vec!["1".into()],
+                    filter: parse_run_filter(filter).unwrap(),
+                    order_by: vec![parse_run_order_by(order).unwrap()],
+                    view,
+                    max_results: 10,
+                    page_token: None,
+                })
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|r| r.info.run_id)
+                .collect()
+        };
+        let active = ViewType::ActiveOnly;
+        assert_eq!(
+            search("metrics.acc > 0.5", "metrics.acc DESC", active),
+            ["r1", "r2"],
+            "{uri}"
+        );
+        assert_eq!(search("", "metrics.loss ASC", active), ["r2", "r1"]);
+        assert_eq!(
+            search("", "metrics.loss ASC", ViewType::All),
+            ["r3", "r2", "r1"]
+        );
+        assert!(search("metrics.never > 0", "start_time", active).is_empty());
+
+        // Writes after the upgrade: an old run and a new key, and a new run of its own key.
+        store
+            .log_batch(
+                "r2",
+                vec![point("loss", 1, 20, 0.2), point("f1", 0, 20, 0.6)],
+                vec![],
+                vec![],
+            )
+            .unwrap();
+        let r2 = store.get_run("r2").unwrap();
+        assert_eq!(
+            shown(&r2.data.metrics),
+            owned(&[("acc", 0, "0.7"), ("f1", 0, "0.6"), ("loss", 1, "0.2")]),
+            "{uri}"
+        );
+        assert_eq!(search("metrics.f1 > 0.5", "start_time", active), ["r2"]);
+        let new = store
+            .create_run(NewRun {
+                experiment_id: "1".into(),
+                start_time: Some(4000),
+                ..Default::default()
+            })
+            .unwrap()
+            .info
+            .run_id;
+        store
+            .log_batch(&new, vec![point("loss", 0, 40, 0.05)], vec![], vec![])
+            .unwrap();
+        assert_eq!(
+            shown(&store.get_run(&new).unwrap().data.metrics),
+            owned(&[("loss", 0, "0.05")])
+        );
+        assert_eq!(
+            search("", "metrics.loss ASC", active),
+            [new.as_str(), "r2", "r1"]
+        );
+
+        // Purging a run takes its points and latest values with it.
+        store.purge_run("r3").unwrap();
+        assert!(
+            store
+                .metric_history("r3", "loss", None, None)
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert_eq!(count(uri, "SELECT count(*) FROM metrics"), 9, "{uri}");
+        assert_eq!(
+            count(uri, "SELECT count(*) FROM latest_metrics"),
+            6,
+            "{uri}"
+        );
+        drop(store);
+        if !uri.starts_with("sqlite:") {
+            test_postgres::drop_database(uri);
+        }
+    }
+}

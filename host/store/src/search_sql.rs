@@ -343,6 +343,12 @@ fn dataset_context(c: &Comparison, b: &mut Binder) -> Result<String> {
     })
 }
 
+/// The id of the metric key bound as `key` (a placeholder): the metric tables name keys by their
+/// id in metric_keys. A key never logged has no id, and the comparison with NULL matches nothing.
+fn metric_key_id(key: &str) -> String {
+    format!("(SELECT metric_key_id FROM metric_keys WHERE key = {key})")
+}
+
 fn run_condition(c: &Comparison, b: &mut Binder) -> Result<String> {
     match c.entity {
         Entity::Attribute => compare(run_attribute_column(&c.key)?, c.op, &c.value, b),
@@ -357,8 +363,9 @@ fn run_condition(c: &Comparison, b: &mut Binder) -> Result<String> {
                 format!("m.is_nan = 0 AND {cond}")
             };
             Ok(format!(
-                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid \
-                 AND m.key = {key} AND {cond})"
+                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_key = r.run_key \
+                 AND m.metric_key_id = {} AND {cond})",
+                metric_key_id(&key)
             ))
         }
         Entity::Param | Entity::Tag => {
@@ -427,9 +434,16 @@ fn run_order(i: usize, o: &OrderBy, joins: &mut String, b: &mut Binder) -> Resul
         }
     };
     let key = b.text(o.key.clone());
-    joins.push_str(&format!(
-        " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {key}"
-    ));
+    if o.entity == Entity::Metric {
+        joins.push_str(&format!(
+            " LEFT JOIN {table} o{i} ON o{i}.run_key = r.run_key AND o{i}.metric_key_id = {}",
+            metric_key_id(&key)
+        ));
+    } else {
+        joins.push_str(&format!(
+            " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {key}"
+        ));
+    }
     if o.entity == Entity::Metric {
         // As in MLflow, either way: numbers first, then NaN, then runs without the metric.
         Ok(format!(
@@ -533,10 +547,10 @@ pub(crate) fn run_search_sql(
                     order.push(format!("o0.value {}", direction(first.ascending)));
                 }
                 (
-                    "latest_metrics o0 JOIN runs r ON r.run_uuid = o0.run_uuid",
+                    "latest_metrics o0 JOIN runs r ON r.run_key = o0.run_key",
                     vec![
                         experiments,
-                        format!("o0.key = {key}"),
+                        format!("o0.metric_key_id = {}", metric_key_id(&key)),
                         format!("o0.is_nan = {is_nan}"),
                     ],
                 )
@@ -550,7 +564,8 @@ pub(crate) fn run_search_sql(
                         experiments,
                         format!(
                             "NOT EXISTS (SELECT 1 FROM latest_metrics o0 \
-                             WHERE o0.run_uuid = r.run_uuid AND o0.key = {key})"
+                             WHERE o0.run_key = r.run_key AND o0.metric_key_id = {})",
+                            metric_key_id(&key)
                         ),
                     ],
                 )
@@ -787,7 +802,8 @@ fn logged_model_condition(
                 .unwrap_or_default();
             Ok(format!(
                 "EXISTS (SELECT 1 FROM metrics x WHERE x.model_id = lm.model_id \
-                 AND x.key = {key} AND x.is_nan = 0 AND {cond}{on_datasets})"
+                 AND x.metric_key_id = {} AND x.is_nan = 0 AND {cond}{on_datasets})",
+                metric_key_id(&key)
             ))
         }
         Entity::Dataset => Err(Error::invalid(
@@ -842,9 +858,9 @@ pub(crate) fn logged_model_search_sql(
                 let latest = |b: &mut Binder| {
                     format!(
                         "(SELECT x.value FROM metrics x WHERE x.model_id = lm.model_id \
-                         AND x.key = {} AND x.is_nan = 0 ORDER BY x.step DESC, x.timestamp DESC \
-                         LIMIT 1)",
-                        b.text(o.key.clone())
+                         AND x.metric_key_id = {} AND x.is_nan = 0 \
+                         ORDER BY x.step DESC, x.timestamp DESC LIMIT 1)",
+                        metric_key_id(&b.text(o.key.clone()))
                     )
                 };
                 // Models without the metric sort last either way.
@@ -898,6 +914,8 @@ mod tests {
             "../migrations/0009_latest_metrics_experiment.sql"
         ))
         .unwrap();
+        conn.execute_batch(include_str!("../migrations/0010_surrogate_keys.sql"))
+            .unwrap();
         for (id, name, stage, created, updated) in [
             (1, "exp-one", "active", 100, 150),
             (2, "Exp-Two", "active", 200, 150),
@@ -997,9 +1015,14 @@ mod tests {
             ("r2", "loss", 0.0, false),
         ] {
             conn.execute(
-                "INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, \
-                 value, is_nan) SELECT ?1, ?2, experiment_id, 0, 0, ?3, ?4 FROM runs \
-                 WHERE run_uuid = ?1",
+                "INSERT OR IGNORE INTO metric_keys (key) VALUES (?1)",
+                params![key],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO latest_metrics (run_key, metric_key_id, experiment_id, step, \
+                 timestamp, value, is_nan) SELECT r.run_key, k.metric_key_id, r.experiment_id, \
+                 0, 0, ?3, ?4 FROM runs r, metric_keys k WHERE r.run_uuid = ?1 AND k.key = ?2",
                 params![run, key, value, is_nan],
             )
             .unwrap();

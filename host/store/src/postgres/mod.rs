@@ -34,7 +34,7 @@ mod webhooks;
 
 /// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
 /// that ran.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_tracking.sql"),
     include_str!("../../migrations/postgres/0002_registry.sql"),
     include_str!("../../migrations/postgres/0003_webhooks.sql"),
@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_trace_prompts.sql"),
     include_str!("../../migrations/postgres/0008_plugins.sql"),
     include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
+    include_str!("../../migrations/postgres/0010_surrogate_keys.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

@@ -242,7 +242,13 @@ impl<'a> PointColumns<'a> {
 /// both inserts take their rows from it only when it is active — every point (identical points
 /// are one) and each key's latest point, which only moves forward (the row lock of
 /// `ON CONFLICT DO UPDATE` orders concurrent writers). A missing run returns no row and an
-/// inactive one its stage; either way nothing was written. One statement is atomic on its own,
+/// inactive one its stage; either way nothing was written.
+///
+/// The metric tables name the run by its run_key and each key by its id in metric_keys, which
+/// the same statement resolves: the ids the snapshot holds, plus keys it lacks inserted. A key
+/// another replica added after the snapshot conflicts; `DO UPDATE` (a no-op) then returns that
+/// committed row all the same (READ COMMITTED's rule for ON CONFLICT), so every key gets its id
+/// and none is remembered between statements. One statement is atomic on its own,
 /// so a batch of points alone is one round trip in autocommit instead of five (BEGIN, the run,
 /// the points, the latest values, COMMIT); inside a batch's transaction it is one of them.
 async fn insert_metrics<C: GenericClient + Sync>(
@@ -263,23 +269,40 @@ async fn insert_metrics<C: GenericClient + Sync>(
     let stmt = client
         .prepare_cached(
             "WITH run AS (
-                 SELECT experiment_id, lifecycle_stage FROM runs WHERE run_uuid = $1
+                 SELECT run_key, experiment_id, lifecycle_stage FROM runs WHERE run_uuid = $1
+             ), known AS (
+                 SELECT k.metric_key_id, k.key FROM metric_keys k WHERE k.key = ANY($10::text[])
+             ), added AS (
+                 INSERT INTO metric_keys (key)
+                 SELECT u.key FROM run, UNNEST($10::text[]) AS u (key)
+                 WHERE run.lifecycle_stage = 'active'
+                   AND NOT EXISTS (SELECT 1 FROM known WHERE known.key = u.key)
+                 ON CONFLICT (key) DO UPDATE SET key = excluded.key
+                 RETURNING metric_key_id, key
+             ), ids AS (
+                 SELECT * FROM known UNION ALL SELECT * FROM added
              ), points AS (
-                 INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id,
-                                      dataset_name, dataset_digest)
-                 SELECT $1, p.* FROM run,
-                     UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::bigint[],
-                            $7::text[], $8::text[], $9::text[]) AS p
+                 INSERT INTO metrics (run_key, metric_key_id, step, timestamp, value, is_nan,
+                                      model_id, dataset_name, dataset_digest)
+                 SELECT run.run_key, ids.metric_key_id, p.step, p.timestamp, p.value, p.is_nan,
+                        p.model_id, p.dataset_name, p.dataset_digest
+                 FROM run, UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::float8[],
+                                  $6::bigint[], $7::text[], $8::text[], $9::text[])
+                          AS p (key, step, timestamp, value, is_nan, model_id, dataset_name,
+                                dataset_digest)
+                 JOIN ids ON ids.key = p.key
                  WHERE run.lifecycle_stage = 'active'
                  ON CONFLICT DO NOTHING
              ), latest AS (
                  INSERT INTO latest_metrics
-                     (run_uuid, experiment_id, key, step, timestamp, value, is_nan)
-                 SELECT $1, run.experiment_id, l.* FROM run,
-                     UNNEST($10::text[], $11::bigint[], $12::bigint[], $13::float8[],
-                            $14::bigint[]) AS l
+                     (run_key, metric_key_id, experiment_id, step, timestamp, value, is_nan)
+                 SELECT run.run_key, ids.metric_key_id, run.experiment_id, l.step, l.timestamp,
+                        l.value, l.is_nan
+                 FROM run, UNNEST($10::text[], $11::bigint[], $12::bigint[], $13::float8[],
+                                  $14::bigint[]) AS l (key, step, timestamp, value, is_nan)
+                 JOIN ids ON ids.key = l.key
                  WHERE run.lifecycle_stage = 'active'
-                 ON CONFLICT (run_uuid, key) DO UPDATE SET
+                 ON CONFLICT (run_key, metric_key_id) DO UPDATE SET
                      step = excluded.step, timestamp = excluded.timestamp,
                      value = excluded.value, is_nan = excluded.is_nan
                  WHERE (excluded.step, excluded.timestamp, excluded.value)
@@ -330,8 +353,10 @@ async fn log_metrics(tx: &Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()
         execute(
             tx,
             "UPDATE metrics SET model_id = $1, dataset_name = $2, dataset_digest = $3
-             WHERE run_uuid = $4 AND key = $5 AND timestamp = $6 AND step = $7 AND value = $8
-               AND is_nan = $9 AND model_id IS NULL",
+             WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $4)
+               AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = $5)
+               AND timestamp = $6 AND step = $7 AND value = $8 AND is_nan = $9
+               AND model_id IS NULL",
             &[
                 &m.model_id,
                 &m.dataset_name,
@@ -389,8 +414,10 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
         ),
         query(
             tx,
-            "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics
-             WHERE run_uuid = ANY($1) ORDER BY key",
+            "SELECT r.run_uuid, k.key, l.step, l.timestamp, l.value, l.is_nan
+             FROM runs r JOIN latest_metrics l ON l.run_key = r.run_key
+             JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
+             WHERE r.run_uuid = ANY($1) ORDER BY k.key",
             by_ids,
         ),
         query(
@@ -967,9 +994,10 @@ impl TrackingStore for PgStore {
         let rows: Vec<Metric> = self.write(async |tx| {
             Ok(query(
                 tx,
-                "SELECT key, step, timestamp, value, is_nan, model_id, dataset_name,
+                "SELECT $2::text, step, timestamp, value, is_nan, model_id, dataset_name,
                         dataset_digest
-                 FROM metrics WHERE run_uuid = $1 AND key = $2
+                 FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $1)
+                   AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = $2)
                  ORDER BY timestamp, step, value LIMIT $3 OFFSET $4",
                 &[&run_id, &key, &limit, &(offset as i64)],
             )
@@ -1007,7 +1035,9 @@ impl TrackingStore for PgStore {
                 let points = query(
                     tx,
                     "SELECT step, timestamp, value, is_nan FROM metrics
-                     WHERE run_uuid = $1 AND key = $2 AND step BETWEEN $3 AND $4",
+                     WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $1)
+                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = $2)
+                       AND step BETWEEN $3 AND $4",
                     &[run_id, &key, &start, &end],
                 )
                 .await?

@@ -120,8 +120,11 @@ fn load_many(conn: &Connection, ids: &[String]) -> Result<Vec<LoggedModel>> {
         .collect();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest
-                 FROM metrics WHERE model_id = ?1 ORDER BY key, step, timestamp",
+                "SELECT k.key, m.step, m.timestamp, m.value, m.is_nan, r.run_uuid, m.dataset_name,
+                        m.dataset_digest
+                 FROM metrics m JOIN metric_keys k ON k.metric_key_id = m.metric_key_id
+                 JOIN runs r ON r.run_key = m.run_key
+                 WHERE m.model_id = ?1 ORDER BY k.key, m.step, m.timestamp",
             )
             .map_err(sql_err)?;
         model.data.metrics = stmt

@@ -23,7 +23,7 @@ use crate::StoreConfig;
 pub(crate) use tracking::append_to_uri;
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_tracking.sql"),
     include_str!("../../migrations/0002_registry.sql"),
     include_str!("../../migrations/0003_webhooks.sql"),
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_trace_prompts.sql"),
     include_str!("../../migrations/0008_plugins.sql"),
     include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
+    include_str!("../../migrations/0010_surrogate_keys.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

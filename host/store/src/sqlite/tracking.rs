@@ -113,25 +113,77 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+/// A run's experiment and its integer key (the metric tables' name for it).
+#[derive(Debug, Clone, Copy)]
+struct RunKeys {
+    experiment_id: i64,
+    run_key: i64,
+}
+
 /// The lifecycle stage of a run, or not-found.
-fn run_stage(conn: &Connection, run_id: &str) -> Result<(LifecycleStage, i64)> {
+fn run_stage(conn: &Connection, run_id: &str) -> Result<(LifecycleStage, RunKeys)> {
     let row = conn
-        .prepare_cached("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = ?1")
+        .prepare_cached(
+            "SELECT lifecycle_stage, experiment_id, run_key FROM runs WHERE run_uuid = ?1",
+        )
         .map_err(sql_err)?
         .query_row([run_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                RunKeys {
+                    experiment_id: r.get(1)?,
+                    run_key: r.get(2)?,
+                },
+            ))
         })
         .optional()
         .map_err(sql_err)?;
-    let (stage, exp) = row.ok_or_else(|| run_not_found(run_id))?;
-    Ok((LifecycleStage::parse(&stage)?, exp))
+    let (stage, keys) = row.ok_or_else(|| run_not_found(run_id))?;
+    Ok((LifecycleStage::parse(&stage)?, keys))
 }
 
 /// MLflow refuses writes to deleted runs.
-fn require_active_run(conn: &Connection, run_id: &str) -> Result<i64> {
-    let (stage, exp) = run_stage(conn, run_id)?;
+fn require_active_run(conn: &Connection, run_id: &str) -> Result<RunKeys> {
+    let (stage, keys) = run_stage(conn, run_id)?;
     rules::require_active_run(run_id, stage)?;
-    Ok(exp)
+    Ok(keys)
+}
+
+/// The ids of the metric keys `keys` in `metric_keys`, adding the keys it lacks: two statements
+/// for a whole batch, whatever its number of keys. Ids are read from the table every time, never
+/// remembered across calls: another process on the same file may have added keys, and a key
+/// added by a batch that then failed is rolled back with it.
+pub(crate) fn metric_key_ids<'a>(
+    conn: &Connection,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, i64>> {
+    let mut keys: Vec<&str> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let list = json_list(&keys);
+    conn.prepare_cached("INSERT OR IGNORE INTO metric_keys (key) SELECT value FROM json_each(?1)")
+        .map_err(sql_err)?
+        .execute([&list])
+        .map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT key, metric_key_id FROM metric_keys
+             WHERE key IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(sql_err)?;
+    let ids = stmt
+        .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    Ok(ids)
+}
+
+/// The id `ids` (from [`metric_key_ids`]) holds for `key`.
+fn key_id(ids: &HashMap<String, i64>, key: &str) -> Result<i64> {
+    ids.get(key)
+        .copied()
+        .ok_or_else(|| Error::internal(format!("metric key '{key}' has no id")))
 }
 
 fn set_run_tag(conn: &Connection, run_id: &str, tag: &Tag) -> Result<()> {
@@ -183,19 +235,19 @@ fn log_param(conn: &Connection, run_id: &str, param: &Param) -> Result<()> {
 }
 
 /// Logs one point into a run's history (`metrics`); [`update_latest`] then keeps its newest.
-pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<()> {
+fn log_metric(conn: &Connection, run_key: i64, key_id: i64, m: &Metric) -> Result<()> {
     // SQLite turns NaN into NULL, so NaN is stored as 0 with a flag, as MLflow's SQL store does.
     let (value, is_nan) = rules::stored_metric_value(m.value);
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO metrics
-             (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest)
+            "INSERT OR IGNORE INTO metrics (run_key, metric_key_id, step, timestamp, value, is_nan,
+                                            model_id, dataset_name, dataset_digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(sql_err)?
         .execute(params![
-            run_id,
-            m.key,
+            run_key,
+            key_id,
             m.step,
             m.timestamp,
             value,
@@ -211,16 +263,16 @@ pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<
     if inserted == 0 && m.model_id.is_some() {
         conn.prepare_cached(
             "UPDATE metrics SET model_id = ?1, dataset_name = ?2, dataset_digest = ?3
-             WHERE run_uuid = ?4 AND key = ?5 AND timestamp = ?6 AND step = ?7 AND value = ?8
-               AND is_nan = ?9 AND model_id IS NULL",
+             WHERE run_key = ?4 AND metric_key_id = ?5 AND timestamp = ?6 AND step = ?7
+               AND value = ?8 AND is_nan = ?9 AND model_id IS NULL",
         )
         .map_err(sql_err)?
         .execute(params![
             m.model_id,
             m.dataset_name,
             m.dataset_digest,
-            run_id,
-            m.key,
+            run_key,
+            key_id,
             m.timestamp,
             m.step,
             value,
@@ -235,29 +287,37 @@ pub(crate) fn log_metric(conn: &Connection, run_id: &str, m: &Metric) -> Result<
 /// one per point spares SQLite most of its per-statement work (reset, bind, opening cursors).
 const POINTS_PER_INSERT: usize = 64;
 
-/// Logs a batch's points into a run's history, as [`log_metric`] does one by one. Points that
-/// name no model or dataset (nearly all) go in key order, so that consecutive inserts land on
-/// the same B-tree pages, [`POINTS_PER_INSERT`] to a statement.
-fn log_metrics(conn: &Connection, run_id: &str, metrics: &[Metric]) -> Result<()> {
+/// Logs a batch's points into a run's history, as [`log_metric`] does one by one, then each
+/// key's newest point into latest_metrics. Points that name no model or dataset (nearly all) go
+/// in key order, so that consecutive inserts land on the same B-tree pages, [`POINTS_PER_INSERT`]
+/// to a statement.
+fn log_metrics(conn: &Connection, run: RunKeys, metrics: &[Metric]) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let ids = metric_key_ids(conn, metrics.iter().map(|m| m.key.as_str()))?;
     let (mut plain, linked): (Vec<&Metric>, Vec<&Metric>) = metrics.iter().partition(|m| {
         m.model_id.is_none() && m.dataset_name.is_none() && m.dataset_digest.is_none()
     });
-    plain.sort_by(|a, b| (&a.key, a.timestamp, a.step).cmp(&(&b.key, b.timestamp, b.step)));
+    plain.sort_by_key(|m| (ids.get(&m.key), m.timestamp, m.step));
     let mut chunks = plain.chunks_exact(POINTS_PER_INSERT);
     if chunks.len() > 0 {
         let rows = vec!["(?1, ?, ?, ?, ?, ?)"; POINTS_PER_INSERT].join(", ");
         let mut insert = conn
             .prepare_cached(&format!(
-                "INSERT OR IGNORE INTO metrics (run_uuid, key, step, timestamp, value, is_nan)
+                "INSERT OR IGNORE INTO metrics (run_key, metric_key_id, step, timestamp, value,
+                                                is_nan)
                  VALUES {rows}"
             ))
             .map_err(sql_err)?;
-        insert.raw_bind_parameter(1, run_id).map_err(sql_err)?;
+        insert.raw_bind_parameter(1, run.run_key).map_err(sql_err)?;
         for chunk in &mut chunks {
             for (i, m) in chunk.iter().enumerate() {
                 let (value, is_nan) = rules::stored_metric_value(m.value);
                 let at = 2 + i * 5;
-                insert.raw_bind_parameter(at, &m.key).map_err(sql_err)?;
+                insert
+                    .raw_bind_parameter(at, key_id(&ids, &m.key)?)
+                    .map_err(sql_err)?;
                 insert.raw_bind_parameter(at + 1, m.step).map_err(sql_err)?;
                 insert
                     .raw_bind_parameter(at + 2, m.timestamp)
@@ -269,25 +329,24 @@ fn log_metrics(conn: &Connection, run_id: &str, metrics: &[Metric]) -> Result<()
         }
     }
     for m in chunks.remainder().iter().chain(&linked) {
-        log_metric(conn, run_id, m)?;
+        log_metric(conn, run.run_key, key_id(&ids, &m.key)?, m)?;
+    }
+    for m in rules::latest_per_key(metrics) {
+        update_latest(conn, run, key_id(&ids, &m.key)?, m)?;
     }
     Ok(())
 }
 
 /// Makes `m` the run's latest point of its key if it is newer than the stored one (greatest
-/// step, then timestamp, then value). `experiment_id` is the run's: latest_metrics carries it
-/// for search's per-experiment index.
-pub(crate) fn update_latest(
-    conn: &Connection,
-    run_id: &str,
-    experiment_id: i64,
-    m: &Metric,
-) -> Result<()> {
+/// step, then timestamp, then value). latest_metrics carries the run's experiment for search's
+/// per-experiment index.
+fn update_latest(conn: &Connection, run: RunKeys, key_id: i64, m: &Metric) -> Result<()> {
     let (value, is_nan) = rules::stored_metric_value(m.value);
     conn.prepare_cached(
-        "INSERT INTO latest_metrics (run_uuid, key, experiment_id, step, timestamp, value, is_nan)
+        "INSERT INTO latest_metrics
+             (run_key, metric_key_id, experiment_id, step, timestamp, value, is_nan)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (run_uuid, key) DO UPDATE SET
+         ON CONFLICT (run_key, metric_key_id) DO UPDATE SET
              step = excluded.step, timestamp = excluded.timestamp,
              value = excluded.value, is_nan = excluded.is_nan
          WHERE (excluded.step, excluded.timestamp, excluded.value)
@@ -295,9 +354,9 @@ pub(crate) fn update_latest(
     )
     .map_err(sql_err)?
     .execute(params![
-        run_id,
-        m.key,
-        experiment_id,
+        run.run_key,
+        key_id,
+        run.experiment_id,
         m.step,
         m.timestamp,
         value,
@@ -373,8 +432,10 @@ fn load_runs(conn: &Connection, ids: &[String]) -> Result<Vec<Run>> {
     {
         let mut stmt = conn
             .prepare_cached(
-                "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics
-                 WHERE run_uuid IN (SELECT value FROM json_each(?1)) ORDER BY key",
+                "SELECT r.run_uuid, k.key, l.step, l.timestamp, l.value, l.is_nan
+                 FROM runs r JOIN latest_metrics l ON l.run_key = r.run_key
+                 JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
+                 WHERE r.run_uuid IN (SELECT value FROM json_each(?1)) ORDER BY k.key",
             )
             .map_err(sql_err)?;
         let mut rows = stmt.query([&list]).map_err(sql_err)?;
@@ -720,14 +781,11 @@ impl TrackingStore for SqliteStore {
     ) -> Result<()> {
         let run_id = run_id.to_string();
         self.write(move |conn| {
-            let experiment_id = require_active_run(conn, &run_id)?;
+            let run = require_active_run(conn, &run_id)?;
             for param in &params {
                 log_param(conn, &run_id, param)?;
             }
-            log_metrics(conn, &run_id, &metrics)?;
-            for metric in rules::latest_per_key(&metrics) {
-                update_latest(conn, &run_id, experiment_id, metric)?;
-            }
+            log_metrics(conn, run, &metrics)?;
             for tag in &tags {
                 set_run_tag(conn, &run_id, tag)?;
             }
@@ -762,7 +820,7 @@ impl TrackingStore for SqliteStore {
     ) -> Result<()> {
         let run_id = run_id.to_string();
         self.write(move |conn| {
-            let experiment_id = require_active_run(conn, &run_id)?;
+            let experiment_id = require_active_run(conn, &run_id)?.experiment_id;
             for input in &datasets {
                 let d = &input.dataset;
                 let existing: Option<String> = conn
@@ -899,9 +957,10 @@ impl TrackingStore for SqliteStore {
             let limit = max_results.map_or(-1, |m| m as i64 + 1);
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT key, step, timestamp, value, is_nan, model_id, dataset_name,
+                    "SELECT ?2, step, timestamp, value, is_nan, model_id, dataset_name,
                             dataset_digest
-                     FROM metrics WHERE run_uuid = ?1 AND key = ?2
+                     FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = ?1)
+                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = ?2)
                      ORDER BY timestamp, step, value LIMIT ?3 OFFSET ?4",
                 )
                 .map_err(sql_err)?;
@@ -944,12 +1003,15 @@ impl TrackingStore for SqliteStore {
             let sql = match steps {
                 None => {
                     "SELECT step, timestamp, value, is_nan FROM metrics
-                     WHERE run_uuid = ?1 AND key = ?2
+                     WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = ?1)
+                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = ?2)
                      ORDER BY timestamp, step, value, is_nan"
                 }
                 Some(_) => {
                     "SELECT step, timestamp, value, is_nan FROM metrics
-                     WHERE run_uuid = ?1 AND key = ?2 AND step BETWEEN ?3 AND ?4
+                     WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = ?1)
+                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = ?2)
+                       AND step BETWEEN ?3 AND ?4
                      ORDER BY timestamp, step, value, is_nan"
                 }
             };
