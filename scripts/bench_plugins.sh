@@ -4,7 +4,8 @@
 # plugin.  Builds host/bench (its own workspace) in release mode, generates the MLP model with
 # the e2e venv's onnx into a temp dir, and prints markdown tables.
 # Arguments go to plugin-bench: --iters-1 N (default 200), --iters-1000 N (50), --compile-runs N (3; 0 skips
-# the compile table).
+# the compile table). MLP_SIZES=20,64,32,1 benchmarks an MLP of those layer widths instead of
+# 64,256,256,10 (20,64,32,1 is the serving benchmark's).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,8 +18,9 @@ venv="$("$repo/scripts/e2e-venv.sh")"
 
 model="$(mktemp -d)"
 trap 'rm -rf "$model"' EXIT
-"$venv/bin/python" host/bench/make_mlp.py "$model"
+sizes="${MLP_SIZES:-64,256,256,10}"
+"$venv/bin/python" host/bench/make_mlp.py "$model" "$sizes"
 
 echo "machine: $(nproc) cores, $(uptime | sed 's/.*load average/load average/')" >&2
-cargo run --quiet --release --manifest-path host/bench/Cargo.toml -- "$model" "$@"
+cargo run --quiet --release --manifest-path host/bench/Cargo.toml -- "$model" --features "${sizes%%,*}" "$@"
 echo "machine after the run: $(uptime | sed 's/.*load average/load average/')" >&2

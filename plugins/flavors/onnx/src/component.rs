@@ -121,12 +121,13 @@ impl GuestModel for Model {
 /// The host's native kernels (`wasmflow:plugin/tensor`) as the engine's dense backend.
 struct HostKernels;
 
-/// Layers with fewer weights stay in tract's wasm kernels. Measured on 2026-12-04 (README,
-/// "Plugins"): the serving benchmark's MLP (20 → 64 → 32 → 1, at most 2,048 weights a layer)
-/// took 0.89 ms of server CPU per 1,000-row request with every layer on the host against
-/// 0.71 ms with none, while the plugin benchmark's (64 → 256 → 256 → 10, 16,384 and 65,536
-/// weights) ran 3.6× native tract in wasm and 2.65× with its layers on the host.
-const MIN_HOST_WEIGHTS: usize = 4096;
+/// Layers with fewer weights stay in tract's wasm kernels, where a host call would cost more
+/// than it saves. Measured on 2026-12-04 (README, "Plugins"), after the host's ReLU stopped
+/// branching per value: the serving benchmark's MLP (20 → 64 → 32 → 1; 1,280 and 2,048
+/// weights) took 136 µs a 1,000-row call with those two layers on the host against 388 µs
+/// with none (the 4,096 this was before, set while that ReLU branch made host layers look
+/// slow), and 6 µs against 8 µs at one row.
+const MIN_HOST_WEIGHTS: usize = 1024;
 
 impl DenseBackend for HostKernels {
     fn create(
