@@ -141,6 +141,10 @@ struct Slots {
     live: usize,
     /// Linear memory of the instances in existence, as of their last call.
     memory: usize,
+    /// Callers blocked in `acquire`: the condition variable is signalled only when there are
+    /// some, because std's `notify_one` is a futex system call even when nobody waits (one a
+    /// predict call otherwise).
+    waiting: usize,
 }
 
 impl ModelPool {
@@ -161,6 +165,7 @@ impl ModelPool {
                 memory: first.memory(),
                 idle: vec![first],
                 live: 1,
+                waiting: 0,
             }),
             freed: Condvar::new(),
             signature,
@@ -198,11 +203,12 @@ impl ModelPool {
                     let mut slots = self.lock();
                     slots.memory += instance.memory();
                     slots.idle.push(instance);
-                    self.freed.notify_one();
+                    self.wake_one(&slots);
                 }
                 Err(e) => {
-                    self.lock().live -= 1;
-                    self.freed.notify_one();
+                    let mut slots = self.lock();
+                    slots.live -= 1;
+                    self.wake_one(&slots);
                     return Err(e);
                 }
             }
@@ -259,14 +265,15 @@ impl ModelPool {
                 let mut slots = self.lock();
                 slots.live -= 1;
                 slots.memory -= before;
+                self.wake_one(&slots);
             }
             _ => {
                 let mut slots = self.lock();
                 slots.memory = slots.memory - before + instance.memory();
                 slots.idle.push(instance);
+                self.wake_one(&slots);
             }
         }
-        self.freed.notify_one();
         result
     }
 
@@ -283,13 +290,24 @@ impl ModelPool {
                 match &made {
                     Ok(instance) => self.lock().memory += instance.memory(),
                     Err(_) => {
-                        self.lock().live -= 1;
-                        self.freed.notify_one();
+                        let mut slots = self.lock();
+                        slots.live -= 1;
+                        self.wake_one(&slots);
                     }
                 }
                 return made;
             }
+            slots.waiting += 1;
             slots = self.freed.wait(slots).unwrap_or_else(|e| e.into_inner());
+            slots.waiting -= 1;
+        }
+    }
+
+    /// Wakes one caller waiting in `acquire`, if any; `slots` is held, so a caller that is
+    /// about to wait has either counted itself already or will see this change first.
+    fn wake_one(&self, slots: &Slots) {
+        if slots.waiting > 0 {
+            self.freed.notify_one();
         }
     }
 

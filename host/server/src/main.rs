@@ -469,9 +469,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     guard::warn_if_exposed(addr, authenticated);
-    connections::serve(listener, app, limits, shutdown_signal())
-        .await
-        .context("the server stopped with an error")
+    connections::serve(
+        listener,
+        app,
+        limits,
+        connections::Placement::Shared,
+        shutdown_signal(),
+    )
+    .await
+    .context("the server stopped with an error")
 }
 
 /// A listener on `host:port`, and the address it resolved to.

@@ -70,6 +70,7 @@ pub async fn run(
     options: ServeOptions,
     plugins: Arc<PluginManager>,
     started: Instant,
+    runtimes: &crate::connections::ConnectionRuntimes,
 ) -> anyhow::Result<()> {
     let state = Arc::new(Scoring {
         model: OnceCell::new(),
@@ -123,6 +124,7 @@ pub async fn run(
         listener,
         router(state)?,
         options.limits,
+        crate::connections::Placement::Pinned(runtimes),
         crate::shutdown_signal(),
     );
     // A load failure ends the server at once: it could only ever answer 503.

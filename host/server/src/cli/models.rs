@@ -291,11 +291,13 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 other_plugins,
                 limits,
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(crate::scoring_server::run(options, plugins, started))?;
+            // One runtime a core, each connection kept on one of them (`ConnectionRuntimes`).
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let runtimes = crate::connections::ConnectionRuntimes::new(cores)
+                .context("cannot start the async runtime")?;
+            runtimes.first().block_on(crate::scoring_server::run(
+                options, plugins, started, &runtimes,
+            ))?;
             drop(local);
         }
         ModelsCommand::AttachPlugin {
