@@ -4,6 +4,8 @@ usage and an event; feedback and an expectation on one trace; a prompt registere
 `mlflow.genai.register_prompt` (a text version, a chat version, an alias and tags). Called by
 seed.py; returns what the pages must show."""
 
+import time
+
 import mlflow
 from mlflow.entities import AssessmentSource, SpanEvent, SpanType
 
@@ -42,6 +44,9 @@ def seed(uri: str) -> dict:
     out["experiment_id"] = exp_id
     for q in QUESTIONS:
         answer(q)
+        # Each trace in a millisecond of its own: the checks read the newest first, and two
+        # traces started in the same millisecond are ordered by their (random) ids.
+        time.sleep(0.005)
     try:
         failing("Why?")
     except ValueError:
