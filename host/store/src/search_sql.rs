@@ -439,17 +439,14 @@ fn run_order(i: usize, o: &OrderBy, joins: &mut String, b: &mut Binder) -> Resul
             " LEFT JOIN {table} o{i} ON o{i}.run_key = r.run_key AND o{i}.metric_key_id = {}",
             metric_key_id(&key)
         ));
-    } else {
-        joins.push_str(&format!(
-            " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {key}"
-        ));
-    }
-    if o.entity == Entity::Metric {
         // As in MLflow, either way: numbers first, then NaN, then runs without the metric.
         Ok(format!(
             "o{i}.value IS NULL, o{i}.is_nan ASC, o{i}.value {dir}"
         ))
     } else {
+        joins.push_str(&format!(
+            " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = {key}"
+        ));
         Ok(format!("o{i}.value IS NULL, o{i}.value {dir}"))
     }
 }

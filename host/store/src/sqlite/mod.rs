@@ -144,7 +144,7 @@ impl SqliteStore {
 /// matching nothing. This is the same on the regex crate, whose syntax is Python's for the
 /// common forms (it has no look-around or back-references: such a pattern matches nothing).
 /// A pattern is compiled once per statement (SQLite's auxiliary data of argument 0).
-pub(crate) fn register_regexp(conn: &Connection) -> Result<()> {
+fn register_regexp(conn: &Connection) -> Result<()> {
     use rusqlite::functions::FunctionFlags;
     use rusqlite::types::ValueRef;
     conn.create_scalar_function(
