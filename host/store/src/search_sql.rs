@@ -4,13 +4,17 @@
 //! [`Binder`] that collects the parameters.
 //!
 //! String comparisons follow MLflow: `=`, `!=` and `LIKE` are case-sensitive, `ILIKE` is not. In
-//! both, `%` is any run of characters, `_` one character and `\` makes the next character
-//! literal.
-//! - SQLite's `LIKE` ignores ASCII case, so `LIKE` is compiled to `GLOB` with the pattern
-//!   translated (see [`like_to_glob`]), and `ILIKE` to SQLite's `LIKE` (ASCII case folding only,
-//!   as SQLite has no Unicode case folding without ICU).
-//! - PostgreSQL has both `LIKE` and `ILIKE`; its text columns use the C collation, so they
-//!   compare and sort byte by byte as SQLite's do, and `ILIKE` folds ASCII case only there too.
+//! both, `%` is any run of characters and `_` one character. MLflow's SQL store writes
+//! SQLAlchemy's `column.like(value)` / `column.ilike(value)`, with no `ESCAPE` clause, so what
+//! `\` means is each backend's default (`mlflow.utils.search_utils.get_sql_comparison_func`):
+//! - SQLite: a plain character, as SQLite's `LIKE` has no escape unless one is named. MLflow
+//!   turns `PRAGMA case_sensitive_like` on and writes `ILIKE` as `lower(..) LIKE lower(..)`;
+//!   here SQLite's `LIKE` keeps ignoring ASCII case, so `LIKE` is compiled to `GLOB` with the
+//!   pattern translated (see [`like_to_glob`]), and `ILIKE` to SQLite's `LIKE` (ASCII case
+//!   folding only, as `lower` has no Unicode case folding without ICU).
+//! - PostgreSQL: the escape, making the next character literal (`\%`, `\_`, `\\`). It has
+//!   both `LIKE` and `ILIKE`; its text columns use the C collation, so they compare and sort
+//!   byte by byte as SQLite's do, and `ILIKE` folds ASCII case only there too.
 //!
 //! Lists (`IN`) are one bound parameter: a JSON array read by `json_each` in SQLite, an array
 //! compared with `= ANY` in PostgreSQL. PostgreSQL's placeholders are `$n` with an explicit
@@ -220,10 +224,9 @@ pub(crate) fn compare(column: &str, op: Op, value: &Value, b: &mut Binder) -> Re
             });
         }
         (Op::ILike, Value::Str(s)) => {
-            let p = b.text(like_pattern(s));
             return Ok(match b.dialect {
-                Dialect::Sqlite => format!("{column} LIKE {p} ESCAPE '\\'"),
-                Dialect::Postgres => format!("{column} ILIKE {p}"),
+                Dialect::Sqlite => format!("{column} LIKE {}", b.text(s.clone())),
+                Dialect::Postgres => format!("{column} ILIKE {}", b.text(like_pattern(s))),
             });
         }
         // MLflow's SQL store: SQLAlchemy's `op("REGEXP")` on SQLite (a function the store
@@ -244,16 +247,15 @@ pub(crate) fn compare(column: &str, op: Op, value: &Value, b: &mut Binder) -> Re
     Ok(format!("{column} {} {p}", op.as_str()))
 }
 
-/// Translates an SQL LIKE pattern (`%`, `_`, `\` escapes) into a GLOB pattern, escaping GLOB's
-/// own metacharacters as one-character classes. A trailing lone `\` stands for itself.
-pub(crate) fn like_to_glob(pattern: &str) -> String {
+/// Translates a LIKE pattern without escape (`%` and `_`; `\` is itself, as in SQLite's `LIKE`
+/// without `ESCAPE`) into a GLOB pattern, escaping GLOB's own metacharacters as one-character
+/// classes.
+fn like_to_glob(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 8);
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
+    for c in pattern.chars() {
         match c {
             '%' => out.push('*'),
             '_' => out.push('?'),
-            '\\' => push_literal(&mut out, chars.next().unwrap_or('\\')),
             other => push_literal(&mut out, other),
         }
     }
@@ -270,9 +272,9 @@ fn push_literal(out: &mut String, c: char) {
     }
 }
 
-/// A LIKE pattern with `\` as its escape: SQLite matches nothing and PostgreSQL fails when the
-/// pattern ends in a lone escape, so such a trailing `\` is doubled to stand for itself, as in
-/// [`like_to_glob`].
+/// A PostgreSQL LIKE pattern (`\` is its escape). PostgreSQL rejects a pattern ending in a lone
+/// escape (so MLflow's search fails there), and such a trailing `\` is doubled here to stand
+/// for itself, as it does on SQLite.
 fn like_pattern(pattern: &str) -> String {
     let mut escaped = false;
     for c in pattern.chars() {
@@ -1172,8 +1174,9 @@ mod tests {
     fn like_patterns_become_globs() {
         assert_eq!(like_to_glob("a%b_c"), "a*b?c");
         assert_eq!(like_to_glob("x*y?[z]"), "x[*]y[?][[]z[]]");
-        assert_eq!(like_to_glob("100\\%"), "100%");
-        assert_eq!(like_to_glob("a\\_b"), "a_b");
+        // `\` is itself, as in SQLite's LIKE without ESCAPE (MLflow's).
+        assert_eq!(like_to_glob("100\\%"), "100\\*");
+        assert_eq!(like_to_glob("a\\_b"), "a\\?b");
         assert_eq!(like_to_glob("end\\"), "end\\");
         assert_eq!(like_pattern("end\\"), "end\\\\");
         assert_eq!(like_pattern("end\\\\"), "end\\\\");
@@ -1321,8 +1324,12 @@ mod tests {
             matching(&conn, "params.pattern LIKE 'a[x]bcd'"),
             Vec::<String>::new()
         );
-        // `\` makes `%` and `_` literal, in LIKE and ILIKE alike.
-        assert_eq!(matching(&conn, "params.pattern LIKE 'a\\*%'"), ["r1"]);
+        // On SQLite `\` is a plain character in LIKE and ILIKE alike, as MLflow's LIKE there has
+        // no ESCAPE: it neither makes `%` and `_` literal nor stands for itself when doubled.
+        assert_eq!(
+            matching(&conn, "params.pattern LIKE 'a\\*%'"),
+            Vec::<String>::new()
+        );
         assert_eq!(
             matching(&conn, "params.lr LIKE '0\\_1'"),
             Vec::<String>::new()
@@ -1332,8 +1339,18 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(matching(&conn, "params.lr ILIKE '0_1'"), ["r2"]);
-        assert_eq!(matching(&conn, "params.path LIKE 'C:\\\\dir'"), ["r2"]);
-        assert_eq!(matching(&conn, "params.path ILIKE 'c:\\\\DIR'"), ["r2"]);
+        assert_eq!(matching(&conn, "params.path LIKE 'C:\\dir'"), ["r2"]);
+        assert_eq!(matching(&conn, "params.path LIKE 'C:\\%'"), ["r2"]);
+        assert_eq!(matching(&conn, "params.path LIKE 'C:\\_ir'"), ["r2"]);
+        assert_eq!(matching(&conn, "params.path ILIKE 'c:\\DIR'"), ["r2"]);
+        assert_eq!(
+            matching(&conn, "params.path LIKE 'C:\\\\dir'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            matching(&conn, "params.path ILIKE 'c:\\\\DIR'"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
-use crate::search_sql::{Binder, Dialect, Query, compare as compare_sql, experiment_match};
+use crate::search_sql::{Binder, Dialect, Query, compare, experiment_match};
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_LOCATION_TAG,
     TRACE_NAME_TAG, TraceClause, TraceInfo, TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
@@ -495,22 +495,6 @@ fn search_value(value: &TraceValue) -> SearchValue {
 /// A number's text as JSON writes it (PostgreSQL casts only such text to a number; SQLite's
 /// CAST reads any text, as 0 when it is no number).
 const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$";
-
-/// SQL comparing `column` with a bound value, as MLflow's SQL store does in trace filters. On
-/// SQLite it writes `LIKE` without `ESCAPE` (SQLAlchemy's `like`, and `lower(..) LIKE lower(..)`
-/// for `ILIKE`), so a `\` in the pattern is a plain character there, while wasmflow's patterns
-/// take `\` as an escape ([`compare_sql`]): each is doubled to stand for itself. On PostgreSQL
-/// `\` is `LIKE`'s default escape for MLflow as for wasmflow, so nothing changes.
-fn compare(column: &str, op: TraceOp, value: &SearchValue, b: &mut Binder) -> Result<String> {
-    match (op, value) {
-        (TraceOp::Like | TraceOp::ILike, SearchValue::Str(s))
-            if b.dialect == Dialect::Sqlite && s.contains('\\') =>
-        {
-            compare_sql(column, op, &SearchValue::Str(s.replace('\\', "\\\\")), b)
-        }
-        _ => compare_sql(column, op, value, b),
-    }
-}
 
 /// The SQL condition of one clause on `trace_info t`, every value and key bound.
 fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {

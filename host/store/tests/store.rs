@@ -383,6 +383,79 @@ fn sorted(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
+/// `\` in LIKE and ILIKE patterns, per backend as MLflow's SQL store has it (SQLAlchemy's
+/// `like` / `ilike` with no ESCAPE clause): SQLite's takes it as itself, PostgreSQL's as the
+/// escape of the next character. Checked against a real `mlflow server` (SQLite) in
+/// tests/e2e/test_search_patterns.py.
+#[test]
+fn backslashes_in_like_patterns_as_mlflow_per_backend() {
+    fn check(store: &impl TrackingStore, sqlite: bool) {
+        let exp = store.create_experiment("backslash", None, &[]).unwrap();
+        for value in [
+            "C:\\dir",
+            "50%off",
+            "50Xoff",
+            "a_b",
+            "aXb",
+            "back\\\\slash",
+            "end\\",
+        ] {
+            let id = store
+                .create_run(NewRun {
+                    experiment_id: exp.clone(),
+                    user_id: "u".into(),
+                    run_name: Some(value.into()),
+                    start_time: Some(1),
+                    tags: vec![],
+                })
+                .unwrap()
+                .info
+                .run_id;
+            store
+                .log_batch(&id, vec![], vec![param("p", value)], vec![])
+                .unwrap();
+        }
+        let names = |filter: &str| sorted(run_names(store, &exp, filter, &[]));
+        let none = Vec::<String>::new();
+        assert_eq!(names("params.p LIKE 'C:%'"), ["C:\\dir"]);
+        if sqlite {
+            assert_eq!(names("params.p LIKE 'C:\\dir'"), ["C:\\dir"]);
+            assert_eq!(names("params.p ILIKE 'c:\\DIR'"), ["C:\\dir"]);
+            assert_eq!(names("params.p LIKE 'C:\\\\dir'"), none);
+            assert_eq!(names("params.p LIKE '50\\%off'"), none);
+            assert_eq!(names("run_name LIKE 'a\\_b'"), none);
+            assert_eq!(names("params.p ILIKE 'A\\_B'"), none);
+            assert_eq!(
+                names("params.p LIKE '%\\%'"),
+                ["C:\\dir", "back\\\\slash", "end\\"]
+            );
+            assert_eq!(names("params.p LIKE 'back\\\\slash'"), ["back\\\\slash"]);
+        } else {
+            assert_eq!(names("params.p LIKE 'C:\\dir'"), none);
+            assert_eq!(names("params.p LIKE 'C:\\\\dir'"), ["C:\\dir"]);
+            assert_eq!(names("params.p ILIKE 'c:\\\\DIR'"), ["C:\\dir"]);
+            assert_eq!(names("params.p LIKE '50\\%off'"), ["50%off"]);
+            assert_eq!(names("run_name LIKE 'a\\_b'"), ["a_b"]);
+            assert_eq!(names("params.p ILIKE 'A\\_B'"), ["a_b"]);
+            assert_eq!(names("params.p LIKE '%\\%'"), none);
+            assert_eq!(names("params.p LIKE '%\\%%'"), ["50%off"]);
+            assert_eq!(names("params.p LIKE 'back\\\\slash'"), none);
+            assert_eq!(
+                names("params.p LIKE 'back\\\\\\\\slash'"),
+                ["back\\\\slash"]
+            );
+        }
+        // A trailing lone `\` stands for itself on both (PostgreSQL would refuse the pattern).
+        assert_eq!(names("params.p LIKE '%\\'"), ["end\\"]);
+        assert_eq!(names("params.p ILIKE 'END\\'"), ["end\\"]);
+    }
+    let (_dir, store) = common::store();
+    check(&store, true);
+    if let Some((_db, store)) = common::pg_store() {
+        check(&store, false);
+    }
+}
+
 #[test]
 fn search_grammar_is_the_same_on_every_backend() {
     each_backend!(|store| {
