@@ -9,7 +9,7 @@ use wasmflow_core::entities::Metric;
 use wasmflow_core::{Error, Result};
 
 use crate::args;
-use crate::sql_conn::{Arg, Dialect, PgConn, SqlConn, SqliteConn, in_transaction};
+use crate::sql_conn::{Arg, Dialect, PgConn, SqlConn, SqliteConn, in_transaction, metric_key_ids};
 
 /// How many rows of one kind a call wrote, and how many were there already.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -413,7 +413,7 @@ impl ImportTarget {
     pub fn metrics(&mut self, run_id: &str, points: &[ImportMetric]) -> Result<Tally> {
         self.tx(|c| {
             let mut t = Tally::default();
-            add_metric_keys(c, points.iter().map(|m| m.key.as_str()))?;
+            metric_key_ids(c, points.iter().map(|m| m.key.as_str()))?;
             for chunk in points.chunks(POINTS_PER_STATEMENT) {
                 let values: Vec<(f64, i64)> = chunk.iter().map(stored).collect();
                 let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 6);
@@ -518,7 +518,7 @@ impl ImportTarget {
                 &m.tags,
                 &mut t.tags,
             )?;
-            add_metric_keys(c, m.metrics.iter().map(|mm| mm.metric.key.as_str()))?;
+            metric_key_ids(c, m.metrics.iter().map(|mm| mm.metric.key.as_str()))?;
             for mm in &m.metrics {
                 let p = &mm.metric;
                 let (value, is_nan) = stored(p);
@@ -680,31 +680,6 @@ impl ImportTarget {
         }
         Ok(total)
     }
-}
-
-/// Adds to metric_keys the keys it lacks (the metric tables name keys by their id there), one
-/// statement for a whole batch; the inserts that follow resolve the ids in their own statements.
-fn add_metric_keys<'a>(c: &dyn SqlConn, keys: impl IntoIterator<Item = &'a str>) -> Result<()> {
-    let mut keys: Vec<&str> = keys.into_iter().collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for chunk in keys.chunks(POINTS_PER_STATEMENT) {
-        let rows: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
-        let args: Vec<Arg<'_>> = chunk.iter().map(|k| Arg::from(*k)).collect();
-        // Only the missing keys are inserted, so PostgreSQL's sequence is not spent on keys
-        // already there.
-        c.execute(
-            &format!(
-                "INSERT INTO metric_keys (key)
-                 SELECT v.column1 FROM (VALUES {}) AS v
-                 WHERE NOT EXISTS (SELECT 1 FROM metric_keys k WHERE k.key = v.column1)
-                 ON CONFLICT DO NOTHING",
-                rows.join(", ")
-            ),
-            &args,
-        )?;
-    }
-    Ok(())
 }
 
 fn is_empty_experiment(c: &dyn SqlConn, id: i64) -> Result<bool> {

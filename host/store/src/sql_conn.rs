@@ -242,35 +242,63 @@ impl SqliteConn {
             .map_err(sql_err)?;
         Ok(Self(conn))
     }
-
-    /// A cached statement with `args` bound to `$1`, `$2`, ... by name (SQLite numbers named
-    /// parameters in the order they first appear, which need not be theirs).
-    fn bound<'c>(&'c self, sql: &str, args: &[Arg<'_>]) -> Result<rusqlite::CachedStatement<'c>> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(sql_err)?;
-        for (i, arg) in args.iter().enumerate() {
-            if let Some(at) = stmt
-                .parameter_index(&format!("${}", i + 1))
-                .map_err(sql_err)?
-            {
-                stmt.raw_bind_parameter(at, arg).map_err(sql_err)?;
-            }
-        }
-        Ok(stmt)
-    }
 }
 
 impl SqlConn for SqliteConn {
+    fn dialect(&self) -> Dialect {
+        SqlConn::dialect(&self.0)
+    }
+
+    fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        SqlConn::execute(&self.0, sql, args)
+    }
+
+    fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+        SqlConn::query(&self.0, sql, args)
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        SqlConn::batch(&self.0, sql)
+    }
+
+    fn columns(&self, table: &str) -> Result<HashSet<String>> {
+        SqlConn::columns(&self.0, table)
+    }
+}
+
+/// A cached statement with `args` bound to `$1`, `$2`, ... by name (SQLite numbers named
+/// parameters in the order they first appear, which need not be theirs).
+fn bound<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(at) = stmt
+            .parameter_index(&format!("${}", i + 1))
+            .map_err(sql_err)?
+        {
+            stmt.raw_bind_parameter(at, arg).map_err(sql_err)?;
+        }
+    }
+    Ok(stmt)
+}
+
+/// The SQLite store's own connections are SQL connections too, so that what both stores write
+/// the same way (as [`metric_key_ids`]) is written once.
+impl SqlConn for rusqlite::Connection {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
 
     fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
-        let mut stmt = self.bound(sql, args)?;
+        let mut stmt = bound(self, sql, args)?;
         Ok(stmt.raw_execute().map_err(sql_err)? as u64)
     }
 
     fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
-        let mut stmt = self.bound(sql, args)?;
+        let mut stmt = bound(self, sql, args)?;
         let width = stmt.column_count();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
@@ -292,7 +320,7 @@ impl SqlConn for SqliteConn {
     }
 
     fn batch(&self, sql: &str) -> Result<()> {
-        self.0.execute_batch(sql).map_err(sql_err)
+        self.execute_batch(sql).map_err(sql_err)
     }
 
     fn columns(&self, table: &str) -> Result<HashSet<String>> {
@@ -408,4 +436,47 @@ fn pg_row(row: &tokio_postgres::Row) -> Result<Row> {
         out.push(value.unwrap_or(Value::Null));
     }
     Ok(Row(out))
+}
+
+/// The ids of the metric keys `keys` in `metric_keys` (the metric tables name keys by their id),
+/// adding the keys it lacks: two statements for a whole batch, whatever its number of keys. The
+/// SQLite tracking store and the importers of both backends call this; the PostgreSQL tracking
+/// store does the same inside its one-statement batch write (`postgres::tracking`).
+///
+/// Ids are read from the table every time, never remembered across calls: another process may
+/// have added keys, and a key added by a batch that then failed is rolled back with it. Only
+/// the missing keys are inserted, so PostgreSQL's sequence is not spent on keys already there;
+/// keys are inserted in sorted order, so that concurrent batches take row locks in one order.
+pub(crate) fn metric_key_ids<'a>(
+    c: &dyn SqlConn,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let mut keys: Vec<&str> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let list = serde_json::to_string(&keys).map_err(|e| Error::internal(e.to_string()))?;
+    // The keys are one parameter, a JSON array, read as rows by each backend's JSON function.
+    let rows = match c.dialect() {
+        Dialect::Sqlite => "json_each($1) AS j",
+        Dialect::Postgres => "json_array_elements_text($1::text::json) AS j (value)",
+    };
+    c.execute(
+        &format!(
+            "INSERT INTO metric_keys (key)
+             SELECT j.value FROM {rows}
+             WHERE NOT EXISTS (SELECT 1 FROM metric_keys k WHERE k.key = j.value)
+             ON CONFLICT DO NOTHING"
+        ),
+        args![list.as_str()],
+    )?;
+    c.query(
+        &format!(
+            "SELECT key, metric_key_id FROM metric_keys
+             WHERE key IN (SELECT j.value FROM {rows})"
+        ),
+        args![list.as_str()],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.int(1)?)))
+    .collect()
 }

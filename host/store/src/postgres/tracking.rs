@@ -248,7 +248,10 @@ impl<'a> PointColumns<'a> {
 /// the same statement resolves: the ids the snapshot holds, plus keys it lacks inserted. A key
 /// another replica added after the snapshot conflicts; `DO UPDATE` (a no-op) then returns that
 /// committed row all the same (READ COMMITTED's rule for ON CONFLICT), so every key gets its id
-/// and none is remembered between statements. One statement is atomic on its own,
+/// and none is remembered between statements. This is what `sql_conn::metric_key_ids` does for
+/// the SQLite store and the importers, kept inside the statement here: calling it would add its
+/// two statements' round trips to every batch (and it runs on the importers' synchronous
+/// connection, not this async client). One statement is atomic on its own,
 /// so a batch of points alone is one round trip in autocommit instead of five (BEGIN, the run,
 /// the points, the latest values, COMMIT); inside a batch's transaction it is one of them.
 async fn insert_metrics<C: GenericClient + Sync>(

@@ -14,6 +14,7 @@ use wasmflow_core::{Error, Result};
 use super::search_sql::SqlQuery;
 use super::{SqliteStore, logged_models, now_ms, sql_err};
 use crate::search_sql::{self, Dialect};
+use crate::sql_conn::metric_key_ids;
 use crate::tracking_rules::{
     self as rules, RUN_NAME_TAG, experiment_name_taken, experiment_not_found, run_not_found,
 };
@@ -147,36 +148,6 @@ fn require_active_run(conn: &Connection, run_id: &str) -> Result<RunKeys> {
     let (stage, keys) = run_stage(conn, run_id)?;
     rules::require_active_run(run_id, stage)?;
     Ok(keys)
-}
-
-/// The ids of the metric keys `keys` in `metric_keys`, adding the keys it lacks: two statements
-/// for a whole batch, whatever its number of keys. Ids are read from the table every time, never
-/// remembered across calls: another process on the same file may have added keys, and a key
-/// added by a batch that then failed is rolled back with it.
-pub(crate) fn metric_key_ids<'a>(
-    conn: &Connection,
-    keys: impl IntoIterator<Item = &'a str>,
-) -> Result<HashMap<String, i64>> {
-    let mut keys: Vec<&str> = keys.into_iter().collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let list = json_list(&keys);
-    conn.prepare_cached("INSERT OR IGNORE INTO metric_keys (key) SELECT value FROM json_each(?1)")
-        .map_err(sql_err)?
-        .execute([&list])
-        .map_err(sql_err)?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT key, metric_key_id FROM metric_keys
-             WHERE key IN (SELECT value FROM json_each(?1))",
-        )
-        .map_err(sql_err)?;
-    let ids = stmt
-        .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
-    Ok(ids)
 }
 
 /// The id `ids` (from [`metric_key_ids`]) holds for `key`.
