@@ -65,14 +65,16 @@ impl Bound {
         }
     }
 
-    /// PostgreSQL's name of the type the placeholder is cast to.
-    fn pg_type(&self) -> &'static str {
+    /// PostgreSQL's type of the value: the name its placeholder is cast to, and the driver's
+    /// type, sent with the value so that a query needs no round trip to prepare it.
+    fn pg_type(&self) -> (&'static str, tokio_postgres::types::Type) {
+        use tokio_postgres::types::Type;
         match self {
-            Bound::Text(_) | Bound::Null => "text",
-            Bound::Int(_) => "bigint",
-            Bound::Real(_) => "float8",
-            Bound::TextList(_) => "text[]",
-            Bound::IntList(_) => "bigint[]",
+            Bound::Text(_) | Bound::Null => ("text", Type::TEXT),
+            Bound::Int(_) => ("bigint", Type::INT8),
+            Bound::Real(_) => ("float8", Type::FLOAT8),
+            Bound::TextList(_) => ("text[]", Type::TEXT_ARRAY),
+            Bound::IntList(_) => ("bigint[]", Type::INT8_ARRAY),
         }
     }
 }
@@ -133,6 +135,27 @@ impl Query {
             .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect()
     }
+
+    /// The parameters with their types, as tokio-postgres's `query_typed` takes them: parse,
+    /// bind and execute go to the server in one message, where an untyped query first waits
+    /// for the server to describe its statement.
+    #[allow(dead_code, reason = "used by the PostgreSQL store's modules")]
+    pub(crate) fn pg_typed_params(
+        &self,
+    ) -> Vec<(
+        &(dyn tokio_postgres::types::ToSql + Sync),
+        tokio_postgres::types::Type,
+    )> {
+        self.params
+            .iter()
+            .map(|p| {
+                (
+                    p as &(dyn tokio_postgres::types::ToSql + Sync),
+                    p.pg_type().1,
+                )
+            })
+            .collect()
+    }
 }
 
 /// Collects bound parameters and writes their placeholders in the dialect's spelling. SQLite's
@@ -155,7 +178,7 @@ impl Binder {
     pub(crate) fn bind(&mut self, value: Bound) -> String {
         let placeholder = match self.dialect {
             Dialect::Sqlite => "?".to_string(),
-            Dialect::Postgres => format!("${}::{}", self.params.len() + 1, value.pg_type()),
+            Dialect::Postgres => format!("${}::{}", self.params.len() + 1, value.pg_type().0),
         };
         self.params.push(value);
         placeholder
@@ -574,7 +597,22 @@ pub(crate) fn run_search_sql(
         order.extend(tie_breakers.iter().cloned());
         conditions.push(b.in_list("r.lifecycle_stage", false, text_list(stages)));
         for c in filters {
-            conditions.push(run_condition(c, &mut b)?);
+            let on_first = c.entity == Entity::Metric
+                && order_by
+                    .first()
+                    .is_some_and(|o| o.entity == Entity::Metric && o.key == c.key);
+            match segment {
+                // o0 is the run's value of that metric, a number here: compared in place, the
+                // condition bounds the index range o0 is read from, instead of looking the same
+                // value up again for every run.
+                Segment::Numbers if on_first => {
+                    conditions.push(compare("o0.value", c.op, &c.value, &mut b)?)
+                }
+                // The NaN segment is read only when every comparison of that metric is `!=`
+                // (see below), which NaN satisfies.
+                Segment::NaN if on_first => {}
+                _ => conditions.push(run_condition(c, &mut b)?),
+            }
         }
         let page = if segment == Segment::Whole {
             b.page(limit, offset)
@@ -589,13 +627,24 @@ pub(crate) fn run_search_sql(
         );
         Ok(b.finish(sql))
     };
-    if order_by.first().is_some_and(|o| o.entity == Entity::Metric) {
+    if let Some(first) = order_by.first().filter(|o| o.entity == Entity::Metric) {
+        // A filter on the first order key's metric matches only runs that have it, and unless
+        // it is `!=` only runs where it is a number (see `run_condition`): the segments no
+        // matching run can be in are not read at all.
+        let on_key = || {
+            filters
+                .iter()
+                .filter(|c| c.entity == Entity::Metric && c.key == first.key)
+        };
+        let mut segments = vec![query(Segment::Numbers)?];
+        if !on_key().any(|c| c.op != Op::Ne) {
+            segments.push(query(Segment::NaN)?);
+        }
+        if on_key().next().is_none() {
+            segments.push(query(Segment::Missing)?);
+        }
         Ok(RunSearchPlan {
-            segments: vec![
-                query(Segment::Numbers)?,
-                query(Segment::NaN)?,
-                query(Segment::Missing)?,
-            ],
+            segments,
             skip: offset,
             take: limit,
         })
@@ -1457,6 +1506,46 @@ mod tests {
     }
 
     #[test]
+    fn filter_on_the_order_metric_reads_only_segments_it_can_match() {
+        let conn = db();
+        let plan = |filter: &str| {
+            let filters = parse_run_filter(filter).unwrap();
+            let order = [parse_run_order_by("metrics.acc DESC").unwrap()];
+            run_search_sql(Dialect::Sqlite, &[1, 2], ACTIVE, &filters, &order, 100, 0)
+                .unwrap()
+                .segments
+                .len()
+        };
+        // Numbers only; numbers and NaN (NaN != x); all three (another key, or none).
+        assert_eq!(plan("metrics.acc > 0"), 1);
+        assert_eq!(plan("metrics.acc != 0.9"), 2);
+        assert_eq!(plan("metrics.loss > -5"), 3);
+        assert_eq!(plan(""), 3);
+        // The answers are those of the whole order filtered: r3's NaN after the numbers for
+        // `!=`, and r5 and r6 (no acc) nowhere.
+        let page =
+            |filter: &str, order: &str| run_page(&conn, &[1, 2], ACTIVE, filter, &[order], 100, 0);
+        assert_eq!(page("metrics.acc > 0", "metrics.acc DESC"), ["r1", "r2"]);
+        assert_eq!(page("metrics.acc > 0", "metrics.acc ASC"), ["r2", "r1"]);
+        assert_eq!(page("metrics.acc != 0.9", "metrics.acc DESC"), ["r2", "r3"]);
+        assert_eq!(
+            page("metrics.acc != 0.5 AND metrics.acc > 0.6", "metrics.acc"),
+            ["r1"]
+        );
+        assert_eq!(page("metrics.loss > -5", "metrics.acc DESC"), ["r1", "r2"]);
+        assert_eq!(
+            page("metrics.acc > 0.4 AND metrics.loss < 0", "metrics.acc"),
+            ["r1"]
+        );
+        assert_eq!(page("metrics.acc != 0.9", "metrics.acc"), ["r2", "r3"]);
+        assert_eq!(
+            page("metrics.acc != 0.9 AND metrics.acc != 0.5", "metrics.acc"),
+            ["r3"]
+        );
+        assert!(page("metrics.acc < 0.1", "metrics.acc").is_empty());
+    }
+
+    #[test]
     fn order_by_params_tags_and_attributes() {
         let conn = db();
         assert_eq!(
@@ -1632,7 +1721,8 @@ mod tests {
              AND dataset.context = 'c' AND dataset.name ILIKE 'n' AND start_time != 3",
         )
         .unwrap();
-        let order: Vec<OrderBy> = ["metrics.a DESC", "params.p", "tags.t", "status"]
+        // Ordered first by a metric the filter does not compare, so that all three segments run.
+        let order: Vec<OrderBy> = ["metrics.b DESC", "params.p", "tags.t", "status"]
             .iter()
             .map(|o| parse_run_order_by(o).unwrap())
             .collect();
@@ -1650,7 +1740,7 @@ mod tests {
         for q in plan.segments {
             assert!(!q.sql.contains('?'), "{}", q.sql);
             for (i, p) in q.params.iter().enumerate() {
-                let placeholder = format!("${}::{}", i + 1, p.pg_type());
+                let placeholder = format!("${}::{}", i + 1, p.pg_type().0);
                 assert!(q.sql.contains(&placeholder), "{placeholder} in {}", q.sql);
             }
             assert!(!q.sql.contains(&format!("${}", q.params.len() + 1)));

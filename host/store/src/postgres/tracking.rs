@@ -33,9 +33,13 @@ use crate::{
 pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 pub(super) type P<'a> = &'a (dyn ToSql + Sync);
 
-pub(super) async fn query(tx: &Tx<'_>, sql: &str, params: &[P<'_>]) -> Result<Vec<Row>> {
-    let stmt = tx.prepare_cached(sql).await.map_err(pg_err)?;
-    tx.query(&stmt, params).await.map_err(pg_err)
+pub(super) async fn query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[P<'_>],
+) -> Result<Vec<Row>> {
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query(&stmt, params).await.map_err(pg_err)
 }
 
 pub(super) async fn query_opt(tx: &Tx<'_>, sql: &str, params: &[P<'_>]) -> Result<Option<Row>> {
@@ -56,12 +60,17 @@ async fn execute_raw(
     tx.execute(&stmt, params).await
 }
 
-/// Runs a compiled search and collects its first column.
-pub(super) async fn first_column<T>(tx: &Tx<'_>, q: &Query) -> Result<Vec<T>>
+/// Runs a compiled search and collects its first column. Its text changes with every filter, so
+/// it is not kept prepared; typed parameters send it in one round trip instead of two.
+pub(super) async fn first_column<T, C>(c: &C, q: &Query) -> Result<Vec<T>>
 where
     T: for<'a> tokio_postgres::types::FromSql<'a>,
+    C: tokio_postgres::GenericClient + Sync,
 {
-    let rows = tx.query(&q.sql, &q.pg_params()).await.map_err(pg_err)?;
+    let rows = c
+        .query_typed(&q.sql, &q.pg_typed_params())
+        .await
+        .map_err(pg_err)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -402,21 +411,21 @@ pub(super) fn model_metric_from_row(r: &Row, model_id: &str) -> Metric {
 /// Loads whole runs, in the order of `ids`; ids that do not exist are skipped. One query per
 /// table for the whole page, all sent at once: tokio-postgres pipelines queries polled together
 /// on one connection, so a page costs one round trip to the database instead of six.
-async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
+async fn load_runs<C: GenericClient>(c: &C, ids: &[String]) -> Result<Vec<Run>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let by_ids: &[P<'_>] = &[&ids];
     let (run_rows, metric_rows, param_rows, tag_rows, dataset_rows, model_rows) = tokio::try_join!(
         query(
-            tx,
+            c,
             "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
                     artifact_uri, lifecycle_stage
              FROM runs WHERE run_uuid = ANY($1)",
             by_ids,
         ),
         query(
-            tx,
+            c,
             "SELECT r.run_uuid, k.key, l.step, l.timestamp, l.value, l.is_nan
              FROM runs r JOIN latest_metrics l ON l.run_key = r.run_key
              JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
@@ -424,17 +433,17 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
             by_ids,
         ),
         query(
-            tx,
+            c,
             "SELECT run_uuid, key, value FROM params WHERE run_uuid = ANY($1) ORDER BY key",
             by_ids,
         ),
         query(
-            tx,
+            c,
             "SELECT run_uuid, key, value FROM tags WHERE run_uuid = ANY($1) ORDER BY key",
             by_ids,
         ),
         query(
-            tx,
+            c,
             "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
                     d.profile
              FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
@@ -442,7 +451,7 @@ async fn load_runs(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Run>> {
             by_ids,
         ),
         query(
-            tx,
+            c,
             "SELECT run_uuid, model_id, NULL::bigint FROM run_model_inputs
                  WHERE run_uuid = ANY($1)
              UNION ALL
@@ -636,7 +645,7 @@ impl TrackingStore for PgStore {
             offset,
         )?;
         self.write(async |tx| {
-            let ids: Vec<i64> = first_column(tx, &q).await?;
+            let ids: Vec<i64> = first_column(&**tx, &q).await?;
             let mut experiments = Vec::with_capacity(ids.len());
             for id in ids {
                 experiments.extend(load_experiment(tx, id).await?);
@@ -943,15 +952,17 @@ impl TrackingStore for PgStore {
             search.max_results + 1,
             offset,
         )?;
-        self.write(async |tx| {
+        // Outside a transaction, each statement sees the database as a read-committed
+        // transaction's statement would, without BEGIN's and COMMIT's round trips.
+        self.autocommit(async |client| {
             let mut ids: Vec<String> = Vec::new();
             for segment in &q.segments {
                 if !q.wants_more(ids.len()) {
                     break;
                 }
-                ids.extend(first_column::<String>(tx, segment).await?);
+                ids.extend(first_column::<String, tokio_postgres::Client>(client, segment).await?);
             }
-            let runs = load_runs(tx, &q.page(ids)).await?;
+            let runs = load_runs(client, &q.page(ids)).await?;
             Ok(Page::from_overfetched(runs, offset, search.max_results))
         })
     }
@@ -994,9 +1005,10 @@ impl TrackingStore for PgStore {
         // NULL is PostgreSQL's "no limit".
         let limit = max_results.map(|m| m as i64 + 1);
         // Like MLflow's SQL store, an unknown run has an empty history rather than an error.
-        let rows: Vec<Metric> = self.write(async |tx| {
+        // One statement: no transaction around it, so one round trip to the database.
+        let rows: Vec<Metric> = self.autocommit(async |client| {
             Ok(query(
-                tx,
+                client,
                 "SELECT $2::text, step, timestamp, value, is_nan, model_id, dataset_name,
                         dataset_digest
                  FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $1)
@@ -1100,7 +1112,7 @@ impl TrackingStore for PgStore {
             offset,
         )?;
         self.write(async |tx| {
-            let ids: Vec<String> = first_column(tx, &q).await?;
+            let ids: Vec<String> = first_column(&**tx, &q).await?;
             let models = logged_models::load_many(tx, &ids).await?;
             Ok(Page::from_overfetched(models, offset, search.max_results))
         })

@@ -1,6 +1,7 @@
 //! One transaction per store call: [`PgStore::write`] commits what its body did, or nothing if
 //! the body fails; [`PgStore::read`] sees one consistent snapshot, as SQLite's read transactions.
 //! Bodies get deadpool's transaction, whose `prepare_cached` keeps statements per connection.
+//! [`PgStore::autocommit`] runs reads that need neither outside a transaction.
 
 use deadpool_postgres::Transaction;
 use tokio_postgres::IsolationLevel;
@@ -22,6 +23,20 @@ impl PgStore {
             let out = body(&tx).await?;
             tx.commit().await.map_err(pg_err)?;
             Ok(out)
+        })
+    }
+
+    /// Runs `body` on a pooled connection outside any transaction: each statement is one of its
+    /// own, with its own snapshot, as each statement of a read-committed transaction sees. For
+    /// reads of several statements that need no single snapshot: it saves the round trips of
+    /// BEGIN and COMMIT.
+    pub(crate) fn autocommit<T>(
+        &self,
+        body: impl AsyncFnOnce(&deadpool_postgres::Client) -> Result<T>,
+    ) -> Result<T> {
+        self.pool.run(|conn| async move {
+            let client = conn.client().await?;
+            body(&client).await
         })
     }
 
