@@ -25,6 +25,9 @@ For each server (a fresh SQLite store each, on this machine):
     the page held.
 Servers are started with their defaults (mlflow: `mlflow server`, its uvicorn workers); only
 127.0.0.1 is touched. `--skip-mlflow` measures wasmflow alone, `--skip-wasmflow` mlflow alone.
+`--otlp-only` skips the client ingest and the searches and prints, for the OTLP ingest, the
+server's CPU a span by thread (from /proc/PID/task/*/stat) and its bytes and write calls a span
+(from /proc/PID/io): where a server's time goes, on a machine too busy for rates to compare.
 """
 
 from __future__ import annotations
@@ -170,6 +173,22 @@ def _otlp_worker(url, experiment_id, requests_idx, t0_ns, barrier, out):
     out.put((start, time.time(), refused))
 
 
+def server_counters(pid: int) -> tuple[dict[str, int], dict[str, int]]:
+    """CPU ticks by thread name, and the /proc/PID/io counters, of process `pid`."""
+    ticks: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks[name] = ticks.get(name, 0) + int(fields[11]) + int(fields[12])
+    io = dict((k, int(v)) for k, v in
+              (line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines()))
+    return ticks, io
+
+
 def otlp_ingest(url: str, experiment_id: str, traces: int, procs: int, t0_ns: int) -> float:
     """Spans per second of `procs` processes posting `traces` traces in requests of 100 spans."""
     n = traces // 10
@@ -239,6 +258,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--skip-wasmflow", action="store_true")
+    ap.add_argument("--otlp-only", action="store_true",
+                    help="OTLP ingest alone, with the server's CPU and writes a span")
     args = ap.parse_args()
 
     kinds = [k for k in ["wasmflow", "mlflow"] if not getattr(args, f"skip_{k}")]
@@ -252,8 +273,22 @@ def main() -> int:
             traces = args.otlp_traces if kind == "wasmflow" else args.mlflow_otlp_traces
             exp = create_experiment(url, "otlp")
             t0_ns = time.time_ns()
+            before = server_counters(proc.pid)
             r["otlp"] = otlp_ingest(url, exp, traces, args.otlp_procs, t0_ns)
-            print(f"{kind}: OTLP {r['otlp']:,.0f} spans/s", file=sys.stderr)
+            print(f"{kind}: OTLP {r['otlp']:,.0f} spans/s (load average {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr)
+            if args.otlp_only:
+                if kind == "mlflow":
+                    continue  # its uvicorn workers are other processes
+                after, spans = server_counters(proc.pid), traces * 10
+                tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+                cpu = {k: (v - before[0].get(k, 0)) * tick_us / spans for k, v in after[0].items()}
+                print(f"{kind}: server CPU a span {sum(cpu.values()):.1f} us ("
+                      + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()) if v >= 0.05)
+                      + f"); written {(after[1]['wchar'] - before[1]['wchar']) / spans:,.0f} B"
+                      f" in {(after[1]['syscw'] - before[1]['syscw']) / spans:.2f} calls a span",
+                      file=sys.stderr)
+                continue
             r["client"] = client_ingest(url, args.traces, args.client_procs)
             print(f"{kind}: client {r['client']:,.1f} traces/s", file=sys.stderr)
             r["stored"] = traces
@@ -266,6 +301,8 @@ def main() -> int:
             stop(proc)
             # 100,000 traces take about a gigabyte.
             shutil.rmtree(store, ignore_errors=True)
+    if args.otlp_only:
+        return 0
 
     def cell(kind, key, fmt):
         return fmt(results[kind][key]) if kind in results else "—"
