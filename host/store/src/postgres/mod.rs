@@ -30,9 +30,9 @@ mod tls;
 mod traces;
 mod tracking;
 mod tx;
+mod webhooks;
 
 pub(crate) use traces::attributes_json;
-mod webhooks;
 
 /// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
 /// that ran.
