@@ -557,17 +557,22 @@ def _attribute_traces(url, experiment_id, otlp):
 
 
 def _same_answers(servers, experiment_name, make_traces, filters, refused):
-    """Makes traces with `make_traces(url, experiment_id)` (trace id -> label) in a new
-    experiment on each of `servers` (name -> server), searches each of `filters` there, checks
+    """Makes traces with `make_traces(url, experiment_id)` (trace id -> label, or that and a
+    dict `filters` are formatted with) in a new experiment on each of `servers` (name ->
+    server), searches each of `filters` there, checks
     that each of `refused` is refused, requires the same labels from every server, and returns
     what each found: server name -> filter -> sorted labels."""
     seen = {}
     for name, srv in servers.items():
         exp = _new_experiment(srv.url, experiment_name)
-        labels = make_traces(srv.url, exp)
+        made = make_traces(srv.url, exp)
+        # A filter naming something each server makes its own (a run id) is a template, filled
+        # in with what `make_traces` answers beside the labels.
+        labels, fill = made if isinstance(made, tuple) else (made, None)
         answers = {}
         for f in filters:
-            found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=f, max_results=100)
+            text = f.format(**fill) if fill else f
+            found = mlflow.MlflowClient(srv.url).search_traces(locations=[exp], filter_string=text, max_results=100)
             answers[f] = sorted(labels[t.info.trace_id] for t in found)
         for f in refused:
             with pytest.raises(MlflowException):
@@ -652,3 +657,119 @@ def test_rlike_and_backslash_filters_match_what_mlflow_matches(server, mlflow_se
     assert got["span.attributes.tier RLIKE 'm3'"] == ["a", "b", "c"]
     assert got["tags.path LIKE '%\\%'"] == ["a", "c"]
     assert got["tags.path LIKE 'a\\%b'"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. `feedback.<name>` / `expectation.<name>` filters over values of each kind, as MLflow's SQL
+# store answers them: it keeps a value as its `json.dumps` text (a string in quotes), matches
+# `=`/`!=` with the filter's text or its `json.dumps`, LIKE/ILIKE/RLIKE patterns with the text as
+# it is, and `<`, `>`, ... with numbers only.
+
+_ASSESSMENT_VALUES = [
+    # (label, feedback `v`, expectation `e` or None)
+    ("yes", "yes", "yes"), ("Yes", "Yes", None), ("no", "no", None), ("str5", "5", None),
+    ("accent", "très", None), ("int", 5, 3), ("float", 0.5, None), ("float1", 1.0, None),
+    ("true", True, None), ("false", False, None), ("dict", {"a": 1, "b": "x"}, {"k": [1, 2]}),
+    ("list", [1, "two"], None),
+]
+_ASSESSMENT_FILTERS = [
+    "feedback.v = 'yes'", "feedback.v = '\"yes\"'", "feedback.v != 'yes'", "feedback.v = '5'",
+    "feedback.v = '5.0'", "feedback.v = '1.0'", "feedback.v = 'true'", "feedback.v = 'false'",
+    "feedback.v = 'très'", "feedback.v = '{\"a\": 1, \"b\": \"x\"}'", "feedback.v = '{\"a\":1,\"b\":\"x\"}'",
+    "feedback.v != '5.0'", "feedback.v LIKE 'yes'", "feedback.v LIKE 'ye%'", "feedback.v LIKE '\"ye%'",
+    "feedback.v LIKE '%yes%'", "feedback.v LIKE '%es\"'", "feedback.v ILIKE '%YES%'", "feedback.v ILIKE 'yes'",
+    "feedback.v ILIKE '\"YES\"'", "feedback.v LIKE '%\"a\": 1%'", "feedback.v LIKE '%\"a\":1%'",
+    "feedback.v LIKE '%è%'", "feedback.v LIKE '%\\u00e8%'", "feedback.v LIKE '5%'", "feedback.v LIKE 'true'",
+    "feedback.v LIKE '[%'", "feedback.v LIKE '%, \"two\"]'", "feedback.v LIKE '%.%'",
+    "feedback.v RLIKE '^yes'", "feedback.v RLIKE '^\"yes\"$'", "feedback.v RLIKE '^[0-9]'",
+    "feedback.v > 1", "feedback.v >= 0.5", "feedback.v < 1", "feedback.v <= 5",
+    "feedback.v IS NULL", "feedback.v IS NOT NULL",
+    "expectation.e = 'yes'", "expectation.e = '3'", "expectation.e LIKE '{%'",
+    "expectation.e LIKE '%\"k\": [1, 2]%'", "expectation.e > 2", "expectation.e IS NOT NULL",
+]
+
+
+def _assessment_traces(url, experiment_id):
+    """A trace for each of `_ASSESSMENT_VALUES` with its feedback and expectation, made by the
+    client: trace id -> label."""
+    mlflow.set_tracking_uri(url)
+    labels = {}
+    for label, *_ in _ASSESSMENT_VALUES:
+        with mlflow.start_span("s"):
+            pass
+        labels[mlflow.get_last_active_trace_id()] = label
+    _flush()
+    for trace_id, (_, feedback, expectation) in zip(labels, _ASSESSMENT_VALUES):
+        mlflow.log_feedback(trace_id=trace_id, name="v", value=feedback)
+        if expectation is not None:
+            mlflow.log_expectation(trace_id=trace_id, name="e", value=expectation)
+    return labels
+
+
+def test_assessment_value_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("assess"), _assessment_traces,
+        _ASSESSMENT_FILTERS, [],
+    )["wasmflow"]
+    # What the comparison covers, spelled out: LIKE sees a string's quotes, `=` does not need
+    # them, and only numbers compare as numbers.
+    assert got["feedback.v LIKE 'ye%'"] == []
+    assert got["feedback.v LIKE '\"ye%'"] == ["yes"]
+    assert got["feedback.v = 'yes'"] == ["yes"]
+    assert got["feedback.v ILIKE '\"YES\"'"] == ["Yes", "yes"]
+    assert got["feedback.v < 1"] == ["float"]
+    # The client's 5 reaches the server as a float: its text is 5.0.
+    assert got["feedback.v = '5'"] == ["str5"]
+    assert got["feedback.v = '5.0'"] == ["int"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. `run_id` filters: `=` finds the traces made under the run and those linked to it
+# (`link_traces_to_run`), as MLflow's `_apply_trace_filter_clauses`; other comparisons look at the
+# `mlflow.sourceRun` metadata only.
+
+_RUN_FILTERS = [
+    "run_id = '{r1}'", "run_id = '{r2}'", "run_id != '{r1}'", "run_id LIKE '{r1}%'", "run_id IS NULL",
+    "run_id IS NOT NULL", "run_id RLIKE '^{r2}$'",
+    "metadata.`mlflow.sourceRun` = '{r1}'", "metadata.`mlflow.sourceRun` != '{r1}'",
+    "run_id = '{r1}' AND trace.status = 'OK'",
+]
+
+
+def _run_traces(url, experiment_id):
+    """Traces made under run r1 (`under`), linked to r1 (`linked`), made under r2 and linked
+    to r1 too (`both`), made under r2 (`other`), and under none (`none`): (trace id -> label,
+    the run ids)."""
+    mlflow.set_tracking_uri(url)
+    client = mlflow.MlflowClient(url)
+    r1 = client.create_run(experiment_id).info.run_id
+    r2 = client.create_run(experiment_id).info.run_id
+    labels = {}
+
+    def make(label, run_id=None):
+        if run_id:
+            with mlflow.start_run(run_id=run_id), mlflow.start_span("s"):
+                pass
+        else:
+            with mlflow.start_span("s"):
+                pass
+        labels[mlflow.get_last_active_trace_id()] = label
+
+    make("under", r1)
+    make("linked")
+    make("both", r2)
+    make("other", r2)
+    make("none")
+    _flush()
+    by_label = {label: tid for tid, label in labels.items()}
+    client.link_traces_to_run([by_label["linked"], by_label["both"]], r1)
+    return labels, {"r1": r1, "r2": r2}
+
+
+def test_run_id_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
+    got = _same_answers(
+        {"mlflow": mlflow_server, "wasmflow": server}, unique_name("runs"), _run_traces, _RUN_FILTERS,
+        ["run_id IN ('x')", "run_id NOT IN ('x')"],
+    )["wasmflow"]
+    assert got["run_id = '{r1}'"] == ["both", "linked", "under"]
+    assert got["run_id LIKE '{r1}%'"] == ["under"]

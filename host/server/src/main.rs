@@ -273,6 +273,9 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Before any store opens: migration 0011 rewrites older spans' text with the write path's
+    // function, which lives here with the OTLP decoding.
+    wasmflow_store::traces::set_span_text(traces::wire::span_content);
     match cli.command {
         Command::Server(args) => {
             for (flag, given) in [

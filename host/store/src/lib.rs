@@ -12,6 +12,7 @@ pub mod registry;
 #[cfg(test)]
 mod schema_tests;
 mod search_sql;
+mod span_text;
 pub mod sql_conn;
 mod sqlite;
 #[doc(hidden)]

@@ -1,5 +1,6 @@
-//! A PostgreSQL server for tests (this crate's and the integration suites'), named by
-//! WASMFLOW_TEST_POSTGRES_URI (scripts/test.sh starts a throwaway one). Not for production use.
+//! Databases for tests (this crate's, the server's and the integration suites'): a PostgreSQL
+//! server named by WASMFLOW_TEST_POSTGRES_URI (scripts/test.sh starts a throwaway one), SQL run
+//! on either backend, and a database at an older schema. Not for production use.
 
 /// A new, empty database on the test server (a unique name, so tests and parallel test
 /// processes never share one), as a uri; `None` when no server is configured.
@@ -44,12 +45,48 @@ fn with_client<T>(uri: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) 
     })
 }
 
-pub fn execute(uri: &str, sql: &str) {
-    with_client(uri, async |c| c.batch_execute(sql).await.unwrap());
+/// A connection of its own to the SQLite database `uri` names, or `None` for a PostgreSQL one.
+fn sqlite(uri: &str) -> Option<rusqlite::Connection> {
+    uri.starts_with("sqlite:")
+        .then(|| rusqlite::Connection::open(crate::store_path(uri).unwrap()).unwrap())
 }
 
+/// Runs SQL statements on the database `uri` names (either backend).
+pub fn execute(uri: &str, sql: &str) {
+    match sqlite(uri) {
+        Some(conn) => conn.execute_batch(sql).unwrap(),
+        None => with_client(uri, async |c| c.batch_execute(sql).await.unwrap()),
+    }
+}
+
+/// The one number the database `uri` names (either backend) answers `sql` with.
 pub fn query_i64(uri: &str, sql: &str) -> i64 {
-    with_client(uri, async |c| c.query_one(sql, &[]).await.unwrap().get(0))
+    match sqlite(uri) {
+        Some(conn) => conn.query_row(sql, [], |r| r.get(0)).unwrap(),
+        None => with_client(uri, async |c| c.query_one(sql, &[]).await.unwrap().get(0)),
+    }
+}
+
+/// The first column of each row the database `uri` names (either backend) answers `sql` with,
+/// as text (NULL as `None`).
+pub fn query_texts(uri: &str, sql: &str) -> Vec<Option<String>> {
+    match sqlite(uri) {
+        Some(conn) => conn
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap(),
+        None => with_client(uri, async |c| {
+            c.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        }),
+    }
 }
 
 /// Drops a database [`fresh_database`] made, closing the connections still open to it.
@@ -72,4 +109,28 @@ pub fn drop_database(uri: &str) {
         &admin,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     );
+}
+
+/// A database at schema `n` (its first `n` migrations), as an older wasmflow left it.
+pub fn at_version(uri: &str, n: usize) {
+    if let Some(conn) = sqlite(uri) {
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &crate::sqlite::MIGRATIONS[..n] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", n).unwrap();
+    } else {
+        let mut sql = String::from(
+            "CREATE TABLE wasmflow_schema_version (
+                 version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);\n",
+        );
+        for (i, m) in crate::postgres::MIGRATIONS[..n].iter().enumerate() {
+            sql.push_str(m);
+            sql.push_str(&format!(
+                ";\nINSERT INTO wasmflow_schema_version VALUES ({}, 0);\n",
+                i + 1
+            ));
+        }
+        execute(uri, &sql);
+    }
 }

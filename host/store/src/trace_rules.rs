@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
+use wasmflow_core::pyjson::{Style, dumps};
 use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
@@ -449,26 +450,30 @@ pub(crate) struct AssessmentRow {
     pub body: String,
 }
 
+/// An assessment value's JSON text as MLflow's SQL store keeps it (`json.dumps`: `", "` and
+/// `": "` separators, non-ASCII characters escaped), which `feedback.<name>` filters compare.
+fn json_text(value: &Value) -> String {
+    dumps(value, Style::Default)
+}
+
 impl AssessmentRow {
     pub(crate) fn of(a: &Value) -> Self {
         let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
         let (kind, value) = if let Some(f) = a.get("feedback") {
             (
                 "feedback",
-                f.get("value")
-                    .filter(|v| !v.is_null())
-                    .map(Value::to_string),
+                f.get("value").filter(|v| !v.is_null()).map(json_text),
             )
         } else {
             let e = a.get("expectation");
-            let value = e
-                .and_then(|e| e.get("value"))
-                .map(Value::to_string)
-                .or_else(|| {
-                    e.and_then(|e| e.pointer("/serialized_value/value"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
+            let value = e.and_then(|e| e.get("value")).map(json_text).or_else(|| {
+                e.and_then(|e| e.pointer("/serialized_value/value"))
+                    .and_then(Value::as_str)
+                    // MLflow loads the serialized text and dumps it again.
+                    .map(|s| {
+                        serde_json::from_str(s).map_or_else(|_| s.to_string(), |v| json_text(&v))
+                    })
+            });
             ("expectation", value)
         };
         Self {
@@ -537,9 +542,10 @@ fn search_value(value: &TraceValue) -> SearchValue {
     }
 }
 
-/// A number's text as JSON writes it (PostgreSQL casts only such text to a number; SQLite's
-/// CAST reads any text, as 0 when it is no number).
-const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?$";
+/// A number's text as JSON writes it: what an assessment's value is when it is a number (not a
+/// boolean, string or object), which both backends test before casting it (PostgreSQL's cast
+/// refuses other text, SQLite's reads it as 0).
+const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$";
 
 /// The SQL condition of one clause on `trace_info t`, every value and key bound.
 fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
@@ -567,17 +573,16 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
             compare(&format!("t.{column}"), op, &value, b)
         }
         TraceKey::Tag(key) => keyed("trace_tags", key, b),
-        TraceKey::Metadata(key) => keyed("trace_metadata", key, b),
-        TraceKey::RunId => {
-            let key = b.text(SOURCE_RUN_METADATA);
-            let by_metadata = compare("k.value", op, &value, b)?;
-            let by_link = compare("l.run_id", op, &value, b)?;
-            Ok(format!(
-                "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_id = t.trace_id \
-                 AND k.key = {key} AND {by_metadata}) OR EXISTS (SELECT 1 FROM trace_runs l \
-                 WHERE l.trace_id = t.trace_id AND {by_link}))"
-            ))
+        // `run_id = 'r'` (or the metadata it stands for, `mlflow.sourceRun`) finds the traces
+        // made under the run and those linked to it (`link_traces_to_run`), as MLflow's
+        // `_apply_trace_filter_clauses` does for `=` only; any other comparison is on the
+        // metadata alone.
+        TraceKey::RunId if op == TraceOp::Eq => run_condition(&value, b),
+        TraceKey::Metadata(key) if key == SOURCE_RUN_METADATA && op == TraceOp::Eq => {
+            run_condition(&value, b)
         }
+        TraceKey::Metadata(key) => keyed("trace_metadata", key, b),
+        TraceKey::RunId => keyed("trace_metadata", SOURCE_RUN_METADATA, b),
         TraceKey::Span(column) => Ok(in_spans(compare(&format!("s.{column}"), op, &value, b)?)),
         TraceKey::SpanAttribute(key) if key.is_empty() => {
             Ok(in_spans(compare("s.content", op, &value, b)?))
@@ -594,14 +599,28 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
                 AssessmentTest::Exists => String::new(),
                 AssessmentTest::Number(n) => {
                     let number = match b.dialect {
-                        Dialect::Sqlite => "CAST(a.value AS REAL)".to_string(),
+                        Dialect::Sqlite => format!(
+                            "(CASE WHEN a.value REGEXP '{JSON_NUMBER}' \
+                             THEN CAST(a.value AS REAL) END)"
+                        ),
                         Dialect::Postgres => format!(
                             "(CASE WHEN a.value ~ '{JSON_NUMBER}' THEN a.value::float8 END)"
                         ),
                     };
                     format!(" AND {}", compare(&number, op, &SearchValue::Number(n), b)?)
                 }
-                AssessmentTest::Json(v) => format!(" AND {}", compare("a.value", op, &v, b)?),
+                AssessmentTest::Equal(raw) => {
+                    let json = dumps(&Value::String(raw.clone()), Style::Default);
+                    let either =
+                        format!("(a.value = {} OR a.value = {})", b.text(raw), b.text(json));
+                    match op {
+                        TraceOp::Ne => format!(" AND NOT {either}"),
+                        _ => format!(" AND {either}"),
+                    }
+                }
+                AssessmentTest::Pattern(v) => {
+                    format!(" AND {}", compare("a.value", op, &v, b)?)
+                }
             };
             let exists = if clause.op == TraceOp::IsNull {
                 "NOT EXISTS"
@@ -614,6 +633,18 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
             ))
         }
     }
+}
+
+/// A trace made under the run `value` (its `mlflow.sourceRun` metadata) or linked to it.
+fn run_condition(value: &SearchValue, b: &mut Binder) -> Result<String> {
+    let key = b.text(SOURCE_RUN_METADATA);
+    let by_metadata = compare("k.value", TraceOp::Eq, value, b)?;
+    let by_link = compare("l.run_id", TraceOp::Eq, value, b)?;
+    Ok(format!(
+        "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_id = t.trace_id \
+         AND k.key = {key} AND {by_metadata}) OR EXISTS (SELECT 1 FROM trace_runs l \
+         WHERE l.trace_id = t.trace_id AND {by_link}))"
+    ))
 }
 
 /// `span.attributes.<key> <op> <value>` as MLflow 3.17's SQL store compiles it
@@ -720,14 +751,22 @@ pub(crate) fn search_query(search: &TraceSearch, offset: u64, dialect: Dialect) 
     Ok(b.finish(sql))
 }
 
-/// What a `feedback.<name>` / `expectation.<name>` clause asks of a valid assessment's value.
+/// What a `feedback.<name>` / `expectation.<name>` clause asks of a valid assessment's value,
+/// as MLflow 3.17's SQL store asks it of the value's JSON text (`json.dumps` of the value: a
+/// string in quotes, numbers and booleans bare).
 enum AssessmentTest {
     /// Only that one exists (or, for `IS NULL`, that none does).
     Exists,
-    /// `<`, `<=`, `>`, `>=`: the value as a number.
+    /// `<`, `<=`, `>`, `>=`: the value as a number, when it is one (MLflow's
+    /// `is_numeric_value`: not a boolean, a string or an object).
     Number(f64),
-    /// The value's JSON text compared with this (a string in quotes, numbers and booleans bare).
-    Json(SearchValue),
+    /// `=`, `!=`: the JSON text is the filter's text itself or its `json.dumps` (MLflow's
+    /// `_get_sql_json_comparison_func`: `'yes'` finds the string `yes` and `'5.0'` the number
+    /// 5.0); `!=` is the negation of that.
+    Equal(String),
+    /// `LIKE`, `ILIKE`, `RLIKE`: the pattern over the JSON text as it is, so a string value's
+    /// quotes are part of it (`LIKE 'ye%'` finds no string `"yes"`, `LIKE '"ye%'` does).
+    Pattern(SearchValue),
 }
 
 fn assessment_test(clause: &TraceClause) -> Result<AssessmentTest> {
@@ -741,15 +780,12 @@ fn assessment_test(clause: &TraceClause) -> Result<AssessmentTest> {
                 _ => 0.0,
             })
         }
-        // MLflow matches the expression with the value's JSON text as stored.
-        TraceOp::RLike => AssessmentTest::Json(search_value(&clause.value)),
-        _ => AssessmentTest::Json(match &clause.value {
-            TraceValue::Str(s) if s.parse::<f64>().is_ok() || s == "true" || s == "false" => {
-                SearchValue::Str(s.clone())
-            }
-            TraceValue::Str(s) => SearchValue::Str(serde_json::to_string(s).unwrap_or_default()),
-            other => search_value(other),
-        }),
+        TraceOp::Eq | TraceOp::Ne => match &clause.value {
+            TraceValue::Str(s) => AssessmentTest::Equal(s.clone()),
+            TraceValue::Number(n) => AssessmentTest::Equal(n.to_string()),
+            _ => AssessmentTest::Pattern(search_value(&clause.value)),
+        },
+        _ => AssessmentTest::Pattern(search_value(&clause.value)),
     })
 }
 

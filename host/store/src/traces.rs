@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use wasmflow_core::paging::Page;
 use wasmflow_core::{Error, Result};
 
+pub use crate::span_text::{SpanText, set_span_text};
+
 /// The tag naming where a trace's spans are (`TraceTagKey.SPANS_LOCATION`).
 pub const SPANS_LOCATION_TAG: &str = "mlflow.trace.spansLocation";
 /// Its value when the spans are in this store.
@@ -154,7 +156,7 @@ pub enum TraceKey {
     Column(&'static str),
     Tag(String),
     Metadata(String),
-    /// `run_id`: the `mlflow.sourceRun` metadata or a link to the run.
+    /// `run_id`: the `mlflow.sourceRun` metadata (with `=`, or a link to the run).
     RunId,
     /// `span.name`, `span.type`, `span.status`.
     Span(&'static str),
@@ -465,8 +467,9 @@ fn allowed_ops(key: &TraceKey) -> &'static [TraceOp] {
         TraceKey::Numeric(_) => &[Eq, Ne, Lt, Le, Gt, Ge],
         // `RLIKE` where MLflow 3.17's `SearchTraceUtils` takes it: not on numbers, span content
         // (`text`, `span.content`) or prompts.
-        TraceKey::Column(_) | TraceKey::RunId => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
-        TraceKey::Tag(_) | TraceKey::Metadata(_) => {
+        TraceKey::Column(_) => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
+        // `run_id` is the `mlflow.sourceRun` metadata to MLflow, with its comparators.
+        TraceKey::Tag(_) | TraceKey::Metadata(_) | TraceKey::RunId => {
             &[Eq, Ne, Like, ILike, RLike, IsNull, IsNotNull]
         }
         TraceKey::Span(_) => &[Eq, Ne, In, NotIn, Like, ILike, RLike],

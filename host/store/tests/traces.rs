@@ -329,7 +329,13 @@ fn search_filters_delete_and_assessments() {
         assert_eq!(search(&store, "tags.kind RLIKE 'PH'"), Vec::<String>::new());
         assert_eq!(search(&store, "status RLIKE '^E'"), ["tr-2"]);
         assert_eq!(search(&store, "span.name RLIKE '-[12]$'"), ["tr-2", "tr-3"]);
-        assert_eq!(search(&store, "run_id RLIKE 'run-[0-9]'"), ["tr-3"]);
+        // A link to a run counts for `run_id =` only, as in MLflow; other comparators read the
+        // `mlflow.sourceRun` metadata, which no trace here has.
+        assert_eq!(
+            search(&store, "run_id RLIKE 'run-[0-9]'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(search(&store, "run_id != 'run-7'"), Vec::<String>::new());
         assert_eq!(search(&store, "tags.kind IS NULL"), ["tr-3"]);
         assert_eq!(search(&store, "tags.kind IS NOT NULL"), ["tr-1", "tr-2"]);
         assert_eq!(search(&store, "run_id = 'run-7'"), ["tr-3"]);

@@ -7,6 +7,8 @@
 //! `GET /traces/get` and `batchGet` instead of downloading `traces.json` from the artifacts.
 
 pub mod retention;
+#[cfg(test)]
+mod span_text_tests;
 pub mod wire;
 
 use std::io::Read as _;

@@ -411,6 +411,19 @@ pub fn span_dict(body: &[u8]) -> Result<Value> {
     Ok(span_dict_of(&s))
 }
 
+/// A stored span's `content` text from its OTLP bytes, as [`new_span`] writes it (migration
+/// 0011 rewrites the text older wasmflows wrote with it).
+pub fn span_content(body: &[u8]) -> Result<String> {
+    Ok(content_text(&span_dict(body)?))
+}
+
+/// The span's JSON text exactly as MLflow's SQL store keeps it (`json.dumps` of
+/// `Span.to_dict()`): `span.content` and `span.attributes.<key>` filters are LIKE patterns over
+/// this text, so the same text matches the same patterns as in MLflow.
+fn content_text(dict: &Value) -> String {
+    wasmflow_core::pyjson::dumps(dict, wasmflow_core::pyjson::Style::Unicode)
+}
+
 /// [`span_dict`] of a decoded span. As MLflow's `Span.from_otel_proto`, the span's
 /// `mlflow.traceRequestId` attribute is the trace's MLflow id (the server's, whatever a client
 /// sent), in its place if the client sent one, else last.
@@ -569,13 +582,7 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
         end_time_ns: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano as i64),
         inputs: json_of("mlflow.spanInputs"),
         outputs: json_of("mlflow.spanOutputs"),
-        // The span's JSON text exactly as MLflow's SQL store keeps it (`json.dumps` of
-        // `Span.to_dict()`): `span.content` and `span.attributes.<key>` filters are LIKE
-        // patterns over this text, so the same text matches the same patterns as in MLflow.
-        content: wasmflow_core::pyjson::dumps(
-            &span_dict_of(span),
-            wasmflow_core::pyjson::Style::Unicode,
-        ),
+        content: content_text(&span_dict_of(span)),
         body: span.encode_to_vec(),
         resource_tags: resource_tags.clone(),
     })

@@ -32,6 +32,8 @@ mod tracking;
 mod tx;
 mod webhooks;
 
+pub(crate) use traces::attributes_json;
+
 /// Numbered migrations, the same numbers as SQLite's; `wasmflow_schema_version` records the ones
 /// that ran.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -45,6 +47,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_plugins.sql"),
     include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/postgres/0010_surrogate_keys.sql"),
+    include_str!("../../migrations/postgres/0011_span_text.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):
@@ -401,6 +404,9 @@ pub fn upgrade(pool: &PgPool) -> Result<SchemaUpgrade> {
             tx.batch_execute(sql).await.map_err(|e| {
                 Error::internal(format!("migration {} failed: {}", i + 1, describe(&e)))
             })?;
+            if i + 1 == crate::span_text::MIGRATION {
+                crate::span_text::rewrite_postgres(&tx).await?;
+            }
             tx.execute(
                 "INSERT INTO wasmflow_schema_version (version, applied_at) VALUES ($1, $2)",
                 &[&(i as i64 + 1), &crate::sqlite::now_ms()],

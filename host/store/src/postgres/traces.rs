@@ -400,7 +400,7 @@ async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) 
 /// A span's attributes as JSONB text (each value the attribute's JSON text, as in `content`),
 /// which the span cost and model metrics read (`span.attributes.<key>` filters match `content`
 /// with LIKE patterns, as MLflow does): JSONB cannot hold the NUL character, so one in a key or string becomes U+FFFD there (the span itself is unchanged).
-fn attributes_json(content: &str) -> String {
+pub(crate) fn attributes_json(content: &str) -> String {
     fn clean(v: Value) -> Value {
         match v {
             Value::String(s) => Value::String(s.replace('\0', "\u{fffd}")),

@@ -34,6 +34,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_plugins.sql"),
     include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/0010_surrogate_keys.sql"),
+    include_str!("../../migrations/0011_span_text.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
@@ -263,6 +264,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(sql_err)?;
         tx.execute_batch(sql).map_err(sql_err)?;
+        if i + 1 == crate::span_text::MIGRATION {
+            crate::span_text::rewrite_sqlite(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i + 1)
             .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;

@@ -1,0 +1,8 @@
+-- The text of spans and assessments as a write stores it now: each span's `content` becomes
+-- MLflow's `json.dumps(Span.to_dict())` (base64 ids, each attribute's value as its JSON text,
+-- where wasmflow before 2026-12-04 wrote the plain values), and each assessment's `value` the
+-- `json.dumps` of its value, the texts `span.attributes.<key>`, `span.content` and
+-- `feedback.<name>` filters compare. The new text is built from each row's stored message
+-- (`spans.body`, the OTLP bytes; `assessments.body`) by the same code the write path uses, so
+-- this migration is a Rust step (host/store/src/span_text.rs) run after this file, in the same
+-- transaction. No schema change.
