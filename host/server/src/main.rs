@@ -38,10 +38,6 @@ use clap::{Parser, Subcommand};
 use wasmflow_artifacts::LocalArtifactRepository;
 use wasmflow_store::StoreConfig;
 
-/// See the `mimalloc` dependency in Cargo.toml for why.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "wasmflow",

@@ -119,66 +119,21 @@ pub(crate) struct SpanBatch<'a> {
 /// `spans` by trace, in trace id order: writers that lock several traces lock them in the same
 /// order, so two concurrent batches never wait on each other in a cycle.
 pub(crate) fn span_batches(spans: &[NewSpan]) -> Vec<SpanBatch<'_>> {
-    span_groups(spans)
-        .into_iter()
-        .map(|(group, attributes)| batch_of(spans, &group, attributes))
-        .collect()
-}
-
-type Attributes = serde_json::Map<String, Value>;
-
-/// Each trace's spans (indexes into `spans`, in trace id order, see [`span_batches`]) and
-/// their attributes.
-fn span_groups(spans: &[NewSpan]) -> Vec<(Vec<usize>, Vec<Attributes>)> {
-    let mut by_trace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, span) in spans.iter().enumerate() {
+    let mut by_trace: BTreeMap<&str, Vec<&NewSpan>> = BTreeMap::new();
+    for span in spans {
         let group = by_trace.entry(span.trace_id.as_str()).or_default();
         // The same span twice in one call: the last copy wins, as it would in two calls.
-        group.retain(|&j| spans[j].span_id != span.span_id);
-        group.push(i);
+        group.retain(|s| s.span_id != span.span_id);
+        group.push(span);
     }
     by_trace
-        .into_values()
-        .map(|group| {
-            let attributes = group.iter().map(|&i| batch_attributes(&spans[i])).collect();
-            (group, attributes)
+        .into_iter()
+        .map(|(trace_id, spans)| SpanBatch {
+            trace_id,
+            attributes: spans.iter().map(|s| batch_attributes(s)).collect(),
+            spans,
         })
         .collect()
-}
-
-fn batch_of<'a>(
-    spans: &'a [NewSpan],
-    group: &[usize],
-    attributes: Vec<Attributes>,
-) -> SpanBatch<'a> {
-    SpanBatch {
-        trace_id: &spans[group[0]].trace_id,
-        spans: group.iter().map(|&i| &spans[i]).collect(),
-        attributes,
-    }
-}
-
-/// [`span_batches`] made ahead of a write: the grouping and the attribute parse are done by the
-/// request's thread, so SQLite's single writer thread, which every write waits on, only writes.
-pub(crate) struct PreparedSpans {
-    spans: Vec<NewSpan>,
-    groups: Vec<(Vec<usize>, Vec<Attributes>)>,
-}
-
-impl PreparedSpans {
-    pub(crate) fn new(spans: Vec<NewSpan>) -> Self {
-        let groups = span_groups(&spans);
-        Self { spans, groups }
-    }
-
-    /// The batches of [`span_batches`]; taken once.
-    pub(crate) fn take_batches(&mut self) -> Vec<SpanBatch<'_>> {
-        let spans = &self.spans;
-        std::mem::take(&mut self.groups)
-            .into_iter()
-            .map(|(group, attributes)| batch_of(spans, &group, attributes))
-            .collect()
-    }
 }
 
 /// The attributes of `span` that the rules of [`SpanBatch`] read. Only a root span's are

@@ -13,10 +13,10 @@ use super::{SqliteStore, now_ms, sql_err};
 use crate::search_sql::Dialect;
 use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query};
 use crate::trace_rules::{
-    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, PreparedSpans, SpanBatch,
-    SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
+    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
+    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
     experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, set_valid, span_artifact_location, span_node,
+    parse_assessment, search_query, set_valid, span_artifact_location, span_batches, span_node,
     trace_info_from_row,
 };
 use crate::traces::{
@@ -200,11 +200,12 @@ fn start_trace(
 
 fn log_spans(
     conn: &Connection,
-    experiment: i64,
-    spans: &mut PreparedSpans,
+    experiment_id: &str,
+    spans: &[NewSpan],
     artifact_root: &str,
 ) -> Result<()> {
-    for batch in spans.take_batches() {
+    let experiment = experiment_id_number(experiment_id)?;
+    for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
         let stored = stored_span_record(conn, trace_id, experiment)?;
         let finalized = stored.as_ref().is_some_and(|(_, f)| *f);
@@ -528,15 +529,8 @@ impl TraceStore for SqliteStore {
         spans: Vec<NewSpan>,
         artifact_root: String,
     ) -> Result<()> {
-        let experiment = experiment_id_number(experiment_id)?;
-        let mut spans = PreparedSpans::new(spans);
-        // The spans come back to be freed here: freeing them on the writer thread (another
-        // thread's allocations) was a tenth of its time under OTLP ingest.
-        self.write(move |conn| {
-            log_spans(conn, experiment, &mut spans, &artifact_root)?;
-            Ok(spans)
-        })
-        .map(drop)
+        let experiment_id = experiment_id.to_string();
+        self.write(move |conn| log_spans(conn, &experiment_id, &spans, &artifact_root))
     }
 
     fn get_trace_info(&self, trace_id: &str) -> Result<TraceInfo> {
