@@ -532,12 +532,10 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
         // made under the run and those linked to it (`link_traces_to_run`), as MLflow's
         // `_apply_trace_filter_clauses` does for `=` only; any other comparison is on the
         // metadata alone.
-        TraceKey::RunId if op == TraceOp::Eq => run_condition(&value, b),
         TraceKey::Metadata(key) if key == SOURCE_RUN_METADATA && op == TraceOp::Eq => {
             run_condition(&value, b)
         }
         TraceKey::Metadata(key) => keyed("trace_metadata", key, b),
-        TraceKey::RunId => keyed("trace_metadata", SOURCE_RUN_METADATA, b),
         TraceKey::Span(column) => Ok(in_spans(compare(&format!("s.{column}"), op, &value, b)?)),
         TraceKey::SpanAttribute(key) if key.is_empty() => {
             Ok(in_spans(compare("s.content", op, &value, b)?))

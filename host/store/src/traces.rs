@@ -155,9 +155,9 @@ pub enum TraceKey {
     /// `status`, `request_id`, `client_request_id`.
     Column(&'static str),
     Tag(String),
+    /// Also `run_id`, which stands for the `mlflow.sourceRun` metadata as in MLflow (with `=`,
+    /// that key also finds traces linked to the run).
     Metadata(String),
-    /// `run_id`: the `mlflow.sourceRun` metadata (with `=`, or a link to the run).
-    RunId,
     /// `span.name`, `span.type`, `span.status`.
     Span(&'static str),
     /// `span.attributes.<key>`, or `span.content` / `text` (empty key): LIKE patterns over the
@@ -403,7 +403,7 @@ fn attribute_key(key: &str, text: &str) -> Result<TraceKey> {
         "request_id" | "trace_id" => TraceKey::Column("trace_id"),
         "client_request_id" => TraceKey::Column("client_request_id"),
         "name" => TraceKey::Tag(TRACE_NAME_TAG.into()),
-        "run_id" => TraceKey::RunId,
+        "run_id" => TraceKey::Metadata(SOURCE_RUN_METADATA.into()),
         "text" => TraceKey::SpanAttribute(String::new()),
         "prompt" | "prompts" => TraceKey::Prompt,
         other => {
@@ -468,8 +468,7 @@ fn allowed_ops(key: &TraceKey) -> &'static [TraceOp] {
         // `RLIKE` where MLflow 3.17's `SearchTraceUtils` takes it: not on numbers, span content
         // (`text`, `span.content`) or prompts.
         TraceKey::Column(_) => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
-        // `run_id` is the `mlflow.sourceRun` metadata to MLflow, with its comparators.
-        TraceKey::Tag(_) | TraceKey::Metadata(_) | TraceKey::RunId => {
+        TraceKey::Tag(_) | TraceKey::Metadata(_) => {
             &[Eq, Ne, Like, ILike, RLike, IsNull, IsNotNull]
         }
         TraceKey::Span(_) => &[Eq, Ne, In, NotIn, Like, ILike, RLike],
