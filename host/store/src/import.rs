@@ -413,7 +413,7 @@ impl ImportTarget {
     pub fn metrics(&mut self, run_id: &str, points: &[ImportMetric]) -> Result<Tally> {
         self.tx(|c| {
             let mut t = Tally::default();
-            metric_key_ids(c, points.iter().map(|m| m.key.as_str()))?;
+            let ids = metric_key_ids(c, points.iter().map(|m| m.key.as_str()))?;
             for chunk in points.chunks(POINTS_PER_STATEMENT) {
                 let values: Vec<(f64, i64)> = chunk.iter().map(stored).collect();
                 let mut args: Vec<Arg<'_>> = Vec::with_capacity(chunk.len() * 6);
@@ -421,9 +421,7 @@ impl ImportTarget {
                 for (i, (m, (value, is_nan))) in chunk.iter().zip(&values).enumerate() {
                     let p = i * 6;
                     rows.push(format!(
-                        "((SELECT run_key FROM runs WHERE run_uuid = ${}), \
-                         (SELECT metric_key_id FROM metric_keys WHERE key = ${}), \
-                         ${}, ${}, ${}, ${})",
+                        "((SELECT run_key FROM runs WHERE run_uuid = ${}), ${}, ${}, ${}, ${}, ${})",
                         p + 1,
                         p + 2,
                         p + 3,
@@ -433,7 +431,7 @@ impl ImportTarget {
                     ));
                     args.extend([
                         Arg::from(run_id),
-                        Arg::from(&m.key),
+                        Arg::from(ids.get(&m.key)?),
                         Arg::from(m.step),
                         Arg::from(m.timestamp),
                         Arg::from(*value),
@@ -518,23 +516,24 @@ impl ImportTarget {
                 &m.tags,
                 &mut t.tags,
             )?;
-            metric_key_ids(c, m.metrics.iter().map(|mm| mm.metric.key.as_str()))?;
+            let ids = metric_key_ids(c, m.metrics.iter().map(|mm| mm.metric.key.as_str()))?;
             for mm in &m.metrics {
                 let p = &mm.metric;
+                let key_id = ids.get(&p.key)?;
                 let (value, is_nan) = stored(p);
                 // The run's own copy of the point (same key, step and time) is marked with the
                 // model; a point only the model has is added to the run.
                 let marked = c.execute(
                     "UPDATE metrics SET model_id = $1, dataset_name = $2, dataset_digest = $3
                      WHERE run_key = (SELECT run_key FROM runs WHERE run_uuid = $4)
-                       AND metric_key_id = (SELECT metric_key_id FROM metric_keys WHERE key = $5)
-                       AND step = $6 AND timestamp = $7 AND model_id IS NULL",
+                       AND metric_key_id = $5 AND step = $6 AND timestamp = $7
+                       AND model_id IS NULL",
                     args![
                         &m.model_id,
                         &mm.dataset_name,
                         &mm.dataset_digest,
                         &mm.run_id,
-                        &p.key,
+                        key_id,
                         p.step,
                         p.timestamp
                     ],
@@ -547,10 +546,9 @@ impl ImportTarget {
                             "SELECT 1 FROM runs r WHERE r.run_uuid = $1
                                AND NOT EXISTS (SELECT 1 FROM metrics m
                                    WHERE m.run_key = r.run_key
-                                   AND m.metric_key_id =
-                                       (SELECT metric_key_id FROM metric_keys WHERE key = $2)
-                                   AND m.step = $3 AND m.timestamp = $4 AND m.model_id = $5)",
-                            args![&mm.run_id, &p.key, p.step, p.timestamp, &m.model_id],
+                                   AND m.metric_key_id = $2 AND m.step = $3
+                                   AND m.timestamp = $4 AND m.model_id = $5)",
+                            args![&mm.run_id, key_id, p.step, p.timestamp, &m.model_id],
                         )?
                         .is_some();
                     if missing {
@@ -558,11 +556,10 @@ impl ImportTarget {
                             "INSERT INTO metrics (run_key, metric_key_id, step, timestamp, value,
                                  is_nan, model_id, dataset_name, dataset_digest)
                              VALUES ((SELECT run_key FROM runs WHERE run_uuid = $1),
-                                 (SELECT metric_key_id FROM metric_keys WHERE key = $2),
-                                 $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                                 $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                             args![
                                 &mm.run_id,
-                                &p.key,
+                                key_id,
                                 p.step,
                                 p.timestamp,
                                 value,

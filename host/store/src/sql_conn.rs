@@ -450,7 +450,7 @@ fn pg_row(row: &tokio_postgres::Row) -> Result<Row> {
 pub(crate) fn metric_key_ids<'a>(
     c: &dyn SqlConn,
     keys: impl IntoIterator<Item = &'a str>,
-) -> Result<std::collections::HashMap<String, i64>> {
+) -> Result<MetricKeyIds> {
     let mut keys: Vec<&str> = keys.into_iter().collect();
     keys.sort_unstable();
     keys.dedup();
@@ -478,5 +478,19 @@ pub(crate) fn metric_key_ids<'a>(
     )?
     .iter()
     .map(|r| Ok((r.text(0)?, r.int(1)?)))
-    .collect()
+    .collect::<Result<_>>()
+    .map(MetricKeyIds)
+}
+
+/// The ids of a batch's metric keys, as [`metric_key_ids`] read them.
+pub(crate) struct MetricKeyIds(std::collections::HashMap<String, i64>);
+
+impl MetricKeyIds {
+    /// The id of `key`, one of the keys the batch was read for.
+    pub(crate) fn get(&self, key: &str) -> Result<i64> {
+        self.0
+            .get(key)
+            .copied()
+            .ok_or_else(|| Error::internal(format!("metric key '{key}' has no id")))
+    }
 }

@@ -150,13 +150,6 @@ fn require_active_run(conn: &Connection, run_id: &str) -> Result<RunKeys> {
     Ok(keys)
 }
 
-/// The id `ids` (from [`metric_key_ids`]) holds for `key`.
-fn key_id(ids: &HashMap<String, i64>, key: &str) -> Result<i64> {
-    ids.get(key)
-        .copied()
-        .ok_or_else(|| Error::internal(format!("metric key '{key}' has no id")))
-}
-
 fn set_run_tag(conn: &Connection, run_id: &str, tag: &Tag) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tags (run_uuid, key, value) VALUES (?1, ?2, ?3)
@@ -270,7 +263,7 @@ fn log_metrics(conn: &Connection, run: RunKeys, metrics: &[Metric]) -> Result<()
     let (mut plain, linked): (Vec<&Metric>, Vec<&Metric>) = metrics.iter().partition(|m| {
         m.model_id.is_none() && m.dataset_name.is_none() && m.dataset_digest.is_none()
     });
-    plain.sort_by_key(|m| (ids.get(&m.key), m.timestamp, m.step));
+    plain.sort_by_key(|m| (ids.get(&m.key).ok(), m.timestamp, m.step));
     let mut chunks = plain.chunks_exact(POINTS_PER_INSERT);
     if chunks.len() > 0 {
         let rows = vec!["(?1, ?, ?, ?, ?, ?)"; POINTS_PER_INSERT].join(", ");
@@ -287,7 +280,7 @@ fn log_metrics(conn: &Connection, run: RunKeys, metrics: &[Metric]) -> Result<()
                 let (value, is_nan) = rules::stored_metric_value(m.value);
                 let at = 2 + i * 5;
                 insert
-                    .raw_bind_parameter(at, key_id(&ids, &m.key)?)
+                    .raw_bind_parameter(at, ids.get(&m.key)?)
                     .map_err(sql_err)?;
                 insert.raw_bind_parameter(at + 1, m.step).map_err(sql_err)?;
                 insert
@@ -300,10 +293,10 @@ fn log_metrics(conn: &Connection, run: RunKeys, metrics: &[Metric]) -> Result<()
         }
     }
     for m in chunks.remainder().iter().chain(&linked) {
-        log_metric(conn, run.run_key, key_id(&ids, &m.key)?, m)?;
+        log_metric(conn, run.run_key, ids.get(&m.key)?, m)?;
     }
     for m in rules::latest_per_key(metrics) {
-        update_latest(conn, run, key_id(&ids, &m.key)?, m)?;
+        update_latest(conn, run, ids.get(&m.key)?, m)?;
     }
     Ok(())
 }
