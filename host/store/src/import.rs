@@ -9,7 +9,7 @@ use wasmflow_core::entities::Metric;
 use wasmflow_core::{Error, Result};
 
 use crate::args;
-use crate::sql_conn::{Arg, Dialect, PgConn, SqlConn, SqliteConn, in_transaction, metric_key_ids};
+use crate::sql_conn::{Arg, Dialect, PgConn, SqlConn, in_transaction, metric_key_ids};
 
 /// How many rows of one kind a call wrote, and how many were there already.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl ImportTarget {
     /// A SQLite file, created and migrated if needed; an MLflow database is refused.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            conn: Box::new(SqliteConn(crate::sqlite::open_migrated(path)?)),
+            conn: Box::new(crate::sqlite::open_migrated(path)?),
         })
     }
 

@@ -227,43 +227,17 @@ pub fn in_transaction<T>(
     }
 }
 
-/// A SQLite connection.
-pub struct SqliteConn(pub(crate) rusqlite::Connection);
-
-impl SqliteConn {
-    /// Opens an existing database file without writing to it.
-    pub fn open_read_only(path: &Path) -> Result<Self> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| Error::invalid(format!("cannot open '{}': {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql_err)?;
-        Ok(Self(conn))
-    }
-}
-
-impl SqlConn for SqliteConn {
-    fn dialect(&self) -> Dialect {
-        SqlConn::dialect(&self.0)
-    }
-
-    fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
-        SqlConn::execute(&self.0, sql, args)
-    }
-
-    fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
-        SqlConn::query(&self.0, sql, args)
-    }
-
-    fn batch(&self, sql: &str) -> Result<()> {
-        SqlConn::batch(&self.0, sql)
-    }
-
-    fn columns(&self, table: &str) -> Result<HashSet<String>> {
-        SqlConn::columns(&self.0, table)
-    }
+/// Opens an existing SQLite database file without writing to it (the importer reads MLflow's
+/// database with it).
+pub fn open_sqlite_read_only(path: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::invalid(format!("cannot open '{}': {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql_err)?;
+    Ok(conn)
 }
 
 /// A cached statement with `args` bound to `$1`, `$2`, ... by name (SQLite numbers named
@@ -285,8 +259,8 @@ fn bound<'c>(
     Ok(stmt)
 }
 
-/// The SQLite store's own connections are SQL connections too, so that what both stores write
-/// the same way (as [`metric_key_ids`]) is written once.
+/// SQLite connections are SQL connections, so that what both stores write the same way (as
+/// [`metric_key_ids`]) is written once.
 impl SqlConn for rusqlite::Connection {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite

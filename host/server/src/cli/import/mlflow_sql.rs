@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use wasmflow_core::entities::{LoggedModelStatus, RunStatus};
 use wasmflow_store::args;
-use wasmflow_store::sql_conn::{Arg, PgConn, Row, SqlConn, SqliteConn};
+use wasmflow_store::sql_conn::{Arg, PgConn, Row, SqlConn, open_sqlite_read_only};
 use wasmflow_store::{
     ImportDataset, ImportExperiment, ImportLoggedModel, ImportMetric, ImportModelMetric,
     ImportModelVersion, ImportRegisteredModel, ImportRun,
@@ -27,7 +27,7 @@ pub struct SqlSource {
 
 impl SqlSource {
     pub fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
-        let conn = SqliteConn::open_read_only(path)?;
+        let conn = open_sqlite_read_only(path)?;
         Self::new(Box::new(conn), path.display().to_string())
     }
 
