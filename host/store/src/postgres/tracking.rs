@@ -408,6 +408,75 @@ pub(super) fn model_metric_from_row(r: &Row, model_id: &str) -> Metric {
     m
 }
 
+/// The loading queries of [`load_runs`], one per table, for one shape of run condition.
+struct LoadSql {
+    runs: &'static str,
+    metrics: &'static str,
+    params: &'static str,
+    tags: &'static str,
+    datasets: &'static str,
+    models: &'static str,
+}
+
+/// Writes [`LoadSql`] for one condition on `run_uuid` (its text follows `run_uuid` in each query).
+macro_rules! load_sql {
+    ($cond:literal) => {
+        LoadSql {
+            runs: concat!(
+                "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
+                        artifact_uri, lifecycle_stage
+                 FROM runs WHERE run_uuid ",
+                $cond
+            ),
+            metrics: concat!(
+                "SELECT r.run_uuid, k.key, l.step, l.timestamp, l.value, l.is_nan
+                 FROM runs r JOIN latest_metrics l ON l.run_key = r.run_key
+                 JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
+                 WHERE r.run_uuid ",
+                $cond,
+                " ORDER BY k.key"
+            ),
+            params: concat!(
+                "SELECT run_uuid, key, value FROM params WHERE run_uuid ",
+                $cond,
+                " ORDER BY key"
+            ),
+            tags: concat!(
+                "SELECT run_uuid, key, value FROM tags WHERE run_uuid ",
+                $cond,
+                " ORDER BY key"
+            ),
+            datasets: concat!(
+                "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
+                        d.profile
+                 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
+                 WHERE i.run_uuid ",
+                $cond,
+                " ORDER BY d.name"
+            ),
+            models: concat!(
+                "SELECT run_uuid, model_id, NULL::bigint FROM run_model_inputs WHERE run_uuid ",
+                $cond,
+                " UNION ALL
+                 SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid ",
+                $cond
+            ),
+        }
+    };
+}
+
+/// A search page's loads, the page's ids behind an init plan: the planner then sizes the array as
+/// it does an unknown one (ten ids) and takes each table's index on the run, the plan a connection
+/// only reaches after five page loads (its generic plan). With the page's 100 ids in sight, as
+/// custom plans have them, it scanned whole tables at 10,000 runs (`random_page_cost` 4 prices
+/// 100 index probes above a scan of 20,000 rows; all of it is in memory): 6-7 ms a page on the
+/// connections that had served an ingest, which ran these statements for single runs (cheap
+/// custom plans) and so never moved to the generic plan. Single runs have [`ONE_RUN`]'s statements
+/// now, so they no longer weigh in this plan cache either.
+const PAGE_OF_RUNS: LoadSql = load_sql!("= ANY(ARRAY(SELECT unnest($1::text[])))");
+/// One run's loads (get-run, and the run that create-run and update-run answer with).
+const ONE_RUN: LoadSql = load_sql!("= $1");
+
 /// Loads whole runs, in the order of `ids`; ids that do not exist are skipped. One query per
 /// table for the whole page, all sent at once: tokio-postgres pipelines queries polled together
 /// on one connection, so a page costs one round trip to the database instead of six.
@@ -415,49 +484,31 @@ async fn load_runs<C: GenericClient>(c: &C, ids: &[String]) -> Result<Vec<Run>> 
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let by_ids: &[P<'_>] = &[&ids];
+    load_runs_by(c, &PAGE_OF_RUNS, &ids, ids).await
+}
+
+async fn load_run(tx: &Tx<'_>, run_id: &str) -> Result<Run> {
+    load_runs_by(tx, &ONE_RUN, &run_id, &[run_id.to_string()])
+        .await?
+        .pop()
+        .ok_or_else(|| run_not_found(run_id))
+}
+
+/// [`load_runs`] with the statements of `sql` and their one parameter `by`, which selects `ids`.
+async fn load_runs_by<C: GenericClient>(
+    c: &C,
+    sql: &LoadSql,
+    by: P<'_>,
+    ids: &[String],
+) -> Result<Vec<Run>> {
+    let by: &[P<'_>] = &[by];
     let (run_rows, metric_rows, param_rows, tag_rows, dataset_rows, model_rows) = tokio::try_join!(
-        query(
-            c,
-            "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time,
-                    artifact_uri, lifecycle_stage
-             FROM runs WHERE run_uuid = ANY($1)",
-            by_ids,
-        ),
-        query(
-            c,
-            "SELECT r.run_uuid, k.key, l.step, l.timestamp, l.value, l.is_nan
-             FROM runs r JOIN latest_metrics l ON l.run_key = r.run_key
-             JOIN metric_keys k ON k.metric_key_id = l.metric_key_id
-             WHERE r.run_uuid = ANY($1) ORDER BY k.key",
-            by_ids,
-        ),
-        query(
-            c,
-            "SELECT run_uuid, key, value FROM params WHERE run_uuid = ANY($1) ORDER BY key",
-            by_ids,
-        ),
-        query(
-            c,
-            "SELECT run_uuid, key, value FROM tags WHERE run_uuid = ANY($1) ORDER BY key",
-            by_ids,
-        ),
-        query(
-            c,
-            "SELECT i.run_uuid, i.tags, d.name, d.digest, d.source_type, d.source, d.schema,
-                    d.profile
-             FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid
-             WHERE i.run_uuid = ANY($1) ORDER BY d.name",
-            by_ids,
-        ),
-        query(
-            c,
-            "SELECT run_uuid, model_id, NULL::bigint FROM run_model_inputs
-                 WHERE run_uuid = ANY($1)
-             UNION ALL
-             SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid = ANY($1)",
-            by_ids,
-        ),
+        query(c, sql.runs, by),
+        query(c, sql.metrics, by),
+        query(c, sql.params, by),
+        query(c, sql.tags, by),
+        query(c, sql.datasets, by),
+        query(c, sql.models, by),
     )?;
     let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
     for r in run_rows {
@@ -532,13 +583,6 @@ async fn load_runs<C: GenericClient>(c: &C, ids: &[String]) -> Result<Vec<Run>> 
         }
     }
     Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
-}
-
-async fn load_run(tx: &Tx<'_>, run_id: &str) -> Result<Run> {
-    load_runs(tx, &[run_id.to_string()])
-        .await?
-        .pop()
-        .ok_or_else(|| run_not_found(run_id))
 }
 
 async fn set_experiment_stage(tx: &Tx<'_>, id: &str, stage: LifecycleStage) -> Result<()> {
