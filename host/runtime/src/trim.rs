@@ -5,12 +5,71 @@
 //! ONNX plugin held ~370 MiB of anonymous memory it no longer used. `malloc_trim(0)` hands the
 //! free pages of every arena back (measured: 375 MiB → 59 MiB anonymous after a first start).
 //! A built-in plugin's deflated wasm is read from the binary's own pages; `release_embedded`
-//! drops them.
+//! drops them. The binary's allocator is mimalloc ([`MiMalloc`]), set up here to give its free
+//! memory back as readily.
 
-/// Returns the allocator's free pages to the kernel; called after each compile.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The server's global allocator (`#[global_allocator]` in its `main`), set up by
+/// `configure_mimalloc` below. The OTLP ingest allocates and frees a few dozen blocks a span, many
+/// freed by another thread than the one that made them (the SQLite writer frees what a request
+/// thread decoded); glibc's malloc and free were 12% of the server's samples there, and with
+/// mimalloc the server's CPU a span fell by about a quarter (README, "Where OTLP ingest's time
+/// went"). C libraries (SQLite) still allocate with glibc's malloc.
+pub use mimalloc::MiMalloc;
+
+/// Sets mimalloc's options for a small idle footprint, before the first allocation makes
+/// mimalloc reserve its first arena with them (see `CONFIGURE_MIMALLOC`). Measured on `models
+/// serve` of the serving bench's ONNX model (README, "Where OTLP ingest's time went"), with
+/// mimalloc's defaults it idled at 75 MiB after compiling the plugin and 37 MiB after
+/// `--idle-release` (glibc: 51 and 13), and an idle `wasmflow server` held 12.6 MiB anonymous
+/// against glibc's 3.0:
+/// - `arena_eager_commit` off: an arena's memory is committed as it is used rather than all at
+///   once, which kept about 9 MiB more resident in an idle server;
+/// - `purge_delay` 0: memory freed back to an arena is returned to the system at once, not a
+///   second later on the next allocation of the thread that freed it, which an idle thread
+///   never makes (idle after `--idle-release` 20.4 MiB with the default, 12.4 with 0).
+///
+/// Options set in the environment (`MIMALLOC_PURGE_DELAY=...`) win, as mimalloc documents.
+#[allow(unsafe_code)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+extern "C" fn configure_mimalloc() {
+    // `mi_option_e` in mimalloc v3's mimalloc.h (libmimalloc-sys names only some options).
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    for option in [ARENA_EAGER_COMMIT, PURGE_DELAY] {
+        // SAFETY: mi_option_set_default only stores the option's value, unless the
+        // environment set it (mimalloc reads that once, before or after this); mimalloc reads
+        // the value when it reserves an arena or frees a page. It allocates nothing.
+        unsafe { libmimalloc_sys::mi_option_set_default(option, 0) };
+    }
+}
+
+/// Runs [`configure_mimalloc`] as the binary loads (an ELF constructor), before Rust's runtime
+/// starts: that allocates before `main`, and so reserves mimalloc's first arena, with whatever
+/// options are set then. (Set from `main`, `arena_eager_commit` came too late: an idle
+/// `wasmflow server` held 12.2 MiB anonymous, as with mimalloc's defaults.)
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_MIMALLOC: extern "C" fn() = configure_mimalloc;
+
+/// Returns the allocators' free pages to the kernel; called after each compile and when the
+/// server is idle.
 #[allow(unsafe_code)]
 pub fn release_free_memory() {
+    // SAFETY: mi_collect has no preconditions: with `force` it frees this thread's empty
+    // pages, takes over the pages of threads that have ended and purges every arena's free
+    // memory, whichever thread freed it.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
+    // C libraries' (SQLite's) allocations are glibc's.
+    trim_system_malloc();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_system_malloc() {
     // SAFETY: malloc_trim has no preconditions: it takes glibc's own arena locks and only
     // releases pages that hold no allocation.
     unsafe {
@@ -18,15 +77,39 @@ pub fn release_free_memory() {
     }
 }
 
-/// Other allocators (musl's, macOS's) return freed memory without being asked.
+/// Other system allocators (musl's, macOS's) return freed memory without being asked.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_free_memory() {}
+fn trim_system_malloc() {}
+
+/// Runs `compile` on a rayon pool of its own, whose threads have ended when it returns.
+/// wasmtime compiles a component's functions in parallel on the rayon pool it is called in; on
+/// rayon's global pool, whose threads never end, mimalloc would keep each thread's share of the
+/// compiler's freed memory (hundreds of MiB for the ONNX plugin) in that thread's heap, where
+/// no other thread can give it back. A thread that ends hands its pages over, to be purged by
+/// the next [`release_free_memory`]. Runs it on the calling thread if no thread can be started.
+pub(crate) fn compile_pool<T: Send>(compile: impl FnOnce() -> T + Send) -> T {
+    let mut compile = Some(compile);
+    let pooled = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("wasmflow-compile-{i}"))
+        // Scoped: the threads are joined before this returns, after the pool is dropped.
+        .build_scoped(
+            |thread| thread.run(),
+            |pool| compile.take().map(|compile| pool.install(compile)),
+        );
+    match (pooled, compile) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(compile)) => compile(),
+        // Unreachable: the closure either ran (and took it) or the pool was not built.
+        (_, None) => unreachable!("compile_pool: the compile neither ran nor was left"),
+    }
+}
 
 /// glibc arenas the process may use, unless `MALLOC_ARENA_MAX` says otherwise. glibc's default
 /// is eight per core, and each thread that allocates under contention gets one of its own: the
 /// compiler's worker threads left ~27 MiB of live allocations scattered over their arenas after
 /// the ONNX plugin's compile, pages `malloc_trim` cannot return (87 MiB idle after the compile
 /// against 70 MiB with one arena). See README, "Footprint", for how the number was chosen.
+/// (Measured before mimalloc became the binary's allocator; C libraries still use glibc's.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_ARENAS: i32 = 1;
 

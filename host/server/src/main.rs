@@ -234,6 +234,10 @@ struct ServerArgs {
     auth: auth::AuthArgs,
 }
 
+/// mimalloc; `wasmflow_runtime::MiMalloc` says why, and how its memory is given back.
+#[global_allocator]
+static ALLOCATOR: wasmflow_runtime::MiMalloc = wasmflow_runtime::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Before any thread (tokio's, the compiler's) makes an arena of its own.
     wasmflow_runtime::limit_malloc_arenas();
