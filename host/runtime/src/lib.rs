@@ -32,5 +32,6 @@ pub use manager::{
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
 pub use trim::{
-    MiMalloc, limit_malloc_arenas, release_file_pages, release_free_memory, resident_bytes,
+    Allocator, limit_malloc_arenas, release_file_pages, release_free_memory, resident_bytes,
+    use_mimalloc,
 };

@@ -5,48 +5,114 @@
 //! ONNX plugin held ~370 MiB of anonymous memory it no longer used. `malloc_trim(0)` hands the
 //! free pages of every arena back (measured: 375 MiB → 59 MiB anonymous after a first start).
 //! A built-in plugin's deflated wasm is read from the binary's own pages; `release_embedded`
-//! drops them. The binary's allocator is mimalloc ([`MiMalloc`]), set up here to give its free
-//! memory back as readily.
+//! drops them. `wasmflow server`'s allocator is mimalloc ([`Allocator`]), set up here to give
+//! its free memory back too.
 
-/// The server's global allocator (`#[global_allocator]` in its `main`), set up by
-/// `configure_mimalloc` below. The OTLP ingest allocates and frees a few dozen blocks a span, many
-/// freed by another thread than the one that made them (the SQLite writer frees what a request
-/// thread decoded); glibc's malloc and free were 12% of the server's samples there, and with
-/// mimalloc the server's CPU a span fell by about a quarter (README, "Where OTLP ingest's time
-/// went"). C libraries (SQLite) still allocate with glibc's malloc.
-pub use mimalloc::MiMalloc;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Sets mimalloc's options for a small idle footprint, before the first allocation makes
-/// mimalloc reserve its first arena with them (see `CONFIGURE_MIMALLOC`). Measured on `models
-/// serve` of the serving bench's ONNX model (README, "Where OTLP ingest's time went"), with
-/// mimalloc's defaults it idled at 75 MiB after compiling the plugin and 37 MiB after
-/// `--idle-release` (glibc: 51 and 13), and an idle `wasmflow server` held 12.6 MiB anonymous
-/// against glibc's 3.0:
-/// - `arena_eager_commit` off: an arena's memory is committed as it is used rather than all at
-///   once, which kept about 9 MiB more resident in an idle server;
-/// - `purge_delay` 0: memory freed back to an arena is returned to the system at once, not a
-///   second later on the next allocation of the thread that freed it, which an idle thread
-///   never makes (idle after `--idle-release` 20.4 MiB with the default, 12.4 with 0).
+use mimalloc::MiMalloc;
+
+/// The binary's global allocator (`#[global_allocator]` in its `main`): glibc's malloc, or
+/// mimalloc from [`use_mimalloc`] on, which `main` calls for `wasmflow server` alone.
 ///
-/// Options set in the environment (`MIMALLOC_PURGE_DELAY=...`) win, as mimalloc documents.
+/// Why mimalloc there: the OTLP ingest allocates and frees a few dozen blocks a span, many freed
+/// by another thread than the one that made them (the SQLite writer frees what a request thread
+/// decoded); glibc's malloc and free were 12% of the server's samples there, and with mimalloc
+/// the server's CPU a span fell by a fifth to a half (README, "Where OTLP ingest's time went").
+/// Why not everywhere: `models serve` with mimalloc either kept more memory idle (20.4 MiB after
+/// `--idle-release` against glibc's 13) or, with freed memory returned at once
+/// (`purge_delay` 0), spent 0.9 ms of CPU on a 1,000-row request against glibc's 0.5.
+///
+/// A block is freed (or grown) by the allocator that made it, whichever is in use then: a
+/// pointer is mimalloc's if mimalloc's page map knows it, the lookup `mi_free` itself makes.
+/// Until [`use_mimalloc`] no block can be mimalloc's, and none is looked up.
+pub struct Allocator;
+
+static MIMALLOC: AtomicBool = AtomicBool::new(false);
+
+/// Makes every allocation from now on mimalloc's (see [`Allocator`]); blocks made before stay
+/// glibc's until freed. Call before the threads that allocate most start.
+pub fn use_mimalloc() {
+    MIMALLOC.store(true, Ordering::Release);
+}
+
+#[allow(unsafe_code)]
+fn is_mimallocs(ptr: *mut u8) -> bool {
+    // SAFETY: mi_is_in_heap_region takes any pointer: it reads mimalloc's page map, which
+    // covers every page mimalloc has made, and answers false for an address outside them.
+    MIMALLOC.load(Ordering::Acquire)
+        && unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast_const().cast()) }
+}
+
+// SAFETY: each call goes to one of two allocators that uphold GlobalAlloc's contract, and a
+// block is always freed or reallocated by the allocator that made it (`is_mimallocs`, which
+// cannot take a glibc block for mimalloc's: their pages are different mappings).
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc requires.
+        unsafe {
+            if MIMALLOC.load(Ordering::Relaxed) {
+                MiMalloc.alloc(layout)
+            } else {
+                System.alloc(layout)
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as alloc.
+        unsafe {
+            if MIMALLOC.load(Ordering::Relaxed) {
+                MiMalloc.alloc_zeroed(layout)
+            } else {
+                System.alloc_zeroed(layout)
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr was made by this allocator with layout; is_mimallocs names which one.
+        unsafe {
+            if is_mimallocs(ptr) {
+                MiMalloc.dealloc(ptr, layout)
+            } else {
+                System.dealloc(ptr, layout)
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as dealloc; the block stays with the allocator that made it.
+        unsafe {
+            if is_mimallocs(ptr) {
+                MiMalloc.realloc(ptr, layout, new_size)
+            } else {
+                System.realloc(ptr, layout, new_size)
+            }
+        }
+    }
+}
+
+/// Turns mimalloc's `arena_eager_commit` off before its first arena is reserved (see
+/// `CONFIGURE_MIMALLOC`): with it on, an arena's memory is committed all at once and an idle
+/// `wasmflow server` held 12.2 MiB anonymous against glibc's 3.0 (4.0 with it off). An option
+/// set in the environment (`MIMALLOC_ARENA_EAGER_COMMIT=...`) wins, as mimalloc documents.
 #[allow(unsafe_code)]
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 extern "C" fn configure_mimalloc() {
     // `mi_option_e` in mimalloc v3's mimalloc.h (libmimalloc-sys names only some options).
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    for option in [ARENA_EAGER_COMMIT, PURGE_DELAY] {
-        // SAFETY: mi_option_set_default only stores the option's value, unless the
-        // environment set it (mimalloc reads that once, before or after this); mimalloc reads
-        // the value when it reserves an arena or frees a page. It allocates nothing.
-        unsafe { libmimalloc_sys::mi_option_set_default(option, 0) };
-    }
+    // SAFETY: mi_option_set_default only stores the option's value, unless the environment set
+    // it (mimalloc reads that once, before or after this); mimalloc reads the value when it
+    // reserves an arena. It allocates nothing.
+    unsafe { libmimalloc_sys::mi_option_set_default(ARENA_EAGER_COMMIT, 0) };
 }
 
 /// Runs [`configure_mimalloc`] as the binary loads (an ELF constructor), before Rust's runtime
-/// starts: that allocates before `main`, and so reserves mimalloc's first arena, with whatever
-/// options are set then. (Set from `main`, `arena_eager_commit` came too late: an idle
-/// `wasmflow server` held 12.2 MiB anonymous, as with mimalloc's defaults.)
+/// starts: the first arena is reserved with the options of that moment (set from `main`, the
+/// option came too late: 12.2 MiB anonymous, as with mimalloc's defaults).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 #[used]
@@ -57,13 +123,15 @@ static CONFIGURE_MIMALLOC: extern "C" fn() = configure_mimalloc;
 /// server is idle.
 #[allow(unsafe_code)]
 pub fn release_free_memory() {
-    // SAFETY: mi_collect has no preconditions: with `force` it frees this thread's empty
-    // pages, takes over the pages of threads that have ended and purges every arena's free
-    // memory, whichever thread freed it.
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
+    if MIMALLOC.load(Ordering::Acquire) {
+        // SAFETY: mi_collect has no preconditions: with `force` it frees this thread's empty
+        // pages, takes over the pages of threads that have ended and purges every arena's
+        // free memory, whichever thread freed it.
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+        }
     }
-    // C libraries' (SQLite's) allocations are glibc's.
+    // glibc's: all of it without mimalloc, and C libraries' (SQLite's) with it.
     trim_system_malloc();
 }
 
@@ -83,7 +151,7 @@ fn trim_system_malloc() {}
 
 /// Runs `compile` on a rayon pool of its own, whose threads have ended when it returns.
 /// wasmtime compiles a component's functions in parallel on the rayon pool it is called in; on
-/// rayon's global pool, whose threads never end, mimalloc would keep each thread's share of the
+/// rayon's global pool, whose threads never end, mimalloc (when in use) would keep each thread's share of the
 /// compiler's freed memory (hundreds of MiB for the ONNX plugin) in that thread's heap, where
 /// no other thread can give it back. A thread that ends hands its pages over, to be purged by
 /// the next [`release_free_memory`]. Runs it on the calling thread if no thread can be started.
@@ -109,7 +177,6 @@ pub(crate) fn compile_pool<T: Send>(compile: impl FnOnce() -> T + Send) -> T {
 /// compiler's worker threads left ~27 MiB of live allocations scattered over their arenas after
 /// the ONNX plugin's compile, pages `malloc_trim` cannot return (87 MiB idle after the compile
 /// against 70 MiB with one arena). See README, "Footprint", for how the number was chosen.
-/// (Measured before mimalloc became the binary's allocator; C libraries still use glibc's.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_ARENAS: i32 = 1;
 
