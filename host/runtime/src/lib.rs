@@ -31,4 +31,7 @@ pub use manager::{
     SharedPlugins, choose,
 };
 pub use runtime::{CacheStats, CompiledPlugin, Runtime, RuntimeConfig, Wasm, is_core_module};
-pub use trim::{limit_malloc_arenas, release_file_pages, release_free_memory, resident_bytes};
+pub use trim::{
+    Allocator, limit_malloc_arenas, release_file_pages, release_free_memory, resident_bytes,
+    use_mimalloc,
+};

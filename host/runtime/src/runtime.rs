@@ -234,14 +234,16 @@ impl Runtime {
         let (component, outcome) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &sha256, || {
                 announce();
-                self.compiler()?
-                    .precompile_component(&wasm.bytes())
+                let compiler = self.compiler()?;
+                let bytes = wasm.bytes();
+                crate::trim::compile_pool(|| compiler.precompile_component(&bytes))
                     .map_err(anyhow::Error::from)
                     .context("cannot compile the component")
             })?,
             None => {
                 announce();
-                let component = Component::new(&self.engine, &*wasm.bytes())
+                let bytes = wasm.bytes();
+                let component = crate::trim::compile_pool(|| Component::new(&self.engine, &*bytes))
                     .map_err(anyhow::Error::from)
                     .context("cannot compile the component")?;
                 (component, Outcome::Compiled)

@@ -234,6 +234,10 @@ struct ServerArgs {
     auth: auth::AuthArgs,
 }
 
+/// glibc's malloc, or mimalloc for `wasmflow server`; `wasmflow_runtime::Allocator` says why.
+#[global_allocator]
+static ALLOCATOR: wasmflow_runtime::Allocator = wasmflow_runtime::Allocator;
+
 fn main() -> std::process::ExitCode {
     // Before any thread (tokio's, the compiler's) makes an arena of its own.
     wasmflow_runtime::limit_malloc_arenas();
@@ -250,6 +254,11 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Server(_)) {
+        // Before its threads start: the tracking server's OTLP ingest is allocation-bound,
+        // while `models serve` and the CLI keep glibc (wasmflow_runtime::Allocator says why).
+        wasmflow_runtime::use_mimalloc();
+    }
     // The CLI's output is its tables; only the server logs every request by default.
     let default_level = match &cli.command {
         Command::Models(args) if args.serves() => "info",
