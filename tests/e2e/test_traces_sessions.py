@@ -12,7 +12,7 @@ The same calls go to a real `mlflow server` (the session's `mlflow_server` fixtu
 wasmflow (SQLite, or PostgreSQL with WASMFLOW_E2E_BACKEND=postgres), and what the official client
 sees is compared: the traces each filter finds, the assessments `get_trace` and
 `mlflow.search_traces`' DataFrame hold, trace metrics by assessment value and filter
-correlations."""
+correlations; and the session scorers of `mlflow.genai.evaluate`, which log such assessments."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import time
 import mlflow
 import requests
 from mlflow.entities import AssessmentError, Feedback
+from mlflow.genai.scorers import scorer
 from mlflow.tracing.client import TracingClient
 
 SESSION = "mlflow.trace.session"
@@ -66,7 +67,9 @@ _CORRELATIONS = [
     ("feedback.judged = 'null'", "feedback.coherent IS NULL"),
 ]
 
-_VOLATILE = {"assessment_id", "trace_id", "create_time", "last_update_time"}
+# Ids and times differ between the two servers' runs of the same code.
+_VOLATILE = {"assessment_id", "trace_id", "span_id", "create_time", "last_update_time"}
+_RUN_METADATA = "mlflow.assessment.sourceRunId"
 
 
 def _make(url, name):
@@ -126,6 +129,8 @@ def _assessments(items):
         a = {k: v for k, v in a.items() if k not in _VOLATILE}
         if "overrides" in a:
             a["overrides"] = "<the overridden assessment's id>"
+        if _RUN_METADATA in a.get("metadata", {}):
+            a["metadata"] = {**a["metadata"], _RUN_METADATA: "<the evaluation's run>"}
         out.append(a)
     return sorted(out, key=lambda a: json.dumps(a, sort_keys=True))
 
@@ -193,3 +198,56 @@ def test_session_assessments_and_null_feedback_answer_as_mlflow(server, mlflow_s
     assert nul["feedback"] == {"value": None}
     assert any('"assessment_value": "null"' in p
                for p in ours["metrics assessment_count COUNT ['assessment_name', 'assessment_value']"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The session scorers of `mlflow.genai.evaluate`: each logs its feedback once a session, on the
+# session's first trace, with the session in its metadata (an error as a feedback without a value).
+
+@scorer
+def turns(session) -> int:
+    return len(session)
+
+
+@scorer
+def broken(session) -> int:
+    raise ValueError("no judge here")
+
+
+@mlflow.trace
+def _chat(question, session):
+    mlflow.update_current_trace(metadata={SESSION: session})
+    return question.upper()
+
+
+_EVALUATE_FILTERS = ["feedback.turns > 2", "feedback.turns = '2.0'", "feedback.turns IS NULL",
+                     "feedback.broken = 'null'", "feedback.broken IS NOT NULL", "feedback.broken > 0"]
+
+
+def _evaluated(url, name):
+    mlflow.set_tracking_uri(url)
+    exp = mlflow.set_experiment(name).experiment_id
+    labels = {}
+    for session, questions in [("S1", ["a", "b", "c"]), ("S2", ["d", "e"])]:
+        for q in questions:
+            _chat(q, session)
+            labels[mlflow.get_last_active_trace_id()] = q
+            time.sleep(0.003)
+    mlflow.flush_trace_async_logging()
+    result = mlflow.genai.evaluate(data=mlflow.search_traces(locations=[exp]), scorers=[turns, broken])
+    client = mlflow.MlflowClient(url)
+    got = {"metrics": {k: float(v) for k, v in result.metrics.items()}}
+    for f in _EVALUATE_FILTERS:
+        got[f] = _labels(client.search_traces(locations=[exp], filter_string=f), labels)
+    for tid, label in labels.items():
+        got[label] = _assessments(client.get_trace(tid).info.assessments)
+    return got
+
+
+def test_session_scorers_of_evaluate_answer_as_mlflow(server, mlflow_server, unique_name):
+    theirs = _evaluated(mlflow_server.url, unique_name("evaluate"))
+    ours = _evaluated(server.url, unique_name("evaluate"))
+    assert {k: (ours[k], v) for k, v in theirs.items() if ours[k] != v} == {}
+    assert ours["feedback.turns > 2"] == ["a", "b", "c"]
+    assert ours["feedback.broken = 'null'"] == ["a", "b", "c", "d", "e"]
+    assert [a["assessment_name"] for a in ours["a"]] == ["broken", "turns"] and ours["b"] == []
