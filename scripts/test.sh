@@ -199,7 +199,7 @@ WASMFLOW_E2E_REQUIRE_S3=1 WASMFLOW_BIN="$bin" "$venv/bin/python" -m pytest tests
 # own on the throwaway cluster started above): the same answers from either backend. Plugins too:
 # on PostgreSQL, installed ones live in the database.
 pg_files=(test_experiments.py test_runs.py test_registry.py test_prompts.py test_traces.py
-    test_eval_datasets.py test_webhooks.py test_auth.py test_errors.py test_bulk_interval.py
+    test_traces_sessions.py test_eval_datasets.py test_webhooks.py test_auth.py test_errors.py test_bulk_interval.py
     test_replicas.py test_plugins.py
     # The import into a PostgreSQL store, from MLflow's PostgreSQL store (the readers of MLflow's
     # other stores are the same code, run on SQLite above).

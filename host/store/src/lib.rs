@@ -2,6 +2,7 @@
 //! implementation. The trait is synchronous: callers on an async runtime use `spawn_blocking`.
 //! SQL is kept portable so that a PostgreSQL store can implement the same trait.
 
+mod assessment_columns;
 pub mod auth;
 mod columns;
 pub mod eval_datasets;

@@ -219,12 +219,29 @@ INSERT INTO logged_models (model_id, experiment_id, name, artifact_location,
     VALUES ('m-1', 1, 'model', '/a/1/models/m-1', 1, 1, 'LOGGED_MODEL_READY');
 ";
 
+/// The store at `uri`, opened: which brings it to the newest schema (checked).
+fn open_migrated(uri: &str) -> std::sync::Arc<dyn crate::Store> {
+    let store = crate::open(
+        uri,
+        crate::StoreConfig {
+            default_artifact_root: "mlflow-artifacts:/".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        upgrade(uri).unwrap().from,
+        crate::sqlite::MIGRATIONS.len(),
+        "{uri}"
+    );
+    store
+}
+
 #[test]
 fn migration_10_moves_every_metric_to_integer_keys() {
     use wasmflow_core::entities::{Metric, ViewType};
     use wasmflow_core::search::{parse_run_filter, parse_run_order_by};
 
-    use crate::{NewRun, RunSearch, StoreConfig};
+    use crate::{NewRun, RunSearch};
 
     let point = |key: &str, step: i64, timestamp: i64, value: f64| Metric {
         key: key.into(),
@@ -252,19 +269,7 @@ fn migration_10_moves_every_metric_to_integer_keys() {
         let uri = db.uri.as_str();
         at_version(uri, 9);
         execute(uri, SCHEMA_9_DATA);
-        let store = crate::open(
-            uri,
-            StoreConfig {
-                default_artifact_root: "mlflow-artifacts:/".into(),
-            },
-        )
-        .unwrap();
-        // Opening the store brought it to the newest schema.
-        assert_eq!(
-            upgrade(uri).unwrap().from,
-            crate::sqlite::MIGRATIONS.len(),
-            "{uri}"
-        );
+        let store = open_migrated(uri);
         assert_eq!(count(uri, "SELECT count(*) FROM metrics"), 7, "{uri}");
         assert_eq!(
             count(uri, "SELECT count(*) FROM latest_metrics"),
@@ -386,6 +391,80 @@ fn migration_10_moves_every_metric_to_integer_keys() {
             6,
             "{uri}"
         );
+        drop(store);
+        if !uri.starts_with("sqlite:") {
+            test_postgres::drop_database(uri);
+        }
+    }
+}
+
+/// Rows as a wasmflow before migration 12 left them: traces 1 and 2 of session `S` and trace 3
+/// of none; a feedback on trace 1 that names a session in its metadata (then kept as any
+/// other), and feedback without a value on traces 2 and 3 (then kept as SQL NULL).
+const SCHEMA_11_ASSESSMENTS: &str = r#"
+INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,
+                         last_update_time)
+    VALUES (7, 'old', '/a/7', 'active', 1, 1);
+INSERT INTO trace_info (trace_id, experiment_id, request_time, execution_duration, state)
+    VALUES ('tr-1', 7, 1000, 1, 'OK'), ('tr-2', 7, 2000, 1, 'OK'), ('tr-3', 7, 3000, 1, 'OK');
+INSERT INTO trace_metadata (trace_id, key, value)
+    VALUES ('tr-1', 'mlflow.trace.session', 'S'), ('tr-2', 'mlflow.trace.session', 'S');
+INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body)
+    VALUES ('a-1', 'tr-1', 'coherent', 'feedback', '"good"', 1, 1,
+            '{"assessment_id":"a-1","trace_id":"tr-1","assessment_name":"coherent","feedback":{"value":"good"},"metadata":{"mlflow.trace.session":"S"},"valid":true}'),
+           ('a-2', 'tr-2', 'judged', 'feedback', NULL, 1, 1,
+            '{"assessment_id":"a-2","trace_id":"tr-2","assessment_name":"judged","feedback":{"error":{"error_code":"E"}},"valid":true}'),
+           ('a-3', 'tr-3', 'judged', 'feedback', NULL, 1, 1,
+            '{"assessment_id":"a-3","trace_id":"tr-3","assessment_name":"judged","feedback":{"value":null},"valid":true}');
+"#;
+
+#[test]
+fn migration_12_marks_session_assessments_and_keeps_null_feedback_as_mlflow() {
+    use crate::assessment_columns::MIGRATION;
+    use crate::testing::query_texts;
+    use crate::traces::{TraceSearch, parse_trace_filter};
+
+    for db in backends() {
+        let uri = db.uri.as_str();
+        at_version(uri, MIGRATION - 1);
+        execute(uri, SCHEMA_11_ASSESSMENTS);
+        let store = open_migrated(uri);
+        let columns = query_texts(
+            uri,
+            "SELECT value || ' ' || session_level FROM assessments ORDER BY assessment_id",
+        );
+        assert_eq!(
+            columns,
+            [Some("\"good\" 1"), Some("null 0"), Some("null 0")].map(|c| c.map(str::to_string)),
+            "{uri}"
+        );
+        let search = |filter: &str| -> Vec<String> {
+            let page = store
+                .search_traces(&TraceSearch {
+                    experiment_ids: vec!["7".into()],
+                    filter: parse_trace_filter(filter).unwrap(),
+                    order_by: vec![],
+                    max_results: 10,
+                    page_token: None,
+                })
+                .unwrap();
+            let mut ids: Vec<String> = page.items.into_iter().map(|t| t.trace_id).collect();
+            ids.sort();
+            ids
+        };
+        // The session's feedback covers its other trace; the valueless ones are `null`.
+        assert_eq!(
+            search("feedback.coherent = 'good'"),
+            ["tr-1", "tr-2"],
+            "{uri}"
+        );
+        assert_eq!(search("feedback.coherent IS NULL"), ["tr-3"], "{uri}");
+        assert_eq!(
+            search("feedback.judged = 'null'"),
+            ["tr-2", "tr-3"],
+            "{uri}"
+        );
+        assert_eq!(search("feedback.judged != 'x'"), ["tr-2", "tr-3"], "{uri}");
         drop(store);
         if !uri.starts_with("sqlite:") {
             test_postgres::drop_database(uri);

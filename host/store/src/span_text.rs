@@ -1,8 +1,9 @@
 //! Migration 0011's Rust step: every stored span's `content` text rewritten from its OTLP bytes
 //! (`spans.body`) into the text the write path writes now (MLflow's `json.dumps` of
-//! `Span.to_dict()`), and every assessment's `value` text from its JSON message, so that
-//! `span.attributes.<key>`, `span.content` and `feedback.<name>` filters answer over rows an
-//! older wasmflow wrote as they answer over new ones.
+//! `Span.to_dict()`), so that `span.attributes.<key>` and `span.content` filters answer over
+//! rows an older wasmflow wrote as they answer over new ones. (This step also rewrote each
+//! assessment's `value`; migration 0013's step, [`crate::assessment_columns`], does that now,
+//! with the columns 0013 adds: a database opened by this wasmflow runs both.)
 //!
 //! The text of a span is built by the server, which decodes OTLP (this crate does not): the
 //! server hands its function over with [`set_span_text`] before it opens a store, so the
@@ -14,13 +15,11 @@ use std::sync::OnceLock;
 
 use wasmflow_core::{Error, Result};
 
-use crate::trace_rules::AssessmentRow;
-
 /// The migration whose Rust step this is (it runs after that migration's SQL).
 pub(crate) const MIGRATION: usize = 11;
 
 /// How many rows one round reads and rewrites, so that a large table is never held in memory.
-const BATCH: i64 = 1000;
+pub(crate) const BATCH: i64 = 1000;
 
 /// A span's `content` text from its stored OTLP bytes.
 pub type SpanText = fn(&[u8]) -> Result<String>;
@@ -42,31 +41,28 @@ fn span_text() -> Result<SpanText> {
     })
 }
 
-/// An assessment's `value` column from its stored JSON message, as a write stores it now.
-fn assessment_value(body: &str) -> Result<Option<String>> {
-    let message = serde_json::from_str(body)
-        .map_err(|e| Error::internal(format!("a stored assessment is not JSON ('{body}'): {e}")))?;
-    Ok(AssessmentRow::of(&message).value)
-}
-
 /// The step on SQLite, in the migration's transaction.
 pub(crate) fn rewrite_sqlite(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-    rewrite_sqlite_column(tx, "spans", "content", |body: &Vec<u8>| span_text()?(body))?;
-    rewrite_sqlite_column(tx, "assessments", "value", |body: &String| {
-        assessment_value(body)
+    rewrite_sqlite_rows(tx, "spans", &["content"], |body: &Vec<u8>| {
+        Ok(vec![span_text()?(body)?.into()])
     })
 }
 
-/// Sets `column` of every row of `table` to `text` of the row's `body`. Rows go by rowid
-/// (`spans` and `assessments` are rowid tables), which an `UPDATE` of other columns leaves as
-/// it is.
-fn rewrite_sqlite_column<B: rusqlite::types::FromSql, T: rusqlite::ToSql>(
+/// Sets `columns` of every row of `table` to the values `of` gives for the row's `body`, in
+/// their order. Rows go by rowid (`spans` and `assessments` are rowid tables), which an
+/// `UPDATE` of other columns leaves as it is.
+pub(crate) fn rewrite_sqlite_rows<B: rusqlite::types::FromSql>(
     tx: &rusqlite::Transaction<'_>,
     table: &str,
-    column: &str,
-    text: impl Fn(&B) -> Result<T>,
+    columns: &[&str],
+    of: impl Fn(&B) -> Result<Vec<rusqlite::types::Value>>,
 ) -> Result<()> {
     use crate::sqlite::sql_err;
+    let set: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect();
     let mut last = 0i64;
     loop {
         let rows: Vec<(i64, B)> = tx
@@ -84,12 +80,15 @@ fn rewrite_sqlite_column<B: rusqlite::types::FromSql, T: rusqlite::ToSql>(
         last = *end;
         let mut update = tx
             .prepare_cached(&format!(
-                "UPDATE {table} SET {column} = ?1 WHERE rowid = ?2"
+                "UPDATE {table} SET {} WHERE rowid = ?1",
+                set.join(", ")
             ))
             .map_err(sql_err)?;
         for (rowid, body) in &rows {
+            let mut values = vec![rusqlite::types::Value::Integer(*rowid)];
+            values.extend(of(body)?);
             update
-                .execute(rusqlite::params![text(body)?, rowid])
+                .execute(rusqlite::params_from_iter(values))
                 .map_err(sql_err)?;
         }
     }
@@ -128,33 +127,6 @@ pub(crate) async fn rewrite_postgres(tx: &tokio_postgres::Transaction<'_>) -> Re
                  AS u(trace_id, span_id, content, attributes)
              WHERE s.trace_id = u.trace_id AND s.span_id = u.span_id",
             &[&traces, &spans, &contents, &attributes],
-        )
-        .await
-        .map_err(pg_err)?;
-    }
-    let mut last = String::new();
-    loop {
-        let rows = tx
-            .query(
-                "SELECT assessment_id, body FROM assessments WHERE assessment_id > $1
-                 ORDER BY assessment_id LIMIT $2",
-                &[&last, &BATCH],
-            )
-            .await
-            .map_err(pg_err)?;
-        let Some(end) = rows.last() else { break };
-        last = end.get(0);
-        let mut ids = Vec::new();
-        let mut values = Vec::new();
-        for r in &rows {
-            ids.push(r.get::<_, String>(0));
-            values.push(assessment_value(r.get(1))?);
-        }
-        tx.execute(
-            "UPDATE assessments a SET value = u.value
-             FROM UNNEST($1::text[], $2::text[]) AS u(assessment_id, value)
-             WHERE a.assessment_id = u.assessment_id",
-            &[&ids, &values],
         )
         .await
         .map_err(pg_err)?;

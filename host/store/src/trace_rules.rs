@@ -398,11 +398,24 @@ pub(crate) struct AssessmentRow {
     pub name: String,
     /// `feedback` or `expectation`.
     pub kind: &'static str,
-    /// The value's JSON text: a feedback's `value`, or an expectation's `value` (or its
-    /// serialized value's text).
+    /// The value's JSON text: a feedback's `value` (`null` when it has none, as MLflow's
+    /// `json.dumps(None)`), or an expectation's `value` (or its serialized value's text).
     pub value: Option<String>,
     pub valid: bool,
+    /// Whether the assessment is its session's ([`is_session_level`]).
+    pub session_level: bool,
     pub body: String,
+}
+
+/// Whether `a` is a session-level assessment: its metadata names a session
+/// (`mlflow.trace.session`, which `mlflow.genai.evaluate`'s session scorers set). MLflow 3.17's
+/// SQL store tests its metadata's JSON text for `"mlflow.trace.session":`; such an assessment,
+/// valid and matching a `feedback.<name>` / `expectation.<name>` filter, makes the filter match
+/// every trace of the session of the trace that holds it ([`assessment_condition`]).
+fn is_session_level(a: &Value) -> bool {
+    a.get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(derived::SESSION_METADATA))
 }
 
 /// An assessment value's JSON text as MLflow's SQL store keeps it (`json.dumps`: `", "` and
@@ -415,9 +428,11 @@ impl AssessmentRow {
     pub(crate) fn of(a: &Value) -> Self {
         let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
         let (kind, value) = if let Some(f) = a.get("feedback") {
+            // A feedback without a value (a scorer's error, `value=None`) is kept as MLflow
+            // keeps it, the text `null`, which `feedback.<name>` filters compare like any other.
             (
                 "feedback",
-                f.get("value").filter(|v| !v.is_null()).map(json_text),
+                Some(f.get("value").map_or_else(|| "null".into(), json_text)),
             )
         } else {
             let e = a.get("expectation");
@@ -438,6 +453,7 @@ impl AssessmentRow {
             kind,
             value,
             valid: a.get("valid").and_then(Value::as_bool).unwrap_or(true),
+            session_level: is_session_level(a),
             body: a.to_string(),
         }
     }
@@ -502,8 +518,9 @@ fn search_value(value: &TraceValue) -> SearchValue {
 /// refuses other text, SQLite's reads it as 0).
 const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$";
 
-/// The SQL condition of one clause on `trace_info t`, every value and key bound.
-fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
+/// The SQL condition of one clause on `trace_info t` of a search over `experiments`, every
+/// value and key bound.
+fn condition(clause: &TraceClause, experiments: &[i64], b: &mut Binder) -> Result<String> {
     let op = clause.op;
     let value = search_value(&clause.value);
     let keyed = |table: &str, key: &str, b: &mut Binder| -> Result<String> {
@@ -546,46 +563,87 @@ fn condition(clause: &TraceClause, b: &mut Binder) -> Result<String> {
             compare("p.prompt", op, &value, b)?
         )),
         TraceKey::Assessment { kind, name } => {
-            let kind = b.text(*kind);
-            let name = b.text(name.clone());
-            let test = match assessment_test(clause)? {
-                AssessmentTest::Exists => String::new(),
-                AssessmentTest::Number(n) => {
-                    let number = match b.dialect {
-                        Dialect::Sqlite => format!(
-                            "(CASE WHEN a.value REGEXP '{JSON_NUMBER}' \
-                             THEN CAST(a.value AS REAL) END)"
-                        ),
-                        Dialect::Postgres => format!(
-                            "(CASE WHEN a.value ~ '{JSON_NUMBER}' THEN a.value::float8 END)"
-                        ),
-                    };
-                    format!(" AND {}", compare(&number, op, &SearchValue::Number(n), b)?)
-                }
-                AssessmentTest::Equal(raw) => {
-                    let json = dumps(&Value::String(raw.clone()), Style::Default);
-                    let either =
-                        format!("(a.value = {} OR a.value = {})", b.text(raw), b.text(json));
-                    match op {
-                        TraceOp::Ne => format!(" AND NOT {either}"),
-                        _ => format!(" AND {either}"),
-                    }
-                }
-                AssessmentTest::Pattern(v) => {
-                    format!(" AND {}", compare("a.value", op, &v, b)?)
-                }
-            };
-            let exists = if clause.op == TraceOp::IsNull {
-                "NOT EXISTS"
-            } else {
-                "EXISTS"
-            };
-            Ok(format!(
-                "{exists} (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id \
-                 AND a.valid = 1 AND a.kind = {kind} AND a.name = {name}{test})"
-            ))
+            assessment_condition(clause, kind, name, experiments, b)
         }
     }
+}
+
+/// `feedback.<name>` / `expectation.<name>` as MLflow 3.17's SQL store answers it
+/// (`_get_filter_clauses_for_search_traces`): a trace matches when it holds a valid assessment
+/// of that kind and name whose value passes the clause's test, or when it belongs to the session
+/// of a trace of the searched experiments holding such an assessment that is session-level
+/// (`_get_session_scoped_trace_ids`; the session is the holding trace's `mlflow.trace.session`
+/// metadata, not the one the assessment's metadata names). `IS NULL` is the negation of both.
+fn assessment_condition(
+    clause: &TraceClause,
+    kind: &str,
+    name: &str,
+    experiments: &[i64],
+    b: &mut Binder,
+) -> Result<String> {
+    let test = assessment_test(clause)?;
+    // SQLite's placeholders are positional: the test is written (and its values bound) once for
+    // each place it appears, in the order of the SQL text.
+    let matching = |b: &mut Binder| -> Result<String> {
+        let kind = b.text(kind);
+        let name = b.text(name);
+        Ok(format!(
+            "a.valid = 1 AND a.kind = {kind} AND a.name = {name}{}",
+            value_test(&test, clause.op, b)?
+        ))
+    };
+    let direct = format!(
+        "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND {})",
+        matching(b)?
+    );
+    let session = b.text(derived::SESSION_METADATA);
+    let holder_session = b.text(derived::SESSION_METADATA);
+    let scope = experiment_match("h.experiment_id", experiments, b);
+    // `session_level = 1` is written out, not bound: it is the predicate of the partial index
+    // `assessments_session`, which the planner matches by its text.
+    let by_session = format!(
+        "EXISTS (SELECT 1 FROM trace_metadata sm WHERE sm.trace_id = t.trace_id \
+         AND sm.key = {session} AND sm.value IN (SELECT hm.value FROM assessments a \
+         JOIN trace_info h ON h.trace_id = a.trace_id JOIN trace_metadata hm \
+         ON hm.trace_id = a.trace_id AND hm.key = {holder_session} \
+         WHERE a.session_level = 1 AND {scope} AND {}))",
+        matching(b)?
+    );
+    Ok(if clause.op == TraceOp::IsNull {
+        format!("NOT {direct} AND NOT {by_session}")
+    } else {
+        format!("({direct} OR {by_session})")
+    })
+}
+
+/// The SQL (` AND ...` on the assessment `a`, or nothing) of `test` for a clause with `op`.
+fn value_test(test: &AssessmentTest, op: TraceOp, b: &mut Binder) -> Result<String> {
+    Ok(match test {
+        AssessmentTest::Exists => String::new(),
+        AssessmentTest::Number(n) => {
+            let number = match b.dialect {
+                Dialect::Sqlite => format!(
+                    "(CASE WHEN a.value REGEXP '{JSON_NUMBER}' THEN CAST(a.value AS REAL) END)"
+                ),
+                Dialect::Postgres => {
+                    format!("(CASE WHEN a.value ~ '{JSON_NUMBER}' THEN a.value::float8 END)")
+                }
+            };
+            format!(
+                " AND {}",
+                compare(&number, op, &SearchValue::Number(*n), b)?
+            )
+        }
+        AssessmentTest::Equal(raw) => {
+            let json = dumps(&Value::String(raw.clone()), Style::Default);
+            let either = format!("(a.value = {} OR a.value = {})", b.text(raw), b.text(json));
+            match op {
+                TraceOp::Ne => format!(" AND NOT {either}"),
+                _ => format!(" AND {either}"),
+            }
+        }
+        AssessmentTest::Pattern(v) => format!(" AND {}", compare("a.value", op, v, b)?),
+    })
 }
 
 /// A trace made under the run `value` (its `mlflow.sourceRun` metadata) or linked to it.
@@ -672,7 +730,7 @@ fn traces_where(
     let mut sql = experiment_match("t.experiment_id", &experiments, b);
     for clause in filter {
         sql.push_str(" AND ");
-        sql.push_str(&condition(clause, b)?);
+        sql.push_str(&condition(clause, &experiments, b)?);
     }
     Ok(sql)
 }

@@ -526,6 +526,133 @@ fn search_filters_delete_and_assessments() {
     });
 }
 
+/// Session-level assessments (their metadata names a session) and feedback without a value,
+/// as MLflow 3.17's SQL store answers `feedback.<name>` / `expectation.<name>` filters over them
+/// (compared with a real `mlflow server` in tests/e2e/test_traces_sessions.py): a valid
+/// session-level assessment matching the filter matches every trace of the holding trace's
+/// session, and a feedback without a value is the JSON text `null`.
+#[test]
+fn session_level_assessments_and_null_feedback() {
+    each_backend!(|store| {
+        let traces = [
+            ("s1-a", Some("S1")),
+            ("s1-b", Some("S1")),
+            ("s2-a", Some("S2")),
+            ("s2-b", Some("S2")),
+            ("none", None),
+        ];
+        for (i, (id, session)) in traces.iter().enumerate() {
+            let mut record = TraceInfo {
+                trace_id: id.to_string(),
+                experiment_id: "0".into(),
+                request_time: 1000 * (i as i64 + 1),
+                execution_duration: Some(1),
+                state: "OK".into(),
+                ..TraceInfo::default()
+            };
+            if let Some(s) = session {
+                record
+                    .trace_metadata
+                    .insert("mlflow.trace.session".into(), s.to_string());
+            }
+            store.start_trace(record, "a".into()).unwrap();
+        }
+        let create = |id: &str, trace: &str, name: &str, body: serde_json::Value| {
+            let mut a = json!({"assessment_id": id, "trace_id": trace, "assessment_name": name,
+                               "valid": true});
+            a.as_object_mut()
+                .unwrap()
+                .extend(body.as_object().unwrap().clone());
+            store.create_assessment(a).unwrap()
+        };
+        // The session named in the metadata is not the one covered: the holding trace's is.
+        create(
+            "a-1",
+            "s1-a",
+            "coherent",
+            json!({"feedback": {"value": "good"}, "metadata": {"mlflow.trace.session": "S9"}}),
+        );
+        create(
+            "a-2",
+            "s2-a",
+            "coherent",
+            json!({"feedback": {"value": "bad"}}),
+        );
+        for (filter, want) in [
+            ("feedback.coherent = 'good'", vec!["s1-a", "s1-b"]),
+            ("feedback.coherent LIKE '%o%'", vec!["s1-a", "s1-b"]),
+            ("feedback.coherent != 'good'", vec!["s2-a"]),
+            (
+                "feedback.coherent IS NOT NULL",
+                vec!["s1-a", "s1-b", "s2-a"],
+            ),
+            ("feedback.coherent IS NULL", vec!["s2-b", "none"]),
+        ] {
+            assert_eq!(search(&store, filter), want, "{filter}");
+        }
+        // A trace-level assessment becomes the session's when an update names a session.
+        let update = AssessmentUpdate {
+            metadata: Some([("mlflow.trace.session".to_string(), "S2".to_string())].into()),
+            ..Default::default()
+        };
+        store.update_assessment("s2-a", "a-2", update).unwrap();
+        assert_eq!(
+            search(&store, "feedback.coherent = 'bad'"),
+            ["s2-a", "s2-b"]
+        );
+        // Overridden, it covers nothing; its replacement names no session.
+        create(
+            "a-3",
+            "s1-a",
+            "coherent",
+            json!({"feedback": {"value": "fine"}, "overrides": "a-1"}),
+        );
+        assert_eq!(
+            search(&store, "feedback.coherent = 'good'"),
+            Vec::<String>::new()
+        );
+        assert_eq!(search(&store, "feedback.coherent = 'fine'"), ["s1-a"]);
+        // Expectations too.
+        create(
+            "a-4",
+            "s1-b",
+            "goal",
+            json!({"expectation": {"value": 3}, "metadata": {"mlflow.trace.session": "S1"}}),
+        );
+        assert_eq!(search(&store, "expectation.goal > 2"), ["s1-a", "s1-b"]);
+
+        // Feedback without a value (a scorer's error) is kept as the text `null`.
+        create(
+            "a-5",
+            "none",
+            "judged",
+            json!({"feedback": {"error": {"error_code": "E", "error_message": "m"}}}),
+        );
+        create(
+            "a-6",
+            "s2-b",
+            "judged",
+            json!({"feedback": {"value": null}}),
+        );
+        for (filter, want) in [
+            ("feedback.judged = 'null'", vec!["s2-b", "none"]),
+            ("feedback.judged != 'x'", vec!["s2-b", "none"]),
+            ("feedback.judged LIKE 'nu%'", vec!["s2-b", "none"]),
+            ("feedback.judged IS NOT NULL", vec!["s2-b", "none"]),
+            ("feedback.judged > 0", vec![]),
+            ("feedback.judged = 'None'", vec![]),
+        ] {
+            assert_eq!(search(&store, filter), want, "{filter}");
+        }
+        // Read back as written: no value.
+        let read = store.get_assessment("none", "a-5").unwrap();
+        assert!(read["feedback"].get("value").is_none());
+        // The count (correlation's) agrees with the search.
+        let filter = parse_trace_filter("feedback.coherent IS NOT NULL").unwrap();
+        assert_eq!(store.count_traces(&["0".into()], &filter).unwrap(), 3);
+    });
+}
+
 /// `\\` in LIKE patterns of trace filters, per backend as MLflow's SQL store has it: SQLite's
 /// `LIKE` without `ESCAPE` takes it as itself, PostgreSQL's as the escape of the next character.
 #[test]

@@ -1,7 +1,7 @@
-//! Migration 0011 on both backends (PostgreSQL when WASMFLOW_TEST_POSTGRES_URI names a server):
-//! spans and assessments an older wasmflow stored, in the text it wrote then, come out of the
-//! upgrade with the text a write stores now. Here, not in the store's tests, because the span
-//! text is built by this crate's write path ([`wire::new_span`]).
+//! Migrations 0011 and 0013 on both backends (PostgreSQL when WASMFLOW_TEST_POSTGRES_URI names
+//! a server): spans and assessments an older wasmflow stored, in the text it wrote then, come out
+//! of the upgrade with the text a write stores now. Here, not in the store's tests, because the
+//! span text is built by this crate's write path ([`wire::new_span`]).
 
 use std::collections::BTreeMap;
 
@@ -195,8 +195,9 @@ fn migration_11_rewrites_older_span_and_assessment_text_as_the_write_path_writes
             "{uri}"
         );
 
+        // Migration 11 rewrites the spans, a later one (assessment_columns) the assessments.
         let upgraded = wasmflow_store::upgrade(uri).unwrap();
-        assert_eq!((upgraded.from, upgraded.to), (10, 11), "{uri}");
+        assert_eq!(upgraded.from, 10, "{uri}");
 
         // Each span's text is what a write of the same OTLP span stores now, byte for byte.
         let written: Vec<Option<String>> = new.iter().map(|s| Some(s.content.clone())).collect();
@@ -234,7 +235,11 @@ fn migration_11_rewrites_older_span_and_assessment_text_as_the_write_path_writes
             "{uri}"
         );
         // Nothing left to do, and the store opens on it.
-        assert_eq!(wasmflow_store::upgrade(uri).unwrap().from, 11, "{uri}");
+        assert_eq!(
+            wasmflow_store::upgrade(uri).unwrap().from,
+            upgraded.to,
+            "{uri}"
+        );
         if !uri.starts_with("sqlite:") {
             drop_database(uri);
         }

@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/postgres/0010_surrogate_keys.sql"),
     include_str!("../../migrations/postgres/0011_span_text.sql"),
+    include_str!("../../migrations/postgres/0013_session_assessments.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):
@@ -406,6 +407,9 @@ pub fn upgrade(pool: &PgPool) -> Result<SchemaUpgrade> {
             })?;
             if i + 1 == crate::span_text::MIGRATION {
                 crate::span_text::rewrite_postgres(&tx).await?;
+            }
+            if i + 1 == crate::assessment_columns::MIGRATION {
+                crate::assessment_columns::rewrite_postgres(&tx).await?;
             }
             tx.execute(
                 "INSERT INTO wasmflow_schema_version (version, applied_at) VALUES ($1, $2)",

@@ -585,11 +585,11 @@ async fn insert_assessment(tx: &Tx<'_>, a: &Value) -> Result<()> {
     let changed = tx
         .execute(
             "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid,
-                 created, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 created, body, session_level)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name,
                  kind = excluded.kind, value = excluded.value, valid = excluded.valid,
-                 body = excluded.body
+                 body = excluded.body, session_level = excluded.session_level
              WHERE assessments.trace_id = excluded.trace_id",
             &[
                 &row.assessment_id,
@@ -600,6 +600,7 @@ async fn insert_assessment(tx: &Tx<'_>, a: &Value) -> Result<()> {
                 &i64::from(row.valid),
                 &now_ms(),
                 &row.body,
+                &i64::from(row.session_level),
             ],
         )
         .await

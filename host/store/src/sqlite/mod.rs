@@ -35,6 +35,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/0010_surrogate_keys.sql"),
     include_str!("../../migrations/0011_span_text.sql"),
+    include_str!("../../migrations/0013_session_assessments.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
@@ -266,6 +267,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(sql).map_err(sql_err)?;
         if i + 1 == crate::span_text::MIGRATION {
             crate::span_text::rewrite_sqlite(&tx)?;
+        }
+        if i + 1 == crate::assessment_columns::MIGRATION {
+            crate::assessment_columns::rewrite_sqlite(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)
             .map_err(sql_err)?;

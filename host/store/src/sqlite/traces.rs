@@ -470,10 +470,12 @@ fn end_trace(conn: &Connection, trace_id: &str, end: &TraceEnd) -> Result<TraceI
 fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
     let row = AssessmentRow::of(a);
     let changed = conn.prepare_cached(
-        "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body,
+             session_level)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
-             value = excluded.value, valid = excluded.valid, body = excluded.body
+             value = excluded.value, valid = excluded.valid, body = excluded.body,
+             session_level = excluded.session_level
          WHERE assessments.trace_id = excluded.trace_id",
     )
     .map_err(sql_err)?
@@ -485,7 +487,8 @@ fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
         row.value,
         row.valid,
         now_ms(),
-        row.body
+        row.body,
+        row.session_level
     ])
     .map_err(sql_err)?;
     // No row written: the id is another trace's assessment, which this write must not replace.
