@@ -4,7 +4,7 @@
 The store is made by the first `--bin` (the oldest schema of those compared: a newer wasmflow
 migrates an older database, an older one refuses a newer), then filled by SQL with `--traces`
 traces in sessions of 5, each with a `quality` feedback (`yes`/`no`); every 100th is
-session-level (its metadata names the session). Each binary then serves the same file in turn
+session-level (its metadata names the session; `--session-every N` for every Nth, 0 for none). Each binary then serves the same file in turn
 (the first newer one migrates it, which is timed: the server's start until /health answers)
 and each filter is searched `--reps` times, 100 a page; the median of all but the first two
 calls is printed.
@@ -56,7 +56,7 @@ def serve(binary: str, store_uri: str, artifacts: Path, port: int) -> tuple[subp
         time.sleep(0.05)
 
 
-def fill(c, traces: int, mark: str) -> None:
+def fill(c, traces: int, mark: str, session_every: int) -> None:
     """Fills the store `c` (a DB-API connection whose placeholders are `mark`)."""
     random.seed(1)
     k = c.cursor()
@@ -81,13 +81,21 @@ def fill(c, traces: int, mark: str) -> None:
         value = random.choice(["yes", "no"])
         body = {"assessment_id": f"a-{i}", "trace_id": tid, "assessment_name": "quality",
                 "feedback": {"value": value}, "valid": True}
-        if i % 100 == 0:
+        if session_every and i % session_every == 0:
             body["metadata"] = {"mlflow.trace.session": session}
         assessments.append((f"a-{i}", tid, "quality", "feedback", json.dumps(value), 1, 1, json.dumps(body)))
     insert("trace_info", ["trace_id", "experiment_id", "request_time", "execution_duration", "state"], info)
     insert("trace_metadata", ["trace_id", "key", "value"], metadata)
-    insert("assessments", ["assessment_id", "trace_id", "name", "kind", "value", "valid", "created", "body"],
-           assessments)
+    k.execute("SELECT * FROM assessments LIMIT 0")
+    if "session_level" in [d[0] for d in k.description]:
+        # The schema the first binary made already marks session-level assessments (migration
+        # 0012): mark them as its write path does; an older schema gets them from the migration.
+        assessments = [a + (int("metadata" in json.loads(a[-1])),) for a in assessments]
+        columns = ["session_level"]
+    else:
+        columns = []
+    insert("assessments", ["assessment_id", "trace_id", "name", "kind", "value", "valid", "created", "body"]
+           + columns, assessments)
     c.commit()
     if mark == "%s":
         k.execute("ANALYZE")
@@ -115,6 +123,8 @@ def main() -> int:
     ap.add_argument("--bin", action="append", required=True, help="NAME=PATH, oldest first")
     ap.add_argument("--traces", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--session-every", type=int, default=100,
+                    help="every Nth assessment is session-level (0: none)")
     ap.add_argument("--port", type=int, default=15990)
     ap.add_argument("--postgres", help="a PostgreSQL superuser's uri: bench a new database there")
     ap.add_argument("--postgres-ca", help="the CA file that verifies the PostgreSQL server's TLS")
@@ -142,7 +152,7 @@ def main() -> int:
             proc.terminate()
             proc.wait()
             conn, mark = connect()
-            fill(conn, args.traces, mark)
+            fill(conn, args.traces, mark, args.session_every)
             for name_, binary in bins:
                 proc, started = serve(binary, store_uri, artifacts, args.port)
                 try:

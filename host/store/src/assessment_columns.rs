@@ -1,4 +1,4 @@
-//! Migration 0013's Rust step: the columns a search reads of every stored assessment (`value`,
+//! Migration 0012's Rust step: the columns a search reads of every stored assessment (`value`,
 //! `session_level`) derived again from its JSON message (`assessments.body`) by
 //! [`AssessmentRow::of`], the code the write path uses. So a feedback without a value that an
 //! older wasmflow kept as SQL `NULL` gets MLflow's text `null`, and an assessment whose metadata

@@ -2,8 +2,8 @@
 //! (`spans.body`) into the text the write path writes now (MLflow's `json.dumps` of
 //! `Span.to_dict()`), so that `span.attributes.<key>` and `span.content` filters answer over
 //! rows an older wasmflow wrote as they answer over new ones. (This step also rewrote each
-//! assessment's `value`; migration 0013's step, [`crate::assessment_columns`], does that now,
-//! with the columns 0013 adds: a database opened by this wasmflow runs both.)
+//! assessment's `value`; migration 0012's step, [`crate::assessment_columns`], does that now,
+//! with the columns 0012 adds: a database opened by this wasmflow runs both.)
 //!
 //! The text of a span is built by the server, which decodes OTLP (this crate does not): the
 //! server hands its function over with [`set_span_text`] before it opens a store, so the

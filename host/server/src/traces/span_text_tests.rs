@@ -1,4 +1,4 @@
-//! Migrations 0011 and 0013 on both backends (PostgreSQL when WASMFLOW_TEST_POSTGRES_URI names
+//! Migrations 0011 and 0012 on both backends (PostgreSQL when WASMFLOW_TEST_POSTGRES_URI names
 //! a server): spans and assessments an older wasmflow stored, in the text it wrote then, come out
 //! of the upgrade with the text a write stores now. Here, not in the store's tests, because the
 //! span text is built by this crate's write path ([`wire::new_span`]).

@@ -48,7 +48,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/postgres/0010_surrogate_keys.sql"),
     include_str!("../../migrations/postgres/0011_span_text.sql"),
-    include_str!("../../migrations/postgres/0013_session_assessments.sql"),
+    include_str!("../../migrations/postgres/0012_session_assessments.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

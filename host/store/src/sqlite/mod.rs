@@ -35,7 +35,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_latest_metrics_experiment.sql"),
     include_str!("../../migrations/0010_surrogate_keys.sql"),
     include_str!("../../migrations/0011_span_text.sql"),
-    include_str!("../../migrations/0013_session_assessments.sql"),
+    include_str!("../../migrations/0012_session_assessments.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

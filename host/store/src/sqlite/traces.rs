@@ -13,11 +13,11 @@ use super::{SqliteStore, now_ms, sql_err};
 use crate::search_sql::Dialect;
 use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query};
 use crate::trace_rules::{
-    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SpanBatch, SpanRecord,
-    TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
+    AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SessionScoped, SpanBatch,
+    SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
     experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, set_valid, span_artifact_location, span_batches, span_node,
-    trace_info_from_row,
+    parse_assessment, search_query, session_scoped_query, set_valid, span_artifact_location,
+    span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, DeletedTrace, NewSpan, SPANS_IN_STORE,
@@ -396,10 +396,21 @@ fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
 
 fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let query = SqlQuery::from(search_query(search, offset, Dialect::Sqlite)?);
+    let scoped = session_scoped(conn, &search.filter)?;
+    let query = SqlQuery::from(search_query(search, offset, &scoped, Dialect::Sqlite)?);
     let found: Vec<String> = query.rows(conn, |r| r.get(0))?;
     let infos = load_infos(conn, &found)?;
     Ok(Page::from_overfetched(infos, offset, search.max_results))
+}
+
+/// What [`SessionScoped`] a search or count with `filter` compiles with (one query when `filter`
+/// has an assessment clause, none otherwise).
+fn session_scoped(conn: &Connection, filter: &[TraceClause]) -> Result<SessionScoped> {
+    let Some(query) = session_scoped_query(filter, Dialect::Sqlite) else {
+        return Ok(SessionScoped::default());
+    };
+    let rows = SqlQuery::from(query).rows(conn, |r| r.get(0))?;
+    Ok(SessionScoped::new(rows))
 }
 
 fn deleted_rows(
@@ -721,8 +732,14 @@ impl TraceStore for SqliteStore {
     }
 
     fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
-        let query = SqlQuery::from(count_query(experiment_ids, filter, Dialect::Sqlite)?);
         self.read(|conn| {
+            let scoped = session_scoped(conn, filter)?;
+            let query = SqlQuery::from(count_query(
+                experiment_ids,
+                filter,
+                &scoped,
+                Dialect::Sqlite,
+            )?);
             let counts: Vec<i64> = query.first_column(conn)?;
             Ok(counts.first().copied().unwrap_or(0) as u64)
         })
