@@ -30,6 +30,8 @@ from mlflow.utils.uri import resolve_uri_if_local
 from mlflow.utils.validation import invalid_value
 
 SEE_DOCS = " See the API docs for more information about request parameters."
+# What MLflow 3.17's server adds to an INVALID_PARAMETER_VALUE error.
+INVALID = {"sqlstate": "KAM00", "error_class": "INVALID_PARAMETER_VALUE"}
 # The first bytes of a PNG file: enough for a browser to take it for one.
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64))
 
@@ -187,7 +189,7 @@ def test_ui_upload_artifact(base_url, client, experiment_id):
     ]:
         r = requests.post(url, params=bad_params, data=data, timeout=30)
         assert r.status_code == 400
-        assert _error(r) == {"error_code": "INVALID_PARAMETER_VALUE", "message": message}
+        assert _error(r) == {"error_code": "INVALID_PARAMETER_VALUE", "message": message, **INVALID}
 
 
 class _RootedServer(ServerProcess):
@@ -259,6 +261,7 @@ def test_logged_model_artifacts_under_a_file_root(base_url, client, unique_name,
     assert _error(no_path) == {
         "error_code": "BAD_REQUEST",
         "message": 'Request must include the "artifact_file_path" query parameter.',
+        **INVALID,
     }
 
 
@@ -292,6 +295,7 @@ def test_search_logged_models_by_dataset(api, client, experiment_id):
     assert _error(r) == {
         "error_code": "INVALID_PARAMETER_VALUE",
         "message": "`dataset_name` in the `datasets` clause must be specified.",
+        **INVALID,
     }
 
 
@@ -328,7 +332,7 @@ def test_wrongly_typed_fields_get_mlflow_texts(api, path, body, param, value):
     r = requests.post(api(path), json=body, timeout=30)
     assert r.status_code == 400
     want = invalid_value(param, value, f" Hint: Value was of type '{type(value).__name__}'.") + SEE_DOCS
-    assert _error(r) == {"error_code": "INVALID_PARAMETER_VALUE", "message": want}
+    assert _error(r) == {"error_code": "INVALID_PARAMETER_VALUE", "message": want, **INVALID}
 
 
 @pytest.mark.parametrize(
@@ -350,6 +354,7 @@ def test_missing_params_get_mlflow_texts(api, method, path, body, param):
     assert _error(r) == {
         "error_code": "INVALID_PARAMETER_VALUE",
         "message": f"Missing value for required parameter '{param}'.{SEE_DOCS}",
+        **INVALID,
     }
 
 
@@ -386,3 +391,70 @@ def test_ai_gateway_is_refused_by_name(base_url, method, path):
 def test_unknown_paths_stay_endpoint_not_found(base_url):
     r = requests.get(f"{base_url}/api/2.0/mlflow/no-such-endpoint", timeout=30)
     assert r.status_code == 404 and _error(r)["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+# ---- experiments and errors, body for body with a real `mlflow server` ----
+
+# Ids, times and locations differ between the two servers' answers to the same calls.
+_EXPERIMENT_VOLATILE = {"experiment_id", "artifact_location", "creation_time", "last_update_time"}
+
+
+def _experiment_shapes(url: str, name: str) -> list[dict]:
+    """An experiment without tags and one with, as get, get-by-name and search answer them."""
+    json_headers = {"Content-Type": "application/json"}
+    api = f"{url}/api/2.0/mlflow"
+    bare = requests.post(f"{api}/experiments/create", json={"name": f"{name}-bare"},
+                         headers=json_headers, timeout=30).json()["experiment_id"]
+    requests.post(f"{api}/experiments/create", json={"name": f"{name}-tagged",
+                  "tags": [{"key": "team", "value": "a"}]}, headers=json_headers, timeout=30)
+    answers = [
+        requests.get(f"{api}/experiments/get", params={"experiment_id": bare}, timeout=30).json(),
+        requests.get(f"{api}/experiments/get-by-name",
+                     params={"experiment_name": f"{name}-tagged"}, timeout=30).json(),
+        requests.post(f"{api}/experiments/search", json={"filter": f"name LIKE '{name}-%'", "max_results": 10},
+                      headers=json_headers, timeout=30).json(),
+    ]
+    out = []
+    for answer in answers:
+        for exp in answer.get("experiments") or [answer["experiment"]]:
+            out.append({k: v for k, v in exp.items() if k not in _EXPERIMENT_VOLATILE})
+    return out
+
+
+def test_experiment_answers_are_mlflows(server, mlflow_server, unique_name):
+    """MLflow 3.17 names the workspace (`default`) and leaves an empty tag list out."""
+    name = unique_name("shape")
+    ours, theirs = _experiment_shapes(server.url, name), _experiment_shapes(mlflow_server.url, name)
+    assert ours == theirs
+    assert {"workspace": "default"}.items() <= theirs[0].items() and "tags" not in theirs[0]
+    assert mlflow.MlflowClient(server.url).get_experiment_by_name(f"{name}-bare").workspace == "default"
+
+
+def _error_answers(url: str, name: str) -> list[tuple[int, dict]]:
+    json_headers = {"Content-Type": "application/json"}
+    api = f"{url}/api/2.0/mlflow"
+    requests.post(f"{api}/experiments/create", json={"name": name}, headers=json_headers, timeout=30)
+    calls = [
+        requests.get(f"{api}/runs/get", params={"run_id": "0" * 32}, timeout=30),
+        requests.get(f"{api}/registered-models/get", params={"name": f"{name}-none"}, timeout=30),
+        requests.post(f"{api}/experiments/create", json={"name": name}, headers=json_headers,
+                      timeout=30),
+        requests.post(f"{api}/runs/search", json={"filter": "metrics.a === 1"},
+                      headers=json_headers, timeout=30),
+        requests.get(f"{api}/experiments/get-by-name", params={"experiment_name": f"{name}-none"},
+                     timeout=30),
+    ]
+    return [(r.status_code, r.json()) for r in calls]
+
+
+def test_error_bodies_carry_mlflows_classification(server, mlflow_server, unique_name):
+    """`sqlstate` and `error_class`: a client that gets none derives other ones (`KAMC2`,
+    `CP_RESOURCE_NOT_FOUND`) than MLflow's server sends."""
+    name = unique_name("errs")
+    ours, theirs = _error_answers(server.url, name), _error_answers(mlflow_server.url, name)
+    assert [(s, {k: v for k, v in e.items() if k != "message"}) for s, e in ours] == \
+        [(s, {k: v for k, v in e.items() if k != "message"}) for s, e in theirs]
+    assert theirs[0][1]["error_class"] == "RESOURCE_NOT_FOUND"
+    with pytest.raises(MlflowException) as info:
+        mlflow.MlflowClient(server.url).get_run("0" * 32)
+    assert (info.value.sqlstate, info.value.error_class) == ("KAM00", "RESOURCE_NOT_FOUND")

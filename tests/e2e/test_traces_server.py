@@ -70,7 +70,8 @@ def test_reserved_trace_tags_cannot_be_set_or_deleted(experiment_id, client, bas
             r = requests.patch(url, json={"key": key, "value": "file:///etc"}, timeout=30)
             assert r.status_code == 400, r.text
             assert r.json() == {"error_code": "INVALID_PARAMETER_VALUE",
-                                "message": f"Tag '{key}' is immutable and cannot be set on a trace."}
+                                "message": f"Tag '{key}' is immutable and cannot be set on a trace.",
+                                "sqlstate": "KAM00", "error_class": "INVALID_PARAMETER_VALUE"}
             r = requests.delete(url, json={"key": key}, timeout=30)
             assert r.status_code == 400 and "cannot be deleted on a trace" in r.json()["message"], r.text
     # The client only warns (it retries tags of traces still being exported), and nothing changes.

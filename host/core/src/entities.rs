@@ -87,7 +87,21 @@ pub struct Experiment {
     pub lifecycle_stage: LifecycleStage,
     pub last_update_time: i64,
     pub creation_time: i64,
+    /// MLflow writes its answers from protos, which leave an empty list out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    pub workspace: Workspace,
+}
+
+/// An experiment's workspace. MLflow 3.17 names one in every experiment it answers with,
+/// `default` while workspaces are off; wasmflow has no workspaces, so it is always that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Workspace;
+
+impl Serialize for Workspace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("default")
+    }
 }
 
 /// One point of a metric. MLflow's SQL store keeps NaN as NaN and clamps ±inf to ±f64::MAX,

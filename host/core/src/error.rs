@@ -53,6 +53,34 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The `error_class` MLflow 3.17's server adds to an error it answers with, derived from
+    /// the code as `MlflowException` derives it (`mlflow/error_classification.py`, its
+    /// client-side table); `None` where MLflow adds none. A client that gets no class derives
+    /// another one (the control plane's, `CP_...`), so leaving it out is not the same answer.
+    pub fn error_class(self) -> Option<&'static str> {
+        Some(match self {
+            Self::BadRequest | Self::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            Self::EndpointNotFound | Self::ResourceDoesNotExist => "RESOURCE_NOT_FOUND",
+            Self::InternalError | Self::InvalidState | Self::TemporarilyUnavailable => {
+                "CLIENT_INTERNAL_ERROR"
+            }
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            Self::MalformedRequest | Self::NotImplemented => return None,
+        })
+    }
+
+    /// The `sqlstate` MLflow 3.17's server adds next to [`ErrorCode::error_class`]: `XXM00` for
+    /// its internal errors, `KAM00` for the rest of the codes it classifies.
+    pub fn sqlstate(self) -> Option<&'static str> {
+        Some(match self.error_class()? {
+            "CLIENT_INTERNAL_ERROR" => "XXM00",
+            _ => "KAM00",
+        })
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use wasmflow_core::ErrorCode;
 
 /// How connections and requests are bounded; shared by both servers' command lines.
 #[derive(clap::Args, Clone, Debug)]
@@ -348,13 +349,13 @@ fn log_end(result: Result<(), hyper::Error>, peer: std::net::SocketAddr) {
 
 /// The answer to a connection past the limit, written without reading its request.
 fn refusal_body(max_connections: usize) -> String {
-    let body = serde_json::json!({
-        "error_code": "TEMPORARILY_UNAVAILABLE",
-        "message": format!(
+    let body = crate::error::error_body(
+        ErrorCode::TemporarilyUnavailable,
+        format!(
             "the server has {max_connections} connections open, its limit \
              (--max-connections); try again later"
         ),
-    })
+    )
     .to_string();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\

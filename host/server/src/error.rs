@@ -1,4 +1,5 @@
-//! The one API error type, answered in MLflow's shape: `{"error_code": ..., "message": ...}`.
+//! The one API error type, answered in MLflow's shape: `{"error_code": ..., "message": ...,
+//! "sqlstate": ..., "error_class": ...}`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -35,12 +36,21 @@ impl IntoResponse for ApiError {
         } else {
             message
         };
-        (
-            status,
-            Json(json!({ "error_code": code.as_str(), "message": message })),
-        )
-            .into_response()
+        (status, Json(error_body(code, message))).into_response()
     }
+}
+
+/// An error's JSON as MLflow's `MlflowException.serialize_as_json` writes it: the code, the
+/// message, and MLflow 3's classification of the code where it has one.
+pub fn error_body(code: ErrorCode, message: impl Into<String>) -> serde_json::Value {
+    let mut body = json!({ "error_code": code.as_str(), "message": message.into() });
+    if let Some(sqlstate) = code.sqlstate() {
+        body["sqlstate"] = json!(sqlstate);
+    }
+    if let Some(class) = code.error_class() {
+        body["error_class"] = json!(class);
+    }
+    body
 }
 
 /// Answers paths that no route matches, in MLflow's shape.

@@ -846,11 +846,7 @@ fn otlp_error(status: StatusCode, message: impl Into<String>) -> Response {
     } else {
         ErrorCode::InvalidParameterValue
     };
-    (
-        status,
-        Json(json!({"error_code": code.as_str(), "message": message.into()})),
-    )
-        .into_response()
+    (status, Json(crate::error::error_body(code, message))).into_response()
 }
 
 /// Protobuf's JSON mapping lets enums be written by name (`"SPAN_KIND_SERVER"`, which

@@ -15,6 +15,7 @@ use tokio_postgres::types::ToSql;
 use wasmflow_core::entities::{
     Dataset, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
     ModelInput, ModelOutput, Param, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
+    Workspace,
 };
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
@@ -128,6 +129,7 @@ pub(super) async fn load_experiment(tx: &Tx<'_>, id: i64) -> Result<Option<Exper
         creation_time: row.get(3),
         last_update_time: row.get(4),
         tags,
+        workspace: Workspace,
     }))
 }
 

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use wasmflow_core::entities::{
     Dataset, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
     ModelInput, ModelOutput, Param, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
+    Workspace,
 };
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
@@ -85,6 +86,7 @@ pub(crate) fn load_experiment(conn: &Connection, id: i64) -> Result<Option<Exper
         last_update_time,
         creation_time,
         tags,
+        workspace: Workspace,
     }))
 }
 
