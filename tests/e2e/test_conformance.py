@@ -458,3 +458,25 @@ def test_error_bodies_carry_mlflows_classification(server, mlflow_server, unique
     with pytest.raises(MlflowException) as info:
         mlflow.MlflowClient(server.url).get_run("0" * 32)
     assert (info.value.sqlstate, info.value.error_class) == ("KAM00", "RESOURCE_NOT_FOUND")
+
+
+def _trace_info_keys(url: str, name: str) -> set[str]:
+    mlflow.set_tracking_uri(url)
+    mlflow.set_experiment(name)
+    with mlflow.start_span("s"):
+        pass
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    r = requests.get(f"{url}/api/3.0/mlflow/traces/{trace_id}", timeout=30)
+    assert r.status_code == 200, r.text
+    return set(r.json()["trace"]["trace_info"])
+
+
+def test_trace_info_without_assessments_is_mlflows(server, mlflow_server, unique_name):
+    """A trace with no assessments: MLflow's proto JSON has no `assessments` key."""
+    name = unique_name("tinfo")
+    try:
+        theirs = _trace_info_keys(mlflow_server.url, name)
+    finally:
+        mlflow.set_tracking_uri(server.url)
+    assert _trace_info_keys(server.url, name) == theirs and "assessments" not in theirs

@@ -213,9 +213,16 @@ impl serde::Serialize for TraceInfoJson<'_> {
                 m.serialize_entry(k, v)?;
             }
         }
-        m.serialize_entry("trace_metadata", &info.trace_metadata)?;
-        m.serialize_entry("tags", &info.tags)?;
-        m.serialize_entry("assessments", &info.assessments)?;
+        // MLflow writes the answer from a proto, which leaves empty maps and lists out.
+        if !info.trace_metadata.is_empty() {
+            m.serialize_entry("trace_metadata", &info.trace_metadata)?;
+        }
+        if !info.tags.is_empty() {
+            m.serialize_entry("tags", &info.tags)?;
+        }
+        if !info.assessments.is_empty() {
+            m.serialize_entry("assessments", &info.assessments)?;
+        }
         m.end()
     }
 }
