@@ -480,3 +480,17 @@ def test_trace_info_without_assessments_is_mlflows(server, mlflow_server, unique
     finally:
         mlflow.set_tracking_uri(server.url)
     assert _trace_info_keys(server.url, name) == theirs and "assessments" not in theirs
+
+
+def _plain_answers(url: str, name: str) -> list:
+    artifact = f"{url}/api/2.0/mlflow-artifacts/artifacts/{name}/a.txt"
+    version = requests.get(f"{url}/version", timeout=30)
+    put = requests.put(artifact, data=b"hello", timeout=30)
+    delete = requests.delete(artifact, timeout=30)
+    return [version.headers["Content-Type"], version.text, put.status_code, put.content,
+            delete.status_code, delete.json()]
+
+
+def test_version_and_artifact_writes_answer_as_mlflow(server, mlflow_server, unique_name):
+    name = unique_name("plain")
+    assert _plain_answers(server.url, name) == _plain_answers(mlflow_server.url, name)

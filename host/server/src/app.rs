@@ -85,7 +85,11 @@ pub fn build_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) ->
         .merge(gateway_router())
         .merge(ui::router())
         .route("/health", get(|| async { "OK" }))
-        .route("/version", get(|| async { MLFLOW_API_VERSION }))
+        // MLflow's server answers the version as Flask answers a returned string: HTML.
+        .route(
+            "/version",
+            get(|| async { axum::response::Html(MLFLOW_API_VERSION) }),
+        )
         .route(
             "/api/2.0/wasmflow/version",
             get(|| async {

@@ -91,7 +91,7 @@ async fn upload(
     State(state): State<AppState>,
     Path(path): Path<String>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<()> {
     let repo = state.artifacts()?.clone();
     // The body goes to disk as it arrives; it is never held in memory whole.
     let stream = request
@@ -99,7 +99,8 @@ async fn upload(
         .into_data_stream()
         .map_err(std::io::Error::other);
     repo.put(&path, Box::pin(stream)).await?;
-    Ok(Json(json!({})))
+    // MLflow's server answers an upload with an empty body (and a delete with `{}`).
+    Ok(())
 }
 
 async fn delete_artifact(
