@@ -1,6 +1,7 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
 mod auth;
+mod checkpoint;
 mod datasets;
 mod eval_datasets;
 mod logged_models;
@@ -67,10 +68,12 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_err)?;
 
+        let checkpoints = checkpoint::Checkpoints::start(&conn, path, checkpoint::Thresholds::STORE)?;
+
         let (jobs, queue) = mpsc::sync_channel::<Job>(4096);
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue))
+            .spawn(move || write_loop(conn, queue, checkpoints))
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             config,
@@ -231,6 +234,8 @@ fn configure(conn: &Connection) -> Result<()> {
     // survives the server being killed; only a power loss can drop the last commits.
     // A 64 MiB page cache (allocated as used) and checkpoints every 64 MiB of WAL keep large
     // log-batch calls from paying for a checkpoint, with its fsync, on nearly every commit.
+    // (The store's writer replaces the automatic checkpoint with its checkpointer thread, see
+    // `checkpoint`; this one stays for migrations and `wasmflow db upgrade`.)
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
@@ -281,8 +286,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// The writer: takes whatever writes are queued, runs them in one transaction (each under a
 /// savepoint), commits once, then answers them all. Under load this turns many small commits
-/// into a few large ones.
-fn write_loop(conn: Connection, queue: Receiver<Job>) {
+/// into a few large ones. After each commit, `checkpoints` decides who copies the WAL.
+fn write_loop(conn: Connection, queue: Receiver<Job>, checkpoints: checkpoint::Checkpoints) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -321,6 +326,8 @@ fn write_loop(conn: Connection, queue: Receiver<Job>) {
         for reply in replies {
             reply(committed.clone());
         }
+        // After the replies: a checkpoint the writer runs itself delays the next group only.
+        checkpoints.after_commit(&conn);
     }
 }
 
