@@ -68,7 +68,8 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_err)?;
 
-        let checkpoints = checkpoint::Checkpoints::start(&conn, path, checkpoint::Thresholds::STORE)?;
+        let checkpoints =
+            checkpoint::Checkpoints::start(&conn, path, checkpoint::Thresholds::STORE)?;
 
         let (jobs, queue) = mpsc::sync_channel::<Job>(4096);
         thread::Builder::new()
@@ -344,4 +345,64 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed write is rolled back whether it has its transaction alone or shares it, and its
+    /// caller gets its own error; the others commit.
+    #[test]
+    fn a_failed_write_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(
+                &dir.path().join("db.sqlite"),
+                StoreConfig {
+                    default_artifact_root: "./mlruns".into(),
+                },
+            )
+            .unwrap(),
+        );
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (x INTEGER)")
+                    .map_err(sql_err)
+            })
+            .unwrap();
+        let insert = |x: i64, fail: bool| {
+            let store = store.clone();
+            move || {
+                store.write(move |c| {
+                    c.execute("INSERT INTO t (x) VALUES (?1)", [x])
+                        .map_err(sql_err)?;
+                    if fail {
+                        return Err(Error::invalid(format!("refused {x}")));
+                    }
+                    Ok(())
+                })
+            }
+        };
+        // Alone: one at a time.
+        assert_eq!(insert(1, true)().unwrap_err().message, "refused 1");
+        insert(2, false)().unwrap();
+        // Together: many at once, so that groups form.
+        let threads: Vec<_> = (10..74)
+            .map(|x| std::thread::spawn(insert(x, x % 2 == 1)))
+            .collect();
+        for (x, t) in (10..74).zip(threads) {
+            let outcome = t.join().unwrap();
+            assert_eq!(outcome.is_err(), x % 2 == 1, "write {x}: {outcome:?}");
+        }
+        let stored: Vec<i64> = store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT x FROM t ORDER BY x").map_err(sql_err)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+            })
+            .unwrap();
+        let expected: Vec<i64> = std::iter::once(2).chain((10..74).step_by(2)).collect();
+        assert_eq!(stored, expected);
+    }
 }
