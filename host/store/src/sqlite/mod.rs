@@ -1,6 +1,7 @@
 //! The SQLite store: WAL, one writer thread that commits in groups, a pool of read connections.
 
 mod auth;
+mod checkpoint;
 mod datasets;
 mod eval_datasets;
 mod logged_models;
@@ -67,10 +68,13 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_err)?;
 
+        let checkpoints =
+            checkpoint::Checkpoints::start(&conn, path, checkpoint::Thresholds::STORE)?;
+
         let (jobs, queue) = mpsc::sync_channel::<Job>(4096);
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, queue))
+            .spawn(move || write_loop(conn, queue, checkpoints))
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             config,
@@ -231,6 +235,8 @@ fn configure(conn: &Connection) -> Result<()> {
     // survives the server being killed; only a power loss can drop the last commits.
     // A 64 MiB page cache (allocated as used) and checkpoints every 64 MiB of WAL keep large
     // log-batch calls from paying for a checkpoint, with its fsync, on nearly every commit.
+    // (The store's writer replaces the automatic checkpoint with its checkpointer thread, see
+    // `checkpoint`; this one stays for migrations and `wasmflow db upgrade`.)
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
@@ -281,8 +287,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// The writer: takes whatever writes are queued, runs them in one transaction (each under a
 /// savepoint), commits once, then answers them all. Under load this turns many small commits
-/// into a few large ones.
-fn write_loop(conn: Connection, queue: Receiver<Job>) {
+/// into a few large ones. After each commit, `checkpoints` decides who copies the WAL.
+fn write_loop(conn: Connection, queue: Receiver<Job>, checkpoints: checkpoint::Checkpoints) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -321,6 +327,8 @@ fn write_loop(conn: Connection, queue: Receiver<Job>) {
         for reply in replies {
             reply(committed.clone());
         }
+        // After the replies: a checkpoint the writer runs itself delays the next group only.
+        checkpoints.after_commit(&conn);
     }
 }
 
@@ -337,4 +345,64 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed write is rolled back whether it has its transaction alone or shares it, and its
+    /// caller gets its own error; the others commit.
+    #[test]
+    fn a_failed_write_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(
+                &dir.path().join("db.sqlite"),
+                StoreConfig {
+                    default_artifact_root: "./mlruns".into(),
+                },
+            )
+            .unwrap(),
+        );
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (x INTEGER)")
+                    .map_err(sql_err)
+            })
+            .unwrap();
+        let insert = |x: i64, fail: bool| {
+            let store = store.clone();
+            move || {
+                store.write(move |c| {
+                    c.execute("INSERT INTO t (x) VALUES (?1)", [x])
+                        .map_err(sql_err)?;
+                    if fail {
+                        return Err(Error::invalid(format!("refused {x}")));
+                    }
+                    Ok(())
+                })
+            }
+        };
+        // Alone: one at a time.
+        assert_eq!(insert(1, true)().unwrap_err().message, "refused 1");
+        insert(2, false)().unwrap();
+        // Together: many at once, so that groups form.
+        let threads: Vec<_> = (10..74)
+            .map(|x| std::thread::spawn(insert(x, x % 2 == 1)))
+            .collect();
+        for (x, t) in (10..74).zip(threads) {
+            let outcome = t.join().unwrap();
+            assert_eq!(outcome.is_err(), x % 2 == 1, "write {x}: {outcome:?}");
+        }
+        let stored: Vec<i64> = store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT x FROM t ORDER BY x").map_err(sql_err)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+            })
+            .unwrap();
+        let expected: Vec<i64> = std::iter::once(2).chain((10..74).step_by(2)).collect();
+        assert_eq!(stored, expected);
+    }
 }
