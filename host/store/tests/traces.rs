@@ -653,6 +653,98 @@ fn session_level_assessments_and_null_feedback() {
     });
 }
 
+/// A search over names with session-level assessments is split into one search for each side
+/// of each such clause (a trace holding a matching assessment, or a trace of a covered session),
+/// whose pages are merged: every page size, order and pair of clauses gives the traces of one
+/// whole search, in its order, each once, and the count agrees.
+#[test]
+fn session_scoped_searches_page_as_one() {
+    each_backend!(|store| {
+        // Traces 0-11 in sessions of 3 (S0..S3), request times out of id order, and 12-13 in none.
+        for i in 0..14 {
+            let mut record = TraceInfo {
+                trace_id: format!("tr-{i:02}"),
+                experiment_id: "0".into(),
+                request_time: 1000 + (i * 7 % 5) * 100 + i,
+                execution_duration: Some(1),
+                state: "OK".into(),
+                ..TraceInfo::default()
+            };
+            if i < 12 {
+                record
+                    .trace_metadata
+                    .insert("mlflow.trace.session".into(), format!("S{}", i / 3));
+            }
+            store.start_trace(record, "a".into()).unwrap();
+        }
+        let mut n = 0;
+        let mut create = |trace: usize, name: &str, value: &str, session: bool| {
+            n += 1;
+            let mut a = json!({"assessment_id": format!("a-{n}"), "trace_id": format!("tr-{trace:02}"),
+                               "assessment_name": name, "feedback": {"value": value}, "valid": true});
+            if session {
+                a["metadata"] = json!({"mlflow.trace.session": "any"});
+            }
+            store.create_assessment(a).unwrap();
+        };
+        // `quality`: good on S0 (session-level, on tr-01) and directly on tr-05, tr-10, tr-13;
+        // `safety`: pass on S1 and S3 (session-level) and directly on tr-00 and tr-12.
+        create(1, "quality", "good", true);
+        for t in [5, 10, 13] {
+            create(t, "quality", "good", false);
+        }
+        create(4, "quality", "bad", true);
+        create(3, "safety", "pass", true);
+        create(9, "safety", "pass", true);
+        for t in [0, 12] {
+            create(t, "safety", "pass", false);
+        }
+        let quality = ["tr-00", "tr-01", "tr-02", "tr-05", "tr-10", "tr-13"];
+        let both = ["tr-00", "tr-05", "tr-10"];
+        for (filter, want) in [
+            ("feedback.quality = 'good'", &quality[..]),
+            (
+                "feedback.quality = 'good' AND feedback.safety = 'pass'",
+                &both[..],
+            ),
+        ] {
+            let parsed = parse_trace_filter(filter).unwrap();
+            assert_eq!(
+                store.count_traces(&["0".into()], &parsed).unwrap(),
+                want.len() as u64,
+                "{filter}"
+            );
+            for order in ["timestamp_ms DESC", "timestamp_ms ASC", "request_id DESC"] {
+                let whole = search_ordered(&store, filter, order);
+                let mut sorted = whole.clone();
+                sorted.sort();
+                assert_eq!(sorted, want, "{filter} {order}");
+                for size in [1, 2, 4] {
+                    let mut paged = Vec::new();
+                    let mut token = None;
+                    loop {
+                        let page = store
+                            .search_traces(&TraceSearch {
+                                experiment_ids: vec!["0".into()],
+                                filter: parsed.clone(),
+                                order_by: vec![parse_trace_order_by(order).unwrap()],
+                                max_results: size,
+                                page_token: token,
+                            })
+                            .unwrap();
+                        paged.extend(page.items.into_iter().map(|t| t.trace_id));
+                        token = page.next_page_token;
+                        if token.is_none() {
+                            break;
+                        }
+                    }
+                    assert_eq!(paged, whole, "{filter} {order} pages of {size}");
+                }
+            }
+        }
+    });
+}
+
 /// `\\` in LIKE patterns of trace filters, per backend as MLflow's SQL store has it: SQLite's
 /// `LIKE` without `ESCAPE` takes it as itself, PostgreSQL's as the escape of the next character.
 #[test]
