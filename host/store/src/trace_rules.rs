@@ -409,13 +409,17 @@ pub(crate) struct AssessmentRow {
 
 /// Whether `a` is a session-level assessment: its metadata names a session
 /// (`mlflow.trace.session`, which `mlflow.genai.evaluate`'s session scorers set). MLflow 3.17's
-/// SQL store tests its metadata's JSON text for `"mlflow.trace.session":`; such an assessment,
+/// SQL store asks this of the metadata's JSON text (`json.dumps`) with
+/// `LIKE '%"mlflow.trace.session":%'`, case-sensitive on both of its backends (on SQLite it sets
+/// `PRAGMA case_sensitive_like`): asked here the same way, of the same text. Such an assessment,
 /// valid and matching a `feedback.<name>` / `expectation.<name>` filter, makes the filter match
 /// every trace of the session of the trace that holds it ([`assessment_condition`]).
 fn is_session_level(a: &Value) -> bool {
     a.get("metadata")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.contains_key(derived::SESSION_METADATA))
+        .filter(|m| m.is_object())
+        .is_some_and(|m| {
+            dumps(m, Style::Default).contains(&format!("\"{}\":", derived::SESSION_METADATA))
+        })
 }
 
 /// An assessment value's JSON text as MLflow's SQL store keeps it (`json.dumps`: `", "` and
@@ -1072,6 +1076,22 @@ mod tests {
             }
         );
         assert_eq!(span_batches(&root)[0].merged(&kept, true), None);
+    }
+
+    #[test]
+    fn session_keys_as_mlflow_matches_them() {
+        let with_key = |k: &str| serde_json::json!({"metadata": {k: "S"}});
+        // MLflow's `LIKE` over the JSON text, case-sensitive, finds the key's text after any
+        // quote, an escaped one too.
+        for (key, session_level) in [
+            ("mlflow.trace.session", true),
+            ("MLflow.Trace.Session", false),
+            ("mlflow.trace.sessions", false),
+            ("x\"mlflow.trace.session", true),
+        ] {
+            assert_eq!(is_session_level(&with_key(key)), session_level, "{key}");
+        }
+        assert!(!is_session_level(&serde_json::json!({"feedback": {}})));
     }
 
     #[test]
