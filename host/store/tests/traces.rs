@@ -66,6 +66,19 @@ fn search(store: &impl TraceStore, filter: &str) -> Vec<String> {
     search_ordered(store, filter, "timestamp_ms ASC")
 }
 
+/// The ids of every page of `search`, in order, following the page tokens.
+fn all_pages(store: &impl TraceStore, mut search: TraceSearch) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let page = store.search_traces(&search).unwrap();
+        ids.extend(page.items.into_iter().map(|t| t.trace_id));
+        search.page_token = page.next_page_token;
+        if search.page_token.is_none() {
+            return ids;
+        }
+    }
+}
+
 #[test]
 fn v2_traces_prompt_links_and_what_spans_derive() {
     each_backend!(|store| {
@@ -407,24 +420,16 @@ fn search_filters_delete_and_assessments() {
             search_ordered(&store, "", "execution_time DESC"),
             ["tr-3", "tr-2", "tr-1", "tr-0"]
         );
-        let mut token = None;
-        let mut paged = Vec::new();
-        loop {
-            let page = store
-                .search_traces(&TraceSearch {
-                    experiment_ids: vec!["0".into(), "not-a-number".into()],
-                    filter: vec![],
-                    order_by: vec![],
-                    max_results: 3,
-                    page_token: token,
-                })
-                .unwrap();
-            paged.extend(page.items.into_iter().map(|t| t.trace_id));
-            token = page.next_page_token;
-            if token.is_none() {
-                break;
-            }
-        }
+        let paged = all_pages(
+            &store,
+            TraceSearch {
+                experiment_ids: vec!["0".into(), "not-a-number".into()],
+                filter: vec![],
+                order_by: vec![],
+                max_results: 3,
+                page_token: None,
+            },
+        );
         assert_eq!(paged, ["tr-3", "tr-2", "tr-1", "tr-0"]);
         store
             .delete_traces(&TraceDeletion {
@@ -653,10 +658,10 @@ fn session_level_assessments_and_null_feedback() {
     });
 }
 
-/// A search over names with session-level assessments is split into one search for each side
-/// of each such clause (a trace holding a matching assessment, or a trace of a covered session),
-/// whose pages are merged: every page size, order and pair of clauses gives the traces of one
-/// whole search, in its order, each once, and the count agrees.
+/// A search over names with session-level assessments (split on PostgreSQL into one search for
+/// each side of each such clause: a trace holding a matching assessment, or a trace of a covered
+/// session, whose pages are merged): every page size, order and pair of clauses gives the traces
+/// of one whole search, in its order, each once, and the count agrees.
 #[test]
 fn session_scoped_searches_page_as_one() {
     each_backend!(|store| {
@@ -720,24 +725,16 @@ fn session_scoped_searches_page_as_one() {
                 sorted.sort();
                 assert_eq!(sorted, want, "{filter} {order}");
                 for size in [1, 2, 4] {
-                    let mut paged = Vec::new();
-                    let mut token = None;
-                    loop {
-                        let page = store
-                            .search_traces(&TraceSearch {
-                                experiment_ids: vec!["0".into()],
-                                filter: parsed.clone(),
-                                order_by: vec![parse_trace_order_by(order).unwrap()],
-                                max_results: size,
-                                page_token: token,
-                            })
-                            .unwrap();
-                        paged.extend(page.items.into_iter().map(|t| t.trace_id));
-                        token = page.next_page_token;
-                        if token.is_none() {
-                            break;
-                        }
-                    }
+                    let paged = all_pages(
+                        &store,
+                        TraceSearch {
+                            experiment_ids: vec!["0".into()],
+                            filter: parsed.clone(),
+                            order_by: vec![parse_trace_order_by(order).unwrap()],
+                            max_results: size,
+                            page_token: None,
+                        },
+                    );
                     assert_eq!(paged, whole, "{filter} {order} pages of {size}");
                 }
             }
