@@ -26,6 +26,8 @@ from mlflow.entities import AssessmentError, Feedback
 from mlflow.genai.scorers import scorer
 from mlflow.tracing.client import TracingClient
 
+from conftest import POSTGRES, MlflowServer
+
 SESSION = "mlflow.trace.session"
 
 # label, the session of the trace (its `mlflow.trace.session` metadata), in the order made.
@@ -251,3 +253,56 @@ def test_session_scorers_of_evaluate_answer_as_mlflow(server, mlflow_server, uni
     assert ours["feedback.turns > 2"] == ["a", "b", "c"]
     assert ours["feedback.broken = 'null'"] == ["a", "b", "c", "d", "e"]
     assert [a["assessment_name"] for a in ours["a"]] == ["broken", "turns"] and ours["b"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The case of the metadata key that makes an assessment session-level. MLflow asks its store for
+# the metadata's JSON text `LIKE '%"mlflow.trace.session":%'`: case-sensitive on PostgreSQL, and on
+# SQLite too, where MLflow sets `PRAGMA case_sensitive_like` (SQLite's LIKE ignores ASCII case
+# without it). Compared with a real `mlflow server` on the same backend as wasmflow's: the
+# session's SQLite one, or one of its own on a new PostgreSQL database.
+
+class _MlflowOnPostgres(MlflowServer):
+    def command(self) -> list[str]:
+        cmd = super().command()
+        # The venv has psycopg2, SQLAlchemy's driver for this scheme.
+        cmd[cmd.index("--backend-store-uri") + 1] = self.backend_uri.replace(
+            "postgresql://", "postgresql+psycopg2://", 1)
+        return cmd
+
+
+# feedback name, the metadata key naming the session (on a1, of session S1).
+_KEYS = [("exact", SESSION), ("upper", "MLFLOW.TRACE.SESSION"), ("mixed", "MLflow.Trace.Session"),
+         ("longer", "mlflow.trace.sessions")]
+
+
+def _cased(url, name):
+    mlflow.set_tracking_uri(url)
+    exp = mlflow.set_experiment(name).experiment_id
+    ids = {}
+    for label, session in [("a1", "S1"), ("a2", "S1"), ("b1", "S2")]:
+        with mlflow.start_span("s"):
+            mlflow.update_current_trace(metadata={SESSION: session})
+        ids[label] = mlflow.get_last_active_trace_id()
+        time.sleep(0.003)
+    mlflow.flush_trace_async_logging()
+    for feedback, key in _KEYS:
+        mlflow.log_feedback(trace_id=ids["a1"], name=feedback, value="v", metadata={key: "S9"})
+    labels = {tid: label for label, tid in ids.items()}
+    client = mlflow.MlflowClient(url)
+    return {f: _labels(client.search_traces(locations=[exp], filter_string=f, max_results=100), labels)
+            for feedback, _ in _KEYS for f in [f"feedback.{feedback} = 'v'", f"feedback.{feedback} IS NULL"]}
+
+
+def test_session_key_case_answers_as_mlflow_on_the_same_backend(server, mlflow_server, tmp_path, unique_name):
+    theirs_server = _MlflowOnPostgres(tmp_path / "mlflow-pg").start(timeout=180) if POSTGRES else mlflow_server
+    try:
+        theirs = _cased(theirs_server.url, unique_name("cased"))
+    finally:
+        if theirs_server is not mlflow_server:
+            theirs_server.stop()
+    ours = _cased(server.url, unique_name("cased"))
+    assert {k: (ours[k], v) for k, v in theirs.items() if ours[k] != v} == {}
+    assert ours["feedback.exact = 'v'"] == ["a1", "a2"]
+    assert ours["feedback.mixed = 'v'"] == ["a1"] and ours["feedback.upper = 'v'"] == ["a1"]
+    assert ours["feedback.longer = 'v'"] == ["a1"]

@@ -11,7 +11,7 @@ use wasmflow_core::search::Value as SearchValue;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
-use crate::search_sql::{Binder, Dialect, Query, compare, experiment_match};
+use crate::search_sql::{Binder, Bound, Dialect, Query, compare, experiment_match};
 use crate::traces::{
     ARTIFACT_LOCATION_TAG, AssessmentUpdate, NewSpan, SOURCE_RUN_METADATA, SPANS_LOCATION_TAG,
     TRACE_NAME_TAG, TraceClause, TraceInfo, TraceKey, TraceOp, TraceOrder, TraceSearch, TraceValue,
@@ -409,13 +409,17 @@ pub(crate) struct AssessmentRow {
 
 /// Whether `a` is a session-level assessment: its metadata names a session
 /// (`mlflow.trace.session`, which `mlflow.genai.evaluate`'s session scorers set). MLflow 3.17's
-/// SQL store tests its metadata's JSON text for `"mlflow.trace.session":`; such an assessment,
+/// SQL store asks this of the metadata's JSON text (`json.dumps`) with
+/// `LIKE '%"mlflow.trace.session":%'`, case-sensitive on both of its backends (on SQLite it sets
+/// `PRAGMA case_sensitive_like`): asked here the same way, of the same text. Such an assessment,
 /// valid and matching a `feedback.<name>` / `expectation.<name>` filter, makes the filter match
 /// every trace of the session of the trace that holds it ([`assessment_condition`]).
 fn is_session_level(a: &Value) -> bool {
     a.get("metadata")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.contains_key(derived::SESSION_METADATA))
+        .filter(|m| m.is_object())
+        .is_some_and(|m| {
+            dumps(m, Style::Default).contains(&format!("\"{}\":", derived::SESSION_METADATA))
+        })
 }
 
 /// An assessment value's JSON text as MLflow's SQL store keeps it (`json.dumps`: `", "` and
@@ -522,8 +526,8 @@ const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$";
 /// value and key bound.
 fn condition(
     clause: &TraceClause,
-    experiments: &[i64],
-    scoped: &SessionScoped,
+    sessions: Option<&[String]>,
+    half: Option<Half>,
     b: &mut Binder,
 ) -> Result<String> {
     let op = clause.op;
@@ -568,7 +572,7 @@ fn condition(
             compare("p.prompt", op, &value, b)?
         )),
         TraceKey::Assessment { kind, name } => {
-            assessment_condition(clause, kind, name, experiments, scoped, b)
+            assessment_condition(clause, kind, name, sessions, half, b)
         }
     }
 }
@@ -579,60 +583,87 @@ fn condition(
 /// of a trace of the searched experiments holding such an assessment that is session-level
 /// (`_get_session_scoped_trace_ids`; the session is the holding trace's `mlflow.trace.session`
 /// metadata, not the one the assessment's metadata names). `IS NULL` is the negation of both.
-/// The session half is left out when `scoped` says no session-level assessment has the name
-/// (the usual case): with it, the `OR` kept both backends from driving the search
-/// by the assessments' index (PostgreSQL hashed both tables whole: 6 -> 74 ms at 100,000
-/// traces), for a half that could match nothing.
+/// `sessions` are those sessions, asked before the search ([`session_queries`]); without any
+/// (the usual case) the clause is its single `EXISTS`. `half`, in one branch of a split search
+/// ([`search_query`]), keeps one side of the `OR`.
 fn assessment_condition(
     clause: &TraceClause,
     kind: &str,
     name: &str,
-    experiments: &[i64],
-    scoped: &SessionScoped,
+    sessions: Option<&[String]>,
+    half: Option<Half>,
     b: &mut Binder,
 ) -> Result<String> {
     let test = assessment_test(clause)?;
-    // SQLite's placeholders are positional: the test is written (and its values bound) once for
-    // each place it appears, in the order of the SQL text.
-    let matching = |b: &mut Binder| -> Result<String> {
-        let kind = b.text(kind);
-        let name = b.text(name);
+    // Each part is written (and its values bound) only where it appears: SQLite's placeholders
+    // are positional, and PostgreSQL cannot type a parameter its text does not name.
+    let direct = |b: &mut Binder| -> Result<String> {
         Ok(format!(
-            "a.valid = 1 AND a.kind = {kind} AND a.name = {name}{}",
-            value_test(&test, clause.op, b)?
+            "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND {})",
+            assessment_matching(kind, name, &test, clause.op, b)?
         ))
     };
-    let direct = format!(
-        "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND {})",
-        matching(b)?
-    );
-    if !scoped.has(name) {
-        return Ok(if clause.op == TraceOp::IsNull {
+    let is_null = clause.op == TraceOp::IsNull;
+    let Some(sessions) = sessions else {
+        let direct = direct(b)?;
+        return Ok(if is_null {
             format!("NOT {direct}")
         } else {
             direct
         });
-    }
-    let session = b.text(derived::SESSION_METADATA);
-    let holder_session = b.text(derived::SESSION_METADATA);
-    let scope = experiment_match("h.experiment_id", experiments, b);
-    // `session_level = 1` is written out, not bound: it is the predicate of the partial index
-    // `assessments_session`, which the planner matches by its text.
-    let by_session = format!(
-        "EXISTS (SELECT 1 FROM trace_metadata sm WHERE sm.trace_id = t.trace_id \
-         AND sm.key = {session} AND sm.value IN (SELECT hm.value FROM assessments a \
-         JOIN trace_info h ON h.trace_id = a.trace_id JOIN trace_metadata hm \
-         ON hm.trace_id = a.trace_id AND hm.key = {holder_session} \
-         WHERE a.session_level = 1 AND {scope} AND {}))",
-        matching(b)?
-    );
-    // `IS NULL` spelled `NOT a AND NOT b`, not `NOT (a OR b)`: the same answers, but PostgreSQL
-    // planned the latter far worse (218 against 43 ms at 100,000 traces, 2026-12-05).
-    Ok(if clause.op == TraceOp::IsNull {
-        format!("NOT {direct} AND NOT {by_session}")
-    } else {
-        format!("({direct} OR {by_session})")
+    };
+    Ok(match half.filter(|_| !is_null) {
+        // `IS NULL` spelled `NOT a AND NOT b`, not `NOT (a OR b)`: the same answers, but
+        // PostgreSQL planned the latter far worse (218 against 43 ms at 100,000 traces,
+        // 2026-12-05). `NOT EXISTS` rather than `NOT IN` the session's traces: 33 against 43 ms
+        // on PostgreSQL, 46 against 65 on SQLite.
+        None if is_null => format!("NOT {} AND NOT {}", direct(b)?, session_exists(sessions, b)),
+        None => format!("({} OR {})", direct(b)?, session_exists(sessions, b)),
+        Some(Half::Direct) => direct(b)?,
+        // In its own branch (PostgreSQL's), the session's traces are made an array once (an init
+        // plan) and fetched by primary key: as `EXISTS` or `IN` it became a semi-join that hashed
+        // the whole of `trace_info` (11 against 4-6 ms at 100,000 traces, 2026-12-05).
+        Some(Half::Session) => format!(
+            "t.trace_id = ANY(ARRAY(SELECT sm.trace_id FROM trace_metadata sm WHERE {}))",
+            session_rows(sessions, b)
+        ),
     })
+}
+
+/// The SQL (on the assessment `a`) of a valid assessment of `kind` and `name` that passes
+/// `test`, for a clause with `op`.
+fn assessment_matching(
+    kind: &str,
+    name: &str,
+    test: &AssessmentTest,
+    op: TraceOp,
+    b: &mut Binder,
+) -> Result<String> {
+    let kind = b.text(kind);
+    let name = b.text(name);
+    Ok(format!(
+        "a.valid = 1 AND a.kind = {kind} AND a.name = {name}{}",
+        value_test(test, op, b)?
+    ))
+}
+
+/// The trace `t` is one of `sessions`.
+fn session_exists(sessions: &[String], b: &mut Binder) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM trace_metadata sm WHERE sm.trace_id = t.trace_id AND {})",
+        session_rows(sessions, b)
+    )
+}
+
+/// The condition on `trace_metadata sm` of the rows of `sessions`. The key is written out, not
+/// bound: it is the predicate of the partial index `trace_metadata_session` (migration 0014),
+/// which the planners match by its text.
+fn session_rows(sessions: &[String], b: &mut Binder) -> String {
+    format!(
+        "sm.key = '{}' AND {}",
+        derived::SESSION_METADATA,
+        b.in_list("sm.value", false, Bound::TextList(sessions.to_vec()))
+    )
 }
 
 /// The SQL (` AND ...` on the assessment `a`, or nothing) of `test` for a clause with `op`.
@@ -735,67 +766,102 @@ fn span_attribute_regex(key: &str, value: &str) -> String {
     format!("\"{key}\": {prefix}{value}{suffix}")
 }
 
-/// `WHERE` of a search on `trace_info t`: the experiments, then every clause.
+/// The experiments of `experiment_ids`: an id that is not a number names none.
+fn experiment_numbers(experiment_ids: &[String]) -> Vec<i64> {
+    experiment_ids
+        .iter()
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
+/// Which side of a session-scoped clause's `OR` one branch of a split search keeps.
+#[derive(Clone, Copy)]
+enum Half {
+    /// The traces holding a matching assessment.
+    Direct,
+    /// The traces of the sessions a matching session-level assessment covers.
+    Session,
+}
+
+/// `WHERE` of a search on `trace_info t`: the experiments, then every clause; `halves` (by
+/// clause index) are the sides a branch of a split search keeps.
 fn traces_where(
     experiment_ids: &[String],
     filter: &[TraceClause],
     scoped: &SessionScoped,
+    halves: &HashMap<usize, Half>,
     b: &mut Binder,
 ) -> Result<String> {
-    // An id that is not a number names no experiment.
-    let experiments: Vec<i64> = experiment_ids
-        .iter()
-        .filter_map(|id| id.parse().ok())
-        .collect();
-    let mut sql = experiment_match("t.experiment_id", &experiments, b);
-    for clause in filter {
+    let mut sql = experiment_match("t.experiment_id", &experiment_numbers(experiment_ids), b);
+    for (i, clause) in filter.iter().enumerate() {
         sql.push_str(" AND ");
-        sql.push_str(&condition(clause, &experiments, scoped, b)?);
+        sql.push_str(&condition(
+            clause,
+            scoped.sessions(i),
+            halves.get(&i).copied(),
+            b,
+        )?);
     }
     Ok(sql)
 }
 
-/// The assessment names that have session-level assessments (in any experiment, of either
-/// kind), which [`session_scoped_query`] lists: the clauses whose session half can match.
+/// The sessions each assessment clause of a filter covers through session-level assessments
+/// (by the clause's index; a clause that covers none is absent), which
+/// [`session_queries`] asked.
 #[derive(Default)]
-pub(crate) struct SessionScoped(HashSet<String>);
+pub(crate) struct SessionScoped(HashMap<usize, Vec<String>>);
 
 impl SessionScoped {
-    pub(crate) fn new(names: impl IntoIterator<Item = String>) -> Self {
-        Self(names.into_iter().collect())
+    /// Records the answer of [`session_queries`]'s query for `clause`.
+    pub(crate) fn insert(&mut self, clause: usize, sessions: Vec<String>) {
+        if !sessions.is_empty() {
+            self.0.insert(clause, sessions);
+        }
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.0.contains(name)
+    fn sessions(&self, clause: usize) -> Option<&[String]> {
+        self.0.get(&clause).map(Vec::as_slice)
     }
 }
 
-/// Which of the names of `filter`'s assessment clauses have a session-level assessment, asked
-/// before a search or count (`None`: `filter` has no such clause, and nothing is asked). One
-/// probe of the partial index `assessments_session` a name, which holds only those
-/// assessments; not narrowed to the searched experiments or the clause's kind (a superset
-/// keeps the answers: the session half has both): joined to `trace_info` for the experiment,
-/// PostgreSQL hashed the whole table (17 ms at 100,000 traces) and SQLite walked it.
-pub(crate) fn session_scoped_query(filter: &[TraceClause], dialect: Dialect) -> Option<Query> {
-    let mut b = Binder::new(dialect);
-    let names: Vec<String> = filter
-        .iter()
-        .filter_map(|c| match &c.key {
-            TraceKey::Assessment { name, .. } => Some(format!("({})", b.text(name))),
-            _ => None,
-        })
-        .collect();
-    if names.is_empty() {
-        return None;
+/// For each assessment clause of `filter` (by its index), the query of the sessions it covers:
+/// the `mlflow.trace.session` metadata of the traces of `experiment_ids` holding a valid
+/// session-level assessment that the clause matches, each once. Asked before a search or count,
+/// so that a clause covering none compiles to its single `EXISTS`, and one covering some gets
+/// them as a list the planner can count. Each reads the partial index `assessments_session`,
+/// which holds only the session-level assessments; the holding trace's experiment is read by
+/// primary key for each (joined to `trace_info`, PostgreSQL hashed the whole table: 17 ms at
+/// 100,000 traces).
+pub(crate) fn session_queries(
+    experiment_ids: &[String],
+    filter: &[TraceClause],
+    dialect: Dialect,
+) -> Result<Vec<(usize, Query)>> {
+    let experiments = experiment_numbers(experiment_ids);
+    let mut queries = Vec::new();
+    for (i, clause) in filter.iter().enumerate() {
+        let TraceKey::Assessment { kind, name } = &clause.key else {
+            continue;
+        };
+        let mut b = Binder::new(dialect);
+        let matching =
+            assessment_matching(kind, name, &assessment_test(clause)?, clause.op, &mut b)?;
+        let holder = experiment_match(
+            "(SELECT h.experiment_id FROM trace_info h WHERE h.trace_id = a.trace_id)",
+            &experiments,
+            &mut b,
+        );
+        // `session_level = 1` is written out, not bound: it is the predicate of the partial
+        // index `assessments_session`, which the planners match by its text.
+        let sql = format!(
+            "SELECT DISTINCT hm.value FROM assessments a JOIN trace_metadata hm \
+             ON hm.trace_id = a.trace_id AND hm.key = '{}' \
+             WHERE a.session_level = 1 AND {matching} AND hm.value IS NOT NULL AND {holder}",
+            derived::SESSION_METADATA
+        );
+        queries.push((i, b.finish(sql)));
     }
-    // `VALUES` names its column `column1` on both backends; `session_level = 1` is written
-    // out, as in assessment_condition (the partial index's predicate).
-    let sql = format!(
-        "SELECT n.column1 FROM (VALUES {}) AS n WHERE EXISTS (SELECT 1 FROM assessments a \
-         WHERE a.session_level = 1 AND a.name = n.column1)",
-        names.join(", ")
-    );
-    Some(b.finish(sql))
+    Ok(queries)
 }
 
 /// The number of traces of `experiment_ids` matching `filter`, compiled for `dialect`.
@@ -808,13 +874,34 @@ pub(crate) fn count_query(
     let mut b = Binder::new(dialect);
     let sql = format!(
         "SELECT COUNT(*) FROM trace_info t WHERE {}",
-        traces_where(experiment_ids, filter, scoped, &mut b)?
+        traces_where(experiment_ids, filter, scoped, &HashMap::new(), &mut b)?
     );
     Ok(b.finish(sql))
 }
 
+/// How many session-scoped clauses a search splits at most (2^n branches; further ones keep
+/// their `OR`), by dialect. SQLite does not split: it reads the `OR` row by row in the search's
+/// order, an index probe or two a trace, which was its fastest (0.35 ms against 2.6 split and
+/// 2.4 before, 100,000 traces, 1 in 100 session-level, 2026-12-05).
+fn max_split(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Postgres => 3,
+        Dialect::Sqlite => 0,
+    }
+}
+
 /// The search compiled for `dialect`: the ids of the page's traces in order, one more than
 /// asked (to know whether a next page exists).
+///
+/// A clause that covers sessions ([`SessionScoped`]) matches a trace holding a matching
+/// assessment OR a trace of those sessions. Written as that `OR`, neither side can become a
+/// join, and PostgreSQL hashed both whole (all matching assessments, every session's trace)
+/// before reading the first trace: 56-60 ms at 100,000 traces. So its search is split: one
+/// branch for each choice of side of each such clause (but `IS NULL`, a conjunction already),
+/// each an ordinary search with its own order and limit (the page's end), planned as the
+/// search without sessions is; the page is then taken, in the same order, from the traces the
+/// branches found. As the order is total (the trace id last), the first traces of the union
+/// are among the first of some branch.
 pub(crate) fn search_query(
     search: &TraceSearch,
     offset: u64,
@@ -822,11 +909,51 @@ pub(crate) fn search_query(
     dialect: Dialect,
 ) -> Result<Query> {
     let mut b = Binder::new(dialect);
-    let mut sql = format!(
-        "SELECT t.trace_id FROM trace_info t WHERE {}",
-        traces_where(&search.experiment_ids, &search.filter, scoped, &mut b)?
-    );
-    sql.push_str(&format!(" ORDER BY {} ", order_by_sql(&search.order_by)));
+    let order = order_by_sql(&search.order_by);
+    let split: Vec<usize> = (0..search.filter.len())
+        .filter(|&i| search.filter[i].op != TraceOp::IsNull && scoped.sessions(i).is_some())
+        .take(max_split(dialect))
+        .collect();
+    let where_ = |halves: &HashMap<usize, Half>, b: &mut Binder| {
+        traces_where(&search.experiment_ids, &search.filter, scoped, halves, b)
+    };
+    let mut sql = if split.is_empty() {
+        format!(
+            "SELECT t.trace_id FROM trace_info t WHERE {}",
+            where_(&HashMap::new(), &mut b)?
+        )
+    } else {
+        let end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .saturating_add(search.max_results)
+            .saturating_add(1);
+        let mut branches = Vec::new();
+        for choice in 0..1usize << split.len() {
+            let halves = split
+                .iter()
+                .enumerate()
+                .map(|(bit, &i)| {
+                    let half = if choice >> bit & 1 == 1 {
+                        Half::Session
+                    } else {
+                        Half::Direct
+                    };
+                    (i, half)
+                })
+                .collect();
+            let filter = where_(&halves, &mut b)?;
+            let page = b.page(end, 0);
+            branches.push(format!(
+                "SELECT trace_id FROM (SELECT t.trace_id FROM trace_info t WHERE {filter} \
+                 ORDER BY {order} {page}) AS b{choice}"
+            ));
+        }
+        format!(
+            "SELECT t.trace_id FROM trace_info t WHERE t.trace_id IN ({})",
+            branches.join(" UNION ALL ")
+        )
+    };
+    sql.push_str(&format!(" ORDER BY {order} "));
     sql.push_str(&b.page(search.max_results + 1, offset));
     Ok(b.finish(sql))
 }
@@ -955,6 +1082,73 @@ mod tests {
             }
         );
         assert_eq!(span_batches(&root)[0].merged(&kept, true), None);
+    }
+
+    #[test]
+    fn session_keys_as_mlflow_matches_them() {
+        let with_key = |k: &str| serde_json::json!({"metadata": {k: "S"}});
+        // MLflow's `LIKE` over the JSON text, case-sensitive, finds the key's text after any
+        // quote, an escaped one too.
+        for (key, session_level) in [
+            ("mlflow.trace.session", true),
+            ("MLflow.Trace.Session", false),
+            ("mlflow.trace.sessions", false),
+            ("x\"mlflow.trace.session", true),
+        ] {
+            assert_eq!(is_session_level(&with_key(key)), session_level, "{key}");
+        }
+        assert!(!is_session_level(&serde_json::json!({"feedback": {}})));
+    }
+
+    #[test]
+    fn every_bound_value_of_a_split_search_is_written_once_in_order() {
+        // Two clauses covering sessions (4 branches), one `IS NULL` over a covered name and one
+        // over a name covering none, on two experiments and a later page.
+        let filter = crate::traces::parse_trace_filter(
+            "feedback.a = 'x' AND trace.status = 'OK' AND expectation.b != 'y' \
+             AND feedback.c IS NULL AND feedback.d IS NULL",
+        )
+        .unwrap();
+        let mut scoped = SessionScoped::default();
+        for clause in [0, 2, 3] {
+            scoped.insert(clause, vec!["S1".into(), "S2".into()]);
+        }
+        scoped.insert(4, Vec::new());
+        let search = TraceSearch {
+            experiment_ids: vec!["1".into(), "2".into()],
+            filter,
+            order_by: Vec::new(),
+            max_results: 10,
+            page_token: None,
+        };
+        let pg = search_query(&search, 20, &scoped, Dialect::Postgres).unwrap();
+        assert_eq!(pg.sql.matches("UNION ALL").count(), 3);
+        for n in 1..=pg.params.len() {
+            assert_eq!(pg.sql.matches(&format!("${n}::")).count(), 1, "${n}");
+        }
+        assert!(!pg.sql.contains(&format!("${}::", pg.params.len() + 1)));
+        // The branches' limit is the page's end, the page is the outer query's.
+        let ints: Vec<i64> = pg
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                Bound::Int(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ints, [31, 0, 31, 0, 31, 0, 31, 0, 11, 20]);
+        // SQLite, and a count, keep each clause whole.
+        let lite = search_query(&search, 20, &scoped, Dialect::Sqlite).unwrap();
+        let count = count_query(
+            &search.experiment_ids,
+            &search.filter,
+            &scoped,
+            Dialect::Sqlite,
+        );
+        for query in [lite, count.unwrap()] {
+            assert_eq!(query.sql.matches('?').count(), query.params.len());
+            assert!(!query.sql.contains("UNION"));
+        }
     }
 
     #[test]

@@ -66,6 +66,19 @@ fn search(store: &impl TraceStore, filter: &str) -> Vec<String> {
     search_ordered(store, filter, "timestamp_ms ASC")
 }
 
+/// The ids of every page of `search`, in order, following the page tokens.
+fn all_pages(store: &impl TraceStore, mut search: TraceSearch) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let page = store.search_traces(&search).unwrap();
+        ids.extend(page.items.into_iter().map(|t| t.trace_id));
+        search.page_token = page.next_page_token;
+        if search.page_token.is_none() {
+            return ids;
+        }
+    }
+}
+
 #[test]
 fn v2_traces_prompt_links_and_what_spans_derive() {
     each_backend!(|store| {
@@ -407,24 +420,16 @@ fn search_filters_delete_and_assessments() {
             search_ordered(&store, "", "execution_time DESC"),
             ["tr-3", "tr-2", "tr-1", "tr-0"]
         );
-        let mut token = None;
-        let mut paged = Vec::new();
-        loop {
-            let page = store
-                .search_traces(&TraceSearch {
-                    experiment_ids: vec!["0".into(), "not-a-number".into()],
-                    filter: vec![],
-                    order_by: vec![],
-                    max_results: 3,
-                    page_token: token,
-                })
-                .unwrap();
-            paged.extend(page.items.into_iter().map(|t| t.trace_id));
-            token = page.next_page_token;
-            if token.is_none() {
-                break;
-            }
-        }
+        let paged = all_pages(
+            &store,
+            TraceSearch {
+                experiment_ids: vec!["0".into(), "not-a-number".into()],
+                filter: vec![],
+                order_by: vec![],
+                max_results: 3,
+                page_token: None,
+            },
+        );
         assert_eq!(paged, ["tr-3", "tr-2", "tr-1", "tr-0"]);
         store
             .delete_traces(&TraceDeletion {
@@ -650,6 +655,90 @@ fn session_level_assessments_and_null_feedback() {
         // The count (correlation's) agrees with the search.
         let filter = parse_trace_filter("feedback.coherent IS NOT NULL").unwrap();
         assert_eq!(store.count_traces(&["0".into()], &filter).unwrap(), 3);
+    });
+}
+
+/// A search over names with session-level assessments (split on PostgreSQL into one search for
+/// each side of each such clause: a trace holding a matching assessment, or a trace of a covered
+/// session, whose pages are merged): every page size, order and pair of clauses gives the traces
+/// of one whole search, in its order, each once, and the count agrees.
+#[test]
+fn session_scoped_searches_page_as_one() {
+    each_backend!(|store| {
+        // Traces 0-11 in sessions of 3 (S0..S3), request times out of id order, and 12-13 in none.
+        for i in 0..14 {
+            let mut record = TraceInfo {
+                trace_id: format!("tr-{i:02}"),
+                experiment_id: "0".into(),
+                request_time: 1000 + (i * 7 % 5) * 100 + i,
+                execution_duration: Some(1),
+                state: "OK".into(),
+                ..TraceInfo::default()
+            };
+            if i < 12 {
+                record
+                    .trace_metadata
+                    .insert("mlflow.trace.session".into(), format!("S{}", i / 3));
+            }
+            store.start_trace(record, "a".into()).unwrap();
+        }
+        let mut n = 0;
+        let mut create = |trace: usize, name: &str, value: &str, session: bool| {
+            n += 1;
+            let mut a = json!({"assessment_id": format!("a-{n}"), "trace_id": format!("tr-{trace:02}"),
+                               "assessment_name": name, "feedback": {"value": value}, "valid": true});
+            if session {
+                a["metadata"] = json!({"mlflow.trace.session": "any"});
+            }
+            store.create_assessment(a).unwrap();
+        };
+        // `quality`: good on S0 (session-level, on tr-01) and directly on tr-05, tr-10, tr-13;
+        // `safety`: pass on S1 and S3 (session-level) and directly on tr-00 and tr-12.
+        create(1, "quality", "good", true);
+        for t in [5, 10, 13] {
+            create(t, "quality", "good", false);
+        }
+        create(4, "quality", "bad", true);
+        create(3, "safety", "pass", true);
+        create(9, "safety", "pass", true);
+        for t in [0, 12] {
+            create(t, "safety", "pass", false);
+        }
+        let quality = ["tr-00", "tr-01", "tr-02", "tr-05", "tr-10", "tr-13"];
+        let both = ["tr-00", "tr-05", "tr-10"];
+        for (filter, want) in [
+            ("feedback.quality = 'good'", &quality[..]),
+            (
+                "feedback.quality = 'good' AND feedback.safety = 'pass'",
+                &both[..],
+            ),
+        ] {
+            let parsed = parse_trace_filter(filter).unwrap();
+            assert_eq!(
+                store.count_traces(&["0".into()], &parsed).unwrap(),
+                want.len() as u64,
+                "{filter}"
+            );
+            for order in ["timestamp_ms DESC", "timestamp_ms ASC", "request_id DESC"] {
+                let whole = search_ordered(&store, filter, order);
+                let mut sorted = whole.clone();
+                sorted.sort();
+                assert_eq!(sorted, want, "{filter} {order}");
+                for size in [1, 2, 4] {
+                    let paged = all_pages(
+                        &store,
+                        TraceSearch {
+                            experiment_ids: vec!["0".into()],
+                            filter: parsed.clone(),
+                            order_by: vec![parse_trace_order_by(order).unwrap()],
+                            max_results: size,
+                            page_token: None,
+                        },
+                    );
+                    assert_eq!(paged, whole, "{filter} {order} pages of {size}");
+                }
+            }
+        }
     });
 }
 

@@ -23,7 +23,7 @@ use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SessionScoped, SpanBatch,
     SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
     experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, session_scoped_query, set_valid, span_artifact_location,
+    parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
     span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
@@ -471,7 +471,7 @@ async fn upsert_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>) -> Result<()> {
 
 async fn search(tx: &Tx<'_>, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let scoped = session_scoped(tx, &search.filter).await?;
+    let scoped = session_scoped(tx, &search.experiment_ids, &search.filter).await?;
     let query = search_query(search, offset, &scoped, Dialect::Postgres)?;
     let found: Vec<String> = tx
         .query(&query.sql, &query.pg_params())
@@ -484,17 +484,22 @@ async fn search(tx: &Tx<'_>, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
 
-/// What [`SessionScoped`] a search or count with `filter` compiles with (one query when `filter`
-/// has an assessment clause, none otherwise).
-async fn session_scoped(tx: &Tx<'_>, filter: &[TraceClause]) -> Result<SessionScoped> {
-    let Some(query) = session_scoped_query(filter, Dialect::Postgres) else {
-        return Ok(SessionScoped::default());
-    };
-    let rows = tx
-        .query(&query.sql, &query.pg_params())
-        .await
-        .map_err(pg_err)?;
-    Ok(SessionScoped::new(rows.iter().map(|r| r.get(0))))
+/// What [`SessionScoped`] a search or count over `experiment_ids` with `filter` compiles with
+/// (one query for each assessment clause of `filter`).
+async fn session_scoped(
+    tx: &Tx<'_>,
+    experiment_ids: &[String],
+    filter: &[TraceClause],
+) -> Result<SessionScoped> {
+    let mut scoped = SessionScoped::default();
+    for (clause, query) in session_queries(experiment_ids, filter, Dialect::Postgres)? {
+        let rows = tx
+            .query(&query.sql, &query.pg_params())
+            .await
+            .map_err(pg_err)?;
+        scoped.insert(clause, rows.iter().map(|r| r.get(0)).collect());
+    }
+    Ok(scoped)
 }
 
 /// Deletes these traces, locking them in id order first (as span writers lock them), so a
@@ -856,7 +861,7 @@ impl TraceStore for PgStore {
 
     fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
         self.read(async |tx| {
-            let scoped = session_scoped(tx, filter).await?;
+            let scoped = session_scoped(tx, experiment_ids, filter).await?;
             let query = count_query(experiment_ids, filter, &scoped, Dialect::Postgres)?;
             let row = tx
                 .query_one(&query.sql, &query.pg_params())

@@ -16,7 +16,7 @@ use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SessionScoped, SpanBatch,
     SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
     experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, session_scoped_query, set_valid, span_artifact_location,
+    parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
     span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
@@ -396,21 +396,25 @@ fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
 
 fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let scoped = session_scoped(conn, &search.filter)?;
+    let scoped = session_scoped(conn, &search.experiment_ids, &search.filter)?;
     let query = SqlQuery::from(search_query(search, offset, &scoped, Dialect::Sqlite)?);
     let found: Vec<String> = query.rows(conn, |r| r.get(0))?;
     let infos = load_infos(conn, &found)?;
     Ok(Page::from_overfetched(infos, offset, search.max_results))
 }
 
-/// What [`SessionScoped`] a search or count with `filter` compiles with (one query when `filter`
-/// has an assessment clause, none otherwise).
-fn session_scoped(conn: &Connection, filter: &[TraceClause]) -> Result<SessionScoped> {
-    let Some(query) = session_scoped_query(filter, Dialect::Sqlite) else {
-        return Ok(SessionScoped::default());
-    };
-    let rows = SqlQuery::from(query).rows(conn, |r| r.get(0))?;
-    Ok(SessionScoped::new(rows))
+/// What [`SessionScoped`] a search or count over `experiment_ids` with `filter` compiles with
+/// (one query for each assessment clause of `filter`).
+fn session_scoped(
+    conn: &Connection,
+    experiment_ids: &[String],
+    filter: &[TraceClause],
+) -> Result<SessionScoped> {
+    let mut scoped = SessionScoped::default();
+    for (clause, query) in session_queries(experiment_ids, filter, Dialect::Sqlite)? {
+        scoped.insert(clause, SqlQuery::from(query).rows(conn, |r| r.get(0))?);
+    }
+    Ok(scoped)
 }
 
 fn deleted_rows(
@@ -733,7 +737,7 @@ impl TraceStore for SqliteStore {
 
     fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
         self.read(|conn| {
-            let scoped = session_scoped(conn, filter)?;
+            let scoped = session_scoped(conn, experiment_ids, filter)?;
             let query = SqlQuery::from(count_query(
                 experiment_ids,
                 filter,
