@@ -656,7 +656,7 @@ fn session_exists(sessions: &[String], b: &mut Binder) -> String {
 }
 
 /// The condition on `trace_metadata sm` of the rows of `sessions`. The key is written out, not
-/// bound: it is the predicate of the partial index `trace_metadata_session` (migration 0014),
+/// bound: it is the predicate of the partial index `trace_metadata_session` (migration 0013),
 /// which the planners match by its text.
 fn session_rows(sessions: &[String], b: &mut Binder) -> String {
     format!(

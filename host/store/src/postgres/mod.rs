@@ -49,7 +49,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0010_surrogate_keys.sql"),
     include_str!("../../migrations/postgres/0011_span_text.sql"),
     include_str!("../../migrations/postgres/0012_session_assessments.sql"),
-    include_str!("../../migrations/postgres/0014_session_traces.sql"),
+    include_str!("../../migrations/postgres/0013_session_traces.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):
