@@ -195,6 +195,8 @@ def test_invalid_input_is_refused(client, dev_server):
     assert r.json() == {
         "error_code": "INVALID_PARAMETER_VALUE",
         "message": "Invalid action 'deleted' for entity 'registered_model'. Valid actions are: ['created']",
+        "sqlstate": "KAM00",
+        "error_class": "INVALID_PARAMETER_VALUE",
     }
     r = requests.post(url, json={"name": "x", "url": "https://example.com/h"})
     assert r.status_code == 400 and "'events'" in r.json()["message"]
