@@ -27,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from conftest import POSTGRES
 
 
 def _flush():
@@ -642,6 +643,9 @@ def _pattern_traces(url, experiment_id):
     return labels
 
 
+@pytest.mark.skipif(POSTGRES, reason="compared with MLflow on SQLite, where `\\` in LIKE is a plain "
+                    "character and an uncompilable RLIKE matches nothing; on PostgreSQL MLflow's store "
+                    "escapes with `\\` and refuses the pattern (the store tests check both backends)")
 def test_rlike_and_backslash_filters_match_what_mlflow_matches(server, mlflow_server, unique_name):
     # Refused by both: RLIKE where MLflow takes none (numbers, span content).
     got = _same_answers(

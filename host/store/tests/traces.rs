@@ -759,6 +759,30 @@ fn backslashes_in_like_patterns_as_mlflow_per_backend() {
         }
         let found = |f: &str| search(store, f);
         let none = Vec::<String>::new();
+        // A pattern that does not compile: MLflow's SQLite store matches nothing, its PostgreSQL
+        // store answers 400 BAD_REQUEST.
+        let bad = TraceSearch {
+            experiment_ids: vec!["0".into()],
+            filter: parse_trace_filter("tags.kind RLIKE '('").unwrap(),
+            order_by: vec![],
+            max_results: 100,
+            page_token: None,
+        };
+        match store.search_traces(&bad) {
+            Ok(page) if sqlite => assert!(page.items.is_empty()),
+            Err(e) if !sqlite => {
+                assert_eq!(e.code, wasmflow_core::ErrorCode::BadRequest);
+                assert!(
+                    e.message.contains("invalid regular expression"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!(
+                "RLIKE '(' on sqlite={sqlite}: {:?}",
+                other.map(|p| p.items.len())
+            ),
+        }
         if sqlite {
             assert_eq!(found("tags.kind LIKE 'C:\\dir'"), ["tr-1"]);
             assert_eq!(found("tags.kind LIKE '%\\%'"), ["tr-1"]);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use wasmflow_core::{Error, ErrorCode, Result};
 
 use crate::{SchemaUpgrade, StoreConfig};
@@ -340,6 +341,13 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
             ErrorCode::TemporarilyUnavailable,
             format!("the database is unavailable: {}", describe(&e)),
         );
+    }
+    // A filter's RLIKE pattern that PostgreSQL cannot compile: MLflow's PostgreSQL store answers
+    // 400 BAD_REQUEST with the database's words (SQLite's `regexp` matches nothing instead).
+    if let Some(db) = e.as_db_error()
+        && *db.code() == SqlState::INVALID_REGULAR_EXPRESSION
+    {
+        return Error::new(ErrorCode::BadRequest, db.message().to_string());
     }
     Error::internal(format!("database error: {}", describe(&e)))
 }
