@@ -520,7 +520,9 @@ _ATTRIBUTE_FILTERS = [
     "span.attributes.tier LIKE '%\"m3\"%'", "span.attributes.tier LIKE '%true%'", "span.attributes.tier LIKE '%1.5%'",
     "span.attributes.tier LIKE '%a%'", "span.attributes.`tier` LIKE '%m3%'", "span.attributes.ti_r LIKE '%m3%'",
     "span.attributes.tier LIKE '%'", "span.content LIKE '%\"tier\": \"%'", "span.content LIKE '%\"tier\": \"5\"%'",
-    "trace.text ILIKE '%M3%'",
+    # The quote keeps the pattern off the spans' base64 ids (random for the client's traces, so
+    # `%M3%` alone matched one server's `...m3...` id now and then).
+    "trace.text ILIKE '%\"M3%'",
 ]
 
 
@@ -601,6 +603,7 @@ def test_span_attribute_filters_match_what_mlflow_matches(server, mlflow_server,
     assert got["span.attributes.tier LIKE '%m3%'"] == ["client-str", "otlp-quoted", "otlp-str"]
     assert got["span.attributes.tier ILIKE '%M3%'"] == ["client-str", "client-upper", "otlp-quoted", "otlp-str"]
     assert got["span.attributes.tier LIKE ': \"5\"%'"] == ["client-int", "otlp-int"]
+    assert got["trace.text ILIKE '%\"M3%'"] == ["client-str", "client-upper", "otlp-quoted", "otlp-str"]
 
 
 # ---------------------------------------------------------------------------------------------
