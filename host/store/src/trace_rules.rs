@@ -522,8 +522,8 @@ fn search_value(value: &TraceValue) -> SearchValue {
 /// refuses other text, SQLite's reads it as 0).
 const JSON_NUMBER: &str = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$";
 
-/// The SQL condition of one clause on `trace_info t` of a search over `experiments`, every
-/// value and key bound.
+/// The SQL condition of one clause on `trace_info t`, every value and key bound. `sessions` and
+/// `half` are an assessment clause's ([`assessment_condition`]); other clauses ignore them.
 fn condition(
     clause: &TraceClause,
     sessions: Option<&[String]>,

@@ -5,13 +5,13 @@
 //! committing connection: under OTLP ingest that was the writer thread writing every page twice
 //! (once to the WAL, once to the database file) plus two fsyncs a checkpoint, a third of its CPU
 //! a span. Here the writer's connection has no automatic checkpoint; its WAL hook records the
-//! log's length after each commit, and past [`Thresholds::start`] frames a checkpointer thread, on its own
-//! connection, copies the log with PASSIVE checkpoints (which never block the writer), pass after
-//! pass until what is left is small. The log only starts over from its beginning (instead of
-//! growing) when a write transaction begins with every frame copied, so the writer itself copies
-//! the last few ([`Thresholds::catch_up`]) frames, which then costs it little. If the checkpointer falls
-//! behind, at [`Thresholds::limit`] frames the writer waits for it and checkpoints itself: the log is bounded
-//! as it was with the automatic checkpoint.
+//! log's length after each commit, and past [`Thresholds::start`] frames a checkpointer thread,
+//! on its own connection, copies the log with PASSIVE checkpoints (which never block the
+//! writer), pass after pass until what is left is small. The log only starts over from its
+//! beginning (instead of growing) when a write transaction begins with every frame copied, so
+//! the writer itself copies the last few ([`Thresholds::catch_up`]) frames, which then costs it
+//! little. If the checkpointer falls behind, at [`Thresholds::limit`] frames the writer waits
+//! for it and checkpoints itself: the log is bounded as it was with the automatic checkpoint.
 //!
 //! Durability is unchanged: a commit is in the WAL (written to the OS) before it is acknowledged
 //! whoever copies it later, and a checkpoint never drops a frame it has not copied.
