@@ -9,6 +9,7 @@
 pub mod retention;
 #[cfg(test)]
 mod span_text_tests;
+mod translate;
 pub mod wire;
 
 use std::io::Read as _;
