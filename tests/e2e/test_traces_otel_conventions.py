@@ -24,6 +24,7 @@ from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, Me
 from mlflow.tracing.client import TracingClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from test_traces_server import _send, _stable_info
 
 
 def _any(value) -> AnyValue:
@@ -351,20 +352,6 @@ def _payload(convention):
             e.time_unix_nano = t0 + n
             e.attributes.extend(_kvs(event_attrs))
     return req.SerializeToString(), "tr-" + trace_id.hex()
-
-
-def _send(url, experiment_id, payload):
-    r = requests.post(f"{url}/v1/traces", data=payload, timeout=30, headers={
-        "Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id})
-    assert r.status_code == 200, r.text
-
-
-def _stable_info(info):
-    d = info.to_dict()
-    for k in ["trace_id", "request_time", "execution_duration_ms", "trace_location"]:
-        d.pop(k, None)
-    d["tags"] = {k: v for k, v in d["tags"].items() if k != "mlflow.artifactLocation"}
-    return d
 
 
 def _spans(trace):

@@ -59,6 +59,17 @@ const WATCHED_PREFIXES: &[&str] = &[
     "voltagent.",
 ];
 
+/// The first bytes of [`WATCHED_PREFIXES`], so that most other keys cost one lookup.
+const WATCHED_FIRST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < WATCHED_PREFIXES.len() {
+        table[WATCHED_PREFIXES[i].as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// The attributes of a span as MLflow's translation reads them: each value decoded from OTLP,
 /// a string that holds a JSON string, object or array taken as that value (MLflow's
 /// `sanitize_attributes`), a key sent twice holding its last value.
@@ -253,6 +264,9 @@ const GENAI_KINDS: &[(&str, &str)] = &[
     ("response", "LLM"),
 ];
 
+/// A test of a span's attributes.
+type Test = fn(&Attrs) -> bool;
+
 /// One convention: where it finds each thing MLflow derives. A function, where there is one,
 /// replaces the table's entries for that thing.
 struct Convention {
@@ -272,7 +286,7 @@ struct Convention {
     tools: &'static [Key],
     /// The message format a span gets when this convention is asked for its inputs (no
     /// convention before it had them) and the test holds (Vercel's chat calls).
-    inputs_mark: Option<(fn(&Attrs) -> bool, &'static str)>,
+    inputs_mark: Option<(Test, &'static str)>,
     /// `mlflow.message.format`: the value, when one of these keys is present.
     format: Option<(&'static str, &'static [&'static str])>,
     format_fn: Option<fn(&Attrs) -> Option<&'static str>>,
@@ -608,15 +622,20 @@ fn dumped(v: &Value) -> AnyValue {
     any_value(&Value::String(dumps(v, Style::Default)))
 }
 
-/// Gemini CLI's input messages as the Gemini SDK's `{"contents": [...]}`.
-fn gemini_inputs(attrs: &Attrs) -> Option<AnyValue> {
+/// The first of GenAI's `keys` with a true value on a Gemini CLI span.
+fn gemini_key(attrs: &Attrs, keys: &[Key]) -> Option<&'static str> {
     if !is_gemini_cli(attrs) {
         return None;
     }
-    let key = GENAI_INPUTS.iter().find_map(|k| match k {
+    keys.iter().find_map(|k| match k {
         Key::Exact(k) => attrs.truthy(k).map(|_| *k),
         Key::Indexed(_) => None,
-    })?;
+    })
+}
+
+/// Gemini CLI's input messages as the Gemini SDK's `{"contents": [...]}`.
+fn gemini_inputs(attrs: &Attrs) -> Option<AnyValue> {
+    let key = gemini_key(attrs, GENAI_INPUTS)?;
     // MLflow compares the operation's JSON text with `system_prompt`, which it never equals,
     // so the role of a system prompt is left as it was sent.
     Some(match attrs.get(key)? {
@@ -628,13 +647,7 @@ fn gemini_inputs(attrs: &Attrs) -> Option<AnyValue> {
 
 /// Gemini CLI's output messages as one Gemini SDK candidate with all their parts.
 fn gemini_outputs(attrs: &Attrs) -> Option<AnyValue> {
-    if !is_gemini_cli(attrs) {
-        return None;
-    }
-    let key = GENAI_OUTPUTS.iter().find_map(|k| match k {
-        Key::Exact(k) => attrs.truthy(k).map(|_| *k),
-        Key::Indexed(_) => None,
-    })?;
+    let key = gemini_key(attrs, GENAI_OUTPUTS)?;
     if let Some(Value::Array(items)) = attrs.get(key) {
         let parts: Vec<Value> = items
             .iter()
@@ -901,10 +914,11 @@ fn event_outputs(attrs: &Attrs, events: &[Event]) -> Option<AnyValue> {
 fn may_carry(span: &Span) -> bool {
     span.attributes.iter().any(|kv| {
         let k = kv.key.as_str();
-        if WATCHED_PREFIXES.iter().any(|p| k.starts_with(p)) {
-            return true;
+        if k.starts_with("mlflow.") {
+            return (k == INPUTS || k == OUTPUTS) && kv.value.as_ref().is_some_and(names_model);
         }
-        (k == INPUTS || k == OUTPUTS) && kv.value.as_ref().is_some_and(names_model)
+        WATCHED_FIRST_BYTES[usize::from(k.as_bytes().first().copied().unwrap_or(0))]
+            && WATCHED_PREFIXES.iter().any(|p| k.starts_with(p))
     }) || span
         .events
         .iter()
