@@ -285,6 +285,13 @@ CONVENTIONS = {
         }, []),
         ("user_prompt", {"gen_ai.agent.name": "gemini-cli", "gen_ai.operation.name": "user_prompt"}, []),
     ],
+    # Not another convention: MLflow's own inputs naming a model give the span its model.
+    "mlflow_inputs_model": [
+        ("llm", {
+            "mlflow.spanType": "LLM",
+            "mlflow.spanInputs": _j({"model": "acme-in-1", "messages": [{"role": "user", "content": "q"}]}),
+        }, []),
+    ],
 }
 
 # What each convention's trace must show (beyond being the same on both servers), so that the
@@ -306,6 +313,7 @@ TYPES = {
     "claude_code": {"claude_code.interaction": "AGENT", "claude_code.llm_request": "LLM",
                     "claude_code.tool": "TOOL"},
     "gemini_cli": {"agent": "AGENT", "llm": "LLM", "user_prompt": None},
+    "mlflow_inputs_model": {"llm": "LLM"},
 }
 
 # Trace token usage each convention's trace sums to (None: no token counts).
@@ -324,6 +332,7 @@ TOKENS = {
     "claude_code": {"input_tokens": 160, "output_tokens": 20, "total_tokens": 180,
                     "cache_read_input_tokens": 50, "cache_creation_input_tokens": 10},
     "gemini_cli": {"input_tokens": 40, "output_tokens": 4, "total_tokens": 44},
+    "mlflow_inputs_model": None,
 }
 
 
@@ -456,8 +465,8 @@ def test_searches_as_mlflow_answers_them(answers, convention):
     assert ours[f"span.attributes.`mlflow.spanType` LIKE '%{some_type}%'"] == 1
 
 
-@pytest.mark.parametrize("convention", [c for c in CONVENTIONS if TOKENS[c]])
+@pytest.mark.parametrize("convention", [c for c in CONVENTIONS if TOKENS[c] or c == "mlflow_inputs_model"])
 def test_trace_metrics_as_mlflow_answers_them(answers, convention):
     ours, theirs = answers[convention]["wasmflow"]["metrics"], answers[convention]["mlflow"]["metrics"]
     assert ours == theirs
-    assert ours[0], "input tokens summed"
+    assert ours[0] or ours[5], "input tokens summed, or spans by model"
