@@ -15,8 +15,9 @@
 //! Gemini CLI, VoltAgent, LiveKit, Vercel's chat spans) carry a function. What MLflow adds is
 //! appended to the OTLP span as attributes, so every form wasmflow answers (the stored text, the
 //! `Trace` message, `traces.json`) is derived from one stored span, as for any other attribute.
-//! Not done: MLflow's cost from its bundled price list (`mlflow.llm.cost` for spans with a known
-//! model and token counts), and its load-time typing of spans stored before translation.
+//! Spans stored before this translation are typed when they are read ([`type_when_loaded`]), as
+//! MLflow types them when it loads them. Not done: MLflow's cost from its bundled price list
+//! (`mlflow.llm.cost` for spans with a known model and token counts).
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -934,6 +935,43 @@ fn names_model(v: &AnyValue) -> bool {
     }
 }
 
+/// The type MLflow gives a span without one (or with `UNKNOWN`), and whether the span has the
+/// attribute already (to be set in its place).
+fn new_type(attrs: &Attrs) -> Option<(&'static str, bool)> {
+    let present = match attrs.get(SPAN_TYPE) {
+        None => false,
+        Some(Value::Null) => true,
+        Some(Value::String(t)) if t == "UNKNOWN" => true,
+        Some(_) => return None,
+    };
+    Some((CONVENTIONS.iter().find_map(|c| c.kind(attrs))?, present))
+}
+
+/// MLflow's translation when it loads a stored span (`translate_loaded_span`): a span without a
+/// type (or `UNKNOWN`) is answered with the type its conventions give. Spans stored now have it
+/// already; this types the spans a wasmflow older than 2026-12-05 stored, in `get_trace` and
+/// `traces.json` (not in their stored text, which MLflow leaves as well).
+pub fn type_when_loaded(span: &mut Span) {
+    if !may_carry(span) {
+        return;
+    }
+    let Some((kind, present)) = new_type(&Attrs::new(&span.attributes)) else {
+        return;
+    };
+    let value = Some(any_value(&json!(kind)));
+    if present {
+        for kv in span.attributes.iter_mut().filter(|kv| kv.key == SPAN_TYPE) {
+            kv.value = value.clone();
+        }
+    } else {
+        span.attributes.push(KeyValue {
+            key: SPAN_TYPE.into(),
+            value,
+            ..Default::default()
+        });
+    }
+}
+
 /// The span with what MLflow's translation adds, or `None` when it adds nothing (the span is
 /// stored as it came).
 pub fn translate(span: &Span) -> Option<Span> {
@@ -946,13 +984,10 @@ pub fn translate(span: &Span) -> Option<Span> {
 
     let first = |f: &dyn Fn(&Convention) -> Option<AnyValue>| CONVENTIONS.iter().find_map(f);
 
-    if let Some(kind) = CONVENTIONS.iter().find_map(|c| c.kind(&attrs)) {
-        match attrs.get(SPAN_TYPE) {
-            None => added.push((SPAN_TYPE, any_value(&json!(kind)))),
-            Some(Value::Null) => replaced_type = Some(kind),
-            Some(Value::String(t)) if t == "UNKNOWN" => replaced_type = Some(kind),
-            Some(_) => {}
-        }
+    match new_type(&attrs) {
+        Some((kind, false)) => added.push((SPAN_TYPE, any_value(&json!(kind)))),
+        Some((kind, true)) => replaced_type = Some(kind),
+        None => {}
     }
     // Vercel's chat calls are marked while their inputs are read (when no convention before
     // Vercel's had inputs), before the inputs are added, whatever else would mark them.
@@ -1176,6 +1211,23 @@ mod tests {
             ("openinference.span.kind", json!("RETRIEVER")),
         ]);
         assert!(translate(&typed).is_none());
+    }
+
+    #[test]
+    fn a_stored_span_without_a_type_is_typed_when_loaded() {
+        let mut old = span(&[("traceloop.span.kind", json!("workflow"))]);
+        type_when_loaded(&mut old);
+        assert_eq!(old.attributes[1].key, "mlflow.spanType");
+        assert_eq!(
+            sanitized(old.attributes[1].value.as_ref().unwrap()),
+            json!("WORKFLOW")
+        );
+        let mut typed = span(&[
+            ("mlflow.spanType", json!("LLM")),
+            ("lmnr.span.type", json!("TOOL")),
+        ]);
+        type_when_loaded(&mut typed);
+        assert_eq!(typed.attributes.len(), 2);
     }
 
     #[test]

@@ -304,8 +304,9 @@ fn key_values_json(kvs: &[KeyValue]) -> Vec<Value> {
 /// A stored span (OTLP protobuf) as the JSON of the `opentelemetry.proto.trace.v1.Span` inside
 /// MLflow's `Trace` message.
 pub fn span_json(body: &[u8]) -> Result<Value> {
-    let s = Span::decode(body)
+    let mut s = Span::decode(body)
         .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    super::translate::type_when_loaded(&mut s);
     let mut m = Map::new();
     m.insert("trace_id".into(), json!(b64(&s.trace_id)));
     m.insert("span_id".into(), json!(b64(&s.span_id)));
@@ -488,6 +489,15 @@ pub fn resource_tags(attributes: &[KeyValue]) -> BTreeMap<String, String> {
 pub fn span_dict(body: &[u8]) -> Result<Value> {
     let s = Span::decode(body)
         .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    Ok(span_dict_of(&s))
+}
+
+/// [`span_dict`] as MLflow answers a stored span in `traces.json`, typed as it loads it
+/// ([`super::translate::type_when_loaded`]).
+pub fn loaded_span_dict(body: &[u8]) -> Result<Value> {
+    let mut s = Span::decode(body)
+        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    super::translate::type_when_loaded(&mut s);
     Ok(span_dict_of(&s))
 }
 
