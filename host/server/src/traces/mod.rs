@@ -9,6 +9,7 @@
 pub mod retention;
 #[cfg(test)]
 mod span_text_tests;
+mod translate;
 pub mod wire;
 
 use std::io::Read as _;
@@ -1054,7 +1055,7 @@ async fn get_trace_artifact(
         if !spans.is_empty() {
             let mut dicts = Vec::with_capacity(spans.len());
             for s in &spans {
-                dicts.push(wire::span_dict(&s.body)?);
+                dicts.push(wire::loaded_span_dict(&s.body)?);
             }
             let body = serde_json::to_vec(&json!({"spans": dicts}))
                 .map_err(|e| Error::internal(e.to_string()))?;

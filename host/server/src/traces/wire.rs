@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, KeyValue, KeyValueList, any_value,
+};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::{Map, Value, json};
@@ -302,8 +304,9 @@ fn key_values_json(kvs: &[KeyValue]) -> Vec<Value> {
 /// A stored span (OTLP protobuf) as the JSON of the `opentelemetry.proto.trace.v1.Span` inside
 /// MLflow's `Trace` message.
 pub fn span_json(body: &[u8]) -> Result<Value> {
-    let s = Span::decode(body)
+    let mut s = Span::decode(body)
         .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    super::translate::type_when_loaded(&mut s);
     let mut m = Map::new();
     m.insert("trace_id".into(), json!(b64(&s.trace_id)));
     m.insert("span_id".into(), json!(b64(&s.span_id)));
@@ -323,7 +326,23 @@ pub fn span_json(body: &[u8]) -> Result<Value> {
         "end_time_unix_nano".into(),
         json!(s.end_time_unix_nano.to_string()),
     );
-    m.insert("attributes".into(), json!(key_values_json(&s.attributes)));
+    // An attribute holding a JSON string, object or array as text is answered as that value,
+    // as MLflow answers it from the span it stored (see [`sanitized`]).
+    let attributes: Vec<Value> = s
+        .attributes
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref() {
+                Some(v) => match unwrapped(v) {
+                    Some(inner) => any_value_json(&any_value(&inner)),
+                    None => any_value_json(v),
+                },
+                None => json!({}),
+            };
+            json!({"key": kv.key, "value": value})
+        })
+        .collect();
+    m.insert("attributes".into(), json!(attributes));
     let events: Vec<Value> = s
         .events
         .iter()
@@ -360,7 +379,7 @@ pub fn span_json(body: &[u8]) -> Result<Value> {
 }
 
 /// An attribute's value as plain JSON (what MLflow's span attributes hold once decoded).
-fn plain(v: &AnyValue) -> Value {
+pub(super) fn plain(v: &AnyValue) -> Value {
     match &v.value {
         Some(any_value::Value::StringValue(s)) => json!(s),
         Some(any_value::Value::BoolValue(b)) => json!(b),
@@ -381,6 +400,61 @@ fn plain(v: &AnyValue) -> Value {
         Some(any_value::Value::BytesValue(b)) => json!(b64(b)),
         _ => Value::Null,
     }
+}
+
+/// A string attribute holding a JSON string, object or array as its text: that value. MLflow's
+/// store keeps such attributes as that value (`sanitize_attributes`: producers that cannot send
+/// maps send them JSON-encoded); other values are kept as they are.
+fn unwrapped(v: &AnyValue) -> Option<Value> {
+    let Some(any_value::Value::StringValue(s)) = &v.value else {
+        return None;
+    };
+    // Only text that starts (after JSON's blanks) like one of those can be one, so the others
+    // (most values) are not parsed at all.
+    if !s
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with(['"', '{', '['])
+    {
+        return None;
+    }
+    match serde_json::from_str::<Value>(s) {
+        Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => Some(inner),
+        _ => None,
+    }
+}
+
+/// An attribute's value as MLflow's store keeps it: [`plain`], or the value its JSON text
+/// holds (see [`unwrapped`]).
+pub(super) fn sanitized(v: &AnyValue) -> Value {
+    unwrapped(v).unwrap_or_else(|| plain(v))
+}
+
+/// A JSON value as the OTLP value MLflow's `_set_otel_proto_anyvalue` makes of it.
+pub(super) fn any_value(v: &Value) -> AnyValue {
+    use any_value::Value as V;
+    let value = match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(V::BoolValue(*b)),
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => V::IntValue(i),
+            None => V::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Value::String(s) => Some(V::StringValue(s.clone())),
+        Value::Array(items) => Some(V::ArrayValue(ArrayValue {
+            values: items.iter().map(any_value).collect(),
+        })),
+        Value::Object(o) => Some(V::KvlistValue(KeyValueList {
+            values: o
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.clone(),
+                    value: Some(any_value(v)),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value }
 }
 
 /// The MLflow trace id of an OTLP trace id (`tr-` and its hex).
@@ -418,6 +492,15 @@ pub fn span_dict(body: &[u8]) -> Result<Value> {
     Ok(span_dict_of(&s))
 }
 
+/// [`span_dict`] as MLflow answers a stored span in `traces.json`, typed as it loads it
+/// ([`super::translate::type_when_loaded`]).
+pub fn loaded_span_dict(body: &[u8]) -> Result<Value> {
+    let mut s = Span::decode(body)
+        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    super::translate::type_when_loaded(&mut s);
+    Ok(span_dict_of(&s))
+}
+
 /// A stored span's `content` text from its OTLP bytes, as [`new_span`] writes it (migration
 /// 0011 rewrites the text older wasmflows wrote with it).
 pub fn span_content(body: &[u8]) -> Result<String> {
@@ -435,22 +518,10 @@ fn content_text(dict: &Value) -> String {
 /// `mlflow.traceRequestId` attribute is the trace's MLflow id (the server's, whatever a client
 /// sent), in its place if the client sent one, else last.
 fn span_dict_of(s: &Span) -> Value {
-    // A string holding a JSON string, object or array is that value, as MLflow's store keeps
-    // it (`sanitize_attributes`): producers that cannot send maps send them JSON-encoded.
     let dumped = |kvs: &[KeyValue]| -> Map<String, Value> {
         kvs.iter()
             .map(|kv| {
-                let mut v = kv.value.as_ref().map(plain).unwrap_or(Value::Null);
-                // Only text that starts (after JSON's blanks) like one of those can be one, so
-                // the others (most values) are not parsed at all.
-                if let Value::String(s) = &v
-                    && s.trim_start_matches([' ', '\t', '\n', '\r'])
-                        .starts_with(['"', '{', '['])
-                    && let Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
-                        serde_json::from_str::<Value>(s)
-                {
-                    v = inner;
-                }
+                let v = kv.value.as_ref().map(sanitized).unwrap_or(Value::Null);
                 (
                     kv.key.clone(),
                     json!(wasmflow_core::pyjson::dumps(
@@ -564,8 +635,19 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
             other => Some(other.to_string()),
         }
     };
+    let status = match span.status.as_ref().map(|s| s.code) {
+        Some(1) => "OK",
+        Some(2) => "ERROR",
+        _ => "UNSET",
+    };
+    // The type column keeps the type the span came with, as MLflow's `spans.type` does.
+    let span_type = text_of("mlflow.spanType");
+    // What MLflow's translation of other OpenTelemetry conventions adds is stored with the span.
+    let translated = super::translate::translate(span);
+    let span = translated.as_ref().unwrap_or(span);
     let json_of = |key: &str| -> Option<String> {
-        match attribute(key)? {
+        let kv = span.attributes.iter().rev().find(|kv| kv.key == key)?;
+        match kv.value.as_ref().map(plain).unwrap_or(Value::Null) {
             Value::String(s) if serde_json::from_str::<Value>(&s).is_ok() => Some(s),
             other => Some(wasmflow_core::pyjson::dumps(
                 &other,
@@ -573,17 +655,12 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
             )),
         }
     };
-    let status = match span.status.as_ref().map(|s| s.code) {
-        Some(1) => "OK",
-        Some(2) => "ERROR",
-        _ => "UNSET",
-    };
     Ok(NewSpan {
         trace_id: mlflow_trace_id(&span.trace_id),
         span_id: hex(&span.span_id),
         parent_span_id: (!span.parent_span_id.is_empty()).then(|| hex(&span.parent_span_id)),
         name: span.name.clone(),
-        span_type: text_of("mlflow.spanType"),
+        span_type,
         status: status.into(),
         start_time_ns: span.start_time_unix_nano as i64,
         end_time_ns: (span.end_time_unix_nano != 0).then_some(span.end_time_unix_nano as i64),
