@@ -183,6 +183,52 @@ def test_trace_info_derived_from_otlp_spans_as_mlflow_does(server, mlflow_server
     assert got["request_preview"] == "what is 2+2?" and got["response_preview"] == "4"
 
 
+# The forms a root span's inputs/outputs attribute takes, and the previews MLflow 3.17.2 makes of
+# each (seen: JSON text is kept as it came, compact or not; other strings as their JSON).
+_PREVIEW_INPUTS = {
+    "compact": AnyValue(string_value='{"q":"hello"}'),
+    "spaced": AnyValue(string_value='{"q": "hello"}'),
+    "plain": AnyValue(string_value="just text"),
+    "json-string": AnyValue(string_value='"quoted"'),
+    "non-ascii": AnyValue(string_value='{"q":"h\u00e9llo"}'),
+    "chat": AnyValue(string_value='{"messages":[{"role":"user","content":"hi there"}]}'),
+    "number": AnyValue(int_value=5),
+    "list": AnyValue(string_value="[1,2]"),
+}
+
+
+def _preview_payload():
+    """One single-span trace a form of `_PREVIEW_INPUTS`, as inputs and outputs."""
+    req = ExportTraceServiceRequest()
+    scope = req.resource_spans.add().scope_spans.add()
+    ids = {}
+    for i, (name, value) in enumerate(_PREVIEW_INPUTS.items()):
+        span = scope.spans.add()
+        span.trace_id = uuid.uuid4().bytes
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = name
+        span.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+        span.end_time_unix_nano = span.start_time_unix_nano + 1000
+        for key in ("mlflow.spanInputs", "mlflow.spanOutputs"):
+            span.attributes.append(KeyValue(key=key, value=value))
+        ids[name] = "tr-" + span.trace_id.hex()
+    return req.SerializeToString(), ids
+
+
+def test_previews_keep_the_inputs_text_as_mlflow_does(server, mlflow_server, unique_name):
+    payload, ids = _preview_payload()
+    seen = {}
+    for label, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
+        _send(srv.url, _new_experiment(srv.url, unique_name("previews")), payload)
+        client = mlflow.MlflowClient(srv.url)
+        seen[label] = {name: (info.request_preview, info.response_preview)
+                       for name, info in ((n, client.get_trace(t).info) for n, t in ids.items())}
+    assert seen["wasmflow"] == seen["mlflow"]
+    got = seen["wasmflow"]
+    assert got["compact"] == ('{"q":"hello"}', '{"q":"hello"}')
+    assert got["plain"][0] == '"just text"' and got["chat"][0] == "hi there"
+
+
 def _artifact_spans(url, trace_id):
     r = requests.get(f"{url}/ajax-api/2.0/mlflow/get-trace-artifact", params={"request_id": trace_id}, timeout=30)
     assert r.status_code == 200, r.text

@@ -208,18 +208,17 @@ impl SpanBatch<'_> {
         self.root_index().map(|i| &self.attributes[i])
     }
 
-    /// The request and response previews MLflow makes of the root span's inputs and outputs.
+    /// The request and response previews MLflow makes of the root span's inputs and outputs,
+    /// from their text as the span carried it (MLflow keeps `{"q":1}` as it came, not re-spaced).
     fn previews(&self) -> (Option<String>, Option<String>) {
-        let Some(attrs) = self.root_attributes() else {
+        let Some(root) = self.root() else {
             return (None, None);
         };
         (
-            attrs
-                .get(derived::SPAN_INPUTS)
-                .map(|v| derived::preview(v, "user")),
-            attrs
-                .get(derived::SPAN_OUTPUTS)
-                .map(|v| derived::preview(v, "assistant")),
+            root.inputs.as_deref().map(|t| derived::preview(t, "user")),
+            root.outputs
+                .as_deref()
+                .map(|t| derived::preview(t, "assistant")),
         )
     }
 
@@ -1044,7 +1043,8 @@ mod tests {
             status: status.into(),
             start_time_ns: start_ms * 1_000_000,
             end_time_ns: Some((start_ms + 10) * 1_000_000),
-            content: r#"{"attributes": {"mlflow.spanInputs": "in"}}"#.into(),
+            inputs: Some(r#""in""#.into()),
+            content: r#"{"attributes": {"mlflow.spanInputs": "\"in\""}}"#.into(),
             ..NewSpan::default()
         }
     }

@@ -747,8 +747,6 @@ pub mod derived {
     pub const USER_METADATA: &str = "mlflow.trace.user";
     pub const CHAT_USAGE: &str = "mlflow.chat.tokenUsage";
     pub const LLM_COST: &str = "mlflow.llm.cost";
-    pub const SPAN_INPUTS: &str = "mlflow.spanInputs";
-    pub const SPAN_OUTPUTS: &str = "mlflow.spanOutputs";
     /// MLflow's `TRACE_REQUEST_RESPONSE_PREVIEW_MAX_LENGTH_OSS`.
     const PREVIEW_MAX_CHARS: usize = 1000;
 
@@ -977,10 +975,12 @@ pub mod derived {
         }
     }
 
-    /// A request or response preview (`_get_truncated_preview`): the last message of `role`
-    /// when the value holds chat messages, else its JSON; at most 1,000 characters.
-    pub fn preview(value: &Value, role: &str) -> String {
-        let from_messages = messages(value).filter(|m| !m.is_empty()).map(|m| {
+    /// A request or response preview (`_get_truncated_preview`) of a span's inputs or outputs
+    /// text: the last message of `role` when the text is JSON holding chat messages, else the
+    /// text as it is; at most 1,000 characters.
+    pub fn preview(text: &str, role: &str) -> String {
+        let value = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+        let from_messages = messages(&value).filter(|m| !m.is_empty()).map(|m| {
             let last = m
                 .iter()
                 .rev()
@@ -989,8 +989,8 @@ pub mod derived {
             message_text(last)
         });
         let content = match from_messages {
-            Some(text) if !text.is_empty() => text,
-            _ => dumps(value, Style::Unicode),
+            Some(found) if !found.is_empty() => found,
+            _ => text.to_string(),
         };
         if content.chars().count() <= PREVIEW_MAX_CHARS {
             return content;
@@ -1041,15 +1041,15 @@ pub mod derived {
         #[test]
         fn previews_pick_the_message_of_the_role() {
             let req = json!({"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]});
-            assert_eq!(preview(&req, "user"), "hi");
+            assert_eq!(preview(&req.to_string(), "user"), "hi");
             let resp = json!({"choices": [{"message": {"role": "assistant", "content": [{"type": "text", "text": "yo"}]}}]});
-            assert_eq!(preview(&resp, "assistant"), "yo");
-            assert_eq!(
-                preview(&json!({"q": "h\u{e9}"}), "user"),
-                "{\"q\": \"h\u{e9}\"}"
-            );
-            let long = "x".repeat(1200);
-            let p = preview(&json!(long), "user");
+            assert_eq!(preview(&resp.to_string(), "assistant"), "yo");
+            // Anything else as the span carried it, as MLflow 3.17.2 keeps it (seen: compact
+            // JSON stays compact).
+            assert_eq!(preview("{\"q\":\"h\u{e9}\"}", "user"), "{\"q\":\"h\u{e9}\"}");
+            assert_eq!(preview(r#""text""#, "user"), r#""text""#);
+            let long = format!("\"{}\"", "x".repeat(1200));
+            let p = preview(&long, "user");
             assert_eq!(p.chars().count(), 1000);
             assert!(p.ends_with("..."));
         }

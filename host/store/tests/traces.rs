@@ -113,6 +113,7 @@ fn v2_traces_prompt_links_and_what_spans_derive() {
             "mlflow.chat.tokenUsage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
         }})
         .to_string();
+        root.inputs = Some(r#"{"messages": [{"role": "user", "content": "hi"}]}"#.into());
         root.resource_tags
             .insert("service.name".into(), "bot".into());
         root.resource_tags.insert("team".into(), "resource".into());
