@@ -38,6 +38,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_span_text.sql"),
     include_str!("../../migrations/0012_session_assessments.sql"),
     include_str!("../../migrations/0013_session_traces.sql"),
+    include_str!("../../migrations/0014_trace_keys.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
