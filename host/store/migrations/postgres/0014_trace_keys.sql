@@ -73,3 +73,10 @@ ALTER TABLE spans_new RENAME TO spans;
 ALTER TABLE spans RENAME CONSTRAINT spans_new_pkey TO spans_pkey;
 -- 0013's index, on the rebuilt table.
 CREATE INDEX trace_metadata_session ON trace_metadata (value) WHERE key = 'mlflow.trace.session';
+-- Statistics for the new tables and trace_info's new column now, not when the server's own
+-- ANALYZE comes around (postgres/analyze.rs): without them the planner hashed whole tables
+-- (after an upgrade of 100,000 traces, the newest 100 took 29 ms against 4.6 before it).
+ANALYZE trace_info;
+ANALYZE trace_tags;
+ANALYZE trace_metadata;
+ANALYZE spans;
