@@ -852,11 +852,13 @@ pub(crate) fn session_queries(
             &mut b,
         );
         // `session_level = 1` is written out, not bound: it is the predicate of the partial
-        // index `assessments_session`, which the planners match by its text.
+        // index `assessments_session`, which the planners match by its text. Assessments keep
+        // the text trace id (migration 0014): the holding trace's key is read by primary key
+        // for each, as its experiment is.
         let sql = format!(
             "SELECT DISTINCT hm.value FROM assessments a JOIN trace_metadata hm \
-             ON hm.trace_key = (SELECT h.trace_key FROM trace_info h WHERE h.trace_id = a.trace_id) \
-             AND hm.key = '{}' \
+             ON hm.trace_key = (SELECT h.trace_key FROM trace_info h \
+             WHERE h.trace_id = a.trace_id) AND hm.key = '{}' \
              WHERE a.session_level = 1 AND {matching} AND hm.value IS NOT NULL AND {holder}",
             derived::SESSION_METADATA
         );

@@ -453,7 +453,8 @@ async fn upsert_spans(tx: &Tx<'_>, key: i64, batch: &SpanBatch<'_>) -> Result<()
     tx.execute(
         "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status,
              start_time_ns, end_time_ns, content, attributes, body)
-         SELECT $1::bigint, u.span_id, u.parent, u.name, u.span_type, u.status, u.start_ns, u.end_ns,
+         SELECT $1::bigint, u.span_id, u.parent, u.name, u.span_type, u.status, u.start_ns,
+                u.end_ns,
                 u.content, u.attributes::jsonb, u.body
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                      $8::bigint[], $9::text[], $10::text[], $11::bytea[])
