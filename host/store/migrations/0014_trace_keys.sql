@@ -16,10 +16,12 @@
 -- (foreign keys are on in the migration's transaction) would cascade-delete them otherwise.
 --
 -- `trace_tags` and `trace_metadata` are WITHOUT ROWID (a row is a few dozen bytes: the key is
--- the table). `spans` stays a rowid table with its primary key index: a span row is ~0.5-5 KB,
--- past what a WITHOUT ROWID tree keeps on its page, and measured with the OTLP write pattern
--- (/tmp/sim, 2,000 commits of 100 spans) the two were within noise (11.5-12.1 against
--- 12.1-13.1 us a span, 2,262 against 2,165 WAL bytes a span).
+-- the table). `spans` stays a rowid table with its primary key index: a span row is 0.5-5 KB,
+-- past the ~1 KB a WITHOUT ROWID tree keeps on its page before overflow pages, and under OTLP
+-- ingest (scripts/bench_traces.py --otlp-only, 200,000 spans, 6 runs each alternated,
+-- 2026-12-05 06:45-06:47 UTC, load average 4.3-6.3) the two were the same: the writer thread
+-- 6.2-7.3 us a span both (main's text-keyed tables: 8.9-9.8), 2,525-2,837 bytes written a span
+-- as a rowid table against 2,678-2,807 WITHOUT ROWID (main's: 5,456-5,623).
 
 CREATE TABLE trace_info_new (
     trace_key          INTEGER PRIMARY KEY,
