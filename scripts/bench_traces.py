@@ -23,7 +23,7 @@ For each server (a fresh SQLite store each, on this machine):
     experiment, with the filter forms MLflow users write (none = the newest 100, status, tag,
     timestamp range, span name, span attribute): median and p95 of `--reps` calls,
     client-observed to the answer's last byte (one keep-alive connection), and how many traces
-    the page held.
+    the page held; and `batchGet` of one trace with its spans (the newest 100 in turn).
 Servers are started with their defaults (mlflow: `mlflow server`, its uvicorn workers); only
 127.0.0.1 is touched. `--skip-mlflow` measures wasmflow alone, `--skip-wasmflow` mlflow alone.
 `--otlp-only` skips the client ingest and the searches and prints, for the OTLP ingest, the
@@ -243,6 +243,31 @@ def search_latency(url: str, experiment_id: str, filter_string: str | None, reps
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], count
 
 
+def get_trace_latency(url: str, experiment_id: str, reps: int):
+    """`GET /api/3.0/mlflow/traces/batchGet` of one trace with its spans (what the UI's trace
+    view asks), the newest 100 traces in turn: median and p95 of `reps` calls, and the spans of
+    the last answer's trace."""
+    client = KeepAlive(url)
+    body = {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}],
+            "max_results": 100}
+    status, answer = client.post("/api/3.0/mlflow/traces/search", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    ids = [t["trace_id"] for t in json.loads(answer)["traces"]]
+    times = []
+    spans = 0
+    for i in range(reps):
+        t = time.perf_counter()
+        client.conn.request("GET", f"/api/3.0/mlflow/traces/batchGet?trace_ids={ids[i % len(ids)]}")
+        r = client.conn.getresponse()
+        answer = r.read()
+        times.append((time.perf_counter() - t) * 1000)
+        if r.status != 200:
+            raise SystemExit(f"{url}: batchGet answered {r.status}: {answer[:300]!r}")
+        spans = len(json.loads(answer)["traces"][0]["spans"])
+    times.sort()
+    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], spans
+
+
 def searches(t0_ms: int, traces: int) -> list[tuple[str, str | None]]:
     """(label, filter) of the searched forms; the time range holds about 1% of the traces."""
     mid = t0_ms - traces // 2  # the middle of the traces' times (10 traces each 10 ms)
@@ -309,6 +334,8 @@ def main() -> int:
             for label, f in forms:
                 r[label] = search_latency(url, exp, f, args.reps)
                 print(f"{kind}: {label}: {r[label]}", file=sys.stderr)
+            r["get"] = get_trace_latency(url, exp, args.reps)
+            print(f"{kind}: get trace: {r['get']}", file=sys.stderr)
             results[kind] = r
         finally:
             stop(proc)
@@ -325,7 +352,10 @@ def main() -> int:
     rows = [
         (f"client ingest, traces of 10 spans ({args.client_procs} processes)", "client", rate),
         (f"OTLP/HTTP protobuf ingest, spans ({args.otlp_procs} processes, 100 a request)", "otlp", rate),
-    ] + [(f"search_traces, 100 a page, {label}", label, lat) for label, _ in forms]
+    ] + [(f"search_traces, 100 a page, {label}", label, lat) for label, _ in forms] + [
+        ("batchGet, one trace with its spans", "get",
+         lambda v: f"{v[0]:.1f} ms (p95 {v[1]:.1f}, {v[2]} spans)"),
+    ]
     stored = " / ".join(f"{k}: {v['stored']:,} traces" for k, v in results.items())
     print(f"\n| ({stored} searched) | wasmflow | mlflow server |\n|---|---|---|")
     for label, key, fmt in rows:

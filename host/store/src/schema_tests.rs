@@ -471,3 +471,277 @@ fn migration_12_marks_session_assessments_and_keeps_null_feedback_as_mlflow() {
         }
     }
 }
+
+/// Rows as a wasmflow before migration 14 left them, keyed by the text trace id: traces `tr-b`,
+/// `tr-a`, `tr-c` stored in that order (not their time order), with tags, metadata, spans,
+/// an assessment, a run link and a prompt link. `{BODY}` is a span body (a dialect's literal).
+const SCHEMA_13_TRACES: &str = r#"
+INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time,
+                         last_update_time)
+    VALUES (7, 'old', '/a/7', 'active', 1, 1);
+INSERT INTO trace_info (trace_id, experiment_id, request_time, execution_duration, state,
+                        client_request_id, request_preview, response_preview)
+    VALUES ('tr-b', 7, 2000, 5, 'OK', NULL, '"q-b"', NULL);
+INSERT INTO trace_info (trace_id, experiment_id, request_time, execution_duration, state,
+                        client_request_id, request_preview, response_preview)
+    VALUES ('tr-a', 7, 1000, 7, 'ERROR', 'c-1', '"q-a"', '"r-a"');
+INSERT INTO trace_info (trace_id, experiment_id, request_time, execution_duration, state)
+    VALUES ('tr-c', 7, 3000, NULL, 'IN_PROGRESS');
+INSERT INTO trace_tags (trace_id, key, value)
+    VALUES ('tr-a', 'mlflow.traceName', 'alpha'), ('tr-a', 'k', '1'),
+           ('tr-b', 'mlflow.traceName', 'beta');
+INSERT INTO trace_metadata (trace_id, key, value)
+    VALUES ('tr-a', 'mlflow.sourceRun', 'r-9'), ('tr-b', 'mlflow.trace.session', 'S');
+INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status, start_time_ns,
+                   end_time_ns, content, body)
+    VALUES ('tr-a', 's2', 's1', 'child', 'LLM', 'OK', 20, 30, '{"name": "child"}', {BODY2}),
+           ('tr-a', 's1', NULL, 'root', 'CHAIN', 'OK', 10, 40, '{"name": "root"}', {BODY1}),
+           ('tr-b', 's3', NULL, 'root', NULL, 'ERROR', 5, NULL, '{"name": "root"}', {BODY3});
+INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body,
+                         session_level)
+    VALUES ('a-1', 'tr-a', 'good', 'feedback', '"yes"', 1, 1,
+            '{"assessment_id":"a-1","trace_id":"tr-a","assessment_name":"good","feedback":{"value":"yes"},"valid":true}',
+            0);
+INSERT INTO trace_runs (trace_id, run_id) VALUES ('tr-c', 'r-1');
+INSERT INTO trace_prompts (trace_id, prompt) VALUES ('tr-b', 'p/1');
+"#;
+
+#[test]
+fn migration_14_keys_trace_rows_by_integer_and_keeps_them() {
+    use std::collections::BTreeMap;
+
+    use crate::testing::query_texts;
+    use crate::traces::{NewSpan, TraceDeletion, TraceSearch, parse_trace_filter};
+
+    let pairs = |v: &[(&str, &str)]| -> BTreeMap<String, String> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for db in backends() {
+        let uri = db.uri.as_str();
+        let sqlite = uri.starts_with("sqlite:");
+        at_version(uri, 13);
+        let body = |hex: &str| {
+            if sqlite {
+                format!("x'{hex}'")
+            } else {
+                format!("'\\x{hex}'::bytea")
+            }
+        };
+        execute(
+            uri,
+            &SCHEMA_13_TRACES
+                .replace("{BODY1}", &body("0102"))
+                .replace("{BODY2}", &body("03"))
+                .replace("{BODY3}", &body("04")),
+        );
+        let store = open_migrated(uri);
+
+        // Keys in arrival order on SQLite (its rowids), in (request_time, id) order on
+        // PostgreSQL (whose tables have no arrival order to keep).
+        let by_key = query_texts(uri, "SELECT trace_id FROM trace_info ORDER BY trace_key");
+        let expected = if sqlite {
+            ["tr-b", "tr-a", "tr-c"]
+        } else {
+            ["tr-a", "tr-b", "tr-c"]
+        };
+        assert_eq!(by_key, expected.map(|t| Some(t.to_string())), "{uri}");
+
+        // Every field, tag, metadata and assessment read back as it was.
+        let a = store.get_trace_info("tr-a").unwrap();
+        assert_eq!(
+            (
+                a.experiment_id.as_str(),
+                a.request_time,
+                a.execution_duration,
+                a.state.as_str(),
+                a.client_request_id.as_deref(),
+                a.request_preview.as_deref(),
+                a.response_preview.as_deref()
+            ),
+            (
+                "7",
+                1000,
+                Some(7),
+                "ERROR",
+                Some("c-1"),
+                Some("\"q-a\""),
+                Some("\"r-a\"")
+            ),
+            "{uri}"
+        );
+        assert_eq!(
+            a.tags,
+            pairs(&[("k", "1"), ("mlflow.traceName", "alpha")]),
+            "{uri}"
+        );
+        assert_eq!(a.trace_metadata, pairs(&[("mlflow.sourceRun", "r-9")]));
+        assert_eq!(a.assessments.len(), 1, "{uri}");
+        assert_eq!(a.assessments[0]["assessment_id"], "a-1", "{uri}");
+        let infos = store
+            .get_trace_infos(&["tr-c".into(), "tr-b".into()])
+            .unwrap();
+        let shown: Vec<_> = infos
+            .iter()
+            .map(|i| (i.trace_id.as_str(), i.state.as_str(), i.tags.len()))
+            .collect();
+        assert_eq!(
+            shown,
+            [("tr-c", "IN_PROGRESS", 0), ("tr-b", "OK", 1)],
+            "{uri}"
+        );
+        assert_eq!(
+            infos[1].trace_metadata,
+            pairs(&[("mlflow.trace.session", "S")])
+        );
+
+        // Spans by trace, in start order, with their bytes.
+        let spans: Vec<(String, Vec<u8>)> = store
+            .get_spans(&["tr-b".into(), "tr-a".into()])
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.trace_id, s.body))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("tr-b".to_string(), vec![4]),
+                ("tr-a".to_string(), vec![1, 2]),
+                ("tr-a".to_string(), vec![3])
+            ],
+            "{uri}"
+        );
+
+        // Searches over each child table.
+        let search = |filter: &str, order: &[&str]| -> Vec<String> {
+            store
+                .search_traces(&TraceSearch {
+                    experiment_ids: vec!["7".into()],
+                    filter: parse_trace_filter(filter).unwrap(),
+                    order_by: order
+                        .iter()
+                        .map(|o| crate::traces::parse_trace_order_by(o).unwrap())
+                        .collect(),
+                    max_results: 10,
+                    page_token: None,
+                })
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|t| t.trace_id)
+                .collect()
+        };
+        assert_eq!(search("", &[]), ["tr-c", "tr-b", "tr-a"], "{uri}");
+        assert_eq!(search("tags.k = '1'", &[]), ["tr-a"], "{uri}");
+        assert_eq!(search("span.name = 'root'", &[]), ["tr-b", "tr-a"], "{uri}");
+        assert_eq!(search("span.type = 'LLM'", &[]), ["tr-a"], "{uri}");
+        assert_eq!(search("run_id = 'r-9'", &[]), ["tr-a"], "{uri}");
+        assert_eq!(search("run_id = 'r-1'", &[]), ["tr-c"], "{uri}");
+        assert_eq!(search("prompt = 'p/1'", &[]), ["tr-b"], "{uri}");
+        assert_eq!(search("feedback.good = 'yes'", &[]), ["tr-a"], "{uri}");
+        assert_eq!(
+            search("metadata.`mlflow.trace.session` = 'S'", &[]),
+            ["tr-b"],
+            "{uri}"
+        );
+        assert_eq!(search("", &["name ASC"]), ["tr-c", "tr-a", "tr-b"], "{uri}");
+
+        // Writes after the upgrade: a span and a tag on an old trace, a new trace (the next
+        // key), and a delete that takes the trace's rows with it.
+        store
+            .log_spans(
+                "7",
+                vec![NewSpan {
+                    trace_id: "tr-c".into(),
+                    span_id: "s4".into(),
+                    parent_span_id: Some("s0".into()),
+                    name: "late".into(),
+                    status: "OK".into(),
+                    start_time_ns: 3_000_000_000,
+                    content: r#"{"name": "late"}"#.into(),
+                    body: vec![5],
+                    ..Default::default()
+                }],
+                "mlflow-artifacts:/".into(),
+            )
+            .unwrap();
+        store.set_trace_tag("tr-c", "x", "y").unwrap();
+        assert_eq!(search("span.name = 'late'", &[]), ["tr-c"], "{uri}");
+        assert_eq!(
+            store.get_trace_info("tr-c").unwrap().tags["x"],
+            "y",
+            "{uri}"
+        );
+        store
+            .start_trace(
+                crate::traces::TraceInfo {
+                    trace_id: "tr-d".into(),
+                    experiment_id: "7".into(),
+                    request_time: 500,
+                    state: "OK".into(),
+                    ..Default::default()
+                },
+                "/a/7/traces/tr-d/artifacts".into(),
+            )
+            .unwrap();
+        // The newest key (PostgreSQL's sequence may skip some: an insert that found its trace
+        // there took one).
+        assert_eq!(
+            count(
+                uri,
+                "SELECT count(*) FROM trace_info WHERE trace_key >= \
+                 (SELECT trace_key FROM trace_info WHERE trace_id = 'tr-d')"
+            ),
+            1,
+            "{uri}"
+        );
+        let tables = [
+            (
+                "spans",
+                "trace_key = (SELECT trace_key FROM trace_info WHERE trace_id = 'tr-a')",
+            ),
+            (
+                "trace_tags",
+                "trace_key = (SELECT trace_key FROM trace_info WHERE trace_id = 'tr-a')",
+            ),
+            (
+                "trace_metadata",
+                "trace_key = (SELECT trace_key FROM trace_info WHERE trace_id = 'tr-a')",
+            ),
+            ("assessments", "trace_id = 'tr-a'"),
+            ("trace_runs", "trace_id = 'tr-a'"),
+            ("trace_prompts", "trace_id = 'tr-a'"),
+        ];
+        let rows = |uri: &str| -> Vec<(i64, i64)> {
+            tables
+                .iter()
+                .map(|(table, of_a)| {
+                    (
+                        count(uri, &format!("SELECT count(*) FROM {table}")),
+                        count(uri, &format!("SELECT count(*) FROM {table} WHERE {of_a}")),
+                    )
+                })
+                .collect()
+        };
+        let before = rows(uri);
+        let of_a: Vec<i64> = before.iter().map(|(_, a)| *a).collect();
+        assert_eq!(of_a, [2, 2, 1, 1, 0, 0], "{uri}");
+        let deleted = store
+            .delete_traces(&TraceDeletion {
+                experiment_id: "7".into(),
+                trace_ids: vec!["tr-a".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(deleted.len(), 1, "{uri}");
+        // Only tr-a's rows went, by ON DELETE CASCADE.
+        let after: Vec<i64> = rows(uri).iter().map(|(all, _)| *all).collect();
+        let expected: Vec<i64> = before.iter().map(|(all, a)| all - a).collect();
+        assert_eq!(after, expected, "{uri}");
+        drop(store);
+        if !sqlite {
+            test_postgres::drop_database(uri);
+        }
+    }
+}

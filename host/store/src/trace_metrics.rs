@@ -550,7 +550,7 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
         .collect();
     let metadata = |key: &str, b: &mut Binder| {
         format!(
-            "(SELECT k.value FROM trace_metadata k WHERE k.trace_id = t.trace_id AND k.key = {})",
+            "(SELECT k.value FROM trace_metadata k WHERE k.trace_key = t.trace_key AND k.key = {})",
             b.text(key)
         )
     };
@@ -566,7 +566,7 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
     };
     let trace_name = |b: &mut Binder| {
         format!(
-            "(SELECT n.value FROM trace_tags n WHERE n.trace_id = t.trace_id AND n.key = {})",
+            "(SELECT n.value FROM trace_tags n WHERE n.trace_key = t.trace_key AND n.key = {})",
             b.text(TRACE_NAME_TAG)
         )
     };
@@ -600,7 +600,7 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
             (
                 "t.request_time",
                 format!(
-                    "(SELECT {field} FROM trace_metadata k WHERE k.trace_id = t.trace_id \
+                    "(SELECT {field} FROM trace_metadata k WHERE k.trace_key = t.trace_key \
                      AND k.key = {usage}{valid})"
                 ),
             )
@@ -636,7 +636,7 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
     }
     let from = match q.view {
         MetricView::Traces => "trace_info t",
-        MetricView::Spans => "trace_info t JOIN spans s ON s.trace_id = t.trace_id",
+        MetricView::Spans => "trace_info t JOIN spans s ON s.trace_key = t.trace_key",
         MetricView::Assessments => "assessments a JOIN trace_info t ON t.trace_id = a.trace_id",
     };
     // The outer query drops rows without a value (MLflow filters them before grouping); the
@@ -689,7 +689,7 @@ pub(crate) fn metric_rows_query(q: &MetricQuery, dialect: Dialect) -> Result<Que
 fn filter_sql(f: &MetricFilter, b: &mut Binder) -> String {
     let keyed = |table: &str, key: &str, value: &str, b: &mut Binder| {
         format!(
-            "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = {} \
+            "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_key = t.trace_key AND k.key = {} \
              AND k.value = {})",
             b.text(key),
             b.text(value)

@@ -534,7 +534,7 @@ fn condition(
     let keyed = |table: &str, key: &str, b: &mut Binder| -> Result<String> {
         let key = b.text(key);
         let exists = format!(
-            "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_id = t.trace_id AND k.key = {key}"
+            "EXISTS (SELECT 1 FROM {table} k WHERE k.trace_key = t.trace_key AND k.key = {key}"
         );
         Ok(match clause.op {
             TraceOp::IsNull => format!("NOT {exists})"),
@@ -543,7 +543,7 @@ fn condition(
         })
     };
     let in_spans = |test: String| {
-        format!("EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {test})")
+        format!("EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key AND {test})")
     };
     match &clause.key {
         TraceKey::Numeric("end_time") => {
@@ -623,7 +623,7 @@ fn assessment_condition(
         // plan) and fetched by primary key: as `EXISTS` or `IN` it became a semi-join that hashed
         // the whole of `trace_info` (11 against 4-6 ms at 100,000 traces, 2026-12-05).
         Some(Half::Session) => format!(
-            "t.trace_id = ANY(ARRAY(SELECT sm.trace_id FROM trace_metadata sm WHERE {}))",
+            "t.trace_key = ANY(ARRAY(SELECT sm.trace_key FROM trace_metadata sm WHERE {}))",
             session_rows(sessions, b)
         ),
     })
@@ -649,7 +649,7 @@ fn assessment_matching(
 /// The trace `t` is one of `sessions`.
 fn session_exists(sessions: &[String], b: &mut Binder) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM trace_metadata sm WHERE sm.trace_id = t.trace_id AND {})",
+        "EXISTS (SELECT 1 FROM trace_metadata sm WHERE sm.trace_key = t.trace_key AND {})",
         session_rows(sessions, b)
     )
 }
@@ -701,7 +701,7 @@ fn run_condition(value: &SearchValue, b: &mut Binder) -> Result<String> {
     let by_metadata = compare("k.value", TraceOp::Eq, value, b)?;
     let by_link = compare("l.run_id", TraceOp::Eq, value, b)?;
     Ok(format!(
-        "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_id = t.trace_id \
+        "(EXISTS (SELECT 1 FROM trace_metadata k WHERE k.trace_key = t.trace_key \
          AND k.key = {key} AND {by_metadata}) OR EXISTS (SELECT 1 FROM trace_runs l \
          WHERE l.trace_id = t.trace_id AND {by_link}))"
     ))
@@ -722,7 +722,7 @@ fn span_attribute_condition(
     value: &SearchValue,
     b: &mut Binder,
 ) -> Result<String> {
-    let any_span = "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id";
+    let any_span = "EXISTS (SELECT 1 FROM spans s WHERE s.trace_key = t.trace_key";
     match (op, value) {
         (TraceOp::Eq, _) => Ok("1 = 0".into()),
         (TraceOp::Ne, _) => Ok(format!("{any_span})")),
@@ -851,10 +851,13 @@ pub(crate) fn session_queries(
             &mut b,
         );
         // `session_level = 1` is written out, not bound: it is the predicate of the partial
-        // index `assessments_session`, which the planners match by its text.
+        // index `assessments_session`, which the planners match by its text. Assessments keep
+        // the text trace id (migration 0014): the holding trace's key is read by primary key
+        // for each, as its experiment is.
         let sql = format!(
             "SELECT DISTINCT hm.value FROM assessments a JOIN trace_metadata hm \
-             ON hm.trace_id = a.trace_id AND hm.key = '{}' \
+             ON hm.trace_key = (SELECT h.trace_key FROM trace_info h \
+             WHERE h.trace_id = a.trace_id) AND hm.key = '{}' \
              WHERE a.session_level = 1 AND {matching} AND hm.value IS NOT NULL AND {holder}",
             derived::SESSION_METADATA
         );
@@ -1005,11 +1008,11 @@ fn order_by_sql(order_by: &[TraceOrder]) -> String {
         let expr = match o.column {
             "end_time" => "(t.request_time + t.execution_duration)".to_string(),
             "name" => format!(
-                "(SELECT value FROM trace_tags n WHERE n.trace_id = t.trace_id \
+                "(SELECT value FROM trace_tags n WHERE n.trace_key = t.trace_key \
                  AND n.key = '{TRACE_NAME_TAG}')"
             ),
             "run_id" => format!(
-                "(SELECT value FROM trace_metadata n WHERE n.trace_id = t.trace_id \
+                "(SELECT value FROM trace_metadata n WHERE n.trace_key = t.trace_key \
                  AND n.key = '{SOURCE_RUN_METADATA}')"
             ),
             column => format!("t.{column}"),

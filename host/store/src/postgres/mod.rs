@@ -51,6 +51,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0011_span_text.sql"),
     include_str!("../../migrations/postgres/0012_session_assessments.sql"),
     include_str!("../../migrations/postgres/0013_session_traces.sql"),
+    include_str!("../../migrations/postgres/0014_trace_keys.sql"),
 ];
 
 /// The advisory lock every wasmflow process takes around its migrations ("wasmflow" in ASCII):

@@ -54,7 +54,10 @@ async fn load_infos(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<TraceInfo>> {
     for table in ["trace_tags", "trace_metadata"] {
         let found = tx
             .query(
-                &format!("SELECT trace_id, key, value FROM {table} WHERE trace_id = ANY($1)"),
+                &format!(
+                    "SELECT t.trace_id, k.key, k.value FROM trace_info t
+                     JOIN {table} k ON k.trace_key = t.trace_key WHERE t.trace_id = ANY($1)"
+                ),
                 &[ids_param],
             )
             .await
@@ -89,11 +92,12 @@ async fn load_info(tx: &Tx<'_>, trace_id: &str) -> Result<TraceInfo> {
         .ok_or_else(|| trace_not_found(trace_id))
 }
 
-/// Sets (adds or replaces) key/value pairs of `trace_tags` or `trace_metadata`, in one statement.
+/// Sets (adds or replaces) key/value pairs of `trace_tags` or `trace_metadata` of the trace
+/// whose key is `trace_key`, in one statement.
 async fn put_key_values<'k>(
     tx: &Tx<'_>,
     table: &str,
-    trace_id: &str,
+    trace_key: i64,
     pairs: impl IntoIterator<Item = (&'k str, &'k str)>,
 ) -> Result<()> {
     let (keys, values): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
@@ -102,49 +106,49 @@ async fn put_key_values<'k>(
     }
     tx.execute(
         &format!(
-            "INSERT INTO {table} (trace_id, key, value)
-             SELECT $1, k, v FROM UNNEST($2::text[], $3::text[]) AS u(k, v)
-             ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value"
+            "INSERT INTO {table} (trace_key, key, value)
+             SELECT $1::bigint, k, v FROM UNNEST($2::text[], $3::text[]) AS u(k, v)
+             ON CONFLICT (trace_key, key) DO UPDATE SET value = excluded.value"
         ),
-        &[&trace_id, &keys, &values],
+        &[&trace_key, &keys, &values],
     )
     .await
     .map_err(pg_err)?;
     Ok(())
 }
 
-/// Whether the trace exists, holding a share lock on it until the transaction ends (so that
-/// it is not deleted under the write that follows).
-async fn lock_shared(tx: &Tx<'_>, trace_id: &str) -> Result<bool> {
+/// The trace's integer key (see migration 0014) if it exists, holding a share lock on it until
+/// the transaction ends (so that it is not deleted under the write that follows).
+async fn lock_shared(tx: &Tx<'_>, trace_id: &str) -> Result<Option<i64>> {
     Ok(tx
         .query_opt(
-            "SELECT 1 FROM trace_info WHERE trace_id = $1 FOR SHARE",
+            "SELECT trace_key FROM trace_info WHERE trace_id = $1 FOR SHARE",
             &[&trace_id],
         )
         .await
         .map_err(pg_err)?
-        .is_some())
+        .map(|r| r.get(0)))
 }
 
-/// Whether the trace exists, holding its row lock until the transaction ends: writers of one
-/// trace (spans, its record, assessments) take turns.
-async fn lock(tx: &Tx<'_>, trace_id: &str) -> Result<bool> {
+/// The trace's integer key if it exists, holding its row lock until the transaction ends:
+/// writers of one trace (spans, its record, assessments) take turns.
+async fn lock(tx: &Tx<'_>, trace_id: &str) -> Result<Option<i64>> {
     Ok(tx
         .query_opt(
-            "SELECT 1 FROM trace_info WHERE trace_id = $1 FOR UPDATE",
+            "SELECT trace_key FROM trace_info WHERE trace_id = $1 FOR UPDATE",
             &[&trace_id],
         )
         .await
         .map_err(pg_err)?
-        .is_some())
+        .map(|r| r.get(0)))
 }
 
-/// How a writer came to hold a trace's row lock.
+/// How a writer came to hold a trace's row lock, with the trace's key.
 enum Claim {
     /// It made the trace, with the record it gave.
-    Inserted,
+    Inserted(i64),
     /// The trace was there: the fields spans set, and whether the client finalized them.
-    Existing(SpanRecord, bool),
+    Existing(i64, SpanRecord, bool),
 }
 
 /// Makes the trace with `record` unless it exists, and holds its row lock either way. A trace
@@ -165,7 +169,7 @@ async fn claim(
                      execution_duration, state, client_request_id, request_preview,
                      response_preview)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (trace_id) DO NOTHING RETURNING 1",
+                 ON CONFLICT (trace_id) DO NOTHING RETURNING trace_key",
                 &[
                     &trace_id,
                     &experiment,
@@ -179,15 +183,16 @@ async fn claim(
             )
             .await
             .map_err(pg_err)?;
-        if inserted.is_some() {
-            return Ok(Claim::Inserted);
+        if let Some(row) = inserted {
+            return Ok(Claim::Inserted(row.get(0)));
         }
         let Some(row) = tx
             .query_opt(
                 "SELECT t.experiment_id, t.request_time, t.execution_duration, t.state,
                         t.request_preview, t.response_preview,
                         EXISTS (SELECT 1 FROM trace_metadata m
-                                WHERE m.trace_id = t.trace_id AND m.key = $2)
+                                WHERE m.trace_key = t.trace_key AND m.key = $2),
+                        t.trace_key
                  FROM trace_info t WHERE t.trace_id = $1 FOR UPDATE OF t",
                 &[&trace_id, &FINALIZED_METADATA],
             )
@@ -201,6 +206,7 @@ async fn claim(
             return Err(other_experiment(trace_id, stored, experiment));
         }
         return Ok(Claim::Existing(
+            row.get(7),
             SpanRecord {
                 request_time: row.get(1),
                 execution_duration: row.get(2),
@@ -233,7 +239,7 @@ async fn start_trace(
         response_preview: info.response_preview.clone(),
     };
     let trace_id = info.trace_id.as_str();
-    match claim(
+    let key = match claim(
         tx,
         trace_id,
         experiment,
@@ -242,16 +248,17 @@ async fn start_trace(
     )
     .await?
     {
-        Claim::Inserted => {
+        Claim::Inserted(key) => {
             put_key_values(
                 tx,
                 "trace_tags",
-                trace_id,
+                key,
                 [(ARTIFACT_LOCATION_TAG, artifact_location)],
             )
             .await?;
+            key
         }
-        Claim::Existing(..) => {
+        Claim::Existing(key, ..) => {
             // Spans came first (`log_spans`): the client's record is the final word on its
             // fields.
             tx.execute(
@@ -259,9 +266,9 @@ async fn start_trace(
                      client_request_id = $5,
                      request_preview = COALESCE($6, request_preview),
                      response_preview = COALESCE($7, response_preview)
-                 WHERE trace_id = $1",
+                 WHERE trace_key = $1",
                 &[
-                    &trace_id,
+                    &key,
                     &info.request_time,
                     &info.execution_duration,
                     &info.state,
@@ -272,14 +279,15 @@ async fn start_trace(
             )
             .await
             .map_err(pg_err)?;
+            key
         }
-    }
-    put_key_values(tx, "trace_tags", trace_id, client_tags(&info.tags)).await?;
+    };
+    put_key_values(tx, "trace_tags", key, client_tags(&info.tags)).await?;
     let finalized = finalize.then_some((FINALIZED_METADATA, "true"));
     put_key_values(
         tx,
         "trace_metadata",
-        trace_id,
+        key,
         info.trace_metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -305,26 +313,27 @@ async fn log_spans(
     for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
         let claimed = claim(tx, trace_id, experiment, &batch.new_record(), None).await?;
-        let finalized = matches!(claimed, Claim::Existing(_, true));
-        match claimed {
-            Claim::Inserted => {
+        let finalized = matches!(claimed, Claim::Existing(_, _, true));
+        let key = match claimed {
+            Claim::Inserted(key) => {
                 let location = span_artifact_location(artifact_root, trace_id);
                 put_key_values(
                     tx,
                     "trace_tags",
-                    trace_id,
+                    key,
                     [(ARTIFACT_LOCATION_TAG, location.as_str())],
                 )
                 .await?;
+                key
             }
-            Claim::Existing(stored, finalized) => {
+            Claim::Existing(key, stored, finalized) => {
                 if let Some(record) = batch.merged(&stored, finalized) {
                     tx.execute(
                         "UPDATE trace_info SET request_time = $2, execution_duration = $3,
                              state = $4, request_preview = $5, response_preview = $6
-                         WHERE trace_id = $1",
+                         WHERE trace_key = $1",
                         &[
-                            &trace_id,
+                            &key,
                             &record.request_time,
                             &record.execution_duration,
                             &record.state,
@@ -335,39 +344,44 @@ async fn log_spans(
                     .await
                     .map_err(pg_err)?;
                 }
+                key
             }
-        }
+        };
         put_key_values(
             tx,
             "trace_tags",
-            trace_id,
+            key,
             [(SPANS_LOCATION_TAG, SPANS_IN_STORE)],
         )
         .await?;
-        upsert_spans(tx, &batch).await?;
-        derive_from_spans(tx, &batch, finalized).await?;
+        upsert_spans(tx, key, &batch).await?;
+        derive_from_spans(tx, key, &batch, finalized).await?;
     }
     Ok(())
 }
 
 /// Writes the tags and metadata MLflow derives from a batch of spans (see
 /// [`SpanBatch::derived_tags`] and [`SpanBatch::derived_metadata`]), after the batch is stored
-/// and while the trace's row lock is held.
-async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) -> Result<()> {
-    let trace_id = batch.trace_id;
+/// and while the row lock of the trace (whose key is `key`) is held.
+async fn derive_from_spans(
+    tx: &Tx<'_>,
+    key: i64,
+    batch: &SpanBatch<'_>,
+    finalized: bool,
+) -> Result<()> {
     let tags = batch.derived_tags();
     put_key_values(
         tx,
         "trace_tags",
-        trace_id,
+        key,
         tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )
     .await?;
     let keys: &[&str] = &DERIVED_METADATA_KEYS;
     let existing: HashSet<String> = tx
         .query(
-            "SELECT key FROM trace_metadata WHERE trace_id = $1 AND key = ANY($2)",
-            &[&trace_id, &keys],
+            "SELECT key FROM trace_metadata WHERE trace_key = $1 AND key = ANY($2)",
+            &[&key, &keys],
         )
         .await
         .map_err(pg_err)?
@@ -376,8 +390,8 @@ async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) 
         .collect();
     let tree: Vec<_> = if batch.needs_span_tree() {
         tx.query(
-            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = $1",
-            &[&trace_id],
+            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_key = $1",
+            &[&key],
         )
         .await
         .map_err(pg_err)?
@@ -391,7 +405,7 @@ async fn derive_from_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>, finalized: bool) 
     put_key_values(
         tx,
         "trace_metadata",
-        trace_id,
+        key,
         metadata.iter().map(|(k, v)| (*k, v.as_str())),
     )
     .await
@@ -422,8 +436,9 @@ pub(crate) fn attributes_json(content: &str) -> String {
     }
 }
 
-/// The batch's spans in one statement, each replacing a copy logged before.
-async fn upsert_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>) -> Result<()> {
+/// The batch's spans, of the trace whose key is `key`, in one statement, each replacing a copy
+/// logged before.
+async fn upsert_spans(tx: &Tx<'_>, key: i64, batch: &SpanBatch<'_>) -> Result<()> {
     let spans = &batch.spans;
     let span_ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
     let parents: Vec<Option<&str>> = spans.iter().map(|s| s.parent_span_id.as_deref()).collect();
@@ -436,22 +451,23 @@ async fn upsert_spans(tx: &Tx<'_>, batch: &SpanBatch<'_>) -> Result<()> {
     let attributes: Vec<String> = spans.iter().map(|s| attributes_json(&s.content)).collect();
     let bodies: Vec<&[u8]> = spans.iter().map(|s| s.body.as_slice()).collect();
     tx.execute(
-        "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status,
+        "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status,
              start_time_ns, end_time_ns, content, attributes, body)
-         SELECT $1, u.span_id, u.parent, u.name, u.span_type, u.status, u.start_ns, u.end_ns,
+         SELECT $1::bigint, u.span_id, u.parent, u.name, u.span_type, u.status, u.start_ns,
+                u.end_ns,
                 u.content, u.attributes::jsonb, u.body
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                      $8::bigint[], $9::text[], $10::text[], $11::bytea[])
              AS u(span_id, parent, name, span_type, status, start_ns, end_ns, content,
                   attributes, body)
-         ON CONFLICT (trace_id, span_id) DO UPDATE SET
+         ON CONFLICT (trace_key, span_id) DO UPDATE SET
              parent_span_id = excluded.parent_span_id, name = excluded.name,
              span_type = excluded.span_type, status = excluded.status,
              start_time_ns = excluded.start_time_ns, end_time_ns = excluded.end_time_ns,
              content = excluded.content, attributes = excluded.attributes,
              body = excluded.body",
         &[
-            &batch.trace_id,
+            &key,
             &span_ids,
             &parents,
             &names,
@@ -576,26 +592,26 @@ async fn delete(tx: &Tx<'_>, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
 /// `EndTrace` (v2): the duration runs from the trace's start to `end`'s time.
 async fn end_trace(tx: &Tx<'_>, trace_id: &str, end: &TraceEnd) -> Result<TraceInfo> {
     // The trace's lock: spans of the same trace merge into its record one at a time.
-    if !lock(tx, trace_id).await? {
-        return Err(trace_not_found(trace_id));
-    }
+    let key = lock(tx, trace_id)
+        .await?
+        .ok_or_else(|| trace_not_found(trace_id))?;
     tx.execute(
         "UPDATE trace_info SET execution_duration = $2 - request_time, state = $3
-         WHERE trace_id = $1",
-        &[&trace_id, &end.timestamp_ms, &end.state],
+         WHERE trace_key = $1",
+        &[&key, &end.timestamp_ms, &end.state],
     )
     .await
     .map_err(pg_err)?;
     put_key_values(
         tx,
         "trace_metadata",
-        trace_id,
+        key,
         end.trace_metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str())),
     )
     .await?;
-    put_key_values(tx, "trace_tags", trace_id, client_tags(&end.tags)).await?;
+    put_key_values(tx, "trace_tags", key, client_tags(&end.tags)).await?;
     load_info(tx, trace_id).await
 }
 
@@ -681,9 +697,10 @@ impl TraceStore for PgStore {
         self.read(async |tx| {
             Ok(tx
                 .query(
-                    "SELECT s.trace_id, s.body
+                    "SELECT q.trace_id, s.body
                      FROM UNNEST($1::text[]) WITH ORDINALITY AS q(trace_id, n)
-                     JOIN spans s ON s.trace_id = q.trace_id
+                     JOIN trace_info t ON t.trace_id = q.trace_id
+                     JOIN spans s ON s.trace_key = t.trace_key
                      ORDER BY q.n, s.start_time_ns, s.span_id",
                     &[&trace_ids],
                 )
@@ -729,7 +746,7 @@ impl TraceStore for PgStore {
 
     fn link_prompts_to_trace(&self, trace_id: &str, prompt_versions: &[String]) -> Result<()> {
         self.write(async |tx| {
-            if !lock_shared(tx, trace_id).await? {
+            if lock_shared(tx, trace_id).await?.is_none() {
                 return Err(link_prompts_trace_not_found(trace_id));
             }
             tx.execute(
@@ -746,22 +763,22 @@ impl TraceStore for PgStore {
 
     fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
         self.write(async |tx| {
-            if !lock_shared(tx, trace_id).await? {
-                return Err(trace_not_found(trace_id));
-            }
-            put_key_values(tx, "trace_tags", trace_id, [(key, value)]).await
+            let trace = lock_shared(tx, trace_id)
+                .await?
+                .ok_or_else(|| trace_not_found(trace_id))?;
+            put_key_values(tx, "trace_tags", trace, [(key, value)]).await
         })
     }
 
     fn delete_trace_tag(&self, trace_id: &str, key: &str) -> Result<()> {
         self.write(async |tx| {
-            if !lock_shared(tx, trace_id).await? {
-                return Err(trace_not_found(trace_id));
-            }
+            let trace = lock_shared(tx, trace_id)
+                .await?
+                .ok_or_else(|| trace_not_found(trace_id))?;
             let n = tx
                 .execute(
-                    "DELETE FROM trace_tags WHERE trace_id = $1 AND key = $2",
-                    &[&trace_id, &key],
+                    "DELETE FROM trace_tags WHERE trace_key = $1 AND key = $2",
+                    &[&trace, &key],
                 )
                 .await
                 .map_err(pg_err)?;
@@ -805,7 +822,7 @@ impl TraceStore for PgStore {
     fn create_assessment(&self, assessment: Value) -> Result<Value> {
         self.write(async |tx| {
             let trace_id = assessment["trace_id"].as_str().unwrap_or_default();
-            if !lock(tx, trace_id).await? {
+            if lock(tx, trace_id).await?.is_none() {
                 return Err(trace_not_found(trace_id));
             }
             if let Some(old) = overridden(&assessment) {
@@ -839,7 +856,7 @@ impl TraceStore for PgStore {
 
     fn delete_assessment(&self, trace_id: &str, assessment_id: &str) -> Result<()> {
         self.write(async |tx| {
-            if !lock(tx, trace_id).await? {
+            if lock(tx, trace_id).await?.is_none() {
                 return Err(trace_not_found(trace_id));
             }
             let Ok(a) = load_assessment(tx, trace_id, assessment_id).await else {

@@ -38,6 +38,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_span_text.sql"),
     include_str!("../../migrations/0012_session_assessments.sql"),
     include_str!("../../migrations/0013_session_traces.sql"),
+    include_str!("../../migrations/0014_trace_keys.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.
@@ -282,6 +283,14 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
         tracing::info!(migration = i + 1, "applied database migration");
+    }
+    if version < MIGRATIONS.len() {
+        // A migration that rebuilt tables (0010, 0014) leaves them in the WAL, where every read
+        // finds each page through the WAL's index until a checkpoint, and none comes while
+        // nothing is written: `feedback.x IS NULL` over 100,000 traces, which reads every
+        // trace, took 69-103 ms right after 0014 against 53 ms before it.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(sql_err)?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use wasmflow_core::paging::{Page, decode_token};
 use wasmflow_core::{Error, Result};
@@ -48,8 +48,9 @@ fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
     for table in ["trace_tags", "trace_metadata"] {
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT trace_id, key, value FROM {table}
-                 WHERE trace_id IN (SELECT value FROM json_each(?1))"
+                "SELECT t.trace_id, k.key, k.value FROM trace_info t
+                 JOIN {table} k ON k.trace_key = t.trace_key
+                 WHERE t.trace_id IN (SELECT value FROM json_each(?1))"
             ))
             .map_err(sql_err)?;
         let found = stmt
@@ -78,44 +79,51 @@ fn load_infos(conn: &Connection, ids: &[String]) -> Result<Vec<TraceInfo>> {
     rows.assemble(ids)
 }
 
+/// Sets a key of `trace_tags` or `trace_metadata` of the trace whose key is `trace_key`.
 fn put_key_value(
     conn: &Connection,
     table: &str,
-    trace_id: &str,
+    trace_key: i64,
     key: &str,
     value: &str,
 ) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO {table} (trace_id, key, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value"
+        "INSERT INTO {table} (trace_key, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (trace_key, key) DO UPDATE SET value = excluded.value"
     ))
     .map_err(sql_err)?
-    .execute(params![trace_id, key, value])
+    .execute(params![trace_key, key, value])
     .map_err(sql_err)?;
     Ok(())
 }
 
-fn exists(conn: &Connection, trace_id: &str) -> Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM trace_info WHERE trace_id = ?1")
-        .map_err(sql_err)?
-        .query_row([trace_id], |_| Ok(()))
-        .optional()
-        .map_err(sql_err)
-        .map(|r| r.is_some())
-}
-
-/// Whether the trace exists; one that exists in another experiment is refused: a write must
-/// not move or add to a trace of an experiment the caller was not checked against.
-fn exists_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<bool> {
-    let stored: Option<i64> = conn
-        .prepare_cached("SELECT experiment_id FROM trace_info WHERE trace_id = ?1")
+/// The integer key of the trace (see migration 0014), if it exists.
+fn trace_key(conn: &Connection, trace_id: &str) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT trace_key FROM trace_info WHERE trace_id = ?1")
         .map_err(sql_err)?
         .query_row([trace_id], |r| r.get(0))
         .optional()
+        .map_err(sql_err)
+}
+
+fn exists(conn: &Connection, trace_id: &str) -> Result<bool> {
+    Ok(trace_key(conn, trace_id)?.is_some())
+}
+
+/// The trace's key, if it exists; one that exists in another experiment is refused: a write
+/// must not move or add to a trace of an experiment the caller was not checked against.
+fn key_in(conn: &Connection, trace_id: &str, experiment: i64) -> Result<Option<i64>> {
+    let stored: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT trace_key, experiment_id FROM trace_info WHERE trace_id = ?1")
+        .map_err(sql_err)?
+        .query_row([trace_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
         .map_err(sql_err)?;
     match stored {
-        Some(stored) if stored != experiment => Err(other_experiment(trace_id, stored, experiment)),
-        stored => Ok(stored.is_some()),
+        Some((_, stored)) if stored != experiment => {
+            Err(other_experiment(trace_id, stored, experiment))
+        }
+        stored => Ok(stored.map(|(key, _)| key)),
     }
 }
 
@@ -128,18 +136,18 @@ fn start_trace(
     finalize: bool,
 ) -> Result<TraceInfo> {
     let experiment = experiment_id_number(&info.experiment_id)?;
-    if exists_in(conn, &info.trace_id, experiment)? {
+    let key = if let Some(key) = key_in(conn, &info.trace_id, experiment)? {
         // Spans came first (`log_spans`): the client's record is the final word on its fields.
         conn.prepare_cached(
             "UPDATE trace_info SET experiment_id = ?2, request_time = ?3, execution_duration = ?4,
                  state = ?5, client_request_id = ?6,
                  request_preview = COALESCE(?7, request_preview),
                  response_preview = COALESCE(?8, response_preview)
-             WHERE trace_id = ?1",
+             WHERE trace_key = ?1",
         )
         .map_err(sql_err)?
         .execute(params![
-            info.trace_id,
+            key,
             experiment,
             info.request_time,
             info.execution_duration,
@@ -149,46 +157,47 @@ fn start_trace(
             info.response_preview
         ])
         .map_err(sql_err)?;
+        key
     } else {
-        conn.prepare_cached(
-            "INSERT INTO trace_info (trace_id, experiment_id, request_time, execution_duration,
-                 state, client_request_id, request_preview, response_preview)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(sql_err)?
-        .execute(params![
-            info.trace_id,
-            experiment,
-            info.request_time,
-            info.execution_duration,
-            info.state,
-            info.client_request_id,
-            info.request_preview,
-            info.response_preview
-        ])
-        .map_err(sql_err)?;
+        let key = conn
+            .prepare_cached(
+                "INSERT INTO trace_info (trace_id, experiment_id, request_time,
+                     execution_duration, state, client_request_id, request_preview,
+                     response_preview)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING trace_key",
+            )
+            .map_err(sql_err)?
+            .query_row(
+                params![
+                    info.trace_id,
+                    experiment,
+                    info.request_time,
+                    info.execution_duration,
+                    info.state,
+                    info.client_request_id,
+                    info.request_preview,
+                    info.response_preview
+                ],
+                |r| r.get(0),
+            )
+            .map_err(sql_err)?;
         put_key_value(
             conn,
             "trace_tags",
-            &info.trace_id,
+            key,
             ARTIFACT_LOCATION_TAG,
             artifact_location,
         )?;
-    }
+        key
+    };
     for (k, v) in client_tags(&info.tags) {
-        put_key_value(conn, "trace_tags", &info.trace_id, k, v)?;
+        put_key_value(conn, "trace_tags", key, k, v)?;
     }
     for (k, v) in &info.trace_metadata {
-        put_key_value(conn, "trace_metadata", &info.trace_id, k, v)?;
+        put_key_value(conn, "trace_metadata", key, k, v)?;
     }
     if finalize {
-        put_key_value(
-            conn,
-            "trace_metadata",
-            &info.trace_id,
-            FINALIZED_METADATA,
-            "true",
-        )?;
+        put_key_value(conn, "trace_metadata", key, FINALIZED_METADATA, "true")?;
     }
     for assessment in &info.assessments {
         let mut assessment = assessment.clone();
@@ -208,45 +217,50 @@ fn log_spans(
     for batch in span_batches(spans) {
         let trace_id = batch.trace_id;
         let stored = stored_span_record(conn, trace_id, experiment)?;
-        let finalized = stored.as_ref().is_some_and(|(_, f)| *f);
+        let finalized = stored.as_ref().is_some_and(|(_, _, f)| *f);
         let new = stored.is_none();
-        match stored {
+        let key = match stored {
             None => {
                 let record = batch.new_record();
-                conn.prepare_cached(
-                    "INSERT INTO trace_info (trace_id, experiment_id, request_time,
-                         execution_duration, state, request_preview, response_preview)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sql_err)?
-                .execute(params![
-                    trace_id,
-                    experiment,
-                    record.request_time,
-                    record.execution_duration,
-                    record.state,
-                    record.request_preview,
-                    record.response_preview,
-                ])
-                .map_err(sql_err)?;
+                let key = conn
+                    .prepare_cached(
+                        "INSERT INTO trace_info (trace_id, experiment_id, request_time,
+                             execution_duration, state, request_preview, response_preview)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING trace_key",
+                    )
+                    .map_err(sql_err)?
+                    .query_row(
+                        params![
+                            trace_id,
+                            experiment,
+                            record.request_time,
+                            record.execution_duration,
+                            record.state,
+                            record.request_preview,
+                            record.response_preview,
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_err)?;
                 put_key_value(
                     conn,
                     "trace_tags",
-                    trace_id,
+                    key,
                     ARTIFACT_LOCATION_TAG,
                     &span_artifact_location(artifact_root, trace_id),
                 )?;
+                key
             }
-            Some((stored, finalized)) => {
+            Some((key, stored, finalized)) => {
                 if let Some(record) = batch.merged(&stored, finalized) {
                     conn.prepare_cached(
                         "UPDATE trace_info SET request_time = ?2, execution_duration = ?3,
                              state = ?4, request_preview = ?5, response_preview = ?6
-                         WHERE trace_id = ?1",
+                         WHERE trace_key = ?1",
                     )
                     .map_err(sql_err)?
                     .execute(params![
-                        trace_id,
+                        key,
                         record.request_time,
                         record.execution_duration,
                         record.state,
@@ -255,43 +269,44 @@ fn log_spans(
                     ])
                     .map_err(sql_err)?;
                 }
+                key
             }
-        }
-        put_key_value(
-            conn,
-            "trace_tags",
-            trace_id,
-            SPANS_LOCATION_TAG,
-            SPANS_IN_STORE,
-        )?;
-        insert_spans(conn, &batch)?;
-        derive_from_spans(conn, &batch, finalized, new)?;
+        };
+        put_key_value(conn, "trace_tags", key, SPANS_LOCATION_TAG, SPANS_IN_STORE)?;
+        insert_spans(conn, key, &batch)?;
+        derive_from_spans(conn, key, &batch, finalized, new)?;
     }
     Ok(())
 }
 
 /// Writes the tags and metadata MLflow derives from a batch of spans (see
 /// [`SpanBatch::derived_tags`] and [`SpanBatch::derived_metadata`]), after the batch is stored.
-/// `new`: the batch made the trace, which so has no metadata yet.
+/// `new`: the batch made the trace (whose key is `key`), which so has no metadata yet.
 fn derive_from_spans(
     conn: &Connection,
+    key: i64,
     batch: &SpanBatch<'_>,
     finalized: bool,
     new: bool,
 ) -> Result<()> {
-    let trace_id = batch.trace_id;
     for (k, v) in batch.derived_tags() {
-        put_key_value(conn, "trace_tags", trace_id, &k, &v)?;
+        put_key_value(conn, "trace_tags", key, &k, &v)?;
     }
     let existing: HashSet<String> = if new {
         HashSet::new()
     } else {
         conn.prepare_cached(
-            "SELECT key FROM trace_metadata WHERE trace_id = ?1 AND key IN (?2, ?3, ?4, ?5)",
+            "SELECT key FROM trace_metadata WHERE trace_key = ?1 AND key IN (?2, ?3, ?4, ?5)",
         )
         .map_err(sql_err)?
         .query_map(
-            params_from_iter(std::iter::once(trace_id).chain(DERIVED_METADATA_KEYS)),
+            params![
+                key,
+                DERIVED_METADATA_KEYS[0],
+                DERIVED_METADATA_KEYS[1],
+                DERIVED_METADATA_KEYS[2],
+                DERIVED_METADATA_KEYS[3]
+            ],
             |r| r.get(0),
         )
         .map_err(sql_err)?
@@ -300,10 +315,10 @@ fn derive_from_spans(
     };
     let tree = if batch.needs_span_tree() {
         conn.prepare_cached(
-            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_id = ?1",
+            "SELECT span_id, parent_span_id, content FROM spans WHERE trace_key = ?1",
         )
         .map_err(sql_err)?
-        .query_map([trace_id], |r| {
+        .query_map([key], |r| {
             Ok(span_node(
                 &r.get::<_, String>(0)?,
                 r.get::<_, Option<String>>(1)?.as_deref(),
@@ -317,25 +332,25 @@ fn derive_from_spans(
         Vec::new()
     };
     for (k, v) in batch.derived_metadata(&existing, finalized, &tree) {
-        put_key_value(conn, "trace_metadata", trace_id, k, &v)?;
+        put_key_value(conn, "trace_metadata", key, k, &v)?;
     }
     Ok(())
 }
 
-/// The fields of a trace's record that spans set, and whether the client finalized it; none
-/// for a trace not stored yet. A trace of another experiment than `experiment` is refused, as
-/// in [`exists_in`].
+/// The trace's key, the fields of its record that spans set, and whether the client finalized
+/// it; none for a trace not stored yet. A trace of another experiment than `experiment` is
+/// refused, as in [`key_in`].
 fn stored_span_record(
     conn: &Connection,
     trace_id: &str,
     experiment: i64,
-) -> Result<Option<(SpanRecord, bool)>> {
+) -> Result<Option<(i64, SpanRecord, bool)>> {
     let found = conn
         .prepare_cached(
             "SELECT t.request_time, t.execution_duration, t.state, t.request_preview,
-                    t.response_preview, m.value IS NOT NULL, t.experiment_id
+                    t.response_preview, m.value IS NOT NULL, t.experiment_id, t.trace_key
              FROM trace_info t LEFT JOIN trace_metadata m
-                 ON m.trace_id = t.trace_id AND m.key = ?2
+                 ON m.trace_key = t.trace_key AND m.key = ?2
              WHERE t.trace_id = ?1",
         )
         .map_err(sql_err)?
@@ -350,25 +365,27 @@ fn stored_span_record(
                 },
                 r.get(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })
         .optional()
         .map_err(sql_err)?;
     match found {
-        Some((_, _, stored)) if stored != experiment => {
+        Some((_, _, stored, _)) if stored != experiment => {
             Err(other_experiment(trace_id, stored, experiment))
         }
-        found => Ok(found.map(|(record, finalized, _)| (record, finalized))),
+        found => Ok(found.map(|(record, finalized, _, key)| (key, record, finalized))),
     }
 }
 
-fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
+/// The batch's spans, of the trace whose key is `key`, each replacing a copy logged before.
+fn insert_spans(conn: &Connection, key: i64, batch: &SpanBatch<'_>) -> Result<()> {
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO spans (trace_id, span_id, parent_span_id, name, span_type, status,
+            "INSERT INTO spans (trace_key, span_id, parent_span_id, name, span_type, status,
                  start_time_ns, end_time_ns, content, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (trace_id, span_id) DO UPDATE SET
+             ON CONFLICT (trace_key, span_id) DO UPDATE SET
                  parent_span_id = excluded.parent_span_id, name = excluded.name,
                  span_type = excluded.span_type, status = excluded.status,
                  start_time_ns = excluded.start_time_ns, end_time_ns = excluded.end_time_ns,
@@ -378,7 +395,7 @@ fn insert_spans(conn: &Connection, batch: &SpanBatch<'_>) -> Result<()> {
     for s in &batch.spans {
         insert
             .execute(params![
-                s.trace_id,
+                key,
                 s.span_id,
                 s.parent_span_id,
                 s.name,
@@ -451,8 +468,8 @@ fn delete(conn: &Connection, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
     let limit = d.max_traces.map(|n| n as i64).unwrap_or(-1);
     let mut stmt = conn
         .prepare_cached(
-            "DELETE FROM trace_info WHERE trace_id IN (
-                 SELECT trace_id FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
+            "DELETE FROM trace_info WHERE trace_key IN (
+                 SELECT trace_key FROM trace_info WHERE experiment_id = ?1 AND request_time <= ?2
                  ORDER BY request_time ASC, trace_id ASC LIMIT ?3)
              RETURNING trace_id, experiment_id",
         )
@@ -462,22 +479,21 @@ fn delete(conn: &Connection, d: &TraceDeletion) -> Result<Vec<DeletedTrace>> {
 
 /// `EndTrace` (v2): the duration runs from the trace's start to `end`'s time.
 fn end_trace(conn: &Connection, trace_id: &str, end: &TraceEnd) -> Result<TraceInfo> {
-    let n = conn
+    let key: i64 = conn
         .prepare_cached(
             "UPDATE trace_info SET execution_duration = ?2 - request_time, state = ?3
-             WHERE trace_id = ?1",
+             WHERE trace_id = ?1 RETURNING trace_key",
         )
         .map_err(sql_err)?
-        .execute(params![trace_id, end.timestamp_ms, end.state])
-        .map_err(sql_err)?;
-    if n == 0 {
-        return Err(trace_not_found(trace_id));
-    }
+        .query_row(params![trace_id, end.timestamp_ms, end.state], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?
+        .ok_or_else(|| trace_not_found(trace_id))?;
     for (k, v) in &end.trace_metadata {
-        put_key_value(conn, "trace_metadata", trace_id, k, v)?;
+        put_key_value(conn, "trace_metadata", key, k, v)?;
     }
     for (k, v) in client_tags(&end.tags) {
-        put_key_value(conn, "trace_tags", trace_id, k, v)?;
+        put_key_value(conn, "trace_tags", key, k, v)?;
     }
     load_info(conn, trace_id)?.ok_or_else(|| trace_not_found(trace_id))
 }
@@ -563,7 +579,8 @@ impl TraceStore for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT body FROM spans WHERE trace_id = ?1 ORDER BY start_time_ns, span_id",
+                    "SELECT s.body FROM trace_info t JOIN spans s ON s.trace_key = t.trace_key
+                     WHERE t.trace_id = ?1 ORDER BY s.start_time_ns, s.span_id",
                 )
                 .map_err(sql_err)?;
             let mut out = Vec::new();
@@ -595,8 +612,8 @@ impl TraceStore for SqliteStore {
         self.write(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "DELETE FROM trace_info WHERE trace_id IN (
-                         SELECT trace_id FROM trace_info WHERE request_time < ?1 LIMIT ?2)
+                    "DELETE FROM trace_info WHERE trace_key IN (
+                         SELECT trace_key FROM trace_info WHERE request_time < ?1 LIMIT ?2)
                      RETURNING trace_id, experiment_id",
                 )
                 .map_err(sql_err)?;
@@ -631,23 +648,19 @@ impl TraceStore for SqliteStore {
     fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
         let (trace_id, key, value) = (trace_id.to_string(), key.to_string(), value.to_string());
         self.write(move |conn| {
-            if !exists(conn, &trace_id)? {
-                return Err(trace_not_found(&trace_id));
-            }
-            put_key_value(conn, "trace_tags", &trace_id, &key, &value)
+            let trace = trace_key(conn, &trace_id)?.ok_or_else(|| trace_not_found(&trace_id))?;
+            put_key_value(conn, "trace_tags", trace, &key, &value)
         })
     }
 
     fn delete_trace_tag(&self, trace_id: &str, key: &str) -> Result<()> {
         let (trace_id, key) = (trace_id.to_string(), key.to_string());
         self.write(move |conn| {
-            if !exists(conn, &trace_id)? {
-                return Err(trace_not_found(&trace_id));
-            }
+            let trace = trace_key(conn, &trace_id)?.ok_or_else(|| trace_not_found(&trace_id))?;
             let n = conn
-                .prepare_cached("DELETE FROM trace_tags WHERE trace_id = ?1 AND key = ?2")
+                .prepare_cached("DELETE FROM trace_tags WHERE trace_key = ?1 AND key = ?2")
                 .map_err(sql_err)?
-                .execute([&trace_id, &key])
+                .execute(params![trace, key])
                 .map_err(sql_err)?;
             if n == 0 {
                 return Err(Error::not_found(format!(
