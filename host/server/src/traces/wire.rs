@@ -475,7 +475,7 @@ fn span_dict_of(s: &Span) -> Value {
 /// under OTLP ingest. `span_text_is_the_dicts_text` holds the two to the same text.
 fn write_content(s: &Span, out: &mut String) {
     use std::fmt::Write as _;
-    use wasmflow_core::pyjson::{Style, write_string, write_value};
+    use wasmflow_core::pyjson::{Style, write_string};
     let quoted_b64 = |bytes: &[u8], out: &mut String| {
         out.push('"');
         base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
@@ -504,12 +504,7 @@ fn write_content(s: &Span, out: &mut String) {
         let _ = write!(out, "{}", s.end_time_unix_nano);
     }
     out.push_str(", \"events\": [");
-    for (i, e) in s.events.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_value(&event_dict(e), Style::Unicode, out);
-    }
+    write_dicts(s.events.iter().map(event_dict), out);
     out.push_str("], \"status\": {\"code\": \"");
     out.push_str(status_code_name(s));
     out.push_str("\", \"message\": ");
@@ -521,11 +516,24 @@ fn write_content(s: &Span, out: &mut String) {
     out.push_str("}, \"attributes\": {");
     // A key sent twice is written once, where it came first, with its last value (a dict's
     // order, and serde_json's ordered `Map`'s); the request id takes the client's place for it.
+    // Past a few keys they are found through a map, so that a span of very many attributes costs
+    // no more than a linear pass (the `Map` it replaces hashed every key).
     let mut entries: Vec<(&str, Option<&AnyValue>)> = Vec::with_capacity(s.attributes.len() + 1);
+    let mut index: Option<std::collections::HashMap<&str, usize>> =
+        (s.attributes.len() > 16).then(std::collections::HashMap::new);
     for kv in &s.attributes {
-        match entries.iter_mut().find(|(k, _)| *k == kv.key) {
-            Some(entry) => entry.1 = kv.value.as_ref(),
-            None => entries.push((&kv.key, kv.value.as_ref())),
+        let found = match &mut index {
+            Some(index) => index.get(kv.key.as_str()).copied(),
+            None => entries.iter().position(|(k, _)| *k == kv.key),
+        };
+        match found {
+            Some(i) => entries[i].1 = kv.value.as_ref(),
+            None => {
+                if let Some(index) = &mut index {
+                    index.insert(&kv.key, entries.len());
+                }
+                entries.push((&kv.key, kv.value.as_ref()));
+            }
         }
     }
     let mut text = String::new();
@@ -554,13 +562,18 @@ fn write_content(s: &Span, out: &mut String) {
         write_string(&request_id_text(&s.trace_id), Style::Unicode, out);
     }
     out.push_str("}, \"links\": [");
-    for (i, l) in s.links.iter().enumerate() {
+    write_dicts(s.links.iter().map(link_dict), out);
+    out.push_str("]}");
+}
+
+/// The items of a list of dicts (a span's events or links), as `json.dumps` writes them.
+fn write_dicts(dicts: impl Iterator<Item = Value>, out: &mut String) {
+    for (i, d) in dicts.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        write_value(&link_dict(l), Style::Unicode, out);
+        wasmflow_core::pyjson::write_value(&d, wasmflow_core::pyjson::Style::Unicode, out);
     }
-    out.push_str("]}");
 }
 
 /// A span attribute's value as MLflow's store keeps it in the span's dict: its JSON text
@@ -866,6 +879,16 @@ mod tests {
             ..Link::default()
         }];
         spans.push(all);
+        // Keys sent twice among a few (found by a scan, not the map).
+        let mut few = spans[0].clone();
+        few.attributes = vec![
+            kv("a", text("1")),
+            kv("b", text("2")),
+            kv("a", text("3")),
+            kv(REQUEST_ID_ATTRIBUTE, None),
+            kv("b", values[4].clone()),
+        ];
+        spans.push(few);
         let mut error = spans[0].clone();
         error.status = Some(Status {
             code: 2,
