@@ -28,7 +28,8 @@ pub fn dumps(value: &Value, style: Style) -> String {
     out
 }
 
-fn write_value(value: &Value, style: Style, out: &mut String) {
+/// [`dumps`] appended to `out`, for a writer that puts a larger text together itself.
+pub fn write_value(value: &Value, style: Style, out: &mut String) {
     let (item_sep, key_sep) = match style {
         Style::Default | Style::Unicode => (", ", ": "),
         Style::CompactSorted => (",", ":"),
@@ -49,18 +50,25 @@ fn write_value(value: &Value, style: Style, out: &mut String) {
             out.push(']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            if style == Style::CompactSorted {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-            }
             out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
+            let mut entry = |i: usize, k: &str, v: &Value| {
                 if i > 0 {
                     out.push_str(item_sep);
                 }
                 write_str(k, out, style != Style::Unicode);
                 out.push_str(key_sep);
                 write_value(v, style, out);
+            };
+            if style == Style::CompactSorted {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    entry(i, k, v);
+                }
+            } else {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    entry(i, k, v);
+                }
             }
             out.push('}');
         }
@@ -71,6 +79,14 @@ fn write_value(value: &Value, style: Style, out: &mut String) {
 /// digits (`1e-07`, `1e+16`), where Rust writes `1e-7` and `1e16`. (Floats in [1e-5, 1e-4)
 /// still differ: Python writes `1.5e-05`, Rust `0.000015`.)
 fn write_number(n: &serde_json::Number, out: &mut String) {
+    if let Some(i) = n.as_i64() {
+        let _ = write!(out, "{i}");
+        return;
+    }
+    if let Some(u) = n.as_u64() {
+        let _ = write!(out, "{u}");
+        return;
+    }
     let text = n.to_string();
     match text.split_once('e') {
         Some((mantissa, exp)) if n.is_f64() => {
@@ -84,27 +100,42 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
     }
 }
 
+/// The string `s` as `json.dumps` writes it in `style`, appended to `out`.
+pub fn write_string(s: &str, style: Style, out: &mut String) {
+    write_str(s, out, style != Style::Unicode);
+}
+
 fn write_str(s: &str, out: &mut String, ensure_ascii: bool) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c if !ensure_ascii && !c.is_control() => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
+    // Characters written as they are go over in runs, one copy a run: most text needs no
+    // escape at all (OTLP ingest writes every span attribute through here, twice).
+    let mut run = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            c if c.is_ascii() && !c.is_ascii_control() => continue,
+            c if !ensure_ascii && !c.is_control() => continue,
+            _ => "",
+        };
+        out.push_str(&s[run..i]);
+        run = i + c.len_utf8();
+        if escape.is_empty() {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
             }
+        } else {
+            out.push_str(escape);
         }
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -131,6 +162,25 @@ mod tests {
         assert_eq!(
             dumps(&json!("\u{1F600}"), Style::Default),
             r#""\ud83d\ude00""#
+        );
+    }
+
+    /// Escapes between runs of text written as it is, at the start, the end and side by side.
+    #[test]
+    fn escapes_in_runs() {
+        let s = "\"a\\b\nc\r\td\u{8}\u{c}\u{1}é\u{1F600}z\"";
+        assert_eq!(
+            dumps(&json!(s), Style::Unicode),
+            "\"\\\"a\\\\b\\nc\\r\\td\\b\\f\\u0001é\u{1F600}z\\\"\""
+        );
+        assert_eq!(
+            dumps(&json!(s), Style::Default),
+            r#""\"a\\b\nc\r\td\b\f\u0001\u00e9\ud83d\ude00z\"""#
+        );
+        assert_eq!(dumps(&json!(""), Style::Unicode), r#""""#);
+        assert_eq!(
+            dumps(&json!([-5, 18446744073709551615u64, 2.0]), Style::Default),
+            "[-5, 18446744073709551615, 2.0]"
         );
     }
 }

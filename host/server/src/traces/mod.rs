@@ -936,7 +936,8 @@ async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: By
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        None | Some("identity") => body.to_vec(),
+        // Decoded where it lies; only a compressed body is copied (inflated).
+        None | Some("identity") => std::borrow::Cow::Borrowed(&body[..]),
         Some("gzip") => {
             let mut out = Vec::new();
             let limit = crate::app::MAX_JSON_BODY as u64;
@@ -944,7 +945,7 @@ async fn otlp_export(State(state): State<AppState>, headers: HeaderMap, body: By
                 .take(limit + 1)
                 .read_to_end(&mut out)
             {
-                Ok(n) if n as u64 <= limit => out,
+                Ok(n) if n as u64 <= limit => std::borrow::Cow::Owned(out),
                 Ok(_) => {
                     return otlp_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
