@@ -485,14 +485,7 @@ pub fn resource_tags(attributes: &[KeyValue]) -> BTreeMap<String, String> {
 
 /// A stored span as MLflow's `Span.to_dict()` writes it in a trace's `traces.json` (what
 /// `get-trace-artifact` answers): ids in base64, times as numbers, the status code by name,
-/// and each attribute's value as its JSON text.
-pub fn span_dict(body: &[u8]) -> Result<Value> {
-    let s = Span::decode(body)
-        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
-    Ok(span_dict_of(&s))
-}
-
-/// [`span_dict`] as MLflow answers a stored span in `traces.json`, typed as it loads it
+/// and each attribute's value as its JSON text; typed as MLflow types it when it loads it
 /// ([`super::translate::type_when_loaded`]).
 pub fn loaded_span_dict(body: &[u8]) -> Result<Value> {
     let mut s = Span::decode(body)
@@ -518,7 +511,7 @@ fn content_text(s: &Span) -> String {
     out
 }
 
-/// [`span_dict`] of a decoded span. As MLflow's `Span.from_otel_proto`, the span's
+/// [`loaded_span_dict`] of a decoded span. As MLflow's `Span.from_otel_proto`, the span's
 /// `mlflow.traceRequestId` attribute is the trace's MLflow id (the server's, whatever a client
 /// sent), in its place if the client sent one, else last.
 fn span_dict_of(s: &Span) -> Value {
