@@ -69,6 +69,16 @@ impl SqliteStore {
         // most. Set after the migrations, so their sorts and temporary indexes may still spill.
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_err)?;
+        // The writer's page cache is 8 MiB, not `configure`'s 64. While the database is under
+        // 1 GiB, a B-tree split can leave SQLite's lock-byte page (number 262,145) as the
+        // cache's highest key for a moment, and each commit after it then walks the whole
+        // cache's hash table to drop pages past the file's end (`pcache1TruncateUnsafe`: 5.6% of
+        // the writer's samples under OTLP ingest). Writes touch the right edges of their trees
+        // and a few index leaves, which 8 MiB holds: measured 2026-12-05, 100,000 OTLP traces,
+        // writer 5.8-6.2 -> 5.0-5.3 us a span (122-128k -> 133-146k spans/s), and log-batch of
+        // 1,000 metrics 681k -> 679k metrics/s (scripts/bench_scale.py, 10,000 runs).
+        conn.pragma_update(None, "cache_size", -8192)
+            .map_err(sql_err)?;
 
         let checkpoints =
             checkpoint::Checkpoints::start(&conn, path, checkpoint::Thresholds::STORE)?;
