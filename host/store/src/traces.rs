@@ -1046,7 +1046,10 @@ pub mod derived {
             assert_eq!(preview(&resp.to_string(), "assistant"), "yo");
             // Anything else as the span carried it, as MLflow 3.17.2 keeps it (seen: compact
             // JSON stays compact).
-            assert_eq!(preview("{\"q\":\"h\u{e9}\"}", "user"), "{\"q\":\"h\u{e9}\"}");
+            assert_eq!(
+                preview("{\"q\":\"h\u{e9}\"}", "user"),
+                "{\"q\":\"h\u{e9}\"}"
+            );
             assert_eq!(preview(r#""text""#, "user"), r#""text""#);
             let long = format!("\"{}\"", "x".repeat(1200));
             let p = preview(&long, "user");
