@@ -75,7 +75,7 @@ impl SqliteStore {
         // cache's hash table to drop pages past the file's end (`pcache1TruncateUnsafe`: 5.6% of
         // the writer's samples under OTLP ingest). Writes touch the right edges of their trees
         // and a few index leaves, which 8 MiB holds: measured 2026-12-05, 100,000 OTLP traces,
-        // writer 5.8-6.2 -> 5.0-5.3 us a span (122-128k -> 133-146k spans/s), and log-batch of
+        // writer 5.8-7.1 -> 5.0-5.7 us a span (97-128k -> 124-146k spans/s), and log-batch of
         // 1,000 metrics 681k -> 679k metrics/s (scripts/bench_scale.py, 10,000 runs).
         conn.pragma_update(None, "cache_size", -8192)
             .map_err(sql_err)?;
