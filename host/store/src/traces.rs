@@ -91,7 +91,8 @@ pub struct NewSpan {
     pub status: String,
     pub start_time_ns: i64,
     pub end_time_ns: Option<i64>,
-    /// The span's `mlflow.spanInputs` / `mlflow.spanOutputs` as JSON text (previews of roots).
+    /// A root span's `mlflow.spanInputs` / `mlflow.spanOutputs` as JSON text, for its trace's
+    /// previews (none for other spans: nothing reads theirs).
     pub inputs: Option<String>,
     pub outputs: Option<String>,
     /// The span's JSON text as MLflow's SQL store keeps it (`json.dumps` of MLflow's

@@ -301,11 +301,15 @@ fn key_values_json(kvs: &[KeyValue]) -> Vec<Value> {
         .collect()
 }
 
+/// A stored span's OTLP bytes, decoded.
+fn stored_span(body: &[u8]) -> Result<Span> {
+    Span::decode(body).map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))
+}
+
 /// A stored span (OTLP protobuf) as the JSON of the `opentelemetry.proto.trace.v1.Span` inside
 /// MLflow's `Trace` message.
 pub fn span_json(body: &[u8]) -> Result<Value> {
-    let mut s = Span::decode(body)
-        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    let mut s = stored_span(body)?;
     super::translate::type_when_loaded(&mut s);
     let mut m = Map::new();
     m.insert("trace_id".into(), json!(b64(&s.trace_id)));
@@ -488,8 +492,7 @@ pub fn resource_tags(attributes: &[KeyValue]) -> BTreeMap<String, String> {
 /// and each attribute's value as its JSON text; typed as MLflow types it when it loads it
 /// ([`super::translate::type_when_loaded`]).
 pub fn loaded_span_dict(body: &[u8]) -> Result<Value> {
-    let mut s = Span::decode(body)
-        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    let mut s = stored_span(body)?;
     super::translate::type_when_loaded(&mut s);
     Ok(span_dict_of(&s))
 }
@@ -497,8 +500,7 @@ pub fn loaded_span_dict(body: &[u8]) -> Result<Value> {
 /// A stored span's `content` text from its OTLP bytes, as [`new_span`] writes it (migration
 /// 0011 rewrites the text older wasmflows wrote with it).
 pub fn span_content(body: &[u8]) -> Result<String> {
-    let s = Span::decode(body)
-        .map_err(|e| Error::internal(format!("a stored span is not OTLP: {e}")))?;
+    let s = stored_span(body)?;
     Ok(content_text(&s))
 }
 
@@ -713,6 +715,12 @@ fn link_dict(l: &opentelemetry_proto::tonic::trace::v1::span::Link) -> Value {
 /// MLflow's `SpanAttributeKey.REQUEST_ID`.
 const REQUEST_ID_ATTRIBUTE: &str = "mlflow.traceRequestId";
 
+/// An attribute's value (the last one of a key sent twice, as a dict keeps it).
+fn attribute(span: &Span, key: &str) -> Option<Value> {
+    let kv = span.attributes.iter().rev().find(|kv| kv.key == key)?;
+    Some(kv.value.as_ref().map(plain).unwrap_or(Value::Null))
+}
+
 /// A received OTLP span as a stored one; a span without proper ids is refused.
 pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result<NewSpan> {
     if span.trace_id.len() != 16 {
@@ -735,15 +743,10 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
             span.name
         )));
     }
-    // An attribute's value (the last one of a key sent twice, as a dict keeps it).
-    let attribute = |key: &str| -> Option<Value> {
-        let kv = span.attributes.iter().rev().find(|kv| kv.key == key)?;
-        Some(kv.value.as_ref().map(plain).unwrap_or(Value::Null))
-    };
     // The MLflow client sends its attributes decoded; a producer that sends them JSON-encoded
     // (`"\"LLM\""`) means the same.
     let text_of = |key: &str| -> Option<String> {
-        match attribute(key)? {
+        match attribute(span, key)? {
             Value::String(s) => Some(match serde_json::from_str::<Value>(&s) {
                 Ok(Value::String(inner)) => inner,
                 _ => s,
@@ -761,9 +764,13 @@ pub fn new_span(span: &Span, resource_tags: &BTreeMap<String, String>) -> Result
     // What MLflow's translation of other OpenTelemetry conventions adds is stored with the span.
     let translated = super::translate::translate(span);
     let span = translated.as_ref().unwrap_or(span);
+    // Only a root's inputs and outputs are read (its trace's previews).
+    let root = span.parent_span_id.is_empty();
     let json_of = |key: &str| -> Option<String> {
-        let kv = span.attributes.iter().rev().find(|kv| kv.key == key)?;
-        match kv.value.as_ref().map(plain).unwrap_or(Value::Null) {
+        if !root {
+            return None;
+        }
+        match attribute(span, key)? {
             Value::String(s) if serde_json::from_str::<Value>(&s).is_ok() => Some(s),
             other => Some(wasmflow_core::pyjson::dumps(
                 &other,
