@@ -85,7 +85,14 @@ def fill(c, traces: int, mark: str, session_every: int) -> None:
             body["metadata"] = {"mlflow.trace.session": session}
         assessments.append((f"a-{i}", tid, "quality", "feedback", json.dumps(value), 1, 1, json.dumps(body)))
     insert("trace_info", ["trace_id", "experiment_id", "request_time", "execution_duration", "state"], info)
-    insert("trace_metadata", ["trace_id", "key", "value"], metadata)
+    k.execute("SELECT * FROM trace_metadata LIMIT 0")
+    if "trace_key" in [d[0] for d in k.description]:
+        # Metadata is keyed by the trace's integer key since migration 0014.
+        k.execute("SELECT trace_id, trace_key FROM trace_info")
+        keys = dict(k.fetchall())
+        insert("trace_metadata", ["trace_key", "key", "value"], [(keys[t], key, v) for t, key, v in metadata])
+    else:
+        insert("trace_metadata", ["trace_id", "key", "value"], metadata)
     k.execute("SELECT * FROM assessments LIMIT 0")
     if "session_level" in [d[0] for d in k.description]:
         # The schema the first binary made already marks session-level assessments (migration
@@ -94,6 +101,12 @@ def fill(c, traces: int, mark: str, session_every: int) -> None:
         columns = ["session_level"]
     else:
         columns = []
+    if "trace_key" in [d[0] for d in k.description]:
+        # Each assessment keeps its trace's experiment and key since migration 0015.
+        k.execute("SELECT trace_id, trace_key FROM trace_info")
+        keys = dict(k.fetchall())
+        assessments = [a + (EXPERIMENT, keys[a[1]]) for a in assessments]
+        columns += ["experiment_id", "trace_key"]
     insert("assessments", ["assessment_id", "trace_id", "name", "kind", "value", "valid", "created", "body"]
            + columns, assessments)
     c.commit()

@@ -10,7 +10,7 @@ use wasmflow_store::traces::{
     AssessmentUpdate, NewSpan, TraceDeletion, TraceEnd, TraceInfo, TraceSearch, parse_trace_filter,
     parse_trace_order_by,
 };
-use wasmflow_store::{EvalDatasetStore, TraceStore};
+use wasmflow_store::{EvalDatasetStore, TraceStore, TrackingStore};
 
 mod common;
 
@@ -656,6 +656,114 @@ fn session_level_assessments_and_null_feedback() {
         // The count (correlation's) agrees with the search.
         let filter = parse_trace_filter("feedback.coherent IS NOT NULL").unwrap();
         assert_eq!(store.count_traces(&["0".into()], &filter).unwrap(), 3);
+    });
+}
+
+/// `IS NULL` over a name every searched trace holds answers nothing (from counts asked before
+/// the search, `held_by_all_queries`); the counts are of traces, not assessments, of valid ones
+/// of that kind, in the searched experiments only, and follow every change of an assessment.
+#[test]
+fn is_null_when_every_trace_holds_the_assessment() {
+    each_backend!(|store| {
+        let other = store.create_experiment("other", None, &[]).unwrap();
+        let (zero, b) = ("0", other.as_str());
+        for (i, (id, experiment)) in [("a1", zero), ("a2", zero), ("a3", zero), ("b1", b)]
+            .iter()
+            .enumerate()
+        {
+            let record = TraceInfo {
+                trace_id: id.to_string(),
+                experiment_id: experiment.to_string(),
+                request_time: 1000 * (i as i64 + 1),
+                execution_duration: Some(1),
+                state: "OK".into(),
+                ..TraceInfo::default()
+            };
+            store.start_trace(record, "a".into()).unwrap();
+        }
+        let create = |id: &str, trace: &str, body: serde_json::Value| {
+            let mut a = json!({"assessment_id": id, "trace_id": trace,
+                               "assessment_name": "quality", "valid": true});
+            a.as_object_mut()
+                .unwrap()
+                .extend(body.as_object().unwrap().clone());
+            store.create_assessment(a).unwrap()
+        };
+        let search_in = |experiments: &[&str], filter: &str| -> (Vec<String>, u64) {
+            let filter = parse_trace_filter(filter).unwrap();
+            let experiment_ids: Vec<String> = experiments.iter().map(|e| e.to_string()).collect();
+            let found = all_pages(
+                &store,
+                TraceSearch {
+                    experiment_ids: experiment_ids.clone(),
+                    filter: filter.clone(),
+                    order_by: vec![parse_trace_order_by("timestamp_ms ASC").unwrap()],
+                    max_results: 1,
+                    page_token: None,
+                },
+            );
+            (found, store.count_traces(&experiment_ids, &filter).unwrap())
+        };
+        let null = "feedback.quality IS NULL";
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(search_in(&["0"], null), (ids(&["a1", "a2", "a3"]), 3));
+
+        // Two valid feedbacks on a1 and one on a2: as many as the traces, but a3 holds none.
+        create("f-1", "a1", json!({"feedback": {"value": "yes"}}));
+        create("f-2", "a1", json!({"feedback": {"value": "no"}}));
+        create("f-3", "a2", json!({"feedback": {"value": "yes"}}));
+        assert_eq!(search_in(&["0"], null), (ids(&["a3"]), 1));
+        // An expectation of the name is not a feedback.
+        create("e-1", "a3", json!({"expectation": {"value": "yes"}}));
+        assert_eq!(search_in(&["0"], null), (ids(&["a3"]), 1));
+        assert_eq!(
+            search_in(&["0"], "expectation.quality IS NULL"),
+            (ids(&["a1", "a2"]), 2)
+        );
+        // Now every trace of experiment 0 holds one: nothing, with or without other clauses.
+        create("f-4", "a3", json!({"feedback": {"value": "no"}}));
+        assert_eq!(search_in(&["0"], null), (vec![], 0));
+        assert_eq!(
+            search_in(&["0"], &format!("{null} AND feedback.quality = 'yes'")),
+            (vec![], 0)
+        );
+        // Experiment 1's trace holds none: searched together, it alone is found.
+        assert_eq!(search_in(&["0", b], null), (ids(&["b1"]), 1));
+        assert_eq!(search_in(&[b], null), (ids(&["b1"]), 1));
+        // A trace in another experiment holding one does not stand for b1.
+        create("f-5", "b1", json!({"feedback": {"value": "yes"}}));
+        assert_eq!(search_in(&["0", b], null), (vec![], 0));
+        // Overridden, a feedback is no longer valid; its replacement is.
+        create(
+            "f-6",
+            "b1",
+            json!({"feedback": {"value": "no"}, "overrides": "f-5"}),
+        );
+        assert_eq!(search_in(&["0", b], null), (vec![], 0));
+        // Deleted, it leaves its trace without one (the overridden one becomes valid again, as
+        // in MLflow, so delete that too).
+        store.delete_assessment("b1", "f-6").unwrap();
+        store.delete_assessment("b1", "f-5").unwrap();
+        assert_eq!(search_in(&["0", b], null), (ids(&["b1"]), 1));
+        // Renamed by an update, a3's feedback no longer counts for `quality`.
+        let update = AssessmentUpdate {
+            fields: [("assessment_name".to_string(), json!("other"))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        store.update_assessment("a3", "f-4", update).unwrap();
+        assert_eq!(search_in(&["0"], null), (ids(&["a3"]), 1));
+        // A deleted trace takes its assessments with it.
+        store
+            .delete_traces(&TraceDeletion {
+                experiment_id: "0".into(),
+                trace_ids: vec!["a3".into()],
+                max_timestamp_millis: None,
+                max_traces: None,
+            })
+            .unwrap();
+        assert_eq!(search_in(&["0"], null), (vec![], 0));
     });
 }
 

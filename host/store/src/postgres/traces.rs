@@ -22,8 +22,8 @@ use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SessionScoped, SpanBatch,
     SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
-    experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
+    experiment_id_number, held_by_all_queries, link_prompts_trace_not_found, other_experiment,
+    overridden, parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
     span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
@@ -487,7 +487,13 @@ async fn upsert_spans(tx: &Tx<'_>, key: i64, batch: &SpanBatch<'_>) -> Result<()
 
 async fn search(tx: &Tx<'_>, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let scoped = session_scoped(tx, &search.experiment_ids, &search.filter).await?;
+    let Some(scoped) = prepare(tx, &search.experiment_ids, &search.filter).await? else {
+        return Ok(Page::from_overfetched(
+            Vec::new(),
+            offset,
+            search.max_results,
+        ));
+    };
     let query = search_query(search, offset, &scoped, Dialect::Postgres)?;
     let found: Vec<String> = tx
         .query(&query.sql, &query.pg_params())
@@ -501,12 +507,22 @@ async fn search(tx: &Tx<'_>, search: &TraceSearch) -> Result<Page<TraceInfo>> {
 }
 
 /// What [`SessionScoped`] a search or count over `experiment_ids` with `filter` compiles with
-/// (one query for each assessment clause of `filter`).
-async fn session_scoped(
+/// (one query for each assessment clause of `filter`), or none when a clause is known to match
+/// no trace ([`held_by_all_queries`]).
+async fn prepare(
     tx: &Tx<'_>,
     experiment_ids: &[String],
     filter: &[TraceClause],
-) -> Result<SessionScoped> {
+) -> Result<Option<SessionScoped>> {
+    for query in held_by_all_queries(experiment_ids, filter, Dialect::Postgres)? {
+        let row = tx
+            .query_one(&query.sql, &query.pg_params())
+            .await
+            .map_err(pg_err)?;
+        if row.get::<_, i32>(0) == 1 {
+            return Ok(None);
+        }
+    }
     let mut scoped = SessionScoped::default();
     for (clause, query) in session_queries(experiment_ids, filter, Dialect::Postgres)? {
         let rows = tx
@@ -515,7 +531,7 @@ async fn session_scoped(
             .map_err(pg_err)?;
         scoped.insert(clause, rows.iter().map(|r| r.get(0)).collect());
     }
-    Ok(scoped)
+    Ok(Some(scoped))
 }
 
 /// Deletes these traces, locking them in id order first (as span writers lock them), so a
@@ -620,8 +636,10 @@ async fn insert_assessment(tx: &Tx<'_>, a: &Value) -> Result<()> {
     let changed = tx
         .execute(
             "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid,
-                 created, body, session_level)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 created, body, session_level, experiment_id, trace_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 (SELECT experiment_id FROM trace_info WHERE trace_id = $2),
+                 (SELECT trace_key FROM trace_info WHERE trace_id = $2))
              ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name,
                  kind = excluded.kind, value = excluded.value, valid = excluded.valid,
                  body = excluded.body, session_level = excluded.session_level
@@ -878,7 +896,9 @@ impl TraceStore for PgStore {
 
     fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
         self.read(async |tx| {
-            let scoped = session_scoped(tx, experiment_ids, filter).await?;
+            let Some(scoped) = prepare(tx, experiment_ids, filter).await? else {
+                return Ok(0);
+            };
             let query = count_query(experiment_ids, filter, &scoped, Dialect::Postgres)?;
             let row = tx
                 .query_one(&query.sql, &query.pg_params())

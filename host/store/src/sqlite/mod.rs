@@ -39,6 +39,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0012_session_assessments.sql"),
     include_str!("../../migrations/0013_session_traces.sql"),
     include_str!("../../migrations/0014_trace_keys.sql"),
+    include_str!("../../migrations/0015_assessment_holders.sql"),
 ];
 
 /// How many queued writes one transaction may take; bounds the latency a write waits behind others.

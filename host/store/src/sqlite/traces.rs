@@ -15,8 +15,8 @@ use crate::trace_metrics::{MetricQuery, MetricRow, metric_row, metric_rows_query
 use crate::trace_rules::{
     AssessmentRow, DERIVED_METADATA_KEYS, FINALIZED_METADATA, InfoRows, SessionScoped, SpanBatch,
     SpanRecord, TRACE_INFO_COLUMNS, apply_update, assessment_not_found, client_tags, count_query,
-    experiment_id_number, link_prompts_trace_not_found, other_experiment, overridden,
-    parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
+    experiment_id_number, held_by_all_queries, link_prompts_trace_not_found, other_experiment,
+    overridden, parse_assessment, search_query, session_queries, set_valid, span_artifact_location,
     span_batches, span_node, trace_info_from_row,
 };
 use crate::traces::{
@@ -413,7 +413,13 @@ fn insert_spans(conn: &Connection, key: i64, batch: &SpanBatch<'_>) -> Result<()
 
 fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
     let offset = decode_token(search.page_token.as_deref())?;
-    let scoped = session_scoped(conn, &search.experiment_ids, &search.filter)?;
+    let Some(scoped) = prepare(conn, &search.experiment_ids, &search.filter)? else {
+        return Ok(Page::from_overfetched(
+            Vec::new(),
+            offset,
+            search.max_results,
+        ));
+    };
     let query = SqlQuery::from(search_query(search, offset, &scoped, Dialect::Sqlite)?);
     let found: Vec<String> = query.rows(conn, |r| r.get(0))?;
     let infos = load_infos(conn, &found)?;
@@ -421,17 +427,24 @@ fn search(conn: &Connection, search: &TraceSearch) -> Result<Page<TraceInfo>> {
 }
 
 /// What [`SessionScoped`] a search or count over `experiment_ids` with `filter` compiles with
-/// (one query for each assessment clause of `filter`).
-fn session_scoped(
+/// (one query for each assessment clause of `filter`), or none when a clause is known to match
+/// no trace ([`held_by_all_queries`]).
+fn prepare(
     conn: &Connection,
     experiment_ids: &[String],
     filter: &[TraceClause],
-) -> Result<SessionScoped> {
+) -> Result<Option<SessionScoped>> {
+    for query in held_by_all_queries(experiment_ids, filter, Dialect::Sqlite)? {
+        let held: Vec<i64> = SqlQuery::from(query).first_column(conn)?;
+        if held.first() == Some(&1) {
+            return Ok(None);
+        }
+    }
     let mut scoped = SessionScoped::default();
     for (clause, query) in session_queries(experiment_ids, filter, Dialect::Sqlite)? {
         scoped.insert(clause, SqlQuery::from(query).rows(conn, |r| r.get(0))?);
     }
-    Ok(scoped)
+    Ok(Some(scoped))
 }
 
 fn deleted_rows(
@@ -502,8 +515,10 @@ fn insert_assessment(conn: &Connection, a: &Value) -> Result<()> {
     let row = AssessmentRow::of(a);
     let changed = conn.prepare_cached(
         "INSERT INTO assessments (assessment_id, trace_id, name, kind, value, valid, created, body,
-             session_level)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             session_level, experiment_id, trace_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+             (SELECT experiment_id FROM trace_info WHERE trace_id = ?2),
+             (SELECT trace_key FROM trace_info WHERE trace_id = ?2))
          ON CONFLICT (assessment_id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
              value = excluded.value, valid = excluded.valid, body = excluded.body,
              session_level = excluded.session_level
@@ -750,7 +765,9 @@ impl TraceStore for SqliteStore {
 
     fn count_traces(&self, experiment_ids: &[String], filter: &[TraceClause]) -> Result<u64> {
         self.read(|conn| {
-            let scoped = session_scoped(conn, experiment_ids, filter)?;
+            let Some(scoped) = prepare(conn, experiment_ids, filter)? else {
+                return Ok(0);
+            };
             let query = SqlQuery::from(count_query(
                 experiment_ids,
                 filter,
