@@ -8,8 +8,8 @@ Each convention's trace goes, as the same OTLP bytes, to a real `mlflow server` 
 `mlflow_server` fixture) and to wasmflow, and what the client sees is compared: `get_trace`'s spans
 (every attribute, the span type, inputs and outputs), the trace's record (token usage metadata,
 previews), `search_traces` over span types and the translated attributes, and the trace metrics
-by tokens and models. Model names are ones MLflow has no price for: wasmflow does not price spans
-(MLflow's `mlflow.llm.cost` from its bundled price list)."""
+by tokens and models. Model names are ones MLflow has no price for (pricing is compared in
+test_traces_cost.py)."""
 
 from __future__ import annotations
 
