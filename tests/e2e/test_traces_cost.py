@@ -13,15 +13,13 @@ filter on each cost as Python writes it), and the trace metrics of costs by mode
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import mlflow
 import pytest
 from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, MetricViewType
 from mlflow.tracing.client import TracingClient
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from test_traces_otel_conventions import _kvs
+from test_traces_otel_conventions import _payload as otlp_payload
 from test_traces_server import _send, _stable_info
 
 
@@ -146,23 +144,7 @@ PRICED = {
 
 
 def _payload(case):
-    req = ExportTraceServiceRequest()
-    spans = req.resource_spans.add().scope_spans.add().spans
-    trace_id = uuid.uuid4().bytes
-    root_id = uuid.uuid4().bytes[:8]
-    t0 = time.time_ns()
-    for i, (name, attrs) in enumerate(CASES[case]):
-        span = spans.add()
-        span.trace_id = trace_id
-        span.span_id = root_id if i == 0 else uuid.uuid4().bytes[:8]
-        if i:
-            span.parent_span_id = root_id
-        span.name = name
-        span.start_time_unix_nano = t0 + i * 1000
-        span.end_time_unix_nano = t0 + 1_000_000 - i * 1000
-        span.status.code = 1
-        span.attributes.extend(_kvs(attrs))
-    return req.SerializeToString(), "tr-" + trace_id.hex()
+    return otlp_payload(case, [(name, attrs, []) for name, attrs in CASES[case]])
 
 
 def _agg(kind):
