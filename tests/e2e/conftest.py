@@ -154,6 +154,9 @@ class ServerProcess:
         # Hostile-plugin tests wait for the deadline; keep it short.
         env.setdefault("WASMFLOW_PLUGIN_TIMEOUT", "3")
         env.setdefault("WASMFLOW_PLUGIN_MEMORY_MIB", "256")
+        # A real `mlflow server` prices spans from its bundled model catalog, as wasmflow does,
+        # instead of first trying to download a newer one (there is no network here).
+        env.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
         # Its own session, so that a kill reaches any helper processes too.
         self.proc = subprocess.Popen(
             self.command(),

@@ -8,8 +8,8 @@ Each convention's trace goes, as the same OTLP bytes, to a real `mlflow server` 
 `mlflow_server` fixture) and to wasmflow, and what the client sees is compared: `get_trace`'s spans
 (every attribute, the span type, inputs and outputs), the trace's record (token usage metadata,
 previews), `search_traces` over span types and the translated attributes, and the trace metrics
-by tokens and models. Model names are ones MLflow has no price for: wasmflow does not price spans
-(MLflow's `mlflow.llm.cost` from its bundled price list)."""
+by tokens and models. Model names are ones MLflow has no price for (pricing is compared in
+test_traces_cost.py)."""
 
 from __future__ import annotations
 
@@ -336,15 +336,15 @@ TOKENS = {
 }
 
 
-def _payload(convention):
-    """The convention's trace as one OTLP request (made once: both servers get the same ids),
-    and its MLflow trace id."""
+def _payload(convention, defined=None):
+    """The convention's trace (or the `defined` spans) as one OTLP request (made once: both servers get the
+    same ids), and its MLflow trace id."""
     req = ExportTraceServiceRequest()
     spans = req.resource_spans.add().scope_spans.add().spans
     trace_id = uuid.uuid4().bytes
     root_id = uuid.uuid4().bytes[:8]
     t0 = time.time_ns()
-    for i, (name, attrs, events) in enumerate(CONVENTIONS[convention]):
+    for i, (name, attrs, events) in enumerate(defined or CONVENTIONS[convention]):
         span = spans.add()
         span.trace_id = trace_id
         span.span_id = root_id if i == 0 else uuid.uuid4().bytes[:8]
@@ -470,3 +470,45 @@ def test_trace_metrics_as_mlflow_answers_them(answers, convention):
     ours, theirs = answers[convention]["wasmflow"]["metrics"], answers[convention]["mlflow"]["metrics"]
     assert ours == theirs
     assert ours[0] or ours[5], "input tokens summed, or spans by model"
+
+
+# JSON text in stored spans as MLflow keeps it: a string attribute holding JSON as it came (compact
+# JSON stays compact, as JavaScript SDKs send it), and the inputs and outputs MLflow's translation
+# builds with `json.dumps` with their `\uXXXX` escapes. `span.content` LIKE patterns see the text
+# (`_` stands for each of the escaped quote's two characters, `\"`, and an escape's backslashes).
+TEXT_SPANS = [
+    ("root", {"x": '{"a":1,"b":[1, 2]}', "mlflow.spanInputs": '{"q":"caf\u00e9"}'}, []),
+    ("ai.generateText.doGenerate", {
+        "ai.operationId": "ai.generateText.doGenerate",
+        "ai.prompt.format": "messages",
+        "ai.prompt.messages": _j([{"role": "user", "content": [{"type": "text", "text": "caf\u00e9?"}]}]),
+        "ai.response.text": "oui, caf\u00e9",
+    }, []),
+    ("text_completion", {"gen_ai.operation.name": "text_completion"}, [
+        ("gen_ai.user.message", {"content": "h\u00e9llo"}),
+        ("gen_ai.choice", {"content": "s\u00e4lut", "index": 0}),
+    ]),
+]
+TEXT_PATTERNS = {
+    "%a__:1,__b__:[1, 2]%": 1,  # compact, as sent
+    "%a__: 1, __b__: [1, 2]%": 0,  # not rewritten
+    "%q__:__caf\u00e9%": 1,  # MLflow inputs as sent
+    "%caf__u00e9?%": 1,  # Vercel's inputs: json.dumps escapes
+    "%oui, caf__u00e9%": 1,  # Vercel's outputs
+    "%h__u00e9llo%": 1,  # GenAI events' inputs
+    "%s__u00e4lut%": 1,  # GenAI events' outputs
+}
+
+
+def test_stored_json_text_as_mlflow_keeps_it(server, mlflow_server, unique_name):
+    payload, trace_id = _payload("text", TEXT_SPANS)
+    seen = {}
+    for name, srv in [("mlflow", mlflow_server), ("wasmflow", server)]:
+        client = mlflow.MlflowClient(srv.url)
+        exp = client.create_experiment(unique_name("otel-text"))
+        _send(srv.url, exp, payload)
+        seen[name] = {p: len(client.search_traces(locations=[exp], filter_string=f"span.content LIKE '{p}'"))
+                      for p in TEXT_PATTERNS}
+    mlflow.set_tracking_uri(server.url)
+    assert seen["mlflow"] == TEXT_PATTERNS
+    assert seen["wasmflow"] == seen["mlflow"]

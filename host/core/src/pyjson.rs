@@ -1,9 +1,10 @@
 //! `serde_json::Value`s written as Python's `json.dumps` writes them, for the texts MLflow
 //! builds with it that clients read byte for byte: its error messages (`invalid_value`,
 //! compact with sorted keys) and tags such as a logged model's `mlflow.modelVersions` (the
-//! default `", "` and `": "` separators). Strings are written `ensure_ascii`, as Python's default.
-//! (Scoring responses, which need Python's float formatting, have their own writer in
-//! `wasmflow-serving`.)
+//! default `", "` and `": "` separators), and the span attributes and trace metadata MLflow's
+//! tracing dumps (`mlflow.llm.cost`, `mlflow.trace.cost`). Strings are written `ensure_ascii`, as
+//! Python's default; floats as `repr(float)` ([`write_f64`], which the scoring server's writer in
+//! `wasmflow-serving` shares).
 
 use std::fmt::Write;
 
@@ -75,9 +76,7 @@ pub fn write_value(value: &Value, style: Style, out: &mut String) {
     }
 }
 
-/// Numbers closer to how Python writes them: a float's exponent is signed with at least two
-/// digits (`1e-07`, `1e+16`), where Rust writes `1e-7` and `1e16`. (Floats in [1e-5, 1e-4)
-/// still differ: Python writes `1.5e-05`, Rust `0.000015`.)
+/// Numbers as Python writes them: integers as they are, floats as `repr(float)` ([`write_f64`]).
 fn write_number(n: &serde_json::Number, out: &mut String) {
     if let Some(i) = n.as_i64() {
         let _ = write!(out, "{i}");
@@ -87,17 +86,152 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
         let _ = write!(out, "{u}");
         return;
     }
-    let text = n.to_string();
-    match text.split_once('e') {
-        Some((mantissa, exp)) if n.is_f64() => {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp.trim_start_matches('+')),
-            };
-            let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+    match n.as_f64() {
+        Some(x) => {
+            let mut text = Vec::with_capacity(24);
+            write_f64(&mut text, x);
+            out.push_str(std::str::from_utf8(&text).unwrap_or_default());
         }
-        _ => out.push_str(&text),
+        // Only an arbitrary-precision number (a feature not built) has no f64.
+        None => out.push_str(&n.to_string()),
     }
+}
+
+/// Appends `x` as Python's `repr(float)` (and so `json.dumps`) writes it.
+pub fn write_f64(out: &mut Vec<u8>, x: f64) {
+    if !x.is_finite() {
+        out.extend_from_slice(if x.is_nan() {
+            b"NaN"
+        } else if x > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
+        return;
+    }
+    // ryu finds the shortest digits that read back as `x` (the same digits as Python's repr,
+    // which is also the shortest round trip, nearest to `x` on ties), and lays them out as
+    // Python does for -4 < exponent <= 16 except between 1e-5 and 1e-4 ("0.0000ddd" where
+    // Python writes "d.ddde-05"); its exponents lack Python's sign and two digits.
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(x).as_bytes();
+    match text.iter().position(|&b| b == b'e') {
+        None if !text
+            .strip_prefix(b"-")
+            .unwrap_or(text)
+            .starts_with(b"0.0000") =>
+        {
+            out.extend_from_slice(text);
+            return;
+        }
+        Some(e) => {
+            out.extend_from_slice(&text[..=e]);
+            let exponent = &text[e + 1..];
+            let digits = match exponent.split_first() {
+                Some((b'-', digits)) => {
+                    out.push(b'-');
+                    digits
+                }
+                _ => {
+                    out.push(b'+');
+                    exponent
+                }
+            };
+            if digits.len() < 2 {
+                out.push(b'0');
+            }
+            out.extend_from_slice(digits);
+            return;
+        }
+        None => {}
+    }
+    // The general layout from the digits (only 1e-5 <= |x| < 1e-4 comes here).
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (&text[..e], parse_exponent(&text[e + 1..])),
+        None => (text, 0),
+    };
+    // The value is 0.DIGITS × 10^point.
+    let mut digits = [0u8; 24];
+    let mut count = 0;
+    let mut point = exponent;
+    let mut seen_point = false;
+    for &b in mantissa {
+        match b {
+            b'.' => seen_point = true,
+            b'0' if count == 0 => {
+                // A leading zero: before the point it is nothing, after it shifts the point.
+                if seen_point {
+                    point -= 1;
+                }
+            }
+            _ => {
+                if count < digits.len() {
+                    digits[count] = b;
+                    count += 1;
+                }
+                if !seen_point {
+                    point += 1;
+                }
+            }
+        }
+    }
+    while count > 0 && digits[count - 1] == b'0' {
+        count -= 1;
+    }
+    if negative {
+        out.push(b'-');
+    }
+    if count == 0 {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    let digits = &digits[..count];
+    if point <= -4 || point > 16 {
+        // d.ddde±XX
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let e = point - 1;
+        out.push(b'e');
+        out.push(if e < 0 { b'-' } else { b'+' });
+        let e = e.unsigned_abs();
+        if e < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(e).as_bytes());
+    } else if point <= 0 {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', point.unsigned_abs() as usize));
+        out.extend_from_slice(digits);
+    } else {
+        let point = point as usize;
+        if point >= digits.len() {
+            out.extend_from_slice(digits);
+            out.extend(std::iter::repeat_n(b'0', point - digits.len()));
+            out.extend_from_slice(b".0");
+        } else {
+            out.extend_from_slice(&digits[..point]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point..]);
+        }
+    }
+}
+
+fn parse_exponent(text: &[u8]) -> i32 {
+    let (sign, digits) = match text.split_first() {
+        Some((b'-', rest)) => (-1, rest),
+        Some((b'+', rest)) => (1, rest),
+        _ => (1, text),
+    };
+    sign * digits
+        .iter()
+        .fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'))
 }
 
 /// The string `s` as `json.dumps` writes it in `style`, appended to `out`.
@@ -158,6 +292,14 @@ mod tests {
         assert_eq!(
             dumps(&json!(["m\u{e9}", 1.5e-7, 2e16]), Style::Unicode),
             "[\"m\u{e9}\", 1.5e-07, 2e+16]"
+        );
+        // Between 1e-5 and 1e-4 Python's repr is exponential too (a span's cost often is).
+        assert_eq!(
+            dumps(
+                &json!([1.5e-5, 1e-4, 2.5e-5 + 1e-6, -0.0, 100.0]),
+                Style::Default
+            ),
+            "[1.5e-05, 0.0001, 2.6000000000000002e-05, -0.0, 100.0]"
         );
         assert_eq!(
             dumps(&json!("\u{1F600}"), Style::Default),

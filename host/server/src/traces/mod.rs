@@ -6,6 +6,7 @@
 //! the trace `mlflow.trace.spansLocation = TRACKING_STORE`, so the client reads them back with
 //! `GET /traces/get` and `batchGet` instead of downloading `traces.json` from the artifacts.
 
+mod prices;
 pub mod retention;
 #[cfg(test)]
 mod span_text_tests;

@@ -16,8 +16,10 @@
 //! appended to the OTLP span as attributes, so every form wasmflow answers (the stored text, the
 //! `Trace` message, `traces.json`) is derived from one stored span, as for any other attribute.
 //! Spans stored before this translation are typed when they are read ([`type_when_loaded`]), as
-//! MLflow types them when it loads them. Not done: MLflow's cost from its bundled price list
-//! (`mlflow.llm.cost` for spans with a known model and token counts).
+//! MLflow types them when it loads them. Last, as in MLflow, a span with token usage and a model
+//! (sent or translated) but no cost is priced from MLflow's bundled price list
+//! ([`super::prices`]: `mlflow.llm.cost`, which the trace's `mlflow.trace.cost` sums); that is
+//! also what prices the spans the MLflow client sends, which carry no other convention.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -25,6 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::span::Event;
 use serde_json::{Map, Value, json};
 use wasmflow_core::pyjson::{Style, dumps};
 
+use super::prices;
 use super::wire::{any_value, mlflow_trace_id, plain, sanitized};
 
 const SPAN_TYPE: &str = "mlflow.spanType";
@@ -35,6 +38,7 @@ const MESSAGE_FORMAT: &str = "mlflow.message.format";
 const CHAT_TOOLS: &str = "mlflow.chat.tools";
 const MODEL: &str = "mlflow.llm.model";
 const MODEL_PROVIDER: &str = "mlflow.llm.provider";
+const LLM_COST: &str = "mlflow.llm.cost";
 const REQUEST_ID: &str = "mlflow.traceRequestId";
 
 /// Attribute keys (prefixes) that some convention reads: a span with none of them (and no
@@ -136,7 +140,7 @@ impl<'a> Attrs<'a> {
 }
 
 /// Python's truth of a JSON value.
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -909,21 +913,47 @@ fn event_outputs(attrs: &Attrs, events: &[Event]) -> Option<AnyValue> {
 
 // ---- the translation ----
 
+/// What a span may need of the translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carries {
+    /// Nothing: it is stored as it came (most spans).
+    Nothing,
+    /// No convention, but token usage (`mlflow.chat.tokenUsage`): at most a price
+    /// ([`priced`]), what the MLflow client's LLM spans get.
+    Usage,
+    /// Maybe a convention: the whole translation.
+    Conventions,
+}
+
 /// Whether a span may carry a convention: one of the watched attribute keys, a `gen_ai.` or
-/// Claude Code event, or MLflow inputs or outputs naming a model. Most spans fail at the first
-/// byte of each key.
-fn may_carry(span: &Span) -> bool {
-    span.attributes.iter().any(|kv| {
+/// Claude Code event, or MLflow inputs or outputs naming a model; else whether it has token
+/// usage to price. Most spans fail at the first byte of each key.
+fn may_carry(span: &Span) -> Carries {
+    let mut usage = false;
+    for kv in &span.attributes {
         let k = kv.key.as_str();
         if k.starts_with("mlflow.") {
-            return (k == INPUTS || k == OUTPUTS) && kv.value.as_ref().is_some_and(names_model);
-        }
-        WATCHED_FIRST_BYTES[usize::from(k.as_bytes().first().copied().unwrap_or(0))]
+            if (k == INPUTS || k == OUTPUTS) && kv.value.as_ref().is_some_and(names_model) {
+                return Carries::Conventions;
+            }
+            usage |= k == CHAT_USAGE;
+        } else if WATCHED_FIRST_BYTES[usize::from(k.as_bytes().first().copied().unwrap_or(0))]
             && WATCHED_PREFIXES.iter().any(|p| k.starts_with(p))
-    }) || span
+        {
+            return Carries::Conventions;
+        }
+    }
+    if span
         .events
         .iter()
         .any(|e| e.name.starts_with("gen_ai.") || e.name == "tool.output")
+    {
+        Carries::Conventions
+    } else if usage {
+        Carries::Usage
+    } else {
+        Carries::Nothing
+    }
 }
 
 /// Whether MLflow inputs or outputs may hold a `model` field.
@@ -952,7 +982,7 @@ fn new_type(attrs: &Attrs) -> Option<(&'static str, bool)> {
 /// already; this types the spans a wasmflow older than 2026-12-05 stored, in `get_trace` and
 /// `traces.json` (not in their stored text, which MLflow leaves as well).
 pub fn type_when_loaded(span: &mut Span) {
-    if !may_carry(span) {
+    if may_carry(span) != Carries::Conventions {
         return;
     }
     let Some((kind, present)) = new_type(&Attrs::new(&span.attributes)) else {
@@ -975,8 +1005,10 @@ pub fn type_when_loaded(span: &mut Span) {
 /// The span with what MLflow's translation adds, or `None` when it adds nothing (the span is
 /// stored as it came).
 pub fn translate(span: &Span) -> Option<Span> {
-    if !may_carry(span) {
-        return None;
+    match may_carry(span) {
+        Carries::Nothing => return None,
+        Carries::Usage => return priced(span),
+        Carries::Conventions => {}
     }
     let attrs = Attrs::new(&span.attributes);
     let mut added: Vec<(&'static str, AnyValue)> = Vec::new();
@@ -1062,6 +1094,21 @@ pub fn translate(span: &Span) -> Option<Span> {
         added.push((MODEL_PROVIDER, p));
     }
 
+    // Last, the price of a span with token usage and a model (sent or just translated).
+    if !attrs.has(LLM_COST) {
+        let value = |key: &str| -> Option<Value> {
+            match added.iter().rev().find(|(k, _)| *k == key) {
+                Some((_, v)) => Some(sanitized(v)),
+                None => attrs.get(key).cloned(),
+            }
+        };
+        if let (Some(usage), Some(model)) = (value(CHAT_USAGE), value(MODEL))
+            && let Some(cost) = prices::span_cost(&model, &usage, value(MODEL_PROVIDER).as_ref())
+        {
+            added.push((LLM_COST, any_value(&prices::cost_value(cost))));
+        }
+    }
+
     if added.is_empty() && replaced_type.is_none() {
         return None;
     }
@@ -1071,20 +1118,52 @@ pub fn translate(span: &Span) -> Option<Span> {
             kv.value = Some(any_value(&json!(kind)));
         }
     }
-    if !added.is_empty() && !attrs.has(REQUEST_ID) {
-        // MLflow's stored span has the trace's id before what the translation adds.
-        out.attributes.push(KeyValue {
+    append(&mut out, attrs.has(REQUEST_ID), added);
+    Some(out)
+}
+
+/// `span` with what the translation adds appended, after the trace's id where the span has
+/// none: MLflow's stored span has it before what the translation adds.
+fn append(span: &mut Span, has_request_id: bool, added: Vec<(&'static str, AnyValue)>) {
+    if added.is_empty() {
+        return;
+    }
+    if !has_request_id {
+        let id = any_value(&json!(mlflow_trace_id(&span.trace_id)));
+        span.attributes.push(KeyValue {
             key: REQUEST_ID.into(),
-            value: Some(any_value(&json!(mlflow_trace_id(&span.trace_id)))),
+            value: Some(id),
             ..Default::default()
         });
     }
-    out.attributes
+    span.attributes
         .extend(added.into_iter().map(|(key, value)| KeyValue {
             key: key.into(),
             value: Some(value),
             ..Default::default()
         }));
+}
+
+/// The translation of a span that carries token usage but no convention (the MLflow client's
+/// LLM spans): only its price, where it has a model and no cost. Only the four attributes
+/// that matter are decoded.
+fn priced(span: &Span) -> Option<Span> {
+    let last = |key: &str| span.attributes.iter().rev().find(|kv| kv.key == key);
+    if last(LLM_COST).is_some() {
+        return None;
+    }
+    let decoded = |kv: &KeyValue| kv.value.as_ref().map_or(Value::Null, sanitized);
+    let model = decoded(last(MODEL)?);
+    let usage = decoded(last(CHAT_USAGE)?);
+    let provider = last(MODEL_PROVIDER).map(decoded);
+    let cost = prices::span_cost(&model, &usage, provider.as_ref())?;
+    let mut out = span.clone();
+    let has_request_id = last(REQUEST_ID).is_some();
+    append(
+        &mut out,
+        has_request_id,
+        vec![(LLM_COST, any_value(&prices::cost_value(cost)))],
+    );
     Some(out)
 }
 
@@ -1153,7 +1232,7 @@ mod tests {
             ("mlflow.traceTag.group", json!("3")),
             ("tier", json!("m3")),
         ]);
-        assert!(!may_carry(&s));
+        assert_eq!(may_carry(&s), Carries::Nothing);
         assert!(translate(&s).is_none());
         // A watched key whose convention says nothing adds nothing either.
         assert!(translate(&span(&[("input_tokens", json!(3))])).is_none());
@@ -1192,6 +1271,46 @@ mod tests {
                 ("mlflow.llm.provider".into(), json!("acme")),
             ]
         );
+    }
+
+    #[test]
+    fn a_span_with_usage_and_a_model_is_priced() {
+        // What the MLflow client sends: JSON-encoded values, no other convention.
+        let client = span(&[
+            ("mlflow.traceRequestId", json!("\"tr-0101\"")),
+            ("mlflow.spanType", json!("\"LLM\"")),
+            ("mlflow.llm.model", json!("\"gpt-4o\"")),
+            (
+                "mlflow.chat.tokenUsage",
+                json!("{\"input_tokens\": 1000, \"output_tokens\": 10}"),
+            ),
+        ]);
+        assert_eq!(may_carry(&client), Carries::Usage);
+        let cost = json!({"input_cost": 0.0025, "output_cost": 0.0001, "total_cost": 0.0026});
+        assert_eq!(
+            added(&client),
+            vec![("mlflow.llm.cost".into(), cost.clone())]
+        );
+        // A cost already there (even null), or no model: nothing.
+        let mut costed = client.clone();
+        costed.attributes.push(KeyValue {
+            key: "mlflow.llm.cost".into(),
+            ..Default::default()
+        });
+        assert!(translate(&costed).is_none());
+        let mut no_model = client.clone();
+        no_model.attributes.remove(2);
+        assert!(translate(&no_model).is_none());
+        // A translated model and usage are priced too, with the provider hint.
+        let genai = span(&[
+            ("gen_ai.usage.input_tokens", json!(1000)),
+            ("gen_ai.usage.output_tokens", json!(10)),
+            ("gen_ai.request.model", json!("gpt-4o")),
+            ("gen_ai.provider.name", json!("openai")),
+        ]);
+        let out = added(&genai);
+        assert_eq!(out.last().unwrap(), &("mlflow.llm.cost".to_string(), cost));
+        assert_eq!(out[0].0, "mlflow.traceRequestId");
     }
 
     #[test]

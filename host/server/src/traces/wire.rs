@@ -413,18 +413,26 @@ fn unwrapped(v: &AnyValue) -> Option<Value> {
     let Some(any_value::Value::StringValue(s)) = &v.value else {
         return None;
     };
-    // Only text that starts (after JSON's blanks) like one of those can be one, so the others
-    // (most values) are not parsed at all.
-    if !s
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with(['"', '{', '['])
-    {
+    if !may_hold_json_text(s) {
         return None;
     }
     match serde_json::from_str::<Value>(s) {
         Ok(inner @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => Some(inner),
         _ => None,
     }
+}
+
+/// Whether `s` starts (after JSON's blanks) like a JSON string, object or array: only such text
+/// can hold one, so the others (most values) are not parsed at all.
+fn may_hold_json_text(s: &str) -> bool {
+    s.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with(['"', '{', '['])
+}
+
+/// Whether `s` is the JSON text of a string, object or array (see [`unwrapped`]), checked
+/// without building the value.
+fn holds_json_text(s: &str) -> bool {
+    may_hold_json_text(s) && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
 }
 
 /// An attribute's value as MLflow's store keeps it: [`plain`], or the value its JSON text
@@ -655,18 +663,20 @@ fn write_dicts(dicts: impl Iterator<Item = Value>, out: &mut String) {
 }
 
 /// A span attribute's value as MLflow's store keeps it in the span's dict: its JSON text
-/// (`json.dumps`), appended to `out`. A string holding a JSON string, object or array is that
-/// value, as MLflow's store keeps it (`sanitize_attributes`): producers that cannot send maps
-/// send them JSON-encoded.
+/// (`json.dumps`), appended to `out`. A string holding a JSON string, object or array is kept as
+/// that text, as it came (MLflow's `sanitize_attributes` only undoes the dump its OTLP decoding
+/// added): producers that cannot send maps send them JSON-encoded, compact JSON stays compact
+/// and `\uXXXX` escapes stay (those of the inputs MLflow's translation builds with `json.dumps`
+/// too), which `span.content` and `span.attributes.<key>` patterns see.
 fn attribute_text(value: Option<&AnyValue>, out: &mut String) {
     use wasmflow_core::pyjson::{Style, write_string, write_value};
     let Some(v) = value else {
         return write_value(&Value::Null, Style::Unicode, out);
     };
-    match (unwrapped(v), &v.value) {
-        (Some(inner), _) => write_value(&inner, Style::Unicode, out),
-        (None, Some(any_value::Value::StringValue(s))) => write_string(s, Style::Unicode, out),
-        (None, _) => write_value(&plain(v), Style::Unicode, out),
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) if holds_json_text(s) => out.push_str(s),
+        Some(any_value::Value::StringValue(s)) => write_string(s, Style::Unicode, out),
+        _ => write_value(&plain(v), Style::Unicode, out),
     }
 }
 
@@ -851,6 +861,18 @@ mod tests {
         assert_eq!(
             new_span(&int, &BTreeMap::new()).unwrap().content,
             r#"{"trace_id": "TPNenu2ovuik586fsYdTnA==", "span_id": "IBnMLb+AV88=", "parent_span_id": null, "name": "root", "start_time_unix_nano": 1796397851400079145, "end_time_unix_nano": 1796397851400080145, "events": [], "status": {"code": "STATUS_CODE_OK", "message": ""}, "attributes": {"tier": "5", "mlflow.traceRequestId": "\"tr-4cf35e9eeda8bee8a4e7ce9fb187539c\""}, "links": []}"#
+        );
+        // JSON text as it came (compact, escapes kept), as MLflow 3.17.2 stored it (seen).
+        let json_text = otlp_span(
+            "4cf35e9eeda8bee8a4e7ce9fb187539c",
+            "2019cc2dbf8057cf",
+            1796397851400079145,
+            any_value::Value::StringValue(r#"{"a":1,"b":["caf\u00e9", "é"]}"#.into()),
+        );
+        let content = new_span(&json_text, &BTreeMap::new()).unwrap().content;
+        assert!(
+            content.contains(r#""tier": "{\"a\":1,\"b\":[\"caf\\u00e9\", \"é\"]}""#),
+            "{content}"
         );
     }
 
