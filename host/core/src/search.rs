@@ -602,7 +602,7 @@ const PY_STRING_COMPARATORS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "IN", "NOT 
 const DATASET_KEYS: &[&str] = &["name", "digest", "context"];
 
 /// `str(set)` of strings: `{'a', 'b'}`.
-fn py_set(items: &[&str]) -> String {
+pub fn py_set(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| py_str(i)).collect();
     format!("{{{}}}", quoted.join(", "))
 }
@@ -633,7 +633,7 @@ pub(crate) fn py_str(s: &str) -> String {
 }
 
 /// An unquoted word (or a backtick-quoted one) where a string belongs (`_strip_quotes`).
-fn not_quoted(text: &str) -> Error {
+pub fn not_quoted(text: &str) -> Error {
     Error::invalid(format!(
         "Parameter value is either not quoted or unidentified quote types used for string value \
          {text}. Use either single or double quotes."
@@ -1676,6 +1676,10 @@ pub fn parse_order_by(clause: &str, grammar: &Grammar) -> Result<OrderBy> {
         ))
     };
     let mut parser = Parser::new(clause, grammar).map_err(|_| unparsable())?;
+    // MLflow splits the clause shell-style first: an unclosed quote fails that.
+    if parser.tokens.iter().any(|t| matches!(t, Token::Stray(_))) {
+        return Err(unparsable());
+    }
     // A lone direction is no key (MLflow's SQL parser reads it as a keyword).
     match parser.tokens.first() {
         None => return Err(unparsable()),
