@@ -34,7 +34,7 @@ pub fn decode_token(token: Option<&str>) -> Result<u64> {
     let parsed = || {
         Error::invalid(format!(
             "Invalid page token, parsed value={}",
-            py_repr(&value)
+            crate::pyjson::repr(&value)
         ))
     };
     let offset = value.get("offset").ok_or_else(parsed)?;
@@ -80,37 +80,6 @@ fn py_bytes(bytes: &[u8]) -> String {
     }
     out.push(quote);
     out
-}
-
-/// Python's `repr` of what `json.loads` makes of a JSON value.
-fn py_repr(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or_default();
-            if f.fract() == 0.0 && f.abs() < 1e16 {
-                format!("{f:.1}")
-            } else {
-                f.to_string()
-            }
-        }
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => crate::search::py_str(s),
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(map) => {
-            let items: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", crate::search::py_str(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
 }
 
 /// Items of one page and the token of the next one, if there is more.

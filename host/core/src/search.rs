@@ -21,6 +21,7 @@
 //! MLflow silently accepts garbage (clauses without `AND` between them, a dangling `AND`), this
 //! parser rejects it with an `INVALID_PARAMETER_VALUE` error that names the offending token.
 
+use crate::pyjson::repr_str;
 use crate::{Error, Result};
 
 /// What a filter key refers to.
@@ -170,15 +171,8 @@ pub const RUNS: Grammar = Grammar {
     string_attributes: &["run_id", "run_name", "status", "user_id", "artifact_uri"],
     id_attributes: &[],
     list_attributes: &["run_id"],
-    order_attributes: &[
-        "run_id",
-        "run_name",
-        "status",
-        "user_id",
-        "artifact_uri",
-        "start_time",
-        "end_time",
-    ],
+    // The canonical names among MLflow's keys.
+    order_attributes: RUN_ATTRIBUTE_KEYS.split_at(7).0,
     aliases: &[
         ("created", "start_time"),
         ("Created", "start_time"),
@@ -598,38 +592,29 @@ const PY_METRIC_COMPARATORS: &[&str] = &[">", ">=", "!=", "=", "<", "<="];
 const PY_TAG_COMPARATORS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"];
 /// `VALID_STRING_ATTRIBUTE_COMPARATORS` and `VALID_DATASET_COMPARATORS`.
 const PY_STRING_COMPARATORS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "IN", "NOT IN"];
+/// `SearchUtils.VALID_SEARCH_ATTRIBUTE_KEYS`: a run's attributes and their alternative
+/// spellings (the first nine also order runs).
+const RUN_ATTRIBUTE_KEYS: &[&str] = &[
+    "run_id",
+    "run_name",
+    "status",
+    "user_id",
+    "artifact_uri",
+    "start_time",
+    "end_time",
+    "created",
+    "Created",
+    "run name",
+    "Run name",
+    "Run Name",
+];
 /// The keys of a run's dataset (`SearchUtils.DATASET_ATTRIBUTES`).
 const DATASET_KEYS: &[&str] = &["name", "digest", "context"];
 
 /// `str(set)` of strings: `{'a', 'b'}`.
 pub fn py_set(items: &[&str]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| py_str(i)).collect();
+    let quoted: Vec<String> = items.iter().map(|i| repr_str(i)).collect();
     format!("{{{}}}", quoted.join(", "))
-}
-
-/// `repr(str)`: single quotes unless the text holds one and no double quote.
-pub(crate) fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::from(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// An unquoted word (or a backtick-quoted one) where a string belongs (`_strip_quotes`).
@@ -648,6 +633,15 @@ fn list_not_supported(g: &Grammar) -> Error {
         "Only {} attributes support comparison with a list of quoted string values.",
         key_list(&keys)
     ))
+}
+
+/// `Invalid comparator 'op' not one of '{…}'`; MLflow leaves out the closing quote in some.
+fn not_one_of(op: &str, comparators: &[&str], closing_quote: bool) -> String {
+    let end = if closing_quote { "'" } else { "" };
+    format!(
+        "Invalid comparator '{op}' not one of '{}{end}",
+        py_set(comparators)
+    )
 }
 
 impl Dialect {
@@ -701,44 +695,15 @@ impl Dialect {
     /// aliases included.
     fn attribute_keys(self, order: bool) -> &'static [&'static str] {
         match (self, order) {
-            (Self::Runs, false) => &[
-                "run_id",
-                "run_name",
-                "status",
-                "user_id",
-                "artifact_uri",
-                "start_time",
-                "end_time",
-                "created",
-                "Created",
-                "run name",
-                "Run name",
-                "Run Name",
-            ],
-            (Self::Runs, true) => &[
-                "run_id",
-                "run_name",
-                "status",
-                "user_id",
-                "artifact_uri",
-                "start_time",
-                "end_time",
-                "created",
-                "Created",
-            ],
-            (Self::Experiments, _) => {
-                &["name", "experiment_id", "creation_time", "last_update_time"]
-            }
+            (Self::Runs, false) => RUN_ATTRIBUTE_KEYS,
+            // The alternative spellings of `run_name` do not order runs.
+            (Self::Runs, true) => &RUN_ATTRIBUTE_KEYS[..9],
+            (Self::Experiments, _) => EXPERIMENTS.order_attributes,
             (Self::RegisteredModels, false) => &["name"],
             // `RECOMMENDED_ORDER_BY_KEYS_REGISTERED_MODELS`.
             (Self::RegisteredModels, true) => &["name", "timestamp"],
             (Self::ModelVersions, false) => &["name", "version_number", "run_id", "source_path"],
-            (Self::ModelVersions, true) => &[
-                "name",
-                "version_number",
-                "creation_timestamp",
-                "last_updated_timestamp",
-            ],
+            (Self::ModelVersions, true) => MODEL_VERSIONS.order_attributes,
             (Self::EvaluationDatasets, false) => &[
                 "name",
                 "created_time",
@@ -746,16 +711,8 @@ impl Dialect {
                 "created_by",
                 "last_updated_by",
             ],
-            (Self::EvaluationDatasets, true) => &["name", "created_time", "last_update_time"],
-            (Self::LoggedModels, _) => &[
-                "model_id",
-                "name",
-                "status",
-                "model_type",
-                "source_run_id",
-                "creation_timestamp",
-                "last_updated_timestamp",
-            ],
+            (Self::EvaluationDatasets, true) => EVALUATION_DATASETS.order_attributes,
+            (Self::LoggedModels, _) => LOGGED_MODELS.order_attributes,
         }
     }
 
@@ -803,14 +760,6 @@ impl Dialect {
     /// A value that is not a number where one belongs.
     fn not_numeric(self, entity: Entity, key: &str, text: &str) -> Error {
         Error::invalid(match (self, entity) {
-            (Self::ModelVersions, _) => format!(
-                "Only the '{}' attributes support comparison with numeric values.",
-                py_set(&[
-                    "version_number",
-                    "creation_timestamp",
-                    "last_updated_timestamp"
-                ])
-            ),
             (Self::LoggedModels, _) => {
                 format!(
                     "Expected numeric value type for {} '{key}'. Found {text}",
@@ -864,29 +813,14 @@ impl Dialect {
             (_, _) if matches!(op, "IS NULL" | "IS NOT NULL") && self != Dialect::Runs => {
                 return None;
             }
-            (Self::Runs, Entity::Metric) => format!(
-                "Invalid comparator '{op}' not one of '{}",
-                py_set(PY_METRIC_COMPARATORS)
-            ),
-            (Self::Runs, Entity::Param) => format!(
-                "Invalid comparator '{op}' not one of '{}'",
-                py_set(PY_TAG_COMPARATORS)
-            ),
-            (Self::Runs, Entity::Tag) => format!(
-                "Invalid comparator '{op}' not one of '{}",
-                py_set(PY_TAG_COMPARATORS)
-            ),
-            (Self::Runs, Entity::Dataset) => format!(
-                "Invalid comparator '{op}' not one of '{}",
-                py_set(PY_STRING_COMPARATORS)
-            ),
+            (Self::Runs, Entity::Metric) => not_one_of(op, PY_METRIC_COMPARATORS, false),
+            (Self::Runs, Entity::Param) => not_one_of(op, PY_TAG_COMPARATORS, true),
+            (Self::Runs, Entity::Tag) => not_one_of(op, PY_TAG_COMPARATORS, false),
+            (Self::Runs, Entity::Dataset) => not_one_of(op, PY_STRING_COMPARATORS, false),
             (Self::Runs | Self::Experiments, Entity::Attribute)
                 if numeric && !PY_METRIC_COMPARATORS.contains(&op) =>
             {
-                format!(
-                    "Invalid comparator '{op}' not one of '{}",
-                    py_set(PY_STRING_COMPARATORS)
-                )
+                not_one_of(op, PY_STRING_COMPARATORS, false)
             }
             (Self::Experiments, Entity::Attribute) if numeric => {
                 format!("Invalid comparator for numeric attribute: {op}")
@@ -897,10 +831,7 @@ impl Dialect {
             (Self::Runs | Self::Experiments, Entity::Attribute)
                 if !PY_STRING_COMPARATORS.contains(&op) =>
             {
-                format!(
-                    "Invalid comparator '{op}' not one of '{}'",
-                    py_set(PY_STRING_COMPARATORS)
-                )
+                not_one_of(op, PY_STRING_COMPARATORS, true)
             }
             (Self::Experiments, Entity::Attribute) => {
                 format!("Invalid comparator for string attribute: {op}")
@@ -1270,7 +1201,7 @@ impl<'a> Parser<'a> {
                 )));
             }
             (_, Value::List(items)) => {
-                let items: Vec<String> = items.iter().map(|i| py_str(i)).collect();
+                let items: Vec<String> = items.iter().map(|i| repr_str(i)).collect();
                 return Err(d.not_a_string(entity, &format!("({})", items.join(", "))));
             }
             (_, Value::Str(s)) if kind == Kind::Numeric => {
@@ -1396,7 +1327,7 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "Invalid value for numeric attribute '{key}': {}",
-                    py_str(s)
+                    repr_str(s)
                 ))
             })
     }
@@ -1498,7 +1429,7 @@ fn not_a_conjunction(filter: &str) -> Error {
     Error::invalid(format!(
         "Invalid filter string: {}. Expected a list of comparisons separated by 'AND' (e.g. \
          'metrics.loss > 0.1 AND params.lr = 0.01').",
-        py_str(filter)
+        repr_str(filter)
     ))
 }
 
