@@ -4,7 +4,8 @@
 //! default `", "` and `": "` separators), and the span attributes and trace metadata MLflow's
 //! tracing dumps (`mlflow.llm.cost`, `mlflow.trace.cost`). Strings are written `ensure_ascii`, as
 //! Python's default; floats as `repr(float)` ([`write_f64`], which the scoring server's writer in
-//! `wasmflow-serving` shares).
+//! `wasmflow-serving` shares). Also Python's `repr` of a string and of what `json.loads` makes of
+//! a value, which MLflow's messages print with f-strings.
 
 use std::fmt::Write;
 
@@ -271,6 +272,65 @@ fn write_str(s: &str, out: &mut String, ensure_ascii: bool) {
     }
     out.push_str(&s[run..]);
     out.push('"');
+}
+
+/// A string as Python's `repr` shows it, which MLflow's messages quote values with.
+pub fn repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr` of what `json.loads` makes of a JSON value.
+pub fn repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            if f.fract() == 0.0 && f.abs() < 1e16 {
+                format!("{f:.1}")
+            } else {
+                f.to_string()
+            }
+        }
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => repr_str(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", repr_str(k), repr(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]

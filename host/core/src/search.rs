@@ -21,6 +21,7 @@
 //! MLflow silently accepts garbage (clauses without `AND` between them, a dangling `AND`), this
 //! parser rejects it with an `INVALID_PARAMETER_VALUE` error that names the offending token.
 
+use crate::pyjson::repr_str;
 use crate::{Error, Result};
 
 /// What a filter key refers to.
@@ -139,6 +140,26 @@ pub struct Grammar {
     null_checks: bool,
     /// Whether numeric values may also be given as quoted strings (`version_number = '2'`).
     quoted_numbers: bool,
+    /// Which of MLflow's search utilities (and store) words this search's errors.
+    dialect: Dialect,
+}
+
+/// MLflow parses each kind of search with its own utility class and checks comparators in its
+/// own store code, so the same mistake reads differently per search; clients see those texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `SearchUtils` and the tracking store's run search.
+    Runs,
+    /// `SearchExperimentsUtils` and `_get_search_experiments_filter_clauses`.
+    Experiments,
+    /// `SearchModelUtils` and the registry store.
+    RegisteredModels,
+    /// `SearchModelVersionUtils` and the registry store.
+    ModelVersions,
+    /// `SearchLoggedModelsUtils`.
+    LoggedModels,
+    /// `SearchEvaluationDatasetsUtils`.
+    EvaluationDatasets,
 }
 
 /// Runs (MLflow's `SearchUtils`).
@@ -150,15 +171,8 @@ pub const RUNS: Grammar = Grammar {
     string_attributes: &["run_id", "run_name", "status", "user_id", "artifact_uri"],
     id_attributes: &[],
     list_attributes: &["run_id"],
-    order_attributes: &[
-        "run_id",
-        "run_name",
-        "status",
-        "user_id",
-        "artifact_uri",
-        "start_time",
-        "end_time",
-    ],
+    // The canonical names among MLflow's keys.
+    order_attributes: RUN_ATTRIBUTE_KEYS.split_at(7).0,
     aliases: &[
         ("created", "start_time"),
         ("Created", "start_time"),
@@ -169,6 +183,7 @@ pub const RUNS: Grammar = Grammar {
     ],
     null_checks: true,
     quoted_numbers: false,
+    dialect: Dialect::Runs,
 };
 
 /// Experiments (MLflow's `SearchExperimentsUtils`).
@@ -184,6 +199,7 @@ pub const EXPERIMENTS: Grammar = Grammar {
     aliases: &[],
     null_checks: true,
     quoted_numbers: false,
+    dialect: Dialect::Experiments,
 };
 
 /// Logged models (MLflow's `SearchLoggedModelsUtils`).
@@ -210,6 +226,7 @@ pub const LOGGED_MODELS: Grammar = Grammar {
     ],
     null_checks: false,
     quoted_numbers: false,
+    dialect: Dialect::LoggedModels,
 };
 
 /// Registered models (MLflow's `SearchModelUtils`): `name` and tags; ordered by name or time.
@@ -221,10 +238,12 @@ pub const REGISTERED_MODELS: Grammar = Grammar {
     string_attributes: &["name"],
     id_attributes: &[],
     list_attributes: &["name"],
-    order_attributes: &["name", "creation_timestamp", "last_updated_timestamp"],
+    // MLflow's registry store orders models by name or last update only.
+    order_attributes: &["name", "last_updated_timestamp"],
     aliases: &[("timestamp", "last_updated_timestamp")],
     null_checks: false,
     quoted_numbers: true,
+    dialect: Dialect::RegisteredModels,
 };
 
 /// Model versions (MLflow's `SearchModelVersionUtils`): name, run id, source and version number,
@@ -246,6 +265,7 @@ pub const MODEL_VERSIONS: Grammar = Grammar {
     aliases: &[("timestamp", "last_updated_timestamp")],
     null_checks: false,
     quoted_numbers: true,
+    dialect: Dialect::ModelVersions,
 };
 
 /// GenAI evaluation datasets (MLflow's `SearchEvaluationDatasetsUtils`): name, times, authors
@@ -262,6 +282,7 @@ pub const EVALUATION_DATASETS: Grammar = Grammar {
     aliases: &[],
     null_checks: false,
     quoted_numbers: false,
+    dialect: Dialect::EvaluationDatasets,
 };
 
 pub fn parse_evaluation_dataset_filter(filter: &str) -> Result<Vec<Comparison>> {
@@ -314,10 +335,11 @@ pub fn parse_model_version_order_by(clause: &str) -> Result<OrderBy> {
 }
 
 /// The registry orders by attributes only.
-fn attribute_order(order: OrderBy, clause: &str) -> Result<OrderBy> {
+fn attribute_order(order: OrderBy, _clause: &str) -> Result<OrderBy> {
     if order.entity != Entity::Attribute {
         return Err(Error::invalid(format!(
-            "Invalid order_by clause '{clause}': only attributes can order registry results"
+            "Invalid order_by entity: {}",
+            order.entity.name()
         )));
     }
     Ok(order)
@@ -337,6 +359,11 @@ enum Token {
     /// The `.` between the segments of an identifier.
     Dot,
     Op(Op),
+    /// `==` or `<>`: not comparators, but MLflow's parser reads them as such and refuses them
+    /// with the comparator error of the key's kind.
+    BadOp(String),
+    /// A quote that is never closed.
+    Stray(char),
     LParen,
     RParen,
     Comma,
@@ -354,6 +381,8 @@ impl Token {
             Self::Number(_, text) => text.clone(),
             Self::Dot => ".".into(),
             Self::Op(op) => op.as_str().into(),
+            Self::BadOp(text) => text.clone(),
+            Self::Stray(quote) => quote.to_string(),
             Self::LParen => "(".into(),
             Self::RParen => ")".into(),
             Self::Comma => ",".into(),
@@ -397,9 +426,12 @@ fn tokenize(input: &str) -> Result<Vec<Token>> {
                 i += 1;
             }
             '=' if next == Some('=') => {
-                return Err(Error::invalid(format!(
-                    "Invalid comparator '==' at position {i} in '{input}'; use '='"
-                )));
+                tokens.push(Token::BadOp("==".into()));
+                i += 2;
+            }
+            '<' if next == Some('>') => {
+                tokens.push(Token::BadOp("<>".into()));
+                i += 2;
             }
             '=' => {
                 tokens.push(Token::Op(Op::Eq));
@@ -419,11 +451,18 @@ fn tokenize(input: &str) -> Result<Vec<Token>> {
                 tokens.push(Token::Op(op));
                 i += if next == Some('=') { 2 } else { 1 };
             }
-            '\'' | '"' | '`' => {
-                let (text, end) = quoted(&chars, i, input)?;
-                tokens.push(Token::Quoted(c, text));
-                i = end;
-            }
+            '\'' | '"' | '`' => match quoted(&chars, i) {
+                Some((text, end)) => {
+                    tokens.push(Token::Quoted(c, text));
+                    i = end;
+                }
+                // MLflow's SQL lexer takes an unclosed quote for a token of its own and reads
+                // on after it; so does this one, and the filter is refused for it.
+                None => {
+                    tokens.push(Token::Stray(c));
+                    i += 1;
+                }
+            },
             '.' if joins => {
                 tokens.push(Token::Dot);
                 i += 1;
@@ -463,24 +502,20 @@ fn tokenize(input: &str) -> Result<Vec<Token>> {
 }
 
 /// Reads the quoted text starting at `chars[start]` (the quote); a doubled quote inside stands
-/// for the quote itself. Returns the text and the index after the closing quote.
-fn quoted(chars: &[char], start: usize, input: &str) -> Result<(String, usize)> {
+/// for the quote itself. Returns the text and the index after the closing quote, or `None`
+/// when the quote is not closed.
+fn quoted(chars: &[char], start: usize) -> Option<(String, usize)> {
     let quote = chars[start];
     let mut text = String::new();
     let mut j = start + 1;
     loop {
         match chars.get(j) {
-            None => {
-                return Err(Error::invalid(format!(
-                    "Invalid clause(s) in filter string: unterminated quote {quote} starting at \
-                     position {start} in '{input}'"
-                )));
-            }
+            None => return None,
             Some(&q) if q == quote && chars.get(j + 1) == Some(&quote) => {
                 text.push(quote);
                 j += 2;
             }
-            Some(&q) if q == quote => return Ok((text, j + 1)),
+            Some(&q) if q == quote => return Some((text, j + 1)),
             Some(&other) => {
                 text.push(other);
                 j += 1;
@@ -542,11 +577,297 @@ fn entity_of(prefix: &str) -> Option<Entity> {
     })
 }
 
-fn unknown_entity(prefix: &str) -> Error {
+// ---------------------------------------------------------------------------------------------
+// MLflow's error texts
+//
+// Each search answers a malformed filter or order_by in the words of MLflow 3.17's code for
+// that search (`mlflow/utils/search_utils.py` and the SQL stores), quirks included (some of its
+// messages lack a closing quote). Where MLflow prints one of its Python sets, the members are
+// MLflow's and printed as `str(set)` does; Python orders them differently in every process
+// (string hashing is salted), so no order is MLflow's and the one here is fixed.
+
+/// `SearchUtils.VALID_METRIC_COMPARATORS` (and the numeric attributes').
+const PY_METRIC_COMPARATORS: &[&str] = &[">", ">=", "!=", "=", "<", "<="];
+/// `VALID_PARAM_COMPARATORS` and `VALID_TAG_COMPARATORS` of run search.
+const PY_TAG_COMPARATORS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"];
+/// `VALID_STRING_ATTRIBUTE_COMPARATORS` and `VALID_DATASET_COMPARATORS`.
+const PY_STRING_COMPARATORS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "IN", "NOT IN"];
+/// `SearchUtils.VALID_SEARCH_ATTRIBUTE_KEYS`: a run's attributes and their alternative
+/// spellings (the first nine also order runs).
+const RUN_ATTRIBUTE_KEYS: &[&str] = &[
+    "run_id",
+    "run_name",
+    "status",
+    "user_id",
+    "artifact_uri",
+    "start_time",
+    "end_time",
+    "created",
+    "Created",
+    "run name",
+    "Run name",
+    "Run Name",
+];
+/// The keys of a run's dataset (`SearchUtils.DATASET_ATTRIBUTES`).
+const DATASET_KEYS: &[&str] = &["name", "digest", "context"];
+
+/// `str(set)` of strings: `{'a', 'b'}`.
+pub fn py_set(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| repr_str(i)).collect();
+    format!("{{{}}}", quoted.join(", "))
+}
+
+/// An unquoted word (or a backtick-quoted one) where a string belongs (`_strip_quotes`).
+pub fn not_quoted(text: &str) -> Error {
     Error::invalid(format!(
-        "Invalid entity type '{prefix}'. Valid values are ['metric', 'parameter', 'tag', \
-         'attribute', 'dataset']"
+        "Parameter value is either not quoted or unidentified quote types used for string value \
+         {text}. Use either single or double quotes."
     ))
+}
+
+/// A list for a key that takes none (`validate_list_supported`, the keys sorted).
+fn list_not_supported(g: &Grammar) -> Error {
+    let mut keys = g.list_attributes.to_vec();
+    keys.sort_unstable();
+    Error::invalid(format!(
+        "Only {} attributes support comparison with a list of quoted string values.",
+        key_list(&keys)
+    ))
+}
+
+/// `Invalid comparator 'op' not one of '{…}'`; MLflow leaves out the closing quote in some.
+fn not_one_of(op: &str, comparators: &[&str], closing_quote: bool) -> String {
+    let end = if closing_quote { "'" } else { "" };
+    format!(
+        "Invalid comparator '{op}' not one of '{}{end}",
+        py_set(comparators)
+    )
+}
+
+impl Dialect {
+    fn is_registry(self) -> bool {
+        matches!(self, Self::RegisteredModels | Self::ModelVersions)
+    }
+
+    /// The entity prefixes this search takes, where it takes fewer than runs do.
+    fn entity_prefixes(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Experiments | Self::RegisteredModels | Self::ModelVersions => {
+                Some(&["attribute", "tag", "tags"])
+            }
+            // Every prefix but a dataset's: MLflow's log-model search has no datasets in filters.
+            Self::LoggedModels => Some(&[
+                "attribute",
+                "attributes",
+                "attr",
+                "run",
+                "metric",
+                "metrics",
+                "param",
+                "params",
+                "parameter",
+                "parameters",
+                "tag",
+                "tags",
+            ]),
+            Self::Runs | Self::EvaluationDatasets => None,
+        }
+    }
+
+    fn invalid_entity(self, prefix: &str) -> Error {
+        Error::invalid(match self {
+            Self::Experiments | Self::RegisteredModels | Self::ModelVersions => format!(
+                "Invalid entity type '{prefix}'. Valid entity types are ('attribute', 'tag', \
+                 'tags')"
+            ),
+            Self::LoggedModels => format!(
+                "Invalid entity type: '{prefix}'. Expected one of ['attributes', 'metrics', \
+                 'params', 'tags']."
+            ),
+            Self::Runs | Self::EvaluationDatasets => format!(
+                "Invalid entity type '{prefix}'. Valid values are ['metric', 'parameter', \
+                 'tag', 'attribute', 'dataset']"
+            ),
+        })
+    }
+
+    /// MLflow's set of the attribute keys a filter (or order_by) of this search takes,
+    /// aliases included.
+    fn attribute_keys(self, order: bool) -> &'static [&'static str] {
+        match (self, order) {
+            (Self::Runs, false) => RUN_ATTRIBUTE_KEYS,
+            // The alternative spellings of `run_name` do not order runs.
+            (Self::Runs, true) => &RUN_ATTRIBUTE_KEYS[..9],
+            (Self::Experiments, _) => EXPERIMENTS.order_attributes,
+            (Self::RegisteredModels, false) => &["name"],
+            // `RECOMMENDED_ORDER_BY_KEYS_REGISTERED_MODELS`.
+            (Self::RegisteredModels, true) => &["name", "timestamp"],
+            (Self::ModelVersions, false) => &["name", "version_number", "run_id", "source_path"],
+            (Self::ModelVersions, true) => MODEL_VERSIONS.order_attributes,
+            (Self::EvaluationDatasets, false) => &[
+                "name",
+                "created_time",
+                "last_update_time",
+                "created_by",
+                "last_updated_by",
+            ],
+            (Self::EvaluationDatasets, true) => EVALUATION_DATASETS.order_attributes,
+            (Self::LoggedModels, _) => LOGGED_MODELS.order_attributes,
+        }
+    }
+
+    fn invalid_attribute_key(self, key: &str, order: bool) -> Error {
+        let valid = py_set(self.attribute_keys(order));
+        Error::invalid(match (self, order) {
+            (Self::EvaluationDatasets, _) => {
+                format!("Invalid attribute key '{key}' specified. Valid keys are: {valid}")
+            }
+            (Self::RegisteredModels, true) => {
+                format!("Invalid order by key '{key}' specified. Valid keys are '{valid}'")
+            }
+            _ => format!("Invalid attribute key '{key}' specified. Valid keys are '{valid}'"),
+        })
+    }
+
+    fn invalid_dataset_key(self, key: &str) -> Error {
+        Error::invalid(format!(
+            "Invalid dataset key '{key}' specified. Valid keys are '{}'",
+            py_set(DATASET_KEYS)
+        ))
+    }
+
+    /// `IS NULL` / `IS NOT NULL` on a key kind that cannot be missing.
+    fn null_check_refused(self, entity: Entity, key: &str) -> Option<Error> {
+        let message = match (self, entity) {
+            (_, Entity::Tag) | (Self::Runs | Self::EvaluationDatasets, Entity::Param) => {
+                return None;
+            }
+            (Self::Runs | Self::EvaluationDatasets, _) => format!(
+                "IS NULL / IS NOT NULL is only supported for tags and params, not for '{}' \
+                 '{key}'",
+                entity.name()
+            ),
+            (Self::Experiments, _) => format!(
+                "IS NULL / IS NOT NULL is only supported for tags, not for attribute '{key}'"
+            ),
+            // MLflow's registry answers these with a 500 and its log-model search with a
+            // message about token counts: the comparator error says more.
+            _ => return None,
+        };
+        Some(Error::invalid(message))
+    }
+
+    /// A value that is not a number where one belongs.
+    fn not_numeric(self, entity: Entity, key: &str, text: &str) -> Error {
+        Error::invalid(match (self, entity) {
+            (Self::LoggedModels, _) => {
+                format!(
+                    "Expected numeric value type for {} '{key}'. Found {text}",
+                    entity.name()
+                )
+            }
+            (_, Entity::Metric) => format!("Expected numeric value type for metric. Found {text}"),
+            _ => format!("Expected numeric value type for numeric attribute: {key}. Found {text}"),
+        })
+    }
+
+    /// A value that is not a quoted string (nor a word) where one belongs.
+    fn not_a_string(self, entity: Entity, text: &str) -> Error {
+        Error::invalid(match (self, entity) {
+            (_, Entity::Param | Entity::Tag) => format!(
+                "Expected a quoted string value for {} (e.g. 'my-value'). Got value {text}",
+                entity.name()
+            ),
+            (_, Entity::Dataset) => {
+                format!("Expected a quoted string value for dataset attributes. Got value {text}")
+            }
+            (Self::RegisteredModels, _) => format!(
+                "Expected a quoted string value or a list of quoted string values for \
+                 attributes. Got value {text}"
+            ),
+            (Self::ModelVersions, _) => format!(
+                "Only the '{}' attributes support comparison with numeric values.",
+                py_set(&[
+                    "version_number",
+                    "creation_timestamp",
+                    "last_updated_timestamp"
+                ])
+            ),
+            _ => format!("Expected a quoted string value for attributes. Got value {text}"),
+        })
+    }
+
+    /// A comparator the key does not take, in the words of the code that refuses it in
+    /// MLflow; `None` where MLflow has none (it crashes or takes it).
+    fn bad_comparator(
+        self,
+        kind: Kind,
+        entity: Entity,
+        key: &str,
+        written: &str,
+        op: &str,
+        g: &Grammar,
+    ) -> Option<Error> {
+        let numeric = kind == Kind::Numeric;
+        let message = match (self, entity) {
+            (_, _) if matches!(op, "IS NULL" | "IS NOT NULL") && self != Dialect::Runs => {
+                return None;
+            }
+            (Self::Runs, Entity::Metric) => not_one_of(op, PY_METRIC_COMPARATORS, false),
+            (Self::Runs, Entity::Param) => not_one_of(op, PY_TAG_COMPARATORS, true),
+            (Self::Runs, Entity::Tag) => not_one_of(op, PY_TAG_COMPARATORS, false),
+            (Self::Runs, Entity::Dataset) => not_one_of(op, PY_STRING_COMPARATORS, false),
+            (Self::Runs | Self::Experiments, Entity::Attribute)
+                if numeric && !PY_METRIC_COMPARATORS.contains(&op) =>
+            {
+                not_one_of(op, PY_STRING_COMPARATORS, false)
+            }
+            (Self::Experiments, Entity::Attribute) if numeric => {
+                format!("Invalid comparator for numeric attribute: {op}")
+            }
+            (Self::Experiments, Entity::Attribute) if g.id_attributes.contains(&key) => {
+                format!("Invalid comparator for experiment_id: {op}")
+            }
+            (Self::Runs | Self::Experiments, Entity::Attribute)
+                if !PY_STRING_COMPARATORS.contains(&op) =>
+            {
+                not_one_of(op, PY_STRING_COMPARATORS, true)
+            }
+            (Self::Experiments, Entity::Attribute) => {
+                format!("Invalid comparator for string attribute: {op}")
+            }
+            (Self::Experiments | Self::RegisteredModels | Self::ModelVersions, Entity::Tag) => {
+                format!("Invalid comparator for tag: {op}")
+            }
+            (Self::ModelVersions, Entity::Attribute) if numeric => {
+                format!("Invalid comparator for attribute {key}: {op}")
+            }
+            (Self::RegisteredModels | Self::ModelVersions, Entity::Attribute) => {
+                format!("Invalid comparator for attribute: {op}")
+            }
+            (Self::LoggedModels, _) => {
+                let (prefix, column) = match entity {
+                    Entity::Metric => ("metrics", written.to_string()),
+                    Entity::Param => ("params", written.to_string()),
+                    Entity::Tag => ("tags", written.to_string()),
+                    // The numeric attributes are named by their `_ms` columns.
+                    _ if numeric => ("attributes", format!("{key}_ms")),
+                    _ => ("attributes", key.to_string()),
+                };
+                let expected = if numeric {
+                    "('<', '<=', '>', '>=', '=', '!=')"
+                } else {
+                    "('=', '!=', 'LIKE', 'ILIKE', 'IN', 'NOT IN')"
+                };
+                format!(
+                    "Invalid comparison operator for {prefix}.{column}: '{op}'. Expected one of \
+                     {expected}."
+                )
+            }
+            _ => return None,
+        };
+        Some(Error::invalid(message))
+    }
 }
 
 fn op_list(ops: &[Op]) -> String {
@@ -564,6 +885,8 @@ struct Parser<'a> {
     pos: usize,
     grammar: &'a Grammar,
     input: &'a str,
+    /// Reading the filter's shape only (MLflow's first pass): entities unchecked.
+    structural: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -573,6 +896,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             grammar,
             input,
+            structural: false,
         })
     }
 
@@ -617,10 +941,19 @@ impl<'a> Parser<'a> {
             }
         }
         while self.peek() == Some(&Token::Dot) {
+            // The entity is refused before its key is read, as MLflow refuses it.
+            if segments.len() == 1 && !segments[0].1 && !self.structural {
+                self.entity(&segments[0].0)?;
+            }
             self.pos += 1;
-            match self.next() {
+            match self.peek().cloned() {
                 Some(Token::Word(w)) => segments.push((w, false)),
                 Some(Token::Quoted(_, s)) => segments.push((s, true)),
+                // MLflow's run search takes `metrics.` (an empty key, which nothing has).
+                _ if self.grammar.dialect == Dialect::Runs && segments.len() == 1 => {
+                    segments.push((String::new(), false));
+                    continue;
+                }
                 other => {
                     return Err(self.error(format!(
                         "expected a key after '{}.', found {}",
@@ -629,20 +962,21 @@ impl<'a> Parser<'a> {
                     )));
                 }
             }
+            self.pos += 1;
         }
         let (first, first_quoted) = segments.remove(0);
         let (entity, key) = if segments.is_empty() {
             // A quoted `entity.key` in one piece, or a bare attribute name.
             match first.split_once('.') {
-                Some((prefix, key)) if first_quoted && entity_of(prefix).is_some() => (
-                    entity_of(prefix).unwrap_or(Entity::Attribute),
-                    key.to_string(),
-                ),
+                Some((prefix, key)) if first_quoted && entity_of(prefix).is_some() => {
+                    (self.entity(prefix)?, key.to_string())
+                }
                 _ => (Entity::Attribute, first),
             }
         } else {
-            let entity = entity_of(&first).ok_or_else(|| unknown_entity(&first))?;
-            if segments.len() > 1 && segments.iter().any(|(_, quoted)| *quoted) {
+            let entity = self.entity(&first)?;
+            if segments.len() > 1 && segments.iter().any(|(_, quoted)| *quoted) && !self.structural
+            {
                 let written: Vec<String> = segments.iter().map(|(s, _)| s.clone()).collect();
                 return Err(self.error(format!(
                     "the key '{}' mixes quoted and dotted parts; quote the whole key",
@@ -652,10 +986,24 @@ impl<'a> Parser<'a> {
             let key: Vec<String> = segments.into_iter().map(|(s, _)| s).collect();
             (entity, key.join("."))
         };
-        if key.is_empty() {
+        if key.is_empty() && self.grammar.dialect != Dialect::Runs && !self.structural {
             return Err(self.error(format!("empty {} key", entity.name())));
         }
         Ok((entity, key))
+    }
+
+    /// The entity an identifier's prefix names, as this search spells them.
+    fn entity(&self, prefix: &str) -> Result<Entity> {
+        let dialect = self.grammar.dialect;
+        if self.structural {
+            return Ok(entity_of(prefix).unwrap_or(Entity::Attribute));
+        }
+        match (entity_of(prefix), dialect.entity_prefixes()) {
+            (Some(entity), Some(valid)) if valid.contains(&prefix) => Ok(entity),
+            (_, Some(_)) => Err(dialect.invalid_entity(prefix)),
+            (Some(entity), None) => Ok(entity),
+            (None, None) => Err(dialect.invalid_entity(prefix)),
+        }
     }
 
     /// The canonical name of an attribute key, or an error naming the valid ones.
@@ -676,18 +1024,18 @@ impl<'a> Parser<'a> {
                 .collect()
         };
         if !valid.contains(&canonical) {
-            return Err(Error::invalid(format!(
-                "Invalid attribute key '{key}' specified. Valid keys are '{}'",
-                key_list(&valid)
-            )));
+            return Err(g.dialect.invalid_attribute_key(key, order));
         }
         Ok(canonical.to_string())
     }
 
-    fn operator(&mut self) -> Result<Op> {
+    /// The comparator: one of [`Op`], or, as MLflow's parser takes them too, `==`, `<>`,
+    /// `NOT LIKE` and `NOT ILIKE` (refused later with the comparator error of the key's kind).
+    fn operator(&mut self) -> Result<Comparator> {
         let token = self.next();
         let op = match &token {
             Some(Token::Op(op)) => *op,
+            Some(Token::BadOp(text)) => return Ok(Comparator::Unknown(text.clone())),
             Some(t) if t.is_keyword("LIKE") => Op::Like,
             Some(t) if t.is_keyword("ILIKE") => Op::ILike,
             Some(t) if t.is_keyword("IN") => Op::In,
@@ -695,6 +1043,13 @@ impl<'a> Parser<'a> {
                 if self.peek().is_some_and(|t| t.is_keyword("IN")) {
                     self.pos += 1;
                     Op::NotIn
+                } else if let Some(like) = self
+                    .peek()
+                    .filter(|t| t.is_keyword("LIKE") || t.is_keyword("ILIKE"))
+                {
+                    let text = format!("NOT {}", like.text().to_uppercase());
+                    self.pos += 1;
+                    return Ok(Comparator::Unknown(text));
                 } else {
                     return Err(self.error(format!(
                         "expected IN after NOT, found {}",
@@ -725,51 +1080,47 @@ impl<'a> Parser<'a> {
                 )));
             }
         };
-        Ok(op)
+        Ok(Comparator::Op(op))
     }
 
-    /// `( 'a', "b", … )`; a trailing comma is allowed, as Python's literal syntax does.
-    fn list(&mut self, entity: Entity, key: &str) -> Result<Vec<String>> {
+    /// The value as written: one token, or a parenthesised list of them. What it may be is
+    /// decided by [`Parser::value`], in the order MLflow checks it.
+    fn raw_value(&mut self) -> Result<Raw> {
         match self.next() {
-            Some(Token::LParen) => {}
-            other => {
-                return Err(Error::invalid(format!(
-                    "Expected a parenthesised list of quoted strings for {} '{key}'. Got value {}",
-                    entity.name(),
-                    describe(other.as_ref())
-                )));
+            None => Err(self.error("missing value at the end")),
+            Some(Token::LParen) => {
+                let mut items = Vec::new();
+                loop {
+                    match self.next() {
+                        Some(Token::RParen) if items.is_empty() => return Ok(Raw::List(items)),
+                        Some(t @ (Token::Quoted(..) | Token::Number(..) | Token::Word(_))) => {
+                            items.push(t)
+                        }
+                        other => {
+                            return Err(self.error(format!(
+                                "expected a quoted string in the list, found {}",
+                                describe(other.as_ref())
+                            )));
+                        }
+                    }
+                    match self.next() {
+                        Some(Token::Comma) if self.peek() == Some(&Token::RParen) => {
+                            self.pos += 1;
+                            return Ok(Raw::List(items));
+                        }
+                        Some(Token::Comma) => {}
+                        Some(Token::RParen) => return Ok(Raw::List(items)),
+                        other => {
+                            return Err(self.error(format!(
+                                "expected ',' or ')' in the list, found {}",
+                                describe(other.as_ref())
+                            )));
+                        }
+                    }
+                }
             }
+            Some(token) => Ok(Raw::One(token)),
         }
-        let mut items = Vec::new();
-        loop {
-            match self.next() {
-                Some(Token::Quoted('\'' | '"', s)) => items.push(s),
-                Some(Token::RParen) if !items.is_empty() => break,
-                Some(Token::RParen) => {
-                    return Err(Error::invalid(
-                        "While parsing a list in the query, expected a non-empty list of string \
-                         values, but got empty list",
-                    ));
-                }
-                other => {
-                    return Err(self.error(format!(
-                        "expected a quoted string in the list, found {}",
-                        describe(other.as_ref())
-                    )));
-                }
-            }
-            match self.next() {
-                Some(Token::Comma) => {}
-                Some(Token::RParen) => break,
-                other => {
-                    return Err(self.error(format!(
-                        "expected ',' or ')' in the list, found {}",
-                        describe(other.as_ref())
-                    )));
-                }
-            }
-        }
-        Ok(items)
     }
 
     /// The comparators `entity.key` admits.
@@ -797,7 +1148,8 @@ impl<'a> Parser<'a> {
 
     fn clause(&mut self) -> Result<Comparison> {
         let g = self.grammar;
-        let (entity, key) = self.identifier()?;
+        let d = g.dialect;
+        let (entity, written) = self.identifier()?;
         if entity != Entity::Attribute && !g.entities.contains(&entity) {
             let mut valid = vec!["attribute"];
             valid.extend(g.entities.iter().map(|e| e.name()));
@@ -808,47 +1160,64 @@ impl<'a> Parser<'a> {
             )));
         }
         let key = match entity {
-            Entity::Attribute => self.attribute(&key, false)?,
-            Entity::Dataset if !matches!(key.as_str(), "name" | "digest" | "context") => {
+            Entity::Attribute => self.attribute(&written, false)?,
+            Entity::Dataset if !DATASET_KEYS.contains(&written.as_str()) => {
+                return Err(d.invalid_dataset_key(&written));
+            }
+            _ => written.clone(),
+        };
+        let kind = self.kind(entity, &key);
+        let comparator = self.operator()?;
+        if let Comparator::Op(op @ (Op::IsNull | Op::IsNotNull)) = comparator {
+            if let Some(refused) = d.null_check_refused(entity, &written) {
+                return Err(refused);
+            }
+            self.check_comparator(kind, entity, &key, &written, &comparator)?;
+            return Ok(Comparison {
+                entity,
+                key,
+                op,
+                value: Value::None,
+            });
+        }
+        // MLflow's log-model search checks the comparator while parsing; the others check the
+        // value first (`_get_value`) and the comparator after, in the store.
+        if d == Dialect::LoggedModels {
+            self.check_comparator(kind, entity, &key, &written, &comparator)?;
+        }
+        let raw = self.raw_value()?;
+        let value = self.value(kind, entity, &key, &written, raw)?;
+        self.check_comparator(kind, entity, &key, &written, &comparator)?;
+        let Comparator::Op(op) = comparator else {
+            unreachable!("check_comparator refuses comparators MLflow does not know")
+        };
+        let value = match (op, value) {
+            (Op::In | Op::NotIn, v @ Value::List(_)) => v,
+            (Op::In | Op::NotIn, other) => {
                 return Err(Error::invalid(format!(
-                    "Invalid dataset key '{key}' specified. Valid keys are \
-                     '['name', 'digest', 'context']'"
+                    "Expected a parenthesised list of quoted strings for {} '{key}'. Got value {}",
+                    entity.name(),
+                    value_text(&other)
                 )));
             }
-            _ => key,
-        };
-        let op = self.operator()?;
-        let allowed = self.allowed_ops(entity, &key);
-        if !allowed.contains(&op) {
-            let mut message = format!(
-                "Invalid comparator '{}' for {} '{key}', not one of '{}'",
-                op.as_str(),
-                entity.name(),
-                op_list(&allowed)
-            );
-            if entity == Entity::Attribute && matches!(op, Op::In | Op::NotIn) {
-                let lists: Vec<&str> = g.list_attributes.to_vec();
-                message.push_str(&format!(
-                    ". Only {} attributes support comparison with a list of quoted string values.",
-                    key_list(&lists)
-                ));
-            } else if matches!(op, Op::IsNull | Op::IsNotNull) && g.null_checks {
-                message.push_str(if g.entities.contains(&Entity::Param) {
-                    ". IS NULL / IS NOT NULL is only supported for tags and params"
-                } else {
-                    ". IS NULL / IS NOT NULL is only supported for tags"
-                });
+            (_, Value::List(items)) => {
+                let items: Vec<String> = items.iter().map(|i| repr_str(i)).collect();
+                return Err(d.not_a_string(entity, &format!("({})", items.join(", "))));
             }
-            return Err(Error::invalid(message));
-        }
-        let numeric = entity == Entity::Metric
-            || (entity == Entity::Attribute && g.numeric_attributes.contains(&key.as_str()));
-        let value = match op {
-            Op::IsNull | Op::IsNotNull => Value::None,
-            Op::In | Op::NotIn => Value::List(self.list(entity, &key)?),
-            _ if numeric => Value::Number(self.number_value(entity, &key)?),
-            _ => Value::Str(self.string_value(entity, &key)?),
+            (_, Value::Str(s)) if kind == Kind::Numeric => {
+                Value::Number(self.numeric_text(&key, &s)?)
+            }
+            (_, v) => v,
         };
+        if let Value::Number(n) = value
+            && g.integer_attributes.contains(&key.as_str())
+            && n.fract() != 0.0
+        {
+            return Err(Error::invalid(format!(
+                "Invalid value for numeric attribute '{key}': '{}'",
+                self.tokens[self.pos - 1].text()
+            )));
+        }
         if entity == Entity::Attribute && g.id_attributes.contains(&key.as_str()) {
             let ids = match &value {
                 Value::Str(s) => std::slice::from_ref(s),
@@ -871,50 +1240,302 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn number_value(&mut self, entity: Entity, key: &str) -> Result<f64> {
-        let g = self.grammar;
-        let token = self.next();
-        let n = match &token {
-            Some(Token::Number(n, _)) => *n,
-            Some(Token::Quoted('\'' | '"', s)) if g.quoted_numbers => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite())
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "Expected numeric value type for {} '{key}'. Found '{s}'",
-                        entity.name()
-                    ))
-                })?,
-            None => return Err(self.error("missing value at the end")),
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "Expected numeric value type for {} '{key}'. Found {}",
-                    entity.name(),
-                    other.text()
-                )));
-            }
-        };
-        if g.integer_attributes.contains(&key) && n.fract() != 0.0 {
-            return Err(Error::invalid(format!(
-                "Invalid value for numeric attribute '{key}': '{}'",
-                token.as_ref().map(Token::text).unwrap_or_default()
-            )));
-        }
-        Ok(n)
+    /// Whether `entity.key` holds numbers or strings.
+    fn kind(&self, entity: Entity, key: &str) -> Kind {
+        let numeric = entity == Entity::Metric
+            || (entity == Entity::Attribute && self.grammar.numeric_attributes.contains(&key));
+        if numeric { Kind::Numeric } else { Kind::Text }
     }
 
-    fn string_value(&mut self, entity: Entity, key: &str) -> Result<String> {
-        match self.next() {
-            Some(Token::Quoted('\'' | '"', s)) => Ok(s),
-            None => Err(self.error("missing value at the end")),
-            Some(other) => Err(Error::invalid(format!(
-                "Expected a quoted string value for {} '{key}' (e.g. 'my-value'). Got value {}",
-                entity.name(),
-                other.text()
+    /// The value of a comparison, checked as MLflow's `_get_value` of this search checks it:
+    /// numbers for numeric keys, quoted strings (or a list of them, where the key takes one)
+    /// otherwise. A quoted string for a numeric key of a search that takes them
+    /// (`version_number = '2'`) is kept as text, read as a number after the comparator check.
+    fn value(
+        &self,
+        kind: Kind,
+        entity: Entity,
+        key: &str,
+        written: &str,
+        raw: Raw,
+    ) -> Result<Value> {
+        let g = self.grammar;
+        let d = g.dialect;
+        let text = raw.text();
+        match (kind, raw) {
+            (Kind::Numeric, Raw::One(Token::Number(n, _))) => Ok(Value::Number(n)),
+            (Kind::Numeric, Raw::One(Token::Quoted('\'' | '"', s))) if g.quoted_numbers => {
+                Ok(Value::Str(s))
+            }
+            (Kind::Numeric, Raw::List(_)) if d.is_registry() && entity == Entity::Attribute => {
+                Err(list_not_supported(g))
+            }
+            (Kind::Numeric, Raw::One(Token::Word(_) | Token::Quoted('`', _)))
+                if d.is_registry() =>
+            {
+                Err(not_quoted(&text))
+            }
+            (Kind::Numeric, _) => Err(d.not_numeric(entity, written, &text)),
+            (Kind::Text, Raw::One(Token::Quoted('\'' | '"', s))) => Ok(Value::Str(s)),
+            (Kind::Text, Raw::One(Token::Word(_) | Token::Quoted('`', _)))
+                if d != Dialect::LoggedModels =>
+            {
+                Err(not_quoted(&text))
+            }
+            (Kind::Text, Raw::List(items))
+                if matches!(entity, Entity::Attribute | Entity::Dataset)
+                    || d == Dialect::LoggedModels =>
+            {
+                if entity == Entity::Attribute && !g.list_attributes.contains(&key) {
+                    return Err(list_not_supported(g));
+                }
+                let mut values = Vec::with_capacity(items.len());
+                for item in &items {
+                    match item {
+                        Token::Quoted('\'' | '"', s) => values.push(s.clone()),
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "While parsing a list in the query, expected string value, \
+                                 punctuation, or whitespace, but got different type in list: {}",
+                                list_text(&items)
+                            )));
+                        }
+                    }
+                }
+                if values.is_empty() {
+                    return Err(Error::invalid(
+                        "While parsing a list in the query, expected a non-empty list of string \
+                         values, but got empty list",
+                    ));
+                }
+                Ok(Value::List(values))
+            }
+            (Kind::Text, _) if d == Dialect::LoggedModels => Err(Error::invalid(format!(
+                "Expected a quoted string value for {} '{key}' (e.g. 'my-value'). Got value {text}",
+                entity.name()
             ))),
+            (Kind::Text, _) => Err(d.not_a_string(entity, &text)),
         }
+    }
+
+    /// A numeric key's value given as a quoted string (`version_number = '2'`).
+    fn numeric_text(&self, key: &str, s: &str) -> Result<f64> {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "Invalid value for numeric attribute '{key}': {}",
+                    repr_str(s)
+                ))
+            })
+    }
+
+    /// Refuses a comparator `entity.key` does not take, in this search's words.
+    fn check_comparator(
+        &self,
+        kind: Kind,
+        entity: Entity,
+        key: &str,
+        written: &str,
+        comparator: &Comparator,
+    ) -> Result<()> {
+        let allowed = self.allowed_ops(entity, key);
+        let text = match comparator {
+            Comparator::Op(op) if allowed.contains(op) => return Ok(()),
+            Comparator::Op(op) => op.as_str(),
+            Comparator::Unknown(text) => text.as_str(),
+        };
+        let g = self.grammar;
+        if let Some(refused) = g
+            .dialect
+            .bad_comparator(kind, entity, key, written, text, g)
+        {
+            return Err(refused);
+        }
+        // Where MLflow has no words of its own (it crashes, or takes the comparator): the
+        // comparators the key takes.
+        let mut message = format!(
+            "Invalid comparator '{text}' for {} '{key}', not one of '{}'",
+            entity.name(),
+            op_list(&allowed)
+        );
+        if entity == Entity::Attribute && matches!(text, "IN" | "NOT IN") {
+            message.push_str(&format!(
+                ". Only {} attributes support comparison with a list of quoted string values.",
+                key_list(g.list_attributes)
+            ));
+        }
+        Err(Error::invalid(message))
+    }
+}
+
+/// A comparator as written: one this parser knows, or text MLflow's parser also reads as one.
+#[derive(Debug, Clone, PartialEq)]
+enum Comparator {
+    Op(Op),
+    Unknown(String),
+}
+
+/// Whether a key holds numbers (metrics, numeric attributes) or strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Numeric,
+    Text,
+}
+
+/// A comparison's value as written.
+enum Raw {
+    One(Token),
+    List(Vec<Token>),
+}
+
+impl Raw {
+    /// As MLflow quotes the value's SQL token (the list with its items `, `-separated).
+    fn text(&self) -> String {
+        match self {
+            Self::One(t) => t.text(),
+            Self::List(items) => {
+                let texts: Vec<String> = items.iter().map(Token::text).collect();
+                format!("({})", texts.join(", "))
+            }
+        }
+    }
+}
+
+/// A list as Python prints the tuple MLflow reads it into (`(1, 2)`, `(1,)`).
+fn list_text(items: &[Token]) -> String {
+    let texts: Vec<String> = items.iter().map(Token::text).collect();
+    if texts.len() == 1 {
+        format!("({},)", texts[0])
+    } else {
+        format!("({})", texts.join(", "))
+    }
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.to_string(),
+        Value::Str(s) => format!("'{s}'"),
+        Value::List(items) => format!("({})", items.join(", ")),
+        Value::None => "NULL".into(),
+    }
+}
+
+/// MLflow's log-model search refuses any filter that is not comparisons joined by `AND`
+/// in these words (with Python's `repr` of the filter).
+fn not_a_conjunction(filter: &str) -> Error {
+    Error::invalid(format!(
+        "Invalid filter string: {}. Expected a list of comparisons separated by 'AND' (e.g. \
+         'metrics.loss > 0.1 AND params.lr = 0.01').",
+        repr_str(filter)
+    ))
+}
+
+impl Parser<'_> {
+    /// MLflow's first pass: the filter must be comparisons joined by `AND` before any key or
+    /// value is looked at. A clause that is no comparison is refused by listing its tokens,
+    /// as MLflow lists the SQL tokens it could not group into one (quoted in run searches).
+    fn structure(&mut self) -> Result<()> {
+        self.structural = true;
+        let result = self.shapes();
+        self.structural = false;
+        self.pos = 0;
+        result
+    }
+
+    fn shapes(&mut self) -> Result<()> {
+        // Like MLflow, every token that makes no comparison is listed, not the first only.
+        let mut invalid: Vec<usize> = Vec::new();
+        let strays = |p: &mut Self, invalid: &mut Vec<usize>| {
+            while let Some(Token::Stray(_)) = p.peek() {
+                invalid.push(p.pos);
+                p.pos += 1;
+            }
+        };
+        loop {
+            strays(self, &mut invalid);
+            if self.peek().is_none() {
+                break;
+            }
+            let start = self.pos;
+            let shaped = (|| {
+                self.identifier()?;
+                let comparator = self.operator()?;
+                if let Comparator::Op(Op::IsNull | Op::IsNotNull) = comparator {
+                    return Ok(());
+                }
+                // `IN` groups with a parenthesised list only; an unclosed quote is no value.
+                match (comparator, self.raw_value()?) {
+                    (_, Raw::One(Token::Stray(_))) => Err(self.error("an unclosed quote")),
+                    (Comparator::Op(Op::In | Op::NotIn), Raw::One(_)) => {
+                        Err(self.error("IN takes a parenthesised list"))
+                    }
+                    _ => Ok(()),
+                }
+            })();
+            if let Err(e) = shaped {
+                if !e.message.starts_with("Invalid clause(s)") {
+                    return Err(e);
+                }
+                // A parenthesised clause is one SQL token MLflow quotes as written, and a
+                // leading AND is no clause: the parser's own words stand for those.
+                if self.grammar.dialect != Dialect::LoggedModels
+                    && matches!(self.tokens.get(start), Some(t) if *t == Token::LParen || t.is_keyword("AND"))
+                {
+                    return Err(e);
+                }
+                let end = self.tokens[start..]
+                    .iter()
+                    .position(|t| t.is_keyword("AND"))
+                    .map_or(self.tokens.len(), |i| start + i);
+                invalid.extend(start..end);
+                self.pos = end;
+            } else {
+                strays(self, &mut invalid);
+            }
+            match self.next() {
+                Some(t) if t.is_keyword("AND") && self.peek().is_some() => {}
+                Some(t) if t.is_keyword("OR") => invalid.push(self.pos - 1),
+                _ => break,
+            }
+        }
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(self.invalid_clauses(&invalid))
+        }
+    }
+
+    /// Tokens that make no comparison, listed as MLflow lists invalid tokens.
+    fn invalid_clauses(&self, indices: &[usize]) -> Error {
+        let d = self.grammar.dialect;
+        if d == Dialect::LoggedModels {
+            return not_a_conjunction(self.input);
+        }
+        // `entity.key` is one SQL token: the dots join their neighbours.
+        let mut texts: Vec<String> = Vec::new();
+        let mut joining = false;
+        // A list's commas are punctuation, not tokens MLflow lists.
+        let tokens = indices.iter().map(|&i| &self.tokens[i]);
+        for token in tokens.filter(|t| **t != Token::Comma) {
+            let text = token.text();
+            match texts.last_mut() {
+                Some(last) if joining || *token == Token::Dot => last.push_str(&text),
+                _ => texts.push(text),
+            }
+            joining = *token == Token::Dot;
+        }
+        let listed: Vec<String> = if d == Dialect::Runs {
+            texts.iter().map(|t| format!("'{t}'")).collect()
+        } else {
+            texts
+        };
+        Error::invalid(format!(
+            "Invalid clause(s) in filter string: {}",
+            listed.join(", ")
+        ))
     }
 }
 
@@ -927,11 +1548,18 @@ pub const MAX_FILTER_LIST_VALUES: usize = 10_000;
 
 /// Parses a filter with `grammar`; an empty filter is no condition.
 pub fn parse_filter(filter: &str, grammar: &Grammar) -> Result<Vec<Comparison>> {
-    let mut parser = Parser::new(filter, grammar)?;
+    let mut parser = Parser::new(filter, grammar).map_err(|e| {
+        if grammar.dialect == Dialect::LoggedModels {
+            not_a_conjunction(filter)
+        } else {
+            e
+        }
+    })?;
     let mut clauses = Vec::new();
     if parser.tokens.is_empty() {
         return Ok(clauses);
     }
+    parser.structure()?;
     let mut list_values = 0;
     loop {
         if clauses.len() == MAX_FILTER_CLAUSES {
@@ -972,52 +1600,79 @@ pub fn parse_filter(filter: &str, grammar: &Grammar) -> Result<Vec<Comparison>> 
 /// Parses one `order_by` item: an identifier, then optionally `ASC` or `DESC` (any case).
 /// A key without an entity is an attribute.
 pub fn parse_order_by(clause: &str, grammar: &Grammar) -> Result<OrderBy> {
-    let unparsable =
-        |why: String| Error::invalid(format!("Invalid order_by clause '{clause}'. {why}"));
-    let mut parser = Parser::new(clause, grammar).map_err(|e| {
-        let detail = e
-            .message
-            .trim_start_matches("Invalid clause(s) in filter string: ");
-        unparsable(format!("Could not be parsed: {detail}"))
-    })?;
-    if parser.tokens.is_empty() {
-        return Err(unparsable("Could not be parsed: it is empty".into()));
+    let d = grammar.dialect;
+    let unparsable = || {
+        Error::invalid(format!(
+            "Invalid order_by clause '{clause}'. Could not be parsed."
+        ))
+    };
+    let mut parser = Parser::new(clause, grammar).map_err(|_| unparsable())?;
+    // MLflow splits the clause shell-style first: an unclosed quote fails that.
+    if parser.tokens.iter().any(|t| matches!(t, Token::Stray(_))) {
+        return Err(unparsable());
     }
-    let (entity, key) = parser.identifier().map_err(|e| {
+    // A lone direction is no key (MLflow's SQL parser reads it as a keyword).
+    match parser.tokens.first() {
+        None => return Err(unparsable()),
+        Some(t) if t.is_keyword("ASC") || t.is_keyword("DESC") => return Err(unparsable()),
+        Some(_) => {}
+    }
+    // The key as written, without the direction (the registry's errors quote it).
+    let head = match clause.trim().rsplit_once(char::is_whitespace) {
+        Some((head, last))
+            if last.eq_ignore_ascii_case("ASC") || last.eq_ignore_ascii_case("DESC") =>
+        {
+            head.trim()
+        }
+        _ => clause.trim(),
+    };
+    let prefix = head.split_once('.').map(|(p, _)| p.trim_matches('`'));
+    if d == Dialect::EvaluationDatasets
+        && let Some(prefix) = prefix.filter(|p| !matches!(*p, "tag" | "tags"))
+    {
+        return Err(Error::invalid(format!(
+            "Invalid identifier token '{prefix}' specified"
+        )));
+    }
+    let identified = parser.identifier().map_err(|e| {
         if e.message.starts_with("Invalid clause(s)") {
-            unparsable("Could not be parsed".into())
+            unparsable()
         } else {
             e
         }
-    })?;
+    });
+    let (entity, key) = match identified {
+        Err(_) if d == Dialect::RegisteredModels => {
+            return Err(d.invalid_attribute_key(head, true));
+        }
+        other => other?,
+    };
+    let ascending = match (parser.next(), parser.next()) {
+        (None, _) => true,
+        (Some(t), None) if t.is_keyword("ASC") => true,
+        (Some(t), None) if t.is_keyword("DESC") => false,
+        (Some(Token::Word(_)), None) => {
+            return Err(Error::invalid(format!(
+                "Invalid ordering key in order_by clause '{clause}'."
+            )));
+        }
+        _ => return Err(unparsable()),
+    };
     let key = match entity {
+        // The registry's model search takes the key as written, without an entity.
+        Entity::Attribute if d == Dialect::RegisteredModels && prefix.is_some() => {
+            return Err(d.invalid_attribute_key(head, true));
+        }
         Entity::Attribute => parser.attribute(&key, true)?,
+        _ if d == Dialect::RegisteredModels => return Err(d.invalid_attribute_key(head, true)),
         e if grammar.order_entities.contains(&e) => key,
         e => {
-            return Err(unparsable(format!(
-                "Invalid order_by entity: {}s cannot order these results",
+            return Err(Error::invalid(format!(
+                "Invalid order_by entity: {}",
                 e.name()
             )));
         }
     };
-    let ascending = match parser.next() {
-        None => true,
-        Some(t) if t.is_keyword("ASC") => true,
-        Some(t) if t.is_keyword("DESC") => false,
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "Invalid ordering key in order_by clause '{clause}': expected ASC or DESC, \
-                 found '{}'",
-                other.text()
-            )));
-        }
-    };
-    if let Some(extra) = parser.next() {
-        return Err(unparsable(format!(
-            "Could not be parsed: unexpected '{}' at the end",
-            extra.text()
-        )));
-    }
     Ok(OrderBy {
         entity,
         key,
@@ -1180,10 +1835,14 @@ mod tests {
         assert_eq!(one("dataset.digest NOT IN ('x')").op, Op::NotIn);
         assert_eq!(one("dataset.name LIKE 'tr%'").op, Op::Like);
         assert_eq!(one("dataset.name ILIKE 'TR%'").op, Op::ILike);
-        err_has("datasets.size = 'x'", &["Invalid dataset key 'size'"]);
-        err_has(
-            "datasets.name > 'a'",
-            &["Invalid comparator '>'", "dataset 'name'"],
+        assert_eq!(
+            err("datasets.size = 'x'"),
+            "Invalid dataset key 'size' specified. Valid keys are '{'name', 'digest', 'context'}'"
+        );
+        // MLflow's message lacks the closing quote.
+        assert_eq!(
+            err("datasets.name > 'a'"),
+            "Invalid comparator '>' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}"
         );
     }
 
@@ -1272,12 +1931,15 @@ mod tests {
             one("params.p is not null"),
             cmp(Entity::Param, "p", Op::IsNotNull, Value::None)
         );
-        err_has(
-            "metrics.m IS NULL",
-            &["Invalid comparator 'IS NULL'", "metric 'm'"],
+        assert_eq!(
+            err("metrics.m IS NULL"),
+            "IS NULL / IS NOT NULL is only supported for tags and params, not for 'metric' 'm'"
         );
-        err_has("status IS NOT NULL", &["Invalid comparator 'IS NOT NULL'"]);
-        err_has("tags.t IS 'x'", &["expected NULL after IS", "''x''"]);
+        assert_eq!(
+            err("status IS NOT NULL"),
+            "IS NULL / IS NOT NULL is only supported for tags and params, not for 'attribute' \
+             'status'"
+        );
     }
 
     #[test]
@@ -1298,38 +1960,55 @@ mod tests {
     #[test]
     fn malformed_in_lists() {
         err_has("run_id IN ()", &["non-empty list"]);
-        err_has("run_id IN 'a'", &["parenthesised list", "'a'"]);
-        err_has("run_id IN ('a' 'b')", &["expected ',' or ')'", "''b''"]);
-        err_has("run_id IN ('a', 1)", &["expected a quoted string", "'1'"]);
-        err_has("run_id IN ('a'", &["expected ',' or ')'", "the end"]);
-        err_has("run_id IN (`a`)", &["expected a quoted string", "'`a`'"]);
-        err_has("run_id NOT LIKE 'a'", &["expected IN after NOT", "'LIKE'"]);
+        assert_eq!(
+            err("run_id IN 'a'"),
+            "Invalid clause(s) in filter string: 'run_id', 'IN', ''a''"
+        );
+        assert_eq!(
+            err("run_id IN ('a'"),
+            "Invalid clause(s) in filter string: 'run_id', 'IN', '(', ''a''"
+        );
+        err_has("run_id IN ('a' 'b')", &["Invalid clause(s)", "''b''"]);
+        // Python's tuple of what MLflow read.
+        assert_eq!(
+            err("run_id IN ('a', 1)"),
+            "While parsing a list in the query, expected string value, punctuation, or \
+             whitespace, but got different type in list: ('a', 1)"
+        );
+        assert_eq!(
+            err("run_id IN (`a`)"),
+            "While parsing a list in the query, expected string value, punctuation, or \
+             whitespace, but got different type in list: (`a`,)"
+        );
+        assert_eq!(
+            err("run_id NOT LIKE 'a'"),
+            "Invalid comparator 'NOT LIKE' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}'"
+        );
     }
 
     #[test]
     fn in_is_only_for_list_attributes() {
-        err_has(
-            "status IN ('a')",
-            &[
-                "Invalid comparator 'IN'",
-                "Only ['run_id'] attributes support",
-            ],
+        // MLflow reads the value before the comparator: a list where a string or number
+        // belongs is a wrong value.
+        assert_eq!(
+            err("status IN ('a')"),
+            "Only ['run_id'] attributes support comparison with a list of quoted string values."
         );
-        err_has(
-            "params.p IN ('a')",
-            &["Invalid comparator 'IN'", "parameter 'p'"],
+        assert_eq!(
+            err("params.p IN ('a')"),
+            "Expected a quoted string value for parameter (e.g. 'my-value'). Got value ('a')"
         );
-        err_has(
-            "tags.t NOT IN ('a')",
-            &["Invalid comparator 'NOT IN'", "tag 't'"],
+        assert_eq!(
+            err("tags.t NOT IN ('a')"),
+            "Expected a quoted string value for tag (e.g. 'my-value'). Got value ('a')"
         );
-        err_has(
-            "metrics.m IN (1)",
-            &["Invalid comparator 'IN'", "metric 'm'"],
+        assert_eq!(
+            err("metrics.m IN (1)"),
+            "Expected numeric value type for metric. Found (1)"
         );
-        err_has(
-            "run_id = ('a', 'b')",
-            &["Expected a quoted string value", "("],
+        assert_eq!(
+            err("run_id = ('a', 'b')"),
+            "Expected a quoted string value for attributes. Got value ('a', 'b')"
         );
     }
 
@@ -1363,23 +2042,62 @@ mod tests {
 
     #[test]
     fn value_type_rules() {
-        err_has(
-            "metrics.m = 'abc'",
-            &["Expected numeric value type", "metric 'm'", "'abc'"],
+        assert_eq!(
+            err("metrics.m = 'abc'"),
+            "Expected numeric value type for metric. Found 'abc'"
         );
-        err_has("metrics.m = '1'", &["Expected numeric value type"]);
-        err_has("metrics.m > inf", &["Expected numeric value type", "inf"]);
-        err_has(
-            "end_time = 'x'",
-            &["Expected numeric value type", "attribute 'end_time'"],
+        assert_eq!(
+            err("metrics.m = '1'"),
+            "Expected numeric value type for metric. Found '1'"
         );
-        err_has(
-            "params.p = 5",
-            &["Expected a quoted string value", "parameter 'p'", "5"],
+        assert_eq!(
+            err("metrics.m > inf"),
+            "Expected numeric value type for metric. Found inf"
         );
-        err_has("tags.t = x", &["Expected a quoted string value", "x"]);
-        err_has("tags.t = `x`", &["Expected a quoted string value", "`x`"]);
-        err_has("status = 1", &["Expected a quoted string value"]);
+        // The value is checked before the comparator, as MLflow does.
+        assert_eq!(
+            err("metrics.m LIKE '1'"),
+            "Expected numeric value type for metric. Found '1'"
+        );
+        assert_eq!(
+            err("end_time = 'x'"),
+            "Expected numeric value type for numeric attribute: end_time. Found 'x'"
+        );
+        assert_eq!(
+            err("created > 'x'"),
+            "Expected numeric value type for numeric attribute: created. Found 'x'"
+        );
+        assert_eq!(
+            err("params.p = 5"),
+            "Expected a quoted string value for parameter (e.g. 'my-value'). Got value 5"
+        );
+        for (filter, word) in [
+            ("tags.t = x", "x"),
+            ("tags.t = `x`", "`x`"),
+            ("status = RUNNING", "RUNNING"),
+        ] {
+            assert_eq!(
+                err(filter),
+                format!(
+                    "Parameter value is either not quoted or unidentified quote types used for \
+                     string value {word}. Use either single or double quotes."
+                )
+            );
+        }
+        assert_eq!(
+            err("status = 1"),
+            "Expected a quoted string value for attributes. Got value 1"
+        );
+        assert_eq!(
+            err("datasets.name = 1"),
+            "Expected a quoted string value for dataset attributes. Got value 1"
+        );
+        assert_eq!(
+            err("attributes.unknown = 'a'"),
+            "Invalid attribute key 'unknown' specified. Valid keys are '{'run_id', 'run_name', \
+             'status', 'user_id', 'artifact_uri', 'start_time', 'end_time', 'created', 'Created', \
+             'run name', 'Run name', 'Run Name'}'"
+        );
     }
 
     #[test]
@@ -1443,12 +2161,21 @@ mod tests {
     #[test]
     fn malformed_keys() {
         err_has("foo.bar = 1", &["Invalid entity type 'foo'"]);
-        err_has("tags. = 'x'", &["expected a key after 'tags.'", "'='"]);
-        err_has("tags.`` = 'x'", &["empty tag key"]);
+        // MLflow's run search takes an empty key (`metrics.`), which nothing has.
+        assert_eq!(one("tags. = 'x'"), cmp(Entity::Tag, "", Op::Eq, s("x")));
+        assert_eq!(one("tags.`` = 'x'"), cmp(Entity::Tag, "", Op::Eq, s("x")));
+        let e = parse_experiment_filter("tags.`` = 'x'").unwrap_err();
+        assert!(e.message.contains("empty tag key"), "{}", e.message);
         err_has("tags.`a`.b = 'x'", &["quote the whole key"]);
         err_has(".a = 'x'", &["unexpected character '.'"]);
-        err_has("= 'x'", &["expected an identifier", "'='"]);
-        err_has("1 = 1", &["expected an identifier", "'1'"]);
+        assert_eq!(
+            err("= 'x'"),
+            "Invalid clause(s) in filter string: '=', ''x''"
+        );
+        assert_eq!(
+            err("1 = 1"),
+            "Invalid clause(s) in filter string: '1', '=', '1'"
+        );
         err_has("(metrics.a > 1)", &["expected an identifier", "'('"]);
     }
 
@@ -1478,26 +2205,62 @@ mod tests {
 
     #[test]
     fn malformed_clauses_name_the_problem() {
-        err_has(
-            "metrics.acc >",
-            &["Invalid clause(s) in filter string", "missing value"],
+        // Clauses that are no comparison: their tokens, as MLflow lists them.
+        assert_eq!(
+            err("metrics.acc >"),
+            "Invalid clause(s) in filter string: 'metrics.acc', '>'"
         );
-        err_has(
-            "metrics.acc",
-            &["expected a comparison operator", "the end"],
+        assert_eq!(
+            err("metrics.acc"),
+            "Invalid clause(s) in filter string: 'metrics.acc'"
         );
-        err_has("metrics.acc 1", &["expected a comparison operator", "'1'"]);
+        assert_eq!(
+            err("metrics.acc 1"),
+            "Invalid clause(s) in filter string: 'metrics.acc', '1'"
+        );
+        assert_eq!(
+            err("metrics.a > 1 OR metrics.b > 2"),
+            "Invalid clause(s) in filter string: 'OR'"
+        );
+        assert_eq!(
+            err("metrics.a > 1 or metrics.b > 2"),
+            "Invalid clause(s) in filter string: 'or'"
+        );
+        assert_eq!(
+            err("tags.t IS 'x'"),
+            "Invalid clause(s) in filter string: 'tags.t', 'IS', ''x''"
+        );
+        // Comparators MLflow reads but refuses, in the words for the key's kind.
+        assert_eq!(
+            err("params.a <> 'x'"),
+            "Invalid comparator '<>' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IS NULL', 'IS NOT NULL'}'"
+        );
+        assert_eq!(
+            err("status == 'x'"),
+            "Invalid comparator '==' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}'"
+        );
+        assert_eq!(
+            err("metrics.a <> 1"),
+            "Invalid comparator '<>' not one of '{'>', '>=', '!=', '=', '<', '<='}"
+        );
         err_has("metrics.a ~ 1", &["unexpected character '~'"]);
-        err_has("params.a <> 'x'", &["Invalid comparator '<'"]);
-        err_has("status == 'x'", &["Invalid comparator '=='"]);
-        err_has("metrics.a <> 1", &["Expected numeric value type", ">"]);
-        err_has("params.x = 'unterminated", &["unterminated quote '"]);
-        err_has("params.`x = 'y'", &["unterminated quote `"]);
-        err_has(
-            "metrics.a > 1 OR metrics.b > 2",
-            &["Invalid clause(s)", "'OR'"],
+        // An unclosed quote is a token of its own; the rest is read on, as MLflow's lexer does.
+        assert_eq!(
+            err("params.x = 'unterminated"),
+            "Invalid clause(s) in filter string: 'params.x', '=', ''', 'unterminated'"
         );
-        err_has("metrics.a > 1 or metrics.b > 2", &["'OR' is not supported"]);
+        assert_eq!(
+            err("params.x = a'"),
+            "Invalid clause(s) in filter string: '''"
+        );
+        assert_eq!(
+            err("`params.x = 'a'"),
+            "Invalid clause(s) in filter string: '`'"
+        );
+        assert_eq!(
+            parse_experiment_filter("name = \"a").unwrap_err().message,
+            "Invalid clause(s) in filter string: name, =, \", a"
+        );
         err_has(
             "metrics.a > 1 metrics.b > 2",
             &["expected AND", "'metrics'"],
@@ -1566,32 +2329,40 @@ mod tests {
 
     #[test]
     fn malformed_run_order_by() {
-        assert!(order_err("").contains("Could not be parsed"));
-        assert!(order_err("   ").contains("Could not be parsed"));
-        let m = order_err("metrics.acc sideways");
-        assert!(
-            m.contains("Invalid ordering key") && m.contains("'sideways'"),
-            "{m}"
-        );
-        let m = order_err("metrics.acc DESC extra");
-        assert!(
-            m.contains("Could not be parsed") && m.contains("'extra'"),
-            "{m}"
+        for clause in [
+            "",
+            "   ",
+            "metrics.acc DESC extra",
+            "metrics.acc, params.b",
+            "tags.`x",
+            "ASC",
+        ] {
+            assert_eq!(
+                order_err(clause),
+                format!("Invalid order_by clause '{clause}'. Could not be parsed.")
+            );
+        }
+        assert_eq!(
+            order_err("metrics.acc sideways"),
+            "Invalid ordering key in order_by clause 'metrics.acc sideways'."
         );
         let m = order_err("attributes.nope");
-        assert!(m.contains("Invalid attribute key 'nope'"), "{m}");
+        assert!(
+            m.starts_with("Invalid attribute key 'nope' specified. Valid keys are '{"),
+            "{m}"
+        );
         let m = order_err("foo.bar");
         assert!(m.contains("Invalid entity type 'foo'"), "{m}");
-        let m = order_err("datasets.name");
-        assert!(m.contains("Invalid order_by entity"), "{m}");
-        let m = order_err("metrics.acc, params.b");
-        assert!(m.contains("','"), "{m}");
-        let m = order_err("tags.`unterminated");
-        assert!(m.contains("unterminated quote"), "{m}");
+        assert_eq!(
+            order_err("datasets.name"),
+            "Invalid order_by entity: dataset"
+        );
         let m = order_err("experiment_id");
         assert!(m.contains("Invalid attribute key 'experiment_id'"), "{m}");
         let m = order_err("lifecycle_stage");
         assert!(m.contains("Invalid attribute key 'lifecycle_stage'"), "{m}");
+        // MLflow orders by an empty metric key (which no run has).
+        assert_eq!(order("metrics."), (Entity::Metric, String::new(), true));
     }
 
     #[test]
@@ -1633,28 +2404,161 @@ mod tests {
     }
 
     #[test]
-    fn malformed_experiment_filters() {
-        assert!(exp_err("metrics.a > 1").contains("Invalid entity type 'metric'"));
-        assert!(exp_err("params.p = 'x'").contains("Invalid entity type 'parameter'"));
-        assert!(exp_err("datasets.name = 'x'").contains("Invalid entity type 'dataset'"));
-        for key in ["status", "lifecycle_stage", "artifact_location"] {
-            let m = exp_err(&format!("attributes.{key} = 'x'"));
-            assert!(m.contains(&format!("Invalid attribute key '{key}'")), "{m}");
+    fn registry_and_other_searches_word_errors_as_mlflow() {
+        let rm = |f: &str| parse_registered_model_filter(f).unwrap_err().message;
+        let mv = |f: &str| parse_model_version_filter(f).unwrap_err().message;
+        let lm = |f: &str| parse_logged_model_filter(f).unwrap_err().message;
+        let ds = |f: &str| parse_evaluation_dataset_filter(f).unwrap_err().message;
+        assert_eq!(
+            rm("version_number = 1"),
+            "Invalid attribute key 'version_number' specified. Valid keys are '{'name'}'"
+        );
+        assert_eq!(rm("name > 'a'"), "Invalid comparator for attribute: >");
+        assert_eq!(rm("name == 'a'"), "Invalid comparator for attribute: ==");
+        assert_eq!(rm("tags.t > 'a'"), "Invalid comparator for tag: >");
+        assert_eq!(
+            rm("name = 1"),
+            "Expected a quoted string value or a list of quoted string values for attributes. \
+             Got value 1"
+        );
+        assert_eq!(
+            rm("metrics.m > 1"),
+            "Invalid entity type 'metrics'. Valid entity types are ('attribute', 'tag', 'tags')"
+        );
+        // Not a list of tokens as the run search quotes them.
+        assert_eq!(rm("name = "), "Invalid clause(s) in filter string: name, =");
+        assert_eq!(
+            mv("name = 1"),
+            "Only the '{'version_number', 'creation_timestamp', 'last_updated_timestamp'}' \
+             attributes support comparison with numeric values."
+        );
+        assert_eq!(
+            mv("version_number = 'a'"),
+            "Invalid value for numeric attribute 'version_number': 'a'"
+        );
+        assert_eq!(
+            mv("version_number LIKE '1'"),
+            "Invalid comparator for attribute version_number: LIKE"
+        );
+        assert_eq!(
+            mv("version_number IN ('a')"),
+            "Only ['name', 'run_id'] attributes support comparison with a list of quoted string \
+             values."
+        );
+        assert_eq!(mv("run_id > 'a'"), "Invalid comparator for attribute: >");
+        assert_eq!(
+            lm("name > 'a'"),
+            "Invalid comparison operator for attributes.name: '>'. Expected one of ('=', '!=', \
+             'LIKE', 'ILIKE', 'IN', 'NOT IN')."
+        );
+        assert_eq!(
+            lm("last_updated_timestamp LIKE '1'"),
+            "Invalid comparison operator for attributes.last_updated_timestamp_ms: 'LIKE'. \
+             Expected one of ('<', '<=', '>', '>=', '=', '!=')."
+        );
+        assert_eq!(
+            lm("datasets.name = 'a'"),
+            "Invalid entity type: 'datasets'. Expected one of ['attributes', 'metrics', 'params', \
+             'tags']."
+        );
+        assert_eq!(
+            lm("name = 'a' OR name = 'b'"),
+            "Invalid filter string: \"name = 'a' OR name = 'b'\". Expected a list of comparisons \
+             separated by 'AND' (e.g. 'metrics.loss > 0.1 AND params.lr = 0.01')."
+        );
+        assert_eq!(
+            ds("digest > 'a'"),
+            "Invalid attribute key 'digest' specified. Valid keys are: {'name', 'created_time', \
+             'last_update_time', 'created_by', 'last_updated_by'}"
+        );
+        let rm_order = |o: &str| parse_registered_model_order_by(o).unwrap_err().message;
+        for key in ["creation_timestamp", "attribute.name", "metrics."] {
+            assert_eq!(
+                rm_order(key),
+                format!(
+                    "Invalid order by key '{key}' specified. Valid keys are '{{'name', 'timestamp'}}'"
+                )
+            );
         }
-        assert!(exp_err("name > 'x'").contains("Invalid comparator '>'"));
-        assert!(exp_err("name IN ('a')").contains("Only ['experiment_id']"));
-        assert!(exp_err("name IS NULL").contains("Invalid comparator 'IS NULL'"));
-        assert!(exp_err("creation_time LIKE 5").contains("Invalid comparator 'LIKE'"));
-        assert!(exp_err("creation_time > '5'").contains("Expected numeric value type"));
-        assert!(exp_err("creation_time > 5.5").contains("Invalid value for numeric attribute"));
-        assert!(exp_err("experiment_id > '1'").contains("Invalid comparator '>'"));
-        assert!(exp_err("experiment_id LIKE '1'").contains("Invalid comparator 'LIKE'"));
-        assert!(exp_err("experiment_id = 1").contains("Expected a quoted string value"));
+        assert_eq!(
+            parse_evaluation_dataset_order_by("metrics.m")
+                .unwrap_err()
+                .message,
+            "Invalid identifier token 'metrics' specified"
+        );
+        assert_eq!(
+            parse_experiment_order_by("tags.t").unwrap_err().message,
+            "Invalid order_by entity: tag"
+        );
+    }
+
+    #[test]
+    fn malformed_experiment_filters() {
+        let entities = "Valid entity types are ('attribute', 'tag', 'tags')";
+        for (filter, prefix) in [
+            ("metrics.a > 1", "metrics"),
+            ("params.p = 'x'", "params"),
+            ("datasets.name = 'x'", "datasets"),
+            ("attributes.name = 'x'", "attributes"),
+        ] {
+            assert_eq!(
+                exp_err(filter),
+                format!("Invalid entity type '{prefix}'. {entities}")
+            );
+        }
+        for key in ["status", "lifecycle_stage", "artifact_location"] {
+            assert_eq!(
+                exp_err(&format!("attribute.{key} = 'x'")),
+                format!(
+                    "Invalid attribute key '{key}' specified. Valid keys are '{{'name', \
+                     'experiment_id', 'creation_time', 'last_update_time'}}'"
+                )
+            );
+        }
+        assert_eq!(
+            exp_err("name > 'x'"),
+            "Invalid comparator '>' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}'"
+        );
+        assert_eq!(
+            exp_err("name IN ('a')"),
+            "Only ['experiment_id'] attributes support comparison with a list of quoted string \
+             values."
+        );
+        assert_eq!(
+            exp_err("name IS NULL"),
+            "IS NULL / IS NOT NULL is only supported for tags, not for attribute 'name'"
+        );
+        assert_eq!(
+            exp_err("creation_time LIKE 5"),
+            "Invalid comparator 'LIKE' not one of '{'!=', '=', 'LIKE', 'ILIKE', 'IN', 'NOT IN'}"
+        );
+        assert_eq!(
+            exp_err("creation_time > '5'"),
+            "Expected numeric value type for numeric attribute: creation_time. Found '5'"
+        );
+        assert_eq!(
+            exp_err("creation_time > 5.5"),
+            "Invalid value for numeric attribute 'creation_time': '5.5'"
+        );
+        assert_eq!(
+            exp_err("experiment_id > '1'"),
+            "Invalid comparator for experiment_id: >"
+        );
+        assert_eq!(
+            exp_err("experiment_id LIKE '1'"),
+            "Invalid comparator for experiment_id: LIKE"
+        );
+        assert_eq!(
+            exp_err("experiment_id = 1"),
+            "Expected a quoted string value for attributes. Got value 1"
+        );
         assert!(exp_err("experiment_id = 'abc'").contains("Invalid experiment ID 'abc'"));
         assert!(exp_err("experiment_id IN ('1', 'x')").contains("Invalid experiment ID 'x'"));
-        assert!(exp_err("name IS NULL").contains("only supported for tags"));
-        assert!(exp_err("tags.t > 'x'").contains("Invalid comparator '>'"));
-        assert!(exp_err("tags.t IN ('x')").contains("Invalid comparator 'IN'"));
+        assert_eq!(exp_err("tags.t > 'x'"), "Invalid comparator for tag: >");
+        assert_eq!(
+            exp_err("tags.t IN ('x')"),
+            "Expected a quoted string value for tag (e.g. 'my-value'). Got value ('x')"
+        );
     }
 
     #[test]

@@ -238,12 +238,18 @@ pub fn validate_experiment_name(name: &str) -> Result<()> {
     validate_length("name", MAX_EXPERIMENT_NAME_LENGTH, name)
 }
 
-/// `max_results` of a search: positive and at most `threshold`.
+/// `max_results` of a search: positive and at most `threshold` (MLflow's words for each).
 pub fn validate_max_results(max_results: i64, threshold: usize) -> Result<usize> {
-    if max_results < 1 || max_results as u64 > threshold as u64 {
+    if max_results < 1 {
         return Err(Error::invalid(format!(
             "Invalid value {max_results} for parameter 'max_results' supplied. It must be a \
-             positive integer at most {threshold}"
+             positive integer"
+        )));
+    }
+    if max_results as u64 > threshold as u64 {
+        return Err(Error::invalid(format!(
+            "Invalid value {max_results} for parameter 'max_results' supplied. It must be at \
+             most {threshold}"
         )));
     }
     Ok(max_results as usize)

@@ -332,6 +332,8 @@ fn page_json<T: serde::Serialize>(items_key: &str, page: Page<T>) -> Json<Value>
     Json(body)
 }
 
+/// A registry search's `max_results` (a query parameter, so text). MLflow's request schema
+/// refuses one past the limit in the words of a wrongly typed parameter, the value as text.
 fn max_results(value: Option<String>, default: usize, limit: usize) -> ApiResult<usize> {
     let Some(text) = value.filter(|s| !s.is_empty()) else {
         return Ok(default);
@@ -347,10 +349,10 @@ fn max_results(value: Option<String>, default: usize, limit: usize) -> ApiResult
         )));
     }
     if n as u64 > limit as u64 {
-        return Err(ApiError::invalid(format!(
-            "Invalid value for request parameter max_results. It must be at most {limit}, but \
-             got value {n}"
-        )));
+        return Err(crate::request::invalid_param_type(
+            "max_results",
+            &Value::String(text),
+        ));
     }
     Ok(n as usize)
 }

@@ -144,6 +144,17 @@ fn max_results(value: Option<i64>, default: usize) -> ApiResult<usize> {
     }
 }
 
+/// `search_runs`' `max_results`: MLflow's request schema refuses one past the threshold
+/// before its store sees it, in the words of a wrongly typed parameter.
+fn run_max_results(value: Option<i64>) -> ApiResult<usize> {
+    match value {
+        Some(n) if n as u64 > v::SEARCH_MAX_RESULTS_THRESHOLD as u64 && n > 0 => Err(
+            crate::request::invalid_param_type("max_results", &Value::from(n)),
+        ),
+        other => max_results(other, SEARCH_MAX_RESULTS_DEFAULT),
+    }
+}
+
 // ---- experiments ----
 
 #[derive(Deserialize)]
@@ -619,7 +630,7 @@ async fn search_runs(
             .map(|o| search::parse_run_order_by(o))
             .collect::<Result<_, _>>()?,
         view: view_type(req.run_view_type)?,
-        max_results: max_results(req.max_results, SEARCH_MAX_RESULTS_DEFAULT)?,
+        max_results: run_max_results(req.max_results)?,
         page_token: req.page_token,
     };
     let page = state.store(move |s| s.search_runs(&search)).await?;

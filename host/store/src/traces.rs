@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use wasmflow_core::paging::Page;
+use wasmflow_core::search::{not_quoted, py_set};
 use wasmflow_core::{Error, Result};
 
 pub use crate::span_text::{SpanText, set_span_text};
@@ -395,7 +396,7 @@ fn split_identifier(ident: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn attribute_key(key: &str, text: &str) -> Result<TraceKey> {
+fn attribute_key(key: &str) -> Result<TraceKey> {
     Ok(match key {
         "timestamp" | "timestamp_ms" => TraceKey::Numeric("request_time"),
         "execution_time" | "execution_time_ms" => TraceKey::Numeric("execution_duration"),
@@ -409,10 +410,22 @@ fn attribute_key(key: &str, text: &str) -> Result<TraceKey> {
         "prompt" | "prompts" => TraceKey::Prompt,
         other => {
             return Err(invalid(format!(
-                "Invalid attribute key '{other}' specified in '{text}'. Valid keys are: \
-                 ['client_request_id', 'end_time', 'end_time_ms', 'execution_time', \
-                 'execution_time_ms', 'name', 'prompt', 'request_id', 'run_id', 'status', \
-                 'text', 'timestamp', 'timestamp_ms']"
+                "Invalid attribute key '{other}' specified. Valid keys are '{}'",
+                py_set(&[
+                    "client_request_id",
+                    "end_time",
+                    "end_time_ms",
+                    "execution_time",
+                    "execution_time_ms",
+                    "name",
+                    "prompt",
+                    "request_id",
+                    "run_id",
+                    "status",
+                    "text",
+                    "timestamp",
+                    "timestamp_ms",
+                ])
             )));
         }
     })
@@ -430,8 +443,8 @@ fn filter_key(ident: &str, text: &str) -> Result<TraceKey> {
         }
     };
     match prefix {
-        None => attribute_key(key, text),
-        Some("attribute" | "attributes" | "trace") => attribute_key(key, text),
+        None => attribute_key(key),
+        Some("attribute" | "attributes" | "trace") => attribute_key(key),
         Some("tag" | "tags") => Ok(TraceKey::Tag(key_ok(key)?)),
         Some("request_metadata" | "metadata") => Ok(TraceKey::Metadata(key_ok(key)?)),
         Some("span") => match key {
@@ -456,8 +469,20 @@ fn filter_key(ident: &str, text: &str) -> Result<TraceKey> {
             name: key_ok(key)?,
         }),
         Some(other) => Err(invalid(format!(
-            "Invalid entity type '{other}'. Valid values are ['attribute', 'expectation', \
-             'feedback', 'metadata', 'request_metadata', 'span', 'tag', 'tags', 'trace']"
+            "Invalid entity type '{other}'. Valid values are {}",
+            py_set(&[
+                "attribute",
+                "attributes",
+                "expectation",
+                "feedback",
+                "issue",
+                "metadata",
+                "request_metadata",
+                "span",
+                "tag",
+                "tags",
+                "trace",
+            ])
         ))),
     }
 }
@@ -480,6 +505,73 @@ fn allowed_ops(key: &TraceKey) -> &'static [TraceOp] {
         ],
         TraceKey::Prompt => &[Eq],
     }
+}
+
+// MLflow's `SearchTraceUtils` comparator sets (printed as Python prints them).
+const TAG_COMPARATORS: &[&str] = &[
+    "!=",
+    "=",
+    "LIKE",
+    "ILIKE",
+    "RLIKE",
+    "IS NULL",
+    "IS NOT NULL",
+];
+const STRING_COMPARATORS: &[&str] = &["!=", "=", "IN", "NOT IN", "LIKE", "ILIKE", "RLIKE"];
+/// `SearchTraceUtils.NUMERIC_ATTRIBUTES`.
+const NUMERIC_KEYS: &[&str] = &[
+    "timestamp",
+    "timestamp_ms",
+    "execution_time",
+    "execution_time_ms",
+    "end_time",
+    "end_time_ms",
+];
+
+/// A comparator `key` does not take, in the words of the MLflow code that refuses it (some
+/// lack the closing quote there too); `None` where this parser has its own.
+fn comparator_error(key: &TraceKey, ident: &str, op: &str) -> Option<Error> {
+    let tags = py_set(TAG_COMPARATORS);
+    let strings = py_set(STRING_COMPARATORS);
+    Some(invalid(match key {
+        TraceKey::Tag(_) => format!("Invalid comparator '{op}' not one of '{tags}"),
+        TraceKey::Metadata(_) => format!("Invalid comparator '{op}' not one of '{tags}'"),
+        TraceKey::Column(_) => format!("Invalid comparator '{op}' not one of '{strings}'"),
+        TraceKey::Numeric(_) => format!("Invalid comparator '{op}' not one of '{strings}"),
+        TraceKey::Span(_) => format!("{ident} comparator '{op}' not one of '{strings}'"),
+        TraceKey::SpanAttribute(k) if !k.is_empty() => {
+            format!("{ident} comparator '{op}' not one of '{strings}'")
+        }
+        _ => return None,
+    }))
+}
+
+/// A number where `key` takes a quoted string, in MLflow's words (`_get_value`). MLflow reads
+/// the value before it maps an attribute (`name`, `run_id`) to the tag or metadata it stands
+/// for, so those are words about attributes.
+fn not_a_string(key: &TraceKey, ident: &str, number: &str) -> Option<Error> {
+    let attribute = matches!(
+        split_identifier(ident).0,
+        None | Some("attribute" | "attributes" | "trace")
+    );
+    let entity = match key {
+        _ if attribute && !matches!(key, TraceKey::Column(_)) => {
+            return not_a_string(&TraceKey::Column(""), ident, number);
+        }
+        TraceKey::Tag(_) => "tag",
+        TraceKey::Metadata(_) => "request_metadata",
+        TraceKey::Span(_) | TraceKey::SpanAttribute(_) => "span",
+        TraceKey::Column(_) => {
+            return Some(invalid(format!(
+                "Only the '{}' attributes support comparison with numeric values.",
+                py_set(NUMERIC_KEYS)
+            )));
+        }
+        _ => return None,
+    };
+    Some(invalid(format!(
+        "Expected a quoted string value for {entity} (e.g. 'my-value'). Got value {number}"
+    )))
 }
 
 /// The comparator just read (the tokens before `pos`), for error messages.
@@ -519,6 +611,17 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
         let op = match tokens.get(pos) {
             Some(Token::Op(o)) => {
                 pos += 1;
+                // `==` and `<>` are comparators to MLflow's parser too, refused for the key.
+                let unknown = match (o.as_str(), tokens.get(pos)) {
+                    ("==", _) => Some("=="),
+                    ("<", Some(Token::Op(next))) if next == ">" => Some("<>"),
+                    _ => None,
+                };
+                if let Some(op) = unknown
+                    && let Some(e) = comparator_error(&key, ident, op)
+                {
+                    return Err(e);
+                }
                 match o.as_str() {
                     "=" | "==" => TraceOp::Eq,
                     "!=" => TraceOp::Ne,
@@ -537,6 +640,15 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
                     "ILIKE" => TraceOp::ILike,
                     "RLIKE" => TraceOp::RLike,
                     "IN" => TraceOp::In,
+                    "NOT" if next_is(pos, "LIKE") || next_is(pos, "ILIKE") => {
+                        let like = if next_is(pos, "LIKE") {
+                            "LIKE"
+                        } else {
+                            "ILIKE"
+                        };
+                        return Err(comparator_error(&key, ident, &format!("NOT {like}"))
+                            .unwrap_or_else(|| bad(&format!("invalid comparator 'NOT {like}'"))));
+                    }
                     "NOT" if next_is(pos, "IN") => {
                         pos += 1;
                         TraceOp::NotIn
@@ -561,10 +673,25 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
                 op_text(&tokens, pos)
             )));
         }
-        if !allowed_ops(&key).contains(&op) {
-            return Err(bad(&format!(
-                "the comparator is not supported for '{ident}'"
+        // MLflow reads a list value before the comparator: only some keys take one.
+        if matches!(op, TraceOp::In | TraceOp::NotIn) && matches!(key, TraceKey::Numeric(_)) {
+            return Err(invalid(format!(
+                "Only attributes in {} supports comparison with a list of quoted string values.",
+                py_set(&[
+                    "name",
+                    "status",
+                    "request_id",
+                    "client_request_id",
+                    "run_id"
+                ])
             )));
+        }
+        if !allowed_ops(&key).contains(&op) {
+            return Err(
+                comparator_error(&key, ident, &op_text(&tokens, pos)).unwrap_or_else(|| {
+                    bad(&format!("the comparator is not supported for '{ident}'"))
+                }),
+            );
         }
         let value = match op {
             TraceOp::IsNull | TraceOp::IsNotNull => TraceValue::None,
@@ -609,11 +736,18 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
                         TraceValue::Str(b.to_ascii_lowercase())
                     }
                     (Some(Token::Str(s)), _) => TraceValue::Str(s.clone()),
-                    (Some(Token::Number(_)), _) => {
-                        return Err(bad(&format!(
-                            "the value of '{ident}' must be a quoted string"
-                        )));
+                    (Some(Token::Number(n)), _) => {
+                        return Err(not_a_string(&key, ident, n).unwrap_or_else(|| {
+                            bad(&format!("the value of '{ident}' must be a quoted string"))
+                        }));
                     }
+                    (
+                        Some(Token::Ident(word)),
+                        TraceKey::Tag(_)
+                        | TraceKey::Metadata(_)
+                        | TraceKey::Column(_)
+                        | TraceKey::Span(_),
+                    ) => return Err(not_quoted(word)),
                     _ => return Err(bad("expected a value")),
                 };
                 pos += 1;
@@ -649,15 +783,18 @@ pub fn parse_trace_filter(text: &str) -> Result<Vec<TraceClause>> {
 /// Parses one `order_by` item of `search_traces`.
 pub fn parse_trace_order_by(text: &str) -> Result<TraceOrder> {
     let mut words = text.split_whitespace();
+    // MLflow's words (`SearchUtils._parse_order_by_string`).
     let (Some(ident), direction, None) = (words.next(), words.next(), words.next()) else {
-        return Err(invalid(format!("Invalid order_by clause '{text}'.")));
+        return Err(invalid(format!(
+            "Invalid order_by clause '{text}'. Could not be parsed."
+        )));
     };
     let ascending = match direction.map(str::to_ascii_uppercase).as_deref() {
         None | Some("ASC") => true,
         Some("DESC") => false,
-        Some(other) => {
+        Some(_) => {
             return Err(invalid(format!(
-                "Invalid ordering key in order_by clause '{text}': '{other}'"
+                "Invalid ordering key in order_by clause '{text}'."
             )));
         }
     };
