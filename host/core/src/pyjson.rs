@@ -310,12 +310,9 @@ pub fn repr(value: &Value) -> String {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or_default();
-            if f.fract() == 0.0 && f.abs() < 1e16 {
-                format!("{f:.1}")
-            } else {
-                f.to_string()
-            }
+            let mut text = Vec::new();
+            write_f64(&mut text, n.as_f64().unwrap_or_default());
+            String::from_utf8(text).unwrap_or_default()
         }
         Value::Number(n) => n.to_string(),
         Value::String(s) => repr_str(s),
@@ -337,6 +334,14 @@ pub fn repr(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn repr_as_python_prints_what_json_loads_makes() {
+        assert_eq!(
+            repr(&json!([1, 2.0, 1.5e-5, 1e16, null, true, "it's", {"k": "v"}])),
+            r#"[1, 2.0, 1.5e-05, 1e+16, None, True, "it's", {'k': 'v'}]"#
+        );
+    }
 
     #[test]
     fn as_python_writes_it() {
