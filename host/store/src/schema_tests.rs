@@ -506,12 +506,39 @@ INSERT INTO trace_runs (trace_id, run_id) VALUES ('tr-c', 'r-1');
 INSERT INTO trace_prompts (trace_id, prompt) VALUES ('tr-b', 'p/1');
 "#;
 
+/// The ids of the first 10 traces of `experiments` that `filter` finds, in `order`.
+fn trace_ids(
+    store: &dyn crate::Store,
+    experiments: &[&str],
+    filter: &str,
+    order: &[&str],
+) -> Vec<String> {
+    use crate::traces::{TraceSearch, parse_trace_filter, parse_trace_order_by};
+
+    store
+        .search_traces(&TraceSearch {
+            experiment_ids: experiments.iter().map(|e| e.to_string()).collect(),
+            filter: parse_trace_filter(filter).unwrap(),
+            order_by: order
+                .iter()
+                .map(|o| parse_trace_order_by(o).unwrap())
+                .collect(),
+            max_results: 10,
+            page_token: None,
+        })
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.trace_id)
+        .collect()
+}
+
 #[test]
 fn migration_14_keys_trace_rows_by_integer_and_keeps_them() {
     use std::collections::BTreeMap;
 
     use crate::testing::query_texts;
-    use crate::traces::{NewSpan, TraceDeletion, TraceSearch, parse_trace_filter};
+    use crate::traces::{NewSpan, TraceDeletion};
 
     let pairs = |v: &[(&str, &str)]| -> BTreeMap<String, String> {
         v.iter()
@@ -614,24 +641,7 @@ fn migration_14_keys_trace_rows_by_integer_and_keeps_them() {
         );
 
         // Searches over each child table.
-        let search = |filter: &str, order: &[&str]| -> Vec<String> {
-            store
-                .search_traces(&TraceSearch {
-                    experiment_ids: vec!["7".into()],
-                    filter: parse_trace_filter(filter).unwrap(),
-                    order_by: order
-                        .iter()
-                        .map(|o| crate::traces::parse_trace_order_by(o).unwrap())
-                        .collect(),
-                    max_results: 10,
-                    page_token: None,
-                })
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|t| t.trace_id)
-                .collect()
-        };
+        let search = |filter: &str, order: &[&str]| trace_ids(&*store, &["7"], filter, order);
         assert_eq!(search("", &[]), ["tr-c", "tr-b", "tr-a"], "{uri}");
         assert_eq!(search("tags.k = '1'", &[]), ["tr-a"], "{uri}");
         assert_eq!(search("span.name = 'root'", &[]), ["tr-b", "tr-a"], "{uri}");
@@ -751,8 +761,6 @@ fn migration_14_keys_trace_rows_by_integer_and_keeps_them() {
 /// both.
 #[test]
 fn migration_15_keeps_assessments_with_their_traces_experiment_and_key() {
-    use crate::traces::{TraceSearch, parse_trace_filter};
-
     for db in backends() {
         let uri = db.uri.as_str();
         at_version(uri, 14);
@@ -795,21 +803,8 @@ fn migration_15_keeps_assessments_with_their_traces_experiment_and_key() {
                 "SELECT relallvisible::bigint FROM pg_class WHERE relname = 'assessments'";
             assert_eq!(count(uri, visible), 1, "{uri}");
         }
-        let search = |experiments: &[&str], filter: &str| -> Vec<String> {
-            store
-                .search_traces(&TraceSearch {
-                    experiment_ids: experiments.iter().map(|e| e.to_string()).collect(),
-                    filter: parse_trace_filter(filter).unwrap(),
-                    order_by: Vec::new(),
-                    max_results: 10,
-                    page_token: None,
-                })
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|t| t.trace_id)
-                .collect()
-        };
+        let search =
+            |experiments: &[&str], filter: &str| trace_ids(&*store, experiments, filter, &[]);
         assert!(search(&["7"], "feedback.q IS NULL").is_empty(), "{uri}");
         assert_eq!(search(&["7", "8"], "feedback.q IS NULL"), ["tr-c"], "{uri}");
         assert_eq!(
