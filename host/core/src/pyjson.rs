@@ -98,6 +98,14 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
     }
 }
 
+/// `x` as Python's `repr(float)` writes it ([`write_f64`]; a non-finite one as `json.dumps`
+/// does), as a string: what MLflow's messages and labels show of a float.
+pub fn repr_f64(x: f64) -> String {
+    let mut out = Vec::new();
+    write_f64(&mut out, x);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Appends `x` as Python's `repr(float)` (and so `json.dumps`) writes it.
 pub fn write_f64(out: &mut Vec<u8>, x: f64) {
     if !x.is_finite() {
@@ -309,11 +317,7 @@ pub fn repr(value: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => {
-            let mut text = Vec::new();
-            write_f64(&mut text, n.as_f64().unwrap_or_default());
-            String::from_utf8(text).unwrap_or_default()
-        }
+        Value::Number(n) if n.is_f64() => repr_f64(n.as_f64().unwrap_or_default()),
         Value::Number(n) => n.to_string(),
         Value::String(s) => repr_str(s),
         Value::Array(items) => {

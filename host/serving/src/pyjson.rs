@@ -9,7 +9,7 @@
 use std::cell::Cell;
 
 use base64::Engine as _;
-pub use wasmflow_core::pyjson::write_f64;
+pub use wasmflow_core::pyjson::{repr_f64, write_f64};
 
 /// Appends a float32 as Python writes `float(np.float32(x))`: the float64 of the same value.
 pub fn write_f32(out: &mut Vec<u8>, x: f32) {

@@ -420,16 +420,10 @@ fn params_text(params: Json) -> String {
     out
 }
 
-fn python_float(f: f64) -> String {
-    let mut out = Vec::new();
-    pyjson::write_f64(&mut out, f);
-    String::from_utf8(out).unwrap_or_default()
-}
-
 /// A value as an error message quotes it (a non-finite number as Python writes it).
 fn show(value: &Json) -> String {
     match value {
-        Json::String(s) => pyjson::nonfinite(s).map_or_else(|| value.to_string(), python_float),
+        Json::String(s) => pyjson::nonfinite(s).map_or_else(|| value.to_string(), pyjson::repr_f64),
         other => other.to_string(),
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
+use wasmflow_core::pyjson::repr_f64;
 use wasmflow_core::{Error, Result};
 
 use crate::columns::Columns;
@@ -87,7 +88,7 @@ impl Aggregation {
                 if !(0.0..=100.0).contains(&p) {
                     return Err(Error::invalid(format!(
                         "Percentile value must be between 0 and 100, got {}",
-                        py_float(p)
+                        repr_f64(p)
                     )));
                 }
                 return Ok(Self::Percentile(p));
@@ -121,18 +122,9 @@ impl Aggregation {
     /// MLflow's `str(aggregation)`.
     pub fn label(self) -> String {
         match self {
-            Self::Percentile(p) => format!("P{}", py_float(p)),
+            Self::Percentile(p) => format!("P{}", repr_f64(p)),
             other => other.kind().to_string(),
         }
-    }
-}
-
-/// A float as Python's `repr` writes it (`50.0`, `99.9`).
-fn py_float(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
     }
 }
 
